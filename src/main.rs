@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    std::process::ExitCode::from(deploy_action::run(std::env::args_os()))
+}
