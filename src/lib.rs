@@ -1,1 +1,65 @@
-pub fn run<I: IntoIterator<Item = std::ffi::OsString>>(_args: I) -> u8 { 0 }
+//! deploy-action: deploy a monorepo stage by stage from one binary.
+//!
+//! Commands are data. The layers, from pure to effectful:
+//!
+//! ```text
+//! manifest → changes → plan → steps → executor → report
+//! (pure)     (git)     (pure)          (exec/)    (report/)
+//! ```
+//!
+//! - `manifest/`, `diag/`, `cmd/`, `plan/`, `state/` are pure: no processes, no network, no terminal,
+//!   no clock.
+//! - `exec/` is the only layer that starts processes or opens SSH sessions; `api/` the only one that
+//!   talks HTTP; `db/` the only one that opens database connections.
+//! - `report/` is the only layer that prints.
+//! - `commands/` glues them, one short file per subcommand.
+
+pub mod cli;
+pub mod cmd;
+pub mod commands;
+pub mod diag;
+pub mod env_vars;
+pub mod error;
+pub mod exec;
+pub mod exit;
+pub mod manifest;
+pub mod plan;
+pub mod report;
+pub mod settings;
+
+use clap::Parser;
+use std::ffi::OsString;
+
+/// Runs the tool with `args` (including the program name) and returns the exit code.
+pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
+    let cli = match cli::Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::Exit::Input.code()
+            } else {
+                exit::Exit::Success.code()
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let settings = settings::Settings::from_args(&cli.global);
+    let report = report::Report::from_env(settings.json);
+    let ctx = commands::Ctx { settings, report };
+    match commands::execute(cli.command, &ctx) {
+        Ok(()) => exit::Exit::Success.code(),
+        Err(err) => {
+            if let error::Error::Manifest(m) = &err {
+                let loc = m.location();
+                ctx.report.error(
+                    &err.render(ctx.report.color()),
+                    loc.as_ref().map(|(f, l, c)| (f.as_str(), *l, *c)),
+                );
+            } else {
+                ctx.report.error(&err.render(ctx.report.color()), None);
+            }
+            err.exit().code()
+        }
+    }
+}

@@ -1,1 +1,5 @@
-//! Integration tests: the real binary against real services.
+//! Integration tests: the real binary against real services (scripts/test-env.sh).
+//! One test binary, modules grouped by feature.
+
+mod harness;
+mod smoke;

@@ -1,0 +1,243 @@
+//! Commands as values: argv, environment, stdin and working directory.
+//!
+//! Pure: builds data, never starts a process. Only `exec/` runs a [`Cmd`]. Secret arguments are typed
+//! ([`Arg::Secret`]) from the moment they are created, so every rendering (console, `--json`, the audit
+//! log, the job summary) shows `***` and only an executor ever sees the value.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// A secret value. `Debug` and `Display` print `***`; [`Secret::expose`] is the only way to the text.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// One argument or environment value of a command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Arg {
+    Plain(String),
+    Secret(Secret),
+}
+
+impl Arg {
+    /// The text shown to people: secrets as `***`.
+    pub fn display(&self) -> &str {
+        match self {
+            Arg::Plain(s) => s,
+            Arg::Secret(_) => "***",
+        }
+    }
+    /// The real value, for executors only.
+    pub fn expose(&self) -> &str {
+        match self {
+            Arg::Plain(s) => s,
+            Arg::Secret(s) => s.expose(),
+        }
+    }
+}
+
+impl From<&str> for Arg {
+    fn from(s: &str) -> Self {
+        Arg::Plain(s.to_string())
+    }
+}
+impl From<String> for Arg {
+    fn from(s: String) -> Self {
+        Arg::Plain(s)
+    }
+}
+impl From<&String> for Arg {
+    fn from(s: &String) -> Self {
+        Arg::Plain(s.clone())
+    }
+}
+impl From<Secret> for Arg {
+    fn from(s: Secret) -> Self {
+        Arg::Secret(s)
+    }
+}
+
+/// A command to run: program, arguments, environment, optional stdin bytes and working directory.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Cmd {
+    pub program: String,
+    pub args: Vec<Arg>,
+    pub env: Vec<(String, Arg)>,
+    pub stdin: Option<Vec<u8>>,
+    pub cwd: Option<String>,
+}
+
+impl Cmd {
+    pub fn new(program: impl Into<String>) -> Self {
+        Cmd {
+            program: program.into(),
+            ..Default::default()
+        }
+    }
+
+    /// `sh -c SCRIPT` (a user's `build:`/`test:` command line, run as written).
+    pub fn shell(script: impl Into<String>) -> Self {
+        Cmd::new("sh").arg("-c").arg(script.into())
+    }
+
+    pub fn arg(mut self, arg: impl Into<Arg>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I, A>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = A>,
+        A: Into<Arg>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn secret(mut self, value: Secret) -> Self {
+        self.args.push(Arg::Secret(value));
+        self
+    }
+
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<Arg>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(bytes.into());
+        self
+    }
+
+    pub fn cwd(mut self, dir: impl Into<String>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    /// The command as people see it: shell-quoted, secrets as `***`, prefixed by `cd DIR &&` and
+    /// `KEY=VALUE` assignments when present.
+    pub fn display(&self) -> String {
+        self.render(false)
+    }
+
+    /// The command as one POSIX shell line with real values, for an executor that must go through a
+    /// remote shell (SSH `exec` takes a single string).
+    pub fn to_shell_line(&self) -> String {
+        self.render(true)
+    }
+
+    fn render(&self, expose: bool) -> String {
+        let pick = |a: &Arg| {
+            if expose {
+                a.expose().to_string()
+            } else {
+                a.display().to_string()
+            }
+        };
+        let mut out = String::new();
+        if let Some(dir) = &self.cwd {
+            out.push_str("cd ");
+            out.push_str(&shell_quote(dir));
+            out.push_str(" && ");
+        }
+        for (k, v) in &self.env {
+            out.push_str(k);
+            out.push('=');
+            let value = pick(v);
+            if !expose && matches!(v, Arg::Secret(_)) {
+                out.push_str(&value);
+            } else {
+                out.push_str(&shell_quote(&value));
+            }
+            out.push(' ');
+        }
+        out.push_str(&shell_quote(&self.program));
+        for a in &self.args {
+            out.push(' ');
+            if !expose && matches!(a, Arg::Secret(_)) {
+                out.push_str("***");
+            } else {
+                out.push_str(&shell_quote(&pick(a)));
+            }
+        }
+        out
+    }
+
+    /// The program and plain arguments, secrets exposed: for local executors.
+    pub fn argv_exposed(&self) -> Vec<String> {
+        std::iter::once(self.program.clone())
+            .chain(self.args.iter().map(|a| a.expose().to_string()))
+            .collect()
+    }
+}
+
+impl fmt::Display for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display())
+    }
+}
+
+/// The one audited POSIX shell quoting function: leaves safe words alone, single-quotes the rest.
+pub fn shell_quote(s: &str) -> Cow<'_, str> {
+    let safe = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b));
+    if safe {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(format!("'{}'", s.replace('\'', r"'\''")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_leaves_safe_words_and_escapes_quotes() {
+        assert_eq!(shell_quote("docker"), "docker");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("$HOME"), "'$HOME'");
+    }
+
+    #[test]
+    fn secrets_never_show_in_display() {
+        let c = Cmd::new("psql")
+            .arg("-c")
+            .arg("select 1")
+            .env("PGPASSWORD", Secret::new("hunter2"))
+            .secret(Secret::new("tok"))
+            .cwd("/srv/my app");
+        assert_eq!(
+            c.display(),
+            "cd '/srv/my app' && PGPASSWORD=*** psql -c 'select 1' ***"
+        );
+        assert_eq!(
+            c.to_shell_line(),
+            "cd '/srv/my app' && PGPASSWORD=hunter2 psql -c 'select 1' tok"
+        );
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,55 @@
+//! Every environment variable the tool reads, as a documented constant.
+//!
+//! Secrets among them are registered with the masker before anything could print them.
+
+/// Private key text for SSH (masked).
+pub const DEPLOY_SSH_KEY: &str = "DEPLOY_SSH_KEY";
+/// Path of a private key file for SSH.
+pub const DEPLOY_SSH_KEY_FILE: &str = "DEPLOY_SSH_KEY_FILE";
+/// known_hosts lines (plain or hashed).
+pub const DEPLOY_KNOWN_HOSTS: &str = "DEPLOY_KNOWN_HOSTS";
+/// Path of a known_hosts file.
+pub const DEPLOY_KNOWN_HOSTS_FILE: &str = "DEPLOY_KNOWN_HOSTS_FILE";
+/// Cloudflare API token (masked).
+pub const CLOUDFLARE_API_TOKEN: &str = "CLOUDFLARE_API_TOKEN";
+/// Cloudflare account id.
+pub const CLOUDFLARE_ACCOUNT_ID: &str = "CLOUDFLARE_ACCOUNT_ID";
+/// Cloudflare API base URL, default `https://api.cloudflare.com/client/v4`.
+pub const CLOUDFLARE_API_BASE_URL: &str = "CLOUDFLARE_API_BASE_URL";
+/// GitHub token (masked).
+pub const GITHUB_TOKEN: &str = "GITHUB_TOKEN";
+/// `true` inside GitHub Actions.
+pub const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";
+pub const GITHUB_OUTPUT: &str = "GITHUB_OUTPUT";
+pub const GITHUB_STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
+pub const GITHUB_EVENT_NAME: &str = "GITHUB_EVENT_NAME";
+pub const GITHUB_EVENT_PATH: &str = "GITHUB_EVENT_PATH";
+pub const GITHUB_SHA: &str = "GITHUB_SHA";
+pub const GITHUB_REF_NAME: &str = "GITHUB_REF_NAME";
+pub const GITHUB_HEAD_REF: &str = "GITHUB_HEAD_REF";
+pub const GITHUB_REPOSITORY: &str = "GITHUB_REPOSITORY";
+pub const GITHUB_RUN_ID: &str = "GITHUB_RUN_ID";
+pub const GITHUB_RUN_ATTEMPT: &str = "GITHUB_RUN_ATTEMPT";
+pub const GITHUB_SERVER_URL: &str = "GITHUB_SERVER_URL";
+pub const GITHUB_API_URL: &str = "GITHUB_API_URL";
+pub const GITHUB_ACTOR: &str = "GITHUB_ACTOR";
+pub const GITHUB_WORKSPACE: &str = "GITHUB_WORKSPACE";
+/// Disables colour (https://no-color.org).
+pub const NO_COLOR: &str = "NO_COLOR";
+/// Test switch: never draw progress bars or spinners.
+pub const DEPLOY_TEST_NO_PROGRESS: &str = "DEPLOY_TEST_NO_PROGRESS";
+/// Test switch: retry immediately instead of backing off.
+pub const DEPLOY_TEST_NO_RETRY_DELAY: &str = "DEPLOY_TEST_NO_RETRY_DELAY";
+
+/// Variables whose values are secrets and are masked wherever they could appear.
+pub const SECRET_VARS: &[&str] = &[DEPLOY_SSH_KEY, CLOUDFLARE_API_TOKEN, GITHUB_TOKEN];
+
+/// Reads a variable, treating an empty value as unset.
+pub fn get(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// True when running inside GitHub Actions.
+pub fn in_github_actions() -> bool {
+    get(GITHUB_ACTIONS).as_deref() == Some("true")
+}

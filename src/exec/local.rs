@@ -1,0 +1,204 @@
+//! The local executor: child processes on this machine (duct for captured runs; std pipes with
+//! reader threads for streamed runs, which relay stdout and stderr line by line as they arrive).
+
+use super::{ExecError, Executor, Output, Stream};
+use crate::cmd::Cmd;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+
+/// Runs commands on this machine.
+#[derive(Default)]
+pub struct LocalExecutor;
+
+impl LocalExecutor {
+    fn command(cmd: &Cmd) -> Command {
+        let mut c = Command::new(&cmd.program);
+        c.args(cmd.args.iter().map(|a| a.expose()));
+        for (k, v) in &cmd.env {
+            c.env(k, v.expose());
+        }
+        if let Some(dir) = &cmd.cwd {
+            c.current_dir(dir);
+        }
+        c
+    }
+
+    fn spawn_error(cmd: &Cmd, e: std::io::Error) -> ExecError {
+        let message = if e.kind() == std::io::ErrorKind::NotFound {
+            format!("`{}` not found on PATH", cmd.program)
+        } else {
+            e.to_string()
+        };
+        ExecError::Spawn {
+            host: "local".into(),
+            program: cmd.program.clone(),
+            message,
+        }
+    }
+}
+
+impl Executor for LocalExecutor {
+    fn label(&self) -> String {
+        "local".into()
+    }
+
+    fn run(
+        &mut self,
+        cmd: &Cmd,
+        input: Option<&mut dyn Read>,
+        on_line: &mut dyn FnMut(Stream, &str),
+    ) -> Result<i32, ExecError> {
+        let mut c = Self::command(cmd);
+        let wants_stdin = cmd.stdin.is_some() || input.is_some();
+        c.stdin(if wants_stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().map_err(|e| Self::spawn_error(cmd, e))?;
+        let io_err = |e: std::io::Error| ExecError::Io {
+            host: "local".into(),
+            message: e.to_string(),
+        };
+
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = std::sync::mpsc::channel::<(Stream, String)>();
+        let readers: Vec<_> = [
+            (Stream::Stdout, Box::new(stdout) as Box<dyn Read + Send>),
+            (Stream::Stderr, Box::new(stderr)),
+        ]
+        .into_iter()
+        .map(|(stream, pipe)| {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(pipe);
+                let mut buf = Vec::new();
+                while reader
+                    .read_until(b'\n', &mut buf)
+                    .map(|n| n > 0)
+                    .unwrap_or(false)
+                {
+                    let line = String::from_utf8_lossy(&buf)
+                        .trim_end_matches(['\n', '\r'])
+                        .to_string();
+                    if tx.send((stream, line)).is_err() {
+                        break;
+                    }
+                    buf.clear();
+                }
+            })
+        })
+        .collect();
+        drop(tx);
+
+        if let Some(mut stdin) = child.stdin.take() {
+            // Feed stdin on this thread while the readers drain the pipes; a closed pipe (the child
+            // exited early) is not an error of ours: its exit status tells the story.
+            let feed = || -> std::io::Result<()> {
+                if let Some(bytes) = &cmd.stdin {
+                    stdin.write_all(bytes)?;
+                }
+                if let Some(input) = input {
+                    std::io::copy(input, &mut stdin)?;
+                }
+                Ok(())
+            };
+            match feed() {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(io_err(e)),
+                _ => {}
+            }
+        }
+        for (stream, line) in rx {
+            on_line(stream, &line);
+        }
+        for r in readers {
+            let _ = r.join();
+        }
+        let status = child.wait().map_err(io_err)?;
+        Ok(exit_code(status))
+    }
+
+    fn capture(&mut self, cmd: &Cmd) -> Result<Output, ExecError> {
+        let mut expr = duct::cmd(&cmd.program, cmd.args.iter().map(|a| a.expose()))
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked();
+        for (k, v) in &cmd.env {
+            expr = expr.env(k, v.expose());
+        }
+        if let Some(dir) = &cmd.cwd {
+            expr = expr.dir(dir);
+        }
+        expr = match &cmd.stdin {
+            Some(bytes) => expr.stdin_bytes(bytes.clone()),
+            None => expr.stdin_null(),
+        };
+        let out = expr.run().map_err(|e| Self::spawn_error(cmd, e))?;
+        Ok(Output {
+            status: exit_code(out.status),
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
+    }
+
+    fn upload(&mut self, remote_path: &str, data: &[u8], mode: i32) -> Result<(), ExecError> {
+        use std::os::unix::fs::PermissionsExt;
+        let io_err = |e: std::io::Error| ExecError::Io {
+            host: "local".into(),
+            message: format!("{remote_path}: {e}"),
+        };
+        let path = std::path::Path::new(remote_path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io_err)?;
+        }
+        // Write beside the target and rename, so a reader never sees half a file.
+        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        std::fs::write(&tmp, data).map_err(io_err)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode as u32))
+            .map_err(io_err)?;
+        std::fs::rename(&tmp, path).map_err(io_err)
+    }
+}
+
+/// The exit code, or 128 + signal for a killed process (as shells report it).
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_streams_and_reports_status() {
+        let mut ex = LocalExecutor;
+        let mut lines = Vec::new();
+        let status = ex
+            .run(
+                &Cmd::shell("echo out; echo err >&2; cat; exit 3").stdin("in\n"),
+                None,
+                &mut |s, l| lines.push((s, l.to_string())),
+            )
+            .unwrap();
+        assert_eq!(status, 3);
+        assert!(lines.contains(&(Stream::Stdout, "out".into())));
+        assert!(lines.contains(&(Stream::Stderr, "err".into())));
+        assert!(lines.contains(&(Stream::Stdout, "in".into())));
+    }
+
+    #[test]
+    fn missing_program_is_a_clear_error() {
+        let err = LocalExecutor
+            .capture(&Cmd::new("no-such-program-xyz"))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("`no-such-program-xyz` not found"),
+            "{err}"
+        );
+    }
+}

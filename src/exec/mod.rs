@@ -1,0 +1,79 @@
+//! Executors: the only layer that starts processes or opens SSH sessions.
+//!
+//! `local.rs` runs child processes, `ssh.rs` keeps one authenticated session per host and reuses it
+//! for every step, `dry_run.rs` records and prints. The same [`Plan`](crate::plan::Plan) runs on all.
+
+use crate::cmd::Cmd;
+use std::io::Read;
+
+pub mod local;
+
+/// Which stream a line of relayed output came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// The collected result of a command.
+#[derive(Clone, Debug, Default)]
+pub struct Output {
+    pub status: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.status == 0
+    }
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    /// The last lines of stderr, for error messages.
+    pub fn stderr_tail(&self, lines: usize) -> String {
+        let text = String::from_utf8_lossy(&self.stderr);
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+/// Errors an executor reports (not a command's non-zero exit, which is a normal [`Output`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("{host}: cannot connect: {message}")]
+    Connect { host: String, message: String },
+    #[error("{host}: host key refused: {message}")]
+    HostKey { host: String, message: String },
+    #[error("{host}: authentication failed: {message}")]
+    Auth { host: String, message: String },
+    #[error("{host}: cannot start `{program}`: {message}")]
+    Spawn {
+        host: String,
+        program: String,
+        message: String,
+    },
+    #[error("{host}: {message}")]
+    Io { host: String, message: String },
+}
+
+/// Runs commands and moves files on one target.
+pub trait Executor {
+    /// The target's label (`local`, `root@127.0.0.1:2222`).
+    fn label(&self) -> String;
+
+    /// Runs `cmd`, feeding `input` (if any) to its stdin after `cmd.stdin`, and passing each output
+    /// line to `on_line` as it arrives. Returns the exit status; a non-zero status is not an error.
+    fn run(
+        &mut self,
+        cmd: &Cmd,
+        input: Option<&mut dyn Read>,
+        on_line: &mut dyn FnMut(Stream, &str),
+    ) -> Result<i32, ExecError>;
+
+    /// Runs `cmd` and collects its output.
+    fn capture(&mut self, cmd: &Cmd) -> Result<Output, ExecError>;
+
+    /// Writes `data` to `remote_path` on the target with `mode`, creating parent directories.
+    fn upload(&mut self, remote_path: &str, data: &[u8], mode: i32) -> Result<(), ExecError>;
+}
