@@ -26,6 +26,7 @@ pub mod manifest;
 pub mod plan;
 pub mod report;
 pub mod settings;
+pub mod state;
 
 use clap::Parser;
 use std::ffi::OsString;
