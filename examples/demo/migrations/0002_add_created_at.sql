@@ -1,2 +1,2 @@
-ALTER TABLE notes ADD COLUMN created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP;
-INSERT INTO notes (body) VALUES ('deployed by deploy-action');
+ALTER TABLE notes ADD COLUMN created_at TEXT;
+INSERT INTO notes (body, created_at) VALUES ('deployed by deploy-action', datetime('now'));
