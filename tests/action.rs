@@ -1,0 +1,929 @@
+//! The composite GitHub Action as users meet it: action.yml, dist/install.sh (pinned, checksum-verified
+//! install with a source-build fallback), dist/run.sh, the release/CI workflows and the copyable
+//! examples under workflows-examples/.
+//!
+//! Checked with the real offline tools of the test environment (check-jsonschema's vendored GitHub
+//! schemas, zizmor, act in self-hosted mode); a missing tool fails the test naming the setup command.
+//! The installer runs for real against release assets served from file:// URLs.
+
+use crate::harness::services::{self, SETUP};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The example workflows the documentation promises, one per use.
+const EXAMPLES: &[&str] = &[
+    "deploy-changed-services.yml",
+    "pages-preview.yml",
+    "migrate-approval.yml",
+    "promote.yml",
+    "rollback.yml",
+];
+
+/// The outputs action.yml must map from the binary's $GITHUB_OUTPUT.
+const OUTPUTS: &[&str] = &[
+    "affected",
+    "release",
+    "services",
+    "deployment-url",
+    "alias-url",
+    "deployment-id",
+    "migration-version",
+];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A tool installed by the test environment (DA_TEST_TOOLS_BIN).
+#[track_caller]
+fn tool(name: &str) -> PathBuf {
+    let dir = services::var("DA_TEST_TOOLS_BIN");
+    let path = Path::new(&dir).join(name);
+    assert!(
+        path.is_file(),
+        "{name} is missing from {dir}: run `{SETUP}`"
+    );
+    path
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "--- status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn yaml(path: &Path) -> Value {
+    serde_saphyr::from_str(&read(path))
+        .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()))
+}
+
+/// Every workflow we ship: the project's own and the examples.
+fn workflow_files() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for dir in [".github/workflows", "workflows-examples"] {
+        for entry in std::fs::read_dir(root().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yml" | "yaml")
+            ) {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+fn example_files() -> Vec<PathBuf> {
+    EXAMPLES
+        .iter()
+        .map(|name| {
+            let path = root().join("workflows-examples").join(name);
+            assert!(path.is_file(), "missing example {}", path.display());
+            path
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schemas and security lints
+
+#[test]
+fn action_yml_validates_against_the_github_actions_schema() {
+    let out = Command::new(tool("check-jsonschema"))
+        .args(["--builtin-schema", "vendor.github-actions", "action.yml"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "action.yml: {}", text(&out));
+}
+
+#[test]
+fn every_workflow_validates_against_the_github_workflows_schema() {
+    let files = workflow_files();
+    for name in ["ci.yml", "release.yml"] {
+        assert!(
+            files
+                .iter()
+                .any(|f| f.ends_with(Path::new(".github/workflows").join(name))),
+            ".github/workflows/{name} is missing"
+        );
+    }
+    example_files();
+    let out = Command::new(tool("check-jsonschema"))
+        .args(["--builtin-schema", "vendor.github-workflows"])
+        .args(&files)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{files:?}: {}", text(&out));
+}
+
+#[test]
+fn zizmor_finds_nothing_at_medium_severity_or_above() {
+    let mut inputs = vec![PathBuf::from("action.yml")];
+    inputs.extend(
+        workflow_files()
+            .into_iter()
+            .map(|f| f.strip_prefix(root()).unwrap().to_path_buf()),
+    );
+    let out = Command::new(tool("zizmor"))
+        .args(["--offline", "--no-progress", "--min-severity", "medium"])
+        .arg("--config")
+        .arg(root().join(".github/zizmor.yml"))
+        .args(&inputs)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("No findings"),
+        "zizmor: {}",
+        text(&out)
+    );
+    // zizmor did audit every file (it skips what it cannot parse with only a warning).
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for input in &inputs {
+        let rel = input.display().to_string();
+        assert!(
+            stderr.contains(&format!("completed {rel}")),
+            "zizmor skipped {rel}: {}",
+            text(&out)
+        );
+    }
+}
+
+/// Lines that would disable SSH host-key checking, in any spelling.
+fn disables_host_key_checking(line: &str) -> bool {
+    let squashed: String = line
+        .to_ascii_lowercase()
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '"' && *c != '\'')
+        .collect();
+    let option = concat!("stricthost", "keychecking");
+    [
+        format!("{option}=no"),
+        format!("{option}=off"),
+        format!("{option}no"),
+        format!("{option}off"),
+        format!("{option}=accept-new"),
+        concat!("userknownhostsfile=", "/dev/null").to_string(),
+    ]
+    .iter()
+    .any(|bad| squashed.contains(bad.as_str()))
+}
+
+#[test]
+fn no_shipped_file_disables_ssh_host_key_checking() {
+    assert!(disables_host_key_checking(concat!(
+        "ssh -o StrictHost",
+        "KeyChecking=no host"
+    )));
+    assert!(disables_host_key_checking(concat!(
+        "  StrictHost",
+        "KeyChecking  no"
+    )));
+    assert!(!disables_host_key_checking("StrictHostKeyChecking=yes"));
+
+    // Every file of the repository (tracked or new, not ignored). Markdown prose may name the option
+    // as what not to do; its code blocks, which users copy, may not.
+    let out = Command::new("git")
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git ls-files: {}", text(&out));
+    let mut offenders = Vec::new();
+    let mut checked = 0;
+    for rel in String::from_utf8_lossy(&out.stdout)
+        .split('\0')
+        .filter(|s| !s.is_empty())
+    {
+        let Ok(content) = std::fs::read_to_string(root().join(rel)) else {
+            continue; // binary or deleted
+        };
+        checked += 1;
+        let markdown = rel.ends_with(".md");
+        let mut in_code = false;
+        for (n, line) in content.lines().enumerate() {
+            if markdown && line.trim_start().starts_with("```") {
+                in_code = !in_code;
+                continue;
+            }
+            if (!markdown || in_code) && disables_host_key_checking(line) {
+                offenders.push(format!("{rel}:{}: {line}", n + 1));
+            }
+        }
+    }
+    assert!(checked > 20, "only {checked} files checked");
+    for must in [
+        "action.yml",
+        "dist/install.sh",
+        "workflows-examples/rollback.yml",
+    ] {
+        assert!(root().join(must).is_file(), "{must} missing");
+    }
+    assert!(
+        offenders.is_empty(),
+        "host-key checking disabled in:\n{}",
+        offenders.join("\n")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// action.yml: inputs reach scripts only through env:
+
+/// Every `run:` step of a steps list.
+fn steps(doc: &Value) -> Vec<&Value> {
+    doc["runs"]["steps"]
+        .as_array()
+        .expect("runs.steps")
+        .iter()
+        .collect()
+}
+
+#[test]
+fn action_yml_passes_inputs_through_env_only() {
+    let path = root().join("action.yml");
+    let raw = read(&path);
+    let doc = yaml(&path);
+    assert_eq!(doc["runs"]["using"], "composite");
+    assert!(
+        !raw.contains("action_ref") && !raw.contains("ACTION_REF"),
+        "action.yml must not rely on github.action_ref (empty in composite steps)"
+    );
+
+    // Inputs, with the documented defaults.
+    let inputs = doc["inputs"].as_object().expect("inputs");
+    for name in [
+        "command",
+        "args",
+        "environment",
+        "working-directory",
+        "manifest",
+        "version",
+        "github-token",
+        "build-from-source",
+    ] {
+        assert!(inputs.contains_key(name), "input {name} missing");
+    }
+    assert_eq!(doc["inputs"]["command"]["required"], true);
+    assert_eq!(doc["inputs"]["build-from-source"]["default"], "auto");
+    assert_eq!(
+        doc["inputs"]["github-token"]["default"],
+        "${{ github.token }}"
+    );
+    assert_eq!(doc["inputs"]["version"]["default"], "");
+
+    // Every run step: bash, no template expression in the script text.
+    let mut env_text = String::new();
+    for step in steps(&doc) {
+        let run = step["run"].as_str().expect("a run step");
+        assert_eq!(step["shell"], "bash", "step {step}");
+        assert!(!run.contains("${{"), "template expression in run: {run}");
+        for (key, value) in step["env"].as_object().into_iter().flatten() {
+            env_text.push_str(&format!("{key}={}\n", value.as_str().unwrap_or_default()));
+        }
+    }
+    for name in inputs.keys() {
+        assert!(
+            env_text.contains(&format!("${{{{ inputs.{name} }}}}")),
+            "input {name} is not mapped through a step's env:\n{env_text}"
+        );
+    }
+
+    // Outputs come from the run step's $GITHUB_OUTPUT.
+    for name in OUTPUTS {
+        assert_eq!(
+            doc["outputs"][name]["value"],
+            format!("${{{{ steps.run.outputs.{name} }}}}"),
+            "output {name}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The example workflows follow the rules users should copy.
+
+#[test]
+fn examples_pin_actions_limit_permissions_and_keep_secrets_in_env() {
+    let pinned = |uses: &str| {
+        let Some((_, rev)) = uses.split_once('@') else {
+            return false;
+        };
+        rev.len() == 40 && rev.chars().all(|c| c.is_ascii_hexdigit())
+    };
+    for path in workflow_files() {
+        let name = path.display().to_string();
+        let raw = read(&path);
+        let doc = yaml(&path);
+        let example = path.parent().unwrap().ends_with("workflows-examples");
+        assert!(
+            doc["permissions"].is_object(),
+            "{name}: top-level permissions"
+        );
+        if example {
+            assert_eq!(
+                doc["concurrency"]["cancel-in-progress"], false,
+                "{name}: concurrency per environment, never cancelling a running deploy"
+            );
+            assert!(
+                doc["concurrency"]["group"].is_string(),
+                "{name}: concurrency group"
+            );
+            assert!(
+                raw.contains("uses: org/deploy-action@v1"),
+                "{name}: uses the action"
+            );
+        }
+        for (job_name, job) in doc["jobs"].as_object().expect("jobs") {
+            for step in job["steps"].as_array().into_iter().flatten() {
+                let at = format!("{name}: job {job_name}, step {step}");
+                if let Some(uses) = step["uses"].as_str() {
+                    assert!(
+                        pinned(uses) || (example && uses == "org/deploy-action@v1"),
+                        "{at}: pin actions by commit SHA"
+                    );
+                    if uses.starts_with("actions/checkout@") {
+                        assert_eq!(
+                            step["with"]["persist-credentials"], false,
+                            "{at}: persist-credentials: false"
+                        );
+                    }
+                    assert!(
+                        !step["with"].to_string().contains("secrets."),
+                        "{at}: secrets go through env:, never with:"
+                    );
+                }
+                if let Some(run) = step["run"].as_str() {
+                    assert!(!run.contains("${{"), "{at}: template expression in run:");
+                }
+            }
+        }
+        // A pinned SHA carries its version as a comment.
+        for line in raw
+            .lines()
+            .filter(|l| l.contains("uses:") && l.contains('@'))
+        {
+            let uses = line.split("uses:").nth(1).unwrap().trim();
+            let target = uses.split_whitespace().next().unwrap();
+            if pinned(target) {
+                assert!(
+                    uses.contains("# v"),
+                    "{name}: version comment missing: {line}"
+                );
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// dist/install.sh and dist/run.sh, run for real
+
+#[test]
+fn shell_scripts_parse() {
+    for script in ["dist/install.sh", "dist/run.sh", "scripts/build-static.sh"] {
+        let out = Command::new("bash")
+            .args(["-n", script])
+            .current_dir(root())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{script}: {}", text(&out));
+    }
+}
+
+/// A throwaway action checkout with a fake release server (file://) and a fake `cargo` that records
+/// that a source build was attempted.
+struct Installer {
+    dir: tempfile::TempDir,
+}
+
+const FAKE_BIN: &str = "#!/bin/sh\necho \"fake deploy-action $*\"\n";
+
+impl Installer {
+    fn new(version: &str) -> Installer {
+        let dir = tempfile::Builder::new()
+            .prefix("da-install-")
+            .tempdir()
+            .unwrap();
+        let i = Installer { dir };
+        std::fs::create_dir_all(i.action().join("dist")).unwrap();
+        std::fs::copy(
+            root().join("dist/install.sh"),
+            i.action().join("dist/install.sh"),
+        )
+        .unwrap();
+        std::fs::write(i.action().join("dist/VERSION"), format!("{version}\n")).unwrap();
+        std::fs::write(i.action().join("dist/SHA256SUMS"), "").unwrap();
+        std::fs::write(i.action().join("Cargo.toml"), "[package]\n").unwrap();
+        std::fs::create_dir_all(i.path().join("releases")).unwrap();
+        std::fs::create_dir_all(i.path().join("runner-temp")).unwrap();
+        // The fake cargo "builds" by writing a binary at <target-dir>/release/deploy-action.
+        let fake = i.path().join("fakebin");
+        std::fs::create_dir_all(&fake).unwrap();
+        let cargo = format!(
+            "#!/bin/sh\necho \"$@\" > '{marker}'\nwhile [ $# -gt 0 ]; do [ \"$1\" = --target-dir ] && t=\"$2\"; shift; done\n\
+             mkdir -p \"$t/release\" && printf '#!/bin/sh\\necho built-from-source\\n' > \"$t/release/deploy-action\" && chmod +x \"$t/release/deploy-action\"\n",
+            marker = i.cargo_marker().display()
+        );
+        std::fs::write(fake.join("cargo"), cargo).unwrap();
+        make_executable(&fake.join("cargo"));
+        i
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn action(&self) -> PathBuf {
+        self.path().join("action")
+    }
+
+    fn cargo_marker(&self) -> PathBuf {
+        self.path().join("cargo-was-run")
+    }
+
+    fn output_file(&self) -> PathBuf {
+        self.path().join("github-output")
+    }
+
+    /// Publishes a release asset `deploy-action-<version>-<target>.tar.gz` holding `binary`; returns
+    /// its sha256.
+    fn publish(&self, version: &str, target: &str, binary: &str) -> String {
+        let stage = self.path().join(format!("stage-{target}"));
+        std::fs::create_dir_all(&stage).unwrap();
+        std::fs::write(stage.join("deploy-action"), binary).unwrap();
+        make_executable(&stage.join("deploy-action"));
+        let dir = self.path().join("releases").join(format!("v{version}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let asset = dir.join(format!("deploy-action-{version}-{target}.tar.gz"));
+        let out = Command::new("tar")
+            .arg("-czf")
+            .arg(&asset)
+            .arg("-C")
+            .arg(&stage)
+            .arg("deploy-action")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tar: {}", text(&out));
+        sha256_file(&asset)
+    }
+
+    /// Appends a line to the pinned dist/SHA256SUMS.
+    fn pin(&self, sum: &str, file: &str) {
+        let path = self.action().join("dist/SHA256SUMS");
+        let mut text = read(&path);
+        text.push_str(&format!("{sum}  {file}\n"));
+        std::fs::write(path, text).unwrap();
+    }
+
+    /// Runs install.sh like the action's install step does.
+    fn run(&self, os: &str, arch: &str, extra: &[(&str, &str)]) -> (Output, String) {
+        let _ = std::fs::remove_file(self.output_file());
+        let path = format!(
+            "{}:/usr/local/bin:/usr/bin:/bin",
+            self.path().join("fakebin").display()
+        );
+        let mut cmd = Command::new("bash");
+        cmd.arg("--noprofile")
+            .arg("--norc")
+            .arg(self.action().join("dist/install.sh"))
+            .current_dir(self.path())
+            .env_clear()
+            .env("PATH", path)
+            .env("HOME", self.path())
+            .env("GITHUB_ACTION_PATH", self.action())
+            .env("GITHUB_OUTPUT", self.output_file())
+            .env("RUNNER_TEMP", self.path().join("runner-temp"))
+            .env("ACTION_OS", os)
+            .env("ACTION_ARCH", arch)
+            .env(
+                "DEPLOY_ACTION_DOWNLOAD_BASE",
+                format!("file://{}", self.path().join("releases").display()),
+            );
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let outputs = std::fs::read_to_string(self.output_file()).unwrap_or_default();
+        (out, outputs)
+    }
+}
+
+fn make_executable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn sha256_file(path: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+fn output_value(outputs: &str, name: &str) -> Option<String> {
+    outputs
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")).map(str::to_string))
+}
+
+#[test]
+fn install_refuses_an_asset_whose_checksum_does_not_match() {
+    let i = Installer::new("9.9.9");
+    let target = "x86_64-unknown-linux-musl";
+    let file = format!("deploy-action-9.9.9-{target}.tar.gz");
+    let good = i.publish("9.9.9", target, FAKE_BIN);
+    // The pinned sum is that of other bytes: a tampered (or corrupted) download.
+    let pinned = format!("{:064x}", 0xdead_beefu64);
+    assert_ne!(pinned, good);
+    i.pin(&pinned, &file);
+
+    let (out, outputs) = i.run("Linux", "X64", &[]);
+    assert!(
+        !out.status.success(),
+        "a mismatch must fail: {}",
+        text(&out)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("::error"), "{}", text(&out));
+    assert!(stdout.contains("checksum mismatch"), "{}", text(&out));
+    assert!(
+        stdout.contains(&good) && stdout.contains(&pinned),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        output_value(&outputs, "bin").is_none(),
+        "no bin output: {outputs}"
+    );
+    assert!(
+        !i.path()
+            .join("runner-temp/deploy-action/9.9.9")
+            .join(target)
+            .join("deploy-action")
+            .exists(),
+        "nothing installed"
+    );
+    assert!(
+        !i.cargo_marker().exists(),
+        "a checksum mismatch must never fall back to building from source"
+    );
+}
+
+#[test]
+fn install_verifies_the_pinned_asset_and_reuses_it_later_in_the_job() {
+    let i = Installer::new("9.9.9");
+    let target = "x86_64-unknown-linux-musl";
+    let sum = i.publish("9.9.9", target, FAKE_BIN);
+    i.pin(&sum, &format!("deploy-action-9.9.9-{target}.tar.gz"));
+
+    let (out, outputs) = i.run("Linux", "X64", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("sha256 verified: {sum}")));
+    let bin = output_value(&outputs, "bin").expect("bin output");
+    assert_eq!(
+        Path::new(&bin),
+        i.path()
+            .join("runner-temp/deploy-action/9.9.9")
+            .join(target)
+            .join("deploy-action")
+    );
+    assert_eq!(output_value(&outputs, "version").as_deref(), Some("9.9.9"));
+    assert_eq!(output_value(&outputs, "source").as_deref(), Some("release"));
+    let ran = Command::new(&bin).arg("plan").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&ran.stdout),
+        "fake deploy-action plan\n"
+    );
+
+    // A later step of the same job reuses the install: the release server is gone.
+    std::fs::remove_dir_all(i.path().join("releases")).unwrap();
+    let (out, outputs) = i.run("Linux", "X64", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("reusing"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(output_value(&outputs, "bin"), Some(bin));
+    assert!(!i.cargo_marker().exists());
+}
+
+#[test]
+fn install_picks_the_asset_for_the_runner_platform() {
+    let i = Installer::new("2.0.1");
+    let platforms = [
+        ("Linux", "X64", "x86_64-unknown-linux-musl"),
+        ("Linux", "ARM64", "aarch64-unknown-linux-musl"),
+        ("macOS", "X64", "x86_64-apple-darwin"),
+        ("macOS", "ARM64", "aarch64-apple-darwin"),
+    ];
+    for (_, _, target) in platforms {
+        let sum = i.publish("2.0.1", target, &format!("#!/bin/sh\necho {target}\n"));
+        i.pin(&sum, &format!("deploy-action-2.0.1-{target}.tar.gz"));
+    }
+    for (os, arch, target) in platforms {
+        let (out, outputs) = i.run(os, arch, &[]);
+        assert!(out.status.success(), "{os}/{arch}: {}", text(&out));
+        let bin = output_value(&outputs, "bin").expect("bin");
+        assert!(
+            bin.ends_with(&format!("2.0.1/{target}/deploy-action")),
+            "{os}/{arch}: {bin}"
+        );
+        let ran = Command::new(&bin).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&ran.stdout).trim(), target);
+    }
+    assert!(!i.cargo_marker().exists());
+
+    // No asset for this platform: build from source, with a warning.
+    let (out, outputs) = i.run("Linux", "S390X", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("::warning"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(output_value(&outputs, "source").as_deref(), Some("source"));
+    assert!(i.cargo_marker().exists());
+}
+
+#[test]
+fn install_builds_from_source_when_nothing_is_pinned_or_the_download_fails() {
+    // dist/VERSION with no sums yet (a development commit): cargo build --release --locked.
+    let i = Installer::new("0.1.0");
+    let target_dir = i.path().join("warm-target");
+    let (out, outputs) = i.run(
+        "Linux",
+        "X64",
+        &[("CARGO_TARGET_DIR", target_dir.to_str().unwrap())],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("::warning"), "{}", text(&out));
+    assert!(stdout.contains("pins no checksum"), "{}", text(&out));
+    let args = read(&i.cargo_marker());
+    assert!(args.contains("build --release --locked"), "{args}");
+    assert!(
+        args.contains(&format!(
+            "--manifest-path {}/Cargo.toml",
+            i.action().display()
+        )),
+        "built from the action's own directory: {args}"
+    );
+    assert!(
+        args.contains(&format!("--target-dir {}", target_dir.display())),
+        "CARGO_TARGET_DIR is honoured: {args}"
+    );
+    let bin = output_value(&outputs, "bin").expect("bin");
+    let ran = Command::new(&bin).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&ran.stdout).trim(),
+        "built-from-source"
+    );
+
+    // build-from-source: never → a clear failure instead.
+    let (out, outputs) = i.run("Linux", "X64", &[("INPUT_BUILD_FROM_SOURCE", "never")]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("build-from-source is 'never'"));
+    assert!(output_value(&outputs, "bin").is_none());
+
+    // A pinned asset whose download fails (release missing): fall back, with a warning.
+    let i = Installer::new("3.1.4");
+    i.pin(
+        &"a".repeat(64),
+        "deploy-action-3.1.4-x86_64-unknown-linux-musl.tar.gz",
+    );
+    let (out, outputs) = i.run("Linux", "X64", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("::warning") && stdout.contains("failed"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(output_value(&outputs, "source").as_deref(), Some("source"));
+
+    // An invalid mode is refused.
+    let (out, _) = i.run("Linux", "X64", &[("INPUT_BUILD_FROM_SOURCE", "sometimes")]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("auto, always or never"));
+}
+
+#[test]
+fn install_refuses_a_version_not_pinned_at_the_action_commit() {
+    let i = Installer::new("1.0.0");
+    let sum = i.publish("1.0.0", "x86_64-unknown-linux-musl", FAKE_BIN);
+    i.pin(&sum, "deploy-action-1.0.0-x86_64-unknown-linux-musl.tar.gz");
+    let (out, outputs) = i.run("Linux", "X64", &[("INPUT_VERSION", "1.2.0")]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("version 1.2.0 is not pinned"),
+        "{}",
+        text(&out)
+    );
+    assert!(output_value(&outputs, "bin").is_none());
+    assert!(!i.cargo_marker().exists());
+
+    // The pinned version, named explicitly (with a v), installs.
+    let (out, outputs) = i.run("Linux", "X64", &[("INPUT_VERSION", "v1.0.0")]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(output_value(&outputs, "version").as_deref(), Some("1.0.0"));
+}
+
+/// Runs dist/run.sh with a fake binary that prints its argv one per line, and its working directory.
+fn run_sh(vars: &[(&str, &str)]) -> (Output, tempfile::TempDir) {
+    let dir = tempfile::Builder::new()
+        .prefix("da-run-")
+        .tempdir()
+        .unwrap();
+    let bin = dir.path().join("deploy-action");
+    std::fs::write(
+        &bin,
+        "#!/bin/sh\nfor a in \"$@\"; do printf '[%s]\\n' \"$a\"; done\necho \"cwd=$(pwd)\"\n",
+    )
+    .unwrap();
+    make_executable(&bin);
+    std::fs::create_dir_all(dir.path().join("work/app")).unwrap();
+    let mut cmd = Command::new("bash");
+    cmd.arg(root().join("dist/run.sh"))
+        .current_dir(dir.path().join("work"))
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("DEPLOY_ACTION_BIN", &bin);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    (cmd.output().unwrap(), dir)
+}
+
+#[test]
+fn run_passes_each_args_line_as_one_argument_without_a_shell() {
+    let (out, dir) = run_sh(&[
+        ("INPUT_COMMAND", "plan"),
+        ("INPUT_ENVIRONMENT", "staging"),
+        ("INPUT_MANIFEST", "ci/deploy.yml"),
+        ("INPUT_WORKING_DIRECTORY", "app"),
+        (
+            "INPUT_ARGS",
+            "--base\n  HEAD~1  \n\n--only web api\r\n$(touch pwned) `touch pwned2`; echo hi\n",
+        ),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let expected = [
+        "[plan]",
+        "[--env]",
+        "[staging]",
+        "[--manifest]",
+        "[ci/deploy.yml]",
+        "[--base]",
+        "[HEAD~1]",
+        "[--only web api]",
+        "[$(touch pwned) `touch pwned2`; echo hi]",
+    ]
+    .join("\n");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with(&expected), "{}", text(&out));
+    assert!(stdout.contains(&format!("cwd={}", dir.path().join("work/app").display())));
+    for marker in ["pwned", "pwned2"] {
+        assert!(!dir.path().join("work/app").join(marker).exists());
+        assert!(!dir.path().join("work").join(marker).exists());
+    }
+
+    // Only the command, nothing else set.
+    let (out, _) = run_sh(&[("INPUT_COMMAND", "status")]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("[status]\ncwd="));
+}
+
+#[test]
+fn run_rejects_an_unknown_command_with_exit_2() {
+    let (out, _) = run_sh(&[("INPUT_COMMAND", "deploy-everything\n::warning::x")]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("::error title=deploy-action::unknown command"));
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "the input cannot inject a workflow command: {stdout}"
+    );
+    let (out, _) = run_sh(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("'command' input is required"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// End to end under act, offline: a new user's workflow with `command: plan`.
+
+#[test]
+fn act_runs_the_action_offline_and_its_affected_output_names_the_changed_service() {
+    let act = tool("act");
+    let repo = crate::harness::Project::git();
+    repo.manifest(
+        "version: 1\n\
+         project: shop\n\
+         environments:\n  staging:\n    hosts: [\"local\"]\n    dir: /srv/shop\n\
+         services:\n  api:\n    paths: [\"services/api/**\"]\n  web:\n    paths: [\"services/web/**\"]\n",
+    )
+    .file("services/api/main.txt", "v1\n")
+    .file("services/web/index.html", "v1\n");
+    let base = repo.commit("services");
+    repo.file("services/api/main.txt", "v2\n");
+    let head = repo.commit("change api");
+
+    // The fallback build (no release is pinned at this commit) reuses a warm target dir, kept between
+    // test runs, and a quick profile: the same `cargo build --release --locked`, minutes faster.
+    let target_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("act-fallback-target");
+    let affected_file = repo.path().join(".affected");
+    let workflow = format!(
+        r#"name: plan
+on: push
+permissions:
+  contents: read
+jobs:
+  plan:
+    runs-on: ubuntu-latest
+    env:
+      CARGO_TARGET_DIR: {target}
+      CARGO_PROFILE_RELEASE_OPT_LEVEL: "0"
+      CARGO_PROFILE_RELEASE_LTO: "false"
+      CARGO_PROFILE_RELEASE_CODEGEN_UNITS: "256"
+      CARGO_PROFILE_RELEASE_INCREMENTAL: "true"
+    steps:
+      - id: plan
+        uses: org/deploy-action@v1
+        with:
+          command: plan
+          environment: staging
+          args: |
+            --base
+            {base}
+      - name: Check the output
+        env:
+          AFFECTED: ${{{{ steps.plan.outputs.affected }}}}
+          BIN: ${{{{ steps.plan.outputs.bin }}}}
+        run: |
+          printf '%s' "$AFFECTED" > '{affected}'
+          echo "affected=$AFFECTED from $BIN"
+"#,
+        target = target_dir.display(),
+        base = base,
+        affected = affected_file.display(),
+    );
+    repo.file(".github/workflows/plan.yml", &workflow);
+    repo.file(
+        ".event.json",
+        &format!(r#"{{"ref":"refs/heads/main","before":"{base}","after":"{head}"}}"#),
+    );
+
+    // cargo (for the fallback build) from the toolchain running these tests.
+    let mut path = std::env::var("PATH").unwrap_or_default();
+    if let Some(cargo_dir) = std::env::var_os("CARGO")
+        .map(PathBuf::from)
+        .and_then(|c| c.parent().map(Path::to_path_buf))
+    {
+        path = format!("{}:{path}", cargo_dir.display());
+    }
+    let out = Command::new(&act)
+        .args([
+            "push",
+            "-W",
+            ".github/workflows/plan.yml",
+            "-e",
+            ".event.json",
+        ])
+        .args(["-P", "ubuntu-latest=-self-hosted"])
+        .arg("--local-repository")
+        .arg(format!("org/deploy-action@v1={}", root().display()))
+        .arg("--action-offline-mode")
+        .current_dir(repo.path())
+        .env("PATH", path)
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .unwrap();
+    let log = text(&out);
+    assert!(out.status.success(), "act failed:\n{log}");
+    assert!(
+        log.contains("building deploy-action from source"),
+        "the action falls back to a source build (no release is pinned):\n{log}"
+    );
+    let affected = std::fs::read_to_string(&affected_file)
+        .unwrap_or_else(|_| panic!("the workflow did not record the output:\n{log}"));
+    let affected: Value = serde_json::from_str(&affected)
+        .unwrap_or_else(|e| panic!("`affected` is not JSON ({e}): {affected:?}\n{log}"));
+    assert_eq!(affected, serde_json::json!(["api"]), "{log}");
+}
