@@ -1,5 +1,7 @@
 //! Glue, one short file per subcommand: settings → plan → executor → report.
 
+pub mod check;
+
 use crate::cli::Command;
 use crate::error::Result;
 use crate::report::Report;
@@ -18,6 +20,7 @@ pub fn execute(command: Command, ctx: &Ctx) -> Result<()> {
                 .info(&crate::manifest::schema::json_schema_text());
             Ok(())
         }
+        Command::Check => check::run(ctx),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = crate::cli::Cli::command();

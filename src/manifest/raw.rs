@@ -303,7 +303,15 @@ fn scan_error(text: &str, loc: &Locator, e: &ScanError) -> ManifestError {
     if let Some(first) = info.get(..1) {
         info = first.to_lowercase() + &info[1..];
     }
-    let span = loc.point(m);
+    let mut span = loc.point(m);
+    // At the end of the input, point just after the last character instead of at an empty line.
+    if text[span.offset.min(text.len())..].trim().is_empty() {
+        let body = text.trim_end();
+        let last = body.lines().count().max(1);
+        let last_line = body.lines().last().unwrap_or_default();
+        span = loc.at(last, last_line.chars().count() + 1, 0);
+        info.push_str(" (the file ends here)");
+    }
     err(span, format!("YAML syntax error: {info}"), None)
 }
 

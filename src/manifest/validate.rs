@@ -100,10 +100,15 @@ impl<'a> Obj<'a> {
     fn required(&self, name: &str) -> Result<(&'a Node, &'a Node)> {
         self.get(name).ok_or_else(|| {
             let desc = self.table.field(name).map_or("", |f| f.description);
+            let mut chars = desc.chars();
+            let desc: String = chars
+                .next()
+                .map(|c| c.to_lowercase().chain(chars).collect())
+                .unwrap_or_default();
             err_help(
                 self.at,
                 format!("missing required key `{name}` in {}", self.label),
-                format!("add `{name}:` ({desc})"),
+                format!("add `{name}:`, {}", desc.trim_end_matches('.')),
             )
         })
     }
