@@ -48,11 +48,16 @@ struct Obj<'a> {
 
 impl<'a> Obj<'a> {
     fn new(node: &'a Node, table: &'static Table, at: Span, label: String) -> Result<Self> {
-        let Kind::Map(entries) = &node.kind else {
-            return Err(err(
-                if node.is_null() { at } else { node.span },
-                format!("{label}: expected a mapping, found {}", node.describe()),
-            ));
+        let entries: &'a [(Node, Node)] = match &node.kind {
+            Kind::Map(entries) => entries,
+            // `name:` with nothing after it: a mapping with no keys.
+            _ if node.is_null() => &[],
+            _ => {
+                return Err(err(
+                    if node.is_null() { at } else { node.span },
+                    format!("{label}: expected a mapping, found {}", node.describe()),
+                ));
+            }
         };
         for (k, _) in entries {
             let name = k.scalar_text().unwrap_or_default();
@@ -709,11 +714,6 @@ fn database(k: &Node, v: &Node, env: &str) -> Result<Database> {
 }
 
 fn service(name: &str, k: &Node, v: &Node) -> Result<Service> {
-    let empty = Node {
-        kind: Kind::Map(Vec::new()),
-        span: v.span,
-    };
-    let v = if v.is_null() { &empty } else { v };
     let o = Obj::new(v, &keys::SERVICE, k.span, format!("service `{name}`"))?;
     let paths = match o.get("paths") {
         Some((pk, pv)) => globs(pk, pv)?,
