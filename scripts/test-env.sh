@@ -75,7 +75,7 @@ wait_for() {
     ((SECONDS < deadline)) || return 1
     sleep 0.5
   done
-  log "$what: ready"
+  log "$what"
 }
 
 port_listening() { [[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]]; }
@@ -190,7 +190,7 @@ start_dockerd() {
     # shellcheck disable=SC2086  # flags are meant to be split
     setsid -f /usr/sbin/dockerd $DOCKERD_FLAGS </dev/null >>/var/log/dockerd.log 2>&1 9>&-
   fi
-  wait_for 60 dockerd docker_ok || {
+  wait_for 60 "dockerd: answering" docker_ok || {
     tail -n 20 /var/log/dockerd.log >&2 || true
     die "dockerd did not answer 'docker info' within 60 s; see /var/log/dockerd.log (last lines above). \
 Try DA_TEST_DOCKERD_FLAGS='--storage-driver=vfs' or '--iptables=false'"
@@ -243,7 +243,7 @@ stop_sshd() {
     local pid; pid=$(cat "$SSHD_PID")
     log "stopping sshd (pid $pid)"
     kill "$pid" 2>/dev/null || true
-    wait_for 10 "sshd stopped" bash -c "! kill -0 $pid" || die "sshd (pid $pid) did not stop within 10 s"
+    wait_for 10 "sshd: stopped" bash -c "! kill -0 $pid" || die "sshd (pid $pid) did not stop within 10 s"
   fi
   rm -f "$SSHD_PID"
 }
@@ -302,7 +302,7 @@ EOF
 ($(ss -Hltnp "sport = :$SSH_PORT" | head -n1)); stop it or set DA_TEST_SSH_PORT"
     log "starting sshd on 127.0.0.1:$SSH_PORT"
     /usr/sbin/sshd -f "$SSHD_CONFIG" -E "$SSH_DIR/sshd.log" 9>&- || die "sshd failed to start; see $SSH_DIR/sshd.log"
-    wait_for 15 sshd port_listening "$SSH_PORT" || die "sshd not listening on $SSH_PORT after 15 s; see $SSH_DIR/sshd.log"
+    wait_for 15 "sshd: listening" port_listening "$SSH_PORT" || die "sshd not listening on $SSH_PORT after 15 s; see $SSH_DIR/sshd.log"
   fi
   local out
   out=$(ssh_client 'echo login-ok; docker ps -q >/dev/null && docker compose version --short >/dev/null && echo docker-ok' 2>&1) \
@@ -378,7 +378,7 @@ EOF
     as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 start >/dev/null \
       || { tail -n 20 "$PG_LOG" >&2 || true; die "PostgreSQL did not start; see $PG_LOG"; }
   fi
-  wait_for 60 PostgreSQL pg_ready || die "pg_isready on 127.0.0.1:$PG_PORT failed for 60 s; see $PG_LOG"
+  wait_for 60 "PostgreSQL: ready" pg_ready || die "pg_isready on 127.0.0.1:$PG_PORT failed for 60 s; see $PG_LOG"
 
   local url="postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB"
   local check="SELECT rolcreatedb AND pg_catalog.pg_get_userbyid(d.datdba) = current_user
@@ -478,7 +478,7 @@ case "$CMD" in
     t0=$SECONDS
     trap 'rc=$?; remove_trixie_source; if ((rc)); then
       [[ -f $ENV_FILE ]] && sed -i "/^DA_TEST_READY=/d" "$ENV_FILE"
-      log "up FAILED (exit $rc); $ENV_FILE no longer says DA_TEST_READY=1"; fi' EXIT
+      log "up FAILED (exit $rc); $ENV_FILE does not say DA_TEST_READY=1"; fi' EXIT
     remove_trixie_source
     install_apt
     install_compose_v2
