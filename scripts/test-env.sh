@@ -4,6 +4,7 @@
 #   bash scripts/test-env.sh [up]   install + start everything (idempotent; a second run is fast)
 #   bash scripts/test-env.sh down   stop sshd and PostgreSQL, remove test containers (not dockerd)
 #   bash scripts/test-env.sh env    print the env file the tests read
+#   bash scripts/test-env.sh docker only the Docker engine, compose and the base images (for the demo)
 #
 # Settings (environment): DA_TEST_DIR (state dir, default /var/tmp/deploy-action-test),
 # DA_TEST_SSH_PORT (2222), DA_TEST_PG_PORT (54329), DA_TEST_DOCKERD_FLAGS (extra dockerd flags),
@@ -493,6 +494,16 @@ case "$CMD" in
     status_table
     log "up done in $((SECONDS - t0)) s"
     ;;
+  docker)
+    # Only what the demo needs: the Docker engine with compose, and the busybox base images.
+    trap 'remove_trixie_source' EXIT
+    remove_trixie_source
+    install_apt
+    install_compose_v2
+    start_dockerd
+    build_images
+    log "docker ready: $(docker compose version --short 2>/dev/null || echo '?')"
+    ;;
   down)
     stop_sshd
     if [[ -d /usr/lib/postgresql ]]; then find_pg_bin; stop_pg; fi
@@ -511,5 +522,5 @@ case "$CMD" in
     [[ -f $ENV_FILE ]] || die "no $ENV_FILE yet: run 'bash scripts/test-env.sh up'"
     cat "$ENV_FILE"
     ;;
-  *) die "usage: $0 [up|down|env]" ;;
+  *) die "usage: $0 [up|docker|down|env]" ;;
 esac
