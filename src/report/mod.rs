@@ -321,6 +321,13 @@ impl Report {
         }
     }
 
+    /// Appends a table to the job summary only (Actions); nothing on the console.
+    pub fn summary_markdown_only(&self, summary: &Summary) {
+        if let Some(g) = &self.gha {
+            g.append_summary(&self.redact(&summary.to_markdown()));
+        }
+    }
+
     /// Sets a step output (`$GITHUB_OUTPUT`), with the multi-line syntax when needed. Outside
     /// Actions this does nothing.
     pub fn output(&self, name: &str, value: &str) {
