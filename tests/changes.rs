@@ -92,6 +92,7 @@ fn shared_paths_and_migrations_each_count() {
 #[test]
 fn a_deleted_or_moved_file_affects_its_old_unit() {
     let p = shop();
+    p.file("docs/keep", "");
     p.git_cmd(&["mv", "clients/web/index.html", "docs/index.html"]);
     p.commit("move");
     assert_eq!(affected(plan(&p)), vec!["web"]);
