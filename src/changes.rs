@@ -13,7 +13,7 @@
 
 use crate::diag::suggest;
 use crate::env_vars;
-use crate::manifest::{MIGRATIONS_UNIT, Manifest};
+use crate::manifest::Manifest;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::Serialize;
 use std::io::{BufRead, BufReader};
@@ -624,9 +624,6 @@ pub fn detect(
 pub fn short(sha: &str) -> &str {
     &sha[..sha.len().min(12)]
 }
-
-/// The unit name of the migrations, re-exported for callers that only deal with changes.
-pub const MIGRATIONS: &str = MIGRATIONS_UNIT;
 
 #[cfg(test)]
 pub(crate) mod tests {
