@@ -2,5 +2,9 @@
 //! One test binary, modules grouped by feature.
 
 mod action;
+mod build;
+mod changes;
+mod github;
 mod harness;
+mod plan;
 mod smoke;
