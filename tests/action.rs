@@ -248,6 +248,45 @@ fn no_shipped_file_disables_ssh_host_key_checking() {
 // ---------------------------------------------------------------------------------------------
 // action.yml: inputs reach scripts only through env:
 
+/// The repository's files (tracked or new, not ignored), relative to the root.
+fn repository_files() -> Vec<String> {
+    let out = Command::new("git")
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git ls-files: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .split('\0')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// A copy of the action repository as a checkout at this commit would have it.
+fn action_checkout() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("da-action-")
+        .tempdir()
+        .unwrap();
+    for rel in repository_files() {
+        let from = root().join(&rel);
+        if !from.is_file() {
+            continue; // deleted in the worktree
+        }
+        let to = dir.path().join(&rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&from, &to).unwrap();
+    }
+    dir
+}
+
 /// Every `run:` step of a steps list.
 fn steps(doc: &Value) -> Vec<&Value> {
     doc["runs"]["steps"]
@@ -863,6 +902,10 @@ jobs:
       CARGO_PROFILE_RELEASE_CODEGEN_UNITS: "256"
       CARGO_PROFILE_RELEASE_INCREMENTAL: "true"
     steps:
+      - uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683 # v4.2.2
+        with:
+          persist-credentials: false
+          fetch-depth: 0
       - id: plan
         uses: org/deploy-action@v1
         with:
@@ -889,6 +932,7 @@ jobs:
         &format!(r#"{{"ref":"refs/heads/main","before":"{base}","after":"{head}"}}"#),
     );
 
+    // act stands in for actions/checkout by copying this repository (with .git) into the workspace.
     // cargo (for the fallback build) from the toolchain running these tests.
     let mut path = std::env::var("PATH").unwrap_or_default();
     if let Some(cargo_dir) = std::env::var_os("CARGO")
@@ -897,6 +941,9 @@ jobs:
     {
         path = format!("{}:{path}", cargo_dir.display());
     }
+    // The action checkout: the repository's files as a `git clone` would have them (act walks the
+    // whole directory it is given, so never hand it the worktree with its target/ directories).
+    let checkout = action_checkout();
     let out = Command::new(&act)
         .args([
             "push",
@@ -907,7 +954,10 @@ jobs:
         ])
         .args(["-P", "ubuntu-latest=-self-hosted"])
         .arg("--local-repository")
-        .arg(format!("org/deploy-action@v1={}", root().display()))
+        .arg(format!(
+            "org/deploy-action@v1={}",
+            checkout.path().display()
+        ))
         .arg("--action-offline-mode")
         .current_dir(repo.path())
         .env("PATH", path)
