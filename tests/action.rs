@@ -196,24 +196,10 @@ fn no_shipped_file_disables_ssh_host_key_checking() {
 
     // Every file of the repository (tracked or new, not ignored). Markdown prose may name the option
     // as what not to do; its code blocks, which users copy, may not.
-    let out = Command::new("git")
-        .args([
-            "ls-files",
-            "-z",
-            "--cached",
-            "--others",
-            "--exclude-standard",
-        ])
-        .current_dir(root())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git ls-files: {}", text(&out));
     let mut offenders = Vec::new();
     let mut checked = 0;
-    for rel in String::from_utf8_lossy(&out.stdout)
-        .split('\0')
-        .filter(|s| !s.is_empty())
-    {
+    for rel in repository_files() {
+        let rel = rel.as_str();
         let Ok(content) = std::fs::read_to_string(root().join(rel)) else {
             continue; // binary or deleted
         };
