@@ -1,5 +1,6 @@
 //! Integration tests: the real binary against real services (scripts/test-env.sh).
 //! One test binary, modules grouped by feature.
 
+mod errors;
 mod harness;
 mod smoke;

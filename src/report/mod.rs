@@ -137,6 +137,8 @@ impl Report {
         let msg = self.redact(msg);
         if self.gha.is_some() {
             let first = msg.lines().next().unwrap_or_default();
+            // The rendered text starts with "error: "; the annotation is already an error.
+            let first = first.strip_prefix("error: ").unwrap_or(first);
             let props = at.map_or(String::new(), |(f, l, c)| {
                 format!(" file={},line={l},col={c}", escape_property(f))
             });
