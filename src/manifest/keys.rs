@@ -95,7 +95,7 @@ pub static ROOT: Table = Table {
         f(
             "environments",
             Ty::Named(&ENVIRONMENT),
-            true,
+            false,
             None,
             "Deployment targets by name (staging, production, ...).",
         ),

@@ -476,10 +476,14 @@ pub fn validate(root: &Node, source: &Source) -> Result<Manifest> {
     let project = top.req_string("project")?;
 
     // Environments.
-    let (ek, ev) = top.required("environments")?;
+    // Optional: a manifest that only builds and tests needs no environment.
     let mut environments: IndexMap<String, Environment> = IndexMap::new();
     let mut promote_refs: Vec<(&Node, &Node, String)> = Vec::new();
-    for (k, v) in named(ek, ev)? {
+    let env_entries = match top.get("environments") {
+        Some((ek, ev)) => named(ek, ev)?,
+        None => &[],
+    };
+    for (k, v) in env_entries {
         let name = check_name(k, "environment")?;
         let env = environment(&name, k, v, &project)?;
         if let Some((pk, pv)) = Obj::new(v, &keys::ENVIRONMENT, k.span, String::new())
