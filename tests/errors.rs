@@ -236,3 +236,18 @@ fn schema_is_json_schema() {
     assert_eq!(v["additionalProperties"], false);
     assert!(v["properties"]["environments"]["additionalProperties"]["anyOf"][0]["properties"]["promote_from"].is_object());
 }
+
+#[test]
+fn oversized_and_empty_manifests() {
+    let p = Project::new();
+    p.manifest(&format!("{HEAD}# {}\n", "x".repeat(1024 * 1024)));
+    p.run(&["check"])
+        .go()
+        .status(2)
+        .stderr_has("the limit for a manifest is 1048576 bytes (1 MiB)");
+    p.manifest("# nothing yet\n");
+    p.run(&["check"])
+        .go()
+        .status(2)
+        .stderr_has("error: the manifest is empty\n  --> deploy.yml:1:1\n");
+}

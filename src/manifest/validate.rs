@@ -62,6 +62,13 @@ impl<'a> Obj<'a> {
         for (k, _) in entries {
             let name = k.scalar_text().unwrap_or_default();
             if table.field(name).is_none() {
+                if name == "<<" {
+                    return Err(err_help(
+                        k.span,
+                        "YAML merge keys (`<<`) are not supported",
+                        "repeat the keys, or reuse a whole value with an anchor and alias (`&name`, `*name`)",
+                    ));
+                }
                 let help = did_you_mean(name, table.names()).unwrap_or_else(|| {
                     format!(
                         "valid keys here: {}",
@@ -70,7 +77,7 @@ impl<'a> Obj<'a> {
                 });
                 return Err(err_help(
                     k.span,
-                    format!("unknown key `{name}` in {label}"),
+                    format!("unknown key `{}` in {label}", name.escape_debug()),
                     help,
                 ));
             }
