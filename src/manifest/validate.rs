@@ -669,13 +669,41 @@ fn environment(name: &str, k: &Node, v: &Node, project: &str) -> Result<Environm
             .string("compose_project")?
             .unwrap_or_else(|| project.to_string()),
         approval,
-        approvers: o.string_list("approvers")?,
+        approvers: approvers(&o)?,
         database,
         url,
         promote_from: o.string("promote_from")?,
         keep_releases,
         backup,
     })
+}
+
+/// GitHub logins: letters, digits and single hyphens, at most 39 characters.
+fn approvers(o: &Obj) -> Result<Vec<String>> {
+    let Some((k, v)) = o.get("approvers") else {
+        return Ok(Vec::new());
+    };
+    let list = string_list(k, v)?;
+    for (login, node) in &list {
+        let login = login.strip_prefix('@').unwrap_or(login);
+        let ok = !login.is_empty()
+            && login.len() <= 39
+            && !login.starts_with('-')
+            && !login.ends_with('-')
+            && !login.contains("--")
+            && login.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !ok {
+            return Err(err_help(
+                node.span,
+                format!("`{login}` is not a GitHub login"),
+                "approvers are GitHub user names, e.g. approvers: [alice, bob]",
+            ));
+        }
+    }
+    Ok(list
+        .into_iter()
+        .map(|(s, _)| s.trim_start_matches('@').to_string())
+        .collect())
 }
 
 fn engine(k: &Node, v: &Node) -> Result<Engine> {
@@ -702,10 +730,21 @@ fn database(k: &Node, v: &Node, env: &str) -> Result<Database> {
                 ));
             }
         }
-        return Ok(Database::UrlEnv {
-            var: o.req_string("url_env")?,
-            span: k.span,
-        });
+        let var = o.req_string("url_env")?;
+        let valid = var
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            let (_, vv) = o.required("url_env")?;
+            return Err(err_help(
+                vv.span,
+                "`url_env` must be the name of an environment variable, which this is not",
+                "e.g. url_env: STAGING_DATABASE_URL (the URL itself goes in that variable, not here)",
+            ));
+        }
+        return Ok(Database::UrlEnv { var, span: k.span });
     }
     if !o.has("compose_service") {
         return Err(err_help(
@@ -1225,5 +1264,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn approvers_and_url_env() {
+        let (l, c, m, _) = fail("environments:\n  s: {approvers: [alice, \"bob smith\"]}\n");
+        assert_eq!((l, c), (4, 26));
+        assert!(m.contains("not a GitHub login"), "{m}");
+        let m = parse(&format!(
+            "{HEAD}environments:\n  s: {{approvers: [\"@alice\"]}}\n"
+        ))
+        .unwrap();
+        assert_eq!(m.environments["s"].approvers, vec!["alice".to_string()]);
+        let (_, _, m, _) =
+            fail("environments:\n  s: {database: {url_env: \"postgres://u:p@h/db\"}}\n");
+        assert!(
+            m.contains("must be the name of an environment variable"),
+            "{m}"
+        );
+        assert!(!m.contains("u:p@"), "the value is not echoed: {m}");
     }
 }
