@@ -152,8 +152,20 @@ impl Report {
     }
 
     fn human(&self, text: &str) {
-        let text = self.redact(text);
+        let text = self.defuse(&self.redact(text));
         self.write(self.human_stream(), &text);
+    }
+
+    /// In Actions, text we print that quotes the manifest or a command (a build command, a unit
+    /// name) must not be read as a workflow command: every line is defused.
+    fn defuse(&self, text: &str) -> String {
+        if self.gha.is_none() {
+            return text.to_string();
+        }
+        text.split('\n')
+            .map(gha::defuse_workflow_command)
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     fn paint(&self, text: &str, style: ::console::Style) -> String {
@@ -231,7 +243,7 @@ impl Report {
         if self.gha.is_some() {
             self.workflow_command(&gha::error_annotation(&strip_ansi(&msg), at));
         }
-        self.write(Stream::Stderr, msg.trim_end_matches('\n'));
+        self.write(Stream::Stderr, &self.defuse(msg.trim_end_matches('\n')));
     }
 
     // -- steps, groups, relayed output -----------------------------------------------------------
