@@ -1,5 +1,11 @@
 //! Glue, one short file per subcommand: settings → plan → executor → report.
 
+pub mod build;
+pub mod check;
+pub mod plan;
+pub mod test;
+pub mod units;
+
 use crate::cli::Command;
 use crate::error::Result;
 use crate::report::Report;
@@ -18,14 +24,18 @@ pub fn execute(command: Command, ctx: &Ctx) -> Result<()> {
                 .info(&crate::manifest::schema::json_schema_text());
             Ok(())
         }
+        Command::Check => check::run(ctx),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = crate::cli::Cli::command();
             clap_complete::generate(shell, &mut cmd, "deploy-action", &mut std::io::stdout());
             Ok(())
         }
-        Command::Plan | Command::Build(_) | Command::Test(_) | Command::Exec(_) => Err(
-            crate::error::Error::usage("this subcommand lands with the foundation work"),
-        ),
+        Command::Plan => plan::run(ctx),
+        Command::Build(args) => build::run(ctx, &args),
+        Command::Test(args) => test::run(ctx, &args),
+        Command::Exec(_) => Err(crate::error::Error::usage(
+            "this subcommand lands with the foundation work",
+        )),
     }
 }
