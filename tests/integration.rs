@@ -3,6 +3,7 @@
 
 mod build;
 mod changes;
+mod exec;
 mod github;
 mod harness;
 mod plan;
