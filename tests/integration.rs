@@ -4,6 +4,7 @@
 mod build;
 mod changes;
 mod errors;
+mod exec;
 mod github;
 mod harness;
 mod plan;
