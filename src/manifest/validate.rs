@@ -601,12 +601,11 @@ fn environment(name: &str, k: &Node, v: &Node, project: &str) -> Result<Environm
             }
         }
     }
-    let dir = o.string("dir")?;
-    let dir = match dir {
-        Some(d) => {
+    let dir = match o.get("dir") {
+        Some((dk, dv)) => {
+            let d = string(dk, dv)?;
             let any_ssh = hosts.iter().any(|h| matches!(h, Host::Ssh { .. }));
             if any_ssh && !d.starts_with('/') {
-                let (_, dv) = o.get("dir").expect("dir present");
                 return Err(err_help(
                     dv.span,
                     format!("`dir` must be an absolute path when a host is ssh://, found `{d}`"),
