@@ -1,5 +1,7 @@
 //! Glue, one short file per subcommand: settings → plan → executor → report.
 
+pub mod pages;
+
 use crate::cli::Command;
 use crate::error::Result;
 use crate::report::Report;
@@ -24,6 +26,7 @@ pub fn execute(command: Command, ctx: &Ctx) -> Result<()> {
             clap_complete::generate(shell, &mut cmd, "deploy-action", &mut std::io::stdout());
             Ok(())
         }
+        Command::Pages(args) => pages::run(&args, ctx).map(|_| ()),
         Command::Plan | Command::Build(_) | Command::Test(_) | Command::Exec(_) => Err(
             crate::error::Error::usage("this subcommand lands with the foundation work"),
         ),
