@@ -1,5 +1,7 @@
 //! Integration tests: the real binary against real services (scripts/test-env.sh).
 //! One test binary, modules grouped by feature.
 
+mod fake_cloudflare;
 mod harness;
+mod pages;
 mod smoke;

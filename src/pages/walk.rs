@@ -294,10 +294,8 @@ fn walk_dir(
         let m = std::fs::metadata(&path).map_err(io(&path))?;
         if m.is_dir() {
             walk_dir(&path, &rel, ancestors, jobs)?;
-        } else if m.is_file() {
-            if jobs.send(Found { rel, path }).is_err() {
-                break;
-            }
+        } else if m.is_file() && jobs.send(Found { rel, path }).is_err() {
+            break;
         }
     }
     ancestors.pop();
