@@ -447,3 +447,16 @@ fn the_client_lists_and_rolls_back_production_deployments() {
         Some("main")
     );
 }
+
+#[test]
+fn short_lived_upload_tokens_are_refreshed_before_they_expire() {
+    let p = tricky_site();
+    let cf = FakeCloudflare::start();
+    // Tokens that live 30 s are inside the 60 s margin: refreshed before use, within the budget.
+    cf.set(|s| s.token_ttl = 30);
+    deploy(&p, &cf, "main").status(0);
+    assert_eq!(cf.deployments().len(), 1);
+    let tokens = cf.count(Route::UploadToken);
+    assert!((2..=6).contains(&tokens), "{tokens} upload tokens");
+    cf.assert_clean();
+}

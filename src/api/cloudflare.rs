@@ -512,8 +512,12 @@ impl Cloudflare {
             .clone()
             .ok_or_else(|| CfError::InvalidToken("no upload session".into()))?;
         if cur.expires_within(SystemTime::now(), JWT_EXPIRY_MARGIN) {
-            self.refresh_jwt(&cur.jwt)?;
-            return self.current_jwt_unchecked();
+            match self.refresh_jwt(&cur.jwt) {
+                Ok(()) => return self.current_jwt_unchecked(),
+                // Out of refreshes: a token close to expiry may still be accepted; the server decides.
+                Err(CfError::RefreshBudget(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(cur.jwt)
     }

@@ -15,14 +15,17 @@ pub struct Progress {
 impl Progress {
     pub(crate) fn new(visible: bool, label: &str, total_files: u64, total_bytes: u64) -> Progress {
         let bar = visible.then(|| {
-            let bar =
-                ProgressBar::with_draw_target(Some(total_files), ProgressDrawTarget::stderr());
+            let length = (total_files > 0).then_some(total_files);
+            let bar = ProgressBar::with_draw_target(length, ProgressDrawTarget::stderr());
+            let template = if length.is_some() {
+                "{prefix} [{bar:30}] {pos}/{len} files, {msg} {elapsed}"
+            } else {
+                "{spinner} {prefix} {pos} files, {msg} {elapsed}"
+            };
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {pos}/{len} files, {msg} {elapsed}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+                ProgressStyle::with_template(template)
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
             );
             bar.set_prefix(label.to_string());
             bar
