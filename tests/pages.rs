@@ -460,3 +460,44 @@ fn short_lived_upload_tokens_are_refreshed_before_they_expire() {
     assert!((2..=6).contains(&tokens), "{tokens} upload tokens");
     cf.assert_clean();
 }
+
+#[test]
+fn branch_and_commit_come_from_actions_then_git_never_a_detached_head() {
+    let cf = FakeCloudflare::start();
+    let p = Project::git();
+    p.file("site/index.html", "<h1>hi</h1>\n");
+    let sha = p.commit("Add the site\n\nWith a body.");
+    let args = ["pages", "--project", "shop-web", "--dir", "site"];
+
+    // In Actions, a pull request's head branch wins over the ref name.
+    p.run(&args)
+        .envs(cf.env())
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_HEAD_REF", "feature/login")
+        .env("GITHUB_REF_NAME", "42/merge")
+        .go()
+        .status(0);
+    assert_eq!(cf.part(0, "branch").as_deref(), Some("feature/login"));
+    assert_eq!(cf.part(0, "commit_hash").as_deref(), Some(sha.as_str()));
+    assert_eq!(
+        cf.part(0, "commit_message").as_deref(),
+        Some("Add the site\n\nWith a body.")
+    );
+    assert_eq!(cf.part(0, "commit_dirty").as_deref(), Some("false"));
+
+    // Locally: the checked-out branch, and a dirty tree is reported.
+    p.file("untracked.txt", "x");
+    p.run(&args).envs(cf.env()).go().status(0);
+    assert_eq!(cf.part(1, "branch").as_deref(), Some("main"));
+    assert_eq!(cf.part(1, "commit_dirty").as_deref(), Some("true"));
+    assert_eq!(cf.deployments()[1]["environment"], "production");
+
+    // A detached HEAD is refused rather than sent as the branch `HEAD`.
+    p.git_cmd(&["checkout", "-q", "--detach"]);
+    p.run(&args)
+        .envs(cf.env())
+        .go()
+        .status(2)
+        .stderr_has("detached HEAD");
+    assert_eq!(cf.deployments().len(), 2);
+}
