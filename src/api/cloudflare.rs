@@ -413,8 +413,9 @@ impl Cloudflare {
         build: &dyn Fn(RequestBuilder) -> Result<RequestBuilder, CfError>,
     ) -> Result<Value, CfError> {
         let url = self.url(path);
-        let what = format!("{method} {}", display_safe_url(&url));
-        retry(&self.policy, &what, |_| {
+        // The error itself names the method and URL.
+        let what = "the request";
+        retry(&self.policy, what, |_| {
             let rb = self
                 .http
                 .request(method.clone(), &url)
@@ -438,8 +439,8 @@ impl Cloudflare {
     ) -> Result<Value, CfError> {
         let url = self.url(path);
         let method = Method::POST;
-        let what = format!("POST {}", display_safe_url(&url));
-        retry(policy, &what, |_| {
+        let what = "the request";
+        retry(policy, what, |_| {
             let jwt = match self.current_jwt() {
                 Ok(t) => t,
                 Err(e) => return Attempt::Fail(e),
