@@ -3,6 +3,7 @@
 pub mod build;
 pub mod check;
 pub mod exec;
+pub mod pages;
 pub mod plan;
 pub mod test;
 pub mod units;
@@ -36,5 +37,6 @@ pub fn execute(command: Command, ctx: &Ctx) -> Result<()> {
         Command::Build(args) => build::run(ctx, &args),
         Command::Test(args) => test::run(ctx, &args),
         Command::Exec(args) => exec::run(ctx, &args),
+        Command::Pages(args) => pages::run(&args, ctx).map(|_| ()),
     }
 }

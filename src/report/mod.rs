@@ -12,10 +12,12 @@
 pub mod console;
 pub mod gha;
 pub mod mask;
+pub mod progress;
 pub mod summary;
 
 pub use console::StepId;
 pub use mask::Masker;
+pub use progress::Progress;
 pub use summary::Summary;
 
 use crate::env_vars;
@@ -346,6 +348,16 @@ impl Report {
         if let Some(g) = &self.gha {
             g.set_output(name, &self.redact(value));
         }
+    }
+
+    /// A progress bar over `total_files` files and `total_bytes` bytes; shown only on a terminal,
+    /// outside GitHub Actions, without `--json` and without `DEPLOY_TEST_NO_PROGRESS`.
+    pub fn progress(&self, label: &str, total_files: u64, total_bytes: u64) -> Progress {
+        let visible = !self.json
+            && self.gha.is_none()
+            && env_vars::get(env_vars::DEPLOY_TEST_NO_PROGRESS).is_none()
+            && ::console::Term::stderr().is_term();
+        Progress::new(visible, label, total_files, total_bytes)
     }
 
     /// Prints the `--json` document on stdout.
