@@ -17,12 +17,14 @@
 pub mod cli;
 pub mod cmd;
 pub mod commands;
+pub mod db;
 pub mod diag;
 pub mod env_vars;
 pub mod error;
 pub mod exec;
 pub mod exit;
 pub mod manifest;
+pub mod migrate;
 pub mod plan;
 pub mod report;
 pub mod settings;
