@@ -56,6 +56,8 @@ pub enum Command {
     Test(BuildArgs),
     /// Run a command on every host of an environment.
     Exec(ExecArgs),
+    /// Apply pending SQL migrations (behind the approval gate, after a verified backup, under a lock).
+    Migrate(MigrateArgs),
     /// Print the JSON Schema of deploy.yml (for editors).
     Schema,
     /// Print shell completions.
@@ -82,4 +84,34 @@ pub struct ExecArgs {
         value_name = "CMD"
     )]
     pub command: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MigrateArgs {
+    #[command(subcommand)]
+    pub action: Option<MigrateAction>,
+    /// Re-baseline the recorded checksum of this applied version to the file's (repeatable).
+    #[arg(long, value_name = "VERSION", global = true)]
+    pub accept_changed: Vec<u64>,
+    /// How long to wait for another migrator's lock before exiting 4 (e.g. 30s, 2m).
+    #[arg(long, value_name = "DURATION", default_value = "60s", global = true)]
+    pub lock_wait: String,
+    /// Where backups are written (default: .deploy-action/backups/<env>/).
+    #[arg(long, value_name = "DIR", global = true)]
+    pub backup_dir: Option<PathBuf>,
+    /// How long to wait for an approval in GitHub Actions (e.g. 30m).
+    #[arg(long, value_name = "DURATION", default_value = "30m", global = true)]
+    pub approval_timeout: String,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum MigrateAction {
+    /// List applied, pending, changed and missing migration files.
+    Status,
+    /// Run the `.down.sql` files of the versions above VERSION, newest first.
+    Down {
+        /// The version to go back to (0: undo everything).
+        #[arg(long, value_name = "VERSION")]
+        to: u64,
+    },
 }

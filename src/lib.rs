@@ -14,6 +14,8 @@
 //! - `report/` is the only layer that prints.
 //! - `commands/` glues them, one short file per subcommand.
 
+pub mod api;
+pub mod approval;
 pub mod cli;
 pub mod cmd;
 pub mod commands;

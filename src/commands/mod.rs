@@ -5,6 +5,8 @@ use crate::error::Result;
 use crate::report::Report;
 use crate::settings::Settings;
 
+pub mod migrate;
+
 /// What every command gets: the resolved settings and the reporter.
 pub struct Ctx {
     pub settings: Settings,
@@ -24,6 +26,7 @@ pub fn execute(command: Command, ctx: &Ctx) -> Result<()> {
             clap_complete::generate(shell, &mut cmd, "deploy-action", &mut std::io::stdout());
             Ok(())
         }
+        Command::Migrate(args) => migrate::run(args, ctx),
         Command::Plan | Command::Build(_) | Command::Test(_) | Command::Exec(_) => Err(
             crate::error::Error::usage("this subcommand lands with the foundation work"),
         ),

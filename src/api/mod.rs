@@ -1,0 +1,3 @@
+//! Clients of the SaaS APIs (GitHub, Cloudflare): the only layer that talks HTTP.
+
+pub mod github;
