@@ -50,16 +50,27 @@ pub struct Gate {
 /// The outcome of reading an issue's comments.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommentDecision {
-    Approved { login: String, url: Option<String> },
-    Denied { login: String },
+    Approved {
+        login: String,
+        url: Option<String>,
+    },
+    Denied {
+        login: String,
+    },
     /// Nothing decisive yet; `ignored` explains comments that did not count.
-    Undecided { ignored: Vec<String> },
+    Undecided {
+        ignored: Vec<String>,
+    },
 }
 
 /// Reads comments (oldest first) and decides. A comment counts when its author is an approver, it
 /// was not edited, and its text is `approve`/`approved`/`deny`/`denied`, optionally followed by a
 /// plan hash (or a prefix of at least 12 characters) that must match `plan_hash`.
-pub fn decide_comments(comments: &[Value], approvers: &[String], plan_hash: &str) -> CommentDecision {
+pub fn decide_comments(
+    comments: &[Value],
+    approvers: &[String],
+    plan_hash: &str,
+) -> CommentDecision {
     let mut ignored = Vec::new();
     for c in comments {
         let login = c
@@ -220,8 +231,8 @@ fn gh_err(e: crate::api::github::GitHubError) -> Error {
 fn obtain_github(report: &Report, gate: &Gate, plan: &PlanToApprove) -> Result<Approval> {
     let gh = GitHub::from_env().map_err(gh_err)?;
     let run_id = env_vars::get(env_vars::GITHUB_RUN_ID).unwrap_or_default();
-    let server = env_vars::get(env_vars::GITHUB_SERVER_URL)
-        .unwrap_or_else(|| "https://github.com".into());
+    let server =
+        env_vars::get(env_vars::GITHUB_SERVER_URL).unwrap_or_else(|| "https://github.com".into());
     let run_url = format!("{server}/{}/actions/runs/{run_id}", gh.repository);
     if !run_id.is_empty() {
         let approvals = gh.run_approvals(&run_id).map_err(gh_err)?;
@@ -269,7 +280,10 @@ and the environment lists no `approvers:` for an approval issue",
         let comments = gh.issue_comments(number).map_err(gh_err)?;
         match decide_comments(&comments, &gate.approvers, plan.hash) {
             CommentDecision::Approved { login, url: c_url } => {
-                let _ = gh.comment(number, &format!("Approved by @{login}; applying plan `{}`.", plan.hash));
+                let _ = gh.comment(
+                    number,
+                    &format!("Approved by @{login}; applying plan `{}`.", plan.hash),
+                );
                 let _ = gh.close_issue(number);
                 return Ok(Approval {
                     approver: login,
@@ -291,14 +305,20 @@ and the environment lists no `approvers:` for an approval issue",
             }
         }
         if started.elapsed() >= gate.timeout {
-            let _ = gh.comment(number, "Timed out waiting for an approval; nothing was applied.");
+            let _ = gh.comment(
+                number,
+                "Timed out waiting for an approval; nothing was applied.",
+            );
             let _ = gh.close_issue(number);
             return Err(Error::Approval(format!(
                 "no approval within {:?} on {url}",
                 gate.timeout
             )));
         }
-        std::thread::sleep(poll.min(gate.timeout.saturating_sub(started.elapsed())).max(Duration::from_millis(10)));
+        std::thread::sleep(
+            poll.min(gate.timeout.saturating_sub(started.elapsed()))
+                .max(Duration::from_millis(10)),
+        );
     }
 }
 
@@ -319,13 +339,33 @@ mod tests {
         let d = decide_comments(&[c("mallory", "approve")], &approvers, HASH);
         assert!(matches!(d, CommentDecision::Undecided { ref ignored } if ignored.len() == 1));
         let d = decide_comments(&[c("alice", "approve ffffffffffff")], &approvers, HASH);
-        assert!(matches!(d, CommentDecision::Undecided { ref ignored } if ignored[0].contains("not this plan")));
+        assert!(
+            matches!(d, CommentDecision::Undecided { ref ignored } if ignored[0].contains("not this plan"))
+        );
         let d = decide_comments(&[c("Alice", "Approve 0123456789ab")], &approvers, HASH);
-        assert_eq!(d, CommentDecision::Approved { login: "Alice".into(), url: None });
-        let d = decide_comments(&[c("alice", "looks fine"), c("alice", "deny")], &approvers, HASH);
-        assert_eq!(d, CommentDecision::Denied { login: "alice".into() });
+        assert_eq!(
+            d,
+            CommentDecision::Approved {
+                login: "Alice".into(),
+                url: None
+            }
+        );
+        let d = decide_comments(
+            &[c("alice", "looks fine"), c("alice", "deny")],
+            &approvers,
+            HASH,
+        );
+        assert_eq!(
+            d,
+            CommentDecision::Denied {
+                login: "alice".into()
+            }
+        );
         let edited = json!({"user": {"login": "alice"}, "body": "approve", "created_at": "a", "updated_at": "b"});
-        assert!(matches!(decide_comments(&[edited], &approvers, HASH), CommentDecision::Undecided { .. }));
+        assert!(matches!(
+            decide_comments(&[edited], &approvers, HASH),
+            CommentDecision::Undecided { .. }
+        ));
     }
 
     #[test]
@@ -335,13 +375,23 @@ mod tests {
             json!({"state": "rejected", "environments": [{"name": "production"}], "user": {"login": "eve"}}),
         ];
         assert_eq!(approved_review(&reviews, "production"), None);
-        assert_eq!(approved_review(&reviews, "staging"), Some(("bob".into(), None)));
+        assert_eq!(
+            approved_review(&reviews, "staging"),
+            Some(("bob".into(), None))
+        );
     }
 
     #[test]
     fn issue_body_carries_the_hash_and_the_sql() {
-        let plan = PlanToApprove { env: "production", action: "migrate", hash: HASH, text: "-- 0001_a.sql\ncreate table t();" };
+        let plan = PlanToApprove {
+            env: "production",
+            action: "migrate",
+            hash: HASH,
+            text: "-- 0001_a.sql\ncreate table t();",
+        };
         let body = issue_body(&plan, &["alice".into()], "https://x/run");
-        assert!(body.contains(HASH) && body.contains("create table t();") && body.contains("@alice"));
+        assert!(
+            body.contains(HASH) && body.contains("create table t();") && body.contains("@alice")
+        );
     }
 }

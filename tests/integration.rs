@@ -2,4 +2,5 @@
 //! One test binary, modules grouped by feature.
 
 mod harness;
+mod migrate;
 mod smoke;

@@ -38,7 +38,8 @@ impl GitHub {
             .ok_or_else(|| GitHubError::Config("GITHUB_TOKEN is not set".into()))?;
         let repository = env_vars::get(env_vars::GITHUB_REPOSITORY)
             .ok_or_else(|| GitHubError::Config("GITHUB_REPOSITORY is not set".into()))?;
-        let base = env_vars::get(env_vars::GITHUB_API_URL).unwrap_or_else(|| DEFAULT_API_URL.into());
+        let base =
+            env_vars::get(env_vars::GITHUB_API_URL).unwrap_or_else(|| DEFAULT_API_URL.into());
         GitHub::new(&base, Secret::new(token), &repository)
     }
 

@@ -16,7 +16,10 @@ use crate::db::{Bookkeeping, Database, DbError};
 use crate::env_vars;
 use crate::error::{Error, Result};
 use crate::exec::Executor;
-use crate::manifest::{Approval as ApprovalPolicy, BackupPolicy, Database as DbConfig, Engine, Environment, Host, Migrations};
+use crate::manifest::{
+    Approval as ApprovalPolicy, BackupPolicy, Database as DbConfig, Engine, Environment, Host,
+    Migrations,
+};
 use crate::migrate::{self, AppliedRow, Entry, Migration, SqlFile, Status};
 use crate::report::Summary;
 use std::path::{Path, PathBuf};
@@ -108,14 +111,12 @@ pub fn read_dir(dir: &Path) -> Result<Vec<Migration>> {
         if !name.ends_with(".sql") {
             continue;
         }
-        let text = std::fs::read_to_string(entry.path()).map_err(|e| {
-            Error::usage(format!("{}: {e}", entry.path().display()))
-        })?;
+        let text = std::fs::read_to_string(entry.path())
+            .map_err(|e| Error::usage(format!("{}: {e}", entry.path().display())))?;
         files.push((name, text));
     }
-    migrate::collect(files).map_err(|e| {
-        Error::usage(format!("{}/{}: {}", dir.display(), e.file, e.message))
-    })
+    migrate::collect(files)
+        .map_err(|e| Error::usage(format!("{}/{}: {}", dir.display(), e.file, e.message)))
 }
 
 /// The executor for the environment's first host (compose mode).
@@ -139,6 +140,7 @@ fn open_db<'e>(
     env: &Environment,
     migrations: &Migrations,
     root: &Path,
+    lock_wait: Duration,
     exec: &'e mut Option<Box<dyn Executor>>,
 ) -> Result<Box<dyn Database + 'e>> {
     let Some(config) = &env.database else {
@@ -166,7 +168,7 @@ fn open_db<'e>(
                     )));
                 }
                 let path = root.join(rest);
-                let db = SqliteDatabase::open(&path, rest).map_err(fail)?;
+                let db = SqliteDatabase::open(&path, rest, lock_wait).map_err(fail)?;
                 Ok(Box::new(db))
             } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
                 if migrations.engine != Engine::Postgres {
@@ -353,12 +355,17 @@ fn lock_err(e: DbError) -> Error {
 }
 
 /// Runs `migrate` for one environment with resolved values (the command line or a test).
-pub fn run_with(ctx: &Ctx, env: &Environment, migrations: &Migrations, opts: Options) -> Result<()> {
+pub fn run_with(
+    ctx: &Ctx,
+    env: &Environment,
+    migrations: &Migrations,
+    opts: Options,
+) -> Result<()> {
     let report = &ctx.report;
     let dir = opts.root.join(&migrations.dir);
     let files = read_dir(&dir)?;
     let mut exec = None;
-    let mut db = open_db(ctx, env, migrations, &opts.root, &mut exec)?;
+    let mut db = open_db(ctx, env, migrations, &opts.root, opts.lock_wait, &mut exec)?;
     let stage = match opts.mode {
         Mode::Up => "migrate",
         Mode::Status => "migrate status",
@@ -366,7 +373,7 @@ pub fn run_with(ctx: &Ctx, env: &Environment, migrations: &Migrations, opts: Opt
     };
     report.stage_start(stage, Some(&env.name));
     report.info(&format!("database: {}", db.describe()));
-    let applied = db.applied().map_err(|e| Error::StageFailed(e.to_string()))?;
+    let applied = db.applied().map_err(lock_err)?;
 
     if opts.mode == Mode::Status {
         return status(ctx, env, &files, &applied);
@@ -427,7 +434,15 @@ pub fn run_with(ctx: &Ctx, env: &Environment, migrations: &Migrations, opts: Opt
                 Some(a)
             }
             Err(e) => {
-                audit(&opts, env, stage, "approval-refused", None, None, Some(&e.to_string()));
+                audit(
+                    &opts,
+                    env,
+                    stage,
+                    "approval-refused",
+                    None,
+                    None,
+                    Some(&e.to_string()),
+                );
                 return Err(e);
             }
         }
@@ -436,7 +451,16 @@ pub fn run_with(ctx: &Ctx, env: &Environment, migrations: &Migrations, opts: Opt
     };
 
     db.lock(opts.lock_wait).map_err(lock_err)?;
-    let result = locked(ctx, env, &opts, db.as_mut(), &files, &dir, &hash, approval.as_ref());
+    let result = locked(
+        ctx,
+        env,
+        &opts,
+        db.as_mut(),
+        &files,
+        &dir,
+        &hash,
+        approval.as_ref(),
+    );
     let unlocked = db.unlock();
     let outcome = result?;
     unlocked.map_err(|e| Error::StageFailed(format!("releasing the migration lock: {e}")))?;
@@ -461,26 +485,51 @@ fn locked(
     let report = &ctx.report;
     let fail = |e: DbError| Error::StageFailed(e.to_string());
     // Another run may have migrated while we waited: plan again under the lock.
-    let applied = db.applied().map_err(fail)?;
-    let steps = plan_steps(opts, files, &applied, dir)?;
-    if steps.is_empty() {
+    let applied = db.applied().map_err(lock_err)?;
+    if plan_steps(opts, files, &applied, dir)?.is_empty() {
         let v = version_text(applied.last().map(|r| r.version));
-        report.info(&format!("nothing to migrate: the database is at version {v}"));
+        report.info(&format!(
+            "nothing to migrate: the database is at version {v}"
+        ));
         report.output("migration-version", &v);
         return Ok(());
     }
-    if steps.hash() != approved_hash {
-        let msg = format!(
+    let stage = match opts.mode {
+        Mode::Down { .. } => "migrate down",
+        _ => "migrate",
+    };
+    let wants_backup = match env.backup {
+        BackupPolicy::Always => true,
+        BackupPolicy::Never => false,
+        BackupPolicy::Auto => env.approval == ApprovalPolicy::Required,
+    };
+    let mut backup_path = None;
+    if wants_backup {
+        let path = backup(opts, env, db, applied.last().map(|r| r.version)).inspect_err(|e| {
+            audit(
+                opts,
+                env,
+                stage,
+                "backup-failed",
+                approval,
+                None,
+                Some(&e.to_string()),
+            );
+        })?;
+        report.info(&format!("backup written and verified: {}", path.display()));
+        report.output("backup-path", &path.display().to_string());
+        backup_path = Some(path);
+    }
+    // What runs must be exactly what was approved (and what the backup precedes).
+    let applied = db.applied().map_err(lock_err)?;
+    let steps = plan_steps(opts, files, &applied, dir)?;
+    // (Without a gate the plan made under the lock is simply the plan.)
+    if approval.is_some() && steps.hash() != approved_hash {
+        return Err(Error::Approval(format!(
             "the plan changed after it was approved (approved {approved_hash}, now {}); nothing was applied",
             steps.hash()
-        );
-        return Err(if approval.is_some() {
-            Error::Approval(msg)
-        } else {
-            Error::StageFailed(msg)
-        });
+        )));
     }
-    let stage = if steps.direction == "down" { "migrate down" } else { "migrate" };
     let mut summary = Summary::new(
         format!("{stage} ({})", env.name),
         &["version", "name", "duration", "result"],
@@ -491,29 +540,27 @@ fn locked(
             a.approver,
             a.method,
             a.plan_hash,
-            a.reference.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+            a.reference
+                .as_ref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
         ));
     }
-    let wants_backup = match env.backup {
-        BackupPolicy::Always => true,
-        BackupPolicy::Never => false,
-        BackupPolicy::Auto => env.approval == ApprovalPolicy::Required,
-    };
-    let mut backup_path = None;
-    if wants_backup {
-        let path = backup(opts, env, db, applied.last().map(|r| r.version)).inspect_err(|e| {
-            audit(opts, env, stage, "backup-failed", approval, None, Some(&e.to_string()));
-        })?;
-        report.info(&format!("backup written and verified: {}", path.display()));
+    if let Some(path) = &backup_path {
         summary.note(format!("Backup (verified): `{}`", path.display()));
-        report.output("backup-path", &path.display().to_string());
-        backup_path = Some(path);
     }
     db.ensure_table().map_err(fail)?;
     for (v, sum) in &steps.rebaseline {
         db.rebaseline(*v, sum).map_err(fail)?;
-        report.warn(&format!("version {v}: recorded checksum re-baselined to {sum} (--accept-changed)"));
-        summary.row([v.to_string(), String::new(), String::new(), "re-baselined".into()]);
+        report.warn(&format!(
+            "version {v}: recorded checksum re-baselined to {sum} (--accept-changed)"
+        ));
+        summary.row([
+            v.to_string(),
+            String::new(),
+            String::new(),
+            "re-baselined".into(),
+        ]);
     }
     let mut version = applied.last().map(|r| r.version);
     let mut failure = None;
@@ -531,23 +578,47 @@ fn locked(
         };
         report.info(&format!(
             "{} {}{}",
-            if steps.direction == "down" { "reverting" } else { "applying" },
+            if steps.direction == "down" {
+                "reverting"
+            } else {
+                "applying"
+            },
             f.file,
-            if f.no_transaction { " (no transaction: statements run one by one, then recorded)" } else { "" }
+            if f.no_transaction {
+                " (no transaction: statements run one by one, then recorded)"
+            } else {
+                ""
+            }
         ));
         match db.run(f, &book) {
             Ok(ms) => {
-                summary.row([m.version.to_string(), m.name.clone(), format!("{ms} ms"), "ok".into()]);
+                summary.row([
+                    m.version.to_string(),
+                    m.name.clone(),
+                    format!("{ms} ms"),
+                    "ok".into(),
+                ]);
                 version = if steps.direction == "down" {
-                    applied.iter().map(|r| r.version).filter(|v| *v < m.version).max()
+                    applied
+                        .iter()
+                        .map(|r| r.version)
+                        .filter(|v| *v < m.version)
+                        .max()
                 } else {
                     Some(m.version)
                 };
             }
             Err(e) => {
-                summary.row([m.version.to_string(), m.name.clone(), String::new(), "failed".into()]);
+                summary.row([
+                    m.version.to_string(),
+                    m.name.clone(),
+                    String::new(),
+                    "failed".into(),
+                ]);
                 let (statement, message) = match &e {
-                    DbError::Statement { statement, message } => (statement.clone(), message.clone()),
+                    DbError::Statement { statement, message } => {
+                        (statement.clone(), message.clone())
+                    }
                     other => (None, other.to_string()),
                 };
                 let rolled = if f.no_transaction {
@@ -565,14 +636,31 @@ fn locked(
             }
         }
     }
-    for (m, _) in steps.steps.iter().skip(summary.rows.len() - steps.rebaseline.len()) {
-        summary.row([m.version.to_string(), m.name.clone(), String::new(), "not run".into()]);
+    for (m, _) in steps
+        .steps
+        .iter()
+        .skip(summary.rows.len() - steps.rebaseline.len())
+    {
+        summary.row([
+            m.version.to_string(),
+            m.name.clone(),
+            String::new(),
+            "not run".into(),
+        ]);
     }
     summary.note(format!("Database version: {}", version_text(version)));
     report.summary(&summary);
     report.output("migration-version", &version_text(version));
     let result = if failure.is_some() { "failed" } else { "ok" };
-    audit(opts, env, stage, result, approval, backup_path.as_deref(), failure.as_deref());
+    audit(
+        opts,
+        env,
+        stage,
+        result,
+        approval,
+        backup_path.as_deref(),
+        failure.as_deref(),
+    );
     match failure {
         Some(msg) => Err(Error::StageFailed(msg)),
         None => Ok(()),
@@ -618,21 +706,37 @@ fn status(ctx: &Ctx, env: &Environment, files: &[Migration], applied: &[AppliedR
 }
 
 /// Writes and verifies a backup, then prunes old ones. Any failure stops the migration.
-fn backup(opts: &Options, env: &Environment, db: &mut dyn Database, version: Option<u64>) -> Result<PathBuf> {
+fn backup(
+    opts: &Options,
+    env: &Environment,
+    db: &mut dyn Database,
+    version: Option<u64>,
+) -> Result<PathBuf> {
     let dir = opts
         .backup_dir
         .clone()
         .unwrap_or_else(|| opts.workdir.join(".deploy-action/backups").join(&env.name));
     std::fs::create_dir_all(&dir).map_err(|e| {
-        Error::StageFailed(format!("backup failed: cannot create {}: {e}", dir.display()))
+        Error::StageFailed(format!(
+            "backup failed: cannot create {}: {e}",
+            dir.display()
+        ))
     })?;
     let stamp = crate::db::now_rfc3339().replace([':', '-'], "");
     let ext = db.backup_extension();
-    let mut path = dir.join(format!("{}-{stamp}-v{}.{ext}", env.name, version_text(version)));
+    let mut path = dir.join(format!(
+        "{}-{stamp}-v{}.{ext}",
+        env.name,
+        version_text(version)
+    ));
     let mut n = 1;
     while path.exists() {
         n += 1;
-        path = dir.join(format!("{}-{stamp}-v{}-{n}.{ext}", env.name, version_text(version)));
+        path = dir.join(format!(
+            "{}-{stamp}-v{}-{n}.{ext}",
+            env.name,
+            version_text(version)
+        ));
     }
     if let Err(e) = db.backup(&path) {
         let _ = std::fs::remove_file(&path);
@@ -644,7 +748,9 @@ fn backup(opts: &Options, env: &Environment, db: &mut dyn Database, version: Opt
 
 /// Keeps the newest `keep` backups of `env` in `dir` (names sort by time).
 pub fn prune_backups(dir: &Path, env: &str, ext: &str, keep: usize) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut names: Vec<String> = rd
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())

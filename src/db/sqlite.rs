@@ -24,22 +24,38 @@ pub struct SqliteDatabase {
 
 impl SqliteDatabase {
     /// Opens (creating if missing) the database file at `path`; `label` is how it is shown.
-    pub fn open(path: &Path, label: &str) -> Result<SqliteDatabase, DbError> {
+    /// Reads and writes wait up to `busy` for another connection's lock.
+    pub fn open(path: &Path, label: &str, busy: Duration) -> Result<SqliteDatabase, DbError> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
         )
         .map_err(|e| DbError::Connect(format!("{label}: {e}")))?;
+        conn.busy_timeout(busy)
+            .map_err(|e| DbError::Connect(format!("{label}: {e}")))?;
         Ok(SqliteDatabase {
             conn,
             label: label.to_string(),
             locked: false,
-            lock_wait: Duration::from_secs(60),
+            lock_wait: busy,
         })
     }
 
     fn other(e: rusqlite::Error) -> DbError {
-        DbError::Other(e.to_string())
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) =>
+            {
+                DbError::LockTimeout {
+                    waited: Duration::ZERO,
+                    holder: Some(format!("another connection holds the database: {e}")),
+                }
+            }
+            _ => DbError::Other(e.to_string()),
+        }
     }
 
     fn begin_exclusive(&mut self, wait: Duration) -> Result<(), DbError> {
@@ -100,10 +116,15 @@ impl SqliteDatabase {
     /// Runs every statement of `sql`, naming the one that fails.
     fn run_statements(&self, sql: &str) -> Result<(), DbError> {
         let mut batch = rusqlite::Batch::new(&self.conn, sql);
+        // Byte offset just past the last statement that ran, to find the one that did not prepare.
+        let mut cursor = 0;
         loop {
             match batch.next() {
                 Ok(Some(mut stmt)) => {
                     let text = stmt.expanded_sql().unwrap_or_default();
+                    if let Some(p) = sql[cursor..].find(text.as_str()) {
+                        cursor += p + text.len();
+                    }
                     if let Err(e) = stmt.raw_execute() {
                         return Err(DbError::Statement {
                             statement: Some(text.trim().to_string()),
@@ -113,11 +134,13 @@ impl SqliteDatabase {
                 }
                 Ok(None) => return Ok(()),
                 Err(e) => {
-                    // A statement that does not even prepare (syntax error, unknown table).
-                    let statement = crate::migrate::split_statements(sql)
+                    // The next statement did not prepare (syntax error, unknown table).
+                    let rest =
+                        sql[cursor..].trim_start_matches(|c: char| c == ';' || c.is_whitespace());
+                    let statement = crate::migrate::split_statements(rest)
                         .into_iter()
-                        .map(|(_, s)| s)
-                        .find(|s| self.conn.prepare(s).is_err());
+                        .next()
+                        .map(|(_, s)| s);
                     return Err(DbError::Statement {
                         statement,
                         message: e.to_string(),
@@ -243,14 +266,33 @@ impl Database for SqliteDatabase {
 
     fn backup(&mut self, dest: &Path) -> Result<(), DbError> {
         let bad = |m: String| DbError::Backup(format!("{}: {m}", dest.display()));
-        {
+        // The backup API cannot read through a connection that holds a write transaction: let go
+        // of the lock (nothing was written yet), copy, and take it again. The caller plans again
+        // under the lock afterwards, so a run that got in between is noticed.
+        let relock = self.locked && !self.conn.is_autocommit();
+        if relock {
+            self.conn.execute_batch("COMMIT").map_err(Self::other)?;
+        }
+        let copied = (|| {
             let mut dst = Connection::open(dest).map_err(|e| bad(e.to_string()))?;
             let backup = rusqlite::backup::Backup::new(&self.conn, &mut dst)
                 .map_err(|e| bad(e.to_string()))?;
-            backup
-                .run_to_completion(256, Duration::ZERO, None)
-                .map_err(|e| bad(e.to_string()))?;
+            let started = Instant::now();
+            loop {
+                match backup.step(-1).map_err(|e| bad(e.to_string()))? {
+                    rusqlite::backup::StepResult::Done => return Ok(()),
+                    rusqlite::backup::StepResult::More => {}
+                    _ if started.elapsed() < self.lock_wait => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    _ => return Err(bad("the database stayed busy".into())),
+                }
+            }
+        })();
+        if relock {
+            self.begin_exclusive(self.lock_wait)?;
         }
+        copied?;
         let check = Connection::open_with_flags(dest, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .and_then(|c| c.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)))
             .map_err(|e| bad(format!("verification failed: {e}")))?;
