@@ -191,7 +191,7 @@ fn pg_tables(db: &ScratchPg) -> Vec<String> {
 }
 
 fn pg_versions(db: &ScratchPg) -> Vec<String> {
-    db.query_strings("SELECT version::text FROM deploy_action_migrations ORDER BY version")
+    db.query_strings("SELECT version::text FROM deploy_action_migrations m ORDER BY m.version")
 }
 
 #[test]
