@@ -588,3 +588,134 @@ fn sqlite_second_migrator_waits_then_exits_4() {
         vec!["a", "deploy_action_migrations"]
     );
 }
+
+/// An image with psql and pg_dump from the host's PostgreSQL (no registry here): `docker import` of
+/// the binaries and the libraries they link.
+fn psql_image() -> &'static str {
+    const IMAGE: &str = "deploy-action-test/psql:migrate";
+    services::require_docker();
+    let have = std::process::Command::new("docker")
+        .args(["image", "inspect", IMAGE])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !have {
+        let bin = services::var("DA_TEST_PG_BIN");
+        let script = format!(
+            r#"set -e; root=$(mktemp -d); mkdir -p $root/usr/bin $root/bin
+cp {bin}/psql {bin}/pg_dump $root/usr/bin/; cp /bin/dash $root/bin/sh; cp /bin/sleep $root/bin/sleep
+for f in {bin}/psql {bin}/pg_dump /bin/dash /bin/sleep; do ldd $f | grep -o '/[^ ]*'; done | sort -u |
+  while read l; do mkdir -p $root$(dirname $l); cp -L $l $root$l; done
+tar -C $root -c . | docker import - {IMAGE} >/dev/null; rm -rf $root"#
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "building {IMAGE}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    IMAGE
+}
+
+#[test]
+fn compose_mode_runs_psql_in_the_service_with_backup() {
+    let db = ScratchPg::new("compose");
+    let image = psql_image();
+    let repo = Repo::new();
+    let port = services::var("DA_TEST_PG_PORT");
+    repo.mig(
+        "0001_a.sql",
+        "CREATE TABLE a (id int);\nINSERT INTO a VALUES (1);\n",
+    )
+    .mig(
+        "0002_bad.sql",
+        "CREATE TABLE b (id int);\nINSERT INTO nope VALUES (1);\n",
+    );
+    std::fs::write(
+        repo.path().join("compose.yml"),
+        format!(
+            "services:\n  db:\n    image: {image}\n    command: [\"/bin/sleep\", \"infinity\"]\n    network_mode: host\n    environment: {{ PGHOST: 127.0.0.1, PGPORT: \"{port}\", PGPASSWORD: deploy-test-pw }}\n"
+        ),
+    )
+    .unwrap();
+    let project = format!("damig{}", std::process::id());
+    let compose = |args: &[&str]| {
+        std::process::Command::new("docker")
+            .args(["compose", "-p", &project, "-f", "compose.yml"])
+            .args(args)
+            .current_dir(repo.path())
+            .output()
+            .unwrap()
+    };
+    let up = compose(&["up", "-d"]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    struct Down<F: Fn()>(F);
+    impl<F: Fn()> Drop for Down<F> {
+        fn drop(&mut self) {
+            (self.0)()
+        }
+    }
+    let _down = Down(|| {
+        compose(&["down", "-t", "0"]);
+    });
+    // SAFETY: the same value in every test that sets it.
+    unsafe { std::env::set_var("DEPLOY_PG_BIN", services::var("DA_TEST_PG_BIN")) };
+    let mut env = environment("vps", "UNUSED", Approval::None, BackupPolicy::Always);
+    env.dir = repo.path().display().to_string();
+    env.compose_project = project.clone();
+    env.compose_files = vec!["compose.yml".into()];
+    env.database = Some(Database::ComposeService {
+        service: "db".into(),
+        engine: Engine::Postgres,
+        user: "deploy".into(),
+        name: db.name.clone(),
+        span: Span::default(),
+    });
+    let run = |mode: Mode| {
+        let ctx = Ctx {
+            settings: Settings::default(),
+            report: Report::from_env(false),
+        };
+        run_with(
+            &ctx,
+            &env,
+            &migrations(Engine::Postgres),
+            Options {
+                mode,
+                dry_run: false,
+                accept_changed: vec![],
+                lock_wait: Duration::from_secs(10),
+                backup_dir: None,
+                approval_timeout: Duration::from_secs(1),
+                root: repo.path().to_path_buf(),
+                workdir: repo.path().to_path_buf(),
+            },
+        )
+    };
+    let err = run(Mode::Up).unwrap_err();
+    let msg = err.to_string();
+    assert_eq!(err.exit().code(), 1, "{msg}");
+    assert!(
+        msg.contains("0002_bad.sql") && msg.contains("relation \"nope\" does not exist"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("statement: INSERT INTO nope VALUES (1)"),
+        "{msg}"
+    );
+    assert_eq!(pg_tables(&db), vec!["a", "deploy_action_migrations"]);
+    assert_eq!(pg_versions(&db), vec!["1"]);
+    let backups: Vec<_> = std::fs::read_dir(repo.path().join(".deploy-action/backups/vps"))
+        .unwrap()
+        .collect();
+    assert_eq!(backups.len(), 1);
+    run(Mode::Status).unwrap();
+}
