@@ -462,9 +462,8 @@ pub fn run_with(
         approval.as_ref(),
     );
     let unlocked = db.unlock();
-    let outcome = result?;
-    unlocked.map_err(|e| Error::StageFailed(format!("releasing the migration lock: {e}")))?;
-    Ok(outcome)
+    result?;
+    unlocked.map_err(|e| Error::StageFailed(format!("releasing the migration lock: {e}")))
 }
 
 fn version_text(v: Option<u64>) -> String {
