@@ -195,3 +195,37 @@ fn github_stale_plan_hash_and_denial_are_refused() {
     assert!(tables(&p).is_empty());
     assert_eq!(backups(&p), 0);
 }
+
+#[test]
+fn postgres_password_is_never_printed() {
+    let db = crate::migrate::ScratchPg::new("mask");
+    let p = Project::git();
+    p.manifest(
+        "version: 1\nproject: shop\nenvironments:\n  staging:\n    hosts: [\"local\"]\n    dir: .\n    database: { url_env: DB }\nmigrations:\n  dir: migrations\n  engine: postgres\n",
+    )
+    .file("migrations/0001_a.sql", "CREATE TABLE a (id int);\n")
+    .file("migrations/0002_b.sql", "CREATE TABLE b (id int);\nSELECT 1/0;\n");
+    let password = crate::harness::services::var("DA_TEST_PG_URL")
+        .split_once("://")
+        .and_then(|(_, r)| r.split_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, pw)| pw.to_string())
+        .expect("the test URL has a password");
+    p.run(&["migrate", "--env", "staging"])
+        .env("DB", &db.url)
+        .go()
+        .status(1)
+        .stderr_has("0002_b.sql")
+        .stderr_has("statement: SELECT 1/0")
+        .stderr_has("division by zero")
+        .nowhere(&password);
+    p.run(&["migrate", "status", "--env", "staging", "--json"])
+        .env("DB", &db.url)
+        .go()
+        .status(0)
+        .nowhere(&password);
+    assert_eq!(
+        db.query_strings("SELECT name FROM deploy_action_migrations"),
+        vec!["a"]
+    );
+}
