@@ -133,6 +133,19 @@ impl PgDatabase {
         }
     }
 
+    /// A runtime error carries no position: replay the statements one by one in a transaction
+    /// that is always rolled back, and name the first that fails with the same SQLSTATE.
+    fn replay_to_find(&mut self, sql: &str, original: &postgres::Error) -> Option<String> {
+        let code = original.code()?.clone();
+        let mut tx = self.client.transaction().ok()?;
+        for (_, stmt) in split_statements(sql) {
+            if let Err(e) = tx.batch_execute(&stmt) {
+                return (e.code() == Some(&code)).then_some(stmt);
+            }
+        }
+        None
+    }
+
     fn record(
         client: &mut impl postgres::GenericClient,
         book: &Bookkeeping,
@@ -291,8 +304,18 @@ impl Database for PgDatabase {
             return Ok(ms);
         }
         let mut tx = self.client.transaction().map_err(Self::other)?;
-        tx.batch_execute(&file.sql)
-            .map_err(|e| Self::statement_error(&e, &file.sql, None))?;
+        if let Err(e) = tx.batch_execute(&file.sql) {
+            drop(tx);
+            let mut err = Self::statement_error(&e, &file.sql, None);
+            if let DbError::Statement {
+                statement: s @ None,
+                ..
+            } = &mut err
+            {
+                *s = self.replay_to_find(&file.sql, &e);
+            }
+            return Err(err);
+        }
         let ms = started.elapsed().as_millis() as u64;
         Self::record(&mut tx, book, ms).map_err(Self::other)?;
         tx.commit().map_err(Self::other)?;
