@@ -16,6 +16,7 @@
 
 pub mod api;
 pub mod approval;
+pub mod changes;
 pub mod cli;
 pub mod cmd;
 pub mod commands;

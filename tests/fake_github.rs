@@ -95,7 +95,9 @@ fn handle(stream: std::net::TcpStream, s: &State) {
         (401, json!({"message": "Bad credentials"}))
     } else {
         match (method.as_str(), seg.as_slice()) {
-            ("GET", ["repos", _, _, "actions", "runs", _, "approvals"]) => (200, s.approvals.clone()),
+            ("GET", ["repos", _, _, "actions", "runs", _, "approvals"]) => {
+                (200, s.approvals.clone())
+            }
             ("POST", ["repos", o, r, "issues"]) => {
                 *s.issue_body.lock().unwrap() =
                     body.get("body").and_then(Value::as_str).map(String::from);

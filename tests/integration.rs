@@ -1,6 +1,12 @@
 //! Integration tests: the real binary against real services (scripts/test-env.sh).
 //! One test binary, modules grouped by feature.
 
+mod build;
+mod changes;
+mod fake_github;
+mod github;
 mod harness;
 mod migrate;
+mod migrate_gate;
+mod plan;
 mod smoke;

@@ -24,8 +24,14 @@ migrations:
 fn project() -> Project {
     let p = Project::git();
     p.manifest(MANIFEST)
-        .file("migrations/0001_users.sql", "CREATE TABLE users (id INTEGER PRIMARY KEY);\n")
-        .file("migrations/0002_orders.sql", "CREATE TABLE orders (id INTEGER);\n");
+        .file(
+            "migrations/0001_users.sql",
+            "CREATE TABLE users (id INTEGER PRIMARY KEY);\n",
+        )
+        .file(
+            "migrations/0002_orders.sql",
+            "CREATE TABLE orders (id INTEGER);\n",
+        );
     p.commit("migrations");
     p
 }
@@ -39,7 +45,10 @@ fn tables(p: &Project) -> Vec<String> {
     let mut s = c
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
         .unwrap();
-    s.query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect()
+    s.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
 }
 
 fn backups(p: &Project) -> usize {
@@ -63,7 +72,8 @@ fn no_approval_without_a_terminal_is_exit_3_and_untouched_even_with_yes() {
         .stderr_has("--yes never skips it");
     assert!(tables(&p).is_empty(), "the database was touched");
     assert_eq!(backups(&p), 0);
-    let audit = std::fs::read_to_string(p.path().join(".deploy-action/audit/production.log")).unwrap();
+    let audit =
+        std::fs::read_to_string(p.path().join(".deploy-action/audit/production.log")).unwrap();
     assert!(audit.contains("approval-refused"), "{audit}");
 }
 
@@ -104,13 +114,26 @@ fn typing_the_environment_name_at_a_terminal_applies_after_a_backup() {
     assert!(tables(&p).is_empty(), "{out}");
     let (code, out) = under_terminal(&p, "production\n");
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("Type the environment's name (production)"), "{out}");
-    assert!(out.contains("CREATE TABLE orders"), "the plan was shown: {out}");
+    assert!(
+        out.contains("Type the environment's name (production)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("CREATE TABLE orders"),
+        "the plan was shown: {out}"
+    );
     assert!(out.contains("backup written and verified"), "{out}");
-    assert_eq!(tables(&p), vec!["deploy_action_migrations", "orders", "users"]);
+    assert_eq!(
+        tables(&p),
+        vec!["deploy_action_migrations", "orders", "users"]
+    );
     assert_eq!(backups(&p), 1);
-    let audit = std::fs::read_to_string(p.path().join(".deploy-action/audit/production.log")).unwrap();
-    assert!(audit.contains("carol") && audit.contains("terminal"), "{audit}");
+    let audit =
+        std::fs::read_to_string(p.path().join(".deploy-action/audit/production.log")).unwrap();
+    assert!(
+        audit.contains("carol") && audit.contains("terminal"),
+        "{audit}"
+    );
 }
 
 fn in_actions(p: &Project, gh: &FakeGitHub, extra: &[&str]) -> crate::harness::Outcome {
@@ -148,9 +171,15 @@ fn github_required_reviewer_approval_counts() {
             "token printed: {line}"
         );
     }
-    assert_eq!(tables(&p), vec!["deploy_action_migrations", "orders", "users"]);
+    assert_eq!(
+        tables(&p),
+        vec!["deploy_action_migrations", "orders", "users"]
+    );
     let summary = std::fs::read_to_string(p.path().join("summary.md")).unwrap();
-    assert!(summary.contains("erin") && summary.contains("github-environment-review"), "{summary}");
+    assert!(
+        summary.contains("erin") && summary.contains("github-environment-review"),
+        "{summary}"
+    );
     let output = std::fs::read_to_string(p.path().join("output.txt")).unwrap();
     assert!(output.contains("migration-version=2"), "{output}");
     assert_eq!(gh.log(), vec!["GET /repos/o/r/actions/runs/7/approvals"]);
@@ -170,12 +199,25 @@ fn github_issue_approval_bound_to_the_plan_hash() {
     );
     in_actions(&p, &gh, &[]).status(0);
     let body = gh.issue_body().expect("an approval issue was opened");
-    assert!(body.contains("CREATE TABLE orders") && hash_in(&body).len() == 64, "{body}");
+    assert!(
+        body.contains("CREATE TABLE orders") && hash_in(&body).len() == 64,
+        "{body}"
+    );
     assert!(gh.closed());
-    assert_eq!(tables(&p), vec!["deploy_action_migrations", "orders", "users"]);
+    assert_eq!(
+        tables(&p),
+        vec!["deploy_action_migrations", "orders", "users"]
+    );
     let log = gh.log();
-    assert!(log.contains(&"POST /repos/o/r/issues".to_string()), "{log:?}");
-    assert!(log.iter().any(|l| l.starts_with("GET /repos/o/r/issues/1/comments?per_page=100&page=1")), "{log:?}");
+    assert!(
+        log.contains(&"POST /repos/o/r/issues".to_string()),
+        "{log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("GET /repos/o/r/issues/1/comments?per_page=100&page=1")),
+        "{log:?}"
+    );
 }
 
 #[test]
@@ -191,7 +233,9 @@ fn github_stale_plan_hash_and_denial_are_refused() {
         .stderr_has("no approval within");
     assert!(tables(&p).is_empty());
     let deny = FakeGitHub::start(json!([]), Box::new(|_| vec![comment("alice", "deny")]));
-    in_actions(&p, &deny, &["--yes"]).status(3).stderr_has("denied by alice");
+    in_actions(&p, &deny, &["--yes"])
+        .status(3)
+        .stderr_has("denied by alice");
     assert!(tables(&p).is_empty());
     assert_eq!(backups(&p), 0);
 }

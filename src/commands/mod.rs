@@ -1,11 +1,16 @@
 //! Glue, one short file per subcommand: settings → plan → executor → report.
 
+pub mod build;
+pub mod check;
+pub mod migrate;
+pub mod plan;
+pub mod test;
+pub mod units;
+
 use crate::cli::Command;
 use crate::error::Result;
 use crate::report::Report;
 use crate::settings::Settings;
-
-pub mod migrate;
 
 /// What every command gets: the resolved settings and the reporter.
 pub struct Ctx {
@@ -20,6 +25,7 @@ pub fn execute(command: Command, ctx: &Ctx) -> Result<()> {
                 .info(&crate::manifest::schema::json_schema_text());
             Ok(())
         }
+        Command::Check => check::run(ctx),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = crate::cli::Cli::command();
@@ -27,8 +33,11 @@ pub fn execute(command: Command, ctx: &Ctx) -> Result<()> {
             Ok(())
         }
         Command::Migrate(args) => migrate::run(args, ctx),
-        Command::Plan | Command::Build(_) | Command::Test(_) | Command::Exec(_) => Err(
-            crate::error::Error::usage("this subcommand lands with the foundation work"),
-        ),
+        Command::Plan => plan::run(ctx),
+        Command::Build(args) => build::run(ctx, &args),
+        Command::Test(args) => test::run(ctx, &args),
+        Command::Exec(_) => Err(crate::error::Error::usage(
+            "this subcommand lands with the foundation work",
+        )),
     }
 }
