@@ -6,6 +6,7 @@
 #
 #   bash scripts/bench-migrate.sh            # needs the test PostgreSQL (bash scripts/test-env.sh up)
 #   N=200 RUNS=5 bash scripts/bench-migrate.sh
+#   BIN=target/debug/deploy-action bash scripts/bench-migrate.sh
 #
 # Needs: sqlx (cargo install sqlx-cli --no-default-features --features postgres,rustls), hyperfine,
 # psql. Builds target/release/deploy-action if it is missing.
@@ -23,8 +24,9 @@ BASE=${PG_URL%/*}
 SQLX=${SQLX:-$(command -v sqlx || echo "$HOME/.cargo/bin/sqlx")}
 [ -x "$SQLX" ] || { echo "sqlx-cli missing: cargo install sqlx-cli --no-default-features --features postgres,rustls" >&2; exit 1; }
 command -v hyperfine >/dev/null || { echo "hyperfine missing" >&2; exit 1; }
-BIN=target/release/deploy-action
+BIN=${BIN:-target/release/deploy-action}    # BIN=target/debug/deploy-action to skip the release build
 [ -x "$BIN" ] || cargo build --release
+BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 
 WORK=$(mktemp -d /tmp/bench-migrate.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
@@ -54,11 +56,11 @@ export -f reset_db
 export PG_URL
 
 cd "$WORK"
-hyperfine --runs "$RUNS" --export-markdown "$WORK/result.md" \
+hyperfine -S bash --runs "$RUNS" --export-markdown "$WORK/result.md" \
   --prepare "reset_db bench_sqlx" \
   -n "sqlx migrate run ($N)" "$SQLX migrate run --source migrations --database-url $BASE/bench_sqlx" \
   --prepare "reset_db bench_da" \
-  -n "deploy-action migrate ($N)" "BENCH_DATABASE_URL=$BASE/bench_da $OLDPWD/$BIN migrate --env bench >/dev/null"
+  -n "deploy-action migrate ($N)" "BENCH_DATABASE_URL=$BASE/bench_da $BIN migrate --env bench >/dev/null"
 cat "$WORK/result.md"
 psql "$PG_URL" -qAtc "DROP DATABASE IF EXISTS bench_sqlx WITH (FORCE)" >/dev/null
 psql "$PG_URL" -qAtc "DROP DATABASE IF EXISTS bench_da WITH (FORCE)" >/dev/null
