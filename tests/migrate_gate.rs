@@ -255,14 +255,19 @@ fn postgres_password_is_never_printed() {
         .and_then(|(userinfo, _)| userinfo.split_once(':'))
         .map(|(_, pw)| pw.to_string())
         .expect("the test URL has a password");
-    p.run(&["migrate", "--env", "staging"])
+    let out = p
+        .run(&["migrate", "--env", "staging", "--json"])
         .env("DB", &db.url)
-        .go()
-        .status(1)
+        .go();
+    out.status(1)
         .stderr_has("0002_b.sql")
         .stderr_has("statement: SELECT 1/0")
         .stderr_has("division by zero")
         .nowhere(&password);
+    let doc = out.json();
+    assert_eq!(doc["result"], "failed");
+    assert_eq!(doc["version"], "1");
+    assert_eq!(doc["migrations"][1]["result"], "failed", "{doc}");
     p.run(&["migrate", "status", "--env", "staging", "--json"])
         .env("DB", &db.url)
         .go()

@@ -651,6 +651,20 @@ fn locked(
     report.summary(&summary);
     report.output("migration-version", &version_text(version));
     let result = if failure.is_some() { "failed" } else { "ok" };
+    if report.json() {
+        report.json_document(&serde_json::json!({
+            "env": env.name,
+            "direction": steps.direction,
+            "plan_hash": approved_hash,
+            "result": result,
+            "version": version_text(version),
+            "migrations": summary.rows.iter().map(|r| serde_json::json!({
+                "version": r[0], "name": r[1], "duration": r[2], "result": r[3],
+            })).collect::<Vec<_>>(),
+            "backup": backup_path.as_ref().map(|p| p.display().to_string()),
+            "approval": approval,
+        }));
+    }
     audit(
         opts,
         env,
