@@ -44,6 +44,8 @@ pub const GITHUB_SERVER_URL: &str = "GITHUB_SERVER_URL";
 pub const GITHUB_API_URL: &str = "GITHUB_API_URL";
 pub const GITHUB_ACTOR: &str = "GITHUB_ACTOR";
 pub const GITHUB_WORKSPACE: &str = "GITHUB_WORKSPACE";
+/// The directory of pg_dump / pg_restore used for migration backups (default: PATH).
+pub const DEPLOY_PG_BIN: &str = "DEPLOY_PG_BIN";
 /// Disables colour (https://no-color.org).
 pub const NO_COLOR: &str = "NO_COLOR";
 /// Test switch: never draw progress bars or spinners.

@@ -3,6 +3,7 @@
 pub mod build;
 pub mod check;
 pub mod exec;
+pub mod migrate;
 pub mod pages;
 pub mod plan;
 pub mod test;
@@ -33,6 +34,7 @@ pub fn execute(command: Command, ctx: &Ctx) -> Result<()> {
             clap_complete::generate(shell, &mut cmd, "deploy-action", &mut std::io::stdout());
             Ok(())
         }
+        Command::Migrate(args) => migrate::run(args, ctx),
         Command::Plan => plan::run(ctx),
         Command::Build(args) => build::run(ctx, &args),
         Command::Test(args) => test::run(ctx, &args),
