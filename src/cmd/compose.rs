@@ -149,6 +149,11 @@ impl Compose {
         self.base().args(["ps", "-a", "--format", "json"])
     }
 
+    /// `stop SERVICES`.
+    pub fn stop(&self, services: &[String]) -> Cmd {
+        self.base().arg("stop").args(services)
+    }
+
     /// `pull SERVICES`.
     pub fn pull(&self, services: &[String]) -> Cmd {
         self.base().arg("pull").args(services)
