@@ -1,5 +1,7 @@
 //! Glue, one short file per subcommand: settings → plan → executor → report.
 
+pub mod up;
+
 use crate::cli::Command;
 use crate::error::Result;
 use crate::report::Report;
@@ -24,6 +26,8 @@ pub fn execute(command: Command, ctx: &Ctx) -> Result<()> {
             clap_complete::generate(shell, &mut cmd, "deploy-action", &mut std::io::stdout());
             Ok(())
         }
+        Command::Up(args) => up::run(&args, ctx),
+        Command::Lock(args) => up::lock(args.action, ctx),
         Command::Plan | Command::Build(_) | Command::Test(_) | Command::Exec(_) => Err(
             crate::error::Error::usage("this subcommand lands with the foundation work"),
         ),

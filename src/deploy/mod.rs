@@ -7,6 +7,7 @@
 
 pub mod clock;
 pub mod lock;
+pub mod ship;
 
 use crate::cmd::compose::{self, Compose, Flavor, ServiceConfig, UpOptions};
 use crate::cmd::{Cmd, docker_engine as de};
@@ -620,7 +621,7 @@ impl HostDeploy<'_> {
         };
         for s in &selected {
             if let Some(cur) = before.get(s) {
-                let tag = pu::before_tag(&cur.image, n);
+                let tag = pu::before_tag(&cur.image, &c.project, n);
                 let tagged = self.capture(&de::tag(&cur.image_id, &tag))?.success();
                 record.previous.insert(
                     s.clone(),
@@ -695,7 +696,7 @@ impl HostDeploy<'_> {
         // The record after the change.
         let ok = failed.is_empty();
         for (svc, cinfo) in &after {
-            let tag = pu::release_tag(&cinfo.image, n);
+            let tag = pu::release_tag(&cinfo.image, &c.project, n);
             let tagged = ok && self.capture(&de::tag(&cinfo.image_id, &tag))?.success();
             record.services.insert(
                 svc.clone(),
@@ -1083,7 +1084,10 @@ impl HostDeploy<'_> {
 
     /// Keeps the newest `keep_releases` records; removes older records and the tags only they use.
     fn retention(&mut self, records: &[ReleaseRecord]) -> Result<()> {
-        let prune = pu::retention(records, self.env.keep_releases);
+        let mut prune = pu::retention(records, self.env.keep_releases);
+        // A tag the override file pins (a rolled-back service runs it) stays.
+        let pinned: BTreeSet<String> = self.read_pins()?.into_values().collect();
+        prune.tags.retain(|t| !pinned.contains(t));
         for t in &prune.tags {
             let _ = self.capture(&de::rmi(t))?;
         }

@@ -299,7 +299,10 @@ pub fn host_steps(view: &HostView, env: &str, services: &[String], opts: &UpOpti
             steps.push(step(
                 "protect",
                 Some(svc),
-                run(de::tag(id, &before_tag(image, view.release))),
+                run(de::tag(
+                    id,
+                    &before_tag(image, &view.compose.project, view.release),
+                )),
                 "keep the running image for rollback",
             ));
         }
@@ -323,14 +326,21 @@ pub fn host_steps(view: &HostView, env: &str, services: &[String], opts: &UpOpti
     steps
 }
 
-/// The tag that keeps a service's pre-release image: `<repo>:release-<n>-before`.
-pub fn before_tag(image: &str, release: u64) -> String {
-    format!("{}:release-{release}-before", de::repository(image))
+/// The tag that keeps a service's pre-release image: `<repo>:<project>-release-<n>-before`.
+///
+/// Tags carry the compose project because release numbers are per environment directory: two
+/// projects on one host deploying the same image repository would otherwise overwrite each other's
+/// `release-<n>` tags, and a rollback could pick the other project's image.
+pub fn before_tag(image: &str, project: &str, release: u64) -> String {
+    format!(
+        "{}:{project}-release-{release}-before",
+        de::repository(image)
+    )
 }
 
-/// The tag of an image a release runs: `<repo>:release-<n>`.
-pub fn release_tag(image: &str, release: u64) -> String {
-    format!("{}:release-{release}", de::repository(image))
+/// The tag of an image a release runs: `<repo>:<project>-release-<n>`.
+pub fn release_tag(image: &str, project: &str, release: u64) -> String {
+    format!("{}:{project}-release-{release}", de::repository(image))
 }
 
 /// The command a person runs to put `services` back on release `n`'s images by hand.
@@ -508,7 +518,7 @@ mod tests {
         let lines: Vec<String> = steps.iter().map(|s| s.describe()).collect();
         assert_eq!(lines[1], "mkdir /srv/shop/.deploy-action/lock");
         assert!(
-            lines.contains(&"docker tag sha256:aa shop/api:release-4-before".to_string()),
+            lines.contains(&"docker tag sha256:aa shop/api:shop-release-4-before".to_string()),
             "{lines:#?}"
         );
         assert_eq!(
