@@ -168,9 +168,13 @@ impl HostDeploy<'_> {
         )))
     }
 
-    fn compose(&self, flavor: Flavor) -> Compose {
+    /// The compose invocation; the override file joins the `-f` list only when it pins something
+    /// (v1 rejects an empty extension file as a version mismatch).
+    fn compose(&self, flavor: Flavor, with_override: bool) -> Compose {
         let mut files = self.env.compose_files.clone();
-        files.push(OVERRIDE_FILE.to_string());
+        if with_override {
+            files.push(OVERRIDE_FILE.to_string());
+        }
         Compose {
             flavor,
             project: self.env.compose_project.clone(),
@@ -377,7 +381,26 @@ impl HostDeploy<'_> {
 
     fn write_pins(&mut self, pins: &BTreeMap<String, String>) -> Result<()> {
         let path = format!("{}/{OVERRIDE_FILE}", self.env.dir.trim_end_matches('/'));
-        self.upload(&path, pu::override_yaml(pins).as_bytes())
+        let mut text = pu::override_yaml(pins);
+        // v1 needs every file to declare the same `version:` as the first one.
+        if let Some(v) = self.compose_file_version() {
+            text.push_str(&format!(
+                "version: {}\n",
+                serde_json::to_string(&v).unwrap_or_default()
+            ));
+        }
+        self.upload(&path, text.as_bytes())
+    }
+
+    /// The `version:` of the first compose file in the repository, if it declares one.
+    fn compose_file_version(&self) -> Option<String> {
+        let first = self.env.compose_files.first()?;
+        let text = std::fs::read_to_string(self.req.repo_root.join(first)).ok()?;
+        let v: serde_json::Value = serde_saphyr::from_str(&text).ok()?;
+        match v.get("version")? {
+            serde_json::Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
     }
 
     /// The pins after this run: `--image` (and built) images for the selected services, no pin for
@@ -467,7 +490,7 @@ impl HostDeploy<'_> {
     }
 
     fn dry_run(mut self, flavor: Flavor) -> Result<HostResult> {
-        let c = self.compose(flavor);
+        let c = self.compose(flavor, true);
         let selected = self.selected_compose_services();
         let paths = self.paths();
         let status = lock::status(self.ex, &paths)?;
@@ -484,6 +507,8 @@ impl HostDeploy<'_> {
         self.check_images()?;
         self.confirm_images(&before)?;
         let old_pins = self.read_pins()?;
+        let new_pins = self.new_pins(&old_pins, &selected);
+        let c = self.compose(c.flavor.clone(), !new_pins.is_empty());
         let view = HostView {
             host: self.host.clone(),
             compose: c.clone(),
@@ -497,7 +522,7 @@ impl HostDeploy<'_> {
                         .map(|c| (s.clone(), (c.image.clone(), c.image_id.clone())))
                 })
                 .collect(),
-            pins: self.new_pins(&old_pins, &selected),
+            pins: new_pins,
             ship: vec![],
         };
         let steps = pu::host_steps(&view, &self.req.env, &selected, &self.up_options(&c));
@@ -554,7 +579,7 @@ impl HostDeploy<'_> {
 
     /// Everything done while holding the lock.
     fn locked(&mut self, flavor: Flavor) -> Result<HostResult> {
-        let c = self.compose(flavor.clone());
+        let c = self.compose(flavor.clone(), false);
         let selected = self.selected_compose_services();
         let mut records = self.read_records()?;
         let n = pu::next_release_number(&records);
@@ -575,6 +600,7 @@ impl HostDeploy<'_> {
         let old_pins = self.read_pins()?;
         let pins = self.new_pins(&old_pins, &selected);
         self.write_pins(&pins)?;
+        let c = self.compose(flavor.clone(), !pins.is_empty());
         let config = self.config(&c)?;
         let missing: Vec<&String> = selected
             .iter()
@@ -649,7 +675,7 @@ impl HostDeploy<'_> {
         let t0 = Instant::now();
         let opts = self.up_options(&c);
         let status = self.stream(&c.up(&selected, &opts))?;
-        let mut failed: BTreeMap<String, String> = BTreeMap::new();
+        let mut failed: BTreeMap<String, String>;
         let mut health_text: BTreeMap<String, String> = BTreeMap::new();
         if status != 0 {
             self.report.error(
@@ -661,16 +687,13 @@ impl HostDeploy<'_> {
             );
         }
         // The gate runs even when `up --wait` failed, to name the failing services precisely.
+        failed = self.gate(&c.project, &selected, status != 0);
         for s in &selected {
-            match self.gate(&c.project, s, status != 0) {
-                Ok(()) => {
-                    health_text.insert(s.clone(), "healthy".into());
-                }
-                Err(why) => {
-                    health_text.insert(s.clone(), format!("failed: {why}"));
-                    failed.insert(s.clone(), why);
-                }
-            }
+            let text = match failed.get(s) {
+                Some(why) => format!("failed: {why}"),
+                None => "healthy".into(),
+            };
+            health_text.insert(s.clone(), text);
         }
         if status != 0 && failed.is_empty() {
             for s in &selected {
@@ -763,11 +786,19 @@ impl HostDeploy<'_> {
                     .get(s)
                     .map(|c| c.image.clone())
                     .unwrap_or_else(|| "(new)".into());
-                let new = record
+                let running = record
                     .services
                     .get(s)
                     .map(|c| c.image.clone())
                     .unwrap_or_default();
+                // A failed service shows what was tried, and what it runs now.
+                let new = match (
+                    failed.contains_key(s),
+                    pins.get(s).or(config.get(s).and_then(|c| c.image.as_ref())),
+                ) {
+                    (true, Some(tried)) if *tried != running => format!("{tried} (now {running})"),
+                    _ => running,
+                };
                 let res = if !failed.contains_key(s) {
                     "deployed".to_string()
                 } else if rolled_back {
@@ -863,64 +894,91 @@ impl HostDeploy<'_> {
         Ok(())
     }
 
-    /// Health gate for one service: container state, the manifest's HTTP check run on the host, and
-    /// a stability window. `compose_failed`: `up` already failed, so wait only for a verdict.
+    /// Health gate for `services`, probed together: container state, the manifest's HTTP check run
+    /// on the host, and a stability window. `compose_failed`: `up` already failed, so only collect a
+    /// verdict briefly. Returns the failure reason per failed service.
     fn gate(
         &mut self,
         project: &str,
-        service: &str,
+        services: &[String],
         compose_failed: bool,
-    ) -> std::result::Result<(), String> {
-        let health = self.health_of(service).cloned();
-        let timeout = health
-            .as_ref()
-            .map(|h| h.timeout)
-            .unwrap_or(DEFAULT_HEALTH_TIMEOUT);
+    ) -> BTreeMap<String, String> {
         let start = Instant::now();
-        let mut stable = Stability::new(STABLE_PASSES, STABLE_WINDOW);
         let mut client: Option<String> = None;
-        let mut last = String::from("no probe yet");
-        let deadline = if compose_failed {
-            Duration::from_secs(5)
-        } else {
-            timeout + STABLE_WINDOW
-        };
-        loop {
-            let probe = self.probe(project, service, health.as_ref(), &mut client);
-            if let Probe::Pending(why) | Probe::Failed(why) = &probe {
-                last = why.clone();
-            }
-            match stable.observe(probe, start.elapsed()) {
-                Verdict::Healthy => {
-                    self.report
-                        .info(&format!("{}: {service} is healthy", self.label()));
-                    return Ok(());
+        let mut pending: BTreeMap<String, (Stability, Duration, String)> = services
+            .iter()
+            .map(|s| {
+                let timeout = self
+                    .health_of(s)
+                    .map(|h| h.timeout)
+                    .unwrap_or(DEFAULT_HEALTH_TIMEOUT);
+                let deadline = if compose_failed {
+                    Duration::from_secs(5)
+                } else {
+                    timeout + STABLE_WINDOW
+                };
+                (
+                    s.clone(),
+                    (
+                        Stability::new(STABLE_PASSES, STABLE_WINDOW),
+                        deadline,
+                        "no probe yet".to_string(),
+                    ),
+                )
+            })
+            .collect();
+        let mut failed = BTreeMap::new();
+        while !pending.is_empty() {
+            let containers = self.containers(project);
+            let names: Vec<String> = pending.keys().cloned().collect();
+            for svc in names {
+                let health = self.health_of(&svc).cloned();
+                let probe = match &containers {
+                    Ok(c) => self.probe(c, &svc, health.as_ref(), &mut client),
+                    Err(e) => Probe::Pending(e.to_string()),
+                };
+                let (stable, deadline, last) = pending.get_mut(&svc).expect("pending");
+                if let Probe::Pending(why) | Probe::Failed(why) = &probe {
+                    *last = why.clone();
                 }
-                Verdict::Unhealthy(why) => return Err(why),
-                Verdict::Wait => {}
+                match stable.observe(probe, start.elapsed()) {
+                    Verdict::Healthy => {
+                        self.report
+                            .info(&format!("{}: {svc} is healthy", self.label()));
+                        pending.remove(&svc);
+                    }
+                    Verdict::Unhealthy(why) => {
+                        failed.insert(svc.clone(), why);
+                        pending.remove(&svc);
+                    }
+                    Verdict::Wait if start.elapsed() >= *deadline => {
+                        failed.insert(
+                            svc.clone(),
+                            format!("not healthy after {}s: {last}", deadline.as_secs()),
+                        );
+                        pending.remove(&svc);
+                    }
+                    Verdict::Wait => {}
+                }
             }
-            if start.elapsed() >= deadline {
-                return Err(format!("not healthy after {}s: {last}", deadline.as_secs()));
+            if !pending.is_empty() {
+                std::thread::sleep(Duration::from_millis(if compose_failed {
+                    500
+                } else {
+                    1000
+                }));
             }
-            std::thread::sleep(Duration::from_millis(if compose_failed {
-                500
-            } else {
-                1500
-            }));
         }
+        failed
     }
 
     fn probe(
         &mut self,
-        project: &str,
+        containers: &Containers,
         service: &str,
         health: Option<&Health>,
         client: &mut Option<String>,
     ) -> Probe {
-        let containers = match self.containers(project) {
-            Ok(c) => c,
-            Err(e) => return Probe::Pending(e.to_string()),
-        };
         let Some(c) = containers.get(service) else {
             return Probe::Pending("no container yet".into());
         };
@@ -1047,14 +1105,15 @@ impl HostDeploy<'_> {
             back.join(", ")
         ));
         self.write_pins(&pins)?;
+        let c = &self.compose(c.flavor.clone(), true);
         let opts = UpOptions {
             wait_secs: self.up_options(c).wait_secs,
             force_recreate: false,
         };
         let status = self.stream(&c.up(&back, &opts))?;
         let mut ok = status == 0;
-        for s in &back {
-            if let Err(why) = self.gate(&c.project, s, false) {
+        for (s, why) in self.gate(&c.project, &back, false) {
+            {
                 self.report.error(
                     &format!(
                         "{}: {s}: rollback is not healthy either: {why}",
