@@ -94,7 +94,7 @@ services:
             "compose.yml",
             &format!(
                 "services:\n{}{}",
-                service_yaml("web", web, self.web_port),
+                service_yaml("web", web, self.web_port) + "    depends_on: [api]\n",
                 service_yaml("api", api, self.api_port)
             ),
         );
@@ -158,6 +158,18 @@ fn up_deploys_then_updates_one_service_and_keeps_the_other() {
     assert_eq!(s.record(2)["status"], "live");
     assert_eq!(s.record(1)["status"], "superseded");
     assert_eq!(s.record(2)["previous"]["web"]["image"], WEB_V1);
+    // compose #12069 (2.26.1 here): the stored config hash is what a plain `up` computes, so a
+    // later plain `docker compose up` recreates nothing.
+    let want = sh(&format!(
+        "cd {} && docker compose -p {} -f compose.yml config --hash web | cut -d' ' -f2",
+        s.host_dir.path().display(),
+        s.name
+    ));
+    let have = sh(&format!(
+        "docker inspect -f '{{{{index .Config.Labels \"com.docker.compose.config-hash\"}}}}' {}",
+        s.container("web")
+    ));
+    assert_eq!(have, want, "config hash drift (compose #12069)");
 
     // Retention: keep_releases 2 → after a third release, record 1 and its tags are gone.
     s.compose(WEB_V1, WEB_V1);

@@ -95,6 +95,8 @@ pub struct UpOptions {
     /// `--wait` with this timeout in seconds (dropped or degraded by version).
     pub wait_secs: Option<u64>,
     pub force_recreate: bool,
+    /// Leave out `--no-deps` (compose #12069 handling: only when every dependency is up to date).
+    pub with_deps: bool,
 }
 
 impl Compose {
@@ -112,7 +114,10 @@ impl Compose {
 
     /// `up -d --no-deps [--force-recreate] [--wait [--wait-timeout N]] SERVICES…`
     pub fn up(&self, services: &[String], opts: &UpOptions) -> Cmd {
-        let mut c = self.base().args(["up", "-d", "--no-deps"]);
+        let mut c = self.base().args(["up", "-d"]);
+        if !opts.with_deps {
+            c = c.arg("--no-deps");
+        }
         if opts.force_recreate {
             c = c.arg("--force-recreate");
         }
@@ -276,6 +281,30 @@ pub fn reverse_dependents(
     hit
 }
 
+/// Every service `services` depend on, transitively, excluding `services` themselves.
+pub fn dependencies(
+    config: &BTreeMap<String, ServiceConfig>,
+    services: &[String],
+) -> BTreeSet<String> {
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut stack: Vec<String> = services.to_vec();
+    while let Some(s) = stack.pop() {
+        for d in config
+            .get(&s)
+            .map(|c| c.depends_on.clone())
+            .unwrap_or_default()
+        {
+            if seen.insert(d.clone()) {
+                stack.push(d);
+            }
+        }
+    }
+    services.iter().for_each(|s| {
+        seen.remove(s);
+    });
+    seen
+}
+
 /// Parses `config --hash` output: `service hash` per line.
 pub fn parse_config_hash(text: &str) -> BTreeMap<String, String> {
     text.lines()
@@ -318,6 +347,7 @@ mod tests {
         let opts = UpOptions {
             wait_secs: Some(60),
             force_recreate: false,
+            ..Default::default()
         };
         assert_eq!(
             compose(Flavor::V2(v("2.26.1"))).up(&svc, &opts).display(),
@@ -401,6 +431,12 @@ mod tests {
         assert!(c["api"].has_healthcheck && !c["web"].has_healthcheck);
         assert_eq!(c["api"].env_files, ["/srv/shop/api.env"]);
         assert_eq!(c["web"].env_files, ["web.env"]);
+        assert_eq!(
+            dependencies(&c, &["web".to_string()])
+                .into_iter()
+                .collect::<Vec<_>>(),
+            ["api", "db"]
+        );
         let deps = reverse_dependents(&c, &["db".to_string()]);
         assert_eq!(deps.into_iter().collect::<Vec<_>>(), ["api", "web"]);
         assert!(reverse_dependents(&c, &["web".to_string()]).is_empty());

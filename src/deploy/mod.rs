@@ -574,6 +574,7 @@ impl HostDeploy<'_> {
         UpOptions {
             wait_secs: c.flavor.has_wait().then_some(wait.as_secs().max(1)),
             force_recreate: self.req.force,
+            with_deps: false,
         }
     }
 
@@ -673,7 +674,10 @@ impl HostDeploy<'_> {
 
         // compose up for the selected services only.
         let t0 = Instant::now();
-        let opts = self.up_options(&c);
+        let mut opts = self.up_options(&c);
+        if flavor.has_no_deps_hash_bug() {
+            opts.with_deps = self.deps_up_to_date(&c, &config, &selected, &before)?;
+        }
         let status = self.stream(&c.up(&selected, &opts))?;
         let mut failed: BTreeMap<String, String>;
         let mut health_text: BTreeMap<String, String> = BTreeMap::new();
@@ -860,6 +864,58 @@ impl HostDeploy<'_> {
                 self.label(),
                 recreated
             ));
+        }
+    }
+
+    /// Compose #12069 handling (2.26.0–2.29.2): `up --no-deps` stores a wrong config hash for a
+    /// service with `depends_on`, so a later plain `up` recreates it. When every dependency runs with
+    /// an up-to-date config hash, a plain `up SERVICES` recreates nothing else and stores the right
+    /// hash: use it. Otherwise keep `--no-deps` (never touch unselected services) and warn.
+    fn deps_up_to_date(
+        &mut self,
+        c: &Compose,
+        config: &BTreeMap<String, ServiceConfig>,
+        selected: &[String],
+        before: &Containers,
+    ) -> Result<bool> {
+        let has_edges = selected
+            .iter()
+            .any(|s| config.get(s).is_some_and(|c| !c.depends_on.is_empty()));
+        if !has_edges {
+            return Ok(false);
+        }
+        let deps: Vec<String> = compose::dependencies(config, selected)
+            .into_iter()
+            .collect();
+        if deps.is_empty() {
+            return Ok(true);
+        }
+        let out = self.capture(&c.config_hash(&deps))?;
+        let hashes = compose::parse_config_hash(&out.stdout_str());
+        let stale: Vec<&String> = deps
+            .iter()
+            .filter(|d| {
+                let running = before.get(*d);
+                !(out.success()
+                    && running.is_some_and(|r| r.status == "running")
+                    && running.and_then(|r| r.config_hash.as_ref()) == hashes.get(*d))
+            })
+            .collect();
+        if stale.is_empty() {
+            self.report.info(&format!(
+                "{}: compose #12069: dependencies {:?} are up to date, so `up` runs without --no-deps and stores the right config hash",
+                self.label(),
+                deps
+            ));
+            Ok(true)
+        } else {
+            self.report.warn(&format!(
+                "{}: compose #12069: dependencies {:?} are not up to date, so `up --no-deps` is used and a later plain `docker compose up` may recreate {:?}",
+                self.label(),
+                stale,
+                selected
+            ));
+            Ok(false)
         }
     }
 
@@ -1108,7 +1164,7 @@ impl HostDeploy<'_> {
         let c = &self.compose(c.flavor.clone(), true);
         let opts = UpOptions {
             wait_secs: self.up_options(c).wait_secs,
-            force_recreate: false,
+            ..Default::default()
         };
         let status = self.stream(&c.up(&back, &opts))?;
         let mut ok = status == 0;

@@ -512,7 +512,7 @@ mod tests {
             &["api".to_string()],
             &UpOptions {
                 wait_secs: Some(60),
-                force_recreate: false,
+                ..Default::default()
             },
         );
         let lines: Vec<String> = steps.iter().map(|s| s.describe()).collect();
