@@ -228,6 +228,10 @@ fn up_with_a_held_lock_exits_4_and_changes_nothing() {
         .stderr_has("actions/runs/42")
         .stderr_has("possibly stale");
     assert!(s.container("web").is_empty(), "nothing deployed");
+    s.up(&["--all", "--lock-wait", "2s"])
+        .status(4)
+        .stdout_has("waiting up to 2s")
+        .stderr_has("octocat");
     assert!(!s.host_dir.path().join(".deploy-action/releases").exists());
     s.project
         .run(&["lock", "status", "--env", "test"])
@@ -300,7 +304,31 @@ fn image_flag_checks_first_asks_and_records() {
     s.up(&["--image", &format!("web={WEB_V2}")])
         .status(2)
         .stderr_has("--yes");
-    let out = s.up(&["--image", &format!("web={WEB_V2}"), "--yes"]);
+    let outputs = s.project.path().join("gh-output");
+    let summary = s.project.path().join("gh-summary");
+    let out = s
+        .project
+        .run(&[
+            "up",
+            "--env",
+            "test",
+            "--image",
+            &format!("web={WEB_V2}"),
+            "--yes",
+        ])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", outputs.display().to_string())
+        .env("GITHUB_STEP_SUMMARY", summary.display().to_string())
+        .go();
+    let outputs = std::fs::read_to_string(outputs).unwrap();
+    assert!(outputs.contains("release=2\n"), "{outputs}");
+    assert!(outputs.contains("services="), "{outputs}");
+    let summary = std::fs::read_to_string(summary).unwrap();
+    assert!(
+        summary.contains(&format!("| local | web | {WEB_V1} | {WEB_V2} | healthy |")),
+        "{summary}"
+    );
+    assert!(summary.contains("by hand"), "{summary}");
     out.status(0)
         .stdout_has(&format!("web: {WEB_V1} → {WEB_V2}"));
     assert_eq!(s.web_body(), "v2");
