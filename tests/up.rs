@@ -184,12 +184,25 @@ fn up_deploys_then_updates_one_service_and_keeps_the_other() {
             .exists()
     );
     assert_eq!(s.record(3)["status"], "live");
-    let tags = sh(&format!(
-        "docker images --format '{{{{.Tag}}}}' deploy-action-test/web | grep '^{}-release-'",
-        s.name
-    ));
-    assert!(!tags.lines().any(|t| t.ends_with("-release-1")), "{tags}");
-    assert!(tags.lines().any(|t| t.ends_with("-release-3")), "{tags}");
+    // Every tag a kept release names still exists (api kept release 1's image, unchanged).
+    for n in [2, 3] {
+        let r = s.record(n);
+        for part in ["services", "previous"] {
+            for (svc, st) in r[part].as_object().unwrap() {
+                if let Some(tag) = st["release_tag"].as_str() {
+                    assert!(
+                        !sh(&format!("docker image inspect -f '{{{{.Id}}}}' {tag}")).is_empty(),
+                        "release {n} {part}.{svc}: {tag} was pruned"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(
+        s.record(3)["services"]["api"]["release_tag"],
+        format!("deploy-action-test/web:{}-release-1", s.name),
+        "an unchanged service keeps its release tag"
+    );
 }
 
 #[test]

@@ -722,9 +722,25 @@ impl HostDeploy<'_> {
 
         // The record after the change.
         let ok = failed.is_empty();
+        let prev_record = prev_live
+            .and_then(|p| records.iter().find(|r| r.number == p))
+            .cloned();
         for (svc, cinfo) in &after {
-            let tag = pu::release_tag(&cinfo.image, &c.project, n);
-            let tagged = ok && self.capture(&de::tag(&cinfo.image_id, &tag))?.success();
+            // An unchanged service keeps the tag of the previous live release (same image id): no
+            // docker call; a changed one gets `<repo>:<project>-release-<n>`.
+            let reuse = prev_record
+                .as_ref()
+                .and_then(|r| r.services.get(svc))
+                .filter(|p| p.image_id == cinfo.image_id)
+                .and_then(|p| p.release_tag.clone());
+            let release_tag = match reuse {
+                Some(t) if !selected.contains(svc) => Some(t),
+                _ => {
+                    let tag = pu::release_tag(&cinfo.image, &c.project, n);
+                    let tagged = ok && self.capture(&de::tag(&cinfo.image_id, &tag))?.success();
+                    tagged.then_some(tag)
+                }
+            };
             record.services.insert(
                 svc.clone(),
                 ServiceState {
@@ -732,7 +748,7 @@ impl HostDeploy<'_> {
                     image_id: cinfo.image_id.clone(),
                     container_id: Some(cinfo.id.clone()),
                     config_hash: cinfo.config_hash.clone(),
-                    release_tag: tagged.then_some(tag),
+                    release_tag,
                     deployed: selected.contains(svc),
                     ..Default::default()
                 },
