@@ -388,3 +388,33 @@ fn compose_v1_deploys_and_rolls_back() {
     assert_eq!(s.container("api"), api_before);
     assert_eq!(s.record(2)["status"], "rolled_back");
 }
+
+#[test]
+fn up_builds_a_service_image_tagged_with_the_sha_and_deploys_it() {
+    let s = Stack::new("build", "\"local\"", 5);
+    s.project
+        .file(
+            "services/web/Dockerfile",
+            &format!("FROM {WEB_V1}\nCOPY index.html /www/index.html\n"),
+        )
+        .file("services/web/index.html", "built\n");
+    let manifest = std::fs::read_to_string(s.project.path().join("deploy.yml")).unwrap();
+    let image = format!("deploy-action-test/{}", s.name);
+    s.project.manifest(&manifest.replace(
+        "  web:\n",
+        &format!("  web:\n    build: {{ context: services/web, dockerfile: Dockerfile, image: {image} }}\n"),
+    ));
+    let sha = s.project.commit("build web");
+    let out = s.up(&["--only", "web"]);
+    out.status(0);
+    assert_eq!(s.web_body(), "built");
+    assert_eq!(
+        s.record(1)["services"]["web"]["image"],
+        format!("{image}:{sha}")
+    );
+    assert!(s.state("override.yml").contains(&format!("{image}:{sha}")));
+    // --no-build deploys what compose names again.
+    s.up(&["--only", "web", "--no-build"]).status(0);
+    assert_eq!(s.web_body(), "v1");
+    sh(&format!("docker rmi {image}:{sha}"));
+}

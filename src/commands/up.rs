@@ -37,7 +37,7 @@ fn repo_root(ctx: &Ctx) -> PathBuf {
 }
 
 /// The git sha being deployed: GITHUB_SHA, else `git rev-parse HEAD` in the repository.
-fn git_sha(root: &PathBuf) -> String {
+fn git_sha(root: &std::path::Path) -> String {
     if let Some(s) = env_vars::get(env_vars::GITHUB_SHA) {
         return s;
     }
