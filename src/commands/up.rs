@@ -222,11 +222,30 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
         match hd.run() {
             Ok(r) => {
                 let ok = r.ok;
+                let failed: Vec<String> = r
+                    .services
+                    .iter()
+                    .filter(|sv| sv.result != "deployed")
+                    .map(|sv| format!("{} {}", sv.service, sv.result))
+                    .collect();
+                let rolled_back = r.rolled_back;
                 results.push(r);
                 if !ok {
+                    let later = env.hosts.len() > results.len();
                     failure = Some(Error::StageFailed(format!(
-                        "up failed on {}; later hosts were not touched",
-                        host.label()
+                        "up failed on {}: {}{}{}",
+                        host.label(),
+                        failed.join(", "),
+                        if rolled_back {
+                            "; the previous version is serving"
+                        } else {
+                            ""
+                        },
+                        if later {
+                            "; later hosts were not touched"
+                        } else {
+                            ""
+                        }
                     )));
                     break;
                 }
