@@ -210,8 +210,17 @@ fn up_rolls_back_a_broken_image_and_the_previous_version_keeps_serving() {
     let s = Stack::new("rb", "\"local\"", 5);
     s.up(&["--all"]).status(0);
     let api_before = s.container("api");
+    // A second host after the failing one is never contacted (nothing listens on port 1).
+    let manifest = std::fs::read_to_string(s.project.path().join("deploy.yml")).unwrap();
+    s.project.manifest(&manifest.replace(
+        "hosts: [\"local\"]",
+        "hosts: [\"local\", \"ssh://deploy@127.0.0.1:1\"]",
+    ));
     let out = s.up(&["--image", &format!("web={WEB_BROKEN}"), "--yes"]);
-    out.status(1).stdout_has("rolled back web");
+    out.status(1)
+        .stdout_has("rolled back web")
+        .stdout_has("not run")
+        .stderr_has("the previous version is serving; later hosts were not touched");
     assert!(
         out.stdout.contains("health log") || out.stdout.contains("unhealthy"),
         "{}",
