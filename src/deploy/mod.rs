@@ -718,7 +718,11 @@ impl HostDeploy<'_> {
             }
             rolled_back = self.rollback(&c, &record, &failed, &pins)?;
         }
-        let after = self.containers(&c.project)?;
+        let after = if failed.is_empty() {
+            after
+        } else {
+            self.containers(&c.project)?
+        };
 
         // The record after the change.
         let ok = failed.is_empty();
@@ -1034,11 +1038,21 @@ impl HostDeploy<'_> {
                 }
             }
             if !pending.is_empty() {
-                std::thread::sleep(Duration::from_millis(if compose_failed {
-                    500
+                // Probe every second, but land exactly on the end of a stability window.
+                let step = if compose_failed {
+                    Duration::from_millis(500)
                 } else {
-                    1000
-                }));
+                    Duration::from_secs(1)
+                };
+                let now = start.elapsed();
+                let until_ready = pending
+                    .values()
+                    .filter_map(|(st, _, _)| st.ready_at())
+                    .filter(|t| *t > now)
+                    .map(|t| t - now)
+                    .min()
+                    .unwrap_or(step);
+                std::thread::sleep(step.min(until_ready));
             }
         }
         failed

@@ -172,6 +172,11 @@ impl Stability {
         }
     }
 
+    /// When the current streak's window ends (time since the gate started), if a streak runs.
+    pub fn ready_at(&self) -> Option<Duration> {
+        self.first_pass.map(|f| f + self.window)
+    }
+
     /// Feeds a probe taken at `at` (time since the gate started) and says what to do.
     pub fn observe(&mut self, probe: Probe, at: Duration) -> Verdict {
         match probe {
