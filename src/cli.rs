@@ -63,6 +63,8 @@ pub enum Command {
     Lock(LockArgs),
     /// Print the JSON Schema of deploy.yml (for editors).
     Schema,
+    /// Validate deploy.yml and print a short summary (exit 2 on errors).
+    Check,
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]

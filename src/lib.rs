@@ -14,6 +14,7 @@
 //! - `report/` is the only layer that prints.
 //! - `commands/` glues them, one short file per subcommand.
 
+pub mod changes;
 pub mod cli;
 pub mod cmd;
 pub mod commands;

@@ -367,6 +367,11 @@ fn dry_run_prints_the_steps_and_changes_nothing() {
         .stdout_has("up -d --no-deps --wait --wait-timeout 30 web api");
     assert!(s.container("web").is_empty());
     assert!(!s.host_dir.path().join(".deploy-action").exists());
+    // Without --only/--all, git changes choose: no service has `paths:` matching the last commit.
+    s.up(&["--dry-run"])
+        .status(0)
+        .stdout_has("affected services: none")
+        .stdout_has("nothing to do");
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! log, the job summary) shows `***` and only an executor ever sees the value.
 
 pub mod compose;
+pub mod docker;
 pub mod docker_engine;
 
 use std::borrow::Cow;

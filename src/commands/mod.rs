@@ -1,5 +1,10 @@
 //! Glue, one short file per subcommand: settings → plan → executor → report.
 
+pub mod build;
+pub mod check;
+pub mod plan;
+pub mod test;
+pub mod units;
 pub mod up;
 
 use crate::cli::Command;
@@ -20,6 +25,7 @@ pub fn execute(command: Command, ctx: &Ctx) -> Result<()> {
                 .info(&crate::manifest::schema::json_schema_text());
             Ok(())
         }
+        Command::Check => check::run(ctx),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = crate::cli::Cli::command();
@@ -28,8 +34,11 @@ pub fn execute(command: Command, ctx: &Ctx) -> Result<()> {
         }
         Command::Up(args) => up::run(&args, ctx),
         Command::Lock(args) => up::lock(args.action, ctx),
-        Command::Plan | Command::Build(_) | Command::Test(_) | Command::Exec(_) => Err(
-            crate::error::Error::usage("this subcommand lands with the foundation work"),
-        ),
+        Command::Plan => plan::run(ctx),
+        Command::Build(args) => build::run(ctx, &args),
+        Command::Test(args) => test::run(ctx, &args),
+        Command::Exec(_) => Err(crate::error::Error::usage(
+            "this subcommand lands with the foundation work",
+        )),
     }
 }

@@ -77,8 +77,13 @@ pub fn lock_owner(command: &str, sha: &str) -> LockOwner {
 }
 
 /// The manifest services to deploy: `--only` (services among the names), `--all`, the `--image`
-/// services, or every service.
-fn select(m: &Manifest, ctx: &Ctx, image_svcs: &BTreeSet<String>) -> Result<Vec<String>> {
+/// services, or the services the git changes affect.
+fn select(
+    m: &Manifest,
+    ctx: &Ctx,
+    root: &std::path::Path,
+    image_svcs: &BTreeSet<String>,
+) -> Result<Vec<String>> {
     let all: Vec<String> = m.services.keys().cloned().collect();
     if !ctx.settings.only.is_empty() {
         let units: Vec<&str> = m.units().into_iter().map(|(n, _)| n).collect();
@@ -105,7 +110,21 @@ fn select(m: &Manifest, ctx: &Ctx, image_svcs: &BTreeSet<String>) -> Result<Vec<
     if !ctx.settings.all && !image_svcs.is_empty() {
         return Ok(all.into_iter().filter(|s| image_svcs.contains(s)).collect());
     }
-    Ok(all)
+    if ctx.settings.all {
+        return Ok(all);
+    }
+    // Neither --only nor --all: the services the git changes affect (`paths:` globs).
+    let affected = crate::changes::detect(m, root, ctx.settings.base.as_deref(), false, &[])?;
+    ctx.report.info(&format!(
+        "up: affected services: {} ({})",
+        if affected.units.is_empty() {
+            "none".to_string()
+        } else {
+            affected.units.join(", ")
+        },
+        affected.reason.describe()
+    ));
+    Ok(all.into_iter().filter(|s| affected.contains(s)).collect())
 }
 
 pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
@@ -129,12 +148,12 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
         }
     }
     let image_svcs: BTreeSet<String> = overrides.keys().cloned().collect();
-    let services = select(&m, ctx, &image_svcs)?;
+    let root = repo_root(ctx);
+    let services = select(&m, ctx, &root, &image_svcs)?;
     if services.is_empty() {
         report.info("up: no services selected; nothing to do");
         return Ok(());
     }
-    let root = repo_root(ctx);
     let sha = git_sha(&root);
 
     // compose service → image: --image first, then images built for this sha.

@@ -5,8 +5,11 @@
 //! `schema.rs` prints the JSON Schema from the same key definitions.
 
 pub mod error;
+pub mod keys;
 pub mod model;
+pub mod raw;
 pub mod schema;
+pub mod validate;
 
 pub use error::ManifestError;
 pub use model::*;
@@ -25,8 +28,9 @@ pub fn load_file(path: &Path) -> Result<Manifest, ManifestError> {
 
 /// Validates manifest text.
 pub fn parse(source: Source) -> Result<Manifest, ManifestError> {
-    let _ = source;
-    Err(ManifestError::unsupported(
-        "the manifest parser lands with the manifest work",
-    ))
+    let result = raw::parse(&source.text).and_then(|root| validate::validate(&root, &source));
+    result.map_err(|mut e| {
+        e.source = Some(source.clone());
+        e
+    })
 }
