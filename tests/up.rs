@@ -432,3 +432,62 @@ fn up_builds_a_service_image_tagged_with_the_sha_and_deploys_it() {
     assert_eq!(s.web_body(), "v1");
     sh(&format!("docker rmi {image}:{sha}"));
 }
+
+#[test]
+fn up_over_ssh_ships_a_built_image_without_a_registry_and_rolls_back() {
+    services::require_sshd();
+    let url = services::var("DA_TEST_SSH_URL");
+    let s = Stack::new("ssh", &format!("\"{url}\""), 5);
+    s.project
+        .file(
+            "services/web/Dockerfile",
+            &format!("FROM {WEB_V1}\nCOPY index.html /www/index.html\n"),
+        )
+        .file("services/web/index.html", "shipped\n");
+    let manifest = std::fs::read_to_string(s.project.path().join("deploy.yml")).unwrap();
+    let image = format!("deploy-action-test/{}", s.name);
+    s.project.manifest(&manifest.replace(
+        "  web:\n",
+        &format!("  web:\n    build: {{ context: services/web, dockerfile: Dockerfile, image: {image} }}\n"),
+    ));
+    let sha = s.project.commit("build web");
+    let ssh = |args: &[&str]| {
+        s.project
+            .run(args)
+            .env("DEPLOY_SSH_KEY_FILE", services::var("DA_TEST_SSH_KEY_FILE"))
+            .env(
+                "DEPLOY_KNOWN_HOSTS_FILE",
+                services::var("DA_TEST_KNOWN_HOSTS_FILE"),
+            )
+            .env("DEPLOY_TEST_ALWAYS_SHIP", "1")
+            .go()
+    };
+    let out = ssh(&["up", "--env", "test", "--all"]);
+    out.status(0)
+        .stdout_has("docker save | gzip")
+        .stdout_has("Loaded image");
+    assert_eq!(s.web_body(), "shipped");
+    // Release records and the audit log are on the host.
+    assert_eq!(s.record(1)["status"], "live");
+    assert_eq!(
+        s.record(1)["services"]["web"]["image"],
+        format!("{image}:{sha}")
+    );
+    assert!(s.state("audit.log").contains("\"action\":\"up\""));
+    let api_before = s.container("api");
+    let out = ssh(&[
+        "up",
+        "--env",
+        "test",
+        "--image",
+        &format!("web={WEB_BROKEN}"),
+        "--yes",
+    ]);
+    out.status(1).stdout_has("rolled back web");
+    assert_eq!(s.web_body(), "shipped");
+    assert_eq!(s.container("api"), api_before);
+    // A second run while the lock is held exits 4.
+    std::fs::create_dir_all(s.host_dir.path().join(".deploy-action/lock")).unwrap();
+    ssh(&["up", "--env", "test", "--all"]).status(4);
+    sh(&format!("docker rmi {image}:{sha}"));
+}

@@ -10,6 +10,7 @@ use crate::env_vars;
 use crate::error::{Error, Result};
 use crate::exec::Executor;
 use crate::exec::local::LocalExecutor;
+use crate::exec::ssh::{SshExecutor, SshTarget};
 use crate::manifest::{Build, Host, Manifest};
 use crate::plan::up as pu;
 use crate::report::Summary;
@@ -18,14 +19,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-/// Opens an executor for a host.
-pub fn connect(host: &Host) -> Result<Box<dyn Executor>> {
+/// Opens an executor for a host: child processes for `local`, one SSH session otherwise (strict
+/// host-key checking; notices such as an accepted new key go to the report).
+pub fn connect(host: &Host, report: &crate::report::Report) -> Result<Box<dyn Executor>> {
     match host {
         Host::Local => Ok(Box::new(LocalExecutor)),
-        Host::Ssh { .. } => Err(Error::usage(format!(
-            "{}: this build has no SSH executor yet",
-            host.label()
-        ))),
+        Host::Ssh { user, host, port } => Ok(Box::new(SshExecutor::connect(
+            &SshTarget {
+                user: user.clone(),
+                host: host.clone(),
+                port: *port,
+            },
+            &|w: &str| report.warn(w),
+        )?)),
     }
 }
 
@@ -218,7 +224,7 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
     let mut results: Vec<HostResult> = Vec::new();
     let mut failure: Option<Error> = None;
     for host in &env.hosts {
-        let mut ex = connect(host)?;
+        let mut ex = connect(host, report)?;
         if !built.is_empty() && *host != Host::Local && !req.dry_run {
             for image in &built {
                 if let Err(e) = deploy::ship::ship(ex.as_mut(), report, image) {
@@ -364,7 +370,7 @@ pub fn lock(action: LockAction, ctx: &Ctx) -> Result<()> {
     let paths = StatePaths::new(&env.dir);
     let mut held = Vec::new();
     for host in &env.hosts {
-        let mut ex = connect(host)?;
+        let mut ex = connect(host, report)?;
         match lock::status(ex.as_mut(), &paths)? {
             Some(owner) => {
                 report.info(&format!(
@@ -404,7 +410,7 @@ pub fn lock(action: LockAction, ctx: &Ctx) -> Result<()> {
     }
     let owner = lock_owner("lock release", "-");
     for host in &held {
-        let mut ex = connect(host)?;
+        let mut ex = connect(host, report)?;
         lock::release(ex.as_mut(), &paths)?;
         let entry = crate::state::AuditEntry {
             time: deploy::clock::now_rfc3339(),
