@@ -61,6 +61,8 @@ pub enum Command {
     Up(UpArgs),
     /// Show or release the environment lock on every host.
     Lock(LockArgs),
+    /// Upload static sites to Cloudflare Pages (direct upload, byte-compatible with wrangler 4).
+    Pages(PagesArgs),
     /// Print the JSON Schema of deploy.yml (for editors).
     Schema,
     /// Validate deploy.yml and print a short summary (exit 2 on errors).
@@ -119,4 +121,36 @@ pub enum LockAction {
     Status,
     /// Remove the lock on each host (asks on a terminal unless --yes).
     Release,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PagesArgs {
+    /// The branch of the deployment (default: GITHUB_HEAD_REF / GITHUB_REF_NAME in Actions, else the
+    /// local git branch). Equal to the project's production branch → production, else preview.
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// The commit hash recorded with the deployment (default: git rev-parse HEAD).
+    #[arg(long)]
+    pub commit_hash: Option<String>,
+    /// The commit message recorded (default: the HEAD commit's; cut to 384 bytes).
+    #[arg(long)]
+    pub commit_message: Option<String>,
+    /// Whether the working tree had uncommitted changes (default: from git status).
+    #[arg(long)]
+    pub commit_dirty: Option<bool>,
+    /// Do not run the sites' `build` commands.
+    #[arg(long)]
+    pub no_build: bool,
+    /// Upload requests in flight at once.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub concurrency: u16,
+    /// Deploy this directory without a manifest (with --project).
+    #[arg(long, requires = "project")]
+    pub dir: Option<PathBuf>,
+    /// The Pages project to deploy --dir to (without a manifest).
+    #[arg(long, requires = "dir")]
+    pub project: Option<String>,
+    /// Seconds to wait for the deployment to reach a final status.
+    #[arg(long, default_value_t = 600)]
+    pub wait_timeout: u64,
 }

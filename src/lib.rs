@@ -14,6 +14,7 @@
 //! - `report/` is the only layer that prints.
 //! - `commands/` glues them, one short file per subcommand.
 
+pub mod api;
 pub mod changes;
 pub mod cli;
 pub mod cmd;
@@ -25,6 +26,7 @@ pub mod error;
 pub mod exec;
 pub mod exit;
 pub mod manifest;
+pub mod pages;
 pub mod plan;
 pub mod report;
 pub mod settings;

@@ -3,8 +3,12 @@
 
 mod build;
 mod changes;
+mod errors;
+mod exec;
+mod fake_cloudflare;
 mod github;
 mod harness;
+mod pages;
 mod plan;
 mod smoke;
 mod up;

@@ -173,6 +173,32 @@ pub struct PsEntry {
     pub state: String,
 }
 
+/// Parses YAML (v1 `config` output, compose files) into a JSON value with the manifest's YAML
+/// reader: scalars become strings, except null and booleans.
+pub fn yaml_value(text: &str) -> Result<serde_json::Value, String> {
+    use crate::manifest::raw::{self, Kind, ScalarType};
+    fn conv(n: &raw::Node) -> serde_json::Value {
+        match &n.kind {
+            Kind::Scalar { value, .. } => match n.scalar_type() {
+                Some(ScalarType::Null) => serde_json::Value::Null,
+                Some(ScalarType::Bool) => {
+                    serde_json::Value::Bool(value == "true" || value == "True" || value == "TRUE")
+                }
+                _ => serde_json::Value::String(value.clone()),
+            },
+            Kind::Seq(v) => serde_json::Value::Array(v.iter().map(conv).collect()),
+            Kind::Map(v) => serde_json::Value::Object(
+                v.iter()
+                    .map(|(k, v)| (k.scalar_text().unwrap_or_default().to_string(), conv(v)))
+                    .collect(),
+            ),
+        }
+    }
+    raw::parse(text)
+        .map(|n| conv(&n))
+        .map_err(|e| e.to_string())
+}
+
 /// Parses `docker compose ps --format json`: one JSON array (2.0–2.20) or JSON Lines (≥ 2.21).
 pub fn parse_ps(text: &str) -> Result<Vec<PsEntry>, String> {
     let t = text.trim_start();
@@ -440,6 +466,18 @@ mod tests {
         let deps = reverse_dependents(&c, &["db".to_string()]);
         assert_eq!(deps.into_iter().collect::<Vec<_>>(), ["api", "web"]);
         assert!(reverse_dependents(&c, &["web".to_string()]).is_empty());
+    }
+
+    #[test]
+    fn yaml_config_reads_like_json() {
+        let v = yaml_value("version: \"3.9\"\nservices:\n  web:\n    image: shop/web:1\n    depends_on: [api]\n    env_file: web.env\n    healthcheck:\n      disable: true\n  api:\n    image: shop/api:2\n").unwrap();
+        let c = parse_config(&v);
+        assert_eq!(v["version"], "3.9");
+        assert_eq!(c["web"].depends_on.iter().collect::<Vec<_>>(), ["api"]);
+        assert_eq!(c["web"].env_files, ["web.env"]);
+        assert!(!c["web"].has_healthcheck);
+        assert_eq!(c["api"].image.as_deref(), Some("shop/api:2"));
+        assert!(yaml_value("a: [").is_err());
     }
 
     #[test]

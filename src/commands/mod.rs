@@ -2,6 +2,8 @@
 
 pub mod build;
 pub mod check;
+pub mod exec;
+pub mod pages;
 pub mod plan;
 pub mod test;
 pub mod units;
@@ -37,8 +39,7 @@ pub fn execute(command: Command, ctx: &Ctx) -> Result<()> {
         Command::Plan => plan::run(ctx),
         Command::Build(args) => build::run(ctx, &args),
         Command::Test(args) => test::run(ctx, &args),
-        Command::Exec(_) => Err(crate::error::Error::usage(
-            "this subcommand lands with the foundation work",
-        )),
+        Command::Exec(args) => exec::run(ctx, &args),
+        Command::Pages(args) => pages::run(&args, ctx).map(|_| ()),
     }
 }

@@ -267,7 +267,7 @@ impl HostDeploy<'_> {
         let value: serde_json::Value = if c.flavor.has_config_json() {
             serde_json::from_str(&text).map_err(|e| Error::Other(e.into()))?
         } else {
-            serde_saphyr::from_str(&text)
+            compose::yaml_value(&text)
                 .map_err(|e| Error::StageFailed(format!("compose config: {e}")))?
         };
         Ok(compose::parse_config(&value))
@@ -343,7 +343,7 @@ impl HostDeploy<'_> {
             let Ok(text) = std::fs::read_to_string(&local) else {
                 continue;
             };
-            let Ok(value) = serde_saphyr::from_str::<serde_json::Value>(&text) else {
+            let Ok(value) = compose::yaml_value(&text) else {
                 continue;
             };
             let base = std::path::Path::new(f)
@@ -396,7 +396,7 @@ impl HostDeploy<'_> {
     fn compose_file_version(&self) -> Option<String> {
         let first = self.env.compose_files.first()?;
         let text = std::fs::read_to_string(self.req.repo_root.join(first)).ok()?;
-        let v: serde_json::Value = serde_saphyr::from_str(&text).ok()?;
+        let v: serde_json::Value = compose::yaml_value(&text).ok()?;
         match v.get("version")? {
             serde_json::Value::String(s) => Some(s.clone()),
             other => Some(other.to_string()),

@@ -46,6 +46,42 @@ impl SshTarget {
     }
 }
 
+/// How to authenticate and what to trust: read from the environment by [`SshConfig::from_env`]
+/// (DEPLOY_SSH_*, DEPLOY_KNOWN_HOSTS*, HOME, SSH_AUTH_SOCK), or built directly in tests.
+#[derive(Clone, Default)]
+pub struct SshConfig {
+    /// Private key text (DEPLOY_SSH_KEY): a secret, never printed.
+    pub key_text: Option<crate::cmd::Secret>,
+    pub key_file: Option<String>,
+    pub passphrase: Option<crate::cmd::Secret>,
+    pub known_hosts_text: Option<String>,
+    pub known_hosts_file: Option<String>,
+    pub accept_new: bool,
+    pub connect_timeout: Option<Duration>,
+    pub home: Option<PathBuf>,
+    pub use_agent: bool,
+}
+
+impl SshConfig {
+    pub fn from_env() -> SshConfig {
+        use crate::cmd::Secret;
+        SshConfig {
+            key_text: env_vars::get(env_vars::DEPLOY_SSH_KEY).map(Secret::new),
+            key_file: env_vars::get(env_vars::DEPLOY_SSH_KEY_FILE),
+            passphrase: env_vars::get(env_vars::DEPLOY_SSH_KEY_PASSPHRASE).map(Secret::new),
+            known_hosts_text: env_vars::get(env_vars::DEPLOY_KNOWN_HOSTS),
+            known_hosts_file: env_vars::get(env_vars::DEPLOY_KNOWN_HOSTS_FILE),
+            accept_new: env_vars::get(env_vars::DEPLOY_SSH_ACCEPT_NEW).as_deref() == Some("1"),
+            connect_timeout: env_vars::get(env_vars::DEPLOY_SSH_CONNECT_TIMEOUT)
+                .and_then(|s| s.parse::<u64>().ok())
+                .filter(|s| *s > 0)
+                .map(Duration::from_secs),
+            home: env_vars::get(env_vars::HOME).map(PathBuf::from),
+            use_agent: env_vars::get(env_vars::SSH_AUTH_SOCK).is_some(),
+        }
+    }
+}
+
 /// Runs commands on one host over one SSH session.
 pub struct SshExecutor {
     label: String,
@@ -56,21 +92,27 @@ impl SshExecutor {
     /// Connects, checks the host key, authenticates. `warn` receives non-fatal notices (an accepted
     /// new host key, unusable known_hosts lines).
     pub fn connect(target: &SshTarget, warn: &dyn Fn(&str)) -> Result<SshExecutor, ExecError> {
+        Self::connect_with(target, &SshConfig::from_env(), warn)
+    }
+
+    /// [`SshExecutor::connect`] with an explicit configuration.
+    pub fn connect_with(
+        target: &SshTarget,
+        cfg: &SshConfig,
+        warn: &dyn Fn(&str),
+    ) -> Result<SshExecutor, ExecError> {
         let label = target.label();
-        let timeout = env_vars::get(env_vars::DEPLOY_SSH_CONNECT_TIMEOUT)
-            .and_then(|s| s.parse::<u64>().ok())
-            .filter(|s| *s > 0)
-            .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let timeout = cfg.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         let connect_err = |message: String| ExecError::Connect {
             host: label.clone(),
             message,
         };
 
-        let (known, known_source) = load_known_hosts().map_err(|message| ExecError::HostKey {
-            host: label.clone(),
-            message,
-        })?;
+        let (known, known_source) =
+            load_known_hosts(cfg).map_err(|message| ExecError::HostKey {
+                host: label.clone(),
+                message,
+            })?;
         for p in &known.problems {
             warn(&format!("known_hosts: {p} (line ignored)"));
         }
@@ -90,10 +132,10 @@ impl SshExecutor {
             ))
         })?;
 
-        verify_host_key(&session, &known, &known_source, target, warn)?;
+        verify_host_key(&session, &known, &known_source, target, cfg, warn)?;
 
         session.set_keepalive(false, KEEPALIVE_SECS);
-        authenticate(&session, target)?;
+        authenticate(&session, target, cfg)?;
         // Channel opening and the final close wait may take longer than a connect.
         session.set_timeout(60_000);
         Ok(SshExecutor { label, session })
@@ -448,14 +490,14 @@ fn set_tcp_keepalive(tcp: &TcpStream) {
 
 /// known_hosts from DEPLOY_KNOWN_HOSTS, else DEPLOY_KNOWN_HOSTS_FILE, else ~/.ssh/known_hosts and
 /// /etc/ssh/ssh_known_hosts. Returns the entries and a description of where they came from.
-fn load_known_hosts() -> Result<(KnownHosts, String), String> {
-    if let Some(text) = env_vars::get(env_vars::DEPLOY_KNOWN_HOSTS) {
+fn load_known_hosts(cfg: &SshConfig) -> Result<(KnownHosts, String), String> {
+    if let Some(text) = &cfg.known_hosts_text {
         return Ok((
-            KnownHosts::parse(&text, env_vars::DEPLOY_KNOWN_HOSTS),
+            KnownHosts::parse(text, env_vars::DEPLOY_KNOWN_HOSTS),
             env_vars::DEPLOY_KNOWN_HOSTS.to_string(),
         ));
     }
-    if let Some(path) = env_vars::get(env_vars::DEPLOY_KNOWN_HOSTS_FILE) {
+    if let Some(path) = cfg.known_hosts_file.clone() {
         let text = std::fs::read_to_string(&path).map_err(|e| {
             format!(
                 "{}={path}: cannot read it: {e}",
@@ -466,7 +508,7 @@ fn load_known_hosts() -> Result<(KnownHosts, String), String> {
     }
     let mut kh = KnownHosts::default();
     let mut read = Vec::new();
-    let user_file = home().map(|h| h.join(".ssh/known_hosts"));
+    let user_file = cfg.home.as_ref().map(|h| h.join(".ssh/known_hosts"));
     for path in user_file
         .into_iter()
         .chain([PathBuf::from("/etc/ssh/ssh_known_hosts")])
@@ -483,10 +525,6 @@ fn load_known_hosts() -> Result<(KnownHosts, String), String> {
         read.join(" and ")
     };
     Ok((kh, source))
-}
-
-fn home() -> Option<PathBuf> {
-    env_vars::get(env_vars::HOME).map(PathBuf::from)
 }
 
 /// Offers the key types known for this host first, so a host with several keys presents one that
@@ -517,6 +555,7 @@ fn verify_host_key(
     known: &KnownHosts,
     source: &str,
     target: &SshTarget,
+    cfg: &SshConfig,
     warn: &dyn Fn(&str),
 ) -> Result<(), ExecError> {
     let refuse = |message: String| ExecError::HostKey {
@@ -551,7 +590,7 @@ fn verify_host_key(
             )))
         }
         Verdict::Unknown => {
-            if env_vars::get(env_vars::DEPLOY_SSH_ACCEPT_NEW).as_deref() == Some("1") {
+            if cfg.accept_new {
                 warn(&format!(
                     "{}: accepting the unknown host key of {name}: {key_type} {fp} \
                      (DEPLOY_SSH_ACCEPT_NEW=1). Pin it: add the line printed by `{keyscan}` to DEPLOY_KNOWN_HOSTS.",
@@ -576,17 +615,16 @@ fn verify_host_key(
 
 /// Authenticates with DEPLOY_SSH_KEY, else DEPLOY_SSH_KEY_FILE, else the ssh-agent and the default
 /// key files. Errors name what was tried, never the key itself.
-fn authenticate(session: &Session, target: &SshTarget) -> Result<(), ExecError> {
+fn authenticate(session: &Session, target: &SshTarget, cfg: &SshConfig) -> Result<(), ExecError> {
     let who = format!("{}@{}", target.user, target.host);
     let fail = |message: String| ExecError::Auth {
         host: target.label(),
         message,
     };
-    let passphrase = env_vars::get(env_vars::DEPLOY_SSH_KEY_PASSPHRASE);
-    let pass = passphrase.as_deref();
+    let pass = cfg.passphrase.as_ref().map(|p| p.expose());
 
-    if let Some(text) = env_vars::get(env_vars::DEPLOY_SSH_KEY) {
-        let text = normalize_key_text(&text);
+    if let Some(text) = &cfg.key_text {
+        let text = normalize_key_text(text.expose());
         if !text.starts_with("-----BEGIN ") {
             return Err(fail(format!(
                 "{} does not hold a private key: it should start with `-----BEGIN ... PRIVATE KEY-----` \
@@ -607,15 +645,15 @@ fn authenticate(session: &Session, target: &SshTarget) -> Result<(), ExecError> 
             });
     }
 
-    if let Some(path) = env_vars::get(env_vars::DEPLOY_SSH_KEY_FILE) {
-        if !Path::new(&path).is_file() {
+    if let Some(path) = &cfg.key_file {
+        if !Path::new(path).is_file() {
             return Err(fail(format!(
                 "{}={path}: no such file",
                 env_vars::DEPLOY_SSH_KEY_FILE
             )));
         }
         return session
-            .userauth_pubkey_file(&target.user, None, Path::new(&path), pass)
+            .userauth_pubkey_file(&target.user, None, Path::new(path), pass)
             .map_err(|e| {
                 fail(explain_key_error(
                     &e,
@@ -627,7 +665,7 @@ fn authenticate(session: &Session, target: &SshTarget) -> Result<(), ExecError> 
     }
 
     let mut tried: Vec<String> = Vec::new();
-    if env_vars::get(env_vars::SSH_AUTH_SOCK).is_some()
+    if cfg.use_agent
         && let Ok(mut agent) = session.agent()
         && agent.connect().is_ok()
     {
@@ -641,7 +679,7 @@ fn authenticate(session: &Session, target: &SshTarget) -> Result<(), ExecError> 
         tried.push(format!("the ssh-agent ({} keys)", ids.len()));
         let _ = agent.disconnect();
     }
-    if let Some(home) = home() {
+    if let Some(home) = &cfg.home {
         for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
             let path = home.join(".ssh").join(name);
             if path.is_file() {
