@@ -56,6 +56,11 @@ pub enum Command {
     Test(BuildArgs),
     /// Run a command on every host of an environment.
     Exec(ExecArgs),
+    /// Selective docker compose up on the environment's hosts: lock, release record, health gate,
+    /// automatic rollback of failed services.
+    Up(UpArgs),
+    /// Show or release the environment lock on every host.
+    Lock(LockArgs),
     /// Upload static sites to Cloudflare Pages (direct upload, byte-compatible with wrangler 4).
     Pages(PagesArgs),
     /// Apply pending SQL migrations (behind the approval gate, after a verified backup, under a lock).
@@ -88,6 +93,36 @@ pub struct ExecArgs {
         value_name = "CMD"
     )]
     pub command: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct UpArgs {
+    /// Run this image for a service instead of the compose file's (SERVICE=IMAGE; repeatable).
+    #[arg(long = "image", value_name = "SERVICE=IMAGE")]
+    pub images: Vec<String>,
+    /// Do not build images of services with `build: {context, ...}`; deploy what compose names.
+    #[arg(long)]
+    pub no_build: bool,
+    /// Recreate the selected services even when their configuration is unchanged.
+    #[arg(long)]
+    pub force: bool,
+    /// Wait this long for a held lock (e.g. 90s, 5m) instead of exiting 4 at once.
+    #[arg(long, value_name = "DURATION")]
+    pub lock_wait: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LockArgs {
+    #[command(subcommand)]
+    pub action: LockAction,
+}
+
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockAction {
+    /// Print who holds the lock on each host.
+    Status,
+    /// Remove the lock on each host (asks on a terminal unless --yes).
+    Release,
 }
 
 #[derive(Args, Debug, Clone)]

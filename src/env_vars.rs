@@ -52,6 +52,14 @@ pub const NO_COLOR: &str = "NO_COLOR";
 pub const DEPLOY_TEST_NO_PROGRESS: &str = "DEPLOY_TEST_NO_PROGRESS";
 /// Test switch: retry immediately instead of backing off.
 pub const DEPLOY_TEST_NO_RETRY_DELAY: &str = "DEPLOY_TEST_NO_RETRY_DELAY";
+/// `up`: force the compose flavor on every host (`v1` = `docker-compose`, `v2` = `docker compose`);
+/// detected per host when unset.
+pub const DEPLOY_COMPOSE: &str = "DEPLOY_COMPOSE";
+/// Test switch: ship built images even when the host already has the same image id (the test
+/// host over SSH drives the same Docker engine as the runner).
+pub const DEPLOY_TEST_ALWAYS_SHIP: &str = "DEPLOY_TEST_ALWAYS_SHIP";
+/// The person or bot running a deploy outside GitHub Actions (else `$USER`).
+pub const USER: &str = "USER";
 
 /// Variables whose values are secrets and are masked wherever they could appear.
 pub const SECRET_VARS: &[&str] = &[

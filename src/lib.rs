@@ -21,6 +21,7 @@ pub mod cli;
 pub mod cmd;
 pub mod commands;
 pub mod db;
+pub mod deploy;
 pub mod diag;
 pub mod env_vars;
 pub mod error;

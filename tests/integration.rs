@@ -14,3 +14,4 @@ mod migrate_gate;
 mod pages;
 mod plan;
 mod smoke;
+mod up;

@@ -8,6 +8,7 @@ pub mod pages;
 pub mod plan;
 pub mod test;
 pub mod units;
+pub mod up;
 
 use crate::cli::Command;
 use crate::error::Result;
@@ -35,6 +36,8 @@ pub fn execute(command: Command, ctx: &Ctx) -> Result<()> {
             Ok(())
         }
         Command::Migrate(args) => migrate::run(args, ctx),
+        Command::Up(args) => up::run(&args, ctx),
+        Command::Lock(args) => up::lock(args.action, ctx),
         Command::Plan => plan::run(ctx),
         Command::Build(args) => build::run(ctx, &args),
         Command::Test(args) => test::run(ctx, &args),
