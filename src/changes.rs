@@ -491,59 +491,91 @@ pub fn detect(
         });
     }
 
-    let Some(head) = head_sha()? else {
-        let inside = git_line(root, &["rev-parse", "--is-inside-work-tree"])?;
-        let message = if inside.as_deref() == Some("true") {
-            "this git repository has no commit yet: nothing to compare".to_string()
-        } else {
-            format!(
-                "{} is not in a git repository: cannot find changed files",
-                root.display()
-            )
-        };
+    let choice = choose_base(base_flag, event_from_env()?);
+    if let Some((base_ref, _)) = &choice
+        && base_ref.starts_with('-')
+    {
         return Err(ChangesError::new(
-            message,
-            Some("pass --all or --only UNIT to choose the units yourself".into()),
+            format!("`{base_ref}` is not a git revision"),
+            Some("pass a branch, tag or commit to --base".into()),
         ));
+    }
+
+    // The common case in one git call: both commits exist.
+    let fast = match &choice {
+        Some((base_ref, _)) => git_line(
+            root,
+            &[
+                "rev-parse",
+                "HEAD^{commit}",
+                &format!("{base_ref}^{{commit}}"),
+                "--",
+            ],
+        )?
+        .and_then(|out| {
+            let mut it = out.lines().map(str::trim).filter(|l| !l.is_empty());
+            match (it.next(), it.next()) {
+                (Some(h), Some(b)) => Some((h.to_string(), b.to_string())),
+                _ => None,
+            }
+        }),
+        None => None,
     };
 
-    let (base_ref, from) = match choose_base(base_flag, event_from_env()?) {
-        None => {
-            return Ok(Affected {
-                units: all_units(m),
-                base: None,
-                head,
-                reason: Reason::NewBranch,
-                changed_files: 0,
-            });
+    let (head, base, from) = match (fast, choice) {
+        (Some((head, base)), Some((_, from))) => (head, base, from),
+        (_, choice) => {
+            let Some(head) = head_sha()? else {
+                let inside = git_line(root, &["rev-parse", "--is-inside-work-tree"])?;
+                let message = if inside.as_deref() == Some("true") {
+                    "this git repository has no commit yet: nothing to compare".to_string()
+                } else {
+                    format!(
+                        "{} is not in a git repository: cannot find changed files",
+                        root.display()
+                    )
+                };
+                return Err(ChangesError::new(
+                    message,
+                    Some("pass --all or --only UNIT to choose the units yourself".into()),
+                ));
+            };
+            let Some((base_ref, from)) = choice else {
+                return Ok(Affected {
+                    units: all_units(m),
+                    base: None,
+                    head,
+                    reason: Reason::NewBranch,
+                    changed_files: 0,
+                });
+            };
+            let shallow = git_line(root, &["rev-parse", "--is-shallow-repository"])?.as_deref()
+                == Some("true");
+            match git_line(
+                root,
+                &[
+                    "rev-parse",
+                    "--verify",
+                    "-q",
+                    &format!("{base_ref}^{{commit}}"),
+                ],
+            )? {
+                Some(base) => (head, base, from),
+                None if from == BaseFrom::Parent && !shallow => {
+                    // HEAD~1 does not exist in a complete history: HEAD is the first commit.
+                    return Ok(Affected {
+                        units: all_units(m),
+                        base: None,
+                        head,
+                        reason: Reason::FirstCommit,
+                        changed_files: 0,
+                    });
+                }
+                None => return Err(missing_base_error(&base_ref, from, shallow)),
+            }
         }
-        Some(choice) => choice,
     };
-
-    let shallow =
-        git_line(root, &["rev-parse", "--is-shallow-repository"])?.as_deref() == Some("true");
-    let base = match git_line(
-        root,
-        &[
-            "rev-parse",
-            "--verify",
-            "-q",
-            &format!("{base_ref}^{{commit}}"),
-        ],
-    )? {
-        Some(sha) => sha,
-        None if from == BaseFrom::Parent && !shallow => {
-            // HEAD~1 does not exist in a complete history: HEAD is the first commit.
-            return Ok(Affected {
-                units: all_units(m),
-                base: None,
-                head,
-                reason: Reason::FirstCommit,
-                changed_files: 0,
-            });
-        }
-        None => return Err(missing_base_error(&base_ref, from, shallow)),
-    };
+    let base_ref = base.clone();
 
     let range = if from.merge_base() {
         format!("{base}...{head}")
@@ -592,6 +624,11 @@ pub fn detect(
     if let Err(e) = read_result {
         // A failed git diff (no merge base in a shallow clone, say) surfaces here.
         let text = e.to_string();
+        let shallow = git_line(root, &["rev-parse", "--is-shallow-repository"])
+            .ok()
+            .flatten()
+            .as_deref()
+            == Some("true");
         let mut err = if from.merge_base() && (shallow || text.contains("merge base")) {
             missing_base_error(&base_ref, from, shallow)
         } else {

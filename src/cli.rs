@@ -56,6 +56,15 @@ pub enum Command {
     Test(BuildArgs),
     /// Run a command on every host of an environment.
     Exec(ExecArgs),
+    /// Selective docker compose up on the environment's hosts: lock, release record, health gate,
+    /// automatic rollback of failed services.
+    Up(UpArgs),
+    /// Show or release the environment lock on every host.
+    Lock(LockArgs),
+    /// Upload static sites to Cloudflare Pages (direct upload, byte-compatible with wrangler 4).
+    Pages(PagesArgs),
+    /// Apply pending SQL migrations (behind the approval gate, after a verified backup, under a lock).
+    Migrate(MigrateArgs),
     /// Print the JSON Schema of deploy.yml (for editors).
     Schema,
     /// Validate deploy.yml and print a short summary (exit 2 on errors).
@@ -84,4 +93,96 @@ pub struct ExecArgs {
         value_name = "CMD"
     )]
     pub command: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct UpArgs {
+    /// Run this image for a service instead of the compose file's (SERVICE=IMAGE; repeatable).
+    #[arg(long = "image", value_name = "SERVICE=IMAGE")]
+    pub images: Vec<String>,
+    /// Do not build images of services with `build: {context, ...}`; deploy what compose names.
+    #[arg(long)]
+    pub no_build: bool,
+    /// Recreate the selected services even when their configuration is unchanged.
+    #[arg(long)]
+    pub force: bool,
+    /// Wait this long for a held lock (e.g. 90s, 5m) instead of exiting 4 at once.
+    #[arg(long, value_name = "DURATION")]
+    pub lock_wait: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LockArgs {
+    #[command(subcommand)]
+    pub action: LockAction,
+}
+
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockAction {
+    /// Print who holds the lock on each host.
+    Status,
+    /// Remove the lock on each host (asks on a terminal unless --yes).
+    Release,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PagesArgs {
+    /// The branch of the deployment (default: GITHUB_HEAD_REF / GITHUB_REF_NAME in Actions, else the
+    /// local git branch). Equal to the project's production branch → production, else preview.
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// The commit hash recorded with the deployment (default: git rev-parse HEAD).
+    #[arg(long)]
+    pub commit_hash: Option<String>,
+    /// The commit message recorded (default: the HEAD commit's; cut to 384 bytes).
+    #[arg(long)]
+    pub commit_message: Option<String>,
+    /// Whether the working tree had uncommitted changes (default: from git status).
+    #[arg(long)]
+    pub commit_dirty: Option<bool>,
+    /// Do not run the sites' `build` commands.
+    #[arg(long)]
+    pub no_build: bool,
+    /// Upload requests in flight at once.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub concurrency: u16,
+    /// Deploy this directory without a manifest (with --project).
+    #[arg(long, requires = "project")]
+    pub dir: Option<PathBuf>,
+    /// The Pages project to deploy --dir to (without a manifest).
+    #[arg(long, requires = "dir")]
+    pub project: Option<String>,
+    /// Seconds to wait for the deployment to reach a final status.
+    #[arg(long, default_value_t = 600)]
+    pub wait_timeout: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MigrateArgs {
+    #[command(subcommand)]
+    pub action: Option<MigrateAction>,
+    /// Re-baseline the recorded checksum of this applied version to the file's (repeatable).
+    #[arg(long, value_name = "VERSION", global = true)]
+    pub accept_changed: Vec<u64>,
+    /// How long to wait for another migrator's lock before exiting 4 (e.g. 30s, 2m).
+    #[arg(long, value_name = "DURATION", default_value = "60s", global = true)]
+    pub lock_wait: String,
+    /// Where backups are written (default: .deploy-action/backups/<env>/).
+    #[arg(long, value_name = "DIR", global = true)]
+    pub backup_dir: Option<PathBuf>,
+    /// How long to wait for an approval in GitHub Actions (e.g. 30m).
+    #[arg(long, value_name = "DURATION", default_value = "30m", global = true)]
+    pub approval_timeout: String,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum MigrateAction {
+    /// List applied, pending, changed and missing migration files.
+    Status,
+    /// Run the `.down.sql` files of the versions above VERSION, newest first.
+    Down {
+        /// The version to go back to (0: undo everything).
+        #[arg(long, value_name = "VERSION")]
+        to: u64,
+    },
 }

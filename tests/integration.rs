@@ -4,7 +4,15 @@
 mod action;
 mod build;
 mod changes;
+mod errors;
+mod exec;
+mod fake_cloudflare;
+mod fake_github;
 mod github;
 mod harness;
+mod migrate;
+mod migrate_gate;
+mod pages;
 mod plan;
 mod smoke;
+mod up;

@@ -4,7 +4,9 @@
 //! ([`Arg::Secret`]) from the moment they are created, so every rendering (console, `--json`, the audit
 //! log, the job summary) shows `***` and only an executor ever sees the value.
 
+pub mod compose;
 pub mod docker;
+pub mod docker_engine;
 
 use std::borrow::Cow;
 use std::fmt;

@@ -119,10 +119,10 @@ pub fn run_stage(ctx: &Ctx, stage: &str, planner: StagePlanner, args: &BuildArgs
             res.result = Outcome::Skipped;
         } else {
             r.group_start(&format!("{stage} {unit}"));
-            r.info(&format!("$ {}", cmd.display()));
             let spinner = r.step_start(&format!("{stage} {unit}"));
             let started = Instant::now();
             let status = r.relaying(|| {
+                r.info(&format!("$ {}", cmd.display()));
                 executor.run(cmd, None, &mut |stream, line| r.relay(unit, stream, line))
             });
             r.step_done(spinner);

@@ -37,9 +37,14 @@ pub fn summary_json(m: &Manifest) -> serde_json::Value {
 /// The summary as text, aligned in columns.
 pub fn summary_text(m: &Manifest) -> String {
     let mut out = format!(
-        "{}: ok (project {})\nenvironments:\n",
+        "{}: ok (project {})\nenvironments:{}\n",
         m.source.path.display(),
-        m.project
+        m.project,
+        if m.environments.is_empty() {
+            " (none)"
+        } else {
+            ""
+        }
     );
     let width = m
         .environments

@@ -2,9 +2,13 @@
 
 pub mod build;
 pub mod check;
+pub mod exec;
+pub mod migrate;
+pub mod pages;
 pub mod plan;
 pub mod test;
 pub mod units;
+pub mod up;
 
 use crate::cli::Command;
 use crate::error::Result;
@@ -31,11 +35,13 @@ pub fn execute(command: Command, ctx: &Ctx) -> Result<()> {
             clap_complete::generate(shell, &mut cmd, "deploy-action", &mut std::io::stdout());
             Ok(())
         }
+        Command::Migrate(args) => migrate::run(args, ctx),
+        Command::Up(args) => up::run(&args, ctx),
+        Command::Lock(args) => up::lock(args.action, ctx),
         Command::Plan => plan::run(ctx),
         Command::Build(args) => build::run(ctx, &args),
         Command::Test(args) => test::run(ctx, &args),
-        Command::Exec(_) => Err(crate::error::Error::usage(
-            "this subcommand lands with the foundation work",
-        )),
+        Command::Exec(args) => exec::run(ctx, &args),
+        Command::Pages(args) => pages::run(&args, ctx).map(|_| ()),
     }
 }

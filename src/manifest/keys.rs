@@ -464,3 +464,26 @@ pub fn all_tables() -> [&'static Table; 12] {
         &MIGRATIONS,
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    const DOC: &str = include_str!("../../docs/manifest.md");
+
+    #[test]
+    fn docs_name_every_key_and_their_example_is_valid() {
+        for t in super::all_tables() {
+            for f in t.fields {
+                assert!(
+                    DOC.contains(&format!("`{}`", f.name)),
+                    "docs/manifest.md lacks `{}`",
+                    f.name
+                );
+            }
+        }
+        let start = DOC.find("```yaml\n").expect("a yaml example") + 8;
+        let end = start + DOC[start..].find("```").expect("end of example");
+        let m = crate::manifest::parse(crate::diag::Source::new("deploy.yml", &DOC[start..end]))
+            .unwrap_or_else(|e| panic!("{}", e.render(false)));
+        assert_eq!(m.units().len(), 4);
+    }
+}

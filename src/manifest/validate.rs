@@ -62,6 +62,13 @@ impl<'a> Obj<'a> {
         for (k, _) in entries {
             let name = k.scalar_text().unwrap_or_default();
             if table.field(name).is_none() {
+                if name == "<<" {
+                    return Err(err_help(
+                        k.span,
+                        "YAML merge keys (`<<`) are not supported",
+                        "repeat the keys, or reuse a whole value with an anchor and alias (`&name`, `*name`)",
+                    ));
+                }
                 let help = did_you_mean(name, table.names()).unwrap_or_else(|| {
                     format!(
                         "valid keys here: {}",
@@ -70,7 +77,7 @@ impl<'a> Obj<'a> {
                 });
                 return Err(err_help(
                     k.span,
-                    format!("unknown key `{name}` in {label}"),
+                    format!("unknown key `{}` in {label}", name.escape_debug()),
                     help,
                 ));
             }
@@ -594,12 +601,11 @@ fn environment(name: &str, k: &Node, v: &Node, project: &str) -> Result<Environm
             }
         }
     }
-    let dir = o.string("dir")?;
-    let dir = match dir {
-        Some(d) => {
+    let dir = match o.get("dir") {
+        Some((dk, dv)) => {
+            let d = string(dk, dv)?;
             let any_ssh = hosts.iter().any(|h| matches!(h, Host::Ssh { .. }));
             if any_ssh && !d.starts_with('/') {
-                let (_, dv) = o.get("dir").expect("dir present");
                 return Err(err_help(
                     dv.span,
                     format!("`dir` must be an absolute path when a host is ssh://, found `{d}`"),
@@ -662,13 +668,41 @@ fn environment(name: &str, k: &Node, v: &Node, project: &str) -> Result<Environm
             .string("compose_project")?
             .unwrap_or_else(|| project.to_string()),
         approval,
-        approvers: o.string_list("approvers")?,
+        approvers: approvers(&o)?,
         database,
         url,
         promote_from: o.string("promote_from")?,
         keep_releases,
         backup,
     })
+}
+
+/// GitHub logins: letters, digits and single hyphens, at most 39 characters.
+fn approvers(o: &Obj) -> Result<Vec<String>> {
+    let Some((k, v)) = o.get("approvers") else {
+        return Ok(Vec::new());
+    };
+    let list = string_list(k, v)?;
+    for (login, node) in &list {
+        let login = login.strip_prefix('@').unwrap_or(login);
+        let ok = !login.is_empty()
+            && login.len() <= 39
+            && !login.starts_with('-')
+            && !login.ends_with('-')
+            && !login.contains("--")
+            && login.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !ok {
+            return Err(err_help(
+                node.span,
+                format!("`{login}` is not a GitHub login"),
+                "approvers are GitHub user names, e.g. approvers: [alice, bob]",
+            ));
+        }
+    }
+    Ok(list
+        .into_iter()
+        .map(|(s, _)| s.trim_start_matches('@').to_string())
+        .collect())
 }
 
 fn engine(k: &Node, v: &Node) -> Result<Engine> {
@@ -695,10 +729,21 @@ fn database(k: &Node, v: &Node, env: &str) -> Result<Database> {
                 ));
             }
         }
-        return Ok(Database::UrlEnv {
-            var: o.req_string("url_env")?,
-            span: k.span,
-        });
+        let var = o.req_string("url_env")?;
+        let valid = var
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            let (_, vv) = o.required("url_env")?;
+            return Err(err_help(
+                vv.span,
+                "`url_env` must be the name of an environment variable, which this is not",
+                "e.g. url_env: STAGING_DATABASE_URL (the URL itself goes in that variable, not here)",
+            ));
+        }
+        return Ok(Database::UrlEnv { var, span: k.span });
     }
     if !o.has("compose_service") {
         return Err(err_help(
@@ -921,5 +966,321 @@ mod tests {
         let s = e.span.unwrap();
         assert_eq!((s.line, s.col), (5, 5));
         assert_eq!(e.help.as_deref(), Some("did you mean `hosts`?"));
+    }
+
+    const HEAD: &str = "version: 1\nproject: shop\n";
+
+    /// Parses HEAD + `body`, expects an error, returns (line, col, message, help).
+    fn fail(body: &str) -> (u32, u32, String, Option<String>) {
+        let text = format!("{HEAD}{body}");
+        let e = parse(&text).expect_err("expected an error");
+        let s = e.span.unwrap_or_else(|| panic!("no span: {}", e.message));
+        assert!(e.source.is_some());
+        (s.line, s.col, e.message, e.help)
+    }
+
+    #[test]
+    fn yaml_syntax_error() {
+        let (l, c, m, _) = fail("environments:\n  staging: {hosts: [local}\n");
+        assert!(m.starts_with("YAML syntax error"), "{m}");
+        assert_eq!(l, 4);
+        assert!(c > 1);
+    }
+
+    #[test]
+    fn tab_indentation() {
+        let (l, c, m, h) = fail("environments:\n  staging:\n\t  dir: /srv\n");
+        assert_eq!((l, c), (5, 1));
+        assert!(m.contains("tab is used for indentation"), "{m}");
+        assert_eq!(h.as_deref(), Some("replace the tab with spaces"));
+    }
+
+    #[test]
+    fn duplicate_key() {
+        let (l, c, m, _) = fail("environments:\n  s: {}\nenvironments:\n  t: {}\n");
+        assert_eq!((l, c), (5, 1));
+        assert!(m.contains("first defined on line 3"), "{m}");
+    }
+
+    #[test]
+    fn wrong_types() {
+        let (l, c, m, _) = fail("environments:\n  s: {}\nservices:\n  api:\n    paths: 5\n");
+        assert_eq!((l, c), (7, 12));
+        assert_eq!(m, "`paths`: expected a list of strings, found a number");
+        let (_, _, m, h) = fail("environments:\n  s: {}\nservices:\n  api:\n    test: true\n");
+        assert_eq!(m, "`test`: expected a string, found a boolean");
+        assert!(h.unwrap().contains("quotes"));
+        let (_, _, m, _) = fail("environments: [a]\n");
+        assert!(m.contains("found a list"), "{m}");
+        let (l, c, m, _) = fail("environments:\n  s: {approvers: [alice, 3]}\n");
+        assert_eq!((l, c), (4, 26));
+        assert!(m.contains("found a number"), "{m}");
+    }
+
+    #[test]
+    fn unknown_keys_suggest_per_mapping() {
+        let (l, c, m, h) =
+            fail("environments:\n  s: {}\nservices:\n  api:\n    helth: {url: http://x}\n");
+        assert_eq!((l, c), (7, 5));
+        assert_eq!(m, "unknown key `helth` in service `api`");
+        assert_eq!(h.as_deref(), Some("did you mean `health`?"));
+        let (l, c, _, h) = fail("environment:\n  s: {}\n");
+        assert_eq!((l, c), (3, 1));
+        assert_eq!(h.as_deref(), Some("did you mean `environments`?"));
+        let (_, _, _, h) = fail("environments:\n  s: {zzzzzz: 1}\n");
+        assert!(h.unwrap().starts_with("valid keys here: hosts, dir"));
+        let (_, _, m, h) = fail(
+            "environments:\n  s: {}\nsites:\n  web: {project: p, dir: d, production_brnach: main}\n",
+        );
+        assert!(m.contains("site `web`"));
+        assert_eq!(h.as_deref(), Some("did you mean `production_branch`?"));
+    }
+
+    #[test]
+    fn missing_required_key() {
+        let (l, c, m, h) = fail("environments:\n  s: {}\nsites:\n  web: {project: p}\n");
+        assert_eq!((l, c), (6, 3));
+        assert_eq!(m, "missing required key `dir` in site `web`");
+        assert!(h.unwrap().starts_with("add `dir:`"));
+        let e = crate::manifest::parse(Source::new("deploy.yml", "version: 1\nenvironments: {}\n"))
+            .unwrap_err();
+        assert_eq!(e.message, "missing required key `project` in the manifest");
+    }
+
+    #[test]
+    fn unsupported_version() {
+        let e = parse("version: 2\nproject: p\nenvironments: {}\n").unwrap_err();
+        let s = e.span.unwrap();
+        assert_eq!((s.line, s.col), (1, 10));
+        assert!(e.message.contains("unsupported manifest version 2"));
+        let e = parse("version: \"1\"\nproject: p\nenvironments: {}\n").unwrap_err();
+        assert!(
+            e.message.contains("expected the number 1, found a string"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn promote_from_unknown_environment() {
+        let (l, c, m, h) =
+            fail("environments:\n  staging: {}\n  prod:\n    promote_from: stagng\n");
+        assert_eq!((l, c), (6, 19));
+        assert!(m.contains("`stagng`, which does not exist"));
+        assert_eq!(h.as_deref(), Some("did you mean `staging`?"));
+        let (_, _, m, _) = fail("environments:\n  prod:\n    promote_from: prod\n");
+        assert!(m.contains("itself"));
+    }
+
+    #[test]
+    fn invalid_glob() {
+        let (l, c, m, _) = fail(
+            "environments:\n  s: {}\nsites:\n  web: {project: p, dir: d, paths: [\"ok/**\", \"bad/[\"]}\n",
+        );
+        assert_eq!(l, 6);
+        assert_eq!(c, 46);
+        assert!(m.starts_with("invalid glob `bad/[`"), "{m}");
+    }
+
+    #[test]
+    fn hosts() {
+        let ok = |s: &str| parse_host(s).unwrap();
+        assert_eq!(ok("local"), Host::Local);
+        assert_eq!(
+            ok("ssh://deploy@h.example.com"),
+            Host::Ssh {
+                user: "deploy".into(),
+                host: "h.example.com".into(),
+                port: 22
+            }
+        );
+        assert_eq!(
+            ok("ssh://d@[::1]:2222"),
+            Host::Ssh {
+                user: "d".into(),
+                host: "::1".into(),
+                port: 2222
+            }
+        );
+        assert_eq!(ok("ssh://d@10.0.0.1:22").to_string(), "ssh://d@10.0.0.1:22");
+        for (bad, says) in [
+            ("http://d@h", "unsupported scheme `http://`"),
+            ("ssh://h.example.com", "missing the user"),
+            ("ssh://@h", "missing the user"),
+            ("ssh://d@h:0", "bad port `0`"),
+            ("ssh://d@h:70000", "bad port `70000`"),
+            ("ssh://d@h:x", "bad port"),
+            ("ssh://d@::1", "without brackets"),
+            ("ssh://d@[nope]", "not an IPv6 address"),
+            ("ssh://d:pw@h", "password"),
+            ("ssh://d@h/srv", "has a path"),
+            ("d@h", "lacks the ssh:// scheme"),
+            ("locl", "invalid host"),
+        ] {
+            let e = parse_host(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        let (l, c, m, h) = fail(
+            "environments:\n  s:\n    dir: /srv\n    hosts:\n      - local\n      - ssh://deploy@h:99999\n",
+        );
+        assert_eq!((l, c), (8, 9));
+        assert!(m.contains("bad port"));
+        assert!(h.unwrap().contains("ssh://deploy@staging.example.com:22"));
+    }
+
+    #[test]
+    fn unknown_engine_and_approval() {
+        let (l, c, m, h) =
+            fail("environments:\n  s: {}\nmigrations: {dir: m, engine: postgress}\n");
+        assert_eq!((l, c), (5, 30));
+        assert_eq!(
+            m,
+            "unknown engine `postgress`; expected one of: postgres, sqlite"
+        );
+        assert_eq!(h.as_deref(), Some("did you mean `postgres`?"));
+        let (_, _, m, h) = fail("environments:\n  s: {approval: requird}\n");
+        assert!(m.contains("unknown approval `requird`"));
+        assert_eq!(h.as_deref(), Some("did you mean `required`?"));
+        let (_, _, _, h) = fail("environments:\n  s: {approval: banana}\n");
+        assert_eq!(h, None);
+        let (_, _, m, _) = fail("environments:\n  s: {backup: sometimes}\n");
+        assert!(m.contains("auto, always, never"));
+    }
+
+    #[test]
+    fn unit_names() {
+        let (l, c, m, _) = fail(
+            "environments:\n  s: {}\nservices:\n  web: {}\nsites:\n  web: {project: p, dir: d}\n",
+        );
+        assert_eq!((l, c), (8, 3));
+        assert!(m.contains("used twice (first on line 6)"), "{m}");
+        let (l, c, m, _) =
+            fail("environments:\n  s: {}\nsites:\n  migrations: {project: p, dir: d}\n");
+        assert_eq!((l, c), (6, 3));
+        assert!(m.contains("reserved"));
+        let (_, _, m, _) = fail("environments:\n  \"bad name\": {}\n");
+        assert!(m.contains("invalid environment name"));
+    }
+
+    #[test]
+    fn environment_dir_rules() {
+        let (l, c, m, _) = fail("environments:\n  s:\n    hosts: [local]\n");
+        assert_eq!((l, c), (4, 3));
+        assert!(m.contains("has hosts but no `dir`"));
+        let (l, c, m, _) = fail("environments:\n  s:\n    hosts: [\"ssh://d@h\"]\n    dir: srv\n");
+        assert_eq!((l, c), (6, 10));
+        assert!(m.contains("absolute"));
+        let m = parse(&format!(
+            "{HEAD}environments:\n  s:\n    hosts: [local]\n    dir: deploy/dev\n"
+        ))
+        .unwrap();
+        assert_eq!(m.environments["s"].dir, "deploy/dev");
+    }
+
+    #[test]
+    fn durations() {
+        let d = |s| parse_duration(s);
+        assert_eq!(d("60s"), Some(Duration::from_secs(60)));
+        assert_eq!(d("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(d("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(d("500ms"), Some(Duration::from_millis(500)));
+        for bad in ["", "60", "s", "5x", "0s", "1.5s", "-1s", "99999999999s"] {
+            assert_eq!(d(bad), None, "{bad}");
+        }
+        let (l, c, m, _) = fail(
+            "environments:\n  s: {}\nservices:\n  api:\n    health: {url: \"http://x\", timeout: 5 minutes}\n",
+        );
+        assert_eq!((l, c), (7, 40));
+        assert!(m.contains("is not a duration"), "{m}");
+    }
+
+    #[test]
+    fn defaults() {
+        let m = parse(&format!("{HEAD}environments:\n  s:\nservices:\n  api:\n    build: {{context: a, image: i}}\n    health: {{url: \"http://x\"}}\nsites:\n  web: {{project: p, dir: d}}\nmigrations: {{dir: db/migrations/}}\n")).unwrap();
+        let s = &m.environments["s"];
+        assert_eq!(
+            (s.approval, s.backup, s.keep_releases),
+            (Approval::None, BackupPolicy::Auto, 5)
+        );
+        assert_eq!(s.compose_project, "shop");
+        assert!(s.hosts.is_empty());
+        let api = &m.services["api"];
+        assert_eq!(api.compose_service, "api");
+        assert!(
+            matches!(&api.build, Some(Build::Docker { dockerfile, .. }) if dockerfile == "Dockerfile")
+        );
+        let h = api.health.as_ref().unwrap();
+        assert_eq!((h.timeout, h.expect_status), (Duration::from_secs(60), 200));
+        assert_eq!(m.sites["web"].production_branch, "main");
+        let mig = m.migrations.as_ref().unwrap();
+        assert_eq!(mig.engine, Engine::Sqlite);
+        assert_eq!(mig.paths, vec!["db/migrations/**".to_string()]);
+    }
+
+    #[test]
+    fn database_forms() {
+        let (_, _, m, _) =
+            fail("environments:\n  s:\n    database: {url_env: X, engine: postgres}\n");
+        assert!(m.contains("cannot be combined with `url_env`"));
+        let (l, c, m, _) = fail(
+            "environments:\n  s:\n    database: {compose_service: db, engine: postgres, user: u}\n",
+        );
+        assert_eq!((l, c), (5, 5));
+        assert!(m.contains("missing required key `name`"), "{m}");
+    }
+
+    /// Truncations and byte mutations of the full example: parse() returns, never panics.
+    #[test]
+    fn never_panics_on_mangled_input() {
+        let text = FULL;
+        let mut cuts: Vec<usize> = (0..text.len()).step_by(5).collect();
+        cuts.push(text.len());
+        for cut in cuts {
+            if text.is_char_boundary(cut) {
+                let _ = parse(&text[..cut]);
+            }
+        }
+        let replacements: [&str; 14] = [
+            "\t", ":", "-", "[", "]", "{", "}", "&a ", "*a", "\"", "'", "\n", "é", "|",
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..800 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let mut pos = (seed % text.len() as u64) as usize;
+            while !text.is_char_boundary(pos) {
+                pos -= 1;
+            }
+            let rep = replacements[(seed >> 32) as usize % replacements.len()];
+            let mutated = format!("{}{}{}", &text[..pos], rep, &text[pos..]);
+            match parse(&mutated) {
+                Ok(_) => {}
+                Err(e) => {
+                    // Every error renders without panicking, with a location when it has a span.
+                    let out = e.render(false);
+                    assert!(out.starts_with("error: "));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn approvers_and_url_env() {
+        let (l, c, m, _) = fail("environments:\n  s: {approvers: [alice, \"bob smith\"]}\n");
+        assert_eq!((l, c), (4, 26));
+        assert!(m.contains("not a GitHub login"), "{m}");
+        let m = parse(&format!(
+            "{HEAD}environments:\n  s: {{approvers: [\"@alice\"]}}\n"
+        ))
+        .unwrap();
+        assert_eq!(m.environments["s"].approvers, vec!["alice".to_string()]);
+        let (_, _, m, _) =
+            fail("environments:\n  s: {database: {url_env: \"postgres://u:p@h/db\"}}\n");
+        assert!(
+            m.contains("must be the name of an environment variable"),
+            "{m}"
+        );
+        assert!(!m.contains("u:p@"), "the value is not echoed: {m}");
     }
 }

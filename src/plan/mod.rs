@@ -4,6 +4,7 @@
 pub mod build;
 pub mod stages;
 pub mod test;
+pub mod up;
 
 use crate::cmd::Cmd;
 use crate::diag::Span;

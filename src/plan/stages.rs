@@ -127,6 +127,30 @@ mod tests {
     }
 
     #[test]
+    fn steps_serialize_with_target_and_action_kind() {
+        let m = crate::changes::tests::sample();
+        let a = affected(&["api"]);
+        let input = PlanInput {
+            manifest: &m,
+            env: m.environments.get("staging"),
+            affected: &a,
+            root: None,
+        };
+        let v = serde_json::to_value(plan_all(&input).steps).unwrap();
+        assert_eq!(v[0]["target"], "local");
+        assert_eq!(v[0]["action"]["kind"], "run");
+        assert_eq!(
+            v[0]["action"]["cmd"],
+            "docker build -t shop/api:0123456789abcdef0123456789abcdef01234567 -f services/api/Dockerfile services/api"
+        );
+        assert_eq!(
+            v[3]["target"]["host"],
+            "ssh://deploy@staging.example.com:22"
+        );
+        assert!(v[0].get("origin").is_none(), "spans stay out of the JSON");
+    }
+
+    #[test]
     fn without_an_environment_there_is_no_up() {
         let m = crate::changes::tests::sample();
         let a = affected(&["api"]);

@@ -12,10 +12,12 @@
 pub mod console;
 pub mod gha;
 pub mod mask;
+pub mod progress;
 pub mod summary;
 
 pub use console::StepId;
 pub use mask::Masker;
+pub use progress::Progress;
 pub use summary::Summary;
 
 use crate::env_vars;
@@ -152,8 +154,20 @@ impl Report {
     }
 
     fn human(&self, text: &str) {
-        let text = self.redact(text);
+        let text = self.defuse(&self.redact(text));
         self.write(self.human_stream(), &text);
+    }
+
+    /// In Actions, text we print that quotes the manifest or a command (a build command, a unit
+    /// name) must not be read as a workflow command: every line is defused.
+    fn defuse(&self, text: &str) -> String {
+        if self.gha.is_none() {
+            return text.to_string();
+        }
+        text.split('\n')
+            .map(gha::defuse_workflow_command)
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     fn paint(&self, text: &str, style: ::console::Style) -> String {
@@ -231,7 +245,7 @@ impl Report {
         if self.gha.is_some() {
             self.workflow_command(&gha::error_annotation(&strip_ansi(&msg), at));
         }
-        self.write(Stream::Stderr, msg.trim_end_matches('\n'));
+        self.write(Stream::Stderr, &self.defuse(msg.trim_end_matches('\n')));
     }
 
     // -- steps, groups, relayed output -----------------------------------------------------------
@@ -334,6 +348,16 @@ impl Report {
         if let Some(g) = &self.gha {
             g.set_output(name, &self.redact(value));
         }
+    }
+
+    /// A progress bar over `total_files` files and `total_bytes` bytes; shown only on a terminal,
+    /// outside GitHub Actions, without `--json` and without `DEPLOY_TEST_NO_PROGRESS`.
+    pub fn progress(&self, label: &str, total_files: u64, total_bytes: u64) -> Progress {
+        let visible = !self.json
+            && self.gha.is_none()
+            && env_vars::get(env_vars::DEPLOY_TEST_NO_PROGRESS).is_none()
+            && ::console::Term::stderr().is_term();
+        Progress::new(visible, label, total_files, total_bytes)
     }
 
     /// Prints the `--json` document on stdout.

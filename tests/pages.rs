@@ -1,0 +1,503 @@
+//! `deploy-action pages` against the local Cloudflare API (tests/fake_cloudflare.rs): the manifest
+//! and content types wrangler would produce for a site with tricky names, first and unchanged
+//! deploys, every injected fault survived with one deployment, failures that exit non-zero, limits
+//! checked before any upload, the token masked.
+
+use crate::fake_cloudflare::{ACCOUNT, FakeCloudflare, Fault, Outcome, Route, TOKEN};
+use crate::harness::{Outcome as RunOutcome, Project};
+
+const HELLO: &str = "0c96efd2ce058760209b8820885dc97f";
+const LICENSE: &str = "156977954e7441519da96d8dd9f46d71";
+const STYLE: &str = "b6f572fcd09f004c30a514c8388ea118";
+const LOGO_PNG: &str = "2082190357cfd3617ccfe04f340c6247";
+
+/// A site with the names that trip uploaders up.
+fn tricky_site() -> Project {
+    let p = Project::new();
+    for (rel, content) in [
+        ("site/index.html", "<h1>hi</h1>\n"),
+        ("site/assets/hello world.txt", "hello with space\n"),
+        ("site/assets/LICENSE", "no extension\n"),
+        ("site/assets/copy of hello.txt", "hello with space\n"),
+        (
+            "site/css/style.css",
+            "body { font-family: sans-serif; color: #333; }\n",
+        ),
+        ("site/logo.png", "foobar"),
+        ("site/LOGO.PNG", "foobar"),
+        ("site/日本語/ページ.html", "<p>こんにちは</p>\n"),
+        ("site/json", "{}\n"),
+        (
+            "site/.well-known/security.txt",
+            "Contact: mailto:sec@example.com\n",
+        ),
+        ("site/.well-known/.DS_Store", "ds"),
+        ("site/.DS_Store", "ds"),
+        ("site/assets/.DS_Store", "ds"),
+        ("site/.env", "NOT_A_SECRET=1\n"),
+        ("site/node_modules/a.js", "a"),
+        ("site/a/b/node_modules/x.js", "x"),
+        ("site/.hidden/node_modules/k.js", "k"),
+        ("site/.git/HEAD", "ref: refs/heads/main\n"),
+        ("site/sub/.git/config", "[core]\n"),
+        ("site/functions/api.js", "export default {}\n"),
+        ("site/sub/functions/kept.js", "k\n"),
+        ("site/sub/_headers", "nested headers are assets\n"),
+        ("site/_headers", "/*\n  X-Frame-Options: DENY\n"),
+        ("site/_redirects", ""),
+        ("site/NODE_MODULES/upper.js", "u"),
+    ] {
+        p.file(rel, content);
+    }
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink("assets/hello world.txt", p.path().join("site/link.txt"))
+            .unwrap();
+        std::os::unix::fs::symlink("css", p.path().join("site/linkdir")).unwrap();
+    }
+    p
+}
+
+const BASE_ARGS: &[&str] = &[
+    "pages",
+    "--project",
+    "shop-web",
+    "--dir",
+    "site",
+    "--commit-hash",
+    "0123abcd",
+    "--commit-message",
+    "first deploy",
+    "--commit-dirty",
+    "false",
+];
+
+fn deploy(p: &Project, cf: &FakeCloudflare, branch: &str) -> RunOutcome {
+    let mut args = BASE_ARGS.to_vec();
+    args.extend(["--branch", branch]);
+    p.run(&args).envs(cf.env()).go()
+}
+
+#[test]
+fn tricky_names_give_wranglers_manifest_and_content_types() {
+    let p = tricky_site();
+    let cf = FakeCloudflare::start();
+    let out_file = p.path().join("gh-output");
+    let summary_file = p.path().join("gh-summary");
+    let mut args = BASE_ARGS.to_vec();
+    args.extend(["--branch", "main"]);
+    let out = p
+        .run(&args)
+        .envs(cf.env())
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", out_file.to_string_lossy())
+        .env("GITHUB_STEP_SUMMARY", summary_file.to_string_lossy())
+        .go();
+    out.status(0);
+    cf.assert_clean();
+
+    let manifest = cf.manifest(0);
+    let keys: Vec<&str> = manifest.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "/.env",
+            "/.hidden/node_modules/k.js",
+            "/.well-known/.DS_Store",
+            "/.well-known/security.txt",
+            "/LOGO.PNG",
+            "/NODE_MODULES/upper.js",
+            "/assets/LICENSE",
+            "/assets/copy of hello.txt",
+            "/assets/hello world.txt",
+            "/css/style.css",
+            "/index.html",
+            "/json",
+            "/link.txt",
+            "/linkdir/style.css",
+            "/logo.png",
+            "/sub/_headers",
+            "/sub/functions/kept.js",
+            "/日本語/ページ.html",
+        ]
+    );
+    assert_eq!(manifest["/assets/hello world.txt"], HELLO);
+    assert_eq!(manifest["/assets/copy of hello.txt"], HELLO);
+    assert_eq!(manifest["/link.txt"], HELLO);
+    assert_eq!(manifest["/assets/LICENSE"], LICENSE);
+    assert_eq!(manifest["/css/style.css"], STYLE);
+    assert_eq!(manifest["/linkdir/style.css"], STYLE);
+    assert_eq!(manifest["/logo.png"], LOGO_PNG);
+    assert_ne!(
+        manifest["/LOGO.PNG"], LOGO_PNG,
+        "the extension's case is hashed"
+    );
+
+    for (path, ctype) in [
+        ("/assets/hello world.txt", "text/plain"),
+        ("/assets/LICENSE", "application/octet-stream"),
+        ("/css/style.css", "text/css"),
+        ("/LOGO.PNG", "image/png"),
+        ("/json", "application/json"),
+        ("/index.html", "text/html"),
+        ("/日本語/ページ.html", "text/html"),
+        ("/.well-known/security.txt", "text/plain"),
+        ("/.env", "application/octet-stream"),
+        ("/sub/_headers", "application/octet-stream"),
+        ("/NODE_MODULES/upper.js", "application/javascript"),
+    ] {
+        assert_eq!(
+            cf.content_type_of(&manifest[path]).as_deref(),
+            Some(ctype),
+            "{path}"
+        );
+    }
+
+    // Root _headers goes as a file part; the empty _redirects does not go at all.
+    assert_eq!(
+        cf.part(0, "_headers").as_deref(),
+        Some("/*\n  X-Frame-Options: DENY\n")
+    );
+    assert_eq!(
+        cf.part(0, "_headers#content-type").as_deref(),
+        Some("application/octet-stream")
+    );
+    assert_eq!(cf.part(0, "_redirects"), None);
+    assert_eq!(cf.part(0, "branch").as_deref(), Some("main"));
+    assert_eq!(cf.part(0, "commit_hash").as_deref(), Some("0123abcd"));
+    assert_eq!(
+        cf.part(0, "commit_message").as_deref(),
+        Some("first deploy")
+    );
+    assert_eq!(cf.part(0, "commit_dirty").as_deref(), Some("false"));
+
+    // Identical bytes with the same extension are uploaded once.
+    assert_eq!(cf.count(Route::CreateDeployment), 1);
+    assert_eq!(cf.count(Route::UpsertHashes), 1);
+    let d = &cf.deployments()[0];
+    assert_eq!(d["environment"], "production");
+    let url = d["url"].as_str().unwrap();
+    out.stdout_has(url).stdout_has("production");
+    let outputs = std::fs::read_to_string(&out_file).unwrap();
+    assert!(
+        outputs.contains(&format!("deployment-url={url}\n")),
+        "{outputs}"
+    );
+    assert!(outputs.contains(&format!("deployment-id={}\n", d["id"].as_str().unwrap())));
+    assert!(outputs.contains("alias-url=\n"), "{outputs}");
+    let summary = std::fs::read_to_string(&summary_file).unwrap();
+    assert!(summary.contains(url), "{summary}");
+    // .env is published, as wrangler does, but not silently.
+    out.stdout_has("::warning::").stdout_has(".env");
+}
+
+#[test]
+fn unchanged_redeploy_uploads_nothing_and_preview_gets_its_alias() {
+    let p = tricky_site();
+    let cf = FakeCloudflare::start();
+    deploy(&p, &cf, "main").status(0);
+    let uploads_after_first = cf.count(Route::Upload);
+    assert!(uploads_after_first >= 1);
+
+    let out = deploy(&p, &cf, "feature/Foo_Bar");
+    out.status(0);
+    assert_eq!(
+        cf.count(Route::Upload),
+        uploads_after_first,
+        "nothing re-uploaded"
+    );
+    assert_eq!(
+        cf.count(Route::UpsertHashes),
+        2,
+        "upsert-hashes is always sent"
+    );
+    assert_eq!(cf.count(Route::CreateDeployment), 2);
+    cf.assert_clean();
+    let d = &cf.deployments()[1];
+    assert_eq!(d["environment"], "preview");
+    out.stdout_has("preview")
+        .stdout_has("https://feature-foo-bar.shop-web.pages.dev")
+        .stdout_has("0 of 15 distinct files to upload");
+    assert_eq!(cf.manifest(0), cf.manifest(1));
+}
+
+#[test]
+fn each_fault_is_survived_with_one_deployment() {
+    let faults = [
+        (Route::Upload, Fault::JwtUnauthorized),
+        (Route::CheckMissing, Fault::ExpiredJwtText),
+        (Route::Upload, Fault::ExpiredJwtText),
+        (Route::Upload, Fault::RateLimited(2)),
+        (Route::Upload, Fault::Html502),
+        (Route::Upload, Fault::Gateway524),
+        (Route::Upload, Fault::Reset),
+        (Route::CheckMissing, Fault::Html502),
+        (Route::UpsertHashes, Fault::JwtUnauthorized),
+        (Route::Project, Fault::RateLimited(1)),
+        (Route::UploadToken, Fault::Html502),
+        (Route::CreateDeployment, Fault::Unknown8000000),
+        (Route::GetDeployment, Fault::Html502),
+    ];
+    for (route, fault) in faults {
+        let p = tricky_site();
+        let cf = FakeCloudflare::start();
+        cf.fault(route, 1, fault.clone());
+        let out = deploy(&p, &cf, "main");
+        assert_eq!(
+            out.status, 0,
+            "{route:?} {fault:?}\n--- stdout\n{}\n--- stderr\n{}",
+            out.stdout, out.stderr
+        );
+        assert_eq!(cf.deployments().len(), 1, "{route:?} {fault:?}");
+        assert!(cf.count(route) >= 2, "{route:?} {fault:?} was retried");
+        cf.assert_clean();
+    }
+}
+
+#[test]
+fn token_expiry_429_and_502_in_one_run_end_with_one_deployment() {
+    let p = tricky_site();
+    let cf = FakeCloudflare::start();
+    cf.fault(Route::CheckMissing, 1, Fault::ExpiredJwtText)
+        .fault(Route::Upload, 1, Fault::RateLimited(2))
+        .fault(Route::Upload, 2, Fault::Html502)
+        .fault(Route::Upload, 3, Fault::JwtUnauthorized);
+    deploy(&p, &cf, "main").status(0);
+    assert_eq!(cf.deployments().len(), 1);
+    assert!(cf.count(Route::UploadToken) >= 3, "the token was refreshed");
+    cf.assert_clean();
+}
+
+#[test]
+fn a_token_refused_forever_fails_after_bounded_refreshes() {
+    let p = tricky_site();
+    let cf = FakeCloudflare::start();
+    cf.always(Route::CheckMissing, Fault::JwtUnauthorized);
+    let out = deploy(&p, &cf, "main");
+    out.status(1).stderr_has("upload token was refused");
+    assert!(cf.count(Route::UploadToken) <= 1 + 5);
+    assert_eq!(cf.deployments().len(), 0);
+}
+
+#[test]
+fn persistent_5xx_fails_saying_how_hard_it_tried() {
+    let p = tricky_site();
+    let cf = FakeCloudflare::start();
+    cf.always(Route::Upload, Fault::Html502);
+    let out = deploy(&p, &cf, "main");
+    out.status(1)
+        .stderr_has("failed after 5 retries")
+        .stderr_has("502 Bad Gateway");
+    assert_eq!(
+        cf.deployments().len(),
+        0,
+        "no deployment after a failed upload"
+    );
+}
+
+#[test]
+fn a_failed_deployment_exits_1_with_its_log_line_and_the_token_masked() {
+    let p = tricky_site();
+    let cf = FakeCloudflare::start();
+    // The fake's log line quotes the bearer token: it must come out as ***.
+    cf.set(|s| s.outcome = Some(Outcome::Failure));
+    let out = deploy(&p, &cf, "main");
+    out.status(1)
+        .stderr_has("failed: Error: deploying assets failed (token ***)")
+        .nowhere(TOKEN);
+}
+
+#[test]
+fn a_deployment_that_never_finishes_is_not_a_success() {
+    let p = tricky_site();
+    let cf = FakeCloudflare::start();
+    cf.set(|s| s.outcome = Some(Outcome::Stuck));
+    deploy(&p, &cf, "main")
+        .status(1)
+        .stderr_has("did not reach a final status");
+}
+
+#[test]
+fn a_file_over_25_mib_is_named_before_any_request() {
+    let p = Project::new();
+    p.file("site/index.html", "<h1>hi</h1>");
+    std::fs::create_dir_all(p.path().join("site/media")).unwrap();
+    let f = std::fs::File::create(p.path().join("site/media/big movie.mp4")).unwrap();
+    f.set_len(25 * 1024 * 1024 + 1).unwrap();
+    let cf = FakeCloudflare::start();
+    deploy(&p, &cf, "main")
+        .status(2)
+        .stderr_has("Pages only supports files up to 25 MiB in size")
+        .stderr_has("media/big movie.mp4 is 25.00 MiB");
+    assert_eq!(cf.total_requests(), 0);
+}
+
+#[test]
+fn the_file_count_limit_comes_from_the_upload_token() {
+    let p = tricky_site();
+    let cf = FakeCloudflare::start();
+    cf.set(|s| s.max_files = 5);
+    deploy(&p, &cf, "main")
+        .status(2)
+        .stderr_has("up to 5 files")
+        .stderr_has("max_file_count_allowed");
+    assert_eq!(cf.count(Route::Upload), 0);
+    assert_eq!(cf.count(Route::CheckMissing), 0);
+}
+
+#[test]
+fn big_sites_are_split_into_buckets_of_at_most_2000_files() {
+    let p = Project::new();
+    for i in 0..4100 {
+        p.file(&format!("site/p/{i}.html"), &format!("<p>{i}</p>"));
+    }
+    let cf = FakeCloudflare::start();
+    deploy(&p, &cf, "main").status(0);
+    cf.assert_clean();
+    let sizes = cf.state.lock().unwrap().upload_sizes.clone();
+    assert_eq!(sizes.iter().sum::<usize>(), 4100);
+    assert!(sizes.iter().all(|&n| n <= 2000), "{sizes:?}");
+}
+
+#[test]
+fn missing_credentials_and_unknown_projects_are_input_errors() {
+    let p = tricky_site();
+    let mut args = BASE_ARGS.to_vec();
+    args.extend(["--branch", "main"]);
+    p.run(&args)
+        .go()
+        .status(2)
+        .stderr_has("CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID must be set");
+
+    let cf = FakeCloudflare::start();
+    cf.always(Route::Project, Fault::ProjectNotFound);
+    deploy(&p, &cf, "main")
+        .status(2)
+        .stderr_has("Pages project `shop-web` not found")
+        .nowhere(TOKEN);
+}
+
+#[test]
+fn no_branch_outside_git_is_refused_rather_than_deploying_to_production() {
+    let p = tricky_site();
+    let cf = FakeCloudflare::start();
+    p.run(BASE_ARGS)
+        .envs(cf.env())
+        .go()
+        .status(2)
+        .stderr_has("pass --branch");
+    assert_eq!(cf.total_requests(), 0);
+}
+
+#[test]
+fn dry_run_lists_files_hashes_and_types_without_network() {
+    let p = tricky_site();
+    let mut args = vec!["--dry-run"];
+    args.extend(BASE_ARGS);
+    let out = p.run(&args).go();
+    out.status(0)
+        .stdout_has("/assets/hello world.txt")
+        .stdout_has(HELLO)
+        .stdout_has("text/plain")
+        .stdout_has("`_headers` would be sent")
+        .stdout_has("18 files (15 distinct)");
+    assert!(!out.stdout.contains("/node_modules/a.js"));
+}
+
+#[test]
+fn the_client_lists_and_rolls_back_production_deployments() {
+    use deploy_action::api::cloudflare::{Cloudflare, Config};
+    let p = tricky_site();
+    let cf = FakeCloudflare::start();
+    deploy(&p, &cf, "main").status(0);
+    p.file("site/index.html", "<h1>v2</h1>\n");
+    deploy(&p, &cf, "main").status(0);
+    deploy(&p, &cf, "preview-x").status(0);
+
+    let client = Cloudflare::new(
+        Config {
+            base_url: cf.base_url(),
+            account_id: ACCOUNT.into(),
+            api_token: TOKEN.into(),
+        },
+        deploy_action::api::http::HttpClient::builder()
+            .build()
+            .unwrap(),
+        deploy_action::api::retry::RetryPolicy::default(),
+    );
+    let prod = client
+        .list_deployments("shop-web", Some("production"))
+        .unwrap();
+    assert_eq!(prod.len(), 2);
+    assert!(prod.iter().all(|d| d.environment == "production"));
+    let previous = &prod[1];
+    let back = client.rollback("shop-web", &previous.id).unwrap();
+    assert_eq!(back.id, previous.id);
+    let preview = client
+        .list_deployments("shop-web", Some("preview"))
+        .unwrap();
+    assert_eq!(preview.len(), 1);
+    assert!(client.rollback("shop-web", &preview[0].id).is_err());
+    assert_eq!(
+        client
+            .get_project("shop-web")
+            .unwrap()
+            .production_branch
+            .as_deref(),
+        Some("main")
+    );
+}
+
+#[test]
+fn short_lived_upload_tokens_are_refreshed_before_they_expire() {
+    let p = tricky_site();
+    let cf = FakeCloudflare::start();
+    // Tokens that live 30 s are inside the 60 s margin: refreshed before use, within the budget.
+    cf.set(|s| s.token_ttl = 30);
+    deploy(&p, &cf, "main").status(0);
+    assert_eq!(cf.deployments().len(), 1);
+    let tokens = cf.count(Route::UploadToken);
+    assert!((2..=6).contains(&tokens), "{tokens} upload tokens");
+    cf.assert_clean();
+}
+
+#[test]
+fn branch_and_commit_come_from_actions_then_git_never_a_detached_head() {
+    let cf = FakeCloudflare::start();
+    let p = Project::git();
+    p.file("site/index.html", "<h1>hi</h1>\n");
+    let sha = p.commit("Add the site\n\nWith a body.");
+    let args = ["pages", "--project", "shop-web", "--dir", "site"];
+
+    // In Actions, a pull request's head branch wins over the ref name.
+    p.run(&args)
+        .envs(cf.env())
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_HEAD_REF", "feature/login")
+        .env("GITHUB_REF_NAME", "42/merge")
+        .go()
+        .status(0);
+    assert_eq!(cf.part(0, "branch").as_deref(), Some("feature/login"));
+    assert_eq!(cf.part(0, "commit_hash").as_deref(), Some(sha.as_str()));
+    assert_eq!(
+        cf.part(0, "commit_message").as_deref(),
+        Some("Add the site\n\nWith a body.")
+    );
+    assert_eq!(cf.part(0, "commit_dirty").as_deref(), Some("false"));
+
+    // Locally: the checked-out branch, and a dirty tree is reported.
+    p.file("untracked.txt", "x");
+    p.run(&args).envs(cf.env()).go().status(0);
+    assert_eq!(cf.part(1, "branch").as_deref(), Some("main"));
+    assert_eq!(cf.part(1, "commit_dirty").as_deref(), Some("true"));
+    assert_eq!(cf.deployments()[1]["environment"], "production");
+
+    // A detached HEAD is refused rather than sent as the branch `HEAD`.
+    p.git_cmd(&["checkout", "-q", "--detach"]);
+    p.run(&args)
+        .envs(cf.env())
+        .go()
+        .status(2)
+        .stderr_has("detached HEAD");
+    assert_eq!(cf.deployments().len(), 2);
+}

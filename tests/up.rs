@@ -1,0 +1,493 @@
+//! `up` against the real Docker engine (compose v2 2.26.1 and v1 1.29.2) on the `local` host and,
+//! when given, over SSH: first deploy, selective update, automatic rollback, lock, concurrency,
+//! `--image`, release records, audit log, retention.
+
+use crate::harness::{Outcome, Project, services};
+use std::process::Command;
+
+const WEB_V1: &str = "deploy-action-test/web:v1";
+const WEB_V2: &str = "deploy-action-test/web:v2";
+const WEB_BROKEN: &str = "deploy-action-test/web:broken";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn sh(cmd: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(cmd).output().expect("sh");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A compose stack for one test: unique project, its own ports, a host directory, cleaned up on drop.
+struct Stack {
+    project: Project,
+    name: String,
+    host_dir: tempfile::TempDir,
+    web_port: u16,
+    api_port: u16,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let p = &self.name;
+        sh(&format!(
+            "docker ps -aq --filter label=com.docker.compose.project={p} | xargs -r docker rm -f >/dev/null 2>&1; \
+             docker network rm {p}_default >/dev/null 2>&1; \
+             docker images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep ':{p}-release-' | xargs -r docker rmi >/dev/null 2>&1; true"
+        ));
+    }
+}
+
+fn service_yaml(name: &str, image: &str, port: u16) -> String {
+    format!(
+        "  {name}:\n    image: {image}\n    ports: [\"127.0.0.1:{port}:80\"]\n    stop_grace_period: 1s\n    healthcheck:\n      test: [\"CMD\", \"wget\", \"-q\", \"-O-\", \"http://127.0.0.1/health\"]\n      interval: 1s\n      timeout: 2s\n      retries: 3\n"
+    )
+}
+
+impl Stack {
+    fn new(tag: &str, hosts: &str, keep: u32) -> Stack {
+        services::require_docker();
+        let name = format!("da-up-{tag}-{}", std::process::id() % 100_000);
+        let host_dir = tempfile::Builder::new()
+            .prefix("da-host-")
+            .tempdir()
+            .unwrap();
+        let s = Stack {
+            project: Project::git(),
+            name,
+            host_dir,
+            web_port: free_port(),
+            api_port: free_port(),
+        };
+        s.project.manifest(&format!(
+            r#"version: 1
+project: shop
+environments:
+  test:
+    hosts: [{hosts}]
+    dir: {dir}
+    compose_files: [compose.yml]
+    compose_project: {name}
+    keep_releases: {keep}
+services:
+  web:
+    health: {{ url: "http://127.0.0.1:{wp}/", timeout: 30s, expect_status: 200 }}
+  api:
+    health: {{ url: "http://127.0.0.1:{ap}/health", timeout: 30s, expect_status: 200, contains: "ok" }}
+"#,
+            dir = s.host_dir.path().display(),
+            name = s.name,
+            wp = s.web_port,
+            ap = s.api_port,
+        ));
+        s.compose(WEB_V1, WEB_V1);
+        s.project.commit("stack");
+        s
+    }
+
+    fn compose(&self, web: &str, api: &str) {
+        self.project.file(
+            "compose.yml",
+            &format!(
+                "services:\n{}{}",
+                service_yaml("web", web, self.web_port) + "    depends_on: [api]\n",
+                service_yaml("api", api, self.api_port)
+            ),
+        );
+    }
+
+    fn up(&self, extra: &[&str]) -> Outcome {
+        let mut args = vec!["up", "--env", "test"];
+        args.extend_from_slice(extra);
+        self.project.run(&args).go()
+    }
+
+    fn container(&self, svc: &str) -> String {
+        sh(&format!(
+            "docker ps -q --no-trunc --filter label=com.docker.compose.project={} --filter label=com.docker.compose.service={svc}",
+            self.name
+        ))
+    }
+
+    fn web_body(&self) -> String {
+        sh(&format!("curl -fsS http://127.0.0.1:{}/", self.web_port))
+    }
+
+    fn state(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.host_dir.path().join(".deploy-action").join(rel))
+            .unwrap_or_default()
+    }
+
+    fn record(&self, n: u64) -> serde_json::Value {
+        serde_json::from_str(&self.state(&format!("releases/{n}.json")))
+            .unwrap_or_else(|e| panic!("release {n}: {e}"))
+    }
+}
+
+#[test]
+fn up_deploys_then_updates_one_service_and_keeps_the_other() {
+    let s = Stack::new("sel", "\"local\"", 2);
+    let first = s.up(&["--all"]);
+    first
+        .status(0)
+        .stdout_has("docker compose 2.26.1")
+        .stdout_has("#12069");
+    assert_eq!(s.web_body(), "v1");
+    let api_before = s.container("api");
+    let web_before = s.container("web");
+    assert!(!api_before.is_empty() && !web_before.is_empty());
+    assert_eq!(s.record(1)["status"], "live");
+    assert!(s.state("audit.log").contains("\"action\":\"up\""));
+    assert!(
+        !s.host_dir.path().join(".deploy-action/lock").exists(),
+        "lock released"
+    );
+
+    s.compose(WEB_V2, WEB_V1);
+    s.project.commit("web v2");
+    s.up(&["--only", "web"])
+        .status(0)
+        .stdout_has("web is healthy");
+    assert_eq!(s.web_body(), "v2");
+    assert_eq!(s.container("api"), api_before, "api was not touched");
+    assert_ne!(s.container("web"), web_before);
+    assert_eq!(s.record(2)["status"], "live");
+    assert_eq!(s.record(1)["status"], "superseded");
+    assert_eq!(s.record(2)["previous"]["web"]["image"], WEB_V1);
+    // compose #12069 (2.26.1 here): the stored config hash is what a plain `up` computes, so a
+    // later plain `docker compose up` recreates nothing.
+    let want = sh(&format!(
+        "cd {} && docker compose -p {} -f compose.yml config --hash web | cut -d' ' -f2",
+        s.host_dir.path().display(),
+        s.name
+    ));
+    let have = sh(&format!(
+        "docker inspect -f '{{{{index .Config.Labels \"com.docker.compose.config-hash\"}}}}' {}",
+        s.container("web")
+    ));
+    assert_eq!(have, want, "config hash drift (compose #12069)");
+
+    // Retention: keep_releases 2 → after a third release, record 1 and its tags are gone.
+    s.compose(WEB_V1, WEB_V1);
+    s.project.commit("web v1 again");
+    s.up(&["--only", "web"])
+        .status(0)
+        .stdout_has("retention: removed releases [1]");
+    assert!(
+        !s.host_dir
+            .path()
+            .join(".deploy-action/releases/1.json")
+            .exists()
+    );
+    assert_eq!(s.record(3)["status"], "live");
+    // Every tag a kept release names still exists (api kept release 1's image, unchanged).
+    for n in [2, 3] {
+        let r = s.record(n);
+        for part in ["services", "previous"] {
+            for (svc, st) in r[part].as_object().unwrap() {
+                if let Some(tag) = st["release_tag"].as_str() {
+                    assert!(
+                        !sh(&format!("docker image inspect -f '{{{{.Id}}}}' {tag}")).is_empty(),
+                        "release {n} {part}.{svc}: {tag} was pruned"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(
+        s.record(3)["services"]["api"]["release_tag"],
+        format!("deploy-action-test/web:{}-release-1", s.name),
+        "an unchanged service keeps its release tag"
+    );
+}
+
+#[test]
+fn up_rolls_back_a_broken_image_and_the_previous_version_keeps_serving() {
+    let s = Stack::new("rb", "\"local\"", 5);
+    s.up(&["--all"]).status(0);
+    let api_before = s.container("api");
+    // A second host after the failing one is never contacted (nothing listens on port 1).
+    let manifest = std::fs::read_to_string(s.project.path().join("deploy.yml")).unwrap();
+    s.project.manifest(&manifest.replace(
+        "hosts: [\"local\"]",
+        "hosts: [\"local\", \"ssh://deploy@127.0.0.1:1\"]",
+    ));
+    let out = s.up(&["--image", &format!("web={WEB_BROKEN}"), "--yes"]);
+    out.status(1)
+        .stdout_has("rolled back web")
+        .stdout_has("not run")
+        .stderr_has("the previous version is serving; later hosts were not touched");
+    assert!(
+        out.stdout.contains("health log") || out.stdout.contains("unhealthy"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(s.web_body(), "v1", "the previous version serves");
+    assert_eq!(s.container("api"), api_before);
+    let r = s.record(2);
+    assert_eq!(r["status"], "rolled_back");
+    assert_eq!(r["previous"]["web"]["image"], WEB_V1);
+    assert!(s.state("audit.log").contains("\"result\":\"rolled_back\""));
+}
+
+#[test]
+fn up_with_a_held_lock_exits_4_and_changes_nothing() {
+    let s = Stack::new("lock", "\"local\"", 5);
+    let lock = s.host_dir.path().join(".deploy-action/lock");
+    std::fs::create_dir_all(&lock).unwrap();
+    std::fs::write(
+        lock.join("owner.json"),
+        r#"{"run_url":"https://github.com/o/r/actions/runs/42","actor":"octocat","sha":"abc123","started_at":"2026-01-01T00:00:00Z","command":"up","hostname":"ci-runner","pid":7}"#,
+    )
+    .unwrap();
+    let out = s.up(&["--all"]);
+    out.status(4)
+        .stderr_has("octocat")
+        .stderr_has("actions/runs/42")
+        .stderr_has("possibly stale");
+    assert!(s.container("web").is_empty(), "nothing deployed");
+    s.up(&["--all", "--lock-wait", "2s"])
+        .status(4)
+        .stdout_has("waiting up to 2s")
+        .stderr_has("octocat");
+    assert!(!s.host_dir.path().join(".deploy-action/releases").exists());
+    s.project
+        .run(&["lock", "status", "--env", "test"])
+        .go()
+        .status(0)
+        .stdout_has("held by octocat");
+    s.project
+        .run(&["lock", "release", "--env", "test"])
+        .go()
+        .status(2)
+        .stderr_has("--yes");
+    s.project
+        .run(&["lock", "release", "--env", "test", "--yes"])
+        .go()
+        .status(0)
+        .stdout_has("lock released");
+    assert!(!lock.exists());
+}
+
+#[test]
+fn two_concurrent_ups_never_both_deploy() {
+    let s = Stack::new("conc", "\"local\"", 5);
+    let a = s.project.run(&["up", "--env", "test", "--all"]);
+    let b = s.project.run(&["up", "--env", "test", "--all"]);
+    let ta = std::thread::spawn(move || a.go());
+    let tb = std::thread::spawn(move || b.go());
+    let (ra, rb) = (ta.join().unwrap(), tb.join().unwrap());
+    let mut codes = [ra.status, rb.status];
+    codes.sort();
+    assert_eq!(
+        codes,
+        [0, 4],
+        "a:\n{}\n{}\nb:\n{}\n{}",
+        ra.stdout,
+        ra.stderr,
+        rb.stdout,
+        rb.stderr
+    );
+    let loser = if ra.status == 4 { &ra } else { &rb };
+    loser.stderr_has("lock is held by");
+    assert!(
+        s.host_dir
+            .path()
+            .join(".deploy-action/releases/1.json")
+            .exists()
+    );
+    assert!(
+        !s.host_dir
+            .path()
+            .join(".deploy-action/releases/2.json")
+            .exists()
+    );
+}
+
+#[test]
+fn image_flag_checks_first_asks_and_records() {
+    let s = Stack::new("img", "\"local\"", 5);
+    s.up(&["--all"]).status(0);
+    // A missing image is refused before anything changes.
+    s.up(&["--image", "web=deploy-action-test/web:nope", "--yes"])
+        .status(2)
+        .stderr_has("cannot be pulled");
+    assert!(
+        !s.host_dir
+            .path()
+            .join(".deploy-action/releases/2.json")
+            .exists()
+    );
+    // No terminal and no --yes: refused.
+    s.up(&["--image", &format!("web={WEB_V2}")])
+        .status(2)
+        .stderr_has("--yes");
+    let outputs = s.project.path().join("gh-output");
+    let summary = s.project.path().join("gh-summary");
+    let out = s
+        .project
+        .run(&[
+            "up",
+            "--env",
+            "test",
+            "--image",
+            &format!("web={WEB_V2}"),
+            "--yes",
+        ])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", outputs.display().to_string())
+        .env("GITHUB_STEP_SUMMARY", summary.display().to_string())
+        .go();
+    let outputs = std::fs::read_to_string(outputs).unwrap();
+    assert!(outputs.contains("release=2\n"), "{outputs}");
+    assert!(outputs.contains("services="), "{outputs}");
+    let summary = std::fs::read_to_string(summary).unwrap();
+    assert!(
+        summary.contains(&format!("| local | web | {WEB_V1} | {WEB_V2} | healthy |")),
+        "{summary}"
+    );
+    assert!(summary.contains("by hand"), "{summary}");
+    out.status(0)
+        .stdout_has(&format!("web: {WEB_V1} → {WEB_V2}"));
+    assert_eq!(s.web_body(), "v2");
+    assert_eq!(s.record(2)["services"]["web"]["image"], WEB_V2);
+    assert!(s.state("override.yml").contains(WEB_V2));
+}
+
+#[test]
+fn dry_run_prints_the_steps_and_changes_nothing() {
+    let s = Stack::new("dry", "\"local\"", 5);
+    let out = s.up(&["--all", "--dry-run"]);
+    out.status(0)
+        .stdout_has("mkdir ")
+        .stdout_has("up -d --no-deps --wait --wait-timeout 30 web api");
+    assert!(s.container("web").is_empty());
+    assert!(!s.host_dir.path().join(".deploy-action").exists());
+    // Without --only/--all, git changes choose: no service has `paths:` matching the last commit.
+    s.up(&["--dry-run"])
+        .status(0)
+        .stdout_has("affected services: none")
+        .stdout_has("nothing to do");
+}
+
+#[test]
+fn compose_v1_deploys_and_rolls_back() {
+    let s = Stack::new("v1", "\"local\"", 5);
+    let first = s
+        .project
+        .run(&["up", "--env", "test", "--all"])
+        .env("DEPLOY_COMPOSE", "v1")
+        .go();
+    first.status(0).stdout_has("docker-compose 1.29.2");
+    let api_before = s.container("api");
+    assert_eq!(s.web_body(), "v1");
+    let out = s
+        .project
+        .run(&[
+            "up",
+            "--env",
+            "test",
+            "--image",
+            &format!("web={WEB_BROKEN}"),
+            "--yes",
+        ])
+        .env("DEPLOY_COMPOSE", "v1")
+        .go();
+    out.status(1).stdout_has("rolled back web");
+    assert_eq!(s.web_body(), "v1");
+    assert_eq!(s.container("api"), api_before);
+    assert_eq!(s.record(2)["status"], "rolled_back");
+}
+
+#[test]
+fn up_builds_a_service_image_tagged_with_the_sha_and_deploys_it() {
+    let s = Stack::new("build", "\"local\"", 5);
+    s.project
+        .file(
+            "services/web/Dockerfile",
+            &format!("FROM {WEB_V1}\nCOPY index.html /www/index.html\n"),
+        )
+        .file("services/web/index.html", "built\n");
+    let manifest = std::fs::read_to_string(s.project.path().join("deploy.yml")).unwrap();
+    let image = format!("deploy-action-test/{}", s.name);
+    s.project.manifest(&manifest.replace(
+        "  web:\n",
+        &format!("  web:\n    build: {{ context: services/web, dockerfile: Dockerfile, image: {image} }}\n"),
+    ));
+    let sha = s.project.commit("build web");
+    let out = s.up(&["--only", "web"]);
+    out.status(0);
+    assert_eq!(s.web_body(), "built");
+    assert_eq!(
+        s.record(1)["services"]["web"]["image"],
+        format!("{image}:{sha}")
+    );
+    assert!(s.state("override.yml").contains(&format!("{image}:{sha}")));
+    // --no-build deploys what compose names again.
+    s.up(&["--only", "web", "--no-build"]).status(0);
+    assert_eq!(s.web_body(), "v1");
+    sh(&format!("docker rmi {image}:{sha}"));
+}
+
+#[test]
+fn up_over_ssh_ships_a_built_image_without_a_registry_and_rolls_back() {
+    services::require_sshd();
+    let url = services::var("DA_TEST_SSH_URL");
+    let s = Stack::new("ssh", &format!("\"{url}\""), 5);
+    s.project
+        .file(
+            "services/web/Dockerfile",
+            &format!("FROM {WEB_V1}\nCOPY index.html /www/index.html\n"),
+        )
+        .file("services/web/index.html", "shipped\n");
+    let manifest = std::fs::read_to_string(s.project.path().join("deploy.yml")).unwrap();
+    let image = format!("deploy-action-test/{}", s.name);
+    s.project.manifest(&manifest.replace(
+        "  web:\n",
+        &format!("  web:\n    build: {{ context: services/web, dockerfile: Dockerfile, image: {image} }}\n"),
+    ));
+    let sha = s.project.commit("build web");
+    let ssh = |args: &[&str]| {
+        s.project
+            .run(args)
+            .env("DEPLOY_SSH_KEY_FILE", services::var("DA_TEST_SSH_KEY_FILE"))
+            .env(
+                "DEPLOY_KNOWN_HOSTS_FILE",
+                services::var("DA_TEST_KNOWN_HOSTS_FILE"),
+            )
+            .env("DEPLOY_TEST_ALWAYS_SHIP", "1")
+            .go()
+    };
+    let out = ssh(&["up", "--env", "test", "--all"]);
+    out.status(0)
+        .stdout_has("docker save | gzip")
+        .stdout_has("Loaded image");
+    assert_eq!(s.web_body(), "shipped");
+    // Release records and the audit log are on the host.
+    assert_eq!(s.record(1)["status"], "live");
+    assert_eq!(
+        s.record(1)["services"]["web"]["image"],
+        format!("{image}:{sha}")
+    );
+    assert!(s.state("audit.log").contains("\"action\":\"up\""));
+    let api_before = s.container("api");
+    let out = ssh(&[
+        "up",
+        "--env",
+        "test",
+        "--image",
+        &format!("web={WEB_BROKEN}"),
+        "--yes",
+    ]);
+    out.status(1).stdout_has("rolled back web");
+    assert_eq!(s.web_body(), "shipped");
+    assert_eq!(s.container("api"), api_before);
+    // A second run while the lock is held exits 4.
+    std::fs::create_dir_all(s.host_dir.path().join(".deploy-action/lock")).unwrap();
+    ssh(&["up", "--env", "test", "--all"]).status(4);
+    sh(&format!("docker rmi {image}:{sha}"));
+}
