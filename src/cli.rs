@@ -58,8 +58,12 @@ pub enum Command {
     Exec(ExecArgs),
     /// Upload static sites to Cloudflare Pages (direct upload, byte-compatible with wrangler 4).
     Pages(PagesArgs),
+    /// Apply pending SQL migrations (behind the approval gate, after a verified backup, under a lock).
+    Migrate(MigrateArgs),
     /// Print the JSON Schema of deploy.yml (for editors).
     Schema,
+    /// Validate deploy.yml and print a short summary (exit 2 on errors).
+    Check,
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -116,4 +120,34 @@ pub struct PagesArgs {
     /// Seconds to wait for the deployment to reach a final status.
     #[arg(long, default_value_t = 600)]
     pub wait_timeout: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MigrateArgs {
+    #[command(subcommand)]
+    pub action: Option<MigrateAction>,
+    /// Re-baseline the recorded checksum of this applied version to the file's (repeatable).
+    #[arg(long, value_name = "VERSION", global = true)]
+    pub accept_changed: Vec<u64>,
+    /// How long to wait for another migrator's lock before exiting 4 (e.g. 30s, 2m).
+    #[arg(long, value_name = "DURATION", default_value = "60s", global = true)]
+    pub lock_wait: String,
+    /// Where backups are written (default: .deploy-action/backups/<env>/).
+    #[arg(long, value_name = "DIR", global = true)]
+    pub backup_dir: Option<PathBuf>,
+    /// How long to wait for an approval in GitHub Actions (e.g. 30m).
+    #[arg(long, value_name = "DURATION", default_value = "30m", global = true)]
+    pub approval_timeout: String,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum MigrateAction {
+    /// List applied, pending, changed and missing migration files.
+    Status,
+    /// Run the `.down.sql` files of the versions above VERSION, newest first.
+    Down {
+        /// The version to go back to (0: undo everything).
+        #[arg(long, value_name = "VERSION")]
+        to: u64,
+    },
 }

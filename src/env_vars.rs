@@ -10,6 +10,16 @@ pub const DEPLOY_SSH_KEY_FILE: &str = "DEPLOY_SSH_KEY_FILE";
 pub const DEPLOY_KNOWN_HOSTS: &str = "DEPLOY_KNOWN_HOSTS";
 /// Path of a known_hosts file.
 pub const DEPLOY_KNOWN_HOSTS_FILE: &str = "DEPLOY_KNOWN_HOSTS_FILE";
+/// `1` accepts an UNKNOWN host key (never a changed one) and prints its fingerprint as a warning.
+pub const DEPLOY_SSH_ACCEPT_NEW: &str = "DEPLOY_SSH_ACCEPT_NEW";
+/// Passphrase of the SSH private key, if it has one (masked).
+pub const DEPLOY_SSH_KEY_PASSPHRASE: &str = "DEPLOY_SSH_KEY_PASSPHRASE";
+/// Seconds to wait for an SSH host to answer (default 10).
+pub const DEPLOY_SSH_CONNECT_TIMEOUT: &str = "DEPLOY_SSH_CONNECT_TIMEOUT";
+/// The ssh-agent socket, used when no key is given.
+pub const SSH_AUTH_SOCK: &str = "SSH_AUTH_SOCK";
+/// The home directory (for ~/.ssh).
+pub const HOME: &str = "HOME";
 /// Cloudflare API token (masked).
 pub const CLOUDFLARE_API_TOKEN: &str = "CLOUDFLARE_API_TOKEN";
 /// Cloudflare account id.
@@ -34,6 +44,8 @@ pub const GITHUB_SERVER_URL: &str = "GITHUB_SERVER_URL";
 pub const GITHUB_API_URL: &str = "GITHUB_API_URL";
 pub const GITHUB_ACTOR: &str = "GITHUB_ACTOR";
 pub const GITHUB_WORKSPACE: &str = "GITHUB_WORKSPACE";
+/// The directory of pg_dump / pg_restore used for migration backups (default: PATH).
+pub const DEPLOY_PG_BIN: &str = "DEPLOY_PG_BIN";
 /// Disables colour (https://no-color.org).
 pub const NO_COLOR: &str = "NO_COLOR";
 /// Test switch: never draw progress bars or spinners.
@@ -42,7 +54,12 @@ pub const DEPLOY_TEST_NO_PROGRESS: &str = "DEPLOY_TEST_NO_PROGRESS";
 pub const DEPLOY_TEST_NO_RETRY_DELAY: &str = "DEPLOY_TEST_NO_RETRY_DELAY";
 
 /// Variables whose values are secrets and are masked wherever they could appear.
-pub const SECRET_VARS: &[&str] = &[DEPLOY_SSH_KEY, CLOUDFLARE_API_TOKEN, GITHUB_TOKEN];
+pub const SECRET_VARS: &[&str] = &[
+    DEPLOY_SSH_KEY,
+    DEPLOY_SSH_KEY_PASSPHRASE,
+    CLOUDFLARE_API_TOKEN,
+    GITHUB_TOKEN,
+];
 
 /// Reads a variable, treating an empty value as unset.
 pub fn get(name: &str) -> Option<String> {

@@ -15,15 +15,19 @@
 //! - `commands/` glues them, one short file per subcommand.
 
 pub mod api;
+pub mod approval;
+pub mod changes;
 pub mod cli;
 pub mod cmd;
 pub mod commands;
+pub mod db;
 pub mod diag;
 pub mod env_vars;
 pub mod error;
 pub mod exec;
 pub mod exit;
 pub mod manifest;
+pub mod migrate;
 pub mod pages;
 pub mod plan;
 pub mod report;

@@ -1,7 +1,16 @@
 //! Integration tests: the real binary against real services (scripts/test-env.sh).
 //! One test binary, modules grouped by feature.
 
+mod build;
+mod changes;
+mod errors;
+mod exec;
 mod fake_cloudflare;
+mod fake_github;
+mod github;
 mod harness;
+mod migrate;
+mod migrate_gate;
 mod pages;
+mod plan;
 mod smoke;

@@ -1,6 +1,8 @@
-//! HTTP integrations: one client builder (`http`), one retry loop (`retry`), and the typed API
-//! clients built on them (`cloudflare`). Clients return typed results and never print.
+//! HTTP integrations, the only layer that talks to SaaS APIs: one client builder (`http`), one retry
+//! loop (`retry`), and the typed clients built on them (`cloudflare`, `github`). Clients return typed
+//! results and never print.
 
 pub mod cloudflare;
+pub mod github;
 pub mod http;
 pub mod retry;

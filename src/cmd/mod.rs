@@ -4,6 +4,8 @@
 //! ([`Arg::Secret`]) from the moment they are created, so every rendering (console, `--json`, the audit
 //! log, the job summary) shows `***` and only an executor ever sees the value.
 
+pub mod docker;
+
 use std::borrow::Cow;
 use std::fmt;
 

@@ -1,6 +1,13 @@
 //! Glue, one short file per subcommand: settings → plan → executor → report.
 
+pub mod build;
+pub mod check;
+pub mod exec;
+pub mod migrate;
 pub mod pages;
+pub mod plan;
+pub mod test;
+pub mod units;
 
 use crate::cli::Command;
 use crate::error::Result;
@@ -20,15 +27,18 @@ pub fn execute(command: Command, ctx: &Ctx) -> Result<()> {
                 .info(&crate::manifest::schema::json_schema_text());
             Ok(())
         }
+        Command::Check => check::run(ctx),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = crate::cli::Cli::command();
             clap_complete::generate(shell, &mut cmd, "deploy-action", &mut std::io::stdout());
             Ok(())
         }
+        Command::Migrate(args) => migrate::run(args, ctx),
+        Command::Plan => plan::run(ctx),
+        Command::Build(args) => build::run(ctx, &args),
+        Command::Test(args) => test::run(ctx, &args),
+        Command::Exec(args) => exec::run(ctx, &args),
         Command::Pages(args) => pages::run(&args, ctx).map(|_| ()),
-        Command::Plan | Command::Build(_) | Command::Test(_) | Command::Exec(_) => Err(
-            crate::error::Error::usage("this subcommand lands with the foundation work"),
-        ),
     }
 }

@@ -6,7 +6,11 @@
 use crate::cmd::Cmd;
 use std::io::Read;
 
+pub mod dry_run;
+pub mod known_hosts;
 pub mod local;
+pub mod pool;
+pub mod ssh;
 
 /// Which stream a line of relayed output came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,7 +43,7 @@ impl Output {
 }
 
 /// Errors an executor reports (not a command's non-zero exit, which is a normal [`Output`]).
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ExecError {
     #[error("{host}: cannot connect: {message}")]
     Connect { host: String, message: String },

@@ -5,8 +5,11 @@
 //! `schema.rs` prints the JSON Schema from the same key definitions.
 
 pub mod error;
+pub mod keys;
 pub mod model;
+pub mod raw;
 pub mod schema;
+pub mod validate;
 
 pub use error::ManifestError;
 pub use model::*;
@@ -19,14 +22,26 @@ pub const DEFAULT_FILE: &str = "deploy.yml";
 
 /// Reads and validates a manifest file.
 pub fn load_file(path: &Path) -> Result<Manifest, ManifestError> {
+    // Refuse an oversized file before reading it into memory.
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.len() > raw::MAX_BYTES as u64 {
+            return Err(ManifestError::unsupported(&format!(
+                "{} is {} bytes; the limit for a manifest is {} bytes (1 MiB)",
+                path.display(),
+                meta.len(),
+                raw::MAX_BYTES
+            )));
+        }
+    }
     let text = std::fs::read_to_string(path).map_err(|e| ManifestError::io(path, e))?;
     parse(Source::new(path, text))
 }
 
 /// Validates manifest text.
 pub fn parse(source: Source) -> Result<Manifest, ManifestError> {
-    let _ = source;
-    Err(ManifestError::unsupported(
-        "the manifest parser lands with the manifest work",
-    ))
+    let result = raw::parse(&source.text).and_then(|root| validate::validate(&root, &source));
+    result.map_err(|mut e| {
+        e.source = Some(source.clone());
+        e
+    })
 }

@@ -114,8 +114,17 @@ impl Host {
     pub fn label(&self) -> String {
         match self {
             Host::Local => "local".into(),
-            Host::Ssh { user, host, port } => format!("{user}@{host}:{port}"),
+            Host::Ssh { user, host, port } => format!("{user}@{}:{port}", bracketed(host)),
         }
+    }
+}
+
+/// An IPv6 address in brackets (`[::1]`), any other host as is.
+fn bracketed(host: &str) -> std::borrow::Cow<'_, str> {
+    if host.contains(':') {
+        format!("[{host}]").into()
+    } else {
+        host.into()
     }
 }
 
@@ -123,7 +132,9 @@ impl std::fmt::Display for Host {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Host::Local => f.write_str("local"),
-            Host::Ssh { user, host, port } => write!(f, "ssh://{user}@{host}:{port}"),
+            Host::Ssh { user, host, port } => {
+                write!(f, "ssh://{user}@{}:{port}", bracketed(host))
+            }
         }
     }
 }

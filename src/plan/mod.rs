@@ -1,6 +1,10 @@
 //! Plans: pure functions from (settings, manifest, affected units, state read from the target) to a
 //! list of [`Step`]s. No I/O here: `plan` and `--dry-run` print exactly the steps an executor runs.
 
+pub mod build;
+pub mod stages;
+pub mod test;
+
 use crate::cmd::Cmd;
 use crate::diag::Span;
 use crate::manifest::Host;

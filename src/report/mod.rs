@@ -1,24 +1,37 @@
 //! Reporting: the one place that writes to the terminal, `--json`, and the GitHub Actions runtime
 //! files. Business code calls [`Report`]; it never prints.
 //!
-//! Three outputs, combined as the run needs: the console (colour unless NO_COLOR, spinners on a TTY),
-//! JSON on stdout with `--json` (human text then goes to stderr), and in GitHub Actions the job
-//! summary, `$GITHUB_OUTPUT`, annotations, `::group::` and `::add-mask::`. Every text passes through
-//! the [`Masker`] first.
+//! Three outputs, combined as the run needs: the console (colour unless NO_COLOR, spinners on a TTY,
+//! `console.rs`), JSON on stdout with `--json` (human text then goes to stderr), and in GitHub
+//! Actions the job summary, `$GITHUB_OUTPUT`, annotations, `::group::`, `::add-mask::` and
+//! `::stop-commands::` (`gha.rs`). Every text passes through the [`Masker`] first.
+//!
+//! Workflow commands go to stdout, or to stderr with `--json` (stdout then carries only the JSON
+//! document; the runner reads workflow commands from both streams).
 
+pub mod console;
+pub mod gha;
 pub mod mask;
 pub mod progress;
 pub mod summary;
 
+pub use console::StepId;
 pub use mask::Masker;
 pub use progress::Progress;
 pub use summary::Summary;
 
 use crate::env_vars;
 use crate::exec::Stream;
+use console::Console;
+use gha::Gha;
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::Mutex;
+
+/// Where printed text goes: the process streams, or a buffer (unit tests).
+enum Sink {
+    Std,
+    Buffer(Vec<(Stream, String)>),
+}
 
 /// Where a run reports.
 pub struct Report {
@@ -26,38 +39,63 @@ pub struct Report {
     json: bool,
     color: bool,
     gha: Option<Gha>,
-    lock: Mutex<()>,
-}
-
-/// The GitHub Actions runtime files and workflow-command state.
-struct Gha {
-    output_file: Option<PathBuf>,
-    summary_file: Option<PathBuf>,
+    console: Console,
+    sink: Mutex<Sink>,
+    /// The token of the open `::stop-commands::` block, if any.
+    stopped: Mutex<Option<String>>,
 }
 
 impl Report {
     /// Builds the reporter from the environment: GitHub Actions when GITHUB_ACTIONS=true, colour when
-    /// stderr is a terminal and NO_COLOR is unset. Registers the secrets of [`env_vars::SECRET_VARS`].
+    /// stderr is a terminal and NO_COLOR is unset, spinners per [`Console::progress_allowed`].
+    /// Registers the secrets of [`env_vars::SECRET_VARS`] (and `::add-mask::`s them) before anything
+    /// else is printed.
     pub fn from_env(json: bool) -> Report {
-        let gha = env_vars::in_github_actions().then(|| Gha {
-            output_file: env_vars::get(env_vars::GITHUB_OUTPUT).map(PathBuf::from),
-            summary_file: env_vars::get(env_vars::GITHUB_STEP_SUMMARY).map(PathBuf::from),
-        });
-        let color =
-            env_vars::get(env_vars::NO_COLOR).is_none() && console::Term::stderr().is_term();
-        let report = Report {
-            masker: Masker::default(),
-            json,
-            color,
-            gha,
-            lock: Mutex::new(()),
-        };
+        let gha = env_vars::in_github_actions().then(Gha::from_env);
+        let stderr_is_term = ::console::Term::stderr().is_term();
+        let color = env_vars::get(env_vars::NO_COLOR).is_none() && stderr_is_term;
+        let progress =
+            Console::progress_allowed(json, stderr_is_term, &|k| env_vars::get(k).is_some());
+        let report = Report::build(json, color, gha, Console::new(progress), Sink::Std);
         for var in env_vars::SECRET_VARS {
             if let Some(v) = env_vars::get(var) {
                 report.add_secret(&v);
             }
         }
         report
+    }
+
+    fn build(json: bool, color: bool, gha: Option<Gha>, console: Console, sink: Sink) -> Report {
+        Report {
+            masker: Masker::default(),
+            json,
+            color,
+            gha,
+            console,
+            sink: Mutex::new(sink),
+            stopped: Mutex::new(None),
+        }
+    }
+
+    /// A reporter that records what it prints (for tests of the reporting itself).
+    #[doc(hidden)]
+    pub fn buffered(json: bool, gha: Option<Gha>) -> Report {
+        Report::build(
+            json,
+            false,
+            gha,
+            Console::new(false),
+            Sink::Buffer(Vec::new()),
+        )
+    }
+
+    /// What a [`Report::buffered`] reporter printed, as (stream, line) pairs.
+    #[doc(hidden)]
+    pub fn printed(&self) -> Vec<(Stream, String)> {
+        match &*self.sink.lock().unwrap_or_else(|e| e.into_inner()) {
+            Sink::Std => Vec::new(),
+            Sink::Buffer(v) => v.clone(),
+        }
     }
 
     pub fn color(&self) -> bool {
@@ -70,12 +108,95 @@ impl Report {
         self.gha.is_some()
     }
 
-    /// Registers a secret: masked in everything printed from now on, and `::add-mask::` in Actions.
+    // -- low-level writing -----------------------------------------------------------------------
+
+    fn write(&self, stream: Stream, text: &str) {
+        let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut *sink {
+            Sink::Buffer(v) => {
+                for line in text.split('\n') {
+                    v.push((stream, line.to_string()));
+                }
+            }
+            Sink::Std => self.console.suspend(|| match stream {
+                Stream::Stdout => {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{text}");
+                    let _ = out.flush();
+                }
+                Stream::Stderr => {
+                    let _ = writeln!(std::io::stderr().lock(), "{text}");
+                }
+            }),
+        }
+    }
+
+    /// The stream human text goes to: stdout, or stderr when stdout carries JSON.
+    fn human_stream(&self) -> Stream {
+        if self.json {
+            Stream::Stderr
+        } else {
+            Stream::Stdout
+        }
+    }
+
+    /// The stream workflow commands go to (the same as human text, so their order is kept).
+    fn command_stream(&self) -> Stream {
+        self.human_stream()
+    }
+
+    /// Writes a workflow command line (Actions only). Never redacted: `::add-mask::` must carry the
+    /// value.
+    fn workflow_command(&self, line: &str) {
+        if self.gha.is_some() {
+            self.write(self.command_stream(), line);
+        }
+    }
+
+    fn human(&self, text: &str) {
+        let text = self.defuse(&self.redact(text));
+        self.write(self.human_stream(), &text);
+    }
+
+    /// In Actions, text we print that quotes the manifest or a command (a build command, a unit
+    /// name) must not be read as a workflow command: every line is defused.
+    fn defuse(&self, text: &str) -> String {
+        if self.gha.is_none() {
+            return text.to_string();
+        }
+        text.split('\n')
+            .map(gha::defuse_workflow_command)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn paint(&self, text: &str, style: ::console::Style) -> String {
+        if self.color {
+            style.force_styling(true).apply_to(text).to_string()
+        } else {
+            text.to_string()
+        }
+    }
+
+    // -- secrets ---------------------------------------------------------------------------------
+
+    /// Registers a secret: masked in everything printed from now on, and `::add-mask::` in Actions
+    /// (a multi-line secret goes `%0A`-escaped in one command: the runner masks the whole value and
+    /// each of its lines).
     pub fn add_secret(&self, secret: &str) {
-        if self.masker.add(secret) && self.gha.is_some() {
-            // Each line separately: ::add-mask:: masks one line at a time.
-            for line in secret.lines().filter(|l| !l.trim().is_empty()) {
-                self.raw_stdout(&format!("::add-mask::{}", escape_data(line)));
+        if self.masker.add(secret) {
+            self.workflow_command(&format!("::add-mask::{}", gha::escape_data(secret.trim())));
+        }
+    }
+
+    /// Registers the password of a URL (`postgres://user:PASSWORD@host/db`) as a secret, in both its
+    /// written and its percent-decoded form. A URL without a password registers nothing.
+    pub fn add_url_password(&self, url: &str) {
+        if let Some(pw) = url_password(url) {
+            let decoded = percent_decode(pw);
+            self.add_secret(pw);
+            if decoded != pw {
+                self.add_secret(&decoded);
             }
         }
     }
@@ -85,29 +206,7 @@ impl Report {
         self.masker.redact(text)
     }
 
-    /// Human-facing text goes to stdout, or to stderr when stdout carries JSON.
-    fn human(&self, text: &str) {
-        let text = self.redact(text);
-        let _g = self.lock.lock();
-        if self.json {
-            let _ = writeln!(std::io::stderr(), "{text}");
-        } else {
-            let _ = writeln!(std::io::stdout(), "{text}");
-        }
-    }
-
-    fn raw_stdout(&self, text: &str) {
-        let _g = self.lock.lock();
-        let _ = writeln!(std::io::stdout(), "{text}");
-    }
-
-    fn paint(&self, text: &str, style: console::Style) -> String {
-        if self.color {
-            style.force_styling(true).apply_to(text).to_string()
-        } else {
-            text.to_string()
-        }
-    }
+    // -- messages --------------------------------------------------------------------------------
 
     /// A stage begins (`build`, `up` …) for an environment.
     pub fn stage_start(&self, stage: &str, env: Option<&str>) {
@@ -115,109 +214,140 @@ impl Report {
             Some(e) => format!("==> {stage} ({e})"),
             None => format!("==> {stage}"),
         };
-        self.human(&self.paint(&title, console::Style::new().bold()));
+        self.human(&self.paint(&title, ::console::Style::new().bold()));
     }
 
     pub fn info(&self, msg: &str) {
         self.human(msg);
     }
 
+    /// A dimmed secondary line (notes, reasons).
+    pub fn note(&self, msg: &str) {
+        self.human(&self.paint(msg, ::console::Style::new().dim()));
+    }
+
     pub fn warn(&self, msg: &str) {
         let msg = self.redact(msg);
         if self.gha.is_some() {
-            self.raw_stdout(&format!("::warning::{}", escape_data(&msg)));
+            self.workflow_command(&format!("::warning::{}", gha::escape_data(&msg)));
         } else {
             self.human(&format!(
                 "{} {msg}",
-                self.paint("warning:", console::Style::new().yellow().bold())
+                self.paint("warning:", ::console::Style::new().yellow().bold())
             ));
         }
     }
 
-    /// An error message; in Actions also an `::error::` annotation, with a file position if given.
+    /// An error message on stderr; in Actions also an `::error::` annotation, with a file position
+    /// when given.
     pub fn error(&self, msg: &str, at: Option<(&str, u32, u32)>) {
         let msg = self.redact(msg);
         if self.gha.is_some() {
-            let first = msg.lines().next().unwrap_or_default();
-            let props = at.map_or(String::new(), |(f, l, c)| {
-                format!(" file={},line={l},col={c}", escape_property(f))
-            });
-            self.raw_stdout(&format!("::error{props}::{}", escape_data(first)));
+            self.workflow_command(&gha::error_annotation(&strip_ansi(&msg), at));
         }
-        let _g = self.lock.lock();
-        let _ = write!(
-            std::io::stderr(),
-            "{msg}{}",
-            if msg.ends_with('\n') { "" } else { "\n" }
-        );
+        self.write(Stream::Stderr, &self.defuse(msg.trim_end_matches('\n')));
+    }
+
+    // -- steps, groups, relayed output -----------------------------------------------------------
+
+    /// A step starts: a spinner on an interactive terminal.
+    pub fn step_start(&self, label: &str) -> StepId {
+        self.console.start(&self.redact(label))
+    }
+
+    /// A step ended: its spinner goes away.
+    pub fn step_done(&self, id: StepId) {
+        self.console.finish(id);
     }
 
     /// Opens a collapsible group in Actions; a heading on the console.
     pub fn group_start(&self, title: &str) {
-        if self.gha.is_some() && !self.json {
-            self.raw_stdout(&format!("::group::{}", escape_data(&self.redact(title))));
+        let title = self.redact(title);
+        if self.gha.is_some() {
+            self.workflow_command(&format!("::group::{}", gha::escape_data(&title)));
         } else {
-            self.human(&self.paint(&format!("--- {title}"), console::Style::new().cyan()));
+            self.human(&self.paint(&format!("--- {title}"), ::console::Style::new().cyan()));
         }
     }
 
     pub fn group_end(&self) {
-        if self.gha.is_some() && !self.json {
-            self.raw_stdout("::endgroup::");
+        self.workflow_command("::endgroup::");
+    }
+
+    /// Runs `f`, which relays a command's output, inside a `::stop-commands::` block in Actions: the
+    /// runner ignores every workflow command (either syntax) until the random token resumes it, so
+    /// relayed output cannot add masks, set outputs, end groups or fake annotations.
+    pub fn relaying<T>(&self, f: impl FnOnce() -> T) -> T {
+        let token = self.gha.is_some().then(gha::fresh_token);
+        if let Some(t) = &token {
+            self.write(
+                self.relay_stream(Stream::Stdout),
+                &format!("::stop-commands::{t}"),
+            );
+            *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(t.clone());
+        }
+        let out = f();
+        if let Some(t) = &token {
+            *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            self.write(self.relay_stream(Stream::Stdout), &format!("::{t}::"));
+        }
+        out
+    }
+
+    /// In Actions, relayed stdout and stderr share one stream so they stay inside the
+    /// `::stop-commands::` block in order; elsewhere each keeps its stream.
+    fn relay_stream(&self, stream: Stream) -> Stream {
+        if self.json {
+            Stream::Stderr
+        } else if self.gha.is_some() {
+            Stream::Stdout
+        } else {
+            stream
         }
     }
 
-    /// One line of a command's output, relayed with a prefix (unit or host). Masked, and unable to
-    /// inject workflow commands: a line starting with `::` is defused in Actions.
+    /// One line of a command's output, relayed with a prefix (unit or host) and masked. Outside a
+    /// [`Report::relaying`] block in Actions, a line that looks like a workflow command is defused.
     pub fn relay(&self, prefix: &str, stream: Stream, line: &str) {
         let line = self.redact(line);
-        let line = if self.gha.is_some() {
-            defuse_workflow_command(&line)
+        let in_block = self
+            .stopped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        let line = if self.gha.is_some() && !in_block {
+            gha::defuse_workflow_command(&line)
         } else {
             line
         };
-        let tag = self.paint(&format!("{prefix} |"), console::Style::new().dim());
-        let _g = self.lock.lock();
-        let text = format!("{tag} {line}");
-        if self.json || stream == Stream::Stderr {
-            let _ = writeln!(std::io::stderr(), "{text}");
-        } else {
-            let _ = writeln!(std::io::stdout(), "{text}");
-        }
+        let tag = self.paint(&format!("{prefix} |"), ::console::Style::new().dim());
+        self.write(self.relay_stream(stream), &format!("{tag} {line}"));
     }
 
-    /// A result table: printed on the console, appended to the job summary as Markdown.
+    // -- results ---------------------------------------------------------------------------------
+
+    /// A result table: printed on the console, appended to the job summary as Markdown (kept under
+    /// the 1 MiB limit).
     pub fn summary(&self, summary: &Summary) {
-        if !self.json {
-            self.human(&summary.to_console());
-        } else {
-            let _g = self.lock.lock();
-            let _ = writeln!(std::io::stderr(), "{}", self.redact(&summary.to_console()));
-        }
-        if let Some(path) = self.gha.as_ref().and_then(|g| g.summary_file.as_ref()) {
-            let md = self.redact(&summary.to_markdown());
-            let _ = append_limited(path, &md);
+        self.human(&summary.to_console());
+        if let Some(g) = &self.gha {
+            g.append_summary(&self.redact(&summary.to_markdown()));
         }
     }
 
-    /// Sets a step output (`$GITHUB_OUTPUT`), with the multi-line syntax when needed.
+    /// Appends a table to the job summary only (Actions); nothing on the console.
+    pub fn summary_markdown_only(&self, summary: &Summary) {
+        if let Some(g) = &self.gha {
+            g.append_summary(&self.redact(&summary.to_markdown()));
+        }
+    }
+
+    /// Sets a step output (`$GITHUB_OUTPUT`), with the multi-line syntax when needed. Outside
+    /// Actions this does nothing.
     pub fn output(&self, name: &str, value: &str) {
-        let value = self.redact(value);
-        let Some(path) = self.gha.as_ref().and_then(|g| g.output_file.as_ref()) else {
-            return;
-        };
-        let entry = if value.contains('\n') {
-            let delim = format!("ghadelimiter_{}", blake3::hash(value.as_bytes()).to_hex());
-            format!("{name}<<{delim}\n{value}\n{delim}\n")
-        } else {
-            format!("{name}={value}\n")
-        };
-        let _g = self.lock.lock();
-        let _ = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .and_then(|mut f| f.write_all(entry.as_bytes()));
+        if let Some(g) = &self.gha {
+            g.set_output(name, &self.redact(value));
+        }
     }
 
     /// A progress bar over `total_files` files and `total_bytes` bytes; shown only on a terminal,
@@ -226,60 +356,64 @@ impl Report {
         let visible = !self.json
             && self.gha.is_none()
             && env_vars::get(env_vars::DEPLOY_TEST_NO_PROGRESS).is_none()
-            && console::Term::stderr().is_term();
+            && ::console::Term::stderr().is_term();
         Progress::new(visible, label, total_files, total_bytes)
     }
 
     /// Prints the `--json` document on stdout.
     pub fn json_document(&self, value: &serde_json::Value) {
         let text = serde_json::to_string_pretty(value).unwrap_or_default();
-        let _g = self.lock.lock();
-        let _ = writeln!(std::io::stdout(), "{}", self.redact(&text));
+        self.write(Stream::Stdout, &self.redact(&text));
     }
 }
 
-/// The job summary accepts at most 1 MiB per step; keep well under it.
-const SUMMARY_LIMIT: u64 = 1024 * 1024 - 16 * 1024;
+/// The password in a URL's userinfo (`scheme://user:pw@host…`), as written.
+pub fn url_password(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (_, pw) = userinfo.split_once(':')?;
+    (!pw.is_empty()).then_some(pw)
+}
 
-fn append_limited(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    let used = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let room = SUMMARY_LIMIT.saturating_sub(used) as usize;
-    let mut text = text.to_string();
-    if text.len() > room {
-        let note = "\n\n_(summary cut: the 1 MiB job summary limit was reached)_\n";
-        let mut cut = room.saturating_sub(note.len());
-        while cut > 0 && !text.is_char_boundary(cut) {
-            cut -= 1;
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
         }
-        text.truncate(cut);
-        if room > note.len() {
-            text.push_str(note);
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Removes ANSI colour sequences (annotations carry plain text).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' && chars.peek() == Some(&'[') {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
         }
     }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?
-        .write_all(text.as_bytes())
+    out
 }
 
-/// Escapes the data part of a workflow command.
-pub fn escape_data(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
-}
+pub use gha::{defuse_workflow_command, escape_data, escape_property};
 
-/// Escapes a property value of a workflow command.
-pub fn escape_property(s: &str) -> String {
-    escape_data(s).replace(':', "%3A").replace(',', "%2C")
-}
-
-/// A relayed line that would be read as a workflow command is prefixed so the runner ignores it.
-pub fn defuse_workflow_command(line: &str) -> String {
-    if line.trim_start().starts_with("::") {
-        format!(" {}", line.replacen("::", ":\u{200b}:", 1))
-    } else {
-        line.to_string()
-    }
-}
+#[cfg(test)]
+mod tests;

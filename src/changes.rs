@@ -1,0 +1,942 @@
+//! Change detection: which units a commit range touches.
+//!
+//! The affected units are those whose `paths:` globs match a file listed by
+//! `git diff --name-only BASE HEAD` (relative to the repository root, the directory holding deploy.yml).
+//! `--all` and `--only` override. Everything here is pure (glob matching, reading the GitHub event,
+//! choosing the base) except [`detect`], the one function that runs git (through duct, streaming its
+//! output so a 100k-file diff never sits in memory). It stays out of printing: the caller reports.
+//!
+//! Range semantics: for a pull request and for `--base REF` we diff from the merge base
+//! (`git diff BASE...HEAD`), so changes that landed on the base branch after the branch was cut do not
+//! count — what users mean by "what this branch changes". For a push we diff the trees of the pushed
+//! range (`before` → HEAD) directly, so a force push is compared with what was there before it.
+
+use crate::diag::suggest;
+use crate::env_vars;
+use crate::manifest::Manifest;
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use serde::Serialize;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+/// The units a run acts on, and how they were chosen.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Affected {
+    /// Affected unit names, in manifest order (services, sites, `migrations`).
+    pub units: Vec<String>,
+    /// The base commit the diff started from (resolved sha), when there was a diff.
+    pub base: Option<String>,
+    /// The commit acted on (`git rev-parse HEAD`).
+    pub head: String,
+    pub reason: Reason,
+    /// How many files the diff listed (0 when no diff ran).
+    pub changed_files: usize,
+}
+
+impl Affected {
+    pub fn contains(&self, unit: &str) -> bool {
+        self.units.iter().any(|u| u == unit)
+    }
+}
+
+/// Why these units were chosen.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reason {
+    /// `git diff` from a base; `from` says where the base came from.
+    Diff { from: BaseFrom, range: String },
+    /// `--all`.
+    All,
+    /// `--only NAME…`.
+    Only,
+    /// HEAD has no parent: every unit is new.
+    FirstCommit,
+    /// A push that created a branch (`before` is all zeros): nothing to compare with.
+    NewBranch,
+}
+
+impl Reason {
+    /// A sentence for people.
+    pub fn describe(&self) -> String {
+        match self {
+            Reason::Diff { from, range } => format!("files changed in {range} ({})", from.describe()),
+            Reason::All => "--all: every unit".into(),
+            Reason::Only => "--only: the units named".into(),
+            Reason::FirstCommit => {
+                "HEAD is the repository's first commit: every unit is affected".into()
+            }
+            Reason::NewBranch => {
+                "the push created a new branch (event `before` is all zeros), so there is nothing to \
+                 compare with: every unit is affected"
+                    .into()
+            }
+        }
+    }
+}
+
+/// Where the base of the diff came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BaseFrom {
+    /// `--base REF`.
+    Flag,
+    /// The `before` of a GitHub push event.
+    PushEvent,
+    /// `pull_request.base.sha` of a GitHub pull_request(_target) event.
+    PullRequestEvent,
+    /// The default, `HEAD~1`.
+    Parent,
+}
+
+impl BaseFrom {
+    pub fn describe(self) -> &'static str {
+        match self {
+            BaseFrom::Flag => "base from --base",
+            BaseFrom::PushEvent => "base: the push event's `before`",
+            BaseFrom::PullRequestEvent => "base: the pull request's base commit",
+            BaseFrom::Parent => "base: HEAD~1",
+        }
+    }
+
+    /// Whether to diff from the merge base (`BASE...HEAD`) rather than the tree of BASE.
+    pub fn merge_base(self) -> bool {
+        matches!(self, BaseFrom::Flag | BaseFrom::PullRequestEvent)
+    }
+}
+
+/// A change-detection error: bad input or a repository that cannot answer. Exit 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangesError {
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl ChangesError {
+    fn new(message: impl Into<String>, help: Option<String>) -> Self {
+        ChangesError {
+            message: message.into(),
+            help,
+        }
+    }
+}
+
+impl std::fmt::Display for ChangesError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ChangesError {}
+
+impl From<ChangesError> for crate::error::Error {
+    fn from(e: ChangesError) -> Self {
+        crate::error::Error::Usage {
+            message: e.message,
+            help: e.help,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Glob matching (pure)
+
+/// All units' globs compiled into one [`GlobSet`], with a map from glob back to unit.
+pub struct UnitMatcher {
+    set: GlobSet,
+    /// For each glob of the set, the index of its unit in `names`.
+    owner: Vec<usize>,
+    names: Vec<String>,
+    hit: Vec<bool>,
+    hits: usize,
+    scratch: Vec<usize>,
+}
+
+impl UnitMatcher {
+    /// Compiles `(unit, globs)` pairs. Globs are relative to the repository root: `*` stays within
+    /// one path component, `**` crosses any number of them, a leading `./` or `/` is ignored, and a
+    /// glob naming a directory (`services/api` or `services/api/`) also matches everything under it.
+    pub fn new<'a, I, G>(units: I) -> Result<UnitMatcher, ChangesError>
+    where
+        I: IntoIterator<Item = (&'a str, G)>,
+        G: IntoIterator<Item = &'a str>,
+    {
+        let mut builder = GlobSetBuilder::new();
+        let mut owner = Vec::new();
+        let mut names = Vec::new();
+        for (i, (name, globs)) in units.into_iter().enumerate() {
+            names.push(name.to_string());
+            for glob in globs {
+                for pattern in expand(glob) {
+                    let g = GlobBuilder::new(&pattern)
+                        .literal_separator(true)
+                        .backslash_escape(true)
+                        .build()
+                        .map_err(|e| {
+                            ChangesError::new(
+                                format!("unit `{name}`: invalid glob `{glob}`: {}", e.kind()),
+                                Some("globs use `*`, `?`, `[abc]`, `{a,b}` and `**`".into()),
+                            )
+                        })?;
+                    builder.add(g);
+                    owner.push(i);
+                }
+            }
+        }
+        let set = builder
+            .build()
+            .map_err(|e| ChangesError::new(format!("cannot compile the path globs: {e}"), None))?;
+        let n = names.len();
+        Ok(UnitMatcher {
+            set,
+            owner,
+            names,
+            hit: vec![false; n],
+            hits: 0,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// The matcher for every unit of a manifest.
+    pub fn for_manifest(m: &Manifest) -> Result<UnitMatcher, ChangesError> {
+        let units: Vec<(&str, Vec<&str>)> = m
+            .units()
+            .into_iter()
+            .map(|(name, _)| {
+                (
+                    name,
+                    m.unit_paths(name).iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        UnitMatcher::new(units.iter().map(|(n, g)| (*n, g.iter().copied())))
+    }
+
+    /// Records one changed path (relative to the repository root).
+    pub fn add_path(&mut self, path: &str) {
+        if self.all_hit() {
+            return;
+        }
+        let path = path.strip_prefix("./").unwrap_or(path);
+        self.set.matches_into(path, &mut self.scratch);
+        for &g in &self.scratch {
+            let u = self.owner[g];
+            if !self.hit[u] {
+                self.hit[u] = true;
+                self.hits += 1;
+            }
+        }
+    }
+
+    /// True once every unit matched (the rest of a diff cannot change the answer).
+    pub fn all_hit(&self) -> bool {
+        self.hits == self.names.len()
+    }
+
+    /// The matched units, in the order they were given.
+    pub fn matched(&self) -> Vec<String> {
+        self.names
+            .iter()
+            .zip(&self.hit)
+            .filter(|(_, h)| **h)
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+}
+
+/// The patterns one user glob stands for.
+fn expand(glob: &str) -> Vec<String> {
+    let g = glob.trim();
+    let g = g.strip_prefix("./").unwrap_or(g);
+    let g = g.trim_start_matches('/');
+    let g = g.trim_end_matches('/');
+    if g.is_empty() {
+        return vec!["**".into()];
+    }
+    if g.ends_with("/**") || g == "**" {
+        vec![g.to_string()]
+    } else {
+        vec![g.to_string(), format!("{g}/**")]
+    }
+}
+
+/// Affected units of `m` for a list of changed paths (pure; used by [`detect`] and by tests).
+pub fn match_paths<'a>(
+    m: &Manifest,
+    paths: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<String>, ChangesError> {
+    let mut matcher = UnitMatcher::for_manifest(m)?;
+    for p in paths {
+        matcher.add_path(p);
+    }
+    Ok(matcher.matched())
+}
+
+// ---------------------------------------------------------------------------------------------
+// --only and --all (pure)
+
+/// The units named by `--only`, in manifest order; an unknown name is an error with a suggestion.
+pub fn select_only(m: &Manifest, only: &[String]) -> Result<Vec<String>, ChangesError> {
+    let units = m.units();
+    let names: Vec<&str> = units.iter().map(|(n, _)| *n).collect();
+    for wanted in only {
+        if !names.contains(&wanted.as_str()) {
+            let list = if names.is_empty() {
+                "the manifest defines no units".to_string()
+            } else {
+                format!("units: {}", names.join(", "))
+            };
+            let help = match suggest::closest(wanted, names.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`? {list}"),
+                None => list,
+            };
+            return Err(ChangesError::new(
+                format!("--only: unknown unit `{wanted}`"),
+                Some(help),
+            ));
+        }
+    }
+    Ok(names
+        .iter()
+        .filter(|n| only.iter().any(|o| o == *n))
+        .map(|n| n.to_string())
+        .collect())
+}
+
+/// Every unit, in manifest order.
+pub fn all_units(m: &Manifest) -> Vec<String> {
+    m.units().into_iter().map(|(n, _)| n.to_string()).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The GitHub event (pure)
+
+/// What a GitHub event says about the base of the diff.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventBase {
+    /// Diff from this commit.
+    Commit { sha: String, from: BaseFrom },
+    /// A push that created a branch: everything is new.
+    NewBranch,
+    /// The event carries no base (workflow_dispatch, schedule …).
+    None,
+}
+
+/// Reads the base from a GitHub event payload (`GITHUB_EVENT_NAME`, the JSON at `GITHUB_EVENT_PATH`).
+pub fn event_base(event_name: &str, payload: &str) -> Result<EventBase, ChangesError> {
+    let bad = |e: String| {
+        ChangesError::new(
+            format!("cannot read the GitHub event payload ({event_name}): {e}"),
+            Some("pass --base REF to choose the base commit yourself".into()),
+        )
+    };
+    let field = |v: &serde_json::Value, ptr: &str| {
+        v.pointer(ptr)
+            .and_then(|x| x.as_str())
+            .map(str::to_string)
+            .filter(|s| !s.is_empty())
+    };
+    match event_name {
+        "push" => {
+            let v: serde_json::Value =
+                serde_json::from_str(payload).map_err(|e| bad(e.to_string()))?;
+            match field(&v, "/before") {
+                Some(sha) if sha.bytes().all(|b| b == b'0') => Ok(EventBase::NewBranch),
+                Some(sha) => Ok(EventBase::Commit {
+                    sha,
+                    from: BaseFrom::PushEvent,
+                }),
+                None => Err(bad("no `before` field".into())),
+            }
+        }
+        "pull_request" | "pull_request_target" => {
+            let v: serde_json::Value =
+                serde_json::from_str(payload).map_err(|e| bad(e.to_string()))?;
+            match field(&v, "/pull_request/base/sha") {
+                Some(sha) => Ok(EventBase::Commit {
+                    sha,
+                    from: BaseFrom::PullRequestEvent,
+                }),
+                None => Err(bad("no `pull_request.base.sha` field".into())),
+            }
+        }
+        _ => Ok(EventBase::None),
+    }
+}
+
+/// The base to diff from, in order of precedence: `--base`, the GitHub event, `HEAD~1`.
+/// `None` means there is nothing to compare with (a push that created a branch).
+pub fn choose_base(flag: Option<&str>, event: EventBase) -> Option<(String, BaseFrom)> {
+    match (flag, event) {
+        (Some(r), _) => Some((r.to_string(), BaseFrom::Flag)),
+        (None, EventBase::Commit { sha, from }) => Some((sha, from)),
+        (None, EventBase::NewBranch) => None,
+        (None, EventBase::None) => Some(("HEAD~1".into(), BaseFrom::Parent)),
+    }
+}
+
+/// The message for a base commit that is not in the clone.
+pub fn missing_base_error(base: &str, from: BaseFrom, shallow: bool) -> ChangesError {
+    let what = match from {
+        BaseFrom::Flag => format!("the base `{base}` (from --base)"),
+        BaseFrom::PushEvent => format!("the push's previous commit {base}"),
+        BaseFrom::PullRequestEvent => format!("the pull request's base commit {base}"),
+        BaseFrom::Parent => "HEAD~1".to_string(),
+    };
+    let mut help = String::new();
+    if shallow {
+        help.push_str("this is a shallow clone without enough history. ");
+    }
+    help.push_str(
+        "Fetch enough history: with actions/checkout set `fetch-depth: 0`, or run \
+         `git fetch --deepen=50` (or `git fetch origin ",
+    );
+    help.push_str(if from == BaseFrom::Parent {
+        "HEAD~1"
+    } else {
+        base
+    });
+    help.push_str("`); or pass --all / --only UNIT to skip change detection");
+    ChangesError::new(format!("{what} is not in this clone"), Some(help))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The one function that runs git
+
+/// How to find the base outside of `--base`: the GitHub event when in Actions.
+fn event_from_env() -> Result<EventBase, ChangesError> {
+    if !env_vars::in_github_actions() {
+        return Ok(EventBase::None);
+    }
+    let (Some(name), Some(path)) = (
+        env_vars::get(env_vars::GITHUB_EVENT_NAME),
+        env_vars::get(env_vars::GITHUB_EVENT_PATH),
+    ) else {
+        return Ok(EventBase::None);
+    };
+    if !matches!(
+        name.as_str(),
+        "push" | "pull_request" | "pull_request_target"
+    ) {
+        return Ok(EventBase::None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        ChangesError::new(
+            format!("cannot read the GitHub event payload {path}: {e}"),
+            Some("pass --base REF to choose the base commit yourself".into()),
+        )
+    })?;
+    event_base(&name, &text)
+}
+
+fn git(root: &Path, args: &[&str]) -> Result<std::process::Output, ChangesError> {
+    duct::cmd("git", args)
+        .dir(root)
+        .stdout_capture()
+        .stderr_capture()
+        .stdin_null()
+        .unchecked()
+        .run()
+        .map_err(|e| {
+            ChangesError::new(
+                format!("cannot run git: {e}"),
+                Some(
+                    "install git, or pass --all / --only UNIT to skip change detection".to_string(),
+                ),
+            )
+        })
+}
+
+fn git_line(root: &Path, args: &[&str]) -> Result<Option<String>, ChangesError> {
+    let out = git(root, args)?;
+    Ok(out
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()))
+}
+
+/// Resolves the affected units: `--only`, `--all`, else a git diff from the chosen base to HEAD in
+/// `root` (the directory holding deploy.yml; paths are matched relative to it).
+pub fn detect(
+    m: &Manifest,
+    root: &Path,
+    base_flag: Option<&str>,
+    all: bool,
+    only: &[String],
+) -> Result<Affected, ChangesError> {
+    let root = if root.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        root
+    };
+    let head_sha = || -> Result<Option<String>, ChangesError> {
+        git_line(root, &["rev-parse", "--verify", "-q", "HEAD^{commit}"])
+    };
+    if !only.is_empty() || all {
+        let units = if all {
+            all_units(m)
+        } else {
+            select_only(m, only)?
+        };
+        let head = head_sha()
+            .ok()
+            .flatten()
+            .or_else(|| env_vars::get(env_vars::GITHUB_SHA))
+            .unwrap_or_else(|| "HEAD".into());
+        return Ok(Affected {
+            units,
+            base: None,
+            head,
+            reason: if all { Reason::All } else { Reason::Only },
+            changed_files: 0,
+        });
+    }
+
+    let choice = choose_base(base_flag, event_from_env()?);
+    if let Some((base_ref, _)) = &choice
+        && base_ref.starts_with('-')
+    {
+        return Err(ChangesError::new(
+            format!("`{base_ref}` is not a git revision"),
+            Some("pass a branch, tag or commit to --base".into()),
+        ));
+    }
+
+    // The common case in one git call: both commits exist.
+    let fast = match &choice {
+        Some((base_ref, _)) => git_line(
+            root,
+            &[
+                "rev-parse",
+                "HEAD^{commit}",
+                &format!("{base_ref}^{{commit}}"),
+                "--",
+            ],
+        )?
+        .and_then(|out| {
+            let mut it = out.lines().map(str::trim).filter(|l| !l.is_empty());
+            match (it.next(), it.next()) {
+                (Some(h), Some(b)) => Some((h.to_string(), b.to_string())),
+                _ => None,
+            }
+        }),
+        None => None,
+    };
+
+    let (head, base, from) = match (fast, choice) {
+        (Some((head, base)), Some((_, from))) => (head, base, from),
+        (_, choice) => {
+            let Some(head) = head_sha()? else {
+                let inside = git_line(root, &["rev-parse", "--is-inside-work-tree"])?;
+                let message = if inside.as_deref() == Some("true") {
+                    "this git repository has no commit yet: nothing to compare".to_string()
+                } else {
+                    format!(
+                        "{} is not in a git repository: cannot find changed files",
+                        root.display()
+                    )
+                };
+                return Err(ChangesError::new(
+                    message,
+                    Some("pass --all or --only UNIT to choose the units yourself".into()),
+                ));
+            };
+            let Some((base_ref, from)) = choice else {
+                return Ok(Affected {
+                    units: all_units(m),
+                    base: None,
+                    head,
+                    reason: Reason::NewBranch,
+                    changed_files: 0,
+                });
+            };
+            let shallow = git_line(root, &["rev-parse", "--is-shallow-repository"])?.as_deref()
+                == Some("true");
+            match git_line(
+                root,
+                &[
+                    "rev-parse",
+                    "--verify",
+                    "-q",
+                    &format!("{base_ref}^{{commit}}"),
+                ],
+            )? {
+                Some(base) => (head, base, from),
+                None if from == BaseFrom::Parent && !shallow => {
+                    // HEAD~1 does not exist in a complete history: HEAD is the first commit.
+                    return Ok(Affected {
+                        units: all_units(m),
+                        base: None,
+                        head,
+                        reason: Reason::FirstCommit,
+                        changed_files: 0,
+                    });
+                }
+                None => return Err(missing_base_error(&base_ref, from, shallow)),
+            }
+        }
+    };
+    let base_ref = base.clone();
+
+    let range = if from.merge_base() {
+        format!("{base}...{head}")
+    } else {
+        format!("{base}..{head}")
+    };
+    let diff_args = |range: &str| {
+        vec![
+            "-c".to_string(),
+            "core.quotePath=false".to_string(),
+            "diff".to_string(),
+            "--name-only".to_string(),
+            "--no-renames".to_string(),
+            "--relative".to_string(),
+            "-z".to_string(),
+            range.to_string(),
+            "--".to_string(),
+        ]
+    };
+    let mut matcher = UnitMatcher::for_manifest(m)?;
+    let reader = duct::cmd("git", diff_args(&range))
+        .dir(root)
+        .stdin_null()
+        .stderr_capture()
+        .reader()
+        .map_err(|e| ChangesError::new(format!("cannot run git diff: {e}"), None))?;
+    let mut changed = 0usize;
+    let mut buf = Vec::with_capacity(256);
+    let mut reader = BufReader::with_capacity(64 * 1024, reader);
+    let read_result: std::io::Result<()> = (|| {
+        loop {
+            buf.clear();
+            if reader.read_until(0, &mut buf)? == 0 {
+                return Ok(());
+            }
+            if buf.last() == Some(&0) {
+                buf.pop();
+            }
+            if buf.is_empty() {
+                continue;
+            }
+            changed += 1;
+            matcher.add_path(&String::from_utf8_lossy(&buf));
+        }
+    })();
+    if let Err(e) = read_result {
+        // A failed git diff (no merge base in a shallow clone, say) surfaces here.
+        let text = e.to_string();
+        let shallow = git_line(root, &["rev-parse", "--is-shallow-repository"])
+            .ok()
+            .flatten()
+            .as_deref()
+            == Some("true");
+        let mut err = if from.merge_base() && (shallow || text.contains("merge base")) {
+            missing_base_error(&base_ref, from, shallow)
+        } else {
+            ChangesError::new(format!("git diff {range} failed: {text}"), None)
+        };
+        if !err.message.contains(&range) {
+            err.message = format!("{} (git diff {range})", err.message);
+        }
+        return Err(err);
+    }
+    let display_range = format!(
+        "{}{}{}",
+        short(&base),
+        if from.merge_base() { "..." } else { ".." },
+        short(&head)
+    );
+    Ok(Affected {
+        units: matcher.matched(),
+        base: Some(base),
+        head,
+        reason: Reason::Diff {
+            from,
+            range: display_range,
+        },
+        changed_files: changed,
+    })
+}
+
+/// The first 12 characters of a sha, for display.
+pub fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::diag::{Source, Span};
+    use crate::manifest::{
+        Approval, BackupPolicy, Build, Engine, Environment, Host, Migrations, Service, Site,
+    };
+    use indexmap::IndexMap;
+
+    /// A small manifest built in code: services `api` (docker build) and `worker` (command build),
+    /// site `web`, migrations, and one environment `staging` on `local` + one SSH host.
+    pub(crate) fn sample() -> Manifest {
+        let mut services = IndexMap::new();
+        services.insert(
+            "api".to_string(),
+            Service {
+                name: "api".into(),
+                span: Span::default(),
+                compose_service: "api".into(),
+                paths: vec!["services/api/**".into(), "libs/**".into()],
+                build: Some(Build::Docker {
+                    context: "services/api".into(),
+                    dockerfile: "Dockerfile".into(),
+                    image: "shop/api".into(),
+                    span: Span::default(),
+                }),
+                test: Some("cargo test -p api".into()),
+                health: None,
+            },
+        );
+        services.insert(
+            "worker".to_string(),
+            Service {
+                name: "worker".into(),
+                span: Span::default(),
+                compose_service: "jobs".into(),
+                paths: vec!["services/worker".into(), "*.toml".into()],
+                build: Some(Build::Command {
+                    command: "make worker".into(),
+                    span: Span::default(),
+                }),
+                test: None,
+                health: None,
+            },
+        );
+        let mut sites = IndexMap::new();
+        sites.insert(
+            "web".to_string(),
+            Site {
+                name: "web".into(),
+                span: Span::default(),
+                project: "shop-web".into(),
+                dir: "clients/web/dist".into(),
+                build: Some("npm ci && npm run build".into()),
+                paths: vec!["clients/web/**".into()],
+                production_branch: "main".into(),
+            },
+        );
+        let mut environments = IndexMap::new();
+        environments.insert(
+            "staging".to_string(),
+            Environment {
+                name: "staging".into(),
+                span: Span::default(),
+                hosts: vec![
+                    Host::Local,
+                    Host::Ssh {
+                        user: "deploy".into(),
+                        host: "staging.example.com".into(),
+                        port: 22,
+                    },
+                ],
+                dir: "/srv/shop".into(),
+                compose_files: vec!["compose.yml".into(), "compose.staging.yml".into()],
+                compose_project: "shop".into(),
+                approval: Approval::None,
+                approvers: vec![],
+                database: None,
+                url: None,
+                promote_from: None,
+                keep_releases: 5,
+                backup: BackupPolicy::Auto,
+            },
+        );
+        Manifest {
+            source: Source::new("deploy.yml", ""),
+            version: 1,
+            project: "shop".into(),
+            environments,
+            services,
+            sites,
+            migrations: Some(Migrations {
+                span: Span::default(),
+                dir: "migrations".into(),
+                engine: Engine::Postgres,
+                paths: vec!["migrations/**".into()],
+            }),
+        }
+    }
+
+    #[test]
+    fn globs_match_per_unit_in_manifest_order() {
+        let m = sample();
+        let got = match_paths(&m, ["migrations/001.sql", "libs/x/y.rs"]).unwrap();
+        assert_eq!(got, vec!["api", "migrations"]);
+        assert_eq!(
+            match_paths(&m, ["clients/web/src/app.ts"]).unwrap(),
+            vec!["web"]
+        );
+        assert!(
+            match_paths(&m, ["README.md", "docs/x.md"])
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn star_stays_in_one_component_and_double_star_crosses() {
+        let mut mt = UnitMatcher::new([("a", ["src/*.rs"])]).unwrap();
+        mt.add_path("src/deep/x.rs");
+        assert!(mt.matched().is_empty(), "* must not cross /");
+        mt.add_path("src/x.rs");
+        assert_eq!(mt.matched(), vec!["a"]);
+
+        let mut mt = UnitMatcher::new([("a", ["**/Dockerfile"])]).unwrap();
+        mt.add_path("Dockerfile");
+        assert_eq!(mt.matched(), vec!["a"], "**/ matches at the root too");
+
+        // `*.toml` is anchored at the root.
+        let m = sample();
+        assert_eq!(match_paths(&m, ["Cargo.toml"]).unwrap(), vec!["worker"]);
+        assert!(match_paths(&m, ["sub/Cargo.toml"]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_directory_glob_matches_its_contents_and_prefixes_are_ignored() {
+        let mut mt = UnitMatcher::new([
+            ("a", vec!["./services/a/"]),
+            ("b", vec!["/services/b"]),
+            ("c", vec!["services/c"]),
+        ])
+        .unwrap();
+        mt.add_path("services/a/main.go");
+        mt.add_path("services/b/x/y");
+        mt.add_path("services/cc/z");
+        assert_eq!(mt.matched(), vec!["a", "b"]);
+        mt.add_path("services/c");
+        assert!(mt.all_hit());
+    }
+
+    #[test]
+    fn braces_and_classes_work_and_bad_globs_are_errors() {
+        let mut mt = UnitMatcher::new([("a", ["{x,y}/[ab].txt"])]).unwrap();
+        mt.add_path("y/b.txt");
+        assert_eq!(mt.matched(), vec!["a"]);
+        let err = UnitMatcher::new([("api", ["src/[a"])])
+            .err()
+            .expect("unclosed class is an error");
+        assert!(
+            err.message.contains("unit `api`: invalid glob `src/[a`"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn only_keeps_manifest_order_and_suggests_for_typos() {
+        let m = sample();
+        assert_eq!(
+            select_only(&m, &["migrations".into(), "api".into()]).unwrap(),
+            vec!["api", "migrations"]
+        );
+        let err = select_only(&m, &["wrker".into()]).unwrap_err();
+        assert_eq!(err.message, "--only: unknown unit `wrker`");
+        assert!(
+            err.help.unwrap().starts_with("did you mean `worker`?"),
+            "suggestion"
+        );
+        assert_eq!(all_units(&m), vec!["api", "worker", "web", "migrations"]);
+    }
+
+    #[test]
+    fn push_event_before_and_new_branch() {
+        let sha = "a".repeat(40);
+        assert_eq!(
+            event_base("push", &format!(r#"{{"before":"{sha}","after":"b"}}"#)).unwrap(),
+            EventBase::Commit {
+                sha: sha.clone(),
+                from: BaseFrom::PushEvent
+            }
+        );
+        assert_eq!(
+            event_base("push", &format!(r#"{{"before":"{}"}}"#, "0".repeat(40))).unwrap(),
+            EventBase::NewBranch
+        );
+        assert!(event_base("push", "{}").is_err());
+        assert!(
+            event_base("push", "not json")
+                .unwrap_err()
+                .message
+                .contains("push")
+        );
+    }
+
+    #[test]
+    fn pull_request_events_use_the_base_sha() {
+        let payload =
+            r#"{"pull_request":{"base":{"sha":"abc123","ref":"main"},"head":{"sha":"def"}}}"#;
+        for name in ["pull_request", "pull_request_target"] {
+            assert_eq!(
+                event_base(name, payload).unwrap(),
+                EventBase::Commit {
+                    sha: "abc123".into(),
+                    from: BaseFrom::PullRequestEvent
+                }
+            );
+        }
+        assert_eq!(
+            event_base("workflow_dispatch", "{}").unwrap(),
+            EventBase::None
+        );
+    }
+
+    #[test]
+    fn base_precedence_flag_then_event_then_parent() {
+        let ev = EventBase::Commit {
+            sha: "e".into(),
+            from: BaseFrom::PushEvent,
+        };
+        assert_eq!(
+            choose_base(Some("main"), ev.clone()),
+            Some(("main".into(), BaseFrom::Flag))
+        );
+        assert_eq!(
+            choose_base(Some("main"), EventBase::NewBranch),
+            Some(("main".into(), BaseFrom::Flag)),
+            "--base wins over a new-branch push"
+        );
+        assert_eq!(
+            choose_base(None, ev),
+            Some(("e".into(), BaseFrom::PushEvent))
+        );
+        assert_eq!(choose_base(None, EventBase::NewBranch), None);
+        assert_eq!(
+            choose_base(None, EventBase::None),
+            Some(("HEAD~1".into(), BaseFrom::Parent))
+        );
+        assert!(BaseFrom::PullRequestEvent.merge_base() && !BaseFrom::PushEvent.merge_base());
+    }
+
+    #[test]
+    fn missing_base_says_how_to_fetch() {
+        let e = missing_base_error("abc", BaseFrom::PushEvent, true);
+        assert!(e.message.contains("abc is not in this clone"));
+        let help = e.help.unwrap();
+        assert!(help.contains("fetch-depth: 0"), "{help}");
+        assert!(help.contains("git fetch --deepen="), "{help}");
+        assert!(help.contains("git fetch origin abc"), "{help}");
+        assert!(help.contains("shallow"), "{help}");
+    }
+
+    #[test]
+    fn affected_serializes_reason_with_a_kind() {
+        let a = Affected {
+            units: vec!["api".into()],
+            base: Some("b".into()),
+            head: "h".into(),
+            reason: Reason::Diff {
+                from: BaseFrom::Parent,
+                range: "b..h".into(),
+            },
+            changed_files: 3,
+        };
+        let v = serde_json::to_value(&a).unwrap();
+        assert_eq!(v["reason"]["kind"], "diff");
+        assert_eq!(v["reason"]["from"], "parent");
+        assert_eq!(v["changed_files"], 3);
+    }
+}

@@ -1,0 +1,817 @@
+//! `migrate`, `migrate status`, `migrate down --to V`: glue between the migration files
+//! (`migrate/`), the database (`db/`), the approval gate (`approval.rs`) and the report.
+//!
+//! Order of an apply: read files and applied rows → refuse changed files → approval (guarded
+//! environments) → lock → re-read; the plan must still hash the same → verified backup → run each
+//! migration with its row in one transaction → summary, output `migration-version`, audit log.
+//! `--dry-run` stops after printing the pending SQL and never creates the tracking table.
+
+use crate::approval::{self, Approval, Gate, PlanToApprove};
+use crate::cli::{MigrateAction, MigrateArgs};
+use crate::commands::Ctx;
+use crate::db::compose::{ComposeDatabase, ComposeTarget};
+use crate::db::postgres::PgDatabase;
+use crate::db::sqlite::SqliteDatabase;
+use crate::db::{Bookkeeping, Database, DbError};
+use crate::env_vars;
+use crate::error::{Error, Result};
+use crate::exec::Executor;
+use crate::manifest::{
+    Approval as ApprovalPolicy, BackupPolicy, Database as DbConfig, Engine, Environment, Host,
+    Migrations,
+};
+use crate::migrate::{self, AppliedRow, Entry, Migration, SqlFile, Status};
+use crate::report::Summary;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Backups kept per environment.
+pub const KEEP_BACKUPS: usize = 10;
+
+/// Which of the three commands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Up,
+    Status,
+    Down { to: u64 },
+}
+
+/// What `migrate` was asked to do, resolved from the command line.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub mode: Mode,
+    pub dry_run: bool,
+    pub accept_changed: Vec<u64>,
+    pub lock_wait: Duration,
+    pub backup_dir: Option<PathBuf>,
+    pub approval_timeout: Duration,
+    /// Where paths in the manifest (migrations.dir, sqlite://path) are relative to.
+    pub root: PathBuf,
+    /// Where `.deploy-action/` (backups, audit) goes: the working directory.
+    pub workdir: PathBuf,
+}
+
+/// Entry point from the command line.
+pub fn run(args: MigrateArgs, ctx: &Ctx) -> Result<()> {
+    let manifest = ctx.settings.load_manifest()?;
+    let env = ctx.settings.environment(&manifest)?;
+    let migrations = manifest.migrations.as_ref().ok_or_else(|| {
+        Error::usage_help(
+            "deploy.yml has no `migrations:` block",
+            "add `migrations: { dir: migrations, engine: postgres }`",
+        )
+    })?;
+    let dur = |flag: &str, v: &str| {
+        migrate::parse_duration(v).ok_or_else(|| {
+            Error::usage_help(
+                format!("{flag}: `{v}` is not a duration"),
+                "write it like 500ms, 30s, 2m or 1h",
+            )
+        })
+    };
+    let root = ctx
+        .settings
+        .manifest_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let opts = Options {
+        mode: match args.action {
+            None => Mode::Up,
+            Some(MigrateAction::Status) => Mode::Status,
+            Some(MigrateAction::Down { to }) => Mode::Down { to },
+        },
+        dry_run: ctx.settings.dry_run,
+        accept_changed: args.accept_changed,
+        lock_wait: dur("--lock-wait", &args.lock_wait)?,
+        backup_dir: args.backup_dir,
+        approval_timeout: dur("--approval-timeout", &args.approval_timeout)?,
+        root,
+        workdir: PathBuf::from("."),
+    };
+    run_with(ctx, env, migrations, opts)
+}
+
+/// Reads `NNNN_name.sql` files from `dir` (exit 2 when missing or unreadable).
+pub fn read_dir(dir: &Path) -> Result<Vec<Migration>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        Error::usage(format!(
+            "cannot read the migrations directory {}: {e}",
+            dir.display()
+        ))
+    })?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::usage(format!("{}: {e}", dir.display())))?;
+        if !entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".sql") {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path())
+            .map_err(|e| Error::usage(format!("{}: {e}", entry.path().display())))?;
+        files.push((name, text));
+    }
+    migrate::collect(files)
+        .map_err(|e| Error::usage(format!("{}/{}: {}", dir.display(), e.file, e.message)))
+}
+
+/// The executor for the environment's first host (compose mode).
+fn executor_for(env: &Environment) -> Result<Box<dyn Executor>> {
+    match env.hosts.first() {
+        Some(Host::Local) => Ok(Box::new(crate::exec::local::LocalExecutor)),
+        Some(h) => Err(Error::usage(format!(
+            "environment `{}`: reaching the database on {h} needs the SSH executor, which this build lacks",
+            env.name
+        ))),
+        None => Err(Error::usage(format!(
+            "environment `{}` has no hosts to reach its compose database on",
+            env.name
+        ))),
+    }
+}
+
+/// Opens the environment's database. The password of a URL is registered as a secret first.
+fn open_db<'e>(
+    ctx: &Ctx,
+    env: &Environment,
+    migrations: &Migrations,
+    root: &Path,
+    lock_wait: Duration,
+    exec: &'e mut Option<Box<dyn Executor>>,
+) -> Result<Box<dyn Database + 'e>> {
+    let Some(config) = &env.database else {
+        return Err(Error::usage_help(
+            format!("environment `{}` has no `database:`", env.name),
+            "add `database: { url_env: DATABASE_URL }` or `database: { compose_service: db, engine: postgres, user: app, name: app }`",
+        ));
+    };
+    let fail = |e: DbError| Error::StageFailed(e.to_string());
+    match config {
+        DbConfig::UrlEnv { var, .. } => {
+            let url = env_vars::get(var).ok_or_else(|| {
+                Error::usage(format!(
+                    "environment `{}`: the database URL variable {var} is not set",
+                    env.name
+                ))
+            })?;
+            if let Some(pw) = crate::db::postgres::url_password(&url) {
+                ctx.report.add_secret(&pw);
+            }
+            if let Some(rest) = url.strip_prefix("sqlite://") {
+                if migrations.engine != Engine::Sqlite {
+                    return Err(Error::usage(format!(
+                        "{var} is a sqlite:// URL but migrations.engine is postgres"
+                    )));
+                }
+                let path = root.join(rest);
+                let db = SqliteDatabase::open(&path, rest, lock_wait).map_err(fail)?;
+                Ok(Box::new(db))
+            } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                if migrations.engine != Engine::Postgres {
+                    return Err(Error::usage(format!(
+                        "{var} is a postgres:// URL but migrations.engine is sqlite"
+                    )));
+                }
+                let app = format!("deploy-action migrate ({})", actor());
+                Ok(Box::new(PgDatabase::connect(&url, &app).map_err(fail)?))
+            } else {
+                Err(Error::usage(format!(
+                    "{var}: the database URL must start with postgres://, postgresql:// or sqlite://"
+                )))
+            }
+        }
+        DbConfig::ComposeService {
+            service,
+            engine,
+            user,
+            name,
+            ..
+        } => {
+            if *engine != Engine::Postgres {
+                return Err(Error::usage(
+                    "database.compose_service supports engine: postgres only",
+                ));
+            }
+            *exec = Some(executor_for(env)?);
+            let target = ComposeTarget {
+                dir: env.dir.clone(),
+                project: env.compose_project.clone(),
+                files: env.compose_files.clone(),
+                service: service.clone(),
+                user: user.clone(),
+                database: name.clone(),
+            };
+            let exec = exec.as_mut().expect("just set").as_mut();
+            Ok(Box::new(ComposeDatabase::new(target, exec)))
+        }
+    }
+}
+
+fn actor() -> String {
+    env_vars::get(env_vars::GITHUB_ACTOR)
+        .or_else(|| env_vars::get("USER"))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn run_url() -> String {
+    match (
+        env_vars::get(env_vars::GITHUB_SERVER_URL),
+        env_vars::get(env_vars::GITHUB_REPOSITORY),
+        env_vars::get(env_vars::GITHUB_RUN_ID),
+    ) {
+        (Some(s), Some(r), Some(id)) => format!("{s}/{r}/actions/runs/{id}"),
+        _ => "local".into(),
+    }
+}
+
+/// The steps to run: (migration, file) pairs in order, and the direction.
+struct Steps<'m> {
+    direction: &'static str,
+    steps: Vec<(&'m Migration, &'m SqlFile)>,
+    rebaseline: Vec<(u64, String)>,
+}
+
+impl Steps<'_> {
+    fn hash(&self) -> String {
+        let mut dir = self.direction.to_string();
+        for (v, sum) in &self.rebaseline {
+            dir.push_str(&format!(" accept {v}={sum}"));
+        }
+        migrate::plan_hash(&dir, &self.steps)
+    }
+
+    fn text(&self) -> String {
+        let mut out = String::new();
+        for (v, _) in &self.rebaseline {
+            out.push_str(&format!("-- re-baseline the checksum of version {v}\n"));
+        }
+        for (_, f) in &self.steps {
+            let mode = if f.no_transaction {
+                " (no transaction)"
+            } else {
+                ""
+            };
+            out.push_str(&format!("-- {}{mode}\n{}", f.file, f.sql));
+            if !f.sql.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    fn is_empty(&self) -> bool {
+        self.steps.is_empty() && self.rebaseline.is_empty()
+    }
+}
+
+/// Works out what to run; refuses changed files that were not accepted.
+fn plan_steps<'m>(
+    opts: &Options,
+    migrations: &'m [Migration],
+    applied: &[AppliedRow],
+    dir: &Path,
+) -> Result<Steps<'m>> {
+    let entries = migrate::compare(migrations, applied);
+    let by_version = |v: u64| migrations.iter().find(|m| m.version == v);
+    let mut rebaseline = Vec::new();
+    let mut refused = Vec::new();
+    for e in &entries {
+        if let Status::Changed { recorded, current } = &e.status {
+            if opts.accept_changed.contains(&e.version) {
+                rebaseline.push((e.version, current.clone()));
+            } else {
+                refused.push(format!(
+                    "{}/{} was changed after it was applied (recorded checksum {recorded}, file now {current}); \
+restore the file, or pass --accept-changed {} to re-baseline it on purpose",
+                    dir.display(),
+                    e.file.clone().unwrap_or_default(),
+                    e.version
+                ));
+            }
+        }
+    }
+    for v in &opts.accept_changed {
+        if !rebaseline.iter().any(|(x, _)| x == v) {
+            return Err(Error::usage(format!(
+                "--accept-changed {v}: version {v} is not an applied migration whose file changed"
+            )));
+        }
+    }
+    if !refused.is_empty() {
+        return Err(Error::StageFailed(refused.join("\n")));
+    }
+    match &opts.mode {
+        Mode::Down { to } => {
+            let mut steps = Vec::new();
+            for e in entries.iter().rev() {
+                if e.version <= *to || matches!(e.status, Status::Pending) {
+                    continue;
+                }
+                let m = by_version(e.version);
+                match m.and_then(|m| m.down.as_ref().map(|d| (m, d))) {
+                    Some(pair) => steps.push(pair),
+                    None => {
+                        return Err(Error::StageFailed(format!(
+                            "version {} ({}) has no down migration {}/{:04}_{}.down.sql; nothing was changed",
+                            e.version,
+                            e.name,
+                            dir.display(),
+                            e.version,
+                            e.name
+                        )));
+                    }
+                }
+            }
+            Ok(Steps {
+                direction: "down",
+                steps,
+                rebaseline,
+            })
+        }
+        _ => {
+            let steps = entries
+                .iter()
+                .filter(|e| e.status == Status::Pending)
+                .filter_map(|e| by_version(e.version).map(|m| (m, &m.up)))
+                .collect();
+            Ok(Steps {
+                direction: "up",
+                steps,
+                rebaseline,
+            })
+        }
+    }
+}
+
+fn lock_err(e: DbError) -> Error {
+    match e {
+        DbError::LockTimeout { .. } => Error::LockHeld(e.to_string()),
+        other => Error::StageFailed(other.to_string()),
+    }
+}
+
+/// Runs `migrate` for one environment with resolved values (the command line or a test).
+pub fn run_with(
+    ctx: &Ctx,
+    env: &Environment,
+    migrations: &Migrations,
+    opts: Options,
+) -> Result<()> {
+    let report = &ctx.report;
+    let dir = opts.root.join(&migrations.dir);
+    let files = read_dir(&dir)?;
+    let mut exec = None;
+    let mut db = open_db(ctx, env, migrations, &opts.root, opts.lock_wait, &mut exec)?;
+    let stage = match opts.mode {
+        Mode::Up => "migrate",
+        Mode::Status => "migrate status",
+        Mode::Down { .. } => "migrate down",
+    };
+    report.stage_start(stage, Some(&env.name));
+    report.info(&format!("database: {}", db.describe()));
+    let applied = db.applied().map_err(lock_err)?;
+
+    if opts.mode == Mode::Status {
+        return status(ctx, env, &files, &applied);
+    }
+
+    let steps = plan_steps(&opts, &files, &applied, &dir)?;
+    let hash = steps.hash();
+    let current = applied.last().map(|r| r.version);
+    if opts.dry_run {
+        report.info(&format!(
+            "{} migration(s) would run {}; plan hash {hash}\n",
+            steps.steps.len(),
+            steps.direction
+        ));
+        if !steps.is_empty() {
+            report.info(&steps.text());
+        }
+        if report.json() {
+            report.json_document(&serde_json::json!({
+                "env": env.name,
+                "direction": steps.direction,
+                "plan_hash": hash,
+                "pending": steps.steps.iter().map(|(m, f)| serde_json::json!({
+                    "version": m.version, "name": m.name, "file": f.file,
+                    "no_transaction": f.no_transaction, "sql": f.sql,
+                })).collect::<Vec<_>>(),
+            }));
+        }
+        report.output("plan-hash", &hash);
+        report.output("migration-version", &version_text(current));
+        return Ok(());
+    }
+    if steps.is_empty() {
+        report.info(&format!(
+            "nothing to migrate: the database is at version {}",
+            version_text(current)
+        ));
+        report.output("migration-version", &version_text(current));
+        return Ok(());
+    }
+
+    // The gate comes before anything that writes: no lock, no tracking table, no backup.
+    let approval = if env.approval == ApprovalPolicy::Required {
+        let text = steps.text();
+        let gate = Gate {
+            approvers: env.approvers.clone(),
+            timeout: opts.approval_timeout,
+        };
+        let plan = PlanToApprove {
+            env: &env.name,
+            action: stage,
+            hash: &hash,
+            text: &text,
+        };
+        match approval::obtain(report, &gate, &plan) {
+            Ok(a) => {
+                audit(&opts, env, stage, "approved", Some(&a), None, None);
+                Some(a)
+            }
+            Err(e) => {
+                audit(
+                    &opts,
+                    env,
+                    stage,
+                    "approval-refused",
+                    None,
+                    None,
+                    Some(&e.to_string()),
+                );
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
+
+    db.lock(opts.lock_wait).map_err(lock_err)?;
+    let result = locked(
+        ctx,
+        env,
+        &opts,
+        db.as_mut(),
+        &files,
+        &dir,
+        &hash,
+        approval.as_ref(),
+    );
+    let unlocked = db.unlock();
+    result?;
+    unlocked.map_err(|e| Error::StageFailed(format!("releasing the migration lock: {e}")))
+}
+
+fn version_text(v: Option<u64>) -> String {
+    v.map_or_else(|| "none".into(), |v| v.to_string())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn locked(
+    ctx: &Ctx,
+    env: &Environment,
+    opts: &Options,
+    db: &mut dyn Database,
+    files: &[Migration],
+    dir: &Path,
+    approved_hash: &str,
+    approval: Option<&Approval>,
+) -> Result<()> {
+    let report = &ctx.report;
+    let fail = |e: DbError| Error::StageFailed(e.to_string());
+    // Another run may have migrated while we waited: plan again under the lock.
+    let applied = db.applied().map_err(lock_err)?;
+    if plan_steps(opts, files, &applied, dir)?.is_empty() {
+        let v = version_text(applied.last().map(|r| r.version));
+        report.info(&format!(
+            "nothing to migrate: the database is at version {v}"
+        ));
+        report.output("migration-version", &v);
+        return Ok(());
+    }
+    let stage = match opts.mode {
+        Mode::Down { .. } => "migrate down",
+        _ => "migrate",
+    };
+    let wants_backup = match env.backup {
+        BackupPolicy::Always => true,
+        BackupPolicy::Never => false,
+        BackupPolicy::Auto => env.approval == ApprovalPolicy::Required,
+    };
+    let mut backup_path = None;
+    if wants_backup {
+        let path = backup(opts, env, db, applied.last().map(|r| r.version)).inspect_err(|e| {
+            audit(
+                opts,
+                env,
+                stage,
+                "backup-failed",
+                approval,
+                None,
+                Some(&e.to_string()),
+            );
+        })?;
+        report.info(&format!("backup written and verified: {}", path.display()));
+        report.output("backup-path", &path.display().to_string());
+        backup_path = Some(path);
+    }
+    // What runs must be exactly what was approved (and what the backup precedes).
+    let applied = db.applied().map_err(lock_err)?;
+    let steps = plan_steps(opts, files, &applied, dir)?;
+    // (Without a gate the plan made under the lock is simply the plan.)
+    if approval.is_some() && steps.hash() != approved_hash {
+        return Err(Error::Approval(format!(
+            "the plan changed after it was approved (approved {approved_hash}, now {}); nothing was applied",
+            steps.hash()
+        )));
+    }
+    let mut summary = Summary::new(
+        format!("{stage} ({})", env.name),
+        &["version", "name", "duration", "result"],
+    );
+    if let Some(a) = approval {
+        summary.note(format!(
+            "Approved by **{}** via {} for plan `{}`{}",
+            a.approver,
+            a.method,
+            a.plan_hash,
+            a.reference
+                .as_ref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        ));
+    }
+    if let Some(path) = &backup_path {
+        summary.note(format!("Backup (verified): `{}`", path.display()));
+    }
+    db.ensure_table().map_err(fail)?;
+    for (v, sum) in &steps.rebaseline {
+        db.rebaseline(*v, sum).map_err(fail)?;
+        report.warn(&format!(
+            "version {v}: recorded checksum re-baselined to {sum} (--accept-changed)"
+        ));
+        summary.row([
+            v.to_string(),
+            String::new(),
+            String::new(),
+            "re-baselined".into(),
+        ]);
+    }
+    let mut version = applied.last().map(|r| r.version);
+    let mut failure = None;
+    for (m, f) in &steps.steps {
+        let book = if steps.direction == "down" {
+            Bookkeeping::Delete { version: m.version }
+        } else {
+            Bookkeeping::Insert {
+                version: m.version,
+                name: m.name.clone(),
+                checksum: f.checksum.clone(),
+                applied_by: actor(),
+                release: env_vars::get(env_vars::GITHUB_SHA),
+            }
+        };
+        report.info(&format!(
+            "{} {}{}",
+            if steps.direction == "down" {
+                "reverting"
+            } else {
+                "applying"
+            },
+            f.file,
+            if f.no_transaction {
+                " (no transaction: statements run one by one, then recorded)"
+            } else {
+                ""
+            }
+        ));
+        match db.run(f, &book) {
+            Ok(ms) => {
+                summary.row([
+                    m.version.to_string(),
+                    m.name.clone(),
+                    format!("{ms} ms"),
+                    "ok".into(),
+                ]);
+                version = if steps.direction == "down" {
+                    applied
+                        .iter()
+                        .map(|r| r.version)
+                        .filter(|v| *v < m.version)
+                        .max()
+                } else {
+                    Some(m.version)
+                };
+            }
+            Err(e) => {
+                summary.row([
+                    m.version.to_string(),
+                    m.name.clone(),
+                    String::new(),
+                    "failed".into(),
+                ]);
+                let (statement, message) = match &e {
+                    DbError::Statement { statement, message } => {
+                        (statement.clone(), message.clone())
+                    }
+                    other => (None, other.to_string()),
+                };
+                let rolled = if f.no_transaction {
+                    "it ran without a transaction: statements before the failing one stay applied, and it is not recorded"
+                } else {
+                    "it was rolled back whole; earlier migrations stay applied"
+                };
+                let mut msg = format!("{}/{} failed; {rolled}\n", dir.display(), f.file);
+                if let Some(s) = statement {
+                    msg.push_str(&format!("  statement: {s}\n"));
+                }
+                msg.push_str(&format!("  database: {message}"));
+                failure = Some(msg);
+                break;
+            }
+        }
+    }
+    for (m, _) in steps
+        .steps
+        .iter()
+        .skip(summary.rows.len() - steps.rebaseline.len())
+    {
+        summary.row([
+            m.version.to_string(),
+            m.name.clone(),
+            String::new(),
+            "not run".into(),
+        ]);
+    }
+    summary.note(format!("Database version: {}", version_text(version)));
+    report.summary(&summary);
+    report.output("migration-version", &version_text(version));
+    let result = if failure.is_some() { "failed" } else { "ok" };
+    if report.json() {
+        report.json_document(&serde_json::json!({
+            "env": env.name,
+            "direction": steps.direction,
+            "plan_hash": approved_hash,
+            "result": result,
+            "version": version_text(version),
+            "migrations": summary.rows.iter().map(|r| serde_json::json!({
+                "version": r[0], "name": r[1], "duration": r[2], "result": r[3],
+            })).collect::<Vec<_>>(),
+            "backup": backup_path.as_ref().map(|p| p.display().to_string()),
+            "approval": approval,
+        }));
+    }
+    audit(
+        opts,
+        env,
+        stage,
+        result,
+        approval,
+        backup_path.as_deref(),
+        failure.as_deref(),
+    );
+    match failure {
+        Some(msg) => Err(Error::StageFailed(msg)),
+        None => Ok(()),
+    }
+}
+
+fn status(ctx: &Ctx, env: &Environment, files: &[Migration], applied: &[AppliedRow]) -> Result<()> {
+    let entries: Vec<Entry> = migrate::compare(files, applied);
+    let mut summary = Summary::new(
+        format!("migrate status ({})", env.name),
+        &["version", "name", "status", "applied at"],
+    );
+    for e in &entries {
+        let at = applied
+            .iter()
+            .find(|r| r.version == e.version)
+            .map(|r| r.applied_at.clone())
+            .unwrap_or_default();
+        let status = match &e.status {
+            Status::Changed { recorded, current } => format!(
+                "changed (recorded {}…, file {}…)",
+                &recorded[..12.min(recorded.len())],
+                &current[..12.min(current.len())]
+            ),
+            s => s.label().to_string(),
+        };
+        summary.row([e.version.to_string(), e.name.clone(), status, at]);
+    }
+    let version = version_text(applied.last().map(|r| r.version));
+    summary.note(format!("Database version: {version}"));
+    ctx.report.summary(&summary);
+    if ctx.report.json() {
+        ctx.report.json_document(&serde_json::json!({
+            "env": env.name,
+            "version": version,
+            "migrations": entries.iter().map(|e| serde_json::json!({
+                "version": e.version, "name": e.name, "file": e.file, "status": e.status.label(),
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    ctx.report.output("migration-version", &version);
+    Ok(())
+}
+
+/// Writes and verifies a backup, then prunes old ones. Any failure stops the migration.
+fn backup(
+    opts: &Options,
+    env: &Environment,
+    db: &mut dyn Database,
+    version: Option<u64>,
+) -> Result<PathBuf> {
+    let dir = opts
+        .backup_dir
+        .clone()
+        .unwrap_or_else(|| opts.workdir.join(".deploy-action/backups").join(&env.name));
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        Error::StageFailed(format!(
+            "backup failed: cannot create {}: {e}",
+            dir.display()
+        ))
+    })?;
+    let stamp = crate::db::now_rfc3339().replace([':', '-'], "");
+    let ext = db.backup_extension();
+    let mut path = dir.join(format!(
+        "{}-{stamp}-v{}.{ext}",
+        env.name,
+        version_text(version)
+    ));
+    let mut n = 1;
+    while path.exists() {
+        n += 1;
+        path = dir.join(format!(
+            "{}-{stamp}-v{}-{n}.{ext}",
+            env.name,
+            version_text(version)
+        ));
+    }
+    if let Err(e) = db.backup(&path) {
+        let _ = std::fs::remove_file(&path);
+        return Err(Error::StageFailed(format!("{e}; nothing was migrated")));
+    }
+    prune_backups(&dir, &env.name, ext, KEEP_BACKUPS);
+    Ok(path)
+}
+
+/// Keeps the newest `keep` backups of `env` in `dir` (names sort by time).
+pub fn prune_backups(dir: &Path, env: &str, ext: &str, keep: usize) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut names: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("{env}-")) && n.ends_with(&format!(".{ext}")))
+        .collect();
+    names.sort();
+    let extra = names.len().saturating_sub(keep);
+    for n in names.into_iter().take(extra) {
+        let _ = std::fs::remove_file(dir.join(n));
+    }
+}
+
+/// Appends one line to `.deploy-action/audit/<env>.log` in the working directory.
+fn audit(
+    opts: &Options,
+    env: &Environment,
+    action: &str,
+    result: &str,
+    approval: Option<&Approval>,
+    backup: Option<&Path>,
+    detail: Option<&str>,
+) {
+    let entry = crate::state::AuditEntry {
+        time: crate::db::now_rfc3339(),
+        actor: actor(),
+        run_url: run_url(),
+        action: action.to_string(),
+        env: env.name.clone(),
+        release: None,
+        services: vec![crate::manifest::MIGRATIONS_UNIT.to_string()],
+        result: result.to_string(),
+        detail: Some(
+            serde_json::json!({
+                "approval": approval,
+                "backup": backup.map(|p| p.display().to_string()),
+                "message": detail,
+            })
+            .to_string(),
+        ),
+    };
+    let dir = opts.workdir.join(".deploy-action/audit");
+    let line = serde_json::to_string(&entry).unwrap_or_default();
+    let _ = std::fs::create_dir_all(&dir).and_then(|()| {
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("{}.log", env.name)))
+            .and_then(|mut f| writeln!(f, "{line}"))
+    });
+}

@@ -1,0 +1,9 @@
+//! `test`: the `test:` commands of the affected services, run like `build` (see `build.rs`).
+
+use super::Ctx;
+use crate::cli::BuildArgs;
+use crate::error::Result;
+
+pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
+    super::build::run_stage(ctx, "test", crate::plan::test::plan, args)
+}

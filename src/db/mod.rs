@@ -1,0 +1,148 @@
+//! Database drivers for `migrate`: the only layer that opens database connections.
+//!
+//! [`Database`] is what `commands/migrate.rs` needs: read the tracking table, take and release the
+//! migration lock, run one migration together with its bookkeeping, and write a verified backup.
+//! `sqlite.rs` (rusqlite, embedded), `postgres.rs` (rust-postgres, sync), `compose.rs` (psql inside a
+//! compose service on the environment's host, through an [`Executor`](crate::exec::Executor)).
+//! Deciding what to run is `migrate/`'s business, not this layer's.
+
+pub mod compose;
+pub mod postgres;
+pub mod sqlite;
+
+use crate::migrate::{AppliedRow, SqlFile};
+use std::path::Path;
+use std::time::Duration;
+
+/// What a driver reports when something goes wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    /// A migration's statement failed; its transaction was rolled back.
+    #[error("{message}")]
+    Statement {
+        statement: Option<String>,
+        message: String,
+    },
+    /// The migration lock stayed held by someone else for the whole wait.
+    #[error("the migration lock is held by another run (waited {waited:?}){}", holder.as_ref().map(|h| format!(": {h}")).unwrap_or_default())]
+    LockTimeout {
+        waited: Duration,
+        holder: Option<String>,
+    },
+    #[error("backup failed: {0}")]
+    Backup(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What to record together with a migration, in the same transaction.
+#[derive(Clone, Debug)]
+pub enum Bookkeeping {
+    /// An up migration: insert its row.
+    Insert {
+        version: u64,
+        name: String,
+        checksum: String,
+        applied_by: String,
+        release: Option<String>,
+    },
+    /// A down migration: delete the row of its version.
+    Delete { version: u64 },
+}
+
+impl Bookkeeping {
+    pub fn version(&self) -> u64 {
+        match self {
+            Bookkeeping::Insert { version, .. } | Bookkeeping::Delete { version } => *version,
+        }
+    }
+}
+
+/// One database, as `migrate` uses it.
+pub trait Database {
+    /// `sqlite app.db`, `postgres app@127.0.0.1:5432/app`: never the password.
+    fn describe(&self) -> String;
+
+    /// The rows of the tracking table in version order; empty when the table does not exist yet.
+    fn applied(&mut self) -> Result<Vec<AppliedRow>, DbError>;
+
+    /// Creates the tracking table if missing.
+    fn ensure_table(&mut self) -> Result<(), DbError>;
+
+    /// Takes the migration lock, retrying for at most `wait`; [`DbError::LockTimeout`] after that.
+    fn lock(&mut self, wait: Duration) -> Result<(), DbError>;
+
+    /// Releases the lock (also done on drop).
+    fn unlock(&mut self) -> Result<(), DbError>;
+
+    /// Runs `file` and `book` in one transaction (for a no-transaction file: runs the statements
+    /// one by one, then records). Returns the duration in milliseconds.
+    fn run(&mut self, file: &SqlFile, book: &Bookkeeping) -> Result<u64, DbError>;
+
+    /// Sets the recorded checksum of `version` (`--accept-changed`).
+    fn rebaseline(&mut self, version: u64, checksum: &str) -> Result<(), DbError>;
+
+    /// Writes a backup of the whole database to `dest` and verifies it.
+    fn backup(&mut self, dest: &Path) -> Result<(), DbError>;
+
+    /// The extension of backup files (`sqlite3`, `dump`).
+    fn backup_extension(&self) -> &'static str;
+}
+
+/// The DDL of the tracking table (portable between PostgreSQL and SQLite).
+pub fn create_table_sql() -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {t} (
+    version BIGINT PRIMARY KEY,
+    name TEXT NOT NULL,
+    checksum TEXT NOT NULL,
+    applied_at TEXT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    applied_by TEXT NOT NULL,
+    release TEXT
+)",
+        t = crate::migrate::TABLE
+    )
+}
+
+/// The current UTC time as RFC 3339 (seconds).
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    rfc3339(secs)
+}
+
+/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (civil-from-days, proleptic Gregorian).
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_709_210_096), "2024-02-29T12:34:56Z");
+    }
+}

@@ -1,0 +1,389 @@
+//! PostgreSQL through the synchronous `postgres` crate (rust-postgres), no TLS.
+//!
+//! The lock is a session advisory lock taken by a `pg_try_advisory_lock` retry loop on a dedicated
+//! connection: never a blocking `pg_advisory_lock`, which deadlocks against CREATE INDEX
+//! CONCURRENTLY (reference/migrations.md §1.4). It is released by `unlock`, on drop, and by the
+//! server when the connection closes. Each migration runs with its row in one transaction; a
+//! no-transaction file runs statement by statement, then its row is recorded. Backups are
+//! `pg_dump -Fc` run on this machine and verified with `pg_restore -l` and `pg_restore -f /dev/null`.
+
+use super::{Bookkeeping, Database, DbError, create_table_sql, now_rfc3339};
+use crate::cmd::{Cmd, Secret};
+use crate::exec::{Executor, local::LocalExecutor};
+use crate::migrate::{AppliedRow, SqlFile, TABLE, split_statements, statement_at};
+use postgres::{Client, Config, NoTls};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+/// The advisory lock key: the first 8 bytes of sha256("deploy_action_migrations"), scoped by the
+/// server to the current database.
+pub fn lock_key() -> i64 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(TABLE.as_bytes());
+    i64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
+}
+
+pub struct PgDatabase {
+    url: Secret,
+    config: Config,
+    client: Client,
+    lock_conn: Option<Client>,
+    label: String,
+    /// The directory of pg_dump/pg_restore (DEPLOY_PG_BIN), else PATH.
+    bin_dir: Option<String>,
+    application_name: String,
+}
+
+/// The password in a PostgreSQL URL, to register with the masker before anything prints.
+pub fn url_password(url: &str) -> Option<String> {
+    Config::from_str(url).ok().and_then(|c| {
+        c.get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+    })
+}
+
+fn label_of(config: &Config) -> String {
+    let user = config.get_user().unwrap_or("?");
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            postgres::config::Host::Tcp(h) => h.clone(),
+            postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config.get_dbname().unwrap_or(user);
+    format!("{user}@{host}:{port}/{db}")
+}
+
+impl PgDatabase {
+    /// Connects to `url` (`postgres://user:pass@host:port/db`, or `?host=/socket/dir`).
+    pub fn connect(url: &str, application_name: &str) -> Result<PgDatabase, DbError> {
+        let mut config = Config::from_str(url)
+            .map_err(|e| DbError::Connect(format!("the database URL is not valid: {e}")))?;
+        config.application_name(application_name);
+        config.connect_timeout(Duration::from_secs(15));
+        let label = label_of(&config);
+        let client = config
+            .connect(NoTls)
+            .map_err(|e| DbError::Connect(format!("{label}: {}", pg_message(&e))))?;
+        Ok(PgDatabase {
+            url: Secret::new(url),
+            config,
+            client,
+            lock_conn: None,
+            label,
+            bin_dir: crate::env_vars::get(crate::env_vars::DEPLOY_PG_BIN),
+            application_name: application_name.to_string(),
+        })
+    }
+
+    fn tool(&self, name: &str) -> String {
+        match &self.bin_dir {
+            Some(d) => format!("{}/{name}", d.trim_end_matches('/')),
+            None => name.to_string(),
+        }
+    }
+
+    fn other(e: postgres::Error) -> DbError {
+        DbError::Other(pg_message(&e))
+    }
+
+    fn lock_holder(&mut self) -> Option<String> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT a.application_name, a.pid, a.client_addr::text, a.backend_start::text
+                   FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                  WHERE l.locktype = 'advisory' AND l.granted
+                    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                    AND l.classid = (($1::bigint >> 32) & 4294967295)::oid
+                    AND l.objid = ($1::bigint & 4294967295)::oid
+                  LIMIT 1",
+                &[&lock_key()],
+            )
+            .ok()??;
+        let app: Option<String> = row.get(0);
+        let pid: i32 = row.get(1);
+        let addr: Option<String> = row.get(2);
+        let since: Option<String> = row.get(3);
+        Some(format!(
+            "held by `{}` (pid {pid}{}{})",
+            app.unwrap_or_default(),
+            addr.map(|a| format!(", from {a}")).unwrap_or_default(),
+            since
+                .map(|s| format!(", connected since {s}"))
+                .unwrap_or_default()
+        ))
+    }
+
+    fn statement_error(e: &postgres::Error, sql: &str, single: Option<&str>) -> DbError {
+        let statement = match (single, e.as_db_error().and_then(|d| d.position())) {
+            (Some(s), _) => Some(s.to_string()),
+            (None, Some(postgres::error::ErrorPosition::Original(p))) => {
+                statement_at(sql, *p as usize)
+            }
+            _ => None,
+        };
+        DbError::Statement {
+            statement,
+            message: pg_message(e),
+        }
+    }
+
+    /// A runtime error carries no position: replay the statements one by one in a transaction
+    /// that is always rolled back, and name the first that fails with the same SQLSTATE.
+    fn replay_to_find(&mut self, sql: &str, original: &postgres::Error) -> Option<String> {
+        let code = original.code()?.clone();
+        let mut tx = self.client.transaction().ok()?;
+        for (_, stmt) in split_statements(sql) {
+            if let Err(e) = tx.batch_execute(&stmt) {
+                return (e.code() == Some(&code)).then_some(stmt);
+            }
+        }
+        None
+    }
+
+    fn record(
+        client: &mut impl postgres::GenericClient,
+        book: &Bookkeeping,
+        ms: u64,
+    ) -> Result<(), postgres::Error> {
+        match book {
+            Bookkeeping::Insert {
+                version,
+                name,
+                checksum,
+                applied_by,
+                release,
+            } => client.execute(
+                &format!(
+                    "INSERT INTO {TABLE} (version, name, checksum, applied_at, duration_ms, applied_by, release) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                ),
+                &[
+                    &(*version as i64),
+                    name,
+                    checksum,
+                    &now_rfc3339(),
+                    &(ms as i64),
+                    applied_by,
+                    release,
+                ],
+            ),
+            Bookkeeping::Delete { version } => client.execute(
+                &format!("DELETE FROM {TABLE} WHERE version = $1"),
+                &[&(*version as i64)],
+            ),
+        }
+        .map(|_| ())
+    }
+}
+
+/// The server's message with its SQLSTATE, detail and hint; else the client error.
+pub fn pg_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => {
+            let mut s = format!(
+                "{}: {} (SQLSTATE {})",
+                d.severity(),
+                d.message(),
+                d.code().code()
+            );
+            if let Some(detail) = d.detail() {
+                s.push_str(&format!("\nDETAIL: {detail}"));
+            }
+            if let Some(hint) = d.hint() {
+                s.push_str(&format!("\nHINT: {hint}"));
+            }
+            s
+        }
+        None => {
+            let mut s = e.to_string();
+            let mut src = std::error::Error::source(e);
+            while let Some(cause) = src {
+                s.push_str(&format!(": {cause}"));
+                src = cause.source();
+            }
+            s
+        }
+    }
+}
+
+impl Database for PgDatabase {
+    fn describe(&self) -> String {
+        format!("postgres {}", self.label)
+    }
+
+    fn applied(&mut self) -> Result<Vec<AppliedRow>, DbError> {
+        let exists: bool = self
+            .client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&TABLE])
+            .map_err(Self::other)?
+            .get(0);
+        if !exists {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT version, name, checksum, applied_at, duration_ms, applied_by, release FROM {TABLE} ORDER BY version"
+                ),
+                &[],
+            )
+            .map_err(Self::other)?;
+        Ok(rows
+            .iter()
+            .map(|r| AppliedRow {
+                version: r.get::<_, i64>(0) as u64,
+                name: r.get(1),
+                checksum: r.get(2),
+                applied_at: r.get(3),
+                duration_ms: r.get(4),
+                applied_by: r.get(5),
+                release: r.get(6),
+            })
+            .collect())
+    }
+
+    fn ensure_table(&mut self) -> Result<(), DbError> {
+        // IF NOT EXISTS still races on the catalog between two first runs; the lock is held here.
+        self.client
+            .batch_execute(&create_table_sql())
+            .map_err(Self::other)
+    }
+
+    fn lock(&mut self, wait: Duration) -> Result<(), DbError> {
+        let mut config = self.config.clone();
+        config.application_name(&format!("{} (lock)", self.application_name));
+        let mut conn = config
+            .connect(NoTls)
+            .map_err(|e| DbError::Connect(format!("{}: {}", self.label, pg_message(&e))))?;
+        let started = Instant::now();
+        loop {
+            let got: bool = conn
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&lock_key()])
+                .map_err(Self::other)?
+                .get(0);
+            if got {
+                self.lock_conn = Some(conn);
+                return Ok(());
+            }
+            if started.elapsed() >= wait {
+                return Err(DbError::LockTimeout {
+                    waited: started.elapsed(),
+                    holder: self.lock_holder(),
+                });
+            }
+            let left = wait.saturating_sub(started.elapsed());
+            std::thread::sleep(left.min(Duration::from_millis(200)));
+        }
+    }
+
+    fn unlock(&mut self) -> Result<(), DbError> {
+        if let Some(mut conn) = self.lock_conn.take() {
+            conn.query_one("SELECT pg_advisory_unlock($1)", &[&lock_key()])
+                .map_err(Self::other)?;
+            let _ = conn.close();
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, file: &SqlFile, book: &Bookkeeping) -> Result<u64, DbError> {
+        let started = Instant::now();
+        if file.no_transaction {
+            for (_, stmt) in split_statements(&file.sql) {
+                self.client
+                    .batch_execute(&stmt)
+                    .map_err(|e| Self::statement_error(&e, &file.sql, Some(&stmt)))?;
+            }
+            let ms = started.elapsed().as_millis() as u64;
+            Self::record(&mut self.client, book, ms).map_err(Self::other)?;
+            return Ok(ms);
+        }
+        let mut tx = self.client.transaction().map_err(Self::other)?;
+        if let Err(e) = tx.batch_execute(&file.sql) {
+            drop(tx);
+            let mut err = Self::statement_error(&e, &file.sql, None);
+            if let DbError::Statement {
+                statement: s @ None,
+                ..
+            } = &mut err
+            {
+                *s = self.replay_to_find(&file.sql, &e);
+            }
+            return Err(err);
+        }
+        let ms = started.elapsed().as_millis() as u64;
+        Self::record(&mut tx, book, ms).map_err(Self::other)?;
+        tx.commit().map_err(Self::other)?;
+        Ok(ms)
+    }
+
+    fn rebaseline(&mut self, version: u64, checksum: &str) -> Result<(), DbError> {
+        self.client
+            .execute(
+                &format!("UPDATE {TABLE} SET checksum = $1 WHERE version = $2"),
+                &[&checksum, &(version as i64)],
+            )
+            .map(|_| ())
+            .map_err(Self::other)
+    }
+
+    fn backup(&mut self, dest: &Path) -> Result<(), DbError> {
+        let dest_s = dest.display().to_string();
+        let mut exec = LocalExecutor;
+        let run = |exec: &mut LocalExecutor, cmd: Cmd, what: &str| -> Result<String, DbError> {
+            let out = exec
+                .capture(&cmd)
+                .map_err(|e| DbError::Backup(format!("{what}: {e}")))?;
+            if !out.success() {
+                return Err(DbError::Backup(format!(
+                    "{what} exited with {}: {}",
+                    out.status,
+                    out.stderr_tail(5)
+                )));
+            }
+            Ok(out.stdout_str())
+        };
+        let dump = Cmd::new(self.tool("pg_dump"))
+            .args(["-Fc", "--no-password", "-f", &dest_s])
+            .arg("--dbname")
+            .secret(self.url.clone());
+        run(&mut exec, dump, "pg_dump")?;
+        verify_dump(&mut exec, &self.tool("pg_restore"), &dest_s)
+    }
+
+    fn backup_extension(&self) -> &'static str {
+        "dump"
+    }
+}
+
+/// Verifies a custom-format dump: `pg_restore -l` lists a table of contents and
+/// `pg_restore -f /dev/null` reads every entry.
+pub fn verify_dump(exec: &mut dyn Executor, pg_restore: &str, path: &str) -> Result<(), DbError> {
+    for (args, what) in [
+        (vec!["-l", path], "pg_restore -l"),
+        (vec!["-f", "/dev/null", path], "pg_restore -f /dev/null"),
+    ] {
+        let out = exec
+            .capture(&Cmd::new(pg_restore).args(args))
+            .map_err(|e| DbError::Backup(format!("{what}: {e}")))?;
+        if !out.success() {
+            return Err(DbError::Backup(format!(
+                "verification of {path} failed ({what} exited with {}): {}",
+                out.status,
+                out.stderr_tail(5)
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let _ = self.unlock();
+    }
+}

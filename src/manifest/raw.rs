@@ -1,0 +1,621 @@
+//! YAML text → a small tree ([`Node`]) in which every node keeps its [`Span`] (byte offset, length,
+//! 1-based line and column). Built on the `saphyr-parser` event API, so that every key and every
+//! value has a location, not only the ones a deserializer chooses to report.
+//!
+//! Resource limits: the text is at most [`MAX_BYTES`]; nesting is at most [`MAX_DEPTH`]; anchors and
+//! aliases are supported, but alias expansion may add at most [`MAX_ALIAS_NODES`] nodes. Duplicate keys,
+//! tabs used for indentation and several documents in one file are rejected here.
+//!
+//! Stays out of: what the keys mean (that is `validate.rs`). Pure: no I/O.
+
+use super::ManifestError;
+use crate::diag::Span;
+use saphyr_parser::{Event, Parser, ScalarStyle, ScanError};
+use std::collections::HashMap;
+
+/// The largest manifest accepted (1 MiB).
+pub const MAX_BYTES: usize = 1024 * 1024;
+/// The deepest nesting of mappings and lists accepted.
+pub const MAX_DEPTH: usize = 32;
+/// The most nodes that alias expansion (`*name`) may add in total.
+pub const MAX_ALIAS_NODES: usize = 10_000;
+
+/// One YAML node with its place in the source.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub kind: Kind,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Kind {
+    /// A scalar; `quoted` is true for quoted and block scalars (always strings) and for `!!str`.
+    Scalar {
+        value: String,
+        quoted: bool,
+    },
+    Seq(Vec<Node>),
+    /// Keys in source order; keys are unique (duplicates are rejected while parsing).
+    Map(Vec<(Node, Node)>),
+}
+
+/// What a scalar is under the YAML 1.2 core schema, for type checks and messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScalarType {
+    Null,
+    Bool,
+    Int,
+    Float,
+    String,
+}
+
+impl Node {
+    /// The YAML type of this node in words, for "expected X, found Y".
+    pub fn describe(&self) -> &'static str {
+        match &self.kind {
+            Kind::Seq(_) => "a list",
+            Kind::Map(_) => "a mapping",
+            Kind::Scalar { .. } => match self.scalar_type() {
+                Some(ScalarType::Null) => "nothing (null)",
+                Some(ScalarType::Bool) => "a boolean",
+                Some(ScalarType::Int) | Some(ScalarType::Float) => "a number",
+                _ => "a string",
+            },
+        }
+    }
+
+    /// The core-schema type of a scalar (None for lists and mappings).
+    pub fn scalar_type(&self) -> Option<ScalarType> {
+        let Kind::Scalar { value, quoted } = &self.kind else {
+            return None;
+        };
+        if *quoted {
+            return Some(ScalarType::String);
+        }
+        Some(scalar_type(value))
+    }
+
+    /// The text of a scalar that is a string (not null, bool or number).
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Scalar { value, .. } if self.scalar_type() == Some(ScalarType::String) => {
+                Some(value)
+            }
+            _ => None,
+        }
+    }
+
+    /// The raw text of any scalar.
+    pub fn scalar_text(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Scalar { value, .. } => Some(value),
+            _ => None,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        self.scalar_type() == Some(ScalarType::Null)
+    }
+
+    fn count(&self) -> usize {
+        match &self.kind {
+            Kind::Scalar { .. } => 1,
+            Kind::Seq(v) => 1 + v.iter().map(Node::count).sum::<usize>(),
+            Kind::Map(v) => 1 + v.iter().map(|(k, v)| k.count() + v.count()).sum::<usize>(),
+        }
+    }
+
+    fn depth(&self) -> usize {
+        match &self.kind {
+            Kind::Scalar { .. } => 0,
+            Kind::Seq(v) => 1 + v.iter().map(Node::depth).max().unwrap_or(0),
+            Kind::Map(v) => {
+                1 + v
+                    .iter()
+                    .map(|(k, v)| k.depth().max(v.depth()))
+                    .max()
+                    .unwrap_or(0)
+            }
+        }
+    }
+}
+
+/// YAML 1.2 core schema resolution of a plain scalar.
+pub fn scalar_type(v: &str) -> ScalarType {
+    match v {
+        "" | "~" | "null" | "Null" | "NULL" => return ScalarType::Null,
+        "true" | "True" | "TRUE" | "false" | "False" | "FALSE" => return ScalarType::Bool,
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" | "-.inf" | "-.Inf" | "-.INF"
+        | ".nan" | ".NaN" | ".NAN" => return ScalarType::Float,
+        _ => {}
+    }
+    let digits = v.strip_prefix(['-', '+']).unwrap_or(v);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return ScalarType::Int;
+    }
+    if let Some(h) = v.strip_prefix("0x") {
+        if !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return ScalarType::Int;
+        }
+    }
+    if let Some(o) = v.strip_prefix("0o") {
+        if !o.is_empty() && o.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+            return ScalarType::Int;
+        }
+    }
+    // [-+]? ( \. [0-9]+ | [0-9]+ ( \. [0-9]* )? ) ( [eE] [-+]? [0-9]+ )?
+    let (mant, exp) = match digits.find(['e', 'E']) {
+        Some(i) => (&digits[..i], Some(&digits[i + 1..])),
+        None => (digits, None),
+    };
+    let mant_ok =
+        match mant.split_once('.') {
+            Some((a, b)) => {
+                (!a.is_empty() || !b.is_empty())
+                    && a.bytes().all(|c| c.is_ascii_digit())
+                    && b.bytes().all(|c| c.is_ascii_digit())
+            }
+            None => false,
+        } || (!mant.is_empty() && mant.bytes().all(|c| c.is_ascii_digit()) && exp.is_some());
+    let exp_ok = exp.is_none_or(|e| {
+        let e = e.strip_prefix(['-', '+']).unwrap_or(e);
+        !e.is_empty() && e.bytes().all(|c| c.is_ascii_digit())
+    });
+    if mant_ok && exp_ok {
+        return ScalarType::Float;
+    }
+    ScalarType::String
+}
+
+/// Maps saphyr's character positions to byte offsets.
+struct Locator<'a> {
+    text: &'a str,
+    /// Byte offset of the start of each line (0-based line index).
+    line_starts: Vec<usize>,
+}
+
+impl<'a> Locator<'a> {
+    fn new(text: &'a str) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Locator { text, line_starts }
+    }
+
+    /// Byte offset of a 1-based line and 0-based character column (clamped to the text).
+    fn byte(&self, line: usize, col: usize) -> usize {
+        let Some(&start) = self.line_starts.get(line.saturating_sub(1)) else {
+            return self.text.len();
+        };
+        let rest = &self.text[start..];
+        rest.char_indices()
+            .nth(col)
+            .map_or(self.text.len(), |(i, _)| start + i)
+    }
+
+    fn point(&self, m: &saphyr_parser::Marker) -> Span {
+        Span {
+            offset: self.byte(m.line(), m.col()),
+            len: 0,
+            line: m.line().max(1) as u32,
+            col: m.col() as u32 + 1,
+        }
+    }
+
+    fn span(&self, s: &saphyr_parser::Span) -> Span {
+        let mut sp = self.point(&s.start);
+        let end = self.byte(s.end.line(), s.end.col());
+        sp.len = end.saturating_sub(sp.offset);
+        // Never let a span run past the end of its first line: excerpts show one line.
+        let line_end = self.text[sp.offset.min(self.text.len())..]
+            .find('\n')
+            .map_or(self.text.len(), |i| sp.offset + i);
+        sp.len = sp.len.min(line_end.saturating_sub(sp.offset));
+        sp
+    }
+
+    /// A span from a 1-based line and 1-based character column.
+    fn at(&self, line: usize, col1: usize, len: usize) -> Span {
+        Span {
+            offset: self.byte(line, col1.saturating_sub(1)),
+            len,
+            line: line as u32,
+            col: col1 as u32,
+        }
+    }
+}
+
+enum Frame {
+    Seq {
+        span: Span,
+        anchor: usize,
+        items: Vec<Node>,
+    },
+    Map {
+        span: Span,
+        anchor: usize,
+        entries: Vec<(Node, Node)>,
+        pending_key: Option<Node>,
+        seen: HashMap<String, Span>,
+    },
+}
+
+fn err(span: Span, message: impl Into<String>, help: Option<String>) -> ManifestError {
+    ManifestError {
+        message: message.into(),
+        span: Some(span),
+        help,
+        source: None,
+    }
+}
+
+/// Parses one YAML document into a [`Node`]. The error has no source attached (the caller adds it).
+pub fn parse(text: &str) -> Result<Node, ManifestError> {
+    if text.len() > MAX_BYTES {
+        return Err(ManifestError {
+            message: format!(
+                "the manifest is {} bytes; the limit is {} bytes (1 MiB)",
+                text.len(),
+                MAX_BYTES
+            ),
+            span: None,
+            help: None,
+            source: None,
+        });
+    }
+    let loc = Locator::new(text);
+    match build(text, &loc) {
+        Ok(node) => Ok(node),
+        Err(Failure::Scan(e)) => Err(scan_error(text, &loc, &e)),
+        Err(Failure::Manifest(e)) => Err(e),
+    }
+}
+
+enum Failure {
+    Scan(ScanError),
+    Manifest(ManifestError),
+}
+
+impl From<ManifestError> for Failure {
+    fn from(e: ManifestError) -> Self {
+        Failure::Manifest(e)
+    }
+}
+
+/// Turns a YAML syntax error into a manifest error, recognising tabs used for indentation.
+fn scan_error(text: &str, loc: &Locator, e: &ScanError) -> ManifestError {
+    let m = e.marker();
+    let line = m.line().max(1);
+    // A tab in the indentation of any line up to the error is almost always the cause.
+    for (i, l) in text.lines().enumerate().take(line + 1) {
+        let indent: &str = &l[..l.len() - l.trim_start_matches([' ', '\t']).len()];
+        if let Some(col) = indent.find('\t') {
+            if l.trim().is_empty() {
+                continue;
+            }
+            return err(
+                loc.at(i + 1, col + 1, 1),
+                "a tab is used for indentation; YAML allows only spaces there",
+                Some("replace the tab with spaces".into()),
+            );
+        }
+    }
+    let mut info = e.info().to_string();
+    if let Some(first) = info.get(..1) {
+        info = first.to_lowercase() + &info[1..];
+    }
+    let mut span = loc.point(m);
+    // At the end of the input, point just after the last character instead of at an empty line.
+    if text[span.offset.min(text.len())..].trim().is_empty() {
+        let body = text.trim_end();
+        let last = body.lines().count().max(1);
+        let last_line = body.lines().last().unwrap_or_default();
+        span = loc.at(last, last_line.chars().count() + 1, 0);
+        info.push_str(" (the file ends here)");
+    }
+    err(span, format!("YAML syntax error: {info}"), None)
+}
+
+fn build(text: &str, loc: &Locator) -> Result<Node, Failure> {
+    let mut parser = Parser::new_from_str(text);
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    let mut alias_budget = MAX_ALIAS_NODES;
+    let mut root: Option<Node> = None;
+    let mut documents = 0usize;
+
+    while let Some(ev) = parser.next_event() {
+        let (event, sspan) = ev.map_err(Failure::Scan)?;
+        let span = loc.span(&sspan);
+        let complete: Option<(Node, usize)> = match event {
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => None,
+            Event::DocumentStart(_) => {
+                documents += 1;
+                if documents > 1 {
+                    return Err(err(
+                        span,
+                        "a manifest holds one YAML document; found a second one",
+                        Some(
+                            "remove the `---` line and everything after it, or merge the documents"
+                                .into(),
+                        ),
+                    )
+                    .into());
+                }
+                None
+            }
+            Event::Scalar(value, style, anchor, tag) => {
+                let str_tag = tag
+                    .as_ref()
+                    .is_some_and(|t| t.is_yaml_core_schema() && t.suffix == "str");
+                let quoted = !matches!(style, ScalarStyle::Plain) || str_tag;
+                Some((
+                    Node {
+                        kind: Kind::Scalar {
+                            value: value.into_owned(),
+                            quoted,
+                        },
+                        span,
+                    },
+                    anchor,
+                ))
+            }
+            Event::SequenceStart(anchor, _) => {
+                push_frame(
+                    &mut stack,
+                    Frame::Seq {
+                        span,
+                        anchor,
+                        items: Vec::new(),
+                    },
+                    span,
+                )?;
+                None
+            }
+            Event::MappingStart(anchor, _) => {
+                push_frame(
+                    &mut stack,
+                    Frame::Map {
+                        span,
+                        anchor,
+                        entries: Vec::new(),
+                        pending_key: None,
+                        seen: HashMap::new(),
+                    },
+                    span,
+                )?;
+                None
+            }
+            Event::SequenceEnd => match stack.pop() {
+                Some(Frame::Seq {
+                    span,
+                    anchor,
+                    items,
+                }) => Some((
+                    Node {
+                        kind: Kind::Seq(items),
+                        span,
+                    },
+                    anchor,
+                )),
+                _ => return Err(err(span, "YAML syntax error: unbalanced list", None).into()),
+            },
+            Event::MappingEnd => match stack.pop() {
+                Some(Frame::Map {
+                    span,
+                    anchor,
+                    entries,
+                    ..
+                }) => Some((
+                    Node {
+                        kind: Kind::Map(entries),
+                        span,
+                    },
+                    anchor,
+                )),
+                _ => return Err(err(span, "YAML syntax error: unbalanced mapping", None).into()),
+            },
+            Event::Alias(id) => {
+                let Some(target) = anchors.get(&id) else {
+                    return Err(err(span, "this alias refers to an unknown anchor", None).into());
+                };
+                let n = target.count();
+                if n > alias_budget {
+                    return Err(err(
+                        span,
+                        format!("alias expansion exceeds the limit of {MAX_ALIAS_NODES} nodes"),
+                        Some("use fewer or smaller aliases (`*name`)".into()),
+                    )
+                    .into());
+                }
+                alias_budget -= n;
+                if stack.len() + target.depth() > MAX_DEPTH {
+                    return Err(too_deep(span).into());
+                }
+                let mut node = target.clone();
+                node.span = span;
+                Some((node, 0))
+            }
+        };
+        let Some((node, anchor)) = complete else {
+            continue;
+        };
+        if anchor != 0 {
+            anchors.insert(anchor, node.clone());
+        }
+        match stack.last_mut() {
+            None => {
+                if root.is_some() {
+                    return Err(err(node.span, "a manifest holds one YAML document", None).into());
+                }
+                root = Some(node);
+            }
+            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Map {
+                entries,
+                pending_key,
+                seen,
+                ..
+            }) => match pending_key.take() {
+                None => {
+                    let Some(name) = node.scalar_text() else {
+                        return Err(err(
+                            node.span,
+                            format!("a key must be a plain word, found {}", node.describe()),
+                            None,
+                        )
+                        .into());
+                    };
+                    if let Some(first) = seen.get(name) {
+                        return Err(err(
+                            node.span,
+                            format!(
+                                "duplicate key `{name}` (first defined on line {})",
+                                first.line
+                            ),
+                            Some("remove one of them or merge them".into()),
+                        )
+                        .into());
+                    }
+                    seen.insert(name.to_string(), node.span);
+                    *pending_key = Some(node);
+                }
+                Some(key) => entries.push((key, node)),
+            },
+        }
+    }
+    match root {
+        Some(r) => Ok(r),
+        None => Err(Failure::Manifest(ManifestError {
+            message: "the manifest is empty".into(),
+            span: Some(Span {
+                offset: 0,
+                len: 0,
+                line: 1,
+                col: 1,
+            }),
+            help: Some("start with `version: 1` and `project: NAME`".into()),
+            source: None,
+        })),
+    }
+}
+
+fn too_deep(span: Span) -> ManifestError {
+    err(
+        span,
+        format!("the manifest nests deeper than {MAX_DEPTH} levels"),
+        None,
+    )
+}
+
+fn push_frame(stack: &mut Vec<Frame>, frame: Frame, span: Span) -> Result<(), ManifestError> {
+    if stack.len() >= MAX_DEPTH {
+        return Err(too_deep(span));
+    }
+    stack.push(frame);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(n: &Node) -> &Vec<(Node, Node)> {
+        match &n.kind {
+            Kind::Map(m) => m,
+            other => panic!("not a map: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn spans_point_at_keys_and_values() {
+        let text = "version: 1\nproject: shop\nenvironments:\n  staging:\n    dir: /srv\n";
+        let root = parse(text).unwrap();
+        let m = map(&root);
+        assert_eq!(m[1].0.span.line, 2);
+        assert_eq!(m[1].0.span.col, 1);
+        assert_eq!(m[1].1.span.col, 10);
+        assert_eq!(&text[m[1].1.span.offset..][..m[1].1.span.len], "shop");
+        let envs = map(&m[2].1);
+        let staging = map(&envs[0].1);
+        assert_eq!(staging[0].0.span.line, 5);
+        assert_eq!(staging[0].0.span.col, 5);
+    }
+
+    #[test]
+    fn columns_count_characters_and_offsets_count_bytes() {
+        let text = "project: \"é\"\nkey: été\n";
+        let root = parse(text).unwrap();
+        let m = map(&root);
+        let v = &m[1].1;
+        assert_eq!(v.span.col, 6);
+        assert_eq!(&text[v.span.offset..][..v.span.len], "été");
+    }
+
+    #[test]
+    fn duplicate_key_points_at_the_second() {
+        let e = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
+        let s = e.span.unwrap();
+        assert_eq!((s.line, s.col), (3, 1));
+        assert!(
+            e.message.contains("first defined on line 1"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn tab_indentation_is_named() {
+        let e = parse("a:\n\tb: 1\n").unwrap_err();
+        let s = e.span.unwrap();
+        assert_eq!((s.line, s.col), (2, 1));
+        assert!(e.message.contains("tab"), "{}", e.message);
+    }
+
+    #[test]
+    fn scalar_types() {
+        assert_eq!(scalar_type("1"), ScalarType::Int);
+        assert_eq!(scalar_type("1.5"), ScalarType::Float);
+        assert_eq!(scalar_type("1e3"), ScalarType::Float);
+        assert_eq!(scalar_type("yes"), ScalarType::String);
+        assert_eq!(scalar_type("~"), ScalarType::Null);
+        assert_eq!(scalar_type("1h30m"), ScalarType::String);
+        assert_eq!(scalar_type("."), ScalarType::String);
+    }
+
+    #[test]
+    fn limits() {
+        let big = "a: ".to_string() + &"x".repeat(MAX_BYTES);
+        assert!(parse(&big).unwrap_err().message.contains("1 MiB"));
+        let deep = "[".repeat(40) + &"]".repeat(40);
+        assert!(parse(&deep).unwrap_err().message.contains("deeper"));
+        let mut laughs = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 0..8 {
+            let prev = if i == 0 {
+                "a".to_string()
+            } else {
+                format!("l{}", i - 1)
+            };
+            laughs.push_str(&format!(
+                "l{i}: &l{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+            ));
+        }
+        assert!(
+            parse(&laughs)
+                .unwrap_err()
+                .message
+                .contains("alias expansion")
+        );
+        let ok = parse("a: &x {k: v}\nb: *x\n").unwrap();
+        assert_eq!(map(&ok)[1].1.kind, map(&ok)[0].1.kind);
+    }
+
+    #[test]
+    fn second_document_rejected() {
+        assert!(
+            parse("a: 1\n---\nb: 2\n")
+                .unwrap_err()
+                .message
+                .contains("one YAML document")
+        );
+    }
+}

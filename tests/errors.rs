@@ -1,0 +1,253 @@
+//! Bad manifests through the real binary (`deploy-action check`): the exact rendered error on stderr,
+//! exit 2, the GitHub Actions annotation, and the valid full example.
+
+use crate::harness::Project;
+
+const HEAD: &str = "version: 1\nproject: shop\n";
+
+/// Runs `check` on `yaml` and returns stderr, asserting exit 2 and an empty stdout.
+fn check_fails(yaml: &str) -> String {
+    let p = Project::new();
+    p.manifest(yaml);
+    let out = p.run(&["check"]).go();
+    out.status(2);
+    assert_eq!(out.stdout, "", "stdout should be empty");
+    out.stderr
+}
+
+#[test]
+fn unknown_key_with_suggestion() {
+    let stderr = check_fails(&format!(
+        "{HEAD}environments:\n  staging:\n    hosts: [local]\n    dir: /srv/shop\n    compose_file: [compose.yml]\n"
+    ));
+    assert_eq!(
+        stderr,
+        "error: unknown key `compose_file` in environment `staging`
+  --> deploy.yml:7:5
+  |
+7 |     compose_file: [compose.yml]
+  |     ^^^^^^^^^^^^
+  = help: did you mean `compose_files`?
+"
+    );
+}
+
+#[test]
+fn tab_indentation() {
+    let stderr = check_fails(&format!(
+        "{HEAD}environments:\n  staging:\n\thosts: [local]\n"
+    ));
+    assert_eq!(
+        stderr,
+        "error: a tab is used for indentation; YAML allows only spaces there
+  --> deploy.yml:5:1
+  |
+5 |  hosts: [local]
+  | ^
+  = help: replace the tab with spaces
+"
+    );
+}
+
+#[test]
+fn duplicate_key() {
+    let stderr = check_fails(&format!(
+        "{HEAD}environments:\n  staging: {{}}\nservices:\n  api: {{}}\n  api: {{}}\n"
+    ));
+    assert_eq!(
+        stderr,
+        "error: duplicate key `api` (first defined on line 6)
+  --> deploy.yml:7:3
+  |
+7 |   api: {}
+  |   ^^^
+  = help: remove one of them or merge them
+"
+    );
+}
+
+#[test]
+fn wrong_type() {
+    let stderr = check_fails(&format!(
+        "{HEAD}environments:\n  staging: {{}}\nservices:\n  api:\n    paths: 42\n"
+    ));
+    assert_eq!(
+        stderr,
+        "error: `paths`: expected a list of strings, found a number
+  --> deploy.yml:7:12
+  |
+7 |     paths: 42
+  |            ^^
+"
+    );
+}
+
+#[test]
+fn invalid_host_shows_the_right_form() {
+    let stderr = check_fails(&format!(
+        "{HEAD}environments:\n  production:\n    hosts: [\"https://deploy@prod.example.com\"]\n    dir: /srv/shop\n"
+    ));
+    assert_eq!(
+        stderr,
+        "error: unsupported scheme `https://` in host `https://deploy@prod.example.com`; only ssh:// is supported
+  --> deploy.yml:5:13
+  |
+5 |     hosts: [\"https://deploy@prod.example.com\"]
+  |             ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+  = help: write `local` or `ssh://user@host[:port]`, e.g. ssh://deploy@staging.example.com:22 or ssh://deploy@[2001:db8::1]:2222
+"
+    );
+}
+
+#[test]
+fn promote_from_and_unknown_values_suggest() {
+    let stderr = check_fails(&format!(
+        "{HEAD}environments:\n  staging: {{}}\n  production:\n    promote_from: stagin\n"
+    ));
+    assert_eq!(
+        stderr,
+        "error: promote_from names environment `stagin`, which does not exist
+  --> deploy.yml:6:19
+  |
+6 |     promote_from: stagin
+  |                   ^^^^^^
+  = help: did you mean `staging`?
+"
+    );
+    let stderr = check_fails(&format!(
+        "{HEAD}environments:\n  staging: {{}}\nmigrations:\n  dir: migrations\n  engine: sqlit\n"
+    ));
+    assert!(stderr.starts_with("error: unknown engine `sqlit`; expected one of: postgres, sqlite\n  --> deploy.yml:7:11\n"), "{stderr}");
+    assert!(
+        stderr.ends_with("  = help: did you mean `sqlite`?\n"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn non_ascii_line_keeps_the_caret_aligned() {
+    let stderr = check_fails(&format!(
+        "{HEAD}environments:\n  staging: {{ url: \"https://é.example\", aproval: none }}\n"
+    ));
+    assert_eq!(
+        stderr,
+        "error: unknown key `aproval` in environment `staging`
+  --> deploy.yml:4:40
+  |
+4 |   staging: { url: \"https://é.example\", aproval: none }
+  |                                        ^^^^^^^
+  = help: did you mean `approval`?
+"
+    );
+}
+
+#[test]
+fn yaml_syntax_error() {
+    let stderr = check_fails(&format!(
+        "{HEAD}environments:\n  staging: {{ hosts: [local }}\n"
+    ));
+    assert!(stderr.starts_with("error: YAML syntax error: "), "{stderr}");
+    assert!(stderr.contains("  --> deploy.yml:4:"), "{stderr}");
+    assert!(
+        stderr.contains("4 |   staging: { hosts: [local }\n"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn github_actions_annotation() {
+    let p = Project::new();
+    p.manifest(&format!(
+        "{HEAD}environments:\n  staging:\n    hsots: [local]\n"
+    ));
+    let out = p.run(&["check"]).env("GITHUB_ACTIONS", "true").go();
+    out.status(2);
+    assert_eq!(
+        out.stdout,
+        "::error file=deploy.yml,line=5,col=5::unknown key `hsots` in environment `staging`\n"
+    );
+    out.stderr_has("  --> deploy.yml:5:5\n")
+        .stderr_has("= help: did you mean `hosts`?");
+}
+
+#[test]
+fn manifest_flag_names_the_file_in_errors() {
+    let p = Project::new();
+    p.file(
+        "ops/deploy.yml",
+        "version: 3\nproject: shop\nenvironments: {}\n",
+    );
+    let out = p.run(&["check", "--manifest", "ops/deploy.yml"]).go();
+    out.status(2)
+        .stderr_has("error: unsupported manifest version 3; this deploy-action reads version 1\n  --> ops/deploy.yml:1:10\n");
+}
+
+#[test]
+fn no_manifest_is_exit_2() {
+    let p = Project::new();
+    let out = p.run(&["check"]).go();
+    out.status(2);
+    assert_eq!(
+        out.stderr,
+        "error: no manifest at deploy.yml (create deploy.yml or pass --manifest FILE)\n"
+    );
+}
+
+#[test]
+fn full_example_checks() {
+    let p = Project::new();
+    p.manifest(include_str!("../examples/deploy.full.yml"));
+    let out = p.run(&["check"]).go();
+    out.status(0);
+    assert_eq!(
+        out.stdout,
+        "deploy.yml: ok (project shop)
+environments:
+  staging     ssh://deploy@staging.example.com:22
+  production  ssh://deploy@prod-1.example.com:22, ssh://deploy@[2001:db8::10]:2222
+  dev         local
+units:
+  api         service
+  worker      service
+  mailer      service
+  web         site
+  migrations  migrations
+"
+    );
+    let out = p.run(&["check", "--json"]).go();
+    out.status(0);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!(v["project"], "shop");
+    assert_eq!(v["units"][4]["name"], "migrations");
+    assert_eq!(v["units"][3]["kind"], "site");
+    assert_eq!(
+        v["environments"][1]["hosts"][1],
+        "ssh://deploy@[2001:db8::10]:2222"
+    );
+}
+
+#[test]
+fn schema_is_json_schema() {
+    let p = Project::new();
+    let out = p.run(&["schema"]).go();
+    out.status(0);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!(v["$schema"], "https://json-schema.org/draft/2020-12/schema");
+    assert_eq!(v["additionalProperties"], false);
+    assert!(v["properties"]["environments"]["additionalProperties"]["anyOf"][0]["properties"]["promote_from"].is_object());
+}
+
+#[test]
+fn oversized_and_empty_manifests() {
+    let p = Project::new();
+    p.manifest(&format!("{HEAD}# {}\n", "x".repeat(1024 * 1024)));
+    p.run(&["check"])
+        .go()
+        .status(2)
+        .stderr_has("the limit for a manifest is 1048576 bytes (1 MiB)");
+    p.manifest("# nothing yet\n");
+    p.run(&["check"])
+        .go()
+        .status(2)
+        .stderr_has("error: the manifest is empty\n  --> deploy.yml:1:1\n");
+}

@@ -1,0 +1,243 @@
+//! In a GitHub-Actions-like environment (GITHUB_* pointed at temp files): the job summary, the
+//! `affected` output, masking of every secret the tool reads, and relayed output that cannot inject
+//! workflow commands.
+
+use crate::changes::shop;
+use crate::harness::{Project, Run};
+use std::path::PathBuf;
+
+struct Gh {
+    _dir: tempfile::TempDir,
+    output: PathBuf,
+    summary: PathBuf,
+}
+
+impl Gh {
+    fn new() -> Gh {
+        let dir = tempfile::tempdir().unwrap();
+        Gh {
+            output: dir.path().join("output"),
+            summary: dir.path().join("summary.md"),
+            _dir: dir,
+        }
+    }
+    fn apply(&self, run: Run) -> Run {
+        run.env("GITHUB_ACTIONS", "true")
+            .env("CI", "true")
+            .env("GITHUB_OUTPUT", self.output.display().to_string())
+            .env("GITHUB_STEP_SUMMARY", self.summary.display().to_string())
+            .env("GITHUB_EVENT_NAME", "workflow_dispatch")
+    }
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.output).unwrap_or_default()
+    }
+    fn summary(&self) -> String {
+        std::fs::read_to_string(&self.summary).unwrap_or_default()
+    }
+}
+
+#[test]
+fn plan_writes_affected_output_and_summary() {
+    let p = shop();
+    p.file("services/api/main.rs", "changed\n")
+        .file("migrations/9.sql", "\n");
+    p.commit("api + migration");
+    let gh = Gh::new();
+    gh.apply(p.run(&["plan", "--env", "staging"]))
+        .go()
+        .status(0);
+    assert!(
+        gh.output()
+            .lines()
+            .any(|l| l == r#"affected=["api","migrations"]"#),
+        "{}",
+        gh.output()
+    );
+    let md = gh.summary();
+    assert!(md.contains("### plan (staging)"), "{md}");
+    assert!(md.contains("| api | build | local |"), "{md}");
+    assert!(
+        md.contains("| api | up | deploy@staging.example.com:22 |"),
+        "{md}"
+    );
+}
+
+#[test]
+fn plan_json_in_actions_keeps_stdout_pure() {
+    let p = shop();
+    let gh = Gh::new();
+    let out = gh
+        .apply(p.run(&["plan", "--env", "staging", "--json", "--all"]))
+        .env("GITHUB_TOKEN", "ghs_abcdefghijklmnop")
+        .go();
+    out.status(0);
+    assert_eq!(out.json()["affected"].as_array().unwrap().len(), 4);
+    assert!(out.stderr.contains("::add-mask::ghs_abcdefghijklmnop"));
+    assert!(
+        gh.output()
+            .contains("affected=[\"api\",\"worker\",\"web\",\"migrations\"]\n")
+    );
+}
+
+#[test]
+fn build_groups_units_and_writes_the_summary_table() {
+    let p = Project::git();
+    p.manifest(
+        r#"version: 1
+project: x
+services:
+  good:
+    paths: ["good/**"]
+    build: { command: "echo fine" }
+  bad:
+    paths: ["bad/**"]
+    build: { command: "exit 4" }
+"#,
+    );
+    p.commit("x");
+    let gh = Gh::new();
+    let out = gh.apply(p.run(&["build", "--all"])).go();
+    out.status(1)
+        .stdout_has("::group::build good")
+        .stdout_has("::endgroup::")
+        .stdout_has("::error::build bad failed with exit code 4");
+    let md = gh.summary();
+    assert!(md.contains("### build"), "{md}");
+    assert!(md.contains("| unit | host | duration | result |"), "{md}");
+    assert!(md.contains("| bad | local |"), "{md}");
+    assert!(md.contains("FAILED (exit 4)"), "{md}");
+    assert!(
+        gh.output().contains("build-failed=[\"bad\"]"),
+        "{}",
+        gh.output()
+    );
+}
+
+const SSH_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAE\nQyNTUxOQAAACBzZWNyZXRzZWNyZXRzZWNyZXQ\n-----END OPENSSH PRIVATE KEY-----\n";
+const CF_TOKEN: &str = "cf-token-Zx81hQ2m";
+const GH_TOKEN: &str = "ghs_S3cr3tT0kenValue";
+
+#[test]
+fn secrets_are_masked_first_and_never_printed() {
+    let p = Project::git();
+    p.manifest(
+        r#"version: 1
+project: x
+services:
+  leaky:
+    paths: ["leaky/**"]
+    build: { command: "echo \"key: $DEPLOY_SSH_KEY\"; echo cf=$CLOUDFLARE_API_TOKEN; echo gh=$GITHUB_TOKEN >&2" }
+"#,
+    );
+    p.commit("x");
+    let gh = Gh::new();
+    let out = gh
+        .apply(p.run(&["build", "--all"]))
+        .env("DEPLOY_SSH_KEY", SSH_KEY)
+        .env("CLOUDFLARE_API_TOKEN", CF_TOKEN)
+        .env("GITHUB_TOKEN", GH_TOKEN)
+        .go();
+    out.status(0)
+        .stdout_has("leaky | cf=***")
+        .stdout_has("leaky | gh=***");
+    // The masks come before anything else.
+    let first: Vec<&str> = out.stdout.lines().take(3).collect();
+    assert!(
+        first.iter().all(|l| l.starts_with("::add-mask::")),
+        "{first:?}"
+    );
+    assert!(first.contains(&format!("::add-mask::{CF_TOKEN}").as_str()));
+    assert!(first.contains(&format!("::add-mask::{GH_TOKEN}").as_str()));
+    // The values appear nowhere except inside ::add-mask:: lines.
+    let secret_parts: Vec<&str> = [CF_TOKEN, GH_TOKEN]
+        .into_iter()
+        .chain(
+            SSH_KEY
+                .lines()
+                .filter(|l| l.len() >= 8 && !l.starts_with("-----")),
+        )
+        .collect();
+    for text in [&out.stdout, &out.stderr, &gh.summary(), &gh.output()] {
+        for line in text.lines().filter(|l| !l.starts_with("::add-mask::")) {
+            for s in &secret_parts {
+                assert!(!line.contains(s), "secret {s:?} printed in {line:?}");
+            }
+        }
+    }
+    assert!(out.stdout.contains("leaky | key: ***") || out.stdout.contains("leaky | ***"));
+}
+
+#[test]
+fn relayed_output_cannot_inject_workflow_commands() {
+    let p = Project::git();
+    p.manifest(
+        r#"version: 1
+project: x
+services:
+  evil:
+    paths: ["evil/**"]
+    build: { command: "echo '::add-mask::x'; echo '::set-output name=a::b'; echo '::error::evil' >&2; echo '::endgroup::'; echo '##[error]legacy'" }
+"#,
+    );
+    p.commit("x");
+    let gh = Gh::new();
+    let out = gh.apply(p.run(&["build", "--all"])).go();
+    out.status(0);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with("::stop-commands::"))
+        .expect("a stop-commands block");
+    let token = lines[start].strip_prefix("::stop-commands::").unwrap();
+    assert!(token.len() >= 32, "a random token: {token}");
+    let end = lines
+        .iter()
+        .position(|l| *l == format!("::{token}::"))
+        .expect("commands resumed with the token");
+    let inside = &lines[start + 1..end];
+    for evil in [
+        "::add-mask::x",
+        "::set-output name=a::b",
+        "::error::evil",
+        "::endgroup::",
+    ] {
+        assert!(
+            inside.iter().any(|l| l.ends_with(evil)),
+            "{evil} relayed inside the block: {inside:?}"
+        );
+    }
+    assert!(inside.iter().all(|l| !l.starts_with("::")), "{inside:?}");
+    // Outside the block, the only workflow commands are our own.
+    for l in lines[..start].iter().chain(&lines[end + 1..]) {
+        if l.starts_with("::") {
+            assert!(
+                l.starts_with("::group::") || *l == "::endgroup::",
+                "unexpected command {l:?}"
+            );
+        }
+    }
+    assert_eq!(lines.iter().filter(|l| **l == "::endgroup::").count(), 1);
+    assert!(
+        !out.stderr.lines().any(|l| l.starts_with("::")),
+        "{}",
+        out.stderr
+    );
+    assert!(!gh.output().contains("a=b"));
+}
+
+#[test]
+fn a_manifest_error_is_annotated_with_its_line() {
+    let p = Project::git();
+    p.manifest("version: 1\nproject: x\nservices:\n  api:\n    pathz: [\"a/**\"]\n");
+    p.commit("x");
+    let gh = Gh::new();
+    let out = gh.apply(p.run(&["plan"])).go();
+    out.status(2);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("::error file=deploy.yml,line=5,")),
+        "{}",
+        out.stdout
+    );
+}
