@@ -61,7 +61,7 @@ fn read(path: &Path) -> String {
 }
 
 fn yaml(path: &Path) -> Value {
-    serde_saphyr::from_str(&read(path))
+    deploy_action::cmd::compose::yaml_value(&read(path))
         .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()))
 }
 

@@ -759,20 +759,25 @@ fn backup(
     Ok(path)
 }
 
-/// Keeps the newest `keep` backups of `env` in `dir` (names sort by time).
+/// Keeps the newest `keep` backups of `env` in `dir`: newest by modification time, then by name
+/// (two backups in the same second have the same time stamp in their names).
 pub fn prune_backups(dir: &Path, env: &str, ext: &str, keep: usize) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
-    let mut names: Vec<String> = rd
+    let mut files: Vec<(std::time::SystemTime, String)> = rd
         .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(&format!("{env}-")) && n.ends_with(&format!(".{ext}")))
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let ours = name.starts_with(&format!("{env}-")) && name.ends_with(&format!(".{ext}"));
+            let modified = e.metadata().and_then(|m| m.modified()).ok()?;
+            ours.then_some((modified, name))
+        })
         .collect();
-    names.sort();
-    let extra = names.len().saturating_sub(keep);
-    for n in names.into_iter().take(extra) {
-        let _ = std::fs::remove_file(dir.join(n));
+    files.sort();
+    let extra = files.len().saturating_sub(keep);
+    for (_, name) in files.into_iter().take(extra) {
+        let _ = std::fs::remove_file(dir.join(name));
     }
 }
 
