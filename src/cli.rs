@@ -41,6 +41,10 @@ pub struct GlobalArgs {
     /// The manifest file (default: ./deploy.yml).
     #[arg(long, global = true, env = "DEPLOY_MANIFEST")]
     pub manifest: Option<PathBuf>,
+    /// Record releases as git tags (`deploy/<env>/<n>` and `<env>`) in the local repository too
+    /// (in GitHub Actions they are always made through the API).
+    #[arg(long, global = true)]
+    pub tag: bool,
     /// Answer yes to confirmations. Never bypasses an approval gate.
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,
@@ -56,6 +60,23 @@ pub enum Command {
     Test(BuildArgs),
     /// Run a command on every host of an environment.
     Exec(ExecArgs),
+    /// Deploy to one environment exactly the images of another's last successful release.
+    Promote {
+        /// The source environment (e.g. staging).
+        #[arg(long, value_name = "ENV")]
+        from: String,
+        /// The target environment (e.g. production).
+        #[arg(long, value_name = "ENV")]
+        to: String,
+    },
+    /// Put an environment back on an earlier release (default: the last good one before the current).
+    Rollback {
+        /// The release to go back to: its number, its tag deploy/<env>/<n>, or its commit sha.
+        #[arg(long, value_name = "N|TAG|SHA")]
+        to: Option<String>,
+    },
+    /// Show an environment: current release, unit versions, lock holder, last 10 releases.
+    Status,
     /// Selective docker compose up on the environment's hosts: lock, release record, health gate,
     /// automatic rollback of failed services.
     Up(UpArgs),

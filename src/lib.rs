@@ -27,6 +27,7 @@ pub mod env_vars;
 pub mod error;
 pub mod exec;
 pub mod exit;
+pub mod ledger;
 pub mod manifest;
 pub mod migrate;
 pub mod pages;

@@ -16,6 +16,8 @@ pub struct Settings {
     pub json: bool,
     pub manifest_path: PathBuf,
     pub yes: bool,
+    /// `--tag`: record releases as local git tags too.
+    pub tag: bool,
 }
 
 impl Settings {
@@ -32,6 +34,7 @@ impl Settings {
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(manifest::DEFAULT_FILE)),
             yes: g.yes,
+            tag: g.tag,
         }
     }
 

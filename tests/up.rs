@@ -5,11 +5,11 @@
 use crate::harness::{Outcome, Project, services};
 use std::process::Command;
 
-const WEB_V1: &str = "deploy-action-test/web:v1";
-const WEB_V2: &str = "deploy-action-test/web:v2";
-const WEB_BROKEN: &str = "deploy-action-test/web:broken";
+pub(crate) const WEB_V1: &str = "deploy-action-test/web:v1";
+pub(crate) const WEB_V2: &str = "deploy-action-test/web:v2";
+pub(crate) const WEB_BROKEN: &str = "deploy-action-test/web:broken";
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -17,18 +17,18 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn sh(cmd: &str) -> String {
+pub(crate) fn sh(cmd: &str) -> String {
     let out = Command::new("sh").arg("-c").arg(cmd).output().expect("sh");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// A compose stack for one test: unique project, its own ports, a host directory, cleaned up on drop.
-struct Stack {
-    project: Project,
-    name: String,
-    host_dir: tempfile::TempDir,
-    web_port: u16,
-    api_port: u16,
+pub(crate) struct Stack {
+    pub(crate) project: Project,
+    pub(crate) name: String,
+    pub(crate) host_dir: tempfile::TempDir,
+    pub(crate) web_port: u16,
+    pub(crate) api_port: u16,
 }
 
 impl Drop for Stack {
@@ -42,14 +42,14 @@ impl Drop for Stack {
     }
 }
 
-fn service_yaml(name: &str, image: &str, port: u16) -> String {
+pub(crate) fn service_yaml(name: &str, image: &str, port: u16) -> String {
     format!(
         "  {name}:\n    image: {image}\n    ports: [\"127.0.0.1:{port}:80\"]\n    stop_grace_period: 1s\n    healthcheck:\n      test: [\"CMD\", \"wget\", \"-q\", \"-O-\", \"http://127.0.0.1/health\"]\n      interval: 1s\n      timeout: 2s\n      retries: 3\n"
     )
 }
 
 impl Stack {
-    fn new(tag: &str, hosts: &str, keep: u32) -> Stack {
+    pub(crate) fn new(tag: &str, hosts: &str, keep: u32) -> Stack {
         services::require_docker();
         let name = format!("da-up-{tag}-{}", std::process::id() % 100_000);
         let host_dir = tempfile::Builder::new()
@@ -89,7 +89,7 @@ services:
         s
     }
 
-    fn compose(&self, web: &str, api: &str) {
+    pub(crate) fn compose(&self, web: &str, api: &str) {
         self.project.file(
             "compose.yml",
             &format!(
@@ -100,29 +100,29 @@ services:
         );
     }
 
-    fn up(&self, extra: &[&str]) -> Outcome {
+    pub(crate) fn up(&self, extra: &[&str]) -> Outcome {
         let mut args = vec!["up", "--env", "test"];
         args.extend_from_slice(extra);
         self.project.run(&args).go()
     }
 
-    fn container(&self, svc: &str) -> String {
+    pub(crate) fn container(&self, svc: &str) -> String {
         sh(&format!(
             "docker ps -q --no-trunc --filter label=com.docker.compose.project={} --filter label=com.docker.compose.service={svc}",
             self.name
         ))
     }
 
-    fn web_body(&self) -> String {
+    pub(crate) fn web_body(&self) -> String {
         sh(&format!("curl -fsS http://127.0.0.1:{}/", self.web_port))
     }
 
-    fn state(&self, rel: &str) -> String {
+    pub(crate) fn state(&self, rel: &str) -> String {
         std::fs::read_to_string(self.host_dir.path().join(".deploy-action").join(rel))
             .unwrap_or_default()
     }
 
-    fn record(&self, n: u64) -> serde_json::Value {
+    pub(crate) fn record(&self, n: u64) -> serde_json::Value {
         serde_json::from_str(&self.state(&format!("releases/{n}.json")))
             .unwrap_or_else(|e| panic!("release {n}: {e}"))
     }

@@ -20,6 +20,8 @@ pub enum GitHubError {
         method: &'static str,
         path: String,
         message: String,
+        /// The HTTP status, 0 when no response came.
+        status: u16,
     },
 }
 
@@ -65,11 +67,13 @@ impl GitHub {
     ) -> Result<Value, GitHubError> {
         let url = format!("{}{path}", self.base);
         let m = reqwest::Method::from_bytes(method.as_bytes()).expect("HTTP method");
-        let err = |message: String| GitHubError::Http {
+        let err_status = |status: u16, message: String| GitHubError::Http {
             method,
             path: path.to_string(),
             message,
+            status,
         };
+        let err = |message: String| err_status(0, message);
         // Transient failures (connection errors, 5xx) are retried twice.
         let mut attempt = 0;
         loop {
@@ -102,7 +106,10 @@ impl GitHub {
                     .ok()
                     .and_then(|v| v.get("message").and_then(Value::as_str).map(String::from))
                     .unwrap_or(text);
-                return Err(err(format!("HTTP {}: {msg}", status.as_u16())));
+                return Err(err_status(
+                    status.as_u16(),
+                    format!("HTTP {}: {msg}", status.as_u16()),
+                ));
             }
             if text.trim().is_empty() {
                 return Ok(Value::Null);
@@ -173,6 +180,109 @@ impl GitHub {
             "PATCH",
             &format!("/repos/{}/issues/{number}", self.repository),
             Some(&serde_json::json!({ "state": "closed" })),
+        )
+        .map(|_| ())
+    }
+
+    /// `POST /repos/{repo}/git/tags`: an annotated tag object on `commit`; returns its sha.
+    pub fn create_tag_object(
+        &self,
+        tag: &str,
+        message: &str,
+        commit: &str,
+    ) -> Result<String, GitHubError> {
+        let v = self.send(
+            "POST",
+            &format!("/repos/{}/git/tags", self.repository),
+            Some(&serde_json::json!({
+                "tag": tag, "message": message, "object": commit, "type": "commit"
+            })),
+        )?;
+        v.get("sha")
+            .and_then(Value::as_str)
+            .map(String::from)
+            .ok_or_else(|| GitHubError::Http {
+                method: "POST",
+                path: format!("/repos/{}/git/tags", self.repository),
+                message: "the response has no sha".into(),
+                status: 0,
+            })
+    }
+
+    /// Points `refs/tags/<tag>` at `sha`: `PATCH …/git/refs/tags/<tag>` with force, or
+    /// `POST …/git/refs` when the ref does not exist yet (GitHub answers 422 or 404).
+    pub fn set_tag_ref(&self, tag: &str, sha: &str) -> Result<(), GitHubError> {
+        let update = self.send(
+            "PATCH",
+            &format!("/repos/{}/git/refs/tags/{tag}", self.repository),
+            Some(&serde_json::json!({ "sha": sha, "force": true })),
+        );
+        match update {
+            Ok(_) => Ok(()),
+            Err(GitHubError::Http { status, .. }) if status == 422 || status == 404 => self
+                .send(
+                    "POST",
+                    &format!("/repos/{}/git/refs", self.repository),
+                    Some(&serde_json::json!({ "ref": format!("refs/tags/{tag}"), "sha": sha })),
+                )
+                .map(|_| ()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `POST /repos/{repo}/deployments` for `sha` (no auto-merge, no required status checks);
+    /// returns the deployment id.
+    pub fn create_deployment(
+        &self,
+        sha: &str,
+        environment: &str,
+        description: &str,
+        payload: &Value,
+    ) -> Result<u64, GitHubError> {
+        let path = format!("/repos/{}/deployments", self.repository);
+        let v = self.send(
+            "POST",
+            &path,
+            Some(&serde_json::json!({
+                "ref": sha,
+                "environment": environment,
+                "description": description,
+                "auto_merge": false,
+                "required_contexts": [],
+                "production_environment": environment == "production",
+                "payload": payload,
+            })),
+        )?;
+        v.get("id")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| GitHubError::Http {
+                method: "POST",
+                path,
+                message: "the response has no deployment id".into(),
+                status: 0,
+            })
+    }
+
+    /// `POST /repos/{repo}/deployments/{id}/statuses`.
+    pub fn deployment_status(
+        &self,
+        id: u64,
+        state: &str,
+        log_url: Option<&str>,
+        environment_url: Option<&str>,
+        description: &str,
+    ) -> Result<(), GitHubError> {
+        let mut body = serde_json::json!({ "state": state, "description": description });
+        if let Some(u) = log_url {
+            body["log_url"] = Value::from(u);
+        }
+        if let Some(u) = environment_url {
+            body["environment_url"] = Value::from(u);
+        }
+        self.send(
+            "POST",
+            &format!("/repos/{}/deployments/{id}/statuses", self.repository),
+            Some(&body),
         )
         .map(|_| ())
     }

@@ -6,6 +6,9 @@ pub mod exec;
 pub mod migrate;
 pub mod pages;
 pub mod plan;
+pub mod promote;
+pub mod rollback;
+pub mod status;
 pub mod test;
 pub mod units;
 pub mod up;
@@ -36,6 +39,9 @@ pub fn execute(command: Command, ctx: &Ctx) -> Result<()> {
             Ok(())
         }
         Command::Migrate(args) => migrate::run(args, ctx),
+        Command::Status => status::run(ctx),
+        Command::Promote { from, to } => promote::run(&from, &to, ctx),
+        Command::Rollback { to } => rollback::run(to.as_deref(), ctx),
         Command::Up(args) => up::run(&args, ctx),
         Command::Lock(args) => up::lock(args.action, ctx),
         Command::Plan => plan::run(ctx),

@@ -281,6 +281,20 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
             }
         }
     }
+    // The release ledger: tags and the GitHub deployment of the release just written.
+    if let (false, Some(host), Some(n)) = (
+        req.dry_run,
+        env.hosts.first(),
+        results.first().and_then(|r| r.release),
+    ) {
+        if let Ok(st) =
+            connect(host, report).and_then(|mut ex| Ok(crate::ledger::read(ex.as_mut(), &env.dir)?))
+        {
+            if let Some(rec) = st.ledger.releases.iter().find(|r| r.number == n) {
+                crate::ledger::record::record_release(ctx, &env, rec);
+            }
+        }
+    }
     summarize(ctx, &env.name, &env.hosts, &results);
     match failure {
         Some(e) => Err(e),

@@ -1,0 +1,160 @@
+//! `deploy-action status --env E [--json]`: the current release, each unit's version, the lock
+//! holder and the last 10 releases, read from every host of the environment.
+//!
+//! Changes nothing. Stays out of deciding anything: the choices live in `ledger/`.
+
+use super::Ctx;
+use crate::error::Result;
+use crate::exec::pool::ExecutorPool;
+use crate::ledger::{self, HostState};
+use crate::report::summary::Summary;
+use crate::state::{LockOwner, ReleaseRecord};
+use serde_json::{Value, json};
+
+/// How many releases the history shows.
+pub const HISTORY: usize = 10;
+
+pub fn run(ctx: &Ctx) -> Result<()> {
+    let manifest = ctx.settings.load_manifest()?;
+    let env = ctx.settings.environment(&manifest)?;
+    let mut hosts: Vec<(String, HostState)> = Vec::new();
+    let pool = ExecutorPool::new();
+    let warn = |m: &str| ctx.report.warn(m);
+    for host in &env.hosts {
+        let exec = pool.get(host, &warn)?;
+        let mut exec = exec.lock().expect("executor lock");
+        let state = ledger::read(&mut **exec, &env.dir)?;
+        for p in &state.ledger.problems {
+            ctx.report
+                .warn(&format!("{}: {}: {}", host.label(), p.file, p.message));
+        }
+        if let Some(p) = &state.lock_problem {
+            ctx.report.warn(&format!("{}: {p}", host.label()));
+        }
+        hosts.push((host.label(), state));
+    }
+    // The first host is the reference; the others are compared with it.
+    let releases: Vec<ReleaseRecord> = hosts
+        .first()
+        .map(|(_, s)| s.ledger.releases.clone())
+        .unwrap_or_default();
+    let current = ledger::current(&releases);
+    let cur_no = current.map(|r| r.number);
+    for (label, s) in hosts.iter().skip(1) {
+        let theirs = ledger::current(&s.ledger.releases).map(|r| r.number);
+        if theirs != cur_no {
+            ctx.report.warn(&format!(
+                "{label}: current release is {} but {} says {}",
+                show(theirs),
+                hosts[0].0,
+                show(cur_no)
+            ));
+        }
+    }
+    let lock: Option<&LockOwner> = hosts.iter().find_map(|(_, s)| s.lock.as_ref());
+    let units = ledger::unit_versions(&releases);
+    let history: Vec<&ReleaseRecord> = releases.iter().rev().take(HISTORY).collect();
+
+    if ctx.report.json() {
+        ctx.report.json_document(&json!({
+            "env": env.name,
+            "url": env.url,
+            "current": current.map(|r| json!({"number": r.number, "sha": r.sha, "created_at": r.created_at, "actor": r.actor, "tag": ledger::tag_name(&env.name, r.number), "promoted_from": r.promoted_from})),
+            "services": units.services.iter().map(|(n, (rel, s))| (n.clone(), json!({"release": rel, "image": s.image, "image_id": s.image_id, "digest": s.digest}))).collect::<serde_json::Map<String, Value>>(),
+            "pages": units.pages.iter().map(|(n, (rel, p))| (n.clone(), json!({"release": rel, "project": p.project, "deployment_id": p.deployment_id, "url": p.url}))).collect::<serde_json::Map<String, Value>>(),
+            "migration": units.migration.as_ref().map(|(rel, v)| json!({"release": rel, "version": v})),
+            "lock": lock,
+            "releases": history.iter().map(|r| json!({"number": r.number, "status": ledger::status_word(r.status.0), "sha": r.sha, "created_at": r.created_at, "finished_at": r.finished_at, "actor": r.actor, "run_url": r.run_url, "promoted_from": r.promoted_from, "notes": r.notes})).collect::<Vec<_>>(),
+            "hosts": hosts.iter().map(|(l, s)| json!({"host": l, "current": ledger::current(&s.ledger.releases).map(|r| r.number), "releases": s.ledger.releases.len(), "problems": s.ledger.problems.iter().map(|p| json!({"file": p.file, "message": p.message})).collect::<Vec<_>>()})).collect::<Vec<_>>(),
+        }));
+        return Ok(());
+    }
+
+    let mut lines = vec![format!("environment {}", env.name)];
+    match current {
+        Some(r) => lines.push(format!(
+            "current release: {} ({}, {} by {}{})",
+            r.number,
+            short(&r.sha),
+            r.created_at,
+            r.actor,
+            r.promoted_from
+                .as_deref()
+                .map(|f| format!(", promoted from {f}"))
+                .unwrap_or_default()
+        )),
+        None => lines.push("current release: none".into()),
+    }
+    match lock {
+        Some(o) => lines.push(format!(
+            "lock: held by {} ({}, {}) since {}",
+            o.actor, o.command, o.run_url, o.started_at
+        )),
+        None => lines.push("lock: free".into()),
+    }
+    ctx.report.info(&lines.join("\n"));
+
+    let mut units_table = Summary::new(
+        format!("Units of {}", env.name),
+        &["unit", "kind", "version", "release"],
+    );
+    for (n, (rel, s)) in &units.services {
+        let id = if s.image_id.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", short_id(&s.image_id))
+        };
+        units_table.row([
+            n.clone(),
+            "service".into(),
+            format!("{}{id}", s.image),
+            rel.to_string(),
+        ]);
+    }
+    for (n, (rel, p)) in &units.pages {
+        units_table.row([n.clone(), "pages".into(), p.url.clone(), rel.to_string()]);
+    }
+    if let Some((rel, v)) = &units.migration {
+        units_table.row([
+            "migrations".into(),
+            "database".into(),
+            v.clone(),
+            rel.to_string(),
+        ]);
+    }
+    if !units_table.rows.is_empty() {
+        ctx.report.summary(&units_table);
+    }
+    let mut table = Summary::new(
+        format!("Last releases of {}", env.name),
+        &["release", "status", "sha", "created", "actor", "notes"],
+    );
+    for r in &history {
+        table.row([
+            r.number.to_string(),
+            ledger::status_word(r.status.0).to_string(),
+            short(&r.sha).to_string(),
+            r.created_at.clone(),
+            r.actor.clone(),
+            r.notes.join("; "),
+        ]);
+    }
+    if history.is_empty() {
+        table.note("no releases recorded yet");
+    }
+    ctx.report.summary(&table);
+    Ok(())
+}
+
+fn show(n: Option<u64>) -> String {
+    n.map(|n| n.to_string()).unwrap_or_else(|| "none".into())
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
+
+fn short_id(id: &str) -> &str {
+    let s = id.strip_prefix("sha256:").unwrap_or(id);
+    &s[..s.len().min(12)]
+}

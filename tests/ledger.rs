@@ -1,0 +1,568 @@
+//! The release ledger: `status` against records on a `local` host, git tags made locally, and tags
+//! and deployment statuses made through the (fake) GitHub API.
+
+use crate::fake_github_releases::FakeGitHub;
+use crate::harness::Project;
+use deploy_action::api::github::GitHub;
+use deploy_action::cmd::Secret;
+use deploy_action::exec::Executor;
+use deploy_action::exec::local::LocalExecutor;
+use deploy_action::ledger::{self, record};
+use deploy_action::state::{
+    LockOwner, PagesState, ReleaseRecord, ReleaseStatus, ReleaseStatusField, ServiceState,
+};
+
+fn release(n: u64, status: ReleaseStatus, sha: &str, image: &str) -> ReleaseRecord {
+    let mut r = ReleaseRecord {
+        number: n,
+        env: "staging".into(),
+        sha: sha.into(),
+        status: ReleaseStatusField(status),
+        created_at: format!("2026-11-23T10:0{n}:00Z"),
+        actor: "ann".into(),
+        run_url: "local".into(),
+        ..Default::default()
+    };
+    r.services.insert(
+        "web".into(),
+        ServiceState {
+            image: image.into(),
+            image_id: format!("sha256:{n:0>64}"),
+            release_tag: Some(format!("deploy-action-test/web:release-{n}")),
+            deployed: true,
+            ..Default::default()
+        },
+    );
+    r
+}
+
+/// A project whose `staging` environment lives on `local`, with its state under the project.
+fn project() -> (Project, String) {
+    let p = Project::git();
+    let dir = p.path().join("srv").display().to_string();
+    p.manifest(&format!(
+        "version: 1\nproject: shop\nenvironments:\n  staging:\n    hosts: [\"local\"]\n    dir: {dir}\n    approval: none\n    url: https://staging.example.com\n"
+    ));
+    (p, dir)
+}
+
+fn write_release(dir: &str, r: &ReleaseRecord) {
+    let path = format!("{dir}/.deploy-action/releases/{}.json", r.number);
+    std::fs::create_dir_all(std::path::Path::new(&path).parent().unwrap()).unwrap();
+    std::fs::write(path, serde_json::to_string_pretty(r).unwrap()).unwrap();
+}
+
+#[test]
+fn status_shows_current_release_units_lock_and_history_from_the_host() {
+    let (p, dir) = project();
+    write_release(
+        &dir,
+        &release(
+            1,
+            ReleaseStatus::Superseded,
+            "a1".repeat(20).as_str(),
+            "deploy-action-test/web:v1",
+        ),
+    );
+    let mut r2 = release(
+        2,
+        ReleaseStatus::Live,
+        "b2".repeat(20).as_str(),
+        "deploy-action-test/web:v2",
+    );
+    r2.pages.insert(
+        "site".into(),
+        PagesState {
+            project: "shop-site".into(),
+            deployment_id: "dep-2".into(),
+            url: "https://abc.shop-site.pages.dev".into(),
+            ..Default::default()
+        },
+    );
+    r2.migration_version = Some("0003".into());
+    write_release(&dir, &r2);
+    write_release(
+        &dir,
+        &release(
+            3,
+            ReleaseStatus::Bad,
+            "c3".repeat(20).as_str(),
+            "deploy-action-test/web:broken",
+        ),
+    );
+    std::fs::write(
+        format!("{dir}/.deploy-action/releases/4.json"),
+        "{\"number\": 4,",
+    )
+    .unwrap();
+    std::fs::create_dir_all(format!("{dir}/.deploy-action/lock")).unwrap();
+    let owner = LockOwner {
+        run_url: "https://github.com/o/r/actions/runs/9".into(),
+        actor: "bob".into(),
+        sha: "d4".into(),
+        started_at: "2026-11-23T11:00:00Z".into(),
+        command: "up".into(),
+        hostname: "runner".into(),
+        pid: 42,
+    };
+    std::fs::write(
+        format!("{dir}/.deploy-action/lock/owner.json"),
+        serde_json::to_string(&owner).unwrap(),
+    )
+    .unwrap();
+
+    let out = p.run(&["status", "--env", "staging", "--json"]).go();
+    out.status(0)
+        .stderr_has("releases/4.json: not a release record");
+    let v = out.json();
+    assert_eq!(v["current"]["number"], 2, "{v:#}");
+    assert_eq!(v["current"]["tag"], "deploy/staging/2");
+    assert_eq!(v["services"]["web"]["image"], "deploy-action-test/web:v2");
+    assert_eq!(v["services"]["web"]["release"], 2);
+    assert_eq!(v["pages"]["site"]["url"], "https://abc.shop-site.pages.dev");
+    assert_eq!(v["migration"]["version"], "0003");
+    assert_eq!(v["lock"]["actor"], "bob");
+    let numbers: Vec<u64> = v["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [3, 2, 1]);
+    assert_eq!(v["releases"][0]["status"], "bad");
+    assert!(
+        v["hosts"][0]["problems"][0]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("releases/4.json")
+    );
+
+    p.run(&["status", "--env", "staging"])
+        .go()
+        .status(0)
+        .stdout_has("current release: 2 (b2b2b2b2b2b2")
+        .stdout_has("lock: held by bob (up, https://github.com/o/r/actions/runs/9)")
+        .stdout_has("deploy-action-test/web:v2 (000000000000)")
+        .stdout_has("bad");
+}
+
+#[test]
+fn status_of_a_fresh_environment_says_so_and_unknown_env_is_exit_2() {
+    let (p, _dir) = project();
+    p.run(&["status", "--env", "staging"])
+        .go()
+        .status(0)
+        .stdout_has("current release: none")
+        .stdout_has("lock: free")
+        .stdout_has("no releases recorded yet");
+    p.run(&["status", "--env", "stagin"])
+        .go()
+        .status(2)
+        .stderr_has("did you mean `staging`");
+}
+
+#[test]
+fn local_tags_annotate_the_deployed_commit_with_the_record_and_move_the_pointer() {
+    let p = Project::git();
+    p.file("a.txt", "1");
+    let sha1 = p.commit("one");
+    p.file("a.txt", "2");
+    let sha2 = p.commit("two");
+    let mut exec = LocalExecutor;
+    for r in [
+        release(1, ReleaseStatus::Live, &sha1, "web:v1"),
+        release(2, ReleaseStatus::Live, &sha2, "web:v2"),
+        release(3, ReleaseStatus::Failed, &sha1, "web:broken"),
+    ] {
+        for cmd in ledger::git_tag_cmds(&r) {
+            let o = exec
+                .capture(&cmd.cwd(p.path().display().to_string()))
+                .unwrap();
+            assert!(o.success(), "{}", o.stderr_tail(5));
+        }
+    }
+    assert_eq!(
+        p.git_cmd(&["rev-parse", "deploy/staging/1^{commit}"])
+            .trim(),
+        sha1
+    );
+    assert_eq!(
+        p.git_cmd(&["cat-file", "-t", "deploy/staging/2"]).trim(),
+        "tag"
+    );
+    let msg = p.git_cmd(&["tag", "-l", "--format=%(contents)", "deploy/staging/2"]);
+    let rec: ReleaseRecord = serde_json::from_str(&msg).unwrap();
+    assert_eq!(rec.number, 2);
+    assert_eq!(rec.services["web"].image, "web:v2");
+    // The pointer follows the last live release, not the failed release 3.
+    assert_eq!(p.git_cmd(&["rev-parse", "staging^{commit}"]).trim(), sha2);
+    assert_eq!(
+        p.git_cmd(&["rev-parse", "deploy/staging/3^{commit}"])
+            .trim(),
+        sha1
+    );
+}
+
+fn staging_env(p: &Project) -> deploy_action::manifest::Environment {
+    let m = deploy_action::manifest::load_file(&p.path().join("deploy.yml")).unwrap();
+    m.environments["staging"].clone()
+}
+
+#[test]
+fn github_tags_pointer_and_deployment_statuses_go_through_the_api() {
+    let (p, _dir) = project();
+    let env = staging_env(&p);
+    let gh_server = FakeGitHub::start();
+    let gh = GitHub::new(&gh_server.url, Secret::new("ghs_test"), "o/shop").unwrap();
+    let mut r1 = release(1, ReleaseStatus::Live, &"a".repeat(40), "web:v1");
+    r1.run_url = "https://github.com/o/shop/actions/runs/77".into();
+    let mut out = record::Published::default();
+    record::publish_github(&gh, &env, &r1, &mut out);
+    assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+    assert_eq!(out.tags, ["deploy/staging/1", "staging"]);
+    let r2 = ReleaseRecord {
+        number: 2,
+        run_url: r1.run_url.clone(),
+        ..release(2, ReleaseStatus::Live, &"b".repeat(40), "web:v2")
+    };
+    let mut out2 = record::Published::default();
+    record::publish_github(&gh, &env, &r2, &mut out2);
+    assert!(out2.warnings.is_empty(), "{:?}", out2.warnings);
+
+    let st = gh_server.state.lock().unwrap();
+    let tag2 = st.refs["refs/tags/deploy/staging/2"].clone();
+    assert_eq!(
+        st.refs["refs/tags/staging"], tag2,
+        "the pointer moved to release 2"
+    );
+    let obj = &st.tag_objects[&tag2];
+    assert_eq!(obj["object"]["sha"], "b".repeat(40));
+    let msg: ReleaseRecord = serde_json::from_str(obj["message"].as_str().unwrap()).unwrap();
+    assert_eq!(msg, r2);
+    assert_eq!(st.deployments.len(), 2);
+    let d = &st.deployments[0];
+    assert_eq!(d["environment"], "staging");
+    assert_eq!(d["auto_merge"], false);
+    assert_eq!(d["required_contexts"], serde_json::json!([]));
+    assert_eq!(d["ref"], "a".repeat(40));
+    let statuses = &st.statuses[&d["id"].as_u64().unwrap()];
+    let states: Vec<&str> = statuses
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["in_progress", "success"]);
+    assert_eq!(
+        statuses[1]["log_url"],
+        "https://github.com/o/shop/actions/runs/77"
+    );
+    assert_eq!(
+        statuses[1]["environment_url"],
+        "https://staging.example.com"
+    );
+    assert!(st.log.iter().all(|r| r.authorization == "Bearer ghs_test"));
+    // The pointer's second move was an update with force, after the first was a create.
+    assert!(st.log.iter().any(|r| r.method == "PATCH"
+        && r.path.ends_with("/git/refs/tags/staging")
+        && r.body["force"] == true));
+}
+
+#[test]
+fn a_failed_release_gets_a_failure_status_and_api_faults_become_warnings() {
+    let (p, _dir) = project();
+    let env = staging_env(&p);
+    let gh_server = FakeGitHub::start();
+    let gh = GitHub::new(&gh_server.url, Secret::new("ghs_test"), "o/shop").unwrap();
+    let failed = release(5, ReleaseStatus::RolledBack, &"c".repeat(40), "web:broken");
+    gh_server.fail_once("POST", "/repos/o/shop/git/tags", 422);
+    let mut out = record::Published::default();
+    record::publish_github(&gh, &env, &failed, &mut out);
+    assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
+    assert!(
+        out.warnings[0].contains("cannot tag deploy/staging/5"),
+        "{:?}",
+        out.warnings
+    );
+    assert!(out.tags.is_empty());
+    let st = gh_server.state.lock().unwrap();
+    assert!(
+        !st.refs.contains_key("refs/tags/staging"),
+        "a failed release never moves the pointer"
+    );
+    let id = out.deployment.unwrap();
+    let states: Vec<&str> = st.statuses[&id]
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["in_progress", "failure"]);
+}
+
+#[test]
+fn rollback_with_nothing_to_roll_back_to_is_exit_1_and_a_bad_to_is_exit_2() {
+    let (p, dir) = project();
+    p.run(&["rollback", "--env", "staging"])
+        .go()
+        .status(1)
+        .stderr_has("nothing to roll back to: environment `staging` has no live release");
+    write_release(
+        &dir,
+        &release(1, ReleaseStatus::Live, &"a".repeat(40), "web:v1"),
+    );
+    p.run(&["rollback", "--env", "staging"])
+        .go()
+        .status(1)
+        .stderr_has("nothing to roll back to: release 1 is the only good release");
+    p.run(&["rollback", "--env", "staging", "--to", "9"])
+        .go()
+        .status(2)
+        .stderr_has("--to 9: no such release of `staging`");
+    p.run(&["rollback", "--env", "staging", "--to", "main"])
+        .go()
+        .status(2)
+        .stderr_has("not a release number");
+}
+
+#[test]
+fn after_real_ups_status_tells_the_truth_and_rollback_restores_the_previous_images() {
+    use crate::up::{Stack, WEB_V1, WEB_V2};
+    let s = Stack::new("ledger", "\"local\"", 5);
+    s.up(&["--all", "--tag"])
+        .status(0)
+        .stdout_has("tagged deploy/test/1, test");
+    assert_eq!(
+        s.project.git_cmd(&["rev-parse", "test^{commit}"]).trim(),
+        s.record(1)["sha"].as_str().unwrap()
+    );
+    s.compose(WEB_V2, WEB_V1);
+    s.project.commit("web v2");
+    s.up(&["--only", "web"]).status(0);
+    assert_eq!(s.web_body(), "v2");
+
+    let out = s.project.run(&["status", "--env", "test", "--json"]).go();
+    out.status(0);
+    let v = out.json();
+    let r2 = s.record(2);
+    assert_eq!(v["current"]["number"], 2, "{v:#}");
+    assert_eq!(
+        v["services"]["web"]["image"],
+        r2["services"]["web"]["image"]
+    );
+    assert_eq!(
+        v["services"]["web"]["image_id"],
+        r2["services"]["web"]["image_id"]
+    );
+    assert!(v["services"]["web"]["image"].as_str().unwrap().len() > 3);
+    assert_eq!(v["releases"][1]["status"], "superseded");
+    assert_eq!(v["lock"], serde_json::Value::Null);
+
+    let web_v1_id = s.record(1)["services"]["web"]["image_id"].clone();
+    s.project
+        .run(&["rollback", "--env", "test", "--tag"])
+        .go()
+        .status(0)
+        .stdout_has("release 2 marked bad");
+    assert_eq!(s.web_body(), "v1", "the previous images serve again");
+    assert_eq!(s.record(2)["status"], "bad");
+    let r3 = s.record(3);
+    assert_eq!(r3["status"], "live");
+    assert_eq!(r3["services"]["web"]["image_id"], web_v1_id);
+    assert_eq!(r3["sha"], s.record(1)["sha"]);
+    // The pointer tag follows: `test` → deploy/test/3 on release 1's commit.
+    let sha1 = s.record(1)["sha"].as_str().unwrap().to_string();
+    assert_eq!(
+        s.project.git_cmd(&["rev-parse", "test^{commit}"]).trim(),
+        sha1
+    );
+    assert_eq!(
+        s.project.git_cmd(&["rev-parse", "test"]).trim(),
+        s.project.git_cmd(&["rev-parse", "deploy/test/3"]).trim()
+    );
+
+    let v = s
+        .project
+        .run(&["status", "--env", "test", "--json"])
+        .go()
+        .json();
+    assert_eq!(v["current"]["number"], 3);
+    assert_eq!(v["services"]["web"]["image_id"], web_v1_id);
+    assert_eq!(v["releases"][1]["status"], "bad");
+    // Rolling back again skips the bad release 2 and goes to release 1's images (still v1).
+    let out = s.project.run(&["rollback", "--env", "test", "--json"]).go();
+    out.status(0);
+    assert_eq!(s.web_body(), "v1");
+    assert_eq!(s.record(3)["status"], "bad");
+}
+
+#[test]
+fn promote_refuses_a_wrong_source_no_release_and_a_missing_approval() {
+    let p = Project::git();
+    let d = p.path().display().to_string();
+    p.manifest(&format!(
+        "version: 1\nproject: shop\nenvironments:\n  qa:\n    hosts: [\"local\"]\n    dir: {d}/qa\n  staging:\n    hosts: [\"local\"]\n    dir: {d}/stg\n  production:\n    hosts: [\"local\"]\n    dir: {d}/prd\n    approval: required\n    promote_from: staging\n"
+    ));
+    p.run(&["promote", "--from", "qa", "--to", "production"])
+        .go()
+        .status(2)
+        .stderr_has("promoted from `staging` (promote_from), not from `qa`");
+    p.run(&["promote", "--from", "staging", "--to", "production"])
+        .go()
+        .status(1)
+        .stderr_has("nothing to promote: environment `staging` has no successful (live) release");
+    write_release(
+        &format!("{d}/stg"),
+        &release(1, ReleaseStatus::Live, &"a".repeat(40), "web:v1"),
+    );
+    p.run(&["promote", "--from", "staging", "--to", "production"])
+        .go()
+        .status(3)
+        .stderr_has("requires an approval");
+    assert!(
+        !std::path::Path::new(&format!("{d}/prd/.deploy-action")).exists(),
+        "nothing was touched"
+    );
+}
+
+struct DropProject(String);
+impl Drop for DropProject {
+    fn drop(&mut self) {
+        let p = &self.0;
+        crate::up::sh(&format!(
+            "docker ps -aq --filter label=com.docker.compose.project={p} | xargs -r docker rm -f >/dev/null 2>&1; \
+             docker network rm {p}_default >/dev/null 2>&1; \
+             docker images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep ':{p}-release-' | xargs -r docker rmi >/dev/null 2>&1; true"
+        ));
+    }
+}
+
+#[test]
+fn promote_puts_the_exact_staging_image_ids_on_production_without_building() {
+    use crate::up::{Stack, WEB_V1, WEB_V2, free_port, service_yaml, sh};
+    let s = Stack::new("promo", "\"local\"", 5);
+    let prd = format!("{}-prd", s.name);
+    let _cleanup = DropProject(prd.clone());
+    let (pw, pa) = (free_port(), free_port());
+    let d = s.host_dir.path().display().to_string();
+    s.project.file(
+        "compose.prod.yml",
+        &format!(
+            "services:\n{}{}",
+            service_yaml("web", WEB_V1, pw),
+            service_yaml("api", WEB_V1, pa)
+        ),
+    );
+    s.project.manifest(&format!(
+        r#"version: 1
+project: shop
+environments:
+  staging:
+    hosts: ["local"]
+    dir: {d}/stg
+    compose_files: [compose.yml]
+    compose_project: {stg}
+  production:
+    hosts: ["local"]
+    dir: {d}/prd
+    compose_files: [compose.prod.yml]
+    compose_project: {prd}
+    promote_from: staging
+    url: https://shop.example.com
+services:
+  web:
+    health: {{ url: "http://127.0.0.1:{wp}/", timeout: 30s, expect_status: 200 }}
+  api:
+    health: {{ url: "http://127.0.0.1:{ap}/health", timeout: 30s, expect_status: 200, contains: "ok" }}
+"#,
+        stg = s.name,
+        wp = s.web_port,
+        ap = s.api_port,
+    ));
+    s.project.commit("two environments");
+    s.project
+        .run(&["up", "--env", "staging", "--all"])
+        .go()
+        .status(0);
+    s.compose(WEB_V2, WEB_V1);
+    s.project.commit("web v2");
+    s.project
+        .run(&["up", "--env", "staging", "--only", "web"])
+        .go()
+        .status(0);
+    let stg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{d}/stg/.deploy-action/releases/2.json")).unwrap(),
+    )
+    .unwrap();
+
+    let out = s
+        .project
+        .run(&["promote", "--from", "staging", "--to", "production"])
+        .go();
+    out.status(0)
+        .stdout_has("production is on release 1 = release 2 of staging");
+    assert!(!out.stdout.contains("docker build") && !out.stderr.contains("docker build"));
+    assert_eq!(
+        sh(&format!("curl -fsS http://127.0.0.1:{pw}/")),
+        "v2",
+        "production serves staging's v2"
+    );
+    let prod: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{d}/prd/.deploy-action/releases/1.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        prod["services"]["web"]["image_id"],
+        stg["services"]["web"]["image_id"]
+    );
+    assert_eq!(prod["promoted_from"], "staging/2");
+    assert_eq!(prod["sha"], stg["sha"]);
+    let v = s
+        .project
+        .run(&["status", "--env", "production", "--json"])
+        .go()
+        .json();
+    assert_eq!(v["current"]["promoted_from"], "staging/2");
+    assert_eq!(
+        v["services"]["web"]["image_id"],
+        stg["services"]["web"]["image_id"]
+    );
+}
+
+#[test]
+fn status_reads_release_records_over_ssh() {
+    use crate::harness::services;
+    services::require_sshd();
+    let p = Project::new();
+    let dir = format!("/tmp/da-ledger-ssh-{}", std::process::id());
+    let url = format!("ssh://root@127.0.0.1:{}", services::var("DA_TEST_SSH_PORT"));
+    p.manifest(&format!(
+        "version: 1\nproject: t\nenvironments:\n  staging:\n    hosts: [\"{url}\"]\n    dir: {dir}\n"
+    ));
+    let ssh = |args: &[&str]| {
+        p.run(args)
+            .env("HOME", p.path().display().to_string())
+            .env(
+                "DEPLOY_KNOWN_HOSTS_FILE",
+                services::var("DA_TEST_KNOWN_HOSTS_FILE"),
+            )
+            .env("DEPLOY_SSH_KEY_FILE", services::var("DA_TEST_SSH_KEY_FILE"))
+            .go()
+    };
+    let r1 = serde_json::to_string(&release(
+        1,
+        ReleaseStatus::Superseded,
+        &"a".repeat(40),
+        "web:v1",
+    ))
+    .unwrap();
+    let r2 =
+        serde_json::to_string(&release(2, ReleaseStatus::Live, &"b".repeat(40), "web:v2")).unwrap();
+    let script = format!(
+        "rm -rf {dir} && mkdir -p {dir}/.deploy-action/releases && printf '%s' '{r1}' > {dir}/.deploy-action/releases/1.json && printf '%s' '{r2}' > {dir}/.deploy-action/releases/2.json"
+    );
+    ssh(&["exec", "--env", "staging", "--", "sh", "-c", &script]).status(0);
+    let out = ssh(&["status", "--env", "staging", "--json"]);
+    out.status(0);
+    let v = out.json();
+    assert_eq!(v["current"]["number"], 2, "{v:#}");
+    assert_eq!(v["services"]["web"]["image"], "web:v2");
+    assert_eq!(v["hosts"][0]["host"], "root@127.0.0.1:2222");
+    ssh(&["exec", "--env", "staging", "--", "rm", "-rf", &dir]).status(0);
+}
