@@ -3,11 +3,9 @@
 
 use crate::fake_github_releases::FakeGitHub;
 use crate::harness::Project;
-use deploy_action::api::github::GitHub;
-use deploy_action::cmd::Secret;
 use deploy_action::exec::Executor;
 use deploy_action::exec::local::LocalExecutor;
-use deploy_action::ledger::{self, record};
+use deploy_action::ledger;
 use deploy_action::state::{
     LockOwner, PagesState, ReleaseRecord, ReleaseStatus, ReleaseStatusField, ServiceState,
 };
@@ -203,97 +201,103 @@ fn local_tags_annotate_the_deployed_commit_with_the_record_and_move_the_pointer(
     );
 }
 
-fn staging_env(p: &Project) -> deploy_action::manifest::Environment {
-    let m = deploy_action::manifest::load_file(&p.path().join("deploy.yml")).unwrap();
-    m.environments["staging"].clone()
+/// The variables of a GitHub Actions run reporting to the fake API.
+fn actions_env(gh: &FakeGitHub, dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("GITHUB_ACTIONS", "true".into()),
+        ("GITHUB_TOKEN", "ghs_test".into()),
+        ("GITHUB_REPOSITORY", "o/shop".into()),
+        ("GITHUB_API_URL", gh.url.clone()),
+        ("GITHUB_SERVER_URL", "https://github.com".into()),
+        ("GITHUB_RUN_ID", "77".into()),
+        ("GITHUB_ACTOR", "ann".into()),
+        ("GITHUB_OUTPUT", dir.join("output").display().to_string()),
+        (
+            "GITHUB_STEP_SUMMARY",
+            dir.join("summary").display().to_string(),
+        ),
+    ]
 }
 
 #[test]
-fn github_tags_pointer_and_deployment_statuses_go_through_the_api() {
-    let (p, _dir) = project();
-    let env = staging_env(&p);
-    let gh_server = FakeGitHub::start();
-    let gh = GitHub::new(&gh_server.url, Secret::new("ghs_test"), "o/shop").unwrap();
-    let mut r1 = release(1, ReleaseStatus::Live, &"a".repeat(40), "web:v1");
-    r1.run_url = "https://github.com/o/shop/actions/runs/77".into();
-    let mut out = record::Published::default();
-    record::publish_github(&gh, &env, &r1, &mut out);
-    assert!(out.warnings.is_empty(), "{:?}", out.warnings);
-    assert_eq!(out.tags, ["deploy/staging/1", "staging"]);
-    let r2 = ReleaseRecord {
-        number: 2,
-        run_url: r1.run_url.clone(),
-        ..release(2, ReleaseStatus::Live, &"b".repeat(40), "web:v2")
+fn in_actions_up_tags_through_the_api_and_reports_the_deployment_in_progress_then_the_result() {
+    use crate::up::{Stack, WEB_BROKEN, WEB_V2};
+    let gh = FakeGitHub::start();
+    let s = Stack::new("ghdep", "\"local\"", 5);
+    let yml = std::fs::read_to_string(s.project.path().join("deploy.yml")).unwrap();
+    s.project.manifest(&yml.replace(
+        "    keep_releases: 5\n",
+        "    keep_releases: 5\n    url: https://shop.example.com\n",
+    ));
+    s.project.commit("url");
+    let out_dir = tempfile::tempdir().unwrap();
+    let env = actions_env(&gh, out_dir.path());
+    s.project
+        .run(&["up", "--env", "test", "--all"])
+        .envs(env.clone())
+        .go()
+        .status(0);
+    // A tag API fault is a warning: the deploy happened and exits 0.
+    gh.fail_once("POST", "/repos/o/shop/git/tags", 500);
+    gh.fail_once("POST", "/repos/o/shop/git/tags", 500);
+    gh.fail_once("POST", "/repos/o/shop/git/tags", 500);
+    s.compose(WEB_V2, crate::up::WEB_V1);
+    s.project.commit("web v2");
+    s.project
+        .run(&["up", "--env", "test", "--only", "web"])
+        .envs(env.clone())
+        .go()
+        .status(0)
+        .stdout_has("::warning::cannot tag deploy/test/2");
+    s.compose(WEB_BROKEN, crate::up::WEB_V1);
+    s.project.commit("web broken");
+    s.project
+        .run(&["up", "--env", "test", "--only", "web"])
+        .envs(env)
+        .go()
+        .status(1);
+
+    // The tag keeps the record as it was made (live); the host has since marked it superseded.
+    let mut r1 = s.record(1);
+    assert_eq!(r1["status"], "superseded");
+    r1["status"] = "live".into();
+    let st = gh.state.lock().unwrap();
+    let tag1 = st.refs["refs/tags/deploy/test/1"].clone();
+    let obj = &st.tag_objects[&tag1];
+    assert_eq!(obj["object"]["sha"], r1["sha"]);
+    let msg: serde_json::Value = serde_json::from_str(obj["message"].as_str().unwrap()).unwrap();
+    assert_eq!(msg, r1, "the tag message is the release record");
+    assert!(
+        !st.refs.contains_key("refs/tags/deploy/test/2"),
+        "the failed tag call made no ref"
+    );
+    // Release 3 rolled back: tagged, but the pointer stays on release 1.
+    let tag3 = st.refs["refs/tags/deploy/test/3"].clone();
+    assert_eq!(st.refs["refs/tags/test"], tag1);
+    assert_ne!(tag3, tag1);
+    assert_eq!(st.deployments.len(), 3);
+    for d in &st.deployments {
+        assert_eq!(d["environment"], "test");
+        assert_eq!(d["auto_merge"], false);
+        assert_eq!(d["required_contexts"], serde_json::json!([]));
+    }
+    assert_eq!(st.deployments[0]["ref"], r1["sha"]);
+    let states = |i: usize| -> Vec<String> {
+        st.statuses[&st.deployments[i]["id"].as_u64().unwrap()]
+            .iter()
+            .map(|s| s["state"].as_str().unwrap().to_string())
+            .collect()
     };
-    let mut out2 = record::Published::default();
-    record::publish_github(&gh, &env, &r2, &mut out2);
-    assert!(out2.warnings.is_empty(), "{:?}", out2.warnings);
-
-    let st = gh_server.state.lock().unwrap();
-    let tag2 = st.refs["refs/tags/deploy/staging/2"].clone();
-    assert_eq!(
-        st.refs["refs/tags/staging"], tag2,
-        "the pointer moved to release 2"
-    );
-    let obj = &st.tag_objects[&tag2];
-    assert_eq!(obj["object"]["sha"], "b".repeat(40));
-    let msg: ReleaseRecord = serde_json::from_str(obj["message"].as_str().unwrap()).unwrap();
-    assert_eq!(msg, r2);
-    assert_eq!(st.deployments.len(), 2);
-    let d = &st.deployments[0];
-    assert_eq!(d["environment"], "staging");
-    assert_eq!(d["auto_merge"], false);
-    assert_eq!(d["required_contexts"], serde_json::json!([]));
-    assert_eq!(d["ref"], "a".repeat(40));
-    let statuses = &st.statuses[&d["id"].as_u64().unwrap()];
-    let states: Vec<&str> = statuses
-        .iter()
-        .map(|s| s["state"].as_str().unwrap())
-        .collect();
-    assert_eq!(states, ["in_progress", "success"]);
-    assert_eq!(
-        statuses[1]["log_url"],
-        "https://github.com/o/shop/actions/runs/77"
-    );
-    assert_eq!(
-        statuses[1]["environment_url"],
-        "https://staging.example.com"
-    );
+    assert_eq!(states(0), ["in_progress", "success"]);
+    assert_eq!(states(1), ["in_progress", "success"]);
+    assert_eq!(states(2), ["in_progress", "failure"]);
+    let last = st.statuses[&st.deployments[0]["id"].as_u64().unwrap()]
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["log_url"], "https://github.com/o/shop/actions/runs/77");
+    assert_eq!(last["environment_url"], "https://shop.example.com");
     assert!(st.log.iter().all(|r| r.authorization == "Bearer ghs_test"));
-    // The pointer's second move was an update with force, after the first was a create.
-    assert!(st.log.iter().any(|r| r.method == "PATCH"
-        && r.path.ends_with("/git/refs/tags/staging")
-        && r.body["force"] == true));
-}
-
-#[test]
-fn a_failed_release_gets_a_failure_status_and_api_faults_become_warnings() {
-    let (p, _dir) = project();
-    let env = staging_env(&p);
-    let gh_server = FakeGitHub::start();
-    let gh = GitHub::new(&gh_server.url, Secret::new("ghs_test"), "o/shop").unwrap();
-    let failed = release(5, ReleaseStatus::RolledBack, &"c".repeat(40), "web:broken");
-    gh_server.fail_once("POST", "/repos/o/shop/git/tags", 422);
-    let mut out = record::Published::default();
-    record::publish_github(&gh, &env, &failed, &mut out);
-    assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
-    assert!(
-        out.warnings[0].contains("cannot tag deploy/staging/5"),
-        "{:?}",
-        out.warnings
-    );
-    assert!(out.tags.is_empty());
-    let st = gh_server.state.lock().unwrap();
-    assert!(
-        !st.refs.contains_key("refs/tags/staging"),
-        "a failed release never moves the pointer"
-    );
-    let id = out.deployment.unwrap();
-    let states: Vec<&str> = st.statuses[&id]
-        .iter()
-        .map(|s| s["state"].as_str().unwrap())
-        .collect();
-    assert_eq!(states, ["in_progress", "failure"]);
 }
 
 #[test]

@@ -40,7 +40,7 @@ pub fn execute(command: Command, ctx: &Ctx) -> Result<()> {
         }
         Command::Migrate(args) => migrate::run(args, ctx),
         Command::Status => status::run(ctx),
-        Command::Promote { from, to } => promote::run(&from, &to, ctx),
+        Command::Promote { from, to } => promote::run(from.as_deref(), to.as_deref(), ctx),
         Command::Rollback { to } => rollback::run(to.as_deref(), ctx),
         Command::Up(args) => up::run(&args, ctx),
         Command::Lock(args) => up::lock(args.action, ctx),

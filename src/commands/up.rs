@@ -61,14 +61,7 @@ fn git_sha(root: &std::path::Path) -> String {
 
 /// Who is deploying, from where.
 pub fn lock_owner(command: &str, sha: &str) -> LockOwner {
-    let run_url = match (
-        env_vars::get(env_vars::GITHUB_SERVER_URL),
-        env_vars::get(env_vars::GITHUB_REPOSITORY),
-        env_vars::get(env_vars::GITHUB_RUN_ID),
-    ) {
-        (Some(s), Some(r), Some(id)) => format!("{s}/{r}/actions/runs/{id}"),
-        _ => "local".into(),
-    };
+    let run_url = crate::ledger::record::run_url().unwrap_or_else(|| "local".into());
     LockOwner {
         run_url,
         actor: env_vars::get(env_vars::GITHUB_ACTOR)
@@ -219,8 +212,13 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
         repo_root: root,
         compose_pref: env_vars::get(env_vars::DEPLOY_COMPOSE),
         interactive: std::io::stdin().is_terminal(),
+        notes: crate::ledger::record::reason()
+            .map(|r| format!("reason: {r}"))
+            .into_iter()
+            .collect(),
     };
     report.stage_start("up", Some(&env.name));
+    let deployment = crate::ledger::record::Deployment::start(ctx, &env, &sha, "deploy");
     let mut results: Vec<HostResult> = Vec::new();
     let mut failure: Option<Error> = None;
     for host in &env.hosts {
@@ -281,20 +279,13 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
             }
         }
     }
-    // The release ledger: tags and the GitHub deployment of the release just written.
-    if let (false, Some(host), Some(n)) = (
-        req.dry_run,
-        env.hosts.first(),
-        results.first().and_then(|r| r.release),
-    ) {
-        if let Ok(st) =
-            connect(host, report).and_then(|mut ex| Ok(crate::ledger::read(ex.as_mut(), &env.dir)?))
-        {
-            if let Some(rec) = st.ledger.releases.iter().find(|r| r.number == n) {
-                crate::ledger::record::record_release(ctx, &env, rec);
-            }
-        }
-    }
+    // The release ledger: tags of the release just written, and the GitHub deployment's status.
+    deployment.finish(
+        ctx,
+        &env,
+        results.first().and_then(|r| r.record.as_ref()),
+        None,
+    );
     summarize(ctx, &env.name, &env.hosts, &results);
     match failure {
         Some(e) => Err(e),
@@ -302,7 +293,7 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
     }
 }
 
-fn summarize(ctx: &Ctx, env: &str, hosts: &[Host], results: &[HostResult]) {
+pub fn summarize(ctx: &Ctx, env: &str, hosts: &[Host], results: &[HostResult]) {
     let report = &ctx.report;
     let mut s = Summary::new(
         format!("up {env}"),
