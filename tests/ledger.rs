@@ -401,12 +401,12 @@ fn promote_refuses_a_wrong_source_no_release_and_a_missing_approval() {
     let p = Project::git();
     let d = p.path().display().to_string();
     p.manifest(&format!(
-        "version: 1\nproject: shop\nenvironments:\n  qa:\n    hosts: [\"local\"]\n    dir: {d}/qa\n  staging:\n    hosts: [\"local\"]\n    dir: {d}/stg\n  production:\n    hosts: [\"local\"]\n    dir: {d}/prd\n    approval: required\n    promote_from: staging\n"
+        "version: 1\nproject: shop\nenvironments:\n  qa:\n    hosts: [\"local\"]\n    dir: {d}/qa\n  staging:\n    hosts: [\"local\"]\n    dir: {d}/stg\n  production:\n    hosts: [\"local\"]\n    dir: {d}/prd\n    approval: required\n    promote_from: staging\nservices:\n  web:\n    paths: [\"web/**\"]\n"
     ));
     p.run(&["promote", "--from", "qa", "--to", "production"])
         .go()
         .status(2)
-        .stderr_has("promoted from `staging` (promote_from), not from `qa`");
+        .stderr_has("promoted from `staging` (promote_from in deploy.yml), not from `qa`");
     p.run(&["promote", "--from", "staging", "--to", "production"])
         .go()
         .status(1)
@@ -500,7 +500,7 @@ services:
         .run(&["promote", "--from", "staging", "--to", "production"])
         .go();
     out.status(0)
-        .stdout_has("production is on release 1 = release 2 of staging");
+        .stdout_has("production is on release 1 = release staging/2");
     assert!(!out.stdout.contains("docker build") && !out.stderr.contains("docker build"));
     assert_eq!(
         sh(&format!("curl -fsS http://127.0.0.1:{pw}/")),
