@@ -376,6 +376,13 @@ pub static HEALTH: Table = Table {
             None,
             "Text the response body must contain.",
         ),
+        f(
+            "stable",
+            Ty::Duration,
+            false,
+            Some("5s"),
+            "How long a new container must run, counted from its start, with no restart before it counts as healthy (the crash-loop window).",
+        ),
     ],
 };
 

@@ -192,6 +192,9 @@ pub struct Health {
     pub timeout: Duration,
     pub expect_status: u16,
     pub contains: Option<String>,
+    /// The stability window: how long a new container must run (same id, no restart) before the
+    /// gate calls it healthy. None: the default (5 s).
+    pub stable: Option<Duration>,
 }
 
 #[derive(Clone, Debug)]

@@ -802,6 +802,10 @@ fn service(name: &str, k: &Node, v: &Node) -> Result<Service> {
                     None => 200,
                 },
                 contains: h.string("contains")?,
+                stable: match h.get("stable") {
+                    Some((sk, sv)) => Some(duration(sk, sv)?),
+                    None => None,
+                },
             })
         }
     };
@@ -1211,6 +1215,12 @@ mod tests {
         );
         let h = api.health.as_ref().unwrap();
         assert_eq!((h.timeout, h.expect_status), (Duration::from_secs(60), 200));
+        assert_eq!(h.stable, None, "the default window is the deploy runner's");
+        let windowed = parse(&format!("{HEAD}environments:\n  s:\nservices:\n  api:\n    health: {{url: \"http://x\", stable: 1500ms}}\n")).unwrap();
+        assert_eq!(
+            windowed.services["api"].health.as_ref().unwrap().stable,
+            Some(Duration::from_millis(1500))
+        );
         assert_eq!(m.sites["web"].production_branch, "main");
         let mig = m.migrations.as_ref().unwrap();
         assert_eq!(mig.engine, Engine::Sqlite);
