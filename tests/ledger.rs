@@ -432,7 +432,7 @@ impl Drop for DropProject {
         crate::up::sh(&format!(
             "docker ps -aq --filter label=com.docker.compose.project={p} | xargs -r docker rm -f >/dev/null 2>&1; \
              docker network rm {p}_default >/dev/null 2>&1; \
-             docker images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep ':{p}-release-' | xargs -r docker rmi >/dev/null 2>&1; true"
+             docker images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep -F ':{p}.' | xargs -r docker rmi >/dev/null 2>&1; true"
         ));
     }
 }

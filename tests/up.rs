@@ -1,6 +1,7 @@
-//! `up` against the real Docker engine (compose v2 2.26.1 and v1 1.29.2) on the `local` host and,
-//! when given, over SSH: first deploy, selective update, automatic rollback, lock, concurrency,
-//! `--image`, release records, audit log, retention.
+//! `up` against the real Docker engine (compose v2 2.26.1 and v1 1.29.2) on the `local` host and
+//! over SSH: first deploy, selective update, automatic rollback (of the failed services only, with
+//! the previous compose files), crash loops, a cancelled run, lock, concurrency, `--image`,
+//! release records, audit log, retention, several hosts.
 
 use crate::harness::{Outcome, Project, services};
 use std::process::Command;
@@ -37,9 +38,21 @@ impl Drop for Stack {
         sh(&format!(
             "docker ps -aq --filter label=com.docker.compose.project={p} | xargs -r docker rm -f >/dev/null 2>&1; \
              docker network rm {p}_default >/dev/null 2>&1; \
-             docker images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep ':{p}-release-' | xargs -r docker rmi >/dev/null 2>&1; true"
+             docker images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep -F ':{p}.' | xargs -r docker rmi >/dev/null 2>&1; true"
         ));
     }
+}
+
+/// The environment of an `up` over SSH to the test sshd.
+pub(crate) fn ssh_env() -> Vec<(&'static str, String)> {
+    services::require_sshd();
+    vec![
+        ("DEPLOY_SSH_KEY_FILE", services::var("DA_TEST_SSH_KEY_FILE")),
+        (
+            "DEPLOY_KNOWN_HOSTS_FILE",
+            services::var("DA_TEST_KNOWN_HOSTS_FILE"),
+        ),
+    ]
 }
 
 pub(crate) fn service_yaml(name: &str, image: &str, port: u16) -> String {
@@ -84,17 +97,43 @@ services:
             wp = s.web_port,
             ap = s.api_port,
         ));
+        s.project.file("web.env", "GREETING=hello\n");
         s.compose(WEB_V1, WEB_V1);
         s.project.commit("stack");
         s
     }
 
+    /// Runs `up` over SSH with the test key and known_hosts.
+    pub(crate) fn up_ssh(&self, extra: &[&str]) -> Outcome {
+        let mut args = vec!["up", "--env", "test"];
+        args.extend_from_slice(extra);
+        self.project.run(&args).envs(ssh_env()).go()
+    }
+
+    pub(crate) fn api_body(&self) -> String {
+        sh(&format!("curl -fsS http://127.0.0.1:{}/", self.api_port))
+    }
+
+    /// The manifest with `hosts:` replaced.
+    pub(crate) fn hosts(&self, hosts: &str) {
+        let manifest = std::fs::read_to_string(self.project.path().join("deploy.yml")).unwrap();
+        self.project
+            .manifest(&manifest.replace("hosts: [\"local\"]", &format!("hosts: [{hosts}]")));
+    }
+
     pub(crate) fn compose(&self, web: &str, api: &str) {
+        self.compose_web_extra(web, api, "");
+    }
+
+    /// The stack with more keys for `web` (a `command:`, a `restart:` policy, other ports).
+    pub(crate) fn compose_web_extra(&self, web: &str, api: &str, extra: &str) {
         self.project.file(
             "compose.yml",
             &format!(
                 "services:\n{}{}",
-                service_yaml("web", web, self.web_port) + "    depends_on: [api]\n",
+                service_yaml("web", web, self.web_port)
+                    + "    depends_on: [api]\n    env_file: web.env\n"
+                    + extra,
                 service_yaml("api", api, self.api_port)
             ),
         );
@@ -149,28 +188,32 @@ fn up_deploys_then_updates_one_service_and_keeps_the_other() {
 
     s.compose(WEB_V2, WEB_V1);
     s.project.commit("web v2");
-    s.up(&["--only", "web"])
-        .status(0)
-        .stdout_has("web is healthy");
+    let out = s.up(&["--only", "web"]);
+    out.status(0)
+        .stdout_has("web is healthy")
+        .stdout_has("touches no other service");
+    assert!(
+        !out.stdout.contains("would recreate"),
+        "no false #12069 warning:\n{}",
+        out.stdout
+    );
     assert_eq!(s.web_body(), "v2");
     assert_eq!(s.container("api"), api_before, "api was not touched");
     assert_ne!(s.container("web"), web_before);
     assert_eq!(s.record(2)["status"], "live");
     assert_eq!(s.record(1)["status"], "superseded");
     assert_eq!(s.record(2)["previous"]["web"]["image"], WEB_V1);
-    // compose #12069 (2.26.1 here): the stored config hash is what a plain `up` computes, so a
-    // later plain `docker compose up` recreates nothing.
-    let want = sh(&format!(
-        "cd {} && docker compose -p {} -f compose.yml config --hash web | cut -d' ' -f2",
+    // compose #12069 (2.26.1 here) with an env_file: what a later plain `docker compose up` does
+    // is asked of compose itself; it recreates nothing, and deploy-action said nothing false.
+    let plain = sh(&format!(
+        "cd {} && docker compose -p {} -f compose.yml --dry-run up -d 2>&1",
         s.host_dir.path().display(),
         s.name
     ));
-    let have = sh(&format!(
-        "docker inspect -f '{{{{index .Config.Labels \"com.docker.compose.config-hash\"}}}}' {}",
-        s.container("web")
-    ));
-    assert_eq!(have, want, "config hash drift (compose #12069)");
-
+    assert!(
+        plain.contains("web-1  Running") && !plain.contains("Recreate"),
+        "{plain}"
+    );
     // Retention: keep_releases 2 → after a third release, record 1 and its tags are gone.
     s.compose(WEB_V1, WEB_V1);
     s.project.commit("web v1 again");
@@ -200,7 +243,7 @@ fn up_deploys_then_updates_one_service_and_keeps_the_other() {
     }
     assert_eq!(
         s.record(3)["services"]["api"]["release_tag"],
-        format!("deploy-action-test/web:{}-release-1", s.name),
+        format!("deploy-action-test/web:{}.api-release-1", s.name),
         "an unchanged service keeps its release tag"
     );
 }
@@ -210,13 +253,12 @@ fn up_rolls_back_a_broken_image_and_the_previous_version_keeps_serving() {
     let s = Stack::new("rb", "\"local\"", 5);
     s.up(&["--all"]).status(0);
     let api_before = s.container("api");
-    // A second host after the failing one is never contacted (nothing listens on port 1).
-    let manifest = std::fs::read_to_string(s.project.path().join("deploy.yml")).unwrap();
-    s.project.manifest(&manifest.replace(
-        "hosts: [\"local\"]",
-        "hosts: [\"local\", \"ssh://deploy@127.0.0.1:1\"]",
+    // A second host after the failing one is checked first, then never deployed.
+    s.hosts(&format!(
+        "\"local\", \"{}\"",
+        services::var("DA_TEST_SSH_URL")
     ));
-    let out = s.up(&["--image", &format!("web={WEB_BROKEN}"), "--yes"]);
+    let out = s.up_ssh(&["--image", &format!("web={WEB_BROKEN}"), "--yes"]);
     out.status(1)
         .stdout_has("rolled back web")
         .stdout_has("not run")
@@ -231,7 +273,25 @@ fn up_rolls_back_a_broken_image_and_the_previous_version_keeps_serving() {
     let r = s.record(2);
     assert_eq!(r["status"], "rolled_back");
     assert_eq!(r["previous"]["web"]["image"], WEB_V1);
+    // The image that was tried is in the record, not only in the log.
+    assert_eq!(r["services"]["web"]["tried"], WEB_BROKEN);
+    assert_eq!(
+        r["services"]["web"]["image_id"], r["previous"]["web"]["image_id"],
+        "web runs its previous image again (through its …-before tag)"
+    );
+    assert!(
+        r["notes"].to_string().contains(WEB_BROKEN),
+        "{}",
+        r["notes"]
+    );
     assert!(s.state("audit.log").contains("\"result\":\"rolled_back\""));
+    assert!(
+        !s.host_dir
+            .path()
+            .join(".deploy-action/releases/3.json")
+            .exists(),
+        "the second host (the same directory on this machine) was not deployed"
+    );
 }
 
 #[test]
@@ -364,7 +424,7 @@ fn dry_run_prints_the_steps_and_changes_nothing() {
     let out = s.up(&["--all", "--dry-run"]);
     out.status(0)
         .stdout_has("mkdir ")
-        .stdout_has("up -d --no-deps --wait --wait-timeout 30 web api");
+        .stdout_has("up -d --no-deps web api");
     assert!(s.container("web").is_empty());
     assert!(!s.host_dir.path().join(".deploy-action").exists());
     // Without --only/--all, git changes choose: no service has `paths:` matching the last commit.
@@ -490,4 +550,307 @@ fn up_over_ssh_ships_a_built_image_without_a_registry_and_rolls_back() {
     std::fs::create_dir_all(s.host_dir.path().join(".deploy-action/lock")).unwrap();
     ssh(&["up", "--env", "test", "--all"]).status(4);
     sh(&format!("docker rmi {image}:{sha}"));
+}
+
+/// Issue 3 audit, high severity: release and rollback tags were per image repository, so two
+/// services running the same repository overwrote each other's `-before` tag and a rollback put
+/// `web` on `api`'s version. Tags now name the compose project and the service.
+#[test]
+fn r3_two_services_of_one_repository_roll_back_to_their_own_images() {
+    let s = Stack::new("tags", "\"local\"", 5);
+    s.compose(WEB_V2, WEB_V1);
+    s.project.commit("web v2, api v1: one repository");
+    s.up(&["--all"]).status(0);
+    assert_eq!((s.web_body().as_str(), s.api_body().as_str()), ("v2", "v1"));
+    let out = s.up(&[
+        "--image",
+        &format!("web={WEB_BROKEN}"),
+        "--image",
+        &format!("api={WEB_BROKEN}"),
+        "--yes",
+    ]);
+    out.status(1).stdout_has("rolled back");
+    assert_eq!(s.web_body(), "v2", "web is back on its own previous image");
+    assert_eq!(s.api_body(), "v1", "api is back on its own previous image");
+    let r = s.record(2);
+    let (web, api) = (&r["previous"]["web"], &r["previous"]["api"]);
+    assert_eq!(
+        web["release_tag"],
+        format!("deploy-action-test/web:{}.web-release-2-before", s.name)
+    );
+    assert_eq!(
+        api["release_tag"],
+        format!("deploy-action-test/web:{}.api-release-2-before", s.name)
+    );
+    for st in [web, api] {
+        let tag = st["release_tag"].as_str().unwrap();
+        assert_eq!(
+            sh(&format!("docker image inspect -f '{{{{.Id}}}}' {tag}")),
+            st["image_id"].as_str().unwrap(),
+            "{tag} keeps the image its service ran"
+        );
+    }
+}
+
+/// Only the services that fail are rolled back: here compose cannot even start `web` (its new
+/// port is taken) and exits non-zero, while `api`'s new image is healthy and stays. `web` comes
+/// back with release 1's compose file (its old port), not just its old image.
+#[test]
+fn when_compose_up_fails_only_the_failing_service_is_rolled_back() {
+    let s = Stack::new("part", "\"local\"", 5);
+    s.up(&["--all"]).status(0);
+    let api_before = s.container("api");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_port = busy.local_addr().unwrap().port();
+    s.compose(WEB_V1, WEB_V2);
+    let text = std::fs::read_to_string(s.project.path().join("compose.yml")).unwrap();
+    s.project.file(
+        "compose.yml",
+        &text.replace(
+            &format!("127.0.0.1:{}:80", s.web_port),
+            &format!("127.0.0.1:{busy_port}:80"),
+        ),
+    );
+    s.project.commit("web on a taken port, api v2");
+    let out = s.up(&["--all"]);
+    out.status(1)
+        .stdout_has("api is healthy")
+        .stdout_has("release 1's compose and env files")
+        .stdout_has("rolled back web");
+    assert_eq!(
+        s.api_body(),
+        "v2",
+        "the healthy service keeps its new version"
+    );
+    assert_ne!(s.container("api"), api_before);
+    assert_eq!(s.web_body(), "v1", "web serves again on its old port");
+    let r = s.record(2);
+    assert_eq!(r["status"], "rolled_back");
+    assert_eq!(r["services"]["api"]["image"], WEB_V2);
+    assert!(r["services"]["api"]["tried"].is_null());
+    assert!(r["notes"].to_string().contains("web"), "{}", r["notes"]);
+    assert!(
+        !std::fs::read_to_string(s.host_dir.path().join("compose.yml"))
+            .unwrap()
+            .contains(&busy_port.to_string()),
+        "the host's compose file is release 1's again"
+    );
+    drop(busy);
+}
+
+/// A crash loop (`restart: always`, a process that exits after 2 s) looks healthy at first; the
+/// stability window, counted from the container's start, catches the restart. The compose change
+/// that caused it is rolled back with the image: release 1's compose file comes back.
+#[test]
+fn a_crash_loop_fails_the_gate_and_the_previous_compose_file_comes_back() {
+    let s = Stack::new("crash", "\"local\"", 5);
+    s.up(&["--all"]).status(0);
+    s.compose_web_extra(
+        WEB_V1,
+        WEB_V1,
+        "    restart: always\n    command: [\"sh\", \"-c\", \"httpd -p 80 -h /www; sleep 2; exit 1\"]\n",
+    );
+    s.project.commit("web crashes after 2 s");
+    let out = s.up(&["--only", "web"]);
+    out.status(1)
+        .stdout_has("crash loop")
+        .stdout_has("rolled back web: the previous version is serving");
+    assert!(
+        !out.stdout.contains("not healthy either") && !out.stderr.contains("not healthy either"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(s.web_body(), "v1");
+    assert!(
+        !std::fs::read_to_string(s.host_dir.path().join("compose.yml"))
+            .unwrap()
+            .contains("exit 1"),
+        "release 1's compose file is back on the host"
+    );
+    let restarts = sh(&format!(
+        "docker inspect -f '{{{{.RestartCount}}}} {{{{.HostConfig.RestartPolicy.Name}}}}' {}",
+        s.container("web")
+    ));
+    assert!(
+        restarts.starts_with("0") && !restarts.contains("always"),
+        "the rolled-back container runs release 1's configuration: {restarts}"
+    );
+    assert_eq!(s.record(2)["status"], "rolled_back");
+    assert!(
+        s.host_dir
+            .path()
+            .join(".deploy-action/files/1/compose.yml")
+            .is_file()
+    );
+    assert!(
+        s.host_dir
+            .path()
+            .join(".deploy-action/files/1/web.env")
+            .is_file()
+    );
+}
+
+/// A cancelled GitHub job sends SIGINT (then SIGTERM, then SIGKILL): the run stops waiting, puts
+/// the service it was deploying back on the previous image, records the release, releases the
+/// lock and exits 1.
+#[test]
+fn sigint_during_the_health_gate_rolls_back_records_and_unlocks() {
+    use std::io::BufRead;
+    let s = Stack::new("sigint", "\"local\"", 5);
+    s.up(&["--all"]).status(0);
+    // web v2 serves only after 30 s; its docker healthcheck is in its start period meanwhile.
+    s.compose_web_extra(
+        WEB_V2,
+        WEB_V1,
+        "    command: [\"sh\", \"-c\", \"sleep 30; exec httpd -f -p 80 -h /www\"]\n",
+    );
+    let text = std::fs::read_to_string(s.project.path().join("compose.yml")).unwrap();
+    s.project.file(
+        "compose.yml",
+        &text.replacen(
+            "      retries: 3\n",
+            "      retries: 3\n      start_period: 60s\n",
+            1,
+        ),
+    );
+    s.project.commit("web v2, slow to start");
+    let mut child = std::process::Command::new(crate::harness::BIN)
+        .args(["up", "--env", "test", "--only", "web"])
+        .current_dir(s.project.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", std::env::var("HOME").unwrap_or_default())
+        .env("NO_COLOR", "1")
+        .env("DEPLOY_TEST_NO_PROGRESS", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
+    let mut stdout = String::new();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        stdout.push_str(&line);
+        stdout.push('\n');
+        if line.contains("health gate: web") {
+            break;
+        }
+    }
+    assert!(stdout.contains("health gate: web"), "{stdout}");
+    sh(&format!("kill -INT {}", child.id()));
+    for line in lines {
+        stdout.push_str(&line.unwrap());
+        stdout.push('\n');
+    }
+    let status = child.wait().unwrap();
+    let stderr = err_reader.join().unwrap();
+    assert_eq!(status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("cancelled by SIGINT"), "{stdout}\n{stderr}");
+    assert!(
+        !s.host_dir.path().join(".deploy-action/lock").exists(),
+        "the lock is released"
+    );
+    let r = s.record(2);
+    assert_eq!(r["status"], "rolled_back", "{r}");
+    assert!(r["notes"].to_string().contains("SIGINT"), "{}", r["notes"]);
+    assert!(s.state("audit.log").contains("\"result\":\"cancelled\""));
+    // The previous version serves (its container has just been started).
+    let mut body = String::new();
+    for _ in 0..50 {
+        body = s.web_body();
+        if body == "v1" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(body, "v1");
+}
+
+/// Two hosts in one run: `local` and the test sshd, which are the same machine: they share the
+/// Docker engine, the compose project and (`dir` is per environment) the state directory. So
+/// the second host finds the stack the first one deployed, leaves every container alone and
+/// records the next release in the same directory. What this shows: hosts run in order, each
+/// gets a row and a release, and the outputs name both.
+#[test]
+fn two_hosts_deploy_in_order_with_a_row_and_a_release_each() {
+    let s = Stack::new("hosts2", "\"local\"", 5);
+    let url = services::var("DA_TEST_SSH_URL");
+    s.hosts(&format!("\"local\", \"{url}\""));
+    let outputs = s.project.path().join("gh-output");
+    let summary = s.project.path().join("gh-summary");
+    let out = s
+        .project
+        .run(&["up", "--env", "test", "--all"])
+        .envs(ssh_env())
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", outputs.display().to_string())
+        .env("GITHUB_STEP_SUMMARY", summary.display().to_string())
+        .go();
+    out.status(0);
+    let summary = std::fs::read_to_string(summary).unwrap();
+    let host2 = url.trim_start_matches("ssh://");
+    for host in ["local", host2] {
+        for svc in ["web", "api"] {
+            assert!(
+                summary.contains(&format!("| {host} | {svc} |")) && summary.contains("deployed"),
+                "{host} {svc}:\n{summary}"
+            );
+        }
+    }
+    assert!(summary.contains("local: release 1"), "{summary}");
+    assert!(
+        summary.contains(&format!("{host2}: release 2")),
+        "{summary}"
+    );
+    let outputs = std::fs::read_to_string(outputs).unwrap();
+    assert!(outputs.contains("release=2\n"), "{outputs}");
+    assert!(outputs.contains(host2), "{outputs}");
+    let (r1, r2) = (s.record(1), s.record(2));
+    assert_eq!(
+        (r1["status"].as_str(), r2["status"].as_str()),
+        (Some("superseded"), Some("live"))
+    );
+    for svc in ["web", "api"] {
+        assert_eq!(
+            r1["services"][svc]["container_id"], r2["services"][svc]["container_id"],
+            "the second host left {svc}'s container alone"
+        );
+    }
+    assert_eq!(s.web_body(), "v1");
+}
+
+/// Every host is reached and checked before the first one changes: an unreachable second host
+/// stops the run with nothing deployed, and the matrix, the summary and the outputs still say so.
+#[test]
+fn an_unreachable_later_host_stops_the_run_before_any_host_changes() {
+    let s = Stack::new("unreach", "\"local\"", 5);
+    s.hosts("\"local\", \"ssh://deploy@127.0.0.1:1\"");
+    let outputs = s.project.path().join("gh-output");
+    let summary = s.project.path().join("gh-summary");
+    let out = s
+        .project
+        .run(&["up", "--env", "test", "--all"])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", outputs.display().to_string())
+        .env("GITHUB_STEP_SUMMARY", summary.display().to_string())
+        .go();
+    out.status(1).stderr_has("no host was changed");
+    let summary = std::fs::read_to_string(summary).unwrap();
+    assert!(
+        summary
+            .contains("| local | - |  |  |  |  | not run: deploy@127.0.0.1:1 failed its check |"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("| deploy@127.0.0.1:1 | - |  |  |  |  | failed before any host changed"),
+        "{summary}"
+    );
+    let outputs = std::fs::read_to_string(outputs).unwrap();
+    assert!(outputs.contains("services=[]"), "{outputs}");
+    assert!(s.container("web").is_empty(), "nothing deployed on local");
+    assert!(!s.host_dir.path().join(".deploy-action").exists());
 }

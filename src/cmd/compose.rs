@@ -36,12 +36,17 @@ impl Flavor {
     pub fn ps_json_lines(&self) -> bool {
         matches!(self, Flavor::V2(v) if *v >= semver::Version::new(2, 21, 0))
     }
+    /// The global `--dry-run` flag (≥ 2.19.0): prints what `up` would do, changes nothing.
+    pub fn has_dry_run(&self) -> bool {
+        matches!(self, Flavor::V2(v) if *v >= semver::Version::new(2, 19, 0))
+    }
     /// `config --format json` (v2 only; v1 prints YAML).
     pub fn has_config_json(&self) -> bool {
         matches!(self, Flavor::V2(_))
     }
     /// `up --no-deps` stores a config hash that a later plain `up` disagrees with (compose #12069,
-    /// 2.26.0 – 2.29.2; fixed in 2.29.3).
+    /// 2.26.0 – 2.29.2; fixed in 2.29.3). These versions all have `--dry-run` (≥ 2.19), which is how
+    /// deploy-action asks what a plain `up` would do.
     pub fn has_no_deps_hash_bug(&self) -> bool {
         matches!(self, Flavor::V2(v)
             if *v >= semver::Version::new(2, 26, 0) && *v < semver::Version::new(2, 29, 3))
@@ -92,11 +97,15 @@ pub struct Compose {
 /// Options of `up`.
 #[derive(Clone, Debug, Default)]
 pub struct UpOptions {
-    /// `--wait` with this timeout in seconds (dropped or degraded by version).
+    /// `--wait` with this timeout in seconds (dropped or degraded by version). `up` leaves it out:
+    /// its own health gate waits, with a stability window that `--wait` lacks.
     pub wait_secs: Option<u64>,
     pub force_recreate: bool,
-    /// Leave out `--no-deps` (compose #12069 handling: only when every dependency is up to date).
+    /// Leave out `--no-deps` (compose #12069 handling: only when a dry run shows that no other
+    /// service would be touched).
     pub with_deps: bool,
+    /// `--timeout N`: seconds a replaced container gets to stop (a cancelled run rolls back fast).
+    pub stop_timeout: Option<u64>,
 }
 
 impl Compose {
@@ -121,6 +130,9 @@ impl Compose {
         if opts.force_recreate {
             c = c.arg("--force-recreate");
         }
+        if let Some(secs) = opts.stop_timeout {
+            c = c.arg("--timeout").arg(secs.to_string());
+        }
         if let Some(secs) = opts.wait_secs {
             if self.flavor.has_wait() {
                 c = c.arg("--wait");
@@ -142,11 +154,15 @@ impl Compose {
         }
     }
 
-    /// `config --hash SERVICES` (both flavors): `service hash` lines.
-    pub fn config_hash(&self, services: &[String]) -> Cmd {
-        self.base()
-            .args(["config", "--hash"])
-            .arg(services.join(","))
+    /// `--dry-run up -d SERVICES` (v2 ≥ 2.19), without `--no-deps`: what a plain `up` of these
+    /// services would do to every container, changing nothing. Parse with [`parse_dry_run`].
+    pub fn dry_run_up(&self, services: &[String]) -> Cmd {
+        let mut c = Cmd::new("docker").args(["compose", "--dry-run"]);
+        c = c.arg("-p").arg(&self.project);
+        for f in &self.files {
+            c = c.arg("-f").arg(f);
+        }
+        c.cwd(&self.dir).args(["up", "-d"]).args(services)
     }
 
     /// `ps -a --format json` (v2 only; on v1 use [`super::docker_engine::ps_project`]).
@@ -331,14 +347,60 @@ pub fn dependencies(
     seen
 }
 
-/// Parses `config --hash` output: `service hash` per line.
-pub fn parse_config_hash(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            Some((it.next()?.to_string(), it.next()?.to_string()))
-        })
-        .collect()
+/// What a `--dry-run up` would do to one container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DryRunAction {
+    /// The container name (`shop-api-1`), without the `<id>_` prefix compose gives a container
+    /// while it replaces it.
+    pub container: String,
+    /// `Recreate`, `Create`, `Start`, `Running`, … (the `-d`/`-ed` forms folded into one).
+    pub action: String,
+}
+
+impl DryRunAction {
+    /// Whether the container would be replaced or started (anything but `Running`).
+    pub fn touches(&self) -> bool {
+        matches!(
+            self.action.as_str(),
+            "Recreate" | "Create" | "Start" | "Restart" | "Stop" | "Remove"
+        )
+    }
+}
+
+/// Parses `--dry-run up` output (stderr and stdout together): lines such as
+/// ` DRY-RUN MODE -  Container shop-web-1  Recreate`.
+pub fn parse_dry_run(text: &str) -> Vec<DryRunAction> {
+    let mut out: Vec<DryRunAction> = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.split("Container ").nth(1) else {
+            continue;
+        };
+        let mut words = rest.split_whitespace();
+        let (Some(name), Some(action)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let name = match name.split_once('_') {
+            Some((id, n)) if id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()) => n,
+            _ => name,
+        };
+        let action = match action {
+            "Recreated" => "Recreate",
+            "Created" | "Creating" => "Create",
+            "Started" | "Starting" => "Start",
+            "Restarted" | "Restarting" => "Restart",
+            "Stopped" | "Stopping" => "Stop",
+            "Removed" | "Removing" => "Remove",
+            other => other,
+        };
+        let a = DryRunAction {
+            container: name.to_string(),
+            action: action.to_string(),
+        };
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -481,9 +543,20 @@ mod tests {
     }
 
     #[test]
-    fn config_hash_lines_parse() {
-        let h = parse_config_hash("api 1234abcd\nweb 99ff\n");
-        assert_eq!(h["api"], "1234abcd");
-        assert_eq!(h.len(), 2);
+    fn dry_run_names_what_a_plain_up_would_touch() {
+        let text = " DRY-RUN MODE -  Container shop-api-1  Running\n DRY-RUN MODE -  Container shop-web-1  Recreate\n DRY-RUN MODE -  Container shop-web-1  Recreated\n DRY-RUN MODE -  Container 6783d04533c0_shop-web-1  Starting\n DRY-RUN MODE -  Container 6783d04533c0_shop-web-1  Started\n";
+        let a = parse_dry_run(text);
+        assert_eq!(a.len(), 3, "{a:?}");
+        assert_eq!(a[0].container, "shop-api-1");
+        assert!(!a[0].touches());
+        assert!(a[1].touches() && a[1].action == "Recreate");
+        assert_eq!(a[2].container, "shop-web-1");
+        assert!(parse_dry_run("").is_empty());
+        let c = compose(Flavor::V2(v("2.26.1"))).dry_run_up(&["web".to_string()]);
+        assert_eq!(
+            c.display(),
+            "cd /srv/shop && docker compose --dry-run -p shop -f compose.yml -f .deploy-action/override.yml up -d web"
+        );
+        assert!(Flavor::V2(v("2.26.1")).has_dry_run() && !Flavor::V1(v("1.29.2")).has_dry_run());
     }
 }

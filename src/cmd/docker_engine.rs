@@ -1,10 +1,12 @@
 //! `docker` engine commands used by `up` (containers, images, tags, save/load) and the few host
 //! file-system commands of the state directory (lock mkdir, record listing, audit append), plus the
-//! parsers of `docker inspect` output and the HTTP probe run on the host.
+//! parsers of `docker inspect` output and the HTTP probe run on the host, and [`Script`]: several of
+//! these run through one `sh -s` (one SSH channel) with their outputs framed.
 //!
 //! Pure: builds [`Cmd`] values and parses text; never starts a process.
 
-use super::Cmd;
+use super::{Cmd, shell_quote};
+use std::collections::BTreeMap;
 
 /// Label compose puts on every container of a project.
 pub const LABEL_PROJECT: &str = "com.docker.compose.project";
@@ -28,6 +30,60 @@ pub fn ps_project(project: &str) -> Cmd {
 /// `docker inspect IDS…` (a JSON array).
 pub fn inspect(ids: &[String]) -> Cmd {
     Cmd::new("docker").arg("inspect").args(ids)
+}
+
+/// `docker inspect` of every container (running or not) of a compose project, in one command: a
+/// JSON array, `[]` when there is none. Works with v1 and v2.
+pub fn inspect_project(project: &str) -> Cmd {
+    Cmd::new("sh")
+        .arg("-c")
+        .arg(
+            "ids=$(docker ps -a -q --no-trunc --filter \"label=$1=$2\") || exit\n\
+             if [ -n \"$ids\" ]; then exec docker inspect $ids; else echo '[]'; fi",
+        )
+        .arg("sh")
+        .arg(LABEL_PROJECT)
+        .arg(project)
+}
+
+/// One probe of the health gate: the host's clock (`date +%s.%N`, first line), then `docker
+/// inspect` of the containers of `services` only (a JSON array, `[]` when there is none). The
+/// host's clock is what `.State.StartedAt` is measured against, so the runner's clock never
+/// matters. Parse with [`parse_probe`].
+pub fn probe_services(project: &str, services: &[String]) -> Cmd {
+    Cmd::new("sh")
+        .arg("-c")
+        .arg(
+            "date +%s.%N; p=$1; shift\n\
+             ids=$(docker ps -a --no-trunc --filter \"label=com.docker.compose.project=$p\" \
+               --format '{{.ID}} {{.Label \"com.docker.compose.service\"}}' | \
+               while read -r id svc; do for s in \"$@\"; do if [ \"$s\" = \"$svc\" ]; then echo \"$id\"; fi; done; done)\n\
+             if [ -n \"$ids\" ]; then exec docker inspect $ids; else echo '[]'; fi",
+        )
+        .arg("sh")
+        .arg(project)
+        .args(services)
+}
+
+/// Parses [`probe_services`] output: the host's clock in seconds since the epoch (None when `date`
+/// printed something else) and the containers.
+pub fn parse_probe(text: &str) -> Result<(Option<f64>, Vec<ContainerInfo>), String> {
+    let (first, rest) = text.split_once('\n').unwrap_or((text, ""));
+    let now = parse_epoch(first);
+    Ok((now, parse_inspect(rest)?))
+}
+
+/// `1795440269.123456789` (or `1795440269.N` from a `date` without `%N`) → seconds.
+pub fn parse_epoch(text: &str) -> Option<f64> {
+    let t = text.trim();
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    let secs: u64 = int.parse().ok()?;
+    let frac: f64 = if !frac.is_empty() && frac.bytes().all(|b| b.is_ascii_digit()) {
+        format!("0.{frac}").parse().unwrap_or(0.0)
+    } else {
+        0.0
+    };
+    Some(secs as f64 + frac)
 }
 
 /// `docker image inspect --format '{{.Id}}' REF`: the image id, or a non-zero exit when missing.
@@ -199,9 +255,14 @@ pub struct ContainerInfo {
     pub config_hash: Option<String>,
     /// `running`, `exited`, `restarting`, …
     pub status: String,
+    /// The exit code (`.State.ExitCode`), for an exited container.
+    pub exit_code: Option<i64>,
     /// `healthy`, `unhealthy`, `starting`, or None without a healthcheck.
     pub health: Option<String>,
     pub restart_count: u64,
+    /// `.State.StartedAt` as docker prints it (RFC 3339 with nanoseconds, the host's clock);
+    /// `0001-01-01T00:00:00Z` for a container never started.
+    pub started_at: String,
     /// The last health probe outputs.
     pub health_log: Vec<String>,
 }
@@ -252,6 +313,7 @@ pub fn parse_inspect(text: &str) -> Result<Vec<ContainerInfo>, String> {
                 image_id: s("/Image"),
                 config_hash: label(LABEL_CONFIG_HASH),
                 status: s("/State/Status"),
+                exit_code: v.pointer("/State/ExitCode").and_then(|x| x.as_i64()),
                 health: v
                     .pointer("/State/Health/Status")
                     .and_then(|x| x.as_str())
@@ -260,10 +322,186 @@ pub fn parse_inspect(text: &str) -> Result<Vec<ContainerInfo>, String> {
                     .pointer("/RestartCount")
                     .and_then(|x| x.as_u64())
                     .unwrap_or(0),
+                started_at: s("/State/StartedAt"),
                 health_log,
             }
         })
         .collect())
+}
+
+// ---- several commands through one shell ----
+
+/// Marks the start of a section in a [`Script`]'s output.
+const SECTION_START: &str = "@@deploy-action-section";
+/// Marks the end of a section, with its exit status.
+const SECTION_END: &str = "@@deploy-action-end";
+
+/// Several host commands run through one `sh -s`, so they cost one SSH channel instead of one
+/// each. Every section's standard output is framed by marker lines and followed by its exit
+/// status; standard error is the script's. The script travels on standard input, so file contents
+/// are embedded as here-documents with no command-line length limit; every command reads
+/// `/dev/null`, never the script.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Script {
+    text: String,
+}
+
+impl Script {
+    pub fn new() -> Script {
+        Script::default()
+    }
+
+    /// Shell text that is not a section (a condition around sections, a variable). After each
+    /// section `$da_rc` holds its exit status.
+    pub fn raw(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self.text.push('\n');
+        self
+    }
+
+    fn start(&mut self, name: &str) {
+        let q = shell_quote(name);
+        self.raw(&format!("printf '\\n{SECTION_START} %s\\n' {q}"));
+    }
+
+    fn end(&mut self, name: &str) {
+        let q = shell_quote(name);
+        self.raw(&format!(
+            "da_rc=$?; printf '\\n{SECTION_END} %s %d\\n' {q} \"$da_rc\""
+        ));
+    }
+
+    /// Runs `cmd` (in a subshell, so its `cd` stays there) as section `name`.
+    pub fn run(&mut self, name: &str, cmd: &Cmd) -> &mut Self {
+        debug_assert!(cmd.stdin.is_none(), "a script section reads /dev/null");
+        self.start(name);
+        self.raw(&format!("( {} ) </dev/null", cmd.to_shell_line()));
+        self.end(name);
+        self
+    }
+
+    /// Runs shell text (in a subshell; the script's variables are visible) as section `name`.
+    pub fn shell(&mut self, name: &str, text: &str) -> &mut Self {
+        self.start(name);
+        self.raw(&format!("( {text} ) </dev/null"));
+        self.end(name);
+        self
+    }
+
+    /// Writes `content` to `path` as section `name`: beside it first, then `chmod` and a rename,
+    /// so a reader never sees half a file. A here-document ends with a newline, so content that
+    /// lacks a final newline gets one (harmless for the JSON, YAML and env files written here).
+    pub fn write(&mut self, name: &str, path: &str, content: &str, mode: u32) -> &mut Self {
+        let dir = std::path::Path::new(path)
+            .parent()
+            .map(|p| p.to_string_lossy().into_owned())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| ".".into());
+        let tmp = format!("{path}.deploy-action-tmp");
+        let (d, t, p) = (shell_quote(&dir), shell_quote(&tmp), shell_quote(path));
+        self.start(name);
+        self.raw(&format!(
+            "( mkdir -p {d} && cat > {t} && chmod {mode:o} {t} && mv -f {t} {p} || {{ rc=$?; rm -f {t}; exit $rc; }} ) {}",
+            here_doc(content)
+        ));
+        self.end(name);
+        self
+    }
+
+    /// Appends `line` (and a newline) to `path` as section `name`.
+    pub fn append(&mut self, name: &str, path: &str, line: &str) -> &mut Self {
+        self.start(name);
+        self.raw(&format!(
+            "cat >> {} {}",
+            shell_quote(path),
+            here_doc(&format!("{}\n", line.trim_end()))
+        ));
+        self.end(name);
+        self
+    }
+
+    /// The command: `sh -s` with the script on standard input.
+    pub fn cmd(&self) -> Cmd {
+        Cmd::new("sh").arg("-s").stdin(self.text.clone())
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+/// `<<'DELIM'`, the content, and the delimiter line: a delimiter the content does not contain.
+fn here_doc(content: &str) -> String {
+    let mut n = 0u32;
+    let delim = loop {
+        let d = format!("DEPLOY_ACTION_EOF_{n}");
+        if !content.lines().any(|l| l == d) {
+            break d;
+        }
+        n += 1;
+    };
+    let mut body = content.to_string();
+    if !body.ends_with('\n') {
+        body.push('\n');
+    }
+    format!("<<'{delim}'\n{body}{delim}")
+}
+
+/// One section of a [`Script`]'s output.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Section {
+    pub status: i32,
+    pub stdout: String,
+}
+
+impl Section {
+    pub fn success(&self) -> bool {
+        self.status == 0
+    }
+}
+
+/// Parses a [`Script`]'s standard output into its sections by name. A section that did not run
+/// (a condition skipped it, or the script stopped) is absent.
+pub fn parse_sections(text: &str) -> BTreeMap<String, Section> {
+    let mut out = BTreeMap::new();
+    let mut current: Option<(String, String)> = None;
+    for line in text.split_inclusive('\n') {
+        let bare = line.trim_end_matches('\n');
+        if let Some(name) = bare
+            .strip_prefix(SECTION_START)
+            .and_then(|r| r.strip_prefix(' '))
+        {
+            current = Some((name.to_string(), String::new()));
+            continue;
+        }
+        if let Some(rest) = bare
+            .strip_prefix(SECTION_END)
+            .and_then(|r| r.strip_prefix(' '))
+        {
+            if let Some((name, mut body)) = current.take() {
+                let status = rest
+                    .rsplit_once(' ')
+                    .and_then(|(n, rc)| (n == name).then(|| rc.parse().ok()).flatten())
+                    .unwrap_or(-1);
+                // The end marker's printf starts with a newline of its own.
+                if body.ends_with('\n') {
+                    body.pop();
+                }
+                out.insert(
+                    name,
+                    Section {
+                        status,
+                        stdout: body,
+                    },
+                );
+            }
+            continue;
+        }
+        if let Some((_, body)) = current.as_mut() {
+            body.push_str(line);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

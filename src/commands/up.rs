@@ -218,72 +218,14 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
             .collect(),
     };
     report.stage_start("up", Some(&env.name));
+    crate::deploy::cancel::install();
     let deployment = crate::ledger::record::Deployment::start(ctx, &env, &sha, "deploy");
-    let mut results: Vec<HostResult> = Vec::new();
-    let mut failure: Option<Error> = None;
-    for host in &env.hosts {
-        let mut ex = connect(host, report)?;
-        if !built.is_empty() && *host != Host::Local && !req.dry_run {
-            for image in &built {
-                if let Err(e) = deploy::ship::ship(ex.as_mut(), report, image) {
-                    failure = Some(e);
-                    break;
-                }
-            }
-            if failure.is_some() {
-                break;
-            }
-        }
-        let hd = HostDeploy {
-            ex: ex.as_mut(),
-            report,
-            host: host.clone(),
-            env: &env,
-            manifest: &m,
-            req: &req,
-        };
-        match hd.run() {
-            Ok(r) => {
-                let ok = r.ok;
-                let failed: Vec<String> = r
-                    .services
-                    .iter()
-                    .filter(|sv| sv.result != "deployed")
-                    .map(|sv| format!("{} {}", sv.service, sv.result))
-                    .collect();
-                let rolled_back = r.rolled_back;
-                results.push(r);
-                if !ok {
-                    let later = env.hosts.len() > results.len();
-                    failure = Some(Error::StageFailed(format!(
-                        "up failed on {}: {}{}{}",
-                        host.label(),
-                        failed.join(", "),
-                        if rolled_back {
-                            "; the previous version is serving"
-                        } else {
-                            ""
-                        },
-                        if later {
-                            "; later hosts were not touched"
-                        } else {
-                            ""
-                        }
-                    )));
-                    break;
-                }
-            }
-            Err(e) => {
-                failure = Some(e);
-                break;
-            }
-        }
-    }
+    let (results, failure) = deploy_hosts(ctx, &env, &m, &req, &built);
     // The release ledger: tags of the release just written, and the GitHub deployment's status.
     deployment.finish(
         ctx,
         &env,
-        results.first().and_then(|r| r.record.as_ref()),
+        results.iter().find_map(|r| r.record.as_ref()),
         None,
     );
     summarize(ctx, &env.name, &env.hosts, &results);
@@ -293,8 +235,164 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
     }
 }
 
+/// Deploys `req` to the hosts of `env`: every host is reached and checked first (compose, the
+/// `--image` references) so that a problem on a later host is found before any host changes; then
+/// host by host, stopping at the first failing one. Returns a result for every host that was
+/// reached or failed (a later host not reached has none: the summary shows it as `not run`), and
+/// the error that stopped the run.
+fn deploy_hosts(
+    ctx: &Ctx,
+    env: &crate::manifest::Environment,
+    m: &Manifest,
+    req: &UpRequest,
+    built: &[String],
+) -> (Vec<HostResult>, Option<Error>) {
+    let report = &ctx.report;
+    let mut results: Vec<HostResult> = Vec::new();
+    // Reach and check every host before changing any.
+    let mut ready = Vec::new();
+    for (i, host) in env.hosts.iter().enumerate() {
+        let checked = connect(host, report).and_then(|mut ex| {
+            let pre = HostDeploy {
+                ex: ex.as_mut(),
+                report,
+                host: host.clone(),
+                env,
+                manifest: m,
+                req,
+            }
+            .preflight()?;
+            Ok((ex, pre))
+        });
+        match checked {
+            Ok(r) => ready.push(r),
+            Err(e) => {
+                for earlier in &env.hosts[..i] {
+                    results.push(HostResult::without_release(
+                        earlier,
+                        format!("not run: {} failed its check", host.label()),
+                    ));
+                }
+                results.push(HostResult::without_release(
+                    host,
+                    format!("failed before any host changed: {e}"),
+                ));
+                let e = match e {
+                    Error::Usage { message, help } => Error::Usage {
+                        message: format!("{message}; no host was changed"),
+                        help,
+                    },
+                    other => Error::StageFailed(format!(
+                        "{other}; no host was changed (every host is checked before the first is deployed)"
+                    )),
+                };
+                return (results, Some(e));
+            }
+        }
+    }
+    for (i, (mut ex, pre)) in ready.into_iter().enumerate() {
+        let host = &env.hosts[i];
+        if let Some(sig) = crate::deploy::cancel::requested() {
+            let why = format!("{} before this host", crate::deploy::cancel::name(sig));
+            results.push(HostResult::without_release(host, "not run: cancelled"));
+            return (
+                results,
+                Some(Error::StageFailed(format!(
+                    "up was cancelled ({why}); {} and later hosts were not touched",
+                    host.label()
+                ))),
+            );
+        }
+        let later = env.hosts.len() > i + 1;
+        let shipped = if !built.is_empty() && *host != Host::Local && !req.dry_run {
+            built
+                .iter()
+                .try_for_each(|image| deploy::ship::ship(ex.as_mut(), report, image))
+        } else {
+            Ok(())
+        };
+        let run = shipped.and_then(|()| {
+            HostDeploy {
+                ex: ex.as_mut(),
+                report,
+                host: host.clone(),
+                env,
+                manifest: m,
+                req,
+            }
+            .run_with(Some(pre))
+        });
+        let tail = if later {
+            "; later hosts were not touched"
+        } else {
+            ""
+        };
+        match run {
+            Ok(r) if r.ok => results.push(r),
+            Ok(r) => {
+                let failed: Vec<String> = r
+                    .services
+                    .iter()
+                    .filter(|sv| sv.result != "deployed")
+                    .map(|sv| format!("{} {}", sv.service, sv.result))
+                    .collect();
+                let serving = if r.rolled_back {
+                    "; the previous version is serving"
+                } else {
+                    ""
+                };
+                let e = match &r.error {
+                    Some(why) => Error::StageFailed(format!(
+                        "up on {} was {why}: {}{serving}{tail}",
+                        host.label(),
+                        failed.join(", ")
+                    )),
+                    None => Error::StageFailed(format!(
+                        "up failed on {}: {}{serving}{tail}",
+                        host.label(),
+                        failed.join(", ")
+                    )),
+                };
+                results.push(r);
+                return (results, Some(e));
+            }
+            Err(e) => {
+                results.push(HostResult::without_release(host, format!("failed: {e}")));
+                let e = match e {
+                    Error::LockHeld(msg) => Error::LockHeld(format!("{msg}{tail}")),
+                    Error::Usage { message, help } => Error::Usage {
+                        message: format!("{message}{tail}"),
+                        help,
+                    },
+                    other => Error::StageFailed(format!("{other}{tail}")),
+                };
+                return (results, Some(e));
+            }
+        }
+    }
+    (results, None)
+}
+
 pub fn summarize(ctx: &Ctx, env: &str, hosts: &[Host], results: &[HostResult]) {
     let report = &ctx.report;
+    let (summary, outputs, json) = summary_of(env, hosts, results);
+    report.summary(&summary);
+    for (name, value) in &outputs {
+        report.output(name, value);
+    }
+    if report.json() {
+        report.json_document(&json);
+    }
+}
+
+/// The per host × service matrix, the outputs (`release` when a host got one, `services`) and the
+/// `--json` document. Every host of `hosts` has a row: its services, its error (unreachable, lock
+/// held, cancelled), or `not run` for a host after the one that stopped the run.
+pub fn summary_of(
+    env: &str,
+    hosts: &[Host],
+    results: &[HostResult],
+) -> (Summary, Vec<(String, String)>, serde_json::Value) {
     let mut s = Summary::new(
         format!("up {env}"),
         &[
@@ -308,6 +406,17 @@ pub fn summarize(ctx: &Ctx, env: &str, hosts: &[Host], results: &[HostResult]) {
         ],
     );
     for r in results {
+        if r.services.is_empty() {
+            s.row([
+                r.host.clone(),
+                "-".into(),
+                "".into(),
+                "".into(),
+                "".into(),
+                "".into(),
+                r.error.clone().unwrap_or_else(|| "nothing deployed".into()),
+            ]);
+        }
         for sv in &r.services {
             s.row([
                 r.host.clone(),
@@ -339,14 +448,24 @@ pub fn summarize(ctx: &Ctx, env: &str, hosts: &[Host], results: &[HostResult]) {
                 if r.rolled_back { " (rolled back)" } else { "" }
             ));
         }
+        if let (Some(e), false) = (&r.error, r.services.is_empty()) {
+            s.note(format!("{}: {e}", r.host));
+        }
         for sv in r.services.iter().filter(|sv| !sv.rollback.is_empty()) {
+            let exact = if sv.rollback_exact.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (this host's exact previous image: `{}`)",
+                    sv.rollback_exact
+                )
+            };
             s.note(format!(
-                "roll back {} on {} by hand: `{}`",
+                "roll back {} on {} by hand: `{}`{exact}",
                 sv.service, r.host, sv.rollback
             ));
         }
     }
-    report.summary(&s);
     let release = results.iter().filter_map(|r| r.release).max();
     let services: serde_json::Value = results
         .iter()
@@ -356,16 +475,16 @@ pub fn summarize(ctx: &Ctx, env: &str, hosts: &[Host], results: &[HostResult]) {
                 "new": sv.new_image, "health": sv.health, "result": sv.result})
         })
         .collect();
+    let mut outputs = Vec::new();
     if let Some(n) = release {
-        report.output("release", &n.to_string());
+        outputs.push(("release".to_string(), n.to_string()));
     }
-    report.output("services", &services.to_string());
-    if report.json() {
-        report.json_document(&serde_json::json!({
-            "env": env, "release": release, "services": services,
-            "hosts": results,
-        }));
-    }
+    outputs.push(("services".to_string(), services.to_string()));
+    let json = serde_json::json!({
+        "env": env, "release": release, "services": services,
+        "hosts": results,
+    });
+    (s, outputs, json)
 }
 
 pub fn lock(action: LockAction, ctx: &Ctx) -> Result<()> {
@@ -431,4 +550,80 @@ pub fn lock(action: LockAction, ctx: &Ctx) -> Result<()> {
         report.info(&format!("{}: {} lock released", host.label(), env.name));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::ServiceResult;
+
+    fn host(port: u16) -> Host {
+        Host::Ssh {
+            user: "deploy".into(),
+            host: "10.0.0.1".into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn a_later_host_failing_keeps_the_matrix_outputs_and_the_first_hosts_release() {
+        let hosts = [host(1), host(2), host(3)];
+        let first = HostResult {
+            host: hosts[0].label(),
+            release: Some(7),
+            ok: true,
+            rolled_back: false,
+            services: vec![ServiceResult {
+                service: "web".into(),
+                old_image: "shop/web:1".into(),
+                new_image: "shop/web:2".into(),
+                health: "healthy".into(),
+                duration_secs: 1.5,
+                result: "deployed".into(),
+                rollback: "deploy-action rollback --env production --only web".into(),
+                rollback_exact: "deploy-action up --env production --only web --image web=shop/web:shop.web-release-7-before --yes".into(),
+            }],
+            error: None,
+            record: None,
+        };
+        let second = HostResult::without_release(
+            &hosts[1],
+            "failed: deploy@10.0.0.1:2: cannot connect: connection refused",
+        );
+        let (s, outputs, json) = summary_of("production", &hosts, &[first, second]);
+        let md = s.to_markdown();
+        assert!(
+            md.contains(
+                "| deploy@10.0.0.1:1 | web | shop/web:1 | shop/web:2 | healthy | 1.5s | deployed |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| deploy@10.0.0.1:2 | - |  |  |  |  | failed: deploy@10.0.0.1:2: cannot connect"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| deploy@10.0.0.1:3 | - |  |  |  |  | not run |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("`deploy-action rollback --env production --only web`"),
+            "{md}"
+        );
+        assert!(
+            md.contains("--image web=shop/web:shop.web-release-7-before"),
+            "{md}"
+        );
+        assert_eq!(outputs[0], ("release".to_string(), "7".to_string()));
+        assert!(outputs[1].1.contains("\"service\":\"web\""), "{outputs:?}");
+        assert_eq!(json["hosts"].as_array().unwrap().len(), 2);
+        assert!(
+            json["hosts"][1]["error"]
+                .as_str()
+                .unwrap()
+                .contains("cannot connect")
+        );
+    }
 }

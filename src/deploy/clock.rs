@@ -41,6 +41,25 @@ pub fn parse_unix(text: &str) -> Option<u64> {
     u64::try_from(days * 86_400 + h * 3600 + mi * 60 + s).ok()
 }
 
+/// Parses `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (docker's `.State.StartedAt`) into seconds since the
+/// epoch with the fraction; None otherwise, and for docker's zero time (year 1).
+pub fn parse_unix_f64(text: &str) -> Option<f64> {
+    let t = text.trim();
+    let secs = parse_unix(t)?;
+    let frac = t
+        .get(19..)
+        .and_then(|r| r.strip_prefix('.'))
+        .map(|r| {
+            r.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .filter(|d| !d.is_empty())
+        .and_then(|d| format!("0.{d}").parse::<f64>().ok())
+        .unwrap_or(0.0);
+    Some(secs as f64 + frac)
+}
+
 /// How long ago `text` was, if it parses and is in the past.
 pub fn age(text: &str) -> Option<Duration> {
     let then = parse_unix(text)?;
@@ -83,5 +102,14 @@ mod tests {
         assert_eq!(parse_unix("2026-11-23T13:24:29Z"), Some(1_795_440_269));
         assert_eq!(parse_unix("2024-02-29T00:00:00.123Z"), Some(1_709_164_800));
         assert_eq!(parse_unix("nonsense"), None);
+        assert_eq!(
+            parse_unix_f64("2026-11-23T13:24:29.25Z"),
+            Some(1_795_440_269.25)
+        );
+        assert_eq!(
+            parse_unix_f64("2026-11-23T13:24:29Z"),
+            Some(1_795_440_269.0)
+        );
+        assert_eq!(parse_unix_f64("0001-01-01T00:00:00Z"), None);
     }
 }

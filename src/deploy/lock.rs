@@ -2,7 +2,7 @@
 //! `owner.json` inside. A held lock is reported with its holder (exit 4); `--lock-wait` polls; a lock
 //! that looks stale is reported as such and never broken silently.
 
-use super::clock;
+use super::{cancel, clock};
 use crate::cmd::docker_engine as de;
 use crate::error::{Error, Result};
 use crate::exec::Executor;
@@ -23,17 +23,20 @@ pub fn status(ex: &mut dyn Executor, paths: &StatePaths) -> Result<Option<LockOw
         return Ok(None);
     }
     let out = ex.capture(&de::cat(&paths.lock_owner()))?;
-    Ok(Some(serde_json::from_slice(&out.stdout).unwrap_or_else(
-        |_| LockOwner {
-            run_url: "(owner.json missing or unreadable)".into(),
-            actor: "?".into(),
-            sha: "?".into(),
-            started_at: "?".into(),
-            command: String::new(),
-            hostname: String::new(),
-            pid: 0,
-        },
-    )))
+    Ok(Some(parse_owner(&out.stdout)))
+}
+
+/// The holder in `owner.json`, or a placeholder saying it is missing or unreadable.
+pub fn parse_owner(bytes: &[u8]) -> LockOwner {
+    serde_json::from_slice(bytes).unwrap_or_else(|_| LockOwner {
+        run_url: "(owner.json missing or unreadable)".into(),
+        actor: "?".into(),
+        sha: "?".into(),
+        started_at: "?".into(),
+        command: String::new(),
+        hostname: String::new(),
+        pid: 0,
+    })
 }
 
 /// Why a held lock may be stale, if it looks so.
@@ -127,7 +130,13 @@ pub fn acquire(
                     ));
                     announced = true;
                 }
-                std::thread::sleep(Duration::from_millis(1000).min(w - waited));
+                if cancel::sleep(Duration::from_millis(1000).min(w - waited)) {
+                    return Err(Error::StageFailed(format!(
+                        "{}: {} while waiting for the {env} lock",
+                        host.label(),
+                        cancel::reason()
+                    )));
+                }
             }
             _ => {
                 return Err(Error::LockHeld(format!(

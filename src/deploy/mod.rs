@@ -1,20 +1,32 @@
-//! Drives `up` on one host: lock, inspect, upload, record, tag, override, `compose up`, health gate,
-//! rollback of failed services, retention, audit. The policy lives here; the commands come from
-//! `cmd/` and `plan/up.rs`, and every process goes through an [`Executor`].
+//! Drives `up` on one host: preflight, lock, inspect, upload, record, tag, override, `compose up`,
+//! health gate, rollback of failed services, retention, audit. The policy lives here; the commands
+//! come from `cmd/` and `plan/up.rs`, and every process goes through an [`Executor`].
+//!
+//! Round trips are what a deploy over SSH costs, so the host state operations of each phase run
+//! through one [`Script`] (one SSH channel): preflight (compose version, HTTP client, `--image`
+//! checks); start (lock + owner, records, pins, containers); prepare (files, their per-release
+//! copy, pins, `config`); record (protective tags, the `in_progress` record, audit); finish (release
+//! tags, records, retention, audit, unlock). `compose up` streams on its own channel, and each
+//! gate probe is one channel (plus one for the HTTP checks that are due).
+//!
+//! A SIGINT or SIGTERM ([`cancel`]) stops the waiting: what was being deployed goes back to the
+//! previous images without a health gate, the release is recorded, the lock released.
 //!
 //! Stays out of: choosing services and hosts (`commands/up.rs`), printing (everything goes through
 //! [`Report`]), building images (`build`).
 
+pub mod cancel;
 pub mod clock;
 pub mod lock;
 pub mod ship;
 
 use crate::cmd::compose::{self, Compose, Flavor, ServiceConfig, UpOptions};
-use crate::cmd::{Cmd, docker_engine as de};
+use crate::cmd::docker_engine::{self as de, Script, Section, parse_sections};
+use crate::cmd::{Cmd, shell_quote};
 use crate::error::{Error, Result};
 use crate::exec::{Executor, Output, Stream};
 use crate::manifest::{Environment, Health, Host, Manifest};
-use crate::plan::up::{self as pu, HostView, OVERRIDE_FILE, Probe, Stability, Verdict};
+use crate::plan::up::{self as pu, HostView, OVERRIDE_FILE, Probe, Seen, Stability, Verdict};
 use crate::report::Report;
 use crate::state::{
     AuditEntry, LockOwner, ReleaseRecord, ReleaseStatus, ReleaseStatusField, ServiceState,
@@ -26,10 +38,18 @@ use std::time::{Duration, Instant};
 
 /// Default health-gate timeout when the manifest gives none.
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
-/// Consecutive good probes the stability window needs.
-pub const STABLE_PASSES: u32 = 3;
-/// The shortest stability window.
-pub const STABLE_WINDOW: Duration = Duration::from_secs(5);
+/// Consecutive good probes the gate needs for a new container.
+pub const STABLE_PASSES: u32 = 2;
+/// The stability window when `health.stable` gives none: how long a new container must have run.
+pub const DEFAULT_STABLE_WINDOW: Duration = Duration::from_secs(5);
+/// Time between gate probes.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
+/// The longest nap between probes while services only wait for their window.
+const MAX_NAP: Duration = Duration::from_secs(1);
+/// Seconds an HTTP health check may take.
+pub const HTTP_TIMEOUT_SECS: u64 = 3;
+/// Seconds a replaced container gets to stop when a cancelled run rolls back.
+pub const CANCEL_STOP_TIMEOUT: u64 = 2;
 /// Log lines shown for a failing container.
 pub const LOG_LINES: u32 = 50;
 
@@ -67,7 +87,12 @@ pub struct ServiceResult {
     pub health: String,
     pub duration_secs: f64,
     pub result: String,
+    /// The command that rolls the service back by hand (`rollback --only`), empty when it was
+    /// already rolled back.
     pub rollback: String,
+    /// The exact command for this host: `up --image SVC=<the …-before tag>`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub rollback_exact: String,
 }
 
 /// The result of one host.
@@ -78,9 +103,36 @@ pub struct HostResult {
     pub ok: bool,
     pub rolled_back: bool,
     pub services: Vec<ServiceResult>,
+    /// Why the host failed when that is not a service's health (unreachable, lock held,
+    /// cancelled, not run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// The release record as written on the host (none in a dry run).
     #[serde(skip)]
     pub record: Option<ReleaseRecord>,
+}
+
+impl HostResult {
+    /// A host where nothing was deployed: `error` says why (or `not run`).
+    pub fn without_release(host: &Host, error: impl Into<String>) -> HostResult {
+        HostResult {
+            host: host.label(),
+            release: None,
+            ok: false,
+            rolled_back: false,
+            services: Vec::new(),
+            error: Some(error.into()),
+            record: None,
+        }
+    }
+}
+
+/// What the preflight learnt about a host (read-only, before any host changes).
+#[derive(Clone, Debug)]
+pub struct Preflight {
+    pub flavor: Flavor,
+    /// `curl`, `wget` or `none`: the HTTP client the health checks use.
+    pub http_client: String,
 }
 
 /// One host's deploy.
@@ -96,6 +148,44 @@ pub struct HostDeploy<'a> {
 /// Container state by compose service (the first container of each service).
 type Containers = BTreeMap<String, de::ContainerInfo>;
 
+/// Containers by service, preferring a running one when a service has several.
+fn by_service(list: Vec<de::ContainerInfo>) -> Containers {
+    let mut map = Containers::new();
+    for c in list {
+        let replace = match map.get(&c.service) {
+            None => true,
+            Some(old) => old.status != "running" && c.status == "running",
+        };
+        if replace {
+            map.insert(c.service.clone(), c);
+        }
+    }
+    map
+}
+
+/// What the start script read under the lock.
+struct Start {
+    records: Vec<ReleaseRecord>,
+    pins: BTreeMap<String, String>,
+    before: Containers,
+    /// Releases with a copy of their compose and env files on the host.
+    copies: BTreeSet<u64>,
+}
+
+/// What the health gate found.
+#[derive(Default)]
+struct GateResult {
+    /// Failed services with the reason.
+    failed: BTreeMap<String, String>,
+    /// A signal stopped the gate; the services still pending are in `failed`.
+    cancelled: bool,
+    /// The last container seen per service.
+    last: Containers,
+}
+
+/// A gate probe's HTTP check to run: service, what the container probe saw, the check.
+type HttpDue = (String, Seen, Health);
+
 impl HostDeploy<'_> {
     fn label(&self) -> String {
         self.host.label()
@@ -105,24 +195,25 @@ impl HostDeploy<'_> {
         StatePaths::new(&self.env.dir)
     }
 
+    /// `<dir>/.deploy-action/files/<n>`: the compose and env files release `n` uploaded.
+    fn files_dir(&self, n: u64) -> String {
+        format!("{}/files/{n}", self.paths().root)
+    }
+
+    fn override_path(&self) -> String {
+        format!("{}/{OVERRIDE_FILE}", self.env.dir.trim_end_matches('/'))
+    }
+
     /// Runs a command, collecting output; executor failures become errors.
     fn capture(&mut self, cmd: &Cmd) -> Result<Output> {
         Ok(self.ex.capture(cmd)?)
     }
 
-    /// Runs a command that must succeed.
-    fn must(&mut self, cmd: &Cmd) -> Result<Output> {
-        let out = self.capture(cmd)?;
-        if !out.success() {
-            return Err(Error::StageFailed(format!(
-                "{}: `{}` failed (exit {}): {}",
-                self.label(),
-                cmd.display(),
-                out.status,
-                out.stderr_tail(10)
-            )));
-        }
-        Ok(out)
+    /// Runs a script and returns its output and sections.
+    fn script(&mut self, s: &Script) -> Result<(Output, BTreeMap<String, Section>)> {
+        let out = self.capture(&s.cmd())?;
+        let sections = parse_sections(&out.stdout_str());
+        Ok((out, sections))
     }
 
     /// Runs a command streaming its output with the host as prefix; returns the exit status.
@@ -134,43 +225,122 @@ impl HostDeploy<'_> {
         })?)
     }
 
-    fn upload(&mut self, path: &str, data: &[u8]) -> Result<()> {
-        Ok(self.ex.upload(path, data, 0o644)?)
-    }
-
-    /// Finds compose on the host: v2 first, then v1 (or the one DEPLOY_COMPOSE names).
-    pub fn detect_compose(&mut self) -> Result<Flavor> {
+    /// Read-only checks of this host, before any host changes: compose flavor and version, the
+    /// HTTP client for health checks, and every `--image` (present, or `docker pull` works). One
+    /// round trip, plus a pull per missing image.
+    pub fn preflight(&mut self) -> Result<Preflight> {
         let pref = self.req.compose_pref.clone();
         let try_v2 = pref.as_deref() != Some("v1");
         let try_v1 = pref.as_deref() != Some("v2");
+        let mut s = Script::new();
         if try_v2 {
-            if let Ok(out) = self.ex.capture(&compose::version_probe_v2()) {
-                if out.success() {
-                    if let Some(v) = compose::parse_version(&out.stdout_str()) {
-                        if v.major >= 2 {
-                            return Ok(Flavor::V2(v));
-                        }
-                    }
-                }
-            }
+            s.run("compose-v2", &compose::version_probe_v2());
         }
         if try_v1 {
-            if let Ok(out) = self.ex.capture(&compose::version_probe_v1()) {
-                if out.success() {
-                    if let Some(v) = compose::parse_version(&out.stdout_str()) {
-                        return Ok(if v.major >= 2 {
-                            Flavor::V2(v)
-                        } else {
-                            Flavor::V1(v)
-                        });
-                    }
-                }
+            if try_v2 {
+                s.raw("if [ \"$da_rc\" -ne 0 ]; then");
+            }
+            s.run("compose-v1", &compose::version_probe_v1());
+            if try_v2 {
+                s.raw("fi");
             }
         }
-        Err(Error::StageFailed(format!(
-            "{}: neither `docker compose` nor `docker-compose` works on this host",
-            self.label()
-        )))
+        s.run("http-client", &de::http_client_probe());
+        let images: Vec<(String, String)> = self
+            .req
+            .images
+            .iter()
+            .filter(|(svc, _)| self.req.user_images.contains(*svc))
+            .map(|(svc, i)| (svc.clone(), i.clone()))
+            .collect();
+        for (i, (_, image)) in images.iter().enumerate() {
+            s.run(&format!("image:{i}"), &de::image_id(image));
+        }
+        let (_, secs) = self.script(&s)?;
+        let version = |name: &str| {
+            secs.get(name)
+                .filter(|s| s.success())
+                .and_then(|s| compose::parse_version(&s.stdout))
+        };
+        let mut flavor = match version("compose-v2") {
+            Some(v) if v.major >= 2 => Some(Flavor::V2(v)),
+            _ => None,
+        };
+        if flavor.is_none() && try_v1 {
+            let v1 = match version("compose-v1") {
+                Some(v) => Some(v),
+                // v2 answered with something that is not a v2 version: ask v1 on its own.
+                None if !secs.contains_key("compose-v1") => self
+                    .capture(&compose::version_probe_v1())
+                    .ok()
+                    .filter(Output::success)
+                    .and_then(|o| compose::parse_version(&o.stdout_str())),
+                None => None,
+            };
+            flavor = v1.map(|v| {
+                if v.major >= 2 {
+                    Flavor::V2(v)
+                } else {
+                    Flavor::V1(v)
+                }
+            });
+        }
+        let Some(flavor) = flavor else {
+            return Err(Error::StageFailed(format!(
+                "{}: neither `docker compose` nor `docker-compose` works on this host",
+                self.label()
+            )));
+        };
+        self.report
+            .info(&format!("{}: {}", self.label(), flavor.label()));
+        if flavor.has_no_deps_hash_bug() {
+            self.report.warn(&format!(
+                "{}: {} has compose bug #12069 (2.26.0–2.29.2): after `up --no-deps`, a later plain `docker compose up` may recreate a service with depends_on needlessly; deploy-action asks `docker compose --dry-run up` before and after deploying such a service. Upgrade to ≥ 2.29.3.",
+                self.label(),
+                flavor.label()
+            ));
+        }
+        if flavor.is_v1() {
+            self.report.warn(&format!(
+                "{}: docker-compose {} (v1) is unmaintained since 2023; `--wait` is emulated by polling `docker inspect`",
+                self.label(),
+                flavor.version()
+            ));
+        }
+        let http_client = secs
+            .get("http-client")
+            .map(|s| s.stdout.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "none".into());
+        for (i, (svc, image)) in images.iter().enumerate() {
+            if secs
+                .get(&format!("image:{i}"))
+                .is_some_and(Section::success)
+            {
+                continue;
+            }
+            if self.req.dry_run {
+                self.report.info(&format!(
+                    "{}: {image} is not on the host; `up` would pull it",
+                    self.label()
+                ));
+                continue;
+            }
+            let pulled = self.capture(&de::pull(image))?;
+            if !pulled.success() {
+                return Err(Error::usage_help(
+                    format!(
+                        "{}: image `{image}` for `{svc}` is not on the host and cannot be pulled",
+                        self.label()
+                    ),
+                    format!("docker pull said: {}", pulled.stderr_tail(3).trim()),
+                ));
+            }
+        }
+        Ok(Preflight {
+            flavor,
+            http_client,
+        })
     }
 
     /// The compose invocation; the override file joins the `-f` list only when it pins something
@@ -188,54 +358,28 @@ impl HostDeploy<'_> {
         }
     }
 
-    /// Every container of the project, by compose service.
+    /// Every container of the project, by compose service (one round trip).
     fn containers(&mut self, project: &str) -> Result<Containers> {
-        let ids = self.must(&de::ps_project(project))?.stdout_str();
-        let ids: Vec<String> = ids.split_whitespace().map(String::from).collect();
-        if ids.is_empty() {
-            return Ok(Containers::new());
-        }
-        let out = self.must(&de::inspect(&ids))?;
-        let list = de::parse_inspect(&out.stdout_str()).map_err(Error::StageFailed)?;
-        let mut map = Containers::new();
-        for c in list {
-            // Prefer a running container when a service has several.
-            let replace = match map.get(&c.service) {
-                None => true,
-                Some(old) => old.status != "running" && c.status == "running",
-            };
-            if replace {
-                map.insert(c.service.clone(), c);
-            }
-        }
-        Ok(map)
-    }
-
-    fn read_records(&mut self) -> Result<Vec<ReleaseRecord>> {
-        let state = crate::ledger::read(self.ex, &self.env.dir)?;
-        for p in &state.ledger.problems {
-            self.report.warn(&format!(
-                "{}: {}: {} (ignored)",
+        let out = self.capture(&de::inspect_project(project))?;
+        if !out.success() {
+            return Err(Error::StageFailed(format!(
+                "{}: cannot list the containers of {project}: {}",
                 self.label(),
-                p.file,
-                p.message
-            ));
+                out.stderr_tail(5)
+            )));
         }
-        Ok(state.ledger.releases)
+        let list = de::parse_inspect(&out.stdout_str()).map_err(Error::StageFailed)?;
+        Ok(by_service(list))
     }
 
-    fn write_record(&mut self, r: &ReleaseRecord) -> Result<()> {
-        crate::ledger::store::write(self.ex, &self.env.dir, r)
-    }
-
-    fn audit(
-        &mut self,
+    fn audit_entry(
+        &self,
         action: &str,
         release: Option<u64>,
         services: &[String],
         result: &str,
         detail: Option<String>,
-    ) {
+    ) -> String {
         let entry = AuditEntry {
             time: clock::now_rfc3339(),
             actor: self.req.owner.actor.clone(),
@@ -247,74 +391,228 @@ impl HostDeploy<'_> {
             result: result.into(),
             detail,
         };
-        let line = serde_json::to_string(&entry).unwrap_or_default();
-        let cmd = de::append(&self.paths().audit_log(), &line);
-        if let Err(e) = self.must(&cmd) {
-            self.report.warn(&format!("audit log not written: {e}"));
-        }
+        serde_json::to_string(&entry).unwrap_or_default()
     }
 
-    /// The compose configuration as the host resolves it.
-    fn config(&mut self, c: &Compose) -> Result<BTreeMap<String, ServiceConfig>> {
-        let out = self.capture(&c.config())?;
-        if !out.success() {
-            return Err(Error::StageFailed(format!(
-                "{}: the compose configuration is invalid:\n{}",
-                self.label(),
-                out.stderr_tail(20)
-            )));
-        }
-        let text = out.stdout_str();
-        let value: serde_json::Value = if c.flavor.has_config_json() {
-            serde_json::from_str(&text).map_err(|e| Error::Other(e.into()))?
+    /// Parses `config` output as the host resolved it.
+    fn parse_config(&self, flavor: &Flavor, text: &str) -> Result<BTreeMap<String, ServiceConfig>> {
+        let value: serde_json::Value = if flavor.has_config_json() {
+            serde_json::from_str(text).map_err(|e| Error::Other(e.into()))?
         } else {
-            compose::yaml_value(&text)
+            compose::yaml_value(text)
                 .map_err(|e| Error::StageFailed(format!("compose config: {e}")))?
         };
         Ok(compose::parse_config(&value))
     }
 
-    /// The full run on this host: lock, deploy, always unlock.
-    pub fn run(mut self) -> Result<HostResult> {
-        let flavor = self.detect_compose()?;
-        self.report
-            .info(&format!("{}: {}", self.label(), flavor.label()));
-        if flavor.has_no_deps_hash_bug() {
-            self.report.warn(&format!(
-                "{}: {} has compose bug #12069 (2.26.0–2.29.2): after `up --no-deps` a later plain `docker compose up` may recreate the service needlessly; deploy-action checks the stored config hash after each deploy. Upgrade to ≥ 2.29.3.",
-                self.label(),
-                flavor.label()
-            ));
-        }
-        if flavor.is_v1() {
-            self.report.warn(&format!(
-                "{}: docker-compose {} (v1) is unmaintained since 2023; `--wait` is emulated by polling `docker inspect`",
-                self.label(),
-                flavor.version()
-            ));
-        }
+    /// The full run on this host: preflight, lock, deploy, always unlock.
+    pub fn run(self) -> Result<HostResult> {
+        self.run_with(None)
+    }
+
+    /// [`HostDeploy::run`] with the preflight already done (`up` checks every host first).
+    pub fn run_with(mut self, pre: Option<Preflight>) -> Result<HostResult> {
+        cancel::install();
+        let pre = match pre {
+            Some(p) => p,
+            None => self.preflight()?,
+        };
         if self.req.dry_run {
-            return self.dry_run(flavor);
+            return self.dry_run(pre);
         }
-        let paths = self.paths();
-        lock::acquire(
-            self.ex,
-            self.report,
-            &self.host,
-            &paths,
-            &self.req.owner,
-            &self.req.env,
-            self.req.lock_wait,
-        )?;
-        let result = self.locked(flavor);
-        let release = lock::release(self.ex, &paths);
-        if let Err(e) = release {
-            self.report.warn(&format!(
-                "{}: could not release the lock: {e}",
-                self.label()
-            ));
+        let start = self.start(true)?;
+        let mut unlocked = false;
+        let result = self.locked(&pre, start, &mut unlocked);
+        if !unlocked {
+            let paths = self.paths();
+            if let Err(e) = lock::release(self.ex, &paths) {
+                self.report.warn(&format!(
+                    "{}: could not release the lock: {e}",
+                    self.label()
+                ));
+            }
         }
         result
+    }
+
+    /// The start script: with `take_lock`, the atomic `mkdir` of the lock and its owner file, then
+    /// (only when the lock was taken) the reads; without, the reads and the lock holder.
+    fn start_script(&self, take_lock: bool) -> Result<Script> {
+        let paths = self.paths();
+        let q = |s: &str| shell_quote(s).into_owned();
+        let mut s = Script::new();
+        let reads = |s: &mut Script| {
+            s.run("records", &crate::ledger::list_cmd(&paths));
+            s.shell(
+                "pins",
+                &format!("cat {} 2>/dev/null; true", q(&self.override_path())),
+            );
+            s.shell(
+                "copies",
+                &format!(
+                    "ls {} 2>/dev/null; true",
+                    q(&format!("{}/files", paths.root))
+                ),
+            );
+            s.run(
+                "containers",
+                &de::inspect_project(&self.env.compose_project),
+            );
+        };
+        if take_lock {
+            let owner = serde_json::to_string_pretty(&self.req.owner)
+                .map_err(|e| Error::Other(e.into()))?;
+            let (root, lock) = (q(&paths.root), q(&paths.lock_dir()));
+            s.raw(&format!(
+                "if mkdir -p {root} && mkdir {lock} 2>/dev/null; then da_lock=taken; elif [ -d {lock} ]; then da_lock=held; else da_lock=error; fi"
+            ));
+            s.shell("lock", "echo \"$da_lock\"");
+            s.raw("if [ \"$da_lock\" = taken ]; then");
+            s.write("owner", &paths.lock_owner(), &owner, 0o644);
+            reads(&mut s);
+            s.raw("elif [ \"$da_lock\" = held ]; then");
+            s.shell(
+                "holder",
+                &format!("cat {} 2>/dev/null; true", q(&paths.lock_owner())),
+            );
+            s.raw("fi");
+        } else {
+            s.run("holder", &crate::ledger::lock_cmd(&paths));
+            reads(&mut s);
+        }
+        Ok(s)
+    }
+
+    /// Takes the lock (waiting up to `--lock-wait`) and reads the host's state, in one round trip
+    /// per attempt. A held lock is exit 4 with its holder. Without `take_lock` (dry run) only reads.
+    fn start(&mut self, take_lock: bool) -> Result<Start> {
+        let script = self.start_script(take_lock)?;
+        let begun = Instant::now();
+        let mut announced = false;
+        loop {
+            if take_lock && cancel::requested().is_some() {
+                return Err(Error::StageFailed(format!(
+                    "{}: {} before the lock was taken; nothing was changed",
+                    self.label(),
+                    cancel::reason()
+                )));
+            }
+            let (out, secs) = self.script(&script)?;
+            let state = secs
+                .get("lock")
+                .map(|s| s.stdout.trim().to_string())
+                .unwrap_or_default();
+            if take_lock && state == "held" {
+                let holder = lock::parse_owner(
+                    secs.get("holder")
+                        .map(|s| s.stdout.as_bytes())
+                        .unwrap_or_default(),
+                );
+                let waited = begun.elapsed();
+                match self.req.lock_wait {
+                    Some(w) if waited < w => {
+                        if !announced {
+                            self.report.info(&format!(
+                                "{}: the {} lock is {}; waiting up to {}s",
+                                self.label(),
+                                self.req.env,
+                                lock::describe(&holder),
+                                w.as_secs()
+                            ));
+                            announced = true;
+                        }
+                        cancel::sleep(Duration::from_millis(1000).min(w - waited));
+                        continue;
+                    }
+                    _ => {
+                        return Err(Error::LockHeld(format!(
+                            "{}: the {} lock is {}",
+                            self.label(),
+                            self.req.env,
+                            lock::describe(&holder)
+                        )));
+                    }
+                }
+            }
+            if take_lock && state != "taken" {
+                return Err(Error::StageFailed(format!(
+                    "{}: cannot take the lock {}: {}",
+                    self.label(),
+                    self.paths().lock_dir(),
+                    out.stderr_tail(3)
+                )));
+            }
+            let read = self.read_start(&secs, &out);
+            return match read {
+                Ok(s) => Ok(s),
+                Err(e) => {
+                    if take_lock {
+                        let paths = self.paths();
+                        let _ = lock::release(self.ex, &paths);
+                    }
+                    Err(e)
+                }
+            };
+        }
+    }
+
+    fn read_start(&self, secs: &BTreeMap<String, Section>, out: &Output) -> Result<Start> {
+        let failed = |name: &str| {
+            Error::StageFailed(format!(
+                "{}: reading the state ({name}) failed: {}",
+                self.label(),
+                out.stderr_tail(5)
+            ))
+        };
+        if secs.get("owner").is_some_and(|s| !s.success()) {
+            return Err(failed("lock owner"));
+        }
+        let records = secs
+            .get("records")
+            .filter(|s| s.success())
+            .ok_or_else(|| failed("release records"))?;
+        let ledger = crate::ledger::parse_listing(&records.stdout);
+        for p in &ledger.problems {
+            self.report.warn(&format!(
+                "{}: {}: {} (ignored)",
+                self.label(),
+                p.file,
+                p.message
+            ));
+        }
+        if let Some(h) = secs.get("holder").filter(|h| !h.stdout.trim().is_empty()) {
+            // Dry run: say what a real run would meet.
+            if let Ok(Some(owner)) = crate::ledger::parse_lock(&h.stdout) {
+                self.report.warn(&format!(
+                    "{}: the {} lock is {}; a real run would exit 4",
+                    self.label(),
+                    self.req.env,
+                    lock::describe(&owner)
+                ));
+            }
+        }
+        let containers = secs
+            .get("containers")
+            .filter(|s| s.success())
+            .ok_or_else(|| failed("containers"))?;
+        let list = de::parse_inspect(&containers.stdout).map_err(Error::StageFailed)?;
+        Ok(Start {
+            records: ledger.releases,
+            pins: secs
+                .get("pins")
+                .map(|s| pu::parse_override(&s.stdout))
+                .unwrap_or_default(),
+            before: by_service(list),
+            copies: secs
+                .get("copies")
+                .map(|s| {
+                    s.stdout
+                        .split_whitespace()
+                        .filter_map(|n| n.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
     }
 
     fn selected_compose_services(&self) -> Vec<String> {
@@ -332,6 +630,18 @@ impl HostDeploy<'_> {
             .values()
             .find(|s| s.compose_service == compose_service)
             .and_then(|s| s.health.as_ref())
+    }
+
+    fn window_of(&self, compose_service: &str) -> Duration {
+        self.health_of(compose_service)
+            .and_then(|h| h.stable)
+            .unwrap_or(DEFAULT_STABLE_WINDOW)
+    }
+
+    fn timeout_of(&self, compose_service: &str) -> Duration {
+        self.health_of(compose_service)
+            .map(|h| h.timeout)
+            .unwrap_or(DEFAULT_HEALTH_TIMEOUT)
     }
 
     /// The files to upload: compose files and the env files they name that exist in the repository.
@@ -370,18 +680,8 @@ impl HostDeploy<'_> {
         out
     }
 
-    fn read_pins(&mut self) -> Result<BTreeMap<String, String>> {
-        let path = format!("{}/{OVERRIDE_FILE}", self.env.dir.trim_end_matches('/'));
-        let out = self.capture(&de::cat(&path))?;
-        Ok(if out.success() {
-            pu::parse_override(&out.stdout_str())
-        } else {
-            BTreeMap::new()
-        })
-    }
-
-    fn write_pins(&mut self, pins: &BTreeMap<String, String>) -> Result<()> {
-        let path = format!("{}/{OVERRIDE_FILE}", self.env.dir.trim_end_matches('/'));
+    /// The override file's text for `pins`.
+    fn pins_text(&self, pins: &BTreeMap<String, String>) -> String {
         let mut text = pu::override_yaml(pins);
         // v1 needs every file to declare the same `version:` as the first one.
         if let Some(v) = self.compose_file_version() {
@@ -390,7 +690,7 @@ impl HostDeploy<'_> {
                 serde_json::to_string(&v).unwrap_or_default()
             ));
         }
-        self.upload(&path, text.as_bytes())
+        text
     }
 
     /// The `version:` of the first compose file in the repository, if it declares one.
@@ -419,40 +719,6 @@ impl HostDeploy<'_> {
             };
         }
         pins
-    }
-
-    /// Checks every `--image` exists on the host or can be pulled, before anything changes.
-    fn check_images(&mut self) -> Result<()> {
-        let images: Vec<(String, String)> = self
-            .req
-            .images
-            .iter()
-            .filter(|(s, _)| self.req.user_images.contains(*s))
-            .map(|(s, i)| (s.clone(), i.clone()))
-            .collect();
-        for (svc, image) in images {
-            if self.capture(&de::image_id(&image))?.success() {
-                continue;
-            }
-            if self.req.dry_run {
-                self.report.info(&format!(
-                    "{}: {image} is not on the host; `up` would pull it",
-                    self.label()
-                ));
-                continue;
-            }
-            let pulled = self.capture(&de::pull(&image))?;
-            if !pulled.success() {
-                return Err(Error::usage_help(
-                    format!(
-                        "{}: image `{image}` for `{svc}` is not on the host and cannot be pulled",
-                        self.label()
-                    ),
-                    format!("docker pull said: {}", pulled.stderr_tail(3).trim()),
-                ));
-            }
-        }
-        Ok(())
     }
 
     /// Shows current → new for `--image` services and asks, unless --yes.
@@ -490,35 +756,21 @@ impl HostDeploy<'_> {
         }
     }
 
-    fn dry_run(mut self, flavor: Flavor) -> Result<HostResult> {
-        let c = self.compose(flavor, true);
+    fn dry_run(mut self, pre: Preflight) -> Result<HostResult> {
         let selected = self.selected_compose_services();
-        let paths = self.paths();
-        let status = lock::status(self.ex, &paths)?;
-        if let Some(owner) = status {
-            self.report.warn(&format!(
-                "{}: the {} lock is held: {}; a real run would exit 4",
-                self.label(),
-                self.req.env,
-                lock::describe(&owner)
-            ));
-        }
-        let records = self.read_records()?;
-        let before = self.containers(&c.project)?;
-        self.check_images()?;
-        self.confirm_images(&before)?;
-        let old_pins = self.read_pins()?;
-        let new_pins = self.new_pins(&old_pins, &selected);
-        let c = self.compose(c.flavor.clone(), !new_pins.is_empty());
+        let st = self.start(false)?;
+        self.confirm_images(&st.before)?;
+        let new_pins = self.new_pins(&st.pins, &selected);
+        let c = self.compose(pre.flavor.clone(), !new_pins.is_empty());
         let view = HostView {
             host: self.host.clone(),
             compose: c.clone(),
-            release: crate::ledger::next_number(&records),
+            release: crate::ledger::next_number(&st.records),
             uploads: self.uploads(),
             current: selected
                 .iter()
                 .filter_map(|s| {
-                    before
+                    st.before
                         .get(s)
                         .map(|c| (s.clone(), (c.image.clone(), c.image_id.clone())))
                 })
@@ -526,7 +778,7 @@ impl HostDeploy<'_> {
             pins: new_pins,
             ship: vec![],
         };
-        let steps = pu::host_steps(&view, &self.req.env, &selected, &self.up_options(&c));
+        let steps = pu::host_steps(&view, &self.req.env, &selected, &self.up_options());
         self.report.info(&format!(
             "{}: would run (release {}):",
             self.label(),
@@ -539,78 +791,79 @@ impl HostDeploy<'_> {
             self.report
                 .info(&format!("  override.yml would pin: {:?}", view.pins));
         }
-        self.report
-            .info("  then: health gate, rollback of failed services, retention, audit log, unlock");
+        self.report.info(
+            "  then: health gate, rollback of failed services, release tags, retention, audit log, unlock",
+        );
         Ok(HostResult {
             host: self.label(),
             release: None,
             ok: true,
             rolled_back: false,
             record: None,
+            error: None,
             services: selected
                 .iter()
                 .map(|s| ServiceResult {
                     service: s.clone(),
-                    old_image: before.get(s).map(|c| c.image.clone()).unwrap_or_default(),
+                    old_image: st
+                        .before
+                        .get(s)
+                        .map(|c| c.image.clone())
+                        .unwrap_or_default(),
                     new_image: view.pins.get(s).cloned().unwrap_or_default(),
                     health: "-".into(),
                     duration_secs: 0.0,
                     result: "dry-run".into(),
                     rollback: String::new(),
+                    rollback_exact: String::new(),
                 })
                 .collect(),
         })
     }
 
-    fn up_options(&self, c: &Compose) -> UpOptions {
-        let wait = self
-            .selected_compose_services()
-            .iter()
-            .map(|s| {
-                self.health_of(s)
-                    .map(|h| h.timeout)
-                    .unwrap_or(DEFAULT_HEALTH_TIMEOUT)
-            })
-            .max()
-            .unwrap_or(DEFAULT_HEALTH_TIMEOUT);
+    /// `up -d --no-deps [--force-recreate]`: no `--wait`, the gate below waits (with a stability
+    /// window `--wait` lacks, and without holding up the services that are already healthy).
+    fn up_options(&self) -> UpOptions {
         UpOptions {
-            wait_secs: c.flavor.has_wait().then_some(wait.as_secs().max(1)),
+            wait_secs: None,
             force_recreate: self.req.force,
             with_deps: false,
+            stop_timeout: None,
         }
     }
 
-    /// Everything done while holding the lock.
-    fn locked(&mut self, flavor: Flavor) -> Result<HostResult> {
-        let c = self.compose(flavor.clone(), false);
+    /// Everything done while holding the lock. Sets `unlocked` once the finish script released it.
+    fn locked(&mut self, pre: &Preflight, st: Start, unlocked: &mut bool) -> Result<HostResult> {
+        let flavor = pre.flavor.clone();
         let selected = self.selected_compose_services();
-        let mut records = self.read_records()?;
+        let Start {
+            mut records,
+            pins: old_pins,
+            before,
+            copies,
+        } = st;
         let n = crate::ledger::next_number(&records);
         let prev_live = crate::ledger::current(&records).map(|r| r.number);
-
-        // Read-only checks first: nothing changes before they pass.
-        self.check_images()?;
-        let before = self.containers(&c.project)?;
         self.confirm_images(&before)?;
 
-        // Upload compose and env files, then check the configuration and the selection.
-        for (local, remote) in self.uploads() {
-            let data = std::fs::read(self.req.repo_root.join(&local)).map_err(|e| {
-                Error::usage(format!("cannot read {local} from the repository: {e}"))
-            })?;
-            self.upload(&remote, &data)?;
-        }
-        let old_pins = self.read_pins()?;
+        // Upload compose and env files (and this release's copy of them), pins, then `config`.
         let pins = self.new_pins(&old_pins, &selected);
-        self.write_pins(&pins)?;
         let c = self.compose(flavor.clone(), !pins.is_empty());
-        let config = self.config(&c)?;
+        let config = self.prepare(n, &c, &pins)?;
         let missing: Vec<&String> = selected
             .iter()
             .filter(|s| !config.contains_key(*s))
             .collect();
         if !missing.is_empty() {
-            self.write_pins(&old_pins)?;
+            let mut s = Script::new();
+            s.write(
+                "pins",
+                &self.override_path(),
+                &self.pins_text(&old_pins),
+                0o644,
+            );
+            s.run("copy", &de::rm_rf(&self.files_dir(n)));
+            self.script(&s)?;
             let names: Vec<&str> = config.keys().map(String::as_str).collect();
             return Err(Error::usage_help(
                 format!(
@@ -634,15 +887,23 @@ impl HostDeploy<'_> {
                 ));
             }
         }
+        let needs_12069 = flavor.has_no_deps_hash_bug()
+            && flavor.has_dry_run()
+            && selected
+                .iter()
+                .any(|s| config.get(s).is_some_and(|c| !c.depends_on.is_empty()));
+        let mut opts = self.up_options();
+        if needs_12069 {
+            opts.with_deps = self.plain_up_is_safe(&c, &selected, &before)?;
+        }
 
-        // Record the state before the change and protect the running images.
-        let started = clock::now_rfc3339();
+        // Record the state before the change and protect the running images: one round trip.
         let mut record = ReleaseRecord {
             number: n,
             env: self.req.env.clone(),
             sha: self.req.owner.sha.clone(),
             status: ReleaseStatusField(ReleaseStatus::InProgress),
-            created_at: started.clone(),
+            created_at: clock::now_rfc3339(),
             finished_at: None,
             actor: self.req.owner.actor.clone(),
             run_url: self.req.owner.run_url.clone(),
@@ -653,52 +914,128 @@ impl HostDeploy<'_> {
         record.pages = units.pages.into_iter().map(|(k, (_, p))| (k, p)).collect();
         record.migration_version = units.migration.map(|(_, v)| v);
         record.notes.extend(self.req.notes.iter().cloned());
-        for s in &selected {
-            if let Some(cur) = before.get(s) {
-                let tag = pu::before_tag(&cur.image, &c.project, n);
-                let tagged = self.capture(&de::tag(&cur.image_id, &tag))?.success();
+        let mut s = Script::new();
+        for svc in &selected {
+            if let Some(cur) = before.get(svc) {
+                let tag = pu::before_tag(&cur.image, &c.project, svc, n);
+                s.run(&format!("tag:{svc}"), &de::tag(&cur.image_id, &tag));
                 record.previous.insert(
-                    s.clone(),
+                    svc.clone(),
                     ServiceState {
                         image: cur.image.clone(),
                         image_id: cur.image_id.clone(),
                         container_id: Some(cur.id.clone()),
                         config_hash: cur.config_hash.clone(),
-                        release_tag: tagged.then_some(tag),
+                        release_tag: Some(tag),
                         ..Default::default()
                     },
                 );
             }
         }
-        self.write_record(&record)?;
+        s.write(
+            "record",
+            &self.paths().release(n),
+            &record_json(&record)?,
+            0o644,
+        );
+        s.append(
+            "audit",
+            &self.paths().audit_log(),
+            &self.audit_entry("up.start", Some(n), &selected, "started", None),
+        );
+        let (out, secs) = self.script(&s)?;
+        if !secs.get("record").is_some_and(Section::success) {
+            return Err(Error::StageFailed(format!(
+                "{}: cannot write release record {n}: {}",
+                self.label(),
+                out.stderr_tail(5)
+            )));
+        }
+        let untagged: Vec<String> = record
+            .previous
+            .keys()
+            .filter(|svc| {
+                !secs
+                    .get(&format!("tag:{svc}"))
+                    .is_some_and(Section::success)
+            })
+            .cloned()
+            .collect();
+        if !untagged.is_empty() {
+            for svc in &untagged {
+                if let Some(p) = record.previous.get_mut(svc) {
+                    p.release_tag = None;
+                }
+            }
+            self.report.warn(&format!(
+                "{}: could not tag the running image of {:?}: {}",
+                self.label(),
+                untagged,
+                out.stderr_tail(3)
+            ));
+            crate::ledger::store::write(self.ex, &self.env.dir, &record)?;
+        }
         records.push(record.clone());
-        self.audit("up.start", Some(n), &selected, "started", None);
         self.report.info(&format!(
             "{}: release {n}: deploying {}",
             self.label(),
             selected.join(", ")
         ));
+        let mut audits: Vec<String> = Vec::new();
+
+        if cancel::requested().is_some() {
+            // Nothing changed yet: record that and stop.
+            record.status = ReleaseStatusField(ReleaseStatus::Failed);
+            record.finished_at = Some(clock::now_rfc3339());
+            record.notes.push(format!(
+                "{} before compose up; nothing was changed",
+                cancel::reason()
+            ));
+            audits.push(self.audit_entry(
+                "up",
+                Some(n),
+                &selected,
+                "failed",
+                Some(cancel::reason()),
+            ));
+            self.finish(
+                &mut record,
+                &records,
+                &pins,
+                prev_live,
+                false,
+                &[],
+                audits,
+                unlocked,
+            )?;
+            return Err(Error::StageFailed(format!(
+                "{}: {} before compose up; nothing was changed",
+                self.label(),
+                cancel::reason()
+            )));
+        }
 
         // compose up for the selected services only.
         let t0 = Instant::now();
-        let mut opts = self.up_options(&c);
-        if flavor.has_no_deps_hash_bug() {
-            opts.with_deps = self.deps_up_to_date(&c, &config, &selected, &before)?;
-        }
         let status = self.stream(&c.up(&selected, &opts))?;
-        let mut failed: BTreeMap<String, String>;
-        let mut health_text: BTreeMap<String, String> = BTreeMap::new();
         if status != 0 {
             self.report.error(
                 &format!(
-                    "{}: `docker compose up` failed (exit {status})",
+                    "{}: `docker compose up` failed (exit {status}); the health gate tells which services are affected",
                     self.label()
                 ),
                 None,
             );
         }
-        // The gate runs even when `up --wait` failed, to name the failing services precisely.
-        failed = self.gate(&c.project, &selected, status != 0);
+        let gate = self.gate(
+            &c.project,
+            &selected,
+            Some(&before),
+            status != 0,
+            &pre.http_client,
+        );
+        let mut failed = gate.failed.clone();
+        let mut health_text: BTreeMap<String, String> = BTreeMap::new();
         for s in &selected {
             let text = match failed.get(s) {
                 Some(why) => format!("failed: {why}"),
@@ -707,49 +1044,92 @@ impl HostDeploy<'_> {
             health_text.insert(s.clone(), text);
         }
         if status != 0 && failed.is_empty() {
-            for s in &selected {
-                failed.insert(s.clone(), format!("compose up exited {status}"));
+            let note = format!(
+                "compose up exited {status}, but every selected service passed the health gate"
+            );
+            self.report.warn(&format!("{}: {note}", self.label()));
+            record.notes.push(note);
+        }
+
+        // Roll back: the failed services only; after a signal, everything this run changed.
+        let mut rolled_back = false;
+        if gate.cancelled {
+            let changed: Vec<String> = selected
+                .iter()
+                .filter(|s| match (before.get(*s), gate.last.get(*s)) {
+                    (Some(b), Some(now)) => b.id != now.id,
+                    _ => true,
+                })
+                .cloned()
+                .collect();
+            for s in &changed {
+                failed
+                    .entry(s.clone())
+                    .or_insert_with(|| format!("{} during the health gate", cancel::reason()));
             }
+            self.report.warn(&format!(
+                "{}: {}: rolling back {} to the previous images without waiting for health checks",
+                self.label(),
+                cancel::reason(),
+                if changed.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    changed.join(", ")
+                }
+            ));
+            if !changed.is_empty() {
+                let restore = self.restore_from(&records, &copies, n);
+                let (_, back) =
+                    self.rollback(&c, &record, &changed, &pins, restore, true, &mut audits)?;
+                rolled_back = !back.is_empty();
+            }
+        } else if !failed.is_empty() {
+            for s in failed.keys() {
+                self.show_failure(s, &gate.last);
+            }
+            let to_roll: Vec<String> = failed.keys().cloned().collect();
+            let restore = self.restore_from(&records, &copies, n);
+            let (ok, _) =
+                self.rollback(&c, &record, &to_roll, &pins, restore, false, &mut audits)?;
+            rolled_back = ok;
         }
         let after = self.containers(&c.project)?;
         self.report_recreated(&before, &after, &selected);
-        if flavor.has_no_deps_hash_bug() && failed.is_empty() {
-            self.check_config_hash(&c, &selected, &after)?;
+        if needs_12069 && !opts.with_deps && failed.is_empty() {
+            self.warn_plain_up_recreates(&c, &selected, &after)?;
         }
-
-        // Roll back the failed services only.
-        let mut rolled_back = false;
-        if !failed.is_empty() {
-            for s in failed.keys() {
-                self.show_failure(s, &after);
-            }
-            rolled_back = self.rollback(&c, &record, &failed, &pins)?;
-        }
-        let after = if failed.is_empty() {
-            after
-        } else {
-            self.containers(&c.project)?
-        };
 
         // The record after the change.
         let ok = failed.is_empty();
         let running_before = crate::ledger::unit_versions(&records).services;
+        let mut new_tags: Vec<(String, String, String)> = Vec::new();
         for (svc, cinfo) in &after {
             // An unchanged service keeps the tag of the release it came with (same image id): no
-            // docker call; a changed one gets `<repo>:<project>-release-<n>`.
+            // docker call; a changed one gets `<repo>:<project>.<service>-release-<n>`.
             let reuse = running_before
                 .get(svc)
                 .map(|(_, p)| p)
                 .filter(|p| p.image_id == cinfo.image_id)
                 .and_then(|p| p.release_tag.clone());
             let release_tag = match reuse {
-                Some(t) if !selected.contains(svc) => Some(t),
-                _ => {
-                    let tag = pu::release_tag(&cinfo.image, &c.project, n);
-                    let tagged = ok && self.capture(&de::tag(&cinfo.image_id, &tag))?.success();
-                    tagged.then_some(tag)
+                Some(t) if !selected.contains(svc) || !ok => Some(t),
+                _ if ok => {
+                    let tag = pu::release_tag(&cinfo.image, &c.project, svc, n);
+                    new_tags.push((svc.clone(), cinfo.image_id.clone(), tag.clone()));
+                    Some(tag)
                 }
+                _ => record
+                    .previous
+                    .get(svc)
+                    .filter(|p| p.image_id == cinfo.image_id)
+                    .and_then(|p| p.release_tag.clone()),
             };
+            let tried = failed.contains_key(svc).then(|| {
+                pins.get(svc)
+                    .or(config.get(svc).and_then(|c| c.image.as_ref()))
+                    .cloned()
+                    .unwrap_or_default()
+            });
             record.services.insert(
                 svc.clone(),
                 ServiceState {
@@ -759,6 +1139,7 @@ impl HostDeploy<'_> {
                     config_hash: cinfo.config_hash.clone(),
                     release_tag,
                     deployed: selected.contains(svc),
+                    tried: tried.filter(|t| !t.is_empty()),
                     ..Default::default()
                 },
             );
@@ -772,7 +1153,13 @@ impl HostDeploy<'_> {
             ReleaseStatus::Failed
         });
         for (s, why) in &failed {
-            record.notes.push(format!("{s}: {why}"));
+            let tried = record
+                .services
+                .get(s)
+                .and_then(|st| st.tried.clone())
+                .map(|t| format!(" (tried {t})"))
+                .unwrap_or_default();
+            record.notes.push(format!("{s}{tried}: {why}"));
         }
         if rolled_back {
             record.notes.push(format!(
@@ -780,18 +1167,6 @@ impl HostDeploy<'_> {
                 failed.keys().cloned().collect::<Vec<_>>().join(", ")
             ));
         }
-        self.write_record(&record)?;
-        if ok {
-            if let Some(p) = prev_live.and_then(|p| records.iter_mut().find(|r| r.number == p)) {
-                p.status = ReleaseStatusField(ReleaseStatus::Superseded);
-                let p = p.clone();
-                self.write_record(&p)?;
-            }
-        }
-        if let Some(r) = records.iter_mut().find(|r| r.number == n) {
-            *r = record.clone();
-        }
-        self.retention(&records)?;
         let result = if ok {
             "live"
         } else if rolled_back {
@@ -799,13 +1174,23 @@ impl HostDeploy<'_> {
         } else {
             "failed"
         };
-        self.audit(
+        audits.push(self.audit_entry(
             "up",
             Some(n),
             &selected,
             result,
             (!failed.is_empty()).then(|| record.notes.join("; ")),
-        );
+        ));
+        self.finish(
+            &mut record,
+            &records,
+            &pins,
+            prev_live,
+            ok,
+            &new_tags,
+            audits,
+            unlocked,
+        )?;
 
         let elapsed = t0.elapsed().as_secs_f64();
         let services = selected
@@ -815,35 +1200,36 @@ impl HostDeploy<'_> {
                     .get(s)
                     .map(|c| c.image.clone())
                     .unwrap_or_else(|| "(new)".into());
-                let running = record
-                    .services
-                    .get(s)
-                    .map(|c| c.image.clone())
-                    .unwrap_or_default();
+                let state = record.services.get(s);
+                let running = state.map(|c| c.image.clone()).unwrap_or_default();
                 // A failed service shows what was tried, and what it runs now.
-                let new = match (
-                    failed.contains_key(s),
-                    pins.get(s).or(config.get(s).and_then(|c| c.image.as_ref())),
-                ) {
-                    (true, Some(tried)) if *tried != running => format!("{tried} (now {running})"),
+                let new = match state.and_then(|st| st.tried.as_ref()) {
+                    Some(tried) if *tried != running => format!("{tried} (now {running})"),
                     _ => running,
                 };
                 let res = if !failed.contains_key(s) {
-                    "deployed".to_string()
+                    "deployed"
                 } else if rolled_back {
-                    "rolled back".to_string()
+                    "rolled back"
                 } else {
-                    "failed".to_string()
+                    "failed"
                 };
-                let hint = match record.previous.get(s).and_then(|p| p.release_tag.clone()) {
-                    Some(tag) => format!(
-                        "deploy-action up --env {} --only {} --image {}={} --yes",
-                        self.req.env,
-                        self.manifest_name(s),
-                        s,
-                        tag
+                let name = self.manifest_name(s);
+                let exact = record
+                    .previous
+                    .get(s)
+                    .and_then(|p| p.release_tag.as_deref())
+                    .map(|tag| pu::manual_image_hint(&self.req.env, &name, tag))
+                    .unwrap_or_default();
+                let (rollback, rollback_exact) = match res {
+                    "rolled back" => (String::new(), String::new()),
+                    "deployed" => (pu::manual_rollback_hint(&self.req.env, &name), exact),
+                    // Failed and not rolled back: this host's previous image is the exact answer.
+                    _ if !exact.is_empty() => (exact, String::new()),
+                    _ => (
+                        format!("docker compose -p {} stop {s}", c.project),
+                        String::new(),
                     ),
-                    None => format!("docker compose -p {} stop {s}", c.project),
                 };
                 ServiceResult {
                     service: s.clone(),
@@ -851,8 +1237,9 @@ impl HostDeploy<'_> {
                     new_image: new,
                     health: health_text.get(s).cloned().unwrap_or_default(),
                     duration_secs: elapsed,
-                    result: res,
-                    rollback: hint,
+                    result: res.to_string(),
+                    rollback,
+                    rollback_exact,
                 }
             })
             .collect();
@@ -862,8 +1249,175 @@ impl HostDeploy<'_> {
             ok,
             rolled_back,
             services,
+            error: gate.cancelled.then(cancel::reason),
             record: Some(record),
         })
+    }
+
+    /// Uploads the compose and env files with this release's copy of them, writes the pins, and
+    /// returns `config` as the host resolves it: one round trip.
+    fn prepare(
+        &mut self,
+        n: u64,
+        c: &Compose,
+        pins: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, ServiceConfig>> {
+        let mut s = Script::new();
+        s.run("copy-clean", &de::rm_rf(&self.files_dir(n)));
+        for (i, (local, remote)) in self.uploads().into_iter().enumerate() {
+            let data = std::fs::read(self.req.repo_root.join(&local)).map_err(|e| {
+                Error::usage(format!("cannot read {local} from the repository: {e}"))
+            })?;
+            let copy = format!("{}/{local}", self.files_dir(n));
+            match String::from_utf8(data) {
+                Ok(text) if !text.contains('\0') => {
+                    s.write(&format!("upload:{i}"), &remote, &text, 0o644);
+                    s.write(&format!("copy:{i}"), &copy, &text, 0o644);
+                }
+                // Not text: its own uploads, byte for byte.
+                Ok(text) => {
+                    self.ex.upload(&remote, text.as_bytes(), 0o644)?;
+                    self.ex.upload(&copy, text.as_bytes(), 0o644)?;
+                }
+                Err(e) => {
+                    let bytes = e.into_bytes();
+                    self.ex.upload(&remote, &bytes, 0o644)?;
+                    self.ex.upload(&copy, &bytes, 0o644)?;
+                }
+            }
+        }
+        s.write("pins", &self.override_path(), &self.pins_text(pins), 0o644);
+        s.run("config", &c.config());
+        let (out, secs) = self.script(&s)?;
+        for (name, sec) in &secs {
+            if name != "config" && !sec.success() {
+                return Err(Error::StageFailed(format!(
+                    "{}: writing the files failed ({name}): {}",
+                    self.label(),
+                    out.stderr_tail(5)
+                )));
+            }
+        }
+        match secs.get("config") {
+            Some(cfg) if cfg.success() => self.parse_config(&c.flavor, &cfg.stdout),
+            _ => Err(Error::StageFailed(format!(
+                "{}: the compose configuration is invalid:\n{}",
+                self.label(),
+                out.stderr_tail(20)
+            ))),
+        }
+    }
+
+    /// The finish script: release tags, the record, the superseded one, retention, audit lines,
+    /// unlock. One round trip; a tag that failed is taken out of the record afterwards.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &mut self,
+        record: &mut ReleaseRecord,
+        records: &[ReleaseRecord],
+        pins: &BTreeMap<String, String>,
+        prev_live: Option<u64>,
+        ok: bool,
+        new_tags: &[(String, String, String)],
+        audits: Vec<String>,
+        unlocked: &mut bool,
+    ) -> Result<()> {
+        let paths = self.paths();
+        let mut s = Script::new();
+        for (svc, id, tag) in new_tags {
+            s.run(&format!("tag:{svc}"), &de::tag(id, tag));
+        }
+        s.write(
+            "record",
+            &paths.release(record.number),
+            &record_json(record)?,
+            0o644,
+        );
+        if ok {
+            if let Some(p) = prev_live.and_then(|p| records.iter().find(|r| r.number == p)) {
+                let mut p = p.clone();
+                p.status = ReleaseStatusField(ReleaseStatus::Superseded);
+                s.write(
+                    "superseded",
+                    &paths.release(p.number),
+                    &record_json(&p)?,
+                    0o644,
+                );
+            }
+        }
+        // Retention: the newest `keep_releases` records and every tag they (or the pins) name.
+        let mut all: Vec<ReleaseRecord> = records
+            .iter()
+            .filter(|r| r.number != record.number)
+            .cloned()
+            .collect();
+        all.push(record.clone());
+        let mut prune = pu::retention(&all, self.env.keep_releases);
+        let pinned: BTreeSet<&String> = pins.values().collect();
+        prune.tags.retain(|t| !pinned.contains(t));
+        if !prune.tags.is_empty() {
+            s.run("rmi", &Cmd::new("docker").arg("rmi").args(&prune.tags));
+        }
+        for n in &prune.records {
+            s.run(&format!("prune:{n}"), &de::rm_f(&paths.release(*n)));
+            s.run(&format!("prune-files:{n}"), &de::rm_rf(&self.files_dir(*n)));
+        }
+        for (i, line) in audits.iter().enumerate() {
+            s.append(&format!("audit:{i}"), &paths.audit_log(), line);
+        }
+        s.run("unlock", &de::rm_rf(&paths.lock_dir()));
+        let (out, secs) = self.script(&s)?;
+        *unlocked = secs.get("unlock").is_some_and(Section::success);
+        if !secs.get("record").is_some_and(Section::success) {
+            return Err(Error::StageFailed(format!(
+                "{}: cannot write release record {}: {}",
+                self.label(),
+                record.number,
+                out.stderr_tail(5)
+            )));
+        }
+        if secs
+            .keys()
+            .any(|k| k.starts_with("audit:") && !secs[k].success())
+        {
+            self.report.warn(&format!(
+                "{}: audit log not written: {}",
+                self.label(),
+                out.stderr_tail(3)
+            ));
+        }
+        let untagged: Vec<&String> = new_tags
+            .iter()
+            .filter(|(svc, _, _)| {
+                !secs
+                    .get(&format!("tag:{svc}"))
+                    .is_some_and(Section::success)
+            })
+            .map(|(svc, _, _)| svc)
+            .collect();
+        if !untagged.is_empty() {
+            for svc in &untagged {
+                if let Some(st) = record.services.get_mut(*svc) {
+                    st.release_tag = None;
+                }
+            }
+            self.report.warn(&format!(
+                "{}: could not tag the images of {:?}: {}",
+                self.label(),
+                untagged,
+                out.stderr_tail(3)
+            ));
+            crate::ledger::store::write(self.ex, &self.env.dir, record)?;
+        }
+        if !prune.records.is_empty() {
+            self.report.info(&format!(
+                "{}: retention: removed releases {:?} and {} image tag(s)",
+                self.label(),
+                prune.records,
+                prune.tags.len()
+            ));
+        }
+        Ok(())
     }
 
     fn manifest_name(&self, compose_service: &str) -> String {
@@ -893,250 +1447,310 @@ impl HostDeploy<'_> {
         }
     }
 
-    /// Compose #12069 handling (2.26.0–2.29.2): `up --no-deps` stores a wrong config hash for a
-    /// service with `depends_on`, so a later plain `up` recreates it. When every dependency runs with
-    /// an up-to-date config hash, a plain `up SERVICES` recreates nothing else and stores the right
-    /// hash: use it. Otherwise keep `--no-deps` (never touch unselected services) and warn.
-    fn deps_up_to_date(
+    /// The compose service a container name of a dry run belongs to.
+    fn service_of(&self, name: &str, known: &Containers) -> Option<String> {
+        if let Some((svc, _)) = known.iter().find(|(_, c)| c.name == name) {
+            return Some(svc.clone());
+        }
+        // A container that does not exist yet: `<project>-<service>-<n>` (v2 names).
+        let rest = name.strip_prefix(&format!("{}-", self.env.compose_project))?;
+        let (svc, num) = rest.rsplit_once('-')?;
+        num.parse::<u32>().ok().map(|_| svc.to_string())
+    }
+
+    /// Compose #12069 (2.26.0–2.29.2): `up --no-deps` stores a config hash that a later plain `up`
+    /// disagrees with, for a service with `depends_on`. A plain `up SERVICES` stores the right
+    /// one, and is safe when it would touch no other service: `--dry-run up` says so (0.1 s).
+    fn plain_up_is_safe(
         &mut self,
         c: &Compose,
-        config: &BTreeMap<String, ServiceConfig>,
         selected: &[String],
         before: &Containers,
     ) -> Result<bool> {
-        let has_edges = selected
-            .iter()
-            .any(|s| config.get(s).is_some_and(|c| !c.depends_on.is_empty()));
-        if !has_edges {
+        let out = self.capture(&c.dry_run_up(selected))?;
+        if !out.success() {
             return Ok(false);
         }
-        let deps: Vec<String> = compose::dependencies(config, selected)
+        let text = format!(
+            "{}\n{}",
+            out.stdout_str(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let others: BTreeSet<String> = compose::parse_dry_run(&text)
             .into_iter()
+            .filter(|a| a.touches())
+            .filter_map(|a| self.service_of(&a.container, before))
+            .filter(|s| !selected.contains(s))
             .collect();
-        if deps.is_empty() {
-            return Ok(true);
-        }
-        let out = self.capture(&c.config_hash(&deps))?;
-        let hashes = compose::parse_config_hash(&out.stdout_str());
-        let stale: Vec<&String> = deps
-            .iter()
-            .filter(|d| {
-                let running = before.get(*d);
-                !(out.success()
-                    && running.is_some_and(|r| r.status == "running")
-                    && running.and_then(|r| r.config_hash.as_ref()) == hashes.get(*d))
-            })
-            .collect();
-        if stale.is_empty() {
+        if others.is_empty() {
             self.report.info(&format!(
-                "{}: compose #12069: dependencies {:?} are up to date, so `up` runs without --no-deps and stores the right config hash",
+                "{}: compose #12069: a plain `up` of {:?} touches no other service, so `up` runs without --no-deps and stores the config hash a later plain `up` agrees with",
                 self.label(),
-                deps
+                selected
             ));
             Ok(true)
         } else {
             self.report.warn(&format!(
-                "{}: compose #12069: dependencies {:?} are not up to date, so `up --no-deps` is used and a later plain `docker compose up` may recreate {:?}",
+                "{}: compose #12069: a plain `up` of {:?} would also touch {:?}, so `up --no-deps` is used; a later plain `docker compose up` may recreate {:?}",
                 self.label(),
-                stale,
+                selected,
+                others,
                 selected
             ));
             Ok(false)
         }
     }
 
-    /// On compose 2.26–2.29.2, compares the stored config hash with what a plain `up` computes.
-    fn check_config_hash(
+    /// After an `up --no-deps` on a #12069 version: asks `--dry-run up` whether a plain `up` would
+    /// recreate a deployed service, and warns only when it would.
+    fn warn_plain_up_recreates(
         &mut self,
         c: &Compose,
         selected: &[String],
         after: &Containers,
     ) -> Result<()> {
-        let out = self.capture(&c.config_hash(selected))?;
+        let out = self.capture(&c.dry_run_up(selected))?;
         if !out.success() {
             return Ok(());
         }
-        let hashes = compose::parse_config_hash(&out.stdout_str());
-        for s in selected {
-            let (Some(want), Some(have)) = (
-                hashes.get(s),
-                after.get(s).and_then(|a| a.config_hash.as_ref()),
-            ) else {
-                continue;
-            };
-            if want != have {
-                self.report.warn(&format!(
-                    "{}: {s}: stored config hash {} differs from `config --hash` {} (compose #12069): a plain `docker compose up` would recreate it; deploy it with deploy-action instead",
-                    self.label(),
-                    &have[..have.len().min(12)],
-                    &want[..want.len().min(12)]
-                ));
-            }
+        let text = format!(
+            "{}\n{}",
+            out.stdout_str(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let recreate: BTreeSet<String> = compose::parse_dry_run(&text)
+            .into_iter()
+            .filter(|a| a.action == "Recreate")
+            .filter_map(|a| self.service_of(&a.container, after))
+            .filter(|s| selected.contains(s))
+            .collect();
+        for s in recreate {
+            self.report.warn(&format!(
+                "{}: {s}: `docker compose --dry-run up` says a plain `docker compose up` would recreate it (compose #12069); deploy it with deploy-action instead, or upgrade compose to ≥ 2.29.3",
+                self.label()
+            ));
         }
         Ok(())
     }
 
-    /// Health gate for `services`, probed together: container state, the manifest's HTTP check run
-    /// on the host, and a stability window. `compose_failed`: `up` already failed, so only collect a
-    /// verdict briefly. Returns the failure reason per failed service.
+    /// Health gate for `services`, probed together every [`PROBE_INTERVAL`]: container state and
+    /// restarts (only these services' containers are inspected), the manifest's HTTP check run on
+    /// the host, and the stability window counted from each container's start. `before`: the
+    /// containers before the change (a container compose left alone skips the window; `None`
+    /// means every container is new to the gate). `compose_failed`: `up` failed, so a service
+    /// with no started container has failed. A signal stops the gate. Returns the failures.
     fn gate(
         &mut self,
         project: &str,
         services: &[String],
+        before: Option<&Containers>,
         compose_failed: bool,
-    ) -> BTreeMap<String, String> {
+        client: &str,
+    ) -> GateResult {
+        struct Pending {
+            stable: Stability,
+            deadline: Duration,
+            last: String,
+        }
         let start = Instant::now();
-        let mut client: Option<String> = None;
-        let mut pending: BTreeMap<String, (Stability, Duration, String)> = services
+        let mut pending: BTreeMap<String, Pending> = services
             .iter()
             .map(|s| {
-                let timeout = self
-                    .health_of(s)
-                    .map(|h| h.timeout)
-                    .unwrap_or(DEFAULT_HEALTH_TIMEOUT);
-                let deadline = if compose_failed {
-                    Duration::from_secs(5)
-                } else {
-                    timeout + STABLE_WINDOW
-                };
+                let window = self.window_of(s);
+                let before_id = before.and_then(|b| b.get(s)).map(|c| c.id.clone());
                 (
                     s.clone(),
-                    (
-                        Stability::new(STABLE_PASSES, STABLE_WINDOW),
-                        deadline,
-                        "no probe yet".to_string(),
-                    ),
+                    Pending {
+                        stable: Stability::new(window, STABLE_PASSES, before_id),
+                        deadline: self.timeout_of(s) + window,
+                        last: "no probe yet".to_string(),
+                    },
                 )
             })
             .collect();
-        let mut failed = BTreeMap::new();
+        self.report.info(&format!(
+            "{}: health gate: {} (stability window {}, timeout {})",
+            self.label(),
+            services.join(", "),
+            services
+                .iter()
+                .map(|s| format!("{s} {:.1}s", self.window_of(s).as_secs_f64()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            services
+                .iter()
+                .map(|s| format!("{s} {}s", self.timeout_of(s).as_secs()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ));
+        let mut result = GateResult::default();
+        // Fallback clock (the host's `date` failed): when the gate first saw each container.
+        let mut first_seen: BTreeMap<String, Instant> = BTreeMap::new();
         while !pending.is_empty() {
-            let containers = self.containers(project);
-            let names: Vec<String> = pending.keys().cloned().collect();
-            for svc in names {
-                let health = self.health_of(&svc).cloned();
-                let probe = match &containers {
-                    Ok(c) => self.probe(c, &svc, health.as_ref(), &mut client),
-                    Err(e) => Probe::Pending(e.to_string()),
-                };
-                let (stable, deadline, last) = pending.get_mut(&svc).expect("pending");
-                if let Probe::Pending(why) | Probe::Failed(why) = &probe {
-                    *last = why.clone();
+            if cancel::requested().is_some() {
+                for (s, p) in std::mem::take(&mut pending) {
+                    result.failed.insert(
+                        s,
+                        format!(
+                            "{} while waiting for it to become healthy (last probe: {})",
+                            cancel::reason(),
+                            p.last
+                        ),
+                    );
                 }
-                match stable.observe(probe, start.elapsed()) {
+                result.cancelled = true;
+                break;
+            }
+            let names: Vec<String> = pending.keys().cloned().collect();
+            let seen = match self.ex.capture(&de::probe_services(project, &names)) {
+                Ok(o) if o.success() => de::parse_probe(&o.stdout_str()),
+                Ok(o) => Err(format!(
+                    "the container probe failed (exit {}): {}",
+                    o.status,
+                    o.stderr_tail(2)
+                )),
+                Err(e) => Err(e.to_string()),
+            };
+            let mut probes: BTreeMap<String, Probe> = BTreeMap::new();
+            let mut http_due: Vec<HttpDue> = Vec::new();
+            match seen {
+                Err(e) => {
+                    for s in &names {
+                        probes.insert(s.clone(), Probe::Pending(e.clone(), None));
+                    }
+                }
+                Ok((host_now, list)) => {
+                    let by = by_service(list);
+                    for s in &names {
+                        let probe = match by.get(s) {
+                            None if compose_failed => {
+                                Probe::Failed(format!("compose up failed and {s} has no container"))
+                            }
+                            None => Probe::Pending("no container yet".into(), None),
+                            Some(c) if compose_failed && c.status == "created" => {
+                                Probe::Failed(format!(
+                                    "compose up failed and container {} was never started",
+                                    c.name
+                                ))
+                            }
+                            Some(c) => {
+                                result.last.insert(s.clone(), c.clone());
+                                let up_for = match (host_now, clock::parse_unix_f64(&c.started_at))
+                                {
+                                    (Some(now), Some(at)) => {
+                                        Duration::from_secs_f64((now - at).max(0.0))
+                                    }
+                                    _ => first_seen
+                                        .entry(c.id.clone())
+                                        .or_insert_with(Instant::now)
+                                        .elapsed(),
+                                };
+                                match pu::container_probe(c, up_for) {
+                                    Err(p) => p,
+                                    Ok(seen) => match self.health_of(s) {
+                                        Some(h) => {
+                                            http_due.push((s.clone(), seen, h.clone()));
+                                            continue;
+                                        }
+                                        None => Probe::Good(seen),
+                                    },
+                                }
+                            }
+                        };
+                        probes.insert(s.clone(), probe);
+                    }
+                }
+            }
+            if !http_due.is_empty() {
+                probes.extend(self.http_checks(client, http_due));
+            }
+            // Every pending service that only waits for its window: when the first one ends.
+            let mut nap: Option<Duration> = Some(MAX_NAP);
+            for (s, probe) in probes {
+                let Some(p) = pending.get_mut(&s) else {
+                    continue;
+                };
+                let up_for = match &probe {
+                    Probe::Good(seen) => Some(seen.up_for),
+                    _ => None,
+                };
+                if let Probe::Pending(why, _) | Probe::Failed(why) = &probe {
+                    p.last = why.clone();
+                }
+                match p.stable.observe(probe) {
                     Verdict::Healthy => {
                         self.report
-                            .info(&format!("{}: {svc} is healthy", self.label()));
-                        pending.remove(&svc);
+                            .info(&format!("{}: {s} is healthy", self.label()));
+                        pending.remove(&s);
                     }
                     Verdict::Unhealthy(why) => {
-                        failed.insert(svc.clone(), why);
-                        pending.remove(&svc);
+                        result.failed.insert(s.clone(), why);
+                        pending.remove(&s);
                     }
-                    Verdict::Wait if start.elapsed() >= *deadline => {
-                        failed.insert(
-                            svc.clone(),
-                            format!("not healthy after {}s: {last}", deadline.as_secs()),
-                        );
-                        pending.remove(&svc);
+                    Verdict::Wait if start.elapsed() >= p.deadline => {
+                        let why =
+                            format!("not healthy after {}s: {}", p.deadline.as_secs(), p.last);
+                        result.failed.insert(s.clone(), why);
+                        pending.remove(&s);
                     }
-                    Verdict::Wait => {}
+                    Verdict::Wait => {
+                        nap = match (nap, up_for) {
+                            (Some(n), Some(u)) => Some(n.min(p.stable.remaining(u))),
+                            _ => None,
+                        };
+                    }
                 }
             }
             if !pending.is_empty() {
-                // Probe every second, but land exactly on the end of a stability window.
-                let step = if compose_failed {
-                    Duration::from_millis(500)
-                } else {
-                    Duration::from_secs(1)
-                };
-                let now = start.elapsed();
-                let until_ready = pending
-                    .values()
-                    .filter_map(|(st, _, _)| st.ready_at())
-                    .filter(|t| *t > now)
-                    .map(|t| t - now)
-                    .min()
-                    .unwrap_or(step);
-                std::thread::sleep(step.min(until_ready));
+                let d = nap.unwrap_or(PROBE_INTERVAL).max(PROBE_INTERVAL);
+                cancel::sleep(d);
             }
         }
-        failed
+        result
     }
 
-    fn probe(
-        &mut self,
-        containers: &Containers,
-        service: &str,
-        health: Option<&Health>,
-        client: &mut Option<String>,
-    ) -> Probe {
-        let Some(c) = containers.get(service) else {
-            return Probe::Pending("no container yet".into());
-        };
-        match (c.status.as_str(), c.health.as_deref()) {
-            ("exited" | "dead", _) => {
-                return Probe::Failed(format!("container {} {}", c.name, c.status));
-            }
-            (_, Some("unhealthy")) => {
-                return Probe::Failed(format!("container {} is unhealthy", c.name));
-            }
-            (_, Some("starting")) => return Probe::Pending("healthcheck starting".into()),
-            ("running", _) => {}
-            (other, _) => return Probe::Pending(format!("container {other}")),
-        }
-        if let Some(h) = health {
-            if client.is_none() {
-                let out = self.ex.capture(&de::http_client_probe()).ok();
-                *client = Some(
-                    out.map(|o| o.stdout_str().trim().to_string())
-                        .unwrap_or_else(|| "none".into()),
+    /// The HTTP checks that are due, run on the host in one round trip.
+    fn http_checks(&mut self, client: &str, due: Vec<HttpDue>) -> BTreeMap<String, Probe> {
+        let mut out = BTreeMap::new();
+        if client == "none" {
+            for (s, _, _) in due {
+                out.insert(
+                    s,
+                    Probe::Failed(
+                        "neither curl nor wget is installed on the host for the health check"
+                            .into(),
+                    ),
                 );
             }
-            let cl = client.clone().unwrap_or_default();
-            if cl == "none" {
-                return Probe::Failed(
-                    "neither curl nor wget is installed on the host for the health check".into(),
-                );
-            }
-            let out = match self.ex.capture(&de::http_get(&cl, &h.url, 5)) {
-                Ok(o) => o,
-                Err(e) => return Probe::Pending(e.to_string()),
-            };
-            let text = out.stdout_str();
-            let (status, body) = if cl == "curl" {
-                match de::parse_curl(&text) {
-                    Some(sb) => sb,
-                    None => {
-                        return Probe::Pending(format!("GET {}: {}", h.url, out.stderr_tail(1)));
-                    }
-                }
-            } else if out.success() {
-                (200, text)
-            } else {
-                return Probe::Pending(format!("GET {}: {}", h.url, out.stderr_tail(1)));
-            };
-            if status != h.expect_status {
-                return Probe::Pending(format!(
-                    "GET {}: status {status}, expected {}",
-                    h.url, h.expect_status
-                ));
-            }
-            if let Some(want) = &h.contains {
-                if !body.contains(want.as_str()) {
-                    return Probe::Pending(format!("GET {}: body lacks {want:?}", h.url));
-                }
-            }
+            return out;
         }
-        Probe::Good {
-            container: c.id.clone(),
-            restarts: c.restart_count,
+        let mut script = Script::new();
+        for (i, (_, _, h)) in due.iter().enumerate() {
+            script.run(
+                &format!("http:{i}"),
+                &de::http_get(client, &h.url, HTTP_TIMEOUT_SECS),
+            );
         }
+        let ran = self.script(&script);
+        for (i, (s, seen, h)) in due.into_iter().enumerate() {
+            let probe = match &ran {
+                Err(e) => Probe::Pending(e.to_string(), Some(seen)),
+                Ok((o, secs)) => match secs.get(&format!("http:{i}")) {
+                    None => Probe::Pending(
+                        format!("GET {}: no answer: {}", h.url, o.stderr_tail(1)),
+                        Some(seen),
+                    ),
+                    Some(sec) => http_verdict(client, &h, sec, &o.stderr_tail(1), seen),
+                },
+            };
+            out.insert(s, probe);
+        }
+        out
     }
 
     /// Prints the failing container's last log lines and its health log.
-    fn show_failure(&mut self, service: &str, after: &Containers) {
-        let Some(c) = after.get(service).cloned() else {
+    fn show_failure(&mut self, service: &str, seen: &Containers) {
+        let Some(c) = seen.get(service).cloned() else {
             return;
         };
         self.report.group_start(&format!(
@@ -1158,17 +1772,39 @@ impl HostDeploy<'_> {
         self.report.group_end();
     }
 
-    /// Puts the failed services back on their pre-release images; true when all are healthy again.
+    /// The release whose copy of the compose and env files a rollback restores: the newest good
+    /// release before `n` that has one.
+    fn restore_from(
+        &self,
+        records: &[ReleaseRecord],
+        copies: &BTreeSet<u64>,
+        n: u64,
+    ) -> Option<u64> {
+        records
+            .iter()
+            .filter(|r| r.number < n && crate::ledger::is_good(r) && copies.contains(&r.number))
+            .map(|r| r.number)
+            .max()
+    }
+
+    /// Puts `services` back on their pre-release images (and, when the host has a copy, the
+    /// previous release's compose and env files). `fast` (a signal): containers get
+    /// [`CANCEL_STOP_TIMEOUT`] to stop and no health gate runs. Returns whether every service is
+    /// back and healthy, and the services brought back.
+    #[allow(clippy::too_many_arguments)]
     fn rollback(
         &mut self,
         c: &Compose,
         record: &ReleaseRecord,
-        failed: &BTreeMap<String, String>,
+        services: &[String],
         pins: &BTreeMap<String, String>,
-    ) -> Result<bool> {
+        restore: Option<u64>,
+        fast: bool,
+        audits: &mut Vec<String>,
+    ) -> Result<(bool, Vec<String>)> {
         let mut pins = pins.clone();
         let mut back = Vec::new();
-        for s in failed.keys() {
+        for s in services {
             match record.previous.get(s).and_then(|p| p.release_tag.clone()) {
                 Some(tag) => {
                     pins.insert(s.clone(), tag);
@@ -1180,32 +1816,77 @@ impl HostDeploy<'_> {
                 )),
             }
         }
-        let fresh: Vec<String> = failed
-            .keys()
+        let fresh: Vec<String> = services
+            .iter()
             .filter(|s| !back.contains(s))
             .cloned()
             .collect();
+        let mut s = Script::new();
         if !fresh.is_empty() {
-            let _ = self.capture(&c.stop(&fresh))?;
+            s.run("stop", &c.stop(&fresh));
         }
+        if !back.is_empty() {
+            if let Some(p) = restore {
+                s.shell(
+                    "restore",
+                    &format!(
+                        "cp -R {}/. {}/",
+                        shell_quote(&self.files_dir(p)),
+                        shell_quote(self.env.dir.trim_end_matches('/'))
+                    ),
+                );
+            }
+            s.write("pins", &self.override_path(), &self.pins_text(&pins), 0o644);
+        }
+        let (out, secs) = self.script(&s)?;
         if back.is_empty() {
-            return Ok(false);
+            return Ok((false, back));
         }
-        self.report.warn(&format!(
-            "{}: rolling back {} to the previous release's images",
-            self.label(),
-            back.join(", ")
-        ));
-        self.write_pins(&pins)?;
+        if !secs.get("pins").is_some_and(Section::success) {
+            return Err(Error::StageFailed(format!(
+                "{}: cannot write the rollback pins: {}",
+                self.label(),
+                out.stderr_tail(5)
+            )));
+        }
+        match restore {
+            Some(p) if secs.get("restore").is_some_and(Section::success) => {
+                self.report.warn(&format!(
+                    "{}: rolling back {} to the previous release's images, with release {p}'s compose and env files",
+                    self.label(),
+                    back.join(", ")
+                ));
+            }
+            Some(p) => self.report.warn(&format!(
+                "{}: could not restore release {p}'s compose files ({}); rolling back {} to the previous images only",
+                self.label(),
+                out.stderr_tail(2),
+                back.join(", ")
+            )),
+            None => self.report.warn(&format!(
+                "{}: rolling back {} to the previous release's images (the host keeps no copy of the previous compose files, so they stay as uploaded)",
+                self.label(),
+                back.join(", ")
+            )),
+        }
         let c = &self.compose(c.flavor.clone(), true);
         let opts = UpOptions {
-            wait_secs: self.up_options(c).wait_secs,
-            ..Default::default()
+            stop_timeout: fast.then_some(CANCEL_STOP_TIMEOUT),
+            ..self.up_options()
         };
         let status = self.stream(&c.up(&back, &opts))?;
         let mut ok = status == 0;
-        for (s, why) in self.gate(&c.project, &back, false) {
-            {
+        if fast {
+            self.report.warn(&format!(
+                "{}: {} started again without a health check ({})",
+                self.label(),
+                back.join(", "),
+                cancel::reason()
+            ));
+        } else {
+            let client = self.http_client();
+            let gate = self.gate(&c.project, &back, None, status != 0, &client);
+            for (s, why) in gate.failed {
                 self.report.error(
                     &format!(
                         "{}: {s}: rollback is not healthy either: {why}",
@@ -1215,44 +1896,136 @@ impl HostDeploy<'_> {
                 );
                 ok = false;
             }
+            if ok {
+                self.report.warn(&format!(
+                    "{}: rolled back {}: the previous version is serving",
+                    self.label(),
+                    back.join(", ")
+                ));
+            }
         }
-        if ok {
-            self.report.warn(&format!(
-                "{}: rolled back {}: the previous version is serving",
-                self.label(),
-                back.join(", ")
-            ));
-        }
-        self.audit(
+        audits.push(self.audit_entry(
             "up.rollback",
             Some(record.number),
             &back,
-            if ok { "ok" } else { "failed" },
-            None,
-        );
-        Ok(ok && fresh.is_empty())
+            if fast {
+                "cancelled"
+            } else if ok {
+                "ok"
+            } else {
+                "failed"
+            },
+            fast.then(cancel::reason),
+        ));
+        Ok((ok && fresh.is_empty(), back))
     }
 
-    /// Keeps the newest `keep_releases` records; removes older records and the tags only they use.
-    fn retention(&mut self, records: &[ReleaseRecord]) -> Result<()> {
-        let mut prune = pu::retention(records, self.env.keep_releases);
-        // A tag the override file pins (a rolled-back service runs it) stays.
-        let pinned: BTreeSet<String> = self.read_pins()?.into_values().collect();
-        prune.tags.retain(|t| !pinned.contains(t));
-        for t in &prune.tags {
-            let _ = self.capture(&de::rmi(t))?;
+    /// The host's HTTP client (for the rollback gate, after the preflight's answer was used).
+    fn http_client(&mut self) -> String {
+        self.ex
+            .capture(&de::http_client_probe())
+            .ok()
+            .map(|o| o.stdout_str().trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "none".into())
+    }
+}
+
+/// A release record as written on the host: one line of JSON.
+fn record_json(r: &ReleaseRecord) -> Result<String> {
+    serde_json::to_string(r).map_err(|e| Error::Other(e.into()))
+}
+
+/// The probe an HTTP check's answer gives.
+fn http_verdict(client: &str, h: &Health, sec: &Section, stderr: &str, seen: Seen) -> Probe {
+    let (status, body) = if client == "curl" {
+        match de::parse_curl(&sec.stdout) {
+            Some(sb) => sb,
+            None => {
+                return Probe::Pending(format!("GET {}: {}", h.url, stderr), Some(seen));
+            }
         }
-        for n in &prune.records {
-            self.must(&de::rm_f(&self.paths().release(*n)))?;
+    } else if sec.success() {
+        (200, sec.stdout.clone())
+    } else {
+        return Probe::Pending(format!("GET {}: {}", h.url, stderr), Some(seen));
+    };
+    if status != h.expect_status {
+        return Probe::Pending(
+            format!(
+                "GET {}: status {status}, expected {}",
+                h.url, h.expect_status
+            ),
+            Some(seen),
+        );
+    }
+    if let Some(want) = &h.contains {
+        if !body.contains(want.as_str()) {
+            return Probe::Pending(format!("GET {}: body lacks {want:?}", h.url), Some(seen));
         }
-        if !prune.records.is_empty() {
-            self.report.info(&format!(
-                "{}: retention: removed releases {:?} and {} image tag(s)",
-                self.label(),
-                prune.records,
-                prune.tags.len()
-            ));
-        }
-        Ok(())
+    }
+    Probe::Good(seen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::local::LocalExecutor;
+
+    #[test]
+    fn a_script_runs_sections_writes_files_and_reports_each_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sub/record.json");
+        let log = dir.path().join("audit.log");
+        let tricky = "{\"a\":\"it's $HOME `x`\"}\nDEPLOY_ACTION_EOF_0\nlast line";
+        let mut s = Script::new();
+        s.run("echo", &Cmd::new("echo").arg("hello world"));
+        s.run(
+            "fails",
+            &Cmd::new("sh").arg("-c").arg("echo partial; exit 3"),
+        );
+        s.run("reads-null", &Cmd::new("cat"));
+        s.write("write", &file.to_string_lossy(), tricky, 0o600);
+        s.append("audit", &log.to_string_lossy(), "{\"x\":1}");
+        s.append("audit2", &log.to_string_lossy(), "{\"x\":2}");
+        s.raw("if [ \"$da_rc\" -eq 0 ]; then");
+        s.shell("cond", "echo ran");
+        s.raw("fi");
+        let out = LocalExecutor.capture(&s.cmd()).unwrap();
+        let secs = parse_sections(&out.stdout_str());
+        assert_eq!(secs["echo"].stdout, "hello world\n");
+        assert!(secs["echo"].success());
+        assert_eq!(
+            (secs["fails"].status, secs["fails"].stdout.as_str()),
+            (3, "partial\n")
+        );
+        assert_eq!(
+            secs["reads-null"].stdout, "",
+            "a section never reads the script"
+        );
+        assert!(secs["write"].success());
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            format!("{tricky}\n")
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "{\"x\":1}\n{\"x\":2}\n"
+        );
+        assert_eq!(secs["cond"].stdout, "ran\n");
+    }
+
+    #[test]
+    fn probe_and_project_commands_read_the_host_clock_and_containers() {
+        let (now, list) = de::parse_probe("1795440269.5\n[]\n").unwrap();
+        assert_eq!((now, list.len()), (Some(1_795_440_269.5), 0));
+        let (now, _) = de::parse_probe("1795440269.N\n[]").unwrap();
+        assert_eq!(now, Some(1_795_440_269.0), "a `date` without %N");
+        assert!(de::parse_probe("x\nnot json").is_err());
     }
 }

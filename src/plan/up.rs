@@ -6,6 +6,7 @@
 
 use super::{Action, Step, Target};
 use crate::cmd::compose::{Compose, UpOptions};
+use crate::cmd::docker_engine::ContainerInfo;
 use crate::cmd::{Cmd, docker_engine as de};
 use crate::manifest::Host;
 use crate::state::{ReleaseRecord, ReleaseStatus, StatePaths};
@@ -131,25 +132,23 @@ pub fn retention(records: &[ReleaseRecord], keep: u32) -> Prune {
     }
 }
 
-/// The health gate's stability rule: `passes` consecutive good probes spanning at least `window`,
-/// with the restart count and container id unchanged, so a crash loop never counts as success.
-#[derive(Clone, Debug)]
-pub struct Stability {
-    pub passes: u32,
-    pub window: Duration,
-    streak: u32,
-    first_pass: Option<Duration>,
-    seen: Option<(String, u64)>,
+/// What one probe saw of a service's container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub container: String,
+    pub restarts: u64,
+    /// How long the container has been running: the host's clock minus `.State.StartedAt`.
+    pub up_for: Duration,
 }
 
 /// One probe of a service.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Probe {
-    /// Good: container healthy (or running without a healthcheck) and the HTTP check passed.
-    Good { container: String, restarts: u64 },
+    /// Ready: running (healthy, when it has a healthcheck) and the HTTP check passed.
+    Good(Seen),
     /// Not yet: starting, or the HTTP check failed; try again until the deadline.
-    Pending(String),
-    /// Definitely failed (unhealthy, exited): stop waiting.
+    Pending(String, Option<Seen>),
+    /// Definitely failed (unhealthy, exited, restarting): stop waiting.
     Failed(String),
 }
 
@@ -161,55 +160,117 @@ pub enum Verdict {
     Unhealthy(String),
 }
 
+/// What a container's state says before any HTTP check: `Ok` when it is ready for one (running,
+/// and healthy when it has a healthcheck), else the probe to report. `restarting`, `exited`,
+/// `dead` and `unhealthy` fail at once: a crash loop is never waited out.
+pub fn container_probe(c: &ContainerInfo, up_for: Duration) -> Result<Seen, Probe> {
+    let seen = Seen {
+        container: c.id.clone(),
+        restarts: c.restart_count,
+        up_for,
+    };
+    match (c.status.as_str(), c.health.as_deref()) {
+        ("exited" | "dead", _) => Err(Probe::Failed(format!(
+            "container {} {}{}",
+            c.name,
+            c.status,
+            c.exit_code
+                .map(|e| format!(" (exit code {e})"))
+                .unwrap_or_default()
+        ))),
+        ("restarting", _) => Err(Probe::Failed(format!(
+            "container {} is restarting (it exited; crash loop)",
+            c.name
+        ))),
+        (_, Some("unhealthy")) => Err(Probe::Failed(format!("container {} is unhealthy", c.name))),
+        ("running", Some("starting")) => {
+            Err(Probe::Pending("healthcheck starting".into(), Some(seen)))
+        }
+        ("running", _) => Ok(seen),
+        (other, _) => Err(Probe::Pending(format!("container {other}"), None)),
+    }
+}
+
+/// The health gate's stability rule for one service. Healthy means: the container has run for at
+/// least `window` since it started (`.State.StartedAt`, so the time `compose up` took counts),
+/// with the same container id and restart count all along, and the last `passes` probes were
+/// good. A container compose left alone (its id is the one from before the deploy) needs one good
+/// probe: there is nothing new to watch. A new container that has already restarted, a restart
+/// count that moves, or a replaced container fail at once, so a crash loop never counts as
+/// success.
+#[derive(Clone, Debug)]
+pub struct Stability {
+    pub window: Duration,
+    pub passes: u32,
+    /// The container the service ran before the deploy.
+    before: Option<String>,
+    streak: u32,
+    first: Option<(String, u64)>,
+}
+
 impl Stability {
-    pub fn new(passes: u32, window: Duration) -> Self {
+    pub fn new(window: Duration, passes: u32, before: Option<String>) -> Self {
         Stability {
-            passes,
             window,
+            passes: passes.max(1),
+            before,
             streak: 0,
-            first_pass: None,
-            seen: None,
+            first: None,
         }
     }
 
-    /// When the current streak's window ends (time since the gate started), if a streak runs.
-    pub fn ready_at(&self) -> Option<Duration> {
-        self.first_pass.map(|f| f + self.window)
+    /// How much of the window a container up for `up_for` still has to run.
+    pub fn remaining(&self, up_for: Duration) -> Duration {
+        self.window.saturating_sub(up_for)
     }
 
-    /// Feeds a probe taken at `at` (time since the gate started) and says what to do.
-    pub fn observe(&mut self, probe: Probe, at: Duration) -> Verdict {
-        match probe {
-            Probe::Failed(why) => Verdict::Unhealthy(why),
-            Probe::Pending(_) => {
-                self.streak = 0;
-                self.first_pass = None;
-                Verdict::Wait
-            }
-            Probe::Good {
-                container,
-                restarts,
-            } => {
-                if let Some((c, r)) = &self.seen {
-                    if *c != container || *r != restarts {
-                        let why = if *c != container {
-                            "the container was replaced during the stability window".to_string()
-                        } else {
-                            format!(
-                                "the container restarted during the stability window ({r} → {restarts} restarts)"
-                            )
-                        };
-                        return Verdict::Unhealthy(why);
-                    }
+    /// Feeds one probe and says what to do.
+    pub fn observe(&mut self, probe: Probe) -> Verdict {
+        let seen = match &probe {
+            Probe::Failed(why) => return Verdict::Unhealthy(why.clone()),
+            Probe::Good(s) => Some(s),
+            Probe::Pending(_, s) => s.as_ref(),
+        };
+        if let Some(s) = seen {
+            let fresh = self.before.as_deref() != Some(s.container.as_str());
+            match &self.first {
+                None if fresh && s.restarts > 0 => {
+                    return Verdict::Unhealthy(format!(
+                        "the new container restarted {} time(s) since it was created (crash loop)",
+                        s.restarts
+                    ));
                 }
-                self.seen = Some((container, restarts));
+                None => self.first = Some((s.container.clone(), s.restarts)),
+                Some((c, _)) if *c != s.container => {
+                    return Verdict::Unhealthy(
+                        "the container was replaced during the health gate".into(),
+                    );
+                }
+                Some((_, r)) if *r != s.restarts => {
+                    return Verdict::Unhealthy(format!(
+                        "the container restarted during the health gate ({r} → {} restarts; crash loop)",
+                        s.restarts
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        match probe {
+            Probe::Good(s) => {
                 self.streak += 1;
-                let first = *self.first_pass.get_or_insert(at);
-                if self.streak >= self.passes && at.saturating_sub(first) >= self.window {
+                if self.before.as_deref() == Some(s.container.as_str()) {
+                    // compose left the container alone: no new start to watch.
+                    return Verdict::Healthy;
+                }
+                if self.streak >= self.passes && s.up_for >= self.window {
                     Verdict::Healthy
                 } else {
                     Verdict::Wait
                 }
+            }
+            _ => {
+                self.streak = 0;
+                Verdict::Wait
             }
         }
     }
@@ -306,7 +367,7 @@ pub fn host_steps(view: &HostView, env: &str, services: &[String], opts: &UpOpti
                 Some(svc),
                 run(de::tag(
                     id,
-                    &before_tag(image, &view.compose.project, view.release),
+                    &before_tag(image, &view.compose.project, svc, view.release),
                 )),
                 "keep the running image for rollback",
             ));
@@ -331,29 +392,72 @@ pub fn host_steps(view: &HostView, env: &str, services: &[String], opts: &UpOpti
     steps
 }
 
-/// The tag that keeps a service's pre-release image: `<repo>:<project>-release-<n>-before`.
+/// The longest tag docker accepts.
+const TAG_MAX: usize = 128;
+
+/// The tag that keeps the image a release runs: `<repo>:<project>.<service>-release-<n>`.
 ///
-/// Tags carry the compose project because release numbers are per environment directory: two
-/// projects on one host deploying the same image repository would otherwise overwrite each other's
-/// `release-<n>` tags, and a rollback could pick the other project's image.
-pub fn before_tag(image: &str, project: &str, release: u64) -> String {
+/// Release numbers are per environment directory, and one engine may run several compose
+/// projects, and one project several services from the same repository: the tag names the project
+/// and the service so that none of them overwrites another's tag (a rollback would then start the
+/// wrong image). Compose project names never contain a `.`, so `.` keeps the pair unambiguous
+/// (`a-b` + `c` and `a` + `b-c` differ). The tag still ends in `release-<n>`.
+pub fn release_tag(image: &str, project: &str, service: &str, release: u64) -> String {
     format!(
-        "{}:{project}-release-{release}-before",
-        de::repository(image)
+        "{}:{}",
+        de::repository(image),
+        tag_name(project, service, &format!("release-{release}"))
     )
 }
 
-/// The tag of an image a release runs: `<repo>:<project>-release-<n>`.
-pub fn release_tag(image: &str, project: &str, release: u64) -> String {
-    format!("{}:{project}-release-{release}", de::repository(image))
+/// The tag that keeps a service's pre-release image for its rollback:
+/// `<repo>:<project>.<service>-release-<n>-before`.
+pub fn before_tag(image: &str, project: &str, service: &str, release: u64) -> String {
+    format!(
+        "{}:{}",
+        de::repository(image),
+        tag_name(project, service, &format!("release-{release}-before"))
+    )
 }
 
-/// The command a person runs to put `services` back on release `n`'s images by hand.
-pub fn manual_rollback_hint(env: &str, service: &str, previous: Option<u64>) -> String {
-    match previous {
-        Some(n) => format!("deploy-action rollback --env {env} --only {service} --to {n}"),
-        None => format!("deploy-action rollback --env {env} --only {service}"),
+/// `<project>.<service>-<suffix>` in docker's tag grammar (`[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`):
+/// other characters become `-`; a name too long keeps its start and gets a hash of the full pair.
+fn tag_name(project: &str, service: &str, suffix: &str) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '_' | '-') {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect()
+    };
+    let mut prefix = format!("{}.{}", clean(project), clean(service));
+    if !prefix.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+        prefix.insert(0, '_');
     }
+    let room = TAG_MAX - 1 - suffix.len();
+    if prefix.len() > room {
+        let hash = blake3::hash(format!("{project}\0{service}").as_bytes()).to_hex();
+        prefix.truncate(room - 9);
+        prefix.push('-');
+        prefix.push_str(&hash.as_str()[..8]);
+    }
+    format!("{prefix}-{suffix}")
+}
+
+/// The command a person runs to put a service back on the environment's previous good release
+/// (`rollback`'s default target).
+pub fn manual_rollback_hint(env: &str, service: &str) -> String {
+    format!("deploy-action rollback --env {env} --only {service}")
+}
+
+/// The exact command that puts one service back on the image it ran before release `n` on one
+/// host: its `…-release-<n>-before` tag.
+pub fn manual_image_hint(env: &str, service: &str, tag: &str) -> String {
+    format!("deploy-action up --env {env} --only {service} --image {service}={tag} --yes")
 }
 
 #[cfg(test)]
@@ -458,37 +562,131 @@ mod tests {
         assert_eq!(retention(&rs, 5), Prune::default());
     }
 
+    fn good(c: &str, restarts: u64, up: u64) -> Probe {
+        Probe::Good(Seen {
+            container: c.into(),
+            restarts,
+            up_for: Duration::from_secs(up),
+        })
+    }
+
     #[test]
-    fn stability_needs_a_window_and_no_restarts() {
-        let s = Duration::from_secs;
-        let good = |r| Probe::Good {
-            container: "c1".into(),
-            restarts: r,
-        };
-        let mut g = Stability::new(3, s(5));
+    fn stability_counts_the_window_from_the_container_start() {
+        let mut g = Stability::new(Duration::from_secs(5), 2, Some("old".into()));
         assert_eq!(
-            g.observe(Probe::Pending("starting".into()), s(0)),
+            g.observe(Probe::Pending("healthcheck starting".into(), None)),
             Verdict::Wait
         );
-        assert_eq!(g.observe(good(0), s(1)), Verdict::Wait);
-        assert_eq!(g.observe(good(0), s(3)), Verdict::Wait);
-        assert_eq!(
-            g.observe(good(0), s(4)),
-            Verdict::Wait,
-            "3 passes but only 3 s"
-        );
-        assert_eq!(g.observe(good(0), s(6)), Verdict::Healthy);
+        assert_eq!(g.observe(good("new", 0, 1)), Verdict::Wait);
+        assert_eq!(g.remaining(Duration::from_secs(1)), Duration::from_secs(4));
+        assert_eq!(g.observe(good("new", 0, 4)), Verdict::Wait, "4 s < 5 s");
+        assert_eq!(g.observe(good("new", 0, 5)), Verdict::Healthy);
+        // A container already up longer than the window (compose took its time) needs the
+        // passes only.
+        let mut late = Stability::new(Duration::from_secs(5), 2, None);
+        assert_eq!(late.observe(good("new", 0, 9)), Verdict::Wait);
+        assert_eq!(late.observe(good("new", 0, 9)), Verdict::Healthy);
+        // A pending probe breaks the streak.
+        let mut flaky = Stability::new(Duration::from_secs(5), 2, None);
+        flaky.observe(good("new", 0, 6));
+        flaky.observe(Probe::Pending("GET /: status 502".into(), None));
+        assert_eq!(flaky.observe(good("new", 0, 7)), Verdict::Wait);
+        assert_eq!(flaky.observe(good("new", 0, 7)), Verdict::Healthy);
+    }
 
-        let mut crash = Stability::new(3, s(5));
-        crash.observe(good(0), s(1));
+    #[test]
+    fn a_container_compose_left_alone_skips_the_window() {
+        let mut g = Stability::new(Duration::from_secs(5), 2, Some("same".into()));
+        // Restarts from before the deploy are not this deploy's doing.
+        assert_eq!(g.observe(good("same", 3, 0)), Verdict::Healthy);
+    }
+
+    #[test]
+    fn crash_loops_fail_at_once() {
+        let s = Duration::from_secs;
+        // The restart count moves during the gate.
+        let mut g = Stability::new(s(5), 2, Some("old".into()));
+        assert_eq!(g.observe(good("new", 0, 1)), Verdict::Wait);
         assert!(
-            matches!(crash.observe(good(1), s(3)), Verdict::Unhealthy(w) if w.contains("restarted"))
+            matches!(g.observe(good("new", 1, 0)), Verdict::Unhealthy(w) if w.contains("0 → 1 restarts")),
         );
-        let mut failed = Stability::new(3, s(5));
+        // The new container restarted before the first probe saw it.
+        let mut g = Stability::new(s(5), 2, Some("old".into()));
+        assert!(
+            matches!(g.observe(Probe::Pending("healthcheck starting".into(), Some(Seen { container: "new".into(), restarts: 2, up_for: s(0) }))), Verdict::Unhealthy(w) if w.contains("restarted 2 time(s)")),
+        );
+        // Replaced during the gate.
+        let mut g = Stability::new(s(5), 2, None);
+        g.observe(good("a", 0, 1));
+        assert!(
+            matches!(g.observe(good("b", 0, 1)), Verdict::Unhealthy(w) if w.contains("replaced"))
+        );
+        // Restarting, exited and unhealthy containers fail without waiting.
+        let c = |status: &str, health: Option<&str>| ContainerInfo {
+            id: "c1".into(),
+            name: "shop-web-1".into(),
+            status: status.into(),
+            health: health.map(String::from),
+            exit_code: Some(3),
+            ..Default::default()
+        };
+        for (status, health, want) in [
+            ("restarting", None, "crash loop"),
+            ("exited", None, "exit code 3"),
+            ("running", Some("unhealthy"), "unhealthy"),
+        ] {
+            match container_probe(&c(status, health), s(1)) {
+                Err(Probe::Failed(w)) => assert!(w.contains(want), "{w}"),
+                other => panic!("{status}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            container_probe(&c("running", Some("starting")), s(1)),
+            Err(Probe::Pending(_, Some(_)))
+        ));
+        assert!(container_probe(&c("running", Some("healthy")), s(1)).is_ok());
+        assert!(container_probe(&c("running", None), s(1)).is_ok());
+        let mut failed = Stability::new(s(5), 2, None);
         assert_eq!(
-            failed.observe(Probe::Failed("unhealthy".into()), s(1)),
+            failed.observe(Probe::Failed("unhealthy".into())),
             Verdict::Unhealthy("unhealthy".into())
         );
+    }
+
+    #[test]
+    fn tags_name_project_and_service_in_docker_grammar() {
+        assert_eq!(
+            release_tag("shop/web:v2", "shop", "web", 7),
+            "shop/web:shop.web-release-7"
+        );
+        assert_eq!(
+            before_tag("reg:5000/shop/web@sha256:ab", "shop", "api", 7),
+            "reg:5000/shop/web:shop.api-release-7-before"
+        );
+        // Two services of one repository never share a tag, nor do `a-b`+`c` and `a`+`b-c`.
+        assert_ne!(
+            release_tag("w", "shop", "web", 1),
+            release_tag("w", "shop", "api", 1)
+        );
+        assert_ne!(
+            release_tag("w", "a-b", "c", 1),
+            release_tag("w", "a", "b-c", 1)
+        );
+        let grammar = |t: &str| {
+            let tag = t.rsplit_once(':').unwrap().1;
+            tag.len() <= 128
+                && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+                && tag
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        };
+        let long = "s".repeat(200);
+        let a = before_tag("w", &long, "web", 123456);
+        let b = before_tag("w", &long, "api", 123456);
+        assert!(grammar(&a) && grammar(&b), "{a}");
+        assert_ne!(a, b, "the hash keeps long names apart");
+        assert!(a.ends_with("-release-123456-before"), "{a}");
+        assert!(grammar(&release_tag("w", "-odd", "x y", 1)));
     }
 
     #[test]
@@ -523,7 +721,7 @@ mod tests {
         let lines: Vec<String> = steps.iter().map(|s| s.describe()).collect();
         assert_eq!(lines[1], "mkdir /srv/shop/.deploy-action/lock");
         assert!(
-            lines.contains(&"docker tag sha256:aa shop/api:shop-release-4-before".to_string()),
+            lines.contains(&"docker tag sha256:aa shop/api:shop.api-release-4-before".to_string()),
             "{lines:#?}"
         );
         assert_eq!(

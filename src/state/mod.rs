@@ -92,12 +92,15 @@ pub struct ServiceState {
     pub container_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_hash: Option<String>,
-    /// The `<image>:release-<n>` tag that keeps this image from being pruned.
+    /// The `<repo>:<project>.<service>-release-<n>` tag that keeps this image from being pruned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_tag: Option<String>,
     /// Whether this release changed the service.
     #[serde(default)]
     pub deployed: bool,
+    /// The image this release tried and gave up on (failed or rolled back); `image` is what runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tried: Option<String>,
 }
 
 /// A Pages deployment made by a release.
