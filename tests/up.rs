@@ -592,6 +592,34 @@ fn r3_two_services_of_one_repository_roll_back_to_their_own_images() {
     }
 }
 
+/// The audit's repro: a broken `web` and a good `api` deployed together. Only `web` goes back;
+/// `api` stays on its new version.
+#[test]
+fn only_the_failing_service_is_rolled_back() {
+    let s = Stack::new("only", "\"local\"", 5);
+    s.up(&["--all"]).status(0);
+    let out = s.up(&[
+        "--image",
+        &format!("web={WEB_BROKEN}"),
+        "--image",
+        &format!("api={WEB_V2}"),
+        "--yes",
+    ]);
+    out.status(1)
+        .stdout_has("api is healthy")
+        .stdout_has("rolled back web");
+    assert_eq!(s.api_body(), "v2", "api keeps its new version");
+    assert_eq!(s.web_body(), "v1");
+    let r = s.record(2);
+    assert_eq!(r["services"]["api"]["image"], WEB_V2);
+    assert_eq!(r["services"]["web"]["tried"], WEB_BROKEN);
+    assert!(
+        !out.stdout.contains("rolling back web, api") && !out.stdout.contains("rolling back api"),
+        "{}",
+        out.stdout
+    );
+}
+
 /// Only the services that fail are rolled back: here compose cannot even start `web` (its new
 /// port is taken) and exits non-zero, while `api`'s new image is healthy and stays. `web` comes
 /// back with release 1's compose file (its old port), not just its old image.

@@ -1005,6 +1005,7 @@ impl HostDeploy<'_> {
                 prev_live,
                 false,
                 &[],
+                &copies,
                 audits,
                 unlocked,
             )?;
@@ -1188,6 +1189,7 @@ impl HostDeploy<'_> {
             prev_live,
             ok,
             &new_tags,
+            &copies,
             audits,
             unlocked,
         )?;
@@ -1319,6 +1321,7 @@ impl HostDeploy<'_> {
         prev_live: Option<u64>,
         ok: bool,
         new_tags: &[(String, String, String)],
+        copies: &BTreeSet<u64>,
         audits: Vec<String>,
         unlocked: &mut bool,
     ) -> Result<()> {
@@ -1360,6 +1363,15 @@ impl HostDeploy<'_> {
         }
         for n in &prune.records {
             s.run(&format!("prune:{n}"), &de::rm_f(&paths.release(*n)));
+        }
+        // File copies go with their records; a copy whose record is gone (pruned by another
+        // command, or a run that never recorded) goes too.
+        let kept: BTreeSet<u64> = all
+            .iter()
+            .map(|r| r.number)
+            .filter(|n| !prune.records.contains(n))
+            .collect();
+        for n in copies.iter().filter(|n| !kept.contains(n)) {
             s.run(&format!("prune-files:{n}"), &de::rm_rf(&self.files_dir(*n)));
         }
         for (i, line) in audits.iter().enumerate() {
@@ -1586,6 +1598,8 @@ impl HostDeploy<'_> {
         let mut result = GateResult::default();
         // Fallback clock (the host's `date` failed): when the gate first saw each container.
         let mut first_seen: BTreeMap<String, Instant> = BTreeMap::new();
+        // Services whose container was ready for an HTTP check at the last probe.
+        let mut ready: BTreeSet<String> = BTreeSet::new();
         while !pending.is_empty() {
             if cancel::requested().is_some() {
                 for (s, p) in std::mem::take(&mut pending) {
@@ -1602,14 +1616,34 @@ impl HostDeploy<'_> {
                 break;
             }
             let names: Vec<String> = pending.keys().cloned().collect();
-            let seen = match self.ex.capture(&de::probe_services(project, &names)) {
-                Ok(o) if o.success() => de::parse_probe(&o.stdout_str()),
-                Ok(o) => Err(format!(
-                    "the container probe failed (exit {}): {}",
-                    o.status,
-                    o.stderr_tail(2)
+            // One round trip: the containers, and the HTTP checks of the services whose container
+            // was ready at the previous probe (a service that just became ready gets its first
+            // check in a second round trip below).
+            let mut script = Script::new();
+            script.run("probe", &de::probe_services(project, &names));
+            if client != "none" {
+                for s in names.iter().filter(|s| ready.contains(*s)) {
+                    if let Some(h) = self.health_of(s) {
+                        script.run(
+                            &format!("http:{s}"),
+                            &de::http_get(client, &h.url, HTTP_TIMEOUT_SECS),
+                        );
+                    }
+                }
+            }
+            let ran = self.script(&script);
+            let (stderr, secs) = match &ran {
+                Ok((o, secs)) => (o.stderr_tail(2), Some(secs)),
+                Err(_) => (String::new(), None),
+            };
+            let seen = match (&ran, secs.and_then(|s| s.get("probe"))) {
+                (Err(e), _) => Err(e.to_string()),
+                (Ok(_), Some(p)) if p.success() => de::parse_probe(&p.stdout),
+                (Ok(_), Some(p)) => Err(format!(
+                    "the container probe failed (exit {}): {stderr}",
+                    p.status
                 )),
-                Err(e) => Err(e.to_string()),
+                (Ok(_), None) => Err(format!("the container probe did not run: {stderr}")),
             };
             let mut probes: BTreeMap<String, Probe> = BTreeMap::new();
             let mut http_due: Vec<HttpDue> = Vec::new();
@@ -1649,8 +1683,17 @@ impl HostDeploy<'_> {
                                     Err(p) => p,
                                     Ok(seen) => match self.health_of(s) {
                                         Some(h) => {
-                                            http_due.push((s.clone(), seen, h.clone()));
-                                            continue;
+                                            let checked =
+                                                secs.and_then(|x| x.get(&format!("http:{s}")));
+                                            match checked {
+                                                Some(sec) => {
+                                                    http_verdict(client, h, sec, &stderr, seen)
+                                                }
+                                                None => {
+                                                    http_due.push((s.clone(), seen, h.clone()));
+                                                    continue;
+                                                }
+                                            }
                                         }
                                         None => Probe::Good(seen),
                                     },
@@ -1661,6 +1704,12 @@ impl HostDeploy<'_> {
                     }
                 }
             }
+            ready = probes
+                .iter()
+                .filter(|(_, p)| matches!(p, Probe::Good(_) | Probe::Pending(_, Some(_))))
+                .map(|(s, _)| s.clone())
+                .chain(http_due.iter().map(|(s, _, _)| s.clone()))
+                .collect();
             if !http_due.is_empty() {
                 probes.extend(self.http_checks(client, http_due));
             }
