@@ -632,6 +632,12 @@ impl HostDeploy<'_> {
             .and_then(|s| s.health.as_ref())
     }
 
+    /// The service's HTTP check, when it has one.
+    fn http_of(&self, compose_service: &str) -> Option<(&Health, &str)> {
+        self.health_of(compose_service)
+            .and_then(|h| h.url.as_deref().map(|u| (h, u)))
+    }
+
     fn window_of(&self, compose_service: &str) -> Duration {
         self.health_of(compose_service)
             .and_then(|h| h.stable)
@@ -1623,10 +1629,10 @@ impl HostDeploy<'_> {
             script.run("probe", &de::probe_services(project, &names));
             if client != "none" {
                 for s in names.iter().filter(|s| ready.contains(*s)) {
-                    if let Some(h) = self.health_of(s) {
+                    if let Some((_, url)) = self.http_of(s) {
                         script.run(
                             &format!("http:{s}"),
-                            &de::http_get(client, &h.url, HTTP_TIMEOUT_SECS),
+                            &de::http_get(client, url, HTTP_TIMEOUT_SECS),
                         );
                     }
                 }
@@ -1681,8 +1687,8 @@ impl HostDeploy<'_> {
                                 };
                                 match pu::container_probe(c, up_for) {
                                     Err(p) => p,
-                                    Ok(seen) => match self.health_of(s) {
-                                        Some(h) => {
+                                    Ok(seen) => match self.http_of(s) {
+                                        Some((h, _)) => {
                                             let checked =
                                                 secs.and_then(|x| x.get(&format!("http:{s}")));
                                             match checked {
@@ -1777,7 +1783,11 @@ impl HostDeploy<'_> {
         for (i, (_, _, h)) in due.iter().enumerate() {
             script.run(
                 &format!("http:{i}"),
-                &de::http_get(client, &h.url, HTTP_TIMEOUT_SECS),
+                &de::http_get(
+                    client,
+                    h.url.as_deref().unwrap_or_default(),
+                    HTTP_TIMEOUT_SECS,
+                ),
             );
         }
         let ran = self.script(&script);
@@ -1786,7 +1796,11 @@ impl HostDeploy<'_> {
                 Err(e) => Probe::Pending(e.to_string(), Some(seen)),
                 Ok((o, secs)) => match secs.get(&format!("http:{i}")) {
                     None => Probe::Pending(
-                        format!("GET {}: no answer: {}", h.url, o.stderr_tail(1)),
+                        format!(
+                            "GET {}: no answer: {}",
+                            h.url.as_deref().unwrap_or_default(),
+                            o.stderr_tail(1)
+                        ),
                         Some(seen),
                     ),
                     Some(sec) => http_verdict(client, &h, sec, &o.stderr_tail(1), seen),
@@ -1987,30 +2001,28 @@ fn record_json(r: &ReleaseRecord) -> Result<String> {
 
 /// The probe an HTTP check's answer gives.
 fn http_verdict(client: &str, h: &Health, sec: &Section, stderr: &str, seen: Seen) -> Probe {
+    let url = h.url.as_deref().unwrap_or_default();
     let (status, body) = if client == "curl" {
         match de::parse_curl(&sec.stdout) {
             Some(sb) => sb,
             None => {
-                return Probe::Pending(format!("GET {}: {}", h.url, stderr), Some(seen));
+                return Probe::Pending(format!("GET {url}: {stderr}"), Some(seen));
             }
         }
     } else if sec.success() {
         (200, sec.stdout.clone())
     } else {
-        return Probe::Pending(format!("GET {}: {}", h.url, stderr), Some(seen));
+        return Probe::Pending(format!("GET {url}: {stderr}"), Some(seen));
     };
     if status != h.expect_status {
         return Probe::Pending(
-            format!(
-                "GET {}: status {status}, expected {}",
-                h.url, h.expect_status
-            ),
+            format!("GET {url}: status {status}, expected {}", h.expect_status),
             Some(seen),
         );
     }
     if let Some(want) = &h.contains {
         if !body.contains(want.as_str()) {
-            return Probe::Pending(format!("GET {}: body lacks {want:?}", h.url), Some(seen));
+            return Probe::Pending(format!("GET {url}: body lacks {want:?}"), Some(seen));
         }
     }
     Probe::Good(seen)

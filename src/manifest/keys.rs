@@ -351,9 +351,9 @@ pub static HEALTH: Table = Table {
         f(
             "url",
             Ty::String,
-            true,
+            false,
             None,
-            "The URL fetched on the host (http:// or https://).",
+            "The URL fetched on the host (http:// or https://); without it the gate checks the container's state and the window only.",
         ),
         f(
             "timeout",

@@ -188,7 +188,8 @@ pub enum Build {
 #[derive(Clone, Debug)]
 pub struct Health {
     pub span: Span,
-    pub url: String,
+    /// The HTTP check fetched on the host; none: container state and the window only.
+    pub url: Option<String>,
     pub timeout: Duration,
     pub expect_status: u16,
     pub contains: Option<String>,

@@ -781,8 +781,11 @@ fn service(name: &str, k: &Node, v: &Node) -> Result<Service> {
                 hk.span,
                 format!("the health check of `{name}`"),
             )?;
-            let url = h.req_string("url")?;
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
+            let url = h.string("url")?;
+            if let Some(url) = url
+                .as_deref()
+                .filter(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+            {
                 let (_, uv) = h.required("url")?;
                 return Err(err_help(
                     uv.span,
@@ -1216,10 +1219,15 @@ mod tests {
         let h = api.health.as_ref().unwrap();
         assert_eq!((h.timeout, h.expect_status), (Duration::from_secs(60), 200));
         assert_eq!(h.stable, None, "the default window is the deploy runner's");
-        let windowed = parse(&format!("{HEAD}environments:\n  s:\nservices:\n  api:\n    health: {{url: \"http://x\", stable: 1500ms}}\n")).unwrap();
+        // A worker with no HTTP endpoint can still set its window.
+        let windowed = parse(&format!(
+            "{HEAD}environments:\n  s:\nservices:\n  worker:\n    health: {{stable: 1500ms}}\n"
+        ))
+        .unwrap();
+        let h = windowed.services["worker"].health.as_ref().unwrap();
         assert_eq!(
-            windowed.services["api"].health.as_ref().unwrap().stable,
-            Some(Duration::from_millis(1500))
+            (h.stable, h.url.as_deref()),
+            (Some(Duration::from_millis(1500)), None)
         );
         assert_eq!(m.sites["web"].production_branch, "main");
         let mig = m.migrations.as_ref().unwrap();
