@@ -36,7 +36,8 @@ impl Flavor {
     pub fn ps_json_lines(&self) -> bool {
         matches!(self, Flavor::V2(v) if *v >= semver::Version::new(2, 21, 0))
     }
-    /// The global `--dry-run` flag (≥ 2.19.0): prints what `up` would do, changes nothing.
+    /// The global `--dry-run` flag (2.19.0, as far as we know; `up` asks for it only on the #12069
+    /// versions, 2.26.0–2.29.2, which all have it): prints what `up` would do, changes nothing.
     pub fn has_dry_run(&self) -> bool {
         matches!(self, Flavor::V2(v) if *v >= semver::Version::new(2, 19, 0))
     }
