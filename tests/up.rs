@@ -882,3 +882,38 @@ fn an_unreachable_later_host_stops_the_run_before_any_host_changes() {
     assert!(s.container("web").is_empty(), "nothing deployed on local");
     assert!(!s.host_dir.path().join(".deploy-action").exists());
 }
+
+/// compose #12069 on 2.26.1 with a dependency that must be healthy: a plain `up` would poll it
+/// (0.5 s per dependency in the chain), so `up --no-deps` is used and `--dry-run up` runs during
+/// the gate; its answer (a later plain `up` would recreate web) is reported, and nothing is left
+/// behind on the host.
+#[test]
+fn compose_12069_with_healthy_dependencies_warns_from_a_dry_run_during_the_gate() {
+    let s = Stack::new("dep", "\"local\"", 5);
+    let healthy = |web: &str| {
+        s.compose(web, WEB_V1);
+        let text = std::fs::read_to_string(s.project.path().join("compose.yml")).unwrap();
+        s.project.file(
+            "compose.yml",
+            &text.replace(
+                "    depends_on: [api]\n",
+                "    depends_on: {api: {condition: service_healthy}}\n",
+            ),
+        );
+        s.project.commit(web);
+    };
+    healthy(WEB_V1);
+    s.up(&["--all"]).status(0);
+    healthy(WEB_V2);
+    s.up(&["--only", "web"])
+        .status(0)
+        .stdout_has("wait on healthy dependencies")
+        .stdout_has("would recreate it (compose #12069)");
+    assert_eq!(s.web_body(), "v2");
+    let left: Vec<String> = std::fs::read_dir(s.host_dir.path().join(".deploy-action"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("dry-run"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -245,6 +245,9 @@ pub fn parse_ps(text: &str) -> Result<Vec<PsEntry>, String> {
 pub struct ServiceConfig {
     pub image: Option<String>,
     pub depends_on: BTreeSet<String>,
+    /// The dependencies whose `condition:` makes `up` wait for them (`service_healthy`,
+    /// `service_completed_successfully`).
+    pub waits_on: BTreeSet<String>,
     pub env_files: Vec<String>,
     pub has_healthcheck: bool,
 }
@@ -271,6 +274,16 @@ pub fn parse_config(v: &serde_json::Value) -> BTreeMap<String, ServiceConfig> {
             }
             Some(serde_json::Value::Object(m)) => {
                 c.depends_on = m.keys().cloned().collect();
+                c.waits_on = m
+                    .iter()
+                    .filter(|(_, d)| {
+                        matches!(
+                            d.get("condition").and_then(|x| x.as_str()),
+                            Some("service_healthy" | "service_completed_successfully")
+                        )
+                    })
+                    .map(|(k, _)| k.clone())
+                    .collect();
             }
             _ => {}
         }
@@ -346,6 +359,16 @@ pub fn dependencies(
         seen.remove(s);
     });
     seen
+}
+
+/// Whether a plain `up` of `services` would wait on a dependency's health: compose then polls each
+/// such dependency in the chain every 0.5 s, healthy or not, in a `--dry-run` too.
+pub fn waits_on_health(config: &BTreeMap<String, ServiceConfig>, services: &[String]) -> bool {
+    services
+        .iter()
+        .cloned()
+        .chain(dependencies(config, services))
+        .any(|s| config.get(&s).is_some_and(|c| !c.waits_on.is_empty()))
 }
 
 /// What a `--dry-run up` would do to one container.
@@ -526,6 +549,20 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["api", "db"]
         );
+        assert!(
+            c["api"].waits_on.is_empty(),
+            "service_started does not wait"
+        );
+        assert!(!waits_on_health(&c, &["web".to_string()]));
+        let mut waiting = c.clone();
+        waiting.get_mut("api").unwrap().waits_on.insert("db".into());
+        assert!(
+            waits_on_health(&waiting, &["web".to_string()]),
+            "through api"
+        );
+        let healthy = parse_config(&serde_json::json!({"services": {
+            "api": {"depends_on": {"db": {"condition": "service_healthy"}}}, "db": {}}}));
+        assert_eq!(healthy["api"].waits_on.iter().collect::<Vec<_>>(), ["db"]);
         let deps = reverse_dependents(&c, &["db".to_string()]);
         assert_eq!(deps.into_iter().collect::<Vec<_>>(), ["api", "web"]);
         assert!(reverse_dependents(&c, &["web".to_string()]).is_empty());

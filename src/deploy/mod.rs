@@ -295,7 +295,7 @@ impl HostDeploy<'_> {
             .info(&format!("{}: {}", self.label(), flavor.label()));
         if flavor.has_no_deps_hash_bug() {
             self.report.warn(&format!(
-                "{}: {} has compose bug #12069 (2.26.0–2.29.2): after `up --no-deps`, a later plain `docker compose up` may recreate a service with depends_on needlessly; deploy-action asks `docker compose --dry-run up` before and after deploying such a service. Upgrade to ≥ 2.29.3.",
+                "{}: {} has compose bug #12069 (2.26.0–2.29.2): after `up --no-deps`, a later plain `docker compose up` may recreate a service with depends_on needlessly; deploy-action asks `docker compose --dry-run up` to avoid it, or to tell when it cannot. Upgrade to ≥ 2.29.3.",
                 self.label(),
                 flavor.label()
             ));
@@ -356,20 +356,6 @@ impl HostDeploy<'_> {
             files,
             dir: self.env.dir.clone(),
         }
-    }
-
-    /// Every container of the project, by compose service (one round trip).
-    fn containers(&mut self, project: &str) -> Result<Containers> {
-        let out = self.capture(&de::inspect_project(project))?;
-        if !out.success() {
-            return Err(Error::StageFailed(format!(
-                "{}: cannot list the containers of {project}: {}",
-                self.label(),
-                out.stderr_tail(5)
-            )));
-        }
-        let list = de::parse_inspect(&out.stdout_str()).map_err(Error::StageFailed)?;
-        Ok(by_service(list))
     }
 
     fn audit_entry(
@@ -899,7 +885,16 @@ impl HostDeploy<'_> {
                 .iter()
                 .any(|s| config.get(s).is_some_and(|c| !c.depends_on.is_empty()));
         let mut opts = self.up_options();
-        if needs_12069 {
+        if needs_12069 && compose::waits_on_health(&config, &selected) {
+            // A plain `up` (and its dry run) would poll every healthy dependency in the chain,
+            // 0.5 s each: keep `--no-deps` and ask in the background, during the gate, whether a
+            // later plain `up` would recreate what was deployed.
+            self.report.info(&format!(
+                "{}: compose #12069: {:?} wait on healthy dependencies, which a plain `up` polls 0.5 s each: `up --no-deps` is used, and `docker compose --dry-run up` runs during the health gate to tell whether a later plain `up` would recreate them",
+                self.label(),
+                selected
+            ));
+        } else if needs_12069 {
             opts.with_deps = self.plain_up_is_safe(&c, &selected, &before)?;
         }
 
@@ -1034,6 +1029,19 @@ impl HostDeploy<'_> {
                 None,
             );
         }
+        // compose #12069 after `--no-deps`: the dry run runs on the host while the gate waits.
+        let dry_run_file = (needs_12069 && !opts.with_deps && status == 0)
+            .then(|| format!("{}/dry-run-{n}.txt", self.paths().root));
+        if let Some(f) = &dry_run_file {
+            let line = c.dry_run_up(&selected).to_shell_line();
+            let (f, tmp) = (
+                shell_quote(f).into_owned(),
+                shell_quote(&format!("{f}.tmp")).into_owned(),
+            );
+            let _ = self.capture(&Cmd::shell(format!(
+                "( {line} > {tmp} 2>&1; mv -f {tmp} {f} ) </dev/null >/dev/null 2>&1 &"
+            )));
+        }
         let gate = self.gate(
             &c.project,
             &selected,
@@ -1100,10 +1108,10 @@ impl HostDeploy<'_> {
                 self.rollback(&c, &record, &to_roll, &pins, restore, false, &mut audits)?;
             rolled_back = ok;
         }
-        let after = self.containers(&c.project)?;
+        let (after, dry_run) = self.after(&c.project, dry_run_file.as_deref())?;
         self.report_recreated(&before, &after, &selected);
-        if needs_12069 && !opts.with_deps && failed.is_empty() {
-            self.warn_plain_up_recreates(&c, &selected, &after)?;
+        if let (Some(text), true) = (dry_run, failed.is_empty()) {
+            self.warn_plain_up_recreates(&text, &selected, &after);
         }
 
         // The record after the change.
@@ -1118,9 +1126,12 @@ impl HostDeploy<'_> {
                 .map(|(_, p)| p)
                 .filter(|p| p.image_id == cinfo.image_id)
                 .and_then(|p| p.release_tag.clone());
+            // A selected service that passed the gate runs what this release brought: tag it,
+            // even when another service failed and the release is rolled back.
+            let passed = selected.contains(svc) && !failed.contains_key(svc);
             let release_tag = match reuse {
-                Some(t) if !selected.contains(svc) || !ok => Some(t),
-                _ if ok => {
+                Some(t) if !passed => Some(t),
+                _ if passed || ok => {
                     let tag = pu::release_tag(&cinfo.image, &c.project, svc, n);
                     new_tags.push((svc.clone(), cinfo.image_id.clone(), tag.clone()));
                     Some(tag)
@@ -1519,24 +1530,51 @@ impl HostDeploy<'_> {
         }
     }
 
-    /// After an `up --no-deps` on a #12069 version: asks `--dry-run up` whether a plain `up` would
-    /// recreate a deployed service, and warns only when it would.
-    fn warn_plain_up_recreates(
+    /// What runs after the deploy (every container of the project), and the output of the
+    /// background `--dry-run up` when one was started (waited for up to 20 s): one round trip.
+    fn after(
         &mut self,
-        c: &Compose,
-        selected: &[String],
-        after: &Containers,
-    ) -> Result<()> {
-        let out = self.capture(&c.dry_run_up(selected))?;
-        if !out.success() {
-            return Ok(());
+        project: &str,
+        dry_run_file: Option<&str>,
+    ) -> Result<(Containers, Option<String>)> {
+        let mut s = Script::new();
+        s.run("containers", &de::inspect_project(project));
+        if let Some(f) = dry_run_file {
+            let (q, tmp) = (
+                shell_quote(f).into_owned(),
+                shell_quote(&format!("{f}.tmp")).into_owned(),
+            );
+            s.shell(
+                "dry-run",
+                &format!(
+                    "i=0; while [ ! -f {q} ] && [ $i -lt 20 ]; do sleep 1; i=$((i+1)); done; cat {q}; rc=$?; rm -f {q} {tmp}; exit $rc"
+                ),
+            );
         }
-        let text = format!(
-            "{}\n{}",
-            out.stdout_str(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let recreate: BTreeSet<String> = compose::parse_dry_run(&text)
+        let (out, secs) = self.script(&s)?;
+        let containers = match secs.get("containers") {
+            Some(c) if c.success() => {
+                by_service(de::parse_inspect(&c.stdout).map_err(Error::StageFailed)?)
+            }
+            _ => {
+                return Err(Error::StageFailed(format!(
+                    "{}: cannot list the containers of {project}: {}",
+                    self.label(),
+                    out.stderr_tail(5)
+                )));
+            }
+        };
+        let dry_run = secs
+            .get("dry-run")
+            .filter(|d| d.success())
+            .map(|d| d.stdout.clone());
+        Ok((containers, dry_run))
+    }
+
+    /// After an `up --no-deps` on a #12069 version: `--dry-run up` output says whether a plain
+    /// `up` would recreate a deployed service; warns only when it would.
+    fn warn_plain_up_recreates(&self, text: &str, selected: &[String], after: &Containers) {
+        let recreate: BTreeSet<String> = compose::parse_dry_run(text)
             .into_iter()
             .filter(|a| a.action == "Recreate")
             .filter_map(|a| self.service_of(&a.container, after))
@@ -1548,7 +1586,6 @@ impl HostDeploy<'_> {
                 self.label()
             ));
         }
-        Ok(())
     }
 
     /// Health gate for `services`, probed together every [`PROBE_INTERVAL`]: container state and
