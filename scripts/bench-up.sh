@@ -12,7 +12,8 @@
 #              `condition: service_healthy`, so compose starts the stack in order. The updated
 #              service is s10, the end of the chain (a front end; nothing depends on it).
 # `deploy-action up` runs with its default 5 s stability window, and again with `health.stable: 1s`
-# (a second manifest) to show what the window costs.
+# (a second manifest) to show what the window costs. The "floor" is a bare, ungated recreate of the
+# one service: no deploy of that service can be faster.
 #
 # Usage: scripts/bench-up.sh [busybox] [realistic]     (both by default)
 #   RUNS=5                 hyperfine runs per command
@@ -119,7 +120,8 @@ EOF
     --prepare "$WORK/$stack/flip" -n "deploy-action up --only $svc" "$up" \
     --prepare "$WORK/$stack/flip" -n "deploy-action up --only $svc (health.stable: 1s)" "$up1" \
     --prepare true -n "docker compose up -d --force-recreate" "$dc up -d --force-recreate" \
-    --prepare true -n "docker compose up -d --force-recreate --wait" "$dc up -d --force-recreate --wait"
+    --prepare true -n "docker compose up -d --force-recreate --wait" "$dc up -d --force-recreate --wait" \
+    --prepare true -n "floor: docker compose up -d --no-deps --force-recreate $svc" "$dc up -d --no-deps --force-recreate $svc"
   echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
   cat "$WORK/$stack.md"
 

@@ -1031,15 +1031,17 @@ impl HostDeploy<'_> {
         }
         // compose #12069 after `--no-deps`: the dry run runs on the host while the gate waits.
         let dry_run_file = (needs_12069 && !opts.with_deps && status == 0)
-            .then(|| format!("{}/dry-run-{n}.txt", self.paths().root));
+            .then(|| dry_run_file_of(&self.paths().root, n));
         if let Some(f) = &dry_run_file {
             let line = c.dry_run_up(&selected).to_shell_line();
             let (f, tmp) = (
                 shell_quote(f).into_owned(),
                 shell_quote(&format!("{f}.tmp")).into_owned(),
             );
+            let pid = shell_quote(&format!("{}.pid", dry_run_file_of(&self.paths().root, n)))
+                .into_owned();
             let _ = self.capture(&Cmd::shell(format!(
-                "( {line} > {tmp} 2>&1; mv -f {tmp} {f} ) </dev/null >/dev/null 2>&1 &"
+                "( {line} > {tmp} 2>&1; mv -f {tmp} {f} ) </dev/null >/dev/null 2>&1 & echo $! > {pid}"
             )));
         }
         let gate = self.gate(
@@ -1110,8 +1112,14 @@ impl HostDeploy<'_> {
         }
         let (after, dry_run) = self.after(&c.project, dry_run_file.as_deref())?;
         self.report_recreated(&before, &after, &selected);
-        if let (Some(text), true) = (dry_run, failed.is_empty()) {
-            self.warn_plain_up_recreates(&text, &selected, &after);
+        match (dry_run, failed.is_empty()) {
+            (Some(Some(text)), true) => self.warn_plain_up_recreates(&text, &selected, &after),
+            (Some(None), true) => self.report.info(&format!(
+                "{}: compose #12069: the dry run had not finished when the health gate did, so it was stopped; a later plain `docker compose up` may recreate {:?}",
+                self.label(),
+                selected
+            )),
+            _ => {}
         }
 
         // The record after the change.
@@ -1530,24 +1538,28 @@ impl HostDeploy<'_> {
         }
     }
 
-    /// What runs after the deploy (every container of the project), and the output of the
-    /// background `--dry-run up` when one was started (waited for up to 20 s): one round trip.
+    /// What runs after the deploy (every container of the project), and, when a background
+    /// `--dry-run up` was started, its output (`Some(None)`: it had not finished, so it was
+    /// stopped rather than waited for): one round trip.
+    #[allow(clippy::type_complexity)]
     fn after(
         &mut self,
         project: &str,
         dry_run_file: Option<&str>,
-    ) -> Result<(Containers, Option<String>)> {
+    ) -> Result<(Containers, Option<Option<String>>)> {
         let mut s = Script::new();
         s.run("containers", &de::inspect_project(project));
         if let Some(f) = dry_run_file {
-            let (q, tmp) = (
+            let (q, tmp, pid) = (
                 shell_quote(f).into_owned(),
                 shell_quote(&format!("{f}.tmp")).into_owned(),
+                shell_quote(&format!("{f}.pid")).into_owned(),
             );
+            // The process is the one this run started (its pid was written at launch).
             s.shell(
                 "dry-run",
                 &format!(
-                    "i=0; while [ ! -f {q} ] && [ $i -lt 20 ]; do sleep 1; i=$((i+1)); done; cat {q}; rc=$?; rm -f {q} {tmp}; exit $rc"
+                    "if [ -f {q} ]; then cat {q}; rc=0; else kill \"$(cat {pid} 2>/dev/null)\" 2>/dev/null; rc=3; fi; rm -f {q} {tmp} {pid}; exit $rc"
                 ),
             );
         }
@@ -1564,10 +1576,11 @@ impl HostDeploy<'_> {
                 )));
             }
         };
-        let dry_run = secs
-            .get("dry-run")
-            .filter(|d| d.success())
-            .map(|d| d.stdout.clone());
+        let dry_run = dry_run_file.map(|_| {
+            secs.get("dry-run")
+                .filter(|d| d.success())
+                .map(|d| d.stdout.clone())
+        });
         Ok((containers, dry_run))
     }
 
@@ -2029,6 +2042,11 @@ impl HostDeploy<'_> {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "none".into())
     }
+}
+
+/// Where the background `--dry-run up` of release `n` writes its answer (compose #12069).
+fn dry_run_file_of(state_root: &str, n: u64) -> String {
+    format!("{state_root}/dry-run-{n}.txt")
 }
 
 /// A release record as written on the host: one line of JSON.
