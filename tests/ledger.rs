@@ -570,3 +570,145 @@ fn status_reads_release_records_over_ssh() {
     assert_eq!(v["hosts"][0]["host"], "root@127.0.0.1:2222");
     ssh(&["exec", "--env", "staging", "--", "rm", "-rf", &dir]).status(0);
 }
+
+/// A project with one site, deployed to `env` (hosts given as YAML, `[]` for none).
+fn pages_project(env: &str, hosts: &str, dir: &str) -> Project {
+    let p = Project::git();
+    p.manifest(&format!(
+        "version: 1\nproject: shop\nenvironments:\n  {env}:\n    hosts: {hosts}\n    dir: {dir}\nsites:\n  web:\n    project: shop-web\n    dir: site\n    paths: [\"site/**\"]\n    production_branch: main\n"
+    ));
+    p.file("site/index.html", "<h1>v1</h1>\n");
+    p.file("site/about.html", "<h1>about</h1>\n");
+    p.commit("site v1");
+    p
+}
+
+fn pages_run(
+    p: &Project,
+    cf: &crate::fake_cloudflare::FakeCloudflare,
+    args: &[&str],
+) -> crate::harness::Outcome {
+    p.run(args)
+        .envs(cf.env())
+        .env("DEPLOY_TEST_NO_RETRY_DELAY", "1")
+        .go()
+}
+
+#[test]
+fn pages_releases_are_recorded_and_rollback_puts_production_back_on_the_previous_deployment() {
+    use crate::fake_cloudflare::{FakeCloudflare, Route};
+    let host = tempfile::tempdir().unwrap();
+    let dir = host.path().display().to_string();
+    let p = pages_project("production", "[\"local\"]", &dir);
+    let cf = FakeCloudflare::start();
+    let deploy = |p: &Project| {
+        pages_run(
+            p,
+            &cf,
+            &["pages", "--env", "production", "--all", "--branch", "main"],
+        )
+    };
+    deploy(&p).status(0).stdout_has("production: release 1");
+    p.file("site/index.html", "<h1>v2</h1>\n");
+    p.commit("site v2");
+    deploy(&p).status(0).stdout_has("production: release 2");
+    let deployments = cf.deployments();
+    let (d1, d2) = (
+        deployments[0]["id"].as_str().unwrap().to_string(),
+        deployments[1]["id"].as_str().unwrap().to_string(),
+    );
+    let rec = |n: u64| -> serde_json::Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(format!("{dir}/.deploy-action/releases/{n}.json")).unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(rec(1)["pages"]["web"]["deployment_id"], d1.as_str());
+    assert_eq!(rec(2)["pages"]["web"]["deployment_id"], d2.as_str());
+    assert_eq!(rec(2)["pages"]["web"]["environment"], "production");
+    assert_eq!(rec(1)["status"], "superseded");
+    let audit = std::fs::read_to_string(format!("{dir}/.deploy-action/audit.log")).unwrap();
+    assert!(audit.contains("\"action\":\"pages\""), "{audit}");
+
+    let v = pages_run(&p, &cf, &["status", "--env", "production", "--json"]).json();
+    assert_eq!(v["current"]["number"], 2, "{v:#}");
+    assert_eq!(v["pages"]["web"]["deployment_id"], d2.as_str());
+
+    let uploads = cf.count(Route::Upload);
+    pages_run(&p, &cf, &["rollback", "--env", "production"])
+        .status(0)
+        .stdout_has("release 2 marked bad");
+    assert_eq!(cf.count(Route::Rollback), 1);
+    assert_eq!(
+        cf.state.lock().unwrap().canonical.as_deref(),
+        Some(d1.as_str()),
+        "production serves the first deployment again"
+    );
+    assert_eq!(
+        cf.count(Route::Upload),
+        uploads,
+        "a rollback uploads nothing"
+    );
+    assert_eq!(rec(2)["status"], "bad");
+    assert_eq!(rec(3)["status"], "live");
+    assert_eq!(rec(3)["pages"]["web"]["deployment_id"], d1.as_str());
+    let v = pages_run(&p, &cf, &["status", "--env", "production", "--json"]).json();
+    assert_eq!(v["current"]["number"], 3);
+    assert_eq!(v["pages"]["web"]["deployment_id"], d1.as_str());
+}
+
+#[test]
+fn without_hosts_the_releases_live_in_tags_and_status_and_rollback_read_them() {
+    use crate::fake_cloudflare::FakeCloudflare;
+    let p = pages_project("edge", "[]", "/unused");
+    let cf = FakeCloudflare::start();
+    let deploy = |p: &Project| {
+        pages_run(
+            p,
+            &cf,
+            &[
+                "pages", "--env", "edge", "--all", "--branch", "main", "--tag",
+            ],
+        )
+    };
+    deploy(&p)
+        .status(0)
+        .stdout_has("tagged deploy/edge/1, edge");
+    p.file("site/index.html", "<h1>v2</h1>\n");
+    p.commit("site v2");
+    deploy(&p).status(0).stdout_has("edge: release 2");
+    let d1 = cf.deployments()[0]["id"].as_str().unwrap().to_string();
+    let msg: ReleaseRecord =
+        serde_json::from_str(&p.git_cmd(&["tag", "-l", "--format=%(contents)", "deploy/edge/2"]))
+            .unwrap();
+    assert_eq!(msg.number, 2);
+    assert_eq!(msg.sha, p.git_cmd(&["rev-parse", "HEAD"]).trim());
+
+    let v = pages_run(&p, &cf, &["status", "--env", "edge", "--json"]).json();
+    assert_eq!(v["source"], "tags", "{v:#}");
+    assert_eq!(v["current"]["number"], 2);
+
+    pages_run(&p, &cf, &["rollback", "--env", "edge", "--tag"])
+        .status(0)
+        .stdout_has("tagged deploy/edge/3, edge");
+    assert_eq!(
+        cf.state.lock().unwrap().canonical.as_deref(),
+        Some(d1.as_str())
+    );
+    let bad: ReleaseRecord =
+        serde_json::from_str(&p.git_cmd(&["tag", "-l", "--format=%(contents)", "deploy/edge/2"]))
+            .unwrap();
+    assert_eq!(bad.status.0, ReleaseStatus::Bad);
+    assert_eq!(
+        p.git_cmd(&["rev-parse", "edge"]).trim(),
+        p.git_cmd(&["rev-parse", "deploy/edge/3"]).trim()
+    );
+    // Without --tag outside Actions, a release of a host-less environment is said to be unrecorded.
+    pages_run(
+        &p,
+        &cf,
+        &["pages", "--env", "edge", "--all", "--branch", "main"],
+    )
+    .status(0)
+    .stdout_has("no hosts");
+}

@@ -7,6 +7,7 @@ pub mod migrate;
 pub mod pages;
 pub mod plan;
 pub mod promote;
+pub mod release;
 pub mod rollback;
 pub mod status;
 pub mod test;
@@ -48,6 +49,6 @@ pub fn execute(command: Command, ctx: &Ctx) -> Result<()> {
         Command::Build(args) => build::run(ctx, &args),
         Command::Test(args) => test::run(ctx, &args),
         Command::Exec(args) => exec::run(ctx, &args),
-        Command::Pages(args) => pages::run(&args, ctx).map(|_| ()),
+        Command::Pages(args) => release::pages(&args, ctx),
     }
 }

@@ -111,7 +111,7 @@ pub fn run(args: &PagesArgs, ctx: &Ctx) -> Result<Vec<(String, PagesState)>> {
 }
 
 /// The repository root and the sites to deploy.
-fn site_jobs(args: &PagesArgs, ctx: &Ctx) -> Result<(PathBuf, Vec<SiteJob>)> {
+pub fn site_jobs(args: &PagesArgs, ctx: &Ctx) -> Result<(PathBuf, Vec<SiteJob>)> {
     if let (Some(project), Some(dir)) = (&args.project, &args.dir) {
         return Ok((
             PathBuf::from("."),

@@ -14,7 +14,7 @@ use crate::approval::{self, Gate, PlanToApprove};
 use crate::deploy::{HostDeploy, HostResult, UpRequest};
 use crate::env_vars;
 use crate::error::{Error, Result};
-use crate::ledger::record::{Deployment, reason};
+use crate::ledger::record::{Deployment, Outcome, reason};
 use crate::ledger::store;
 use crate::ledger::{self, Units};
 use crate::manifest::{Approval, Environment, MIGRATIONS_UNIT, Manifest};
@@ -127,7 +127,7 @@ pub fn run(from: Option<&str>, to: Option<&str>, ctx: &Ctx) -> Result<()> {
     let (mut record, results) = match outcome {
         Ok(r) => r,
         Err(e) => {
-            deployment.finish(ctx, &target, None, None);
+            deployment.finish(ctx, &target, Outcome::Failed, None);
             return Err(e);
         }
     };
@@ -142,7 +142,7 @@ pub fn run(from: Option<&str>, to: Option<&str>, ctx: &Ctx) -> Result<()> {
         target.name, record.number
     ));
     let url = record.pages.values().next().map(|p| p.url.clone());
-    deployment.finish(ctx, &target, Some(&record), url.as_deref());
+    deployment.finish(ctx, &target, Outcome::Release(&record), url.as_deref());
     Ok(())
 }
 

@@ -14,7 +14,7 @@ use crate::cmd::docker_engine as de;
 use crate::deploy::{HostDeploy, HostResult, UpRequest};
 use crate::env_vars;
 use crate::error::{Error, Result};
-use crate::ledger::record::{Deployment, reason};
+use crate::ledger::record::{Deployment, Outcome, reason};
 use crate::ledger::store;
 use crate::ledger::{self, Selector, TargetError};
 use crate::manifest::{Environment, MIGRATIONS_UNIT, Manifest};
@@ -156,7 +156,7 @@ pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
     let (record, results) = match result {
         Ok(r) => r,
         Err(e) => {
-            deployment.finish(ctx, &env, None, None);
+            deployment.finish(ctx, &env, Outcome::Failed, None);
             return Err(e);
         }
     };
@@ -182,7 +182,7 @@ pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
         env.name, record.number, target.number
     ));
     let url = record.pages.values().next().map(|p| p.url.clone());
-    deployment.finish(ctx, &env, Some(&record), url.as_deref());
+    deployment.finish(ctx, &env, Outcome::Release(&record), url.as_deref());
     Ok(())
 }
 

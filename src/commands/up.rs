@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::exec::Executor;
 use crate::exec::local::LocalExecutor;
 use crate::exec::ssh::{SshExecutor, SshTarget};
+use crate::ledger::record::Outcome;
 use crate::manifest::{Build, Host, Manifest};
 use crate::plan::up as pu;
 use crate::report::Summary;
@@ -43,7 +44,7 @@ fn repo_root(ctx: &Ctx) -> PathBuf {
 }
 
 /// The git sha being deployed: GITHUB_SHA, else `git rev-parse HEAD` in the repository.
-fn git_sha(root: &std::path::Path) -> String {
+pub fn git_sha(root: &std::path::Path) -> String {
     if let Some(s) = env_vars::get(env_vars::GITHUB_SHA) {
         return s;
     }
@@ -280,12 +281,11 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
         }
     }
     // The release ledger: tags of the release just written, and the GitHub deployment's status.
-    deployment.finish(
-        ctx,
-        &env,
-        results.first().and_then(|r| r.record.as_ref()),
-        None,
-    );
+    let outcome = match results.first().and_then(|r| r.record.as_ref()) {
+        Some(r) => Outcome::Release(r),
+        None => Outcome::Failed,
+    };
+    deployment.finish(ctx, &env, outcome, None);
     summarize(ctx, &env.name, &env.hosts, &results);
     match failure {
         Some(e) => Err(e),

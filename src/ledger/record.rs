@@ -111,6 +111,17 @@ fn tag_locally(
     }
 }
 
+/// How a run ended, for its GitHub deployment.
+#[derive(Clone, Copy, Debug)]
+pub enum Outcome<'a> {
+    /// It wrote this release.
+    Release(&'a ReleaseRecord),
+    /// It changed the environment but no record could be written.
+    Done,
+    /// It failed before writing a release.
+    Failed,
+}
+
 /// The GitHub deployment of one run on one environment: made when the run starts changing the
 /// environment (status `in_progress`), finished with `success` or `failure`.
 pub struct Deployment {
@@ -159,35 +170,35 @@ impl Deployment {
         self.id
     }
 
-    /// Tags `record` (when there is one) and sets the final status: `success` when the release is
-    /// live, `failure` otherwise. `environment_url` is the environment's `url:`, else `fallback_url`
-    /// (a Pages deployment's URL).
+    /// Tags the release (when there is one) and sets the final status: `success` when the run
+    /// ended with a live release (or changed things without one), `failure` otherwise.
+    /// `environment_url` is the environment's `url:`, else `fallback_url` (a Pages deployment's).
     pub fn finish(
         self,
         ctx: &Ctx,
         env: &Environment,
-        record: Option<&ReleaseRecord>,
+        outcome: Outcome<'_>,
         fallback_url: Option<&str>,
     ) {
-        if let Some(r) = record {
+        if let Outcome::Release(r) = outcome {
             publish_tags(ctx, r);
-        } else if ctx.settings.tag && !ctx.settings.dry_run {
-            ctx.report
-                .info("no release was recorded, so there is nothing to tag");
         }
         let (Some(gh), Some(id)) = (&self.gh, self.id) else {
             return;
         };
-        let (state, what) = match record.map(|r| r.status.0) {
-            Some(ReleaseStatus::Live) => ("success", "live"),
-            Some(ReleaseStatus::Superseded) => ("success", "superseded"),
-            Some(ReleaseStatus::RolledBack) => ("failure", "failed and rolled back"),
-            Some(ReleaseStatus::Bad) => ("failure", "marked bad"),
-            Some(ReleaseStatus::Failed | ReleaseStatus::InProgress) | None => ("failure", "failed"),
+        let (state, what) = match outcome {
+            Outcome::Release(r) => match r.status.0 {
+                ReleaseStatus::Live | ReleaseStatus::Superseded => ("success", "live"),
+                ReleaseStatus::RolledBack => ("failure", "failed and rolled back"),
+                ReleaseStatus::Bad => ("failure", "marked bad"),
+                ReleaseStatus::Failed | ReleaseStatus::InProgress => ("failure", "failed"),
+            },
+            Outcome::Done => ("success", "done"),
+            Outcome::Failed => ("failure", "failed"),
         };
-        let description = match record {
-            Some(r) => format!("release {} {what}", r.number),
-            None => what.to_string(),
+        let description = match outcome {
+            Outcome::Release(r) => format!("release {} {what}", r.number),
+            _ => what.to_string(),
         };
         let url = env.url.as_deref().or(fallback_url);
         if let Err(e) = gh.deployment_status(id, state, self.log_url.as_deref(), url, &description)
