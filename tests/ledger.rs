@@ -463,7 +463,7 @@ environments:
     compose_files: [compose.yml]
     compose_project: {stg}
   production:
-    hosts: ["local"]
+    hosts: ["{ssh}"]
     dir: {d}/prd
     compose_files: [compose.prod.yml]
     compose_project: {prd}
@@ -478,6 +478,7 @@ services:
         stg = s.name,
         wp = s.web_port,
         ap = s.api_port,
+        ssh = format!("ssh://root@127.0.0.1:{}", crate::harness::services::var("DA_TEST_SSH_PORT")),
     ));
     s.project.commit("two environments");
     s.project
@@ -495,11 +496,27 @@ services:
     )
     .unwrap();
 
-    let out = s
-        .project
-        .run(&["promote", "--from", "staging", "--to", "production"])
-        .go();
+    // Production is reached over SSH; the images are shipped by id from staging's host (forced:
+    // both environments share this machine's engine, so production already has them).
+    let over_ssh = |args: &[&str]| {
+        s.project
+            .run(args)
+            .env(
+                "DEPLOY_SSH_KEY_FILE",
+                crate::harness::services::var("DA_TEST_SSH_KEY_FILE"),
+            )
+            .env(
+                "DEPLOY_KNOWN_HOSTS_FILE",
+                crate::harness::services::var("DA_TEST_KNOWN_HOSTS_FILE"),
+            )
+            .env("DEPLOY_TEST_ALWAYS_SHIP", "1")
+            .go()
+    };
+    let out = over_ssh(&["promote", "--env", "production"]);
     out.status(0)
+        .stdout_has("shipping image")
+        .stdout_has("from local")
+        .stdout_has("Loaded image")
         .stdout_has("production is on release 1 = release staging/2");
     assert!(!out.stdout.contains("docker build") && !out.stderr.contains("docker build"));
     assert_eq!(
@@ -517,11 +534,7 @@ services:
     );
     assert_eq!(prod["promoted_from"], "staging/2");
     assert_eq!(prod["sha"], stg["sha"]);
-    let v = s
-        .project
-        .run(&["status", "--env", "production", "--json"])
-        .go()
-        .json();
+    let v = over_ssh(&["status", "--env", "production", "--json"]).json();
     assert_eq!(v["current"]["promoted_from"], "staging/2");
     assert_eq!(
         v["services"]["web"]["image_id"],
