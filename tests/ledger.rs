@@ -445,6 +445,10 @@ fn promote_puts_the_exact_staging_image_ids_on_production_without_building() {
     let _cleanup = DropProject(prd.clone());
     let (pw, pa) = (free_port(), free_port());
     let d = s.host_dir.path().display().to_string();
+    let ssh_url = format!(
+        "ssh://root@127.0.0.1:{}",
+        crate::harness::services::var("DA_TEST_SSH_PORT")
+    );
     s.project.file(
         "compose.prod.yml",
         &format!(
@@ -478,7 +482,7 @@ services:
         stg = s.name,
         wp = s.web_port,
         ap = s.api_port,
-        ssh = format!("ssh://root@127.0.0.1:{}", crate::harness::services::var("DA_TEST_SSH_PORT")),
+        ssh = ssh_url,
     ));
     s.project.commit("two environments");
     s.project
