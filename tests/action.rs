@@ -749,6 +749,84 @@ fn install_builds_from_source_when_nothing_is_pinned_or_the_download_fails() {
 }
 
 #[test]
+fn install_reuses_a_source_build_in_later_steps_of_the_job() {
+    // Nothing pinned (a development commit): the first step builds from source.
+    let i = Installer::new("0.1.0");
+    let (out, outputs) = i.run("Linux", "X64", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(i.cargo_marker().exists(), "the first step builds");
+    let bin = output_value(&outputs, "bin").expect("bin");
+    assert_eq!(
+        Path::new(&bin),
+        i.path().join("runner-temp/deploy-action/0.1.0/source/deploy-action")
+    );
+
+    // A later step of the same job, same action checkout: no second build.
+    std::fs::remove_file(i.cargo_marker()).unwrap();
+    let (out, outputs) = i.run("Linux", "X64", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("reusing {bin} built from source earlier in this job")),
+        "{}",
+        text(&out)
+    );
+    assert!(!stdout.contains("::warning"), "{}", text(&out));
+    assert_eq!(output_value(&outputs, "bin").as_deref(), Some(bin.as_str()));
+    assert_eq!(output_value(&outputs, "source").as_deref(), Some("source"));
+    assert_eq!(output_value(&outputs, "version").as_deref(), Some("0.1.0"));
+    assert!(!i.cargo_marker().exists(), "reused, not rebuilt");
+
+    // `always` reuses it too: it was built from this action's source.
+    let (out, outputs) = i.run("Linux", "X64", &[("INPUT_BUILD_FROM_SOURCE", "always")]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(output_value(&outputs, "bin").as_deref(), Some(bin.as_str()));
+    assert!(!i.cargo_marker().exists(), "reused, not rebuilt");
+
+    // Another checkout of the action (another ref used in the same job) builds its own source.
+    let other = i.path().join("other-action");
+    std::fs::create_dir_all(other.join("dist")).unwrap();
+    for f in ["dist/install.sh", "dist/VERSION", "dist/SHA256SUMS", "Cargo.toml"] {
+        std::fs::copy(i.action().join(f), other.join(f)).unwrap();
+    }
+    let (out, _) = i.run(
+        "Linux",
+        "X64",
+        &[("GITHUB_ACTION_PATH", other.to_str().unwrap())],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        i.cargo_marker().exists(),
+        "a build from another checkout is not reused: {}",
+        text(&out)
+    );
+}
+
+#[test]
+fn install_reuses_a_source_build_made_after_a_failed_download() {
+    // The pinned asset cannot be downloaded (no release server): the first step builds from source.
+    let i = Installer::new("3.1.4");
+    i.pin(
+        &"b".repeat(64),
+        "deploy-action-3.1.4-x86_64-unknown-linux-musl.tar.gz",
+    );
+    let (out, outputs) = i.run("Linux", "X64", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(i.cargo_marker().exists());
+    let bin = output_value(&outputs, "bin").expect("bin");
+
+    // The next step keeps that binary: no second download attempt, no second build.
+    std::fs::remove_file(i.cargo_marker()).unwrap();
+    let (out, outputs) = i.run("Linux", "X64", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("built from source earlier in this job"), "{}", text(&out));
+    assert!(!stdout.contains("downloading"), "{}", text(&out));
+    assert_eq!(output_value(&outputs, "bin"), Some(bin));
+    assert!(!i.cargo_marker().exists());
+}
+
+#[test]
 fn install_refuses_a_version_not_pinned_at_the_action_commit() {
     let i = Installer::new("1.0.0");
     let sum = i.publish("1.0.0", "x86_64-unknown-linux-musl", FAKE_BIN);
