@@ -29,6 +29,10 @@ const OUTPUTS: &[&str] = &[
     "alias-url",
     "deployment-id",
     "migration-version",
+    "plan-hash",
+    "backup-path",
+    "build-failed",
+    "test-failed",
 ];
 
 fn root() -> PathBuf {
@@ -339,6 +343,131 @@ fn action_yml_passes_inputs_through_env_only() {
             format!("${{{{ steps.run.outputs.{name} }}}}"),
             "output {name}"
         );
+    }
+}
+
+/// The names the binary writes to $GITHUB_OUTPUT: the first argument of every `.output(` call under
+/// src/ (the report layer itself, which only relays them, excepted).
+fn outputs_written_by_the_binary() -> std::collections::BTreeSet<String> {
+    fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, files);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&root().join("src"), &mut files);
+    let mut names = std::collections::BTreeSet::new();
+    for file in files {
+        if file.starts_with(root().join("src/report")) {
+            continue;
+        }
+        let code = read(&file);
+        for (at, _) in code.match_indices(".output(") {
+            let arg = code[at + ".output(".len()..].trim_start();
+            if let Some(rest) = arg.strip_prefix('"') {
+                names.insert(rest[..rest.find('"').unwrap()].to_string());
+            } else if arg.starts_with(r#"&format!("{stage}-failed")"#) {
+                // build.rs's run_stage, shared by `build` and `test`.
+                names.insert("build-failed".into());
+                names.insert("test-failed".into());
+            } else {
+                let line = code[..at].lines().count();
+                panic!(
+                    "{}:{line}: an output whose name this test cannot read; name it with a literal",
+                    file.display()
+                );
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn action_yml_maps_exactly_the_outputs_the_binary_writes_and_the_docs_list_them() {
+    let doc = yaml(&root().join("action.yml"));
+    let outputs = doc["outputs"].as_object().expect("outputs");
+    let mapped: std::collections::BTreeSet<String> = outputs
+        .iter()
+        .filter(|(_, o)| {
+            o["value"]
+                .as_str()
+                .is_some_and(|v| v.contains("steps.run.outputs."))
+        })
+        .map(|(name, o)| {
+            assert_eq!(
+                o["value"],
+                format!("${{{{ steps.run.outputs.{name} }}}}"),
+                "output {name} maps another name"
+            );
+            name.clone()
+        })
+        .collect();
+    let written = outputs_written_by_the_binary();
+    assert!(written.contains("affected") && written.contains("backup-path"));
+    assert_eq!(
+        mapped, written,
+        "action.yml's outputs (left) must be exactly what the binary writes (right)"
+    );
+    for name in OUTPUTS {
+        assert!(mapped.contains(*name), "output {name} missing");
+    }
+
+    // The README and docs/action.md each have the full tables.
+    let inputs = doc["inputs"].as_object().expect("inputs");
+    for file in ["README.md", "docs/action.md"] {
+        let text = read(&root().join(file));
+        assert!(
+            text.contains("## Use in GitHub Actions"),
+            "{file}: a \"Use in GitHub Actions\" section"
+        );
+        for name in outputs.keys().chain(inputs.keys()) {
+            assert!(
+                text.contains(&format!("| `{name}` |")),
+                "{file}: no table row for `{name}`"
+            );
+        }
+        for gone in ["artifact-digest", "| `verify`"] {
+            assert!(!text.contains(gone), "{file} still mentions {gone}");
+        }
+    }
+}
+
+#[test]
+fn build_and_test_write_the_affected_output_like_plan() {
+    let p = crate::changes::shop();
+    p.file("services/api/main.rs", "changed\n");
+    p.commit("api");
+    for stage in ["plan", "build", "test"] {
+        let dir = tempfile::tempdir().unwrap();
+        let output = dir.path().join("output");
+        p.run(&[stage, "--env", "staging"])
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_OUTPUT", output.display().to_string())
+            .env(
+                "GITHUB_STEP_SUMMARY",
+                dir.path().join("summary.md").display().to_string(),
+            )
+            .env("GITHUB_EVENT_NAME", "workflow_dispatch")
+            .go()
+            .status(0);
+        let written = std::fs::read_to_string(&output).unwrap_or_default();
+        assert_eq!(
+            output_value(&written, "affected").as_deref(),
+            Some(r#"["api"]"#),
+            "{stage}: {written}"
+        );
+        if stage != "plan" {
+            assert_eq!(
+                output_value(&written, &format!("{stage}-failed")).as_deref(),
+                Some("[]"),
+                "{stage}: {written}"
+            );
+        }
     }
 }
 
@@ -758,7 +887,8 @@ fn install_reuses_a_source_build_in_later_steps_of_the_job() {
     let bin = output_value(&outputs, "bin").expect("bin");
     assert_eq!(
         Path::new(&bin),
-        i.path().join("runner-temp/deploy-action/0.1.0/source/deploy-action")
+        i.path()
+            .join("runner-temp/deploy-action/0.1.0/source/deploy-action")
     );
 
     // A later step of the same job, same action checkout: no second build.
@@ -767,7 +897,9 @@ fn install_reuses_a_source_build_in_later_steps_of_the_job() {
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains(&format!("reusing {bin} built from source earlier in this job")),
+        stdout.contains(&format!(
+            "reusing {bin} built from source earlier in this job"
+        )),
         "{}",
         text(&out)
     );
@@ -786,7 +918,12 @@ fn install_reuses_a_source_build_in_later_steps_of_the_job() {
     // Another checkout of the action (another ref used in the same job) builds its own source.
     let other = i.path().join("other-action");
     std::fs::create_dir_all(other.join("dist")).unwrap();
-    for f in ["dist/install.sh", "dist/VERSION", "dist/SHA256SUMS", "Cargo.toml"] {
+    for f in [
+        "dist/install.sh",
+        "dist/VERSION",
+        "dist/SHA256SUMS",
+        "Cargo.toml",
+    ] {
         std::fs::copy(i.action().join(f), other.join(f)).unwrap();
     }
     let (out, _) = i.run(
@@ -820,7 +957,11 @@ fn install_reuses_a_source_build_made_after_a_failed_download() {
     let (out, outputs) = i.run("Linux", "X64", &[]);
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("built from source earlier in this job"), "{}", text(&out));
+    assert!(
+        stdout.contains("built from source earlier in this job"),
+        "{}",
+        text(&out)
+    );
     assert!(!stdout.contains("downloading"), "{}", text(&out));
     assert_eq!(output_value(&outputs, "bin"), Some(bin));
     assert!(!i.cargo_marker().exists());
