@@ -551,7 +551,12 @@ fn examples_pin_actions_limit_permissions_and_keep_secrets_in_env() {
 
 #[test]
 fn shell_scripts_parse() {
-    for script in ["dist/install.sh", "dist/run.sh", "scripts/build-static.sh"] {
+    for script in [
+        "dist/install.sh",
+        "dist/run.sh",
+        "scripts/build-static.sh",
+        "scripts/release-ref.sh",
+    ] {
         let out = Command::new("bash")
             .args(["-n", script])
             .current_dir(root())
@@ -986,6 +991,156 @@ fn install_refuses_a_version_not_pinned_at_the_action_commit() {
     let (out, outputs) = i.run("Linux", "X64", &[("INPUT_VERSION", "v1.0.0")]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(output_value(&outputs, "version").as_deref(), Some("1.0.0"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The release workflow: build, pin commit, version tag on it, draft → upload → publish, move v1.
+
+#[test]
+fn release_tags_the_pin_commit_then_publishes_then_moves_the_major_tag() {
+    let path = root().join(".github/workflows/release.yml");
+    let doc = yaml(&path);
+    assert!(
+        doc["on"]["push"].is_null()
+            && doc["on"]["workflow_dispatch"]["inputs"]["version"].is_object(),
+        "release.yml is dispatched with a version, never run by a pushed tag (the tag is made on the pin commit)"
+    );
+    assert_eq!(
+        doc["jobs"]["release"]["needs"],
+        serde_json::json!(["check", "build"])
+    );
+    // The order of the release job's commands.
+    let runs: String = doc["jobs"]["release"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["run"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let order = [
+        "sha256sum deploy-action-*.tar.gz > SHA256SUMS",
+        "dist/VERSION",
+        "git/commits",
+        r#"release-ref.sh" create "v$VERSION" "$commit""#,
+        "gh release create \"v$VERSION\" --repo \"$REPO\" --draft --verify-tag",
+        "gh release upload",
+        "--draft=false",
+        r#"release-ref.sh" move "$major""#,
+    ];
+    let mut at = 0;
+    for needle in order {
+        let found = runs[at..]
+            .find(needle)
+            .unwrap_or_else(|| panic!("release.yml: `{needle}` missing or out of order:\n{runs}"));
+        at += found + needle.len();
+    }
+}
+
+/// Runs scripts/release-ref.sh with a fake `gh` that answers `reply` (exit code, output) to ref
+/// writes and says whether the tag exists; returns the script's output and gh's recorded calls.
+fn release_ref(args: &[&str], tag_exists: bool, reply: (i32, &str)) -> (Output, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("gh.log");
+    let reply_file = dir.path().join("reply");
+    std::fs::write(&reply_file, reply.1).unwrap();
+    let gh = dir.path().join("gh");
+    std::fs::write(
+        &gh,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{log}'\n\
+             case \"$*\" in *--include*) cat '{reply}'; exit {code} ;; esac\n\
+             exit {exists}\n",
+            log = log.display(),
+            reply = reply_file.display(),
+            code = reply.0,
+            exists = if tag_exists { 0 } else { 1 },
+        ),
+    )
+    .unwrap();
+    make_executable(&gh);
+    let out = Command::new("bash")
+        .arg(root().join("scripts/release-ref.sh"))
+        .args(args)
+        .env_clear()
+        .env("PATH", format!("{}:/usr/bin:/bin", dir.path().display()))
+        .env("REPO", "org/deploy-action")
+        .output()
+        .unwrap();
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    (out, calls)
+}
+
+#[test]
+fn release_ref_creates_and_moves_tags_and_explains_a_403() {
+    let sha = "0123456789abcdef0123456789abcdef01234567";
+    let ok = (0, "HTTP/2.0 201 Created\r\n\r\n{}");
+
+    let (out, calls) = release_ref(&["create", "v1.4.2", sha], false, ok);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        calls.contains(&format!(
+            "--method POST repos/org/deploy-action/git/refs -f ref=refs/tags/v1.4.2 -f sha={sha}"
+        )),
+        "{calls}"
+    );
+
+    let (out, calls) = release_ref(&["move", "v1", sha], true, ok);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        calls.contains(&format!(
+            "--method PATCH repos/org/deploy-action/git/refs/tags/v1 -f sha={sha} -F force=true"
+        )),
+        "{calls}"
+    );
+    let (out, calls) = release_ref(&["move", "v1", sha], false, ok);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        calls.contains("-f ref=refs/tags/v1 "),
+        "the first v1 is created: {calls}"
+    );
+
+    // GitHub's answer when the token lacks `workflows`.
+    let forbidden = (
+        1,
+        "HTTP/2.0 403 Forbidden\r\nX-Accepted-Github-Permissions: contents=write; contents=write,workflows=write\r\n\r\n\
+         {\"message\":\"Resource not accessible by integration\"}\ngh: Resource not accessible by integration (HTTP 403)\n",
+    );
+    let (out, _) = release_ref(&["move", "v1", sha], true, forbidden);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "one annotation: {}", text(&out));
+    assert!(
+        stdout.starts_with("::error title=release tag::moving tag v1 to "),
+        "{}",
+        text(&out)
+    );
+    for needle in [
+        "HTTP 403",
+        "contents=write,workflows=write",
+        "workflows permission",
+        "DEPLOY_ACTION_RELEASE_TOKEN",
+    ] {
+        assert!(stdout.contains(needle), "{needle}: {}", text(&out));
+    }
+
+    // Another failure is reported with its status, without the workflows advice.
+    let (out, _) = release_ref(
+        &["create", "v1.4.2", sha],
+        false,
+        (
+            1,
+            "HTTP/2.0 422 Unprocessable Entity\r\n\r\n{\"message\":\"Reference already exists\"}",
+        ),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("creating tag v1.4.2") && stdout.contains("HTTP 422"),
+        "{}",
+        text(&out)
+    );
+    assert!(!stdout.contains("workflows"), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Reference already exists"));
 }
 
 /// Runs dist/run.sh with a fake binary that prints its argv one per line, and its working directory.
