@@ -994,6 +994,60 @@ fn install_refuses_a_version_not_pinned_at_the_action_commit() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// CI runs the README's test command where scripts/test-env.sh can run it.
+
+#[test]
+fn ci_runs_the_readme_test_command_as_root_on_debian_12() {
+    let readme = read(&root().join("README.md"));
+    assert!(
+        readme.contains("bash scripts/test.sh"),
+        "the README's test command"
+    );
+    let ci_run = read(&root().join(".ci/run"));
+    assert!(
+        ci_run
+            .lines()
+            .any(|l| l.trim() == "exec bash scripts/test.sh"),
+        ".ci/run is exactly the README's test command:\n{ci_run}"
+    );
+    // test-env.sh needs root on Debian 12 and starts its own dockerd: a privileged debian:12
+    // container with /var/lib/docker on a volume, not the hosted runner's `runner` user.
+    let env_sh = read(&root().join("scripts/test-env.sh"));
+    assert!(env_sh.contains("must run as root"));
+    let doc = yaml(&root().join(".github/workflows/ci.yml"));
+    let job = &doc["jobs"]["test"];
+    let image = job["container"]["image"].as_str().expect("a job container");
+    assert!(image.starts_with("debian:12"), "{image}");
+    assert!(
+        job["container"]["options"]
+            .as_str()
+            .is_some_and(|o| o.split_whitespace().any(|w| w == "--privileged")),
+        "dockerd inside the container needs --privileged"
+    );
+    assert_eq!(
+        job["container"]["volumes"],
+        serde_json::json!(["/var/lib/docker"])
+    );
+    let steps = job["steps"].as_array().unwrap();
+    assert_eq!(steps.last().unwrap()["run"], "bash .ci/run");
+    // git is installed before actions/checkout (else it downloads a tarball with no history).
+    let checkout = steps
+        .iter()
+        .position(|s| {
+            s["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("actions/checkout@"))
+        })
+        .expect("checkout");
+    assert!(
+        steps[..checkout]
+            .iter()
+            .any(|s| s["run"].as_str().is_some_and(|r| r.contains(" git "))),
+        "git before checkout"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // The release workflow: build, pin commit, version tag on it, draft → upload → publish, move v1.
 
 #[test]
