@@ -546,6 +546,111 @@ fn examples_pin_actions_limit_permissions_and_keep_secrets_in_env() {
     }
 }
 
+/// The deploy-action steps of a job: (command, environment input, args input, step env).
+fn action_steps(job: &Value) -> Vec<(String, String, String, Value)> {
+    job["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["uses"] == "org/deploy-action@v1")
+        .map(|s| {
+            let with = &s["with"];
+            let get = |k: &str| with[k].as_str().unwrap_or_default().to_string();
+            (
+                get("command"),
+                get("environment"),
+                get("args"),
+                s["env"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn examples_serialise_each_environment_and_grant_write_only_where_they_deploy() {
+    let group = |name: &str| -> String {
+        let doc = yaml(&root().join("workflows-examples").join(name));
+        doc["concurrency"]["group"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    // One group per environment, shared by every workflow that deploys to it.
+    assert_eq!(group("deploy-changed-services.yml"), "deploy-staging");
+    assert_eq!(group("migrate-approval.yml"), "deploy-production");
+    assert_eq!(group("promote.yml"), "deploy-production");
+    assert_eq!(group("rollback.yml"), "deploy-${{ inputs.environment }}");
+    assert!(
+        group("pages-preview.yml").contains("'deploy-production'"),
+        "pages: production uploads in deploy-production"
+    );
+
+    for path in example_files() {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let doc = yaml(&path);
+        assert_eq!(
+            doc["permissions"],
+            serde_json::json!({"contents": "read"}),
+            "{name}: read-only by default"
+        );
+        for (job_name, job) in doc["jobs"].as_object().unwrap() {
+            let at = format!("{name}: job {job_name}");
+            let perms = &job["permissions"];
+            let mut deploys = false;
+            for (command, environment, args, env) in action_steps(job) {
+                let dry = args.lines().any(|l| l.trim() == "--dry-run");
+                deploys |= !dry
+                    && (matches!(command.as_str(), "up" | "migrate" | "promote" | "rollback")
+                        || (command == "pages" && !environment.is_empty()));
+                match command.as_str() {
+                    // pages needs an environment with a manifest, or --project/--dir without.
+                    "pages" => assert!(
+                        !environment.is_empty() || args.lines().any(|l| l.trim() == "--project"),
+                        "{at}: pages without environment or --project exits 2"
+                    ),
+                    // migrate, even a dry run, reads the database named by url_env.
+                    "migrate" => assert!(
+                        env.as_object()
+                            .is_some_and(|e| e.keys().any(|k| k.ends_with("_DATABASE_URL"))),
+                        "{at}: migrate without the database URL exits 2"
+                    ),
+                    "up" | "promote" | "rollback" => {
+                        assert!(
+                            !environment.is_empty(),
+                            "{at}: {command} needs an environment"
+                        );
+                        for var in ["DEPLOY_SSH_KEY", "DEPLOY_KNOWN_HOSTS"] {
+                            assert!(env[var].is_string(), "{at}: {command} without {var}");
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if deploys {
+                assert_eq!(
+                    perms["contents"], "write",
+                    "{at}: release tags need contents: write"
+                );
+                assert_eq!(
+                    perms["deployments"], "write",
+                    "{at}: the GitHub deployment needs deployments: write"
+                );
+                assert_eq!(
+                    job["environment"]["deployment"], false,
+                    "{at}: deploy-action records the deployment; the job's environment must not add a second one"
+                );
+            } else {
+                for (scope, level) in perms.as_object().into_iter().flatten() {
+                    assert!(
+                        level != "write" || scope == "pull-requests",
+                        "{at}: deploys nothing, yet {scope}: write"
+                    );
+                }
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // dist/install.sh and dist/run.sh, run for real
 
