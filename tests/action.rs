@@ -1384,30 +1384,123 @@ fn run_rejects_an_unknown_command_with_exit_2() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// End to end under act, offline: a new user's workflow with `command: plan`.
+// End to end under act, offline: a new user's workflow using `org/deploy-action@v1`.
+//
+// act (self-hosted mode) runs the steps on this machine. For `uses: org/deploy-action@v1` it copies
+// the directory given to --local-repository into a fresh per-run directory (files get new mtimes),
+// which becomes $GITHUB_ACTION_PATH; $RUNNER_TEMP is fresh per run too, so concurrent act runs never
+// share an install.
 
-#[test]
-fn act_runs_the_action_offline_and_its_affected_output_names_the_changed_service() {
-    let act = tool("act");
+/// A monorepo with two services, where the last commit changes only `api`; returns (repo, base sha,
+/// head sha).
+fn act_project() -> (crate::harness::Project, String, String) {
     let repo = crate::harness::Project::git();
     repo.manifest(
         "version: 1\n\
          project: shop\n\
          environments:\n  staging:\n    hosts: [\"local\"]\n    dir: /srv/shop\n\
-         services:\n  api:\n    paths: [\"services/api/**\"]\n  web:\n    paths: [\"services/web/**\"]\n",
+         services:\n  api:\n    paths: [\"services/api/**\"]\n    test: \"echo testing api\"\n  \
+         web:\n    paths: [\"services/web/**\"]\n",
     )
     .file("services/api/main.txt", "v1\n")
     .file("services/web/index.html", "v1\n");
     let base = repo.commit("services");
     repo.file("services/api/main.txt", "v2\n");
     let head = repo.commit("change api");
+    (repo, base, head)
+}
 
-    // The fallback build (no release is pinned at this commit) reuses a warm target dir, kept between
-    // test runs, and a quick profile: the same `cargo build --release --locked`, minutes faster.
-    let target_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("act-fallback-target");
-    let affected_file = repo.path().join(".affected");
+/// Runs `act push` on `workflow` in `repo`, with `checkout` as the action repository at @v1.
+fn act(
+    repo: &crate::harness::Project,
+    base: &str,
+    head: &str,
+    workflow: &str,
+    checkout: &Path,
+) -> (Output, String) {
+    repo.file(".github/workflows/e2e.yml", workflow);
+    repo.file(
+        ".event.json",
+        &format!(r#"{{"ref":"refs/heads/main","before":"{base}","after":"{head}"}}"#),
+    );
+    // cargo (for a fallback build) from the toolchain running these tests.
+    let mut path = std::env::var("PATH").unwrap_or_default();
+    if let Some(cargo_dir) = std::env::var_os("CARGO")
+        .map(PathBuf::from)
+        .and_then(|c| c.parent().map(Path::to_path_buf))
+    {
+        path = format!("{}:{path}", cargo_dir.display());
+    }
+    let out = Command::new(tool("act"))
+        .args([
+            "push",
+            "-W",
+            ".github/workflows/e2e.yml",
+            "-e",
+            ".event.json",
+        ])
+        .args(["-P", "ubuntu-latest=-self-hosted"])
+        .arg("--local-repository")
+        .arg(format!("org/deploy-action@v1={}", checkout.display()))
+        .arg("--action-offline-mode")
+        .current_dir(repo.path())
+        .env("PATH", path)
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .unwrap();
+    let log = text(&out);
+    (out, log)
+}
+
+/// A step that records some step outputs into files of `dir` (one file per name).
+fn record_step(dir: &Path, step: &str, names: &[&str]) -> String {
+    let mut env = String::new();
+    let mut run = String::new();
+    for name in names {
+        let var = format!(
+            "{}_{}",
+            step.to_uppercase(),
+            name.to_uppercase().replace('-', "_")
+        );
+        env.push_str(&format!(
+            "          {var}: ${{{{ steps.{step}.outputs.{name} }}}}\n"
+        ));
+        run.push_str(&format!(
+            "          printf '%s' \"${var}\" > '{}'\n",
+            dir.join(format!("{step}.{name}")).display()
+        ));
+    }
+    format!("      - name: Record {step}'s outputs\n        env:\n{env}        run: |\n{run}")
+}
+
+fn recorded(dir: &Path, step: &str, name: &str, log: &str) -> String {
+    std::fs::read_to_string(dir.join(format!("{step}.{name}")))
+        .unwrap_or_else(|_| panic!("the workflow did not record {step}.{name}:\n{log}"))
+}
+
+/// The Must-show: with no release pinned at the action's commit and no network, the action builds
+/// deploy-action from its own source, and `command: plan` names the changed service in `affected`.
+///
+/// The fallback build uses a target directory kept in the test environment's state directory
+/// ($DA_TEST_DIR/act-target) across runs and worktrees, so only the first run on a machine compiles
+/// the dependencies (a few minutes). act hands the action a fresh copy with new mtimes every run, so
+/// cargo always recompiles the deploy-action crate itself (with incremental compilation); nothing
+/// on our side can keep those mtimes. A lock file next to the directory serialises concurrent runs
+/// (two worktrees, two test processes), so no run copies a binary another run's build is replacing.
+#[test]
+fn act_runs_the_action_offline_builds_it_from_source_and_affected_names_the_changed_service() {
+    let (repo, base, head) = act_project();
+    let state = crate::harness::services::state_dir();
+    std::fs::create_dir_all(&state).unwrap();
+    let target_dir = state.join("act-target");
+    let lock = std::fs::File::create(state.join("act-target.lock")).unwrap();
+    lock.lock().unwrap();
+
+    let out_dir = tempfile::tempdir().unwrap();
+    // The same `cargo build --release --locked`, with a quicker profile for a test.
     let workflow = format!(
-        r#"name: plan
+        r#"name: e2e
 on: push
 permissions:
   contents: read
@@ -1433,66 +1526,142 @@ jobs:
           args: |
             --base
             {base}
-      - name: Check the output
-        env:
-          AFFECTED: ${{{{ steps.plan.outputs.affected }}}}
-          BIN: ${{{{ steps.plan.outputs.bin }}}}
-        run: |
-          printf '%s' "$AFFECTED" > '{affected}'
-          echo "affected=$AFFECTED from $BIN"
-"#,
+{record}"#,
         target = target_dir.display(),
-        base = base,
-        affected = affected_file.display(),
+        record = record_step(out_dir.path(), "plan", &["affected", "bin", "version"]),
     );
-    repo.file(".github/workflows/plan.yml", &workflow);
-    repo.file(
-        ".event.json",
-        &format!(r#"{{"ref":"refs/heads/main","before":"{base}","after":"{head}"}}"#),
-    );
-
-    // act stands in for actions/checkout by copying this repository (with .git) into the workspace.
-    // cargo (for the fallback build) from the toolchain running these tests.
-    let mut path = std::env::var("PATH").unwrap_or_default();
-    if let Some(cargo_dir) = std::env::var_os("CARGO")
-        .map(PathBuf::from)
-        .and_then(|c| c.parent().map(Path::to_path_buf))
-    {
-        path = format!("{}:{path}", cargo_dir.display());
-    }
     // The action checkout: the repository's files as a `git clone` would have them (act walks the
-    // whole directory it is given, so never hand it the worktree with its target/ directories).
+    // whole directory it is given: never hand it the worktree with its target/ directories).
     let checkout = action_checkout();
-    let out = Command::new(&act)
-        .args([
-            "push",
-            "-W",
-            ".github/workflows/plan.yml",
-            "-e",
-            ".event.json",
-        ])
-        .args(["-P", "ubuntu-latest=-self-hosted"])
-        .arg("--local-repository")
-        .arg(format!(
-            "org/deploy-action@v1={}",
-            checkout.path().display()
-        ))
-        .arg("--action-offline-mode")
-        .current_dir(repo.path())
-        .env("PATH", path)
-        .env_remove("GITHUB_ACTIONS")
-        .env_remove("CARGO_TARGET_DIR")
-        .output()
-        .unwrap();
-    let log = text(&out);
+    let (out, log) = act(&repo, &base, &head, &workflow, checkout.path());
+    drop(lock);
     assert!(out.status.success(), "act failed:\n{log}");
     assert!(
         log.contains("building deploy-action from source"),
         "the action falls back to a source build (no release is pinned):\n{log}"
     );
-    let affected = std::fs::read_to_string(&affected_file)
-        .unwrap_or_else(|_| panic!("the workflow did not record the output:\n{log}"));
-    let affected: Value = serde_json::from_str(&affected)
-        .unwrap_or_else(|e| panic!("`affected` is not JSON ({e}): {affected:?}\n{log}"));
+    let affected: Value = serde_json::from_str(&recorded(out_dir.path(), "plan", "affected", &log))
+        .unwrap_or_else(|e| panic!("`affected` is not JSON ({e}):\n{log}"));
     assert_eq!(affected, serde_json::json!(["api"]), "{log}");
+    let bin = recorded(out_dir.path(), "plan", "bin", &log);
+    assert!(bin.ends_with("/source/deploy-action"), "{bin}");
+}
+
+/// The pinned path, fast: this test's own binary served as a release asset from a file:// URL and
+/// pinned in the checkout's dist/SHA256SUMS. The first step downloads it and verifies its SHA-256;
+/// the second step of the job reuses that install. Nothing is built (build-from-source: never).
+#[test]
+fn act_installs_the_pinned_checksum_verified_binary_and_reuses_it_in_the_next_step() {
+    let (repo, base, head) = act_project();
+    let checkout = action_checkout();
+    let version = read(&checkout.path().join("dist/VERSION"))
+        .trim()
+        .to_string();
+    let target = match std::env::consts::ARCH {
+        "x86_64" => "x86_64-unknown-linux-musl",
+        "aarch64" => "aarch64-unknown-linux-musl",
+        other => panic!("no release target for {other}"),
+    };
+    let asset = format!("deploy-action-{version}-{target}.tar.gz");
+
+    // The release server: v<version>/<asset>, a tarball of the binary under test.
+    let releases = tempfile::tempdir().unwrap();
+    let stage = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        env!("CARGO_BIN_EXE_deploy-action"),
+        stage.path().join("deploy-action"),
+    )
+    .unwrap();
+    let dir = releases.path().join(format!("v{version}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tar = Command::new("tar")
+        .arg("-czf")
+        .arg(dir.join(&asset))
+        .arg("-C")
+        .arg(stage.path())
+        .arg("deploy-action")
+        .output()
+        .unwrap();
+    assert!(tar.status.success(), "tar: {}", text(&tar));
+    let sum = sha256_file(&dir.join(&asset));
+    std::fs::write(
+        checkout.path().join("dist/SHA256SUMS"),
+        format!("{sum}  {asset}\n"),
+    )
+    .unwrap();
+
+    let out_dir = tempfile::tempdir().unwrap();
+    let workflow = format!(
+        r#"name: e2e
+on: push
+permissions:
+  contents: read
+jobs:
+  plan-and-test:
+    runs-on: ubuntu-latest
+    env:
+      DEPLOY_ACTION_DOWNLOAD_BASE: file://{releases}
+    steps:
+      - uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683 # v4.2.2
+        with:
+          persist-credentials: false
+          fetch-depth: 0
+      - id: plan
+        uses: org/deploy-action@v1
+        with:
+          command: plan
+          environment: staging
+          build-from-source: never
+          args: |
+            --base
+            {base}
+      - id: test
+        uses: org/deploy-action@v1
+        with:
+          command: test
+          environment: staging
+          build-from-source: never
+          args: |
+            --base
+            {base}
+{record_plan}{record_test}"#,
+        releases = releases.path().display(),
+        record_plan = record_step(out_dir.path(), "plan", &["affected", "bin", "version"]),
+        record_test = record_step(out_dir.path(), "test", &["affected", "bin", "test-failed"]),
+    );
+    let (out, log) = act(&repo, &base, &head, &workflow, checkout.path());
+    assert!(out.status.success(), "act failed:\n{log}");
+
+    // Step 1 downloaded and verified the pinned asset; step 2 reused that install.
+    assert_eq!(
+        log.matches(&format!("sha256 verified: {sum}  {asset}"))
+            .count(),
+        1,
+        "{log}"
+    );
+    let bin = recorded(out_dir.path(), "plan", "bin", &log);
+    assert!(
+        bin.ends_with(&format!("/deploy-action/{version}/{target}/deploy-action")),
+        "{bin}"
+    );
+    assert_eq!(
+        log.matches(&format!("reusing {bin} installed earlier in this job"))
+            .count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(recorded(out_dir.path(), "test", "bin", &log), bin);
+    assert_eq!(recorded(out_dir.path(), "plan", "version", &log), version);
+    assert!(!log.contains("building deploy-action from source"), "{log}");
+
+    // Both stages name the changed service; `test` ran it and nothing failed.
+    for step in ["plan", "test"] {
+        assert_eq!(
+            recorded(out_dir.path(), step, "affected", &log),
+            r#"["api"]"#,
+            "{step}:\n{log}"
+        );
+    }
+    assert_eq!(recorded(out_dir.path(), "test", "test-failed", &log), "[]");
+    assert!(log.contains("testing api"), "{log}");
 }
