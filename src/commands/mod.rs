@@ -24,6 +24,22 @@ pub struct Ctx {
     pub report: Report,
 }
 
+/// Prints the completion script. A closed stdout (`completions bash | head -3`) is a clean exit, as
+/// for every other command; clap_complete would panic writing to it, so the script is generated
+/// into memory first.
+fn completions(shell: clap_complete::Shell, ctx: &Ctx) -> Result<()> {
+    use clap::CommandFactory;
+    let mut cmd = crate::cli::Cli::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "deploy-action", &mut script);
+    match ctx.report.raw_stdout(&script) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(
+            crate::error::Error::StageFailed(format!("cannot write the completion script: {e}")),
+        ),
+        _ => Ok(()),
+    }
+}
+
 pub fn execute(command: Command, ctx: &Ctx) -> Result<()> {
     match command {
         Command::Schema => {
@@ -32,12 +48,7 @@ pub fn execute(command: Command, ctx: &Ctx) -> Result<()> {
             Ok(())
         }
         Command::Check => check::run(ctx),
-        Command::Completions { shell } => {
-            use clap::CommandFactory;
-            let mut cmd = crate::cli::Cli::command();
-            clap_complete::generate(shell, &mut cmd, "deploy-action", &mut std::io::stdout());
-            Ok(())
-        }
+        Command::Completions { shell } => completions(shell, ctx),
         Command::Migrate(args) => migrate::run(args, ctx),
         Command::Status => status::run(ctx),
         Command::Promote { from, to } => promote::run(&from, &to, ctx),

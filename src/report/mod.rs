@@ -360,6 +360,24 @@ impl Report {
         Progress::new(visible, label, total_files, total_bytes)
     }
 
+    /// Writes bytes to stdout exactly as given (a generated script such as shell completions):
+    /// no masking, no prefix. The caller decides what a write error means (a closed pipe is
+    /// usually fine).
+    pub fn raw_stdout(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut *sink {
+            Sink::Buffer(v) => {
+                v.push((Stream::Stdout, String::from_utf8_lossy(bytes).into_owned()));
+                Ok(())
+            }
+            Sink::Std => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(bytes)?;
+                out.flush()
+            }
+        }
+    }
+
     /// Prints the `--json` document on stdout.
     pub fn json_document(&self, value: &serde_json::Value) {
         let text = serde_json::to_string_pretty(value).unwrap_or_default();
