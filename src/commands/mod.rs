@@ -14,7 +14,9 @@ pub mod units;
 pub mod up;
 
 use crate::cli::Command;
+use crate::env_vars;
 use crate::error::Result;
+use crate::manifest::{self, Database, Manifest};
 use crate::report::Report;
 use crate::settings::Settings;
 
@@ -22,6 +24,25 @@ use crate::settings::Settings;
 pub struct Ctx {
     pub settings: Settings,
     pub report: Report,
+}
+
+impl Ctx {
+    /// Loads and validates the manifest (`--manifest`, else `deploy.yml`), then registers its
+    /// secrets before any command can print or relay anything: the password of every
+    /// environment's `database.url_env` URL that is set, whichever environment and stage runs
+    /// (`exec -- sh -c 'echo $STAGING_DATABASE_URL'` must not show it either). The one way commands
+    /// load the manifest.
+    pub fn load_manifest(&self) -> Result<Manifest> {
+        let m = manifest::load_file(&self.settings.manifest_path)?;
+        for env in m.environments.values() {
+            if let Some(Database::UrlEnv { var, .. }) = &env.database
+                && let Some(url) = env_vars::get(var)
+            {
+                self.report.add_url_password(&url);
+            }
+        }
+        Ok(m)
+    }
 }
 
 /// Prints the completion script. A closed stdout (`completions bash | head -3`) is a clean exit, as

@@ -19,7 +19,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 pub fn run(from: &str, to: &str, ctx: &Ctx) -> Result<()> {
-    let m = ctx.settings.load_manifest()?;
+    let m = ctx.load_manifest()?;
     let names: Vec<&str> = m.environments.keys().map(String::as_str).collect();
     let env_of = |n: &str| {
         m.environments.get(n).cloned().ok_or_else(|| {

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 pub const HISTORY: usize = 10;
 
 pub fn run(ctx: &Ctx) -> Result<()> {
-    let manifest = ctx.settings.load_manifest()?;
+    let manifest = ctx.load_manifest()?;
     let env = ctx.settings.environment(&manifest)?;
     let mut hosts: Vec<(String, HostState)> = Vec::new();
     let pool = ExecutorPool::new();
