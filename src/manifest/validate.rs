@@ -324,10 +324,8 @@ const HOST_EXAMPLE: &str = "write `local` or `ssh://user@host[:port]`, e.g. ssh:
 /// `Local`) or scheme (`shh://`), else the forms a host takes.
 fn host_help(s: &str) -> String {
     match s.split_once("://") {
-        None if !s.contains(['@', ':', '/', '.']) => {
-            if closest(s, ["local"]).is_some() {
-                return "did you mean `local`?".into();
-            }
+        None if !s.contains(['@', ':', '/', '.']) && closest(s, ["local"]).is_some() => {
+            return "did you mean `local`?".into();
         }
         Some((scheme, rest)) if scheme != "ssh" && closest(scheme, ["ssh"]).is_some() => {
             return format!("did you mean `ssh://{rest}`?");
