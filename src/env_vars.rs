@@ -61,6 +61,9 @@ pub const DEPLOY_COMPOSE: &str = "DEPLOY_COMPOSE";
 /// Test switch: ship built images even when the host already has the same image id (the test
 /// host over SSH drives the same Docker engine as the runner).
 pub const DEPLOY_TEST_ALWAYS_SHIP: &str = "DEPLOY_TEST_ALWAYS_SHIP";
+/// Why a deploy, promote or rollback runs: recorded in the release notes, the audit log and the
+/// GitHub deployment's payload.
+pub const DEPLOY_REASON: &str = "DEPLOY_REASON";
 /// The person or bot running a deploy outside GitHub Actions (else `$USER`).
 pub const USER: &str = "USER";
 

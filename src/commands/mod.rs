@@ -7,6 +7,7 @@ pub mod migrate;
 pub mod pages;
 pub mod plan;
 pub mod promote;
+pub mod release;
 pub mod rollback;
 pub mod status;
 pub mod test;
@@ -72,7 +73,7 @@ pub fn execute(command: Command, ctx: &Ctx) -> Result<()> {
         Command::Completions { shell } => completions(shell, ctx),
         Command::Migrate(args) => migrate::run(args, ctx),
         Command::Status => status::run(ctx),
-        Command::Promote { from, to } => promote::run(&from, &to, ctx),
+        Command::Promote { from, to } => promote::run(from.as_deref(), to.as_deref(), ctx),
         Command::Rollback { to } => rollback::run(to.as_deref(), ctx),
         Command::Up(args) => up::run(&args, ctx),
         Command::Lock(args) => up::lock(args.action, ctx),
@@ -80,6 +81,6 @@ pub fn execute(command: Command, ctx: &Ctx) -> Result<()> {
         Command::Build(args) => build::run(ctx, &args),
         Command::Test(args) => test::run(ctx, &args),
         Command::Exec(args) => exec::run(ctx, &args),
-        Command::Pages(args) => pages::run(&args, ctx).map(|_| ()),
+        Command::Pages(args) => release::pages(&args, ctx),
     }
 }

@@ -143,6 +143,33 @@ impl Executor for LocalExecutor {
         })
     }
 
+    fn capture_to_file(&mut self, cmd: &Cmd, file: &std::fs::File) -> Result<Output, ExecError> {
+        let sink = file.try_clone().map_err(|e| ExecError::Io {
+            host: "local".into(),
+            message: format!("cannot write the output of `{}`: {e}", cmd.program),
+        })?;
+        let mut expr = duct::cmd(&cmd.program, cmd.args.iter().map(|a| a.expose()))
+            .stdout_file(sink)
+            .stderr_capture()
+            .unchecked();
+        for (k, v) in &cmd.env {
+            expr = expr.env(k, v.expose());
+        }
+        if let Some(dir) = &cmd.cwd {
+            expr = expr.dir(dir);
+        }
+        expr = match &cmd.stdin {
+            Some(bytes) => expr.stdin_bytes(bytes.clone()),
+            None => expr.stdin_null(),
+        };
+        let out = expr.run().map_err(|e| Self::spawn_error(cmd, e))?;
+        Ok(Output {
+            status: exit_code(out.status),
+            stdout: Vec::new(),
+            stderr: out.stderr,
+        })
+    }
+
     fn upload(&mut self, remote_path: &str, data: &[u8], mode: i32) -> Result<(), ExecError> {
         use std::os::unix::fs::PermissionsExt;
         let io_err = |e: std::io::Error| ExecError::Io {

@@ -78,6 +78,10 @@ pub trait Executor {
     /// Runs `cmd` and collects its output.
     fn capture(&mut self, cmd: &Cmd) -> Result<Output, ExecError>;
 
+    /// Runs `cmd` with its standard output written to `file` (binary: an image archive), and
+    /// returns the status and standard error (the returned `stdout` is empty).
+    fn capture_to_file(&mut self, cmd: &Cmd, file: &std::fs::File) -> Result<Output, ExecError>;
+
     /// Writes `data` to `remote_path` on the target with `mode`, creating parent directories.
     fn upload(&mut self, remote_path: &str, data: &[u8], mode: i32) -> Result<(), ExecError>;
 }

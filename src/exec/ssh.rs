@@ -357,6 +357,35 @@ impl Executor for SshExecutor {
         })
     }
 
+    fn capture_to_file(&mut self, cmd: &Cmd, file: &std::fs::File) -> Result<Output, ExecError> {
+        use std::io::Write;
+        let mut sink = std::io::BufWriter::new(file);
+        let mut stderr = Vec::new();
+        let mut failed: Option<std::io::Error> = None;
+        let status = self.exec(
+            &cmd.to_shell_line(),
+            cmd.stdin.as_deref(),
+            None,
+            &mut |stream, data| match stream {
+                Stream::Stdout if failed.is_none() => {
+                    if let Err(e) = sink.write_all(data) {
+                        failed = Some(e);
+                    }
+                }
+                Stream::Stdout => {}
+                Stream::Stderr => stderr.extend_from_slice(data),
+            },
+        )?;
+        if let Some(e) = failed.or_else(|| sink.flush().err()) {
+            return Err(self.io_err("cannot write the command's output", e));
+        }
+        Ok(Output {
+            status,
+            stdout: Vec::new(),
+            stderr,
+        })
+    }
+
     fn upload(&mut self, remote_path: &str, data: &[u8], mode: i32) -> Result<(), ExecError> {
         let out = self.capture(&upload_cmd(remote_path, data, mode))?;
         if out.success() {
