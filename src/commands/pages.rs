@@ -124,7 +124,7 @@ pub fn site_jobs(args: &PagesArgs, ctx: &Ctx) -> Result<(PathBuf, Vec<SiteJob>)>
             }],
         ));
     }
-    let manifest = ctx.settings.load_manifest()?;
+    let manifest = ctx.load_manifest()?;
     ctx.settings.environment(&manifest)?;
     let root = ctx
         .settings

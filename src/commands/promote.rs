@@ -43,7 +43,7 @@ struct Promotion {
 }
 
 pub fn run(from: Option<&str>, to: Option<&str>, ctx: &Ctx) -> Result<()> {
-    let m = ctx.settings.load_manifest()?;
+    let m = ctx.load_manifest()?;
     let (source, target) = environments(&m, from, to, ctx.settings.env.as_deref())?;
     check_only(&m, &ctx.settings.only)?;
     let report = &ctx.report;

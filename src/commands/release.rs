@@ -53,7 +53,7 @@ fn recorded_env(ctx: &Ctx) -> Result<Option<Environment>> {
     if ctx.settings.dry_run || ctx.settings.env.is_none() {
         return Ok(None);
     }
-    let m = ctx.settings.load_manifest()?;
+    let m = ctx.load_manifest()?;
     Ok(Some(ctx.settings.environment(&m)?.clone()))
 }
 

@@ -32,7 +32,7 @@ struct Change {
 }
 
 pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
-    let m = ctx.settings.load_manifest()?;
+    let m = ctx.load_manifest()?;
     let env = ctx.settings.environment(&m)?.clone();
     let report = &ctx.report;
     let selector = to.map(Selector::parse).transpose().map_err(Error::usage)?;

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 pub const HISTORY: usize = 10;
 
 pub fn run(ctx: &Ctx) -> Result<()> {
-    let manifest = ctx.settings.load_manifest()?;
+    let manifest = ctx.load_manifest()?;
     let env = ctx.settings.environment(&manifest)?;
     let loaded = store::load(ctx, env)?;
     let hosts = &loaded.hosts;

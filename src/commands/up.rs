@@ -128,7 +128,7 @@ fn select(
 }
 
 pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
-    let m = ctx.settings.load_manifest()?;
+    let m = ctx.load_manifest()?;
     let env = ctx.settings.environment(&m)?.clone();
     let report = &ctx.report;
     let lock_wait = args
@@ -369,7 +369,7 @@ pub fn summarize(ctx: &Ctx, env: &str, hosts: &[Host], results: &[HostResult]) {
 }
 
 pub fn lock(action: LockAction, ctx: &Ctx) -> Result<()> {
-    let m = ctx.settings.load_manifest()?;
+    let m = ctx.load_manifest()?;
     let env = ctx.settings.environment(&m)?.clone();
     let report = &ctx.report;
     let paths = StatePaths::new(&env.dir);
