@@ -8,7 +8,6 @@ mod errors;
 mod exec;
 mod fake_cloudflare;
 mod fake_github;
-mod fake_github_releases;
 mod github;
 mod harness;
 mod ledger;

@@ -1,7 +1,7 @@
 //! The release ledger: `status` against records on a `local` host, git tags made locally, and tags
 //! and deployment statuses made through the (fake) GitHub API.
 
-use crate::fake_github_releases::FakeGitHub;
+use crate::fake_github::FakeGitHub;
 use crate::harness::Project;
 use deploy_action::exec::Executor;
 use deploy_action::exec::local::LocalExecutor;
@@ -205,7 +205,7 @@ fn local_tags_annotate_the_deployed_commit_with_the_record_and_move_the_pointer(
 fn actions_env(gh: &FakeGitHub, dir: &std::path::Path) -> Vec<(&'static str, String)> {
     vec![
         ("GITHUB_ACTIONS", "true".into()),
-        ("GITHUB_TOKEN", "ghs_test".into()),
+        ("GITHUB_TOKEN", gh.token.clone()),
         ("GITHUB_REPOSITORY", "o/shop".into()),
         ("GITHUB_API_URL", gh.url.clone()),
         ("GITHUB_SERVER_URL", "https://github.com".into()),
@@ -297,7 +297,7 @@ fn in_actions_up_tags_through_the_api_and_reports_the_deployment_in_progress_the
         .clone();
     assert_eq!(last["log_url"], "https://github.com/o/shop/actions/runs/77");
     assert_eq!(last["environment_url"], "https://shop.example.com");
-    assert!(st.log.iter().all(|r| r.authorization == "Bearer ghs_test"));
+    assert!(st.log.iter().all(|r| r.authorization == gh.bearer()));
 }
 
 #[test]
