@@ -9,6 +9,7 @@ mod exec;
 mod fake_cloudflare;
 mod fake_github;
 mod github;
+mod github_api;
 mod harness;
 mod ledger;
 mod migrate;
