@@ -179,7 +179,13 @@ fn deployments_skip_auto_merge_and_status_checks() {
     let fake = FakeGitHub::start();
     let gh = client(&fake);
     let id = gh
-        .create_deployment(C1, "production", "release 3", &json!({"release": 3}))
+        .create_deployment(
+            C1,
+            "production",
+            "deploy",
+            "release 3",
+            &json!({"release": 3}),
+        )
         .unwrap();
     gh.deployment_status(
         id,
@@ -228,7 +234,7 @@ fn a_202_auto_merge_answer_is_an_error_not_a_deployment() {
             .body(json!({"message": "Auto-merged main into topic-branch on deployment."})),
     );
     let e = gh
-        .create_deployment(C1, "staging", "x", &json!({}))
+        .create_deployment(C1, "staging", "deploy", "x", &json!({}))
         .unwrap_err();
     assert_eq!(status_of(&e), 0, "{e}");
     assert!(e.to_string().contains("unexpected answer"), "{e}");
@@ -252,7 +258,7 @@ fn transient_failures_are_retried_in_one_loop_and_counted() {
             .body(json!({"message": "You have exceeded a secondary rate limit."})),
     );
     let id = gh
-        .create_deployment(C1, "staging", "x", &json!({}))
+        .create_deployment(C1, "staging", "deploy", "x", &json!({}))
         .unwrap();
     assert_eq!(
         fake.log()

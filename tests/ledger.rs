@@ -729,3 +729,52 @@ fn without_hosts_the_releases_live_in_tags_and_status_and_rollback_read_them() {
     .status(0)
     .stdout_has("no hosts");
 }
+
+#[test]
+fn in_actions_a_host_less_environment_reads_and_writes_its_tags_through_the_api() {
+    use crate::fake_cloudflare::FakeCloudflare;
+    let p = pages_project("edge", "[]", "/unused");
+    let cf = FakeCloudflare::start();
+    let gh = FakeGitHub::start();
+    let out_dir = tempfile::tempdir().unwrap();
+    let actions = |args: &[&str]| {
+        p.run(args)
+            .envs(cf.env())
+            .envs(actions_env(&gh, out_dir.path()))
+            .go()
+    };
+    let deploy = &["pages", "--env", "edge", "--all", "--branch", "main"];
+    actions(deploy).status(0).stdout_has("edge: release 1");
+    p.file("site/index.html", "<h1>v2</h1>\n");
+    p.commit("site v2");
+    actions(deploy).status(0).stdout_has("edge: release 2");
+    assert!(
+        p.git_cmd(&["tag", "-l"]).trim().is_empty(),
+        "in Actions the tags are made through the API, not in the checkout"
+    );
+    let v = actions(&["status", "--env", "edge", "--json"]).json();
+    assert_eq!(v["source"], "tags", "{v:#}");
+    assert_eq!(v["current"]["number"], 2);
+    assert_eq!(v["releases"][1]["status"], "superseded");
+
+    actions(&["rollback", "--env", "edge"])
+        .status(0)
+        .stdout_has("release 2 marked bad");
+    let st = gh.state.lock().unwrap();
+    let message = |tag: &str| -> ReleaseRecord {
+        let sha = &st.refs[&format!("refs/tags/{tag}")];
+        serde_json::from_str(st.tag_objects[sha]["message"].as_str().unwrap()).unwrap()
+    };
+    assert_eq!(message("deploy/edge/2").status.0, ReleaseStatus::Bad);
+    assert_eq!(message("deploy/edge/3").status.0, ReleaseStatus::Live);
+    assert_eq!(
+        st.refs["refs/tags/edge"],
+        st.refs["refs/tags/deploy/edge/3"]
+    );
+    let tasks: Vec<&str> = st
+        .deployments
+        .iter()
+        .map(|d| d["task"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(tasks, ["deploy:pages", "deploy:pages", "deploy:rollback"]);
+}

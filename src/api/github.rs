@@ -446,6 +446,7 @@ impl GitHub {
         &self,
         sha: &str,
         environment: &str,
+        task: &str,
         description: &str,
         payload: &Value,
     ) -> Result<u64, GitHubError> {
@@ -457,6 +458,7 @@ impl GitHub {
                 .deployments()
                 .create(sha)
                 .environment(environment)
+                .task(task)
                 .description(description)
                 .auto_merge(false)
                 .required_contexts(Vec::<String>::new())

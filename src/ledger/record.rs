@@ -31,7 +31,7 @@ pub fn reason() -> Option<String> {
 }
 
 /// The GitHub client when this run reports to GitHub (Actions with a token).
-fn github(ctx: &Ctx) -> Option<GitHub> {
+pub fn github(ctx: &Ctx) -> Option<GitHub> {
     if !env_vars::in_github_actions() || env_vars::get(env_vars::GITHUB_TOKEN).is_none() {
         return None;
     }
@@ -151,7 +151,13 @@ impl Deployment {
         let payload =
             serde_json::json!({ "tool": "deploy-action", "task": task, "reason": reason() });
         let made = gh
-            .create_deployment(sha, &env.name, &format!("deploy-action {task}"), &payload)
+            .create_deployment(
+                sha,
+                &env.name,
+                task,
+                &format!("deploy-action {task}"),
+                &payload,
+            )
             .and_then(|id| {
                 gh.deployment_status(id, "in_progress", d.log_url.as_deref(), None, task)?;
                 Ok(id)
