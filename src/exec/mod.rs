@@ -4,7 +4,7 @@
 //! for every step, `dry_run.rs` records and prints. The same [`Plan`](crate::plan::Plan) runs on all.
 
 use crate::cmd::Cmd;
-use std::io::Read;
+use std::io::{Read, Write};
 
 pub mod dry_run;
 pub mod known_hosts;
@@ -68,6 +68,10 @@ pub trait Executor {
 
     /// Runs `cmd`, feeding `input` (if any) to its stdin after `cmd.stdin`, and passing each output
     /// line to `on_line` as it arrives. Returns the exit status; a non-zero status is not an error.
+    ///
+    /// `input` may be interactive: a read that fails with [`std::io::ErrorKind::WouldBlock`] means
+    /// "nothing to send yet", and the executor keeps relaying output and asks again (a long-lived
+    /// `psql` session fed query by query, such as the compose-mode migration lock, needs this).
     fn run(
         &mut self,
         cmd: &Cmd,
@@ -77,6 +81,19 @@ pub trait Executor {
 
     /// Runs `cmd` and collects its output.
     fn capture(&mut self, cmd: &Cmd) -> Result<Output, ExecError>;
+
+    /// Runs `cmd`, writing its stdout to `out` as it arrives (binary-safe: a `pg_dump` streamed back
+    /// to this machine) and collecting stderr. The returned [`Output`] has an empty `stdout`.
+    /// The default collects in memory first; the local and SSH executors stream.
+    fn capture_to(&mut self, cmd: &Cmd, out: &mut dyn Write) -> Result<Output, ExecError> {
+        let mut o = self.capture(cmd)?;
+        out.write_all(&o.stdout).map_err(|e| ExecError::Io {
+            host: self.label(),
+            message: format!("writing the output of `{}`: {e}", cmd.program),
+        })?;
+        o.stdout.clear();
+        Ok(o)
+    }
 
     /// Writes `data` to `remote_path` on the target with `mode`, creating parent directories.
     fn upload(&mut self, remote_path: &str, data: &[u8], mode: i32) -> Result<(), ExecError>;

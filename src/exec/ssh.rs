@@ -197,13 +197,16 @@ impl SshExecutor {
                         pending.extend_from_slice(fixed);
                         fixed = &[];
                     } else if let Some(r) = input.as_mut() {
-                        let n = r
-                            .read(&mut buf)
-                            .map_err(|e| self.io_err("cannot read the input", e))?;
-                        if n == 0 {
-                            input_done = true;
-                        } else {
-                            pending.extend_from_slice(&buf[..n]);
+                        match r.read(&mut buf) {
+                            Ok(0) => input_done = true,
+                            Ok(n) => pending.extend_from_slice(&buf[..n]),
+                            // An interactive input with nothing to send yet: relay output meanwhile.
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    ErrorKind::WouldBlock | ErrorKind::Interrupted
+                                ) => {}
+                            Err(e) => return Err(self.io_err("cannot read the input", e)),
                         }
                     } else {
                         input_done = true;
@@ -353,6 +356,33 @@ impl Executor for SshExecutor {
         Ok(Output {
             status,
             stdout,
+            stderr,
+        })
+    }
+
+    fn capture_to(&mut self, cmd: &Cmd, out: &mut dyn Write) -> Result<Output, ExecError> {
+        let mut stderr = Vec::new();
+        let mut write_error = None;
+        let status = self.exec(
+            &cmd.to_shell_line(),
+            cmd.stdin.as_deref(),
+            None,
+            &mut |stream, data| match stream {
+                Stream::Stdout if write_error.is_none() => {
+                    if let Err(e) = out.write_all(data) {
+                        write_error = Some(e);
+                    }
+                }
+                Stream::Stdout => {}
+                Stream::Stderr => stderr.extend_from_slice(data),
+            },
+        )?;
+        if let Some(e) = write_error {
+            return Err(self.io_err(&format!("writing the output of `{}`", cmd.program), e));
+        }
+        Ok(Output {
+            status,
+            stdout: Vec::new(),
             stderr,
         })
     }
