@@ -26,7 +26,7 @@ pub enum DbError {
         message: String,
     },
     /// The migration lock stayed held by someone else for the whole wait.
-    #[error("the migration lock is held by another run (waited {waited:?}){}", holder.as_ref().map(|h| format!(": {h}")).unwrap_or_default())]
+    #[error("the migration lock is held by another run (waited {}){}", seconds(*waited), holder.as_ref().map(|h| format!(": {h}")).unwrap_or_default())]
     LockTimeout {
         waited: Duration,
         holder: Option<String>,
@@ -84,8 +84,9 @@ pub trait Database {
     /// Sets the recorded checksum of `version` (`--accept-changed`).
     fn rebaseline(&mut self, version: u64, checksum: &str) -> Result<(), DbError>;
 
-    /// Writes a backup of the whole database to `dest` and verifies it.
-    fn backup(&mut self, dest: &Path) -> Result<(), DbError>;
+    /// Writes a backup of the whole database to `dest` and verifies it; returns how and where it
+    /// was verified (for the report).
+    fn backup(&mut self, dest: &Path) -> Result<String, DbError>;
 
     /// The extension of backup files (`sqlite3`, `dump`).
     fn backup_extension(&self) -> &'static str;
@@ -105,6 +106,11 @@ pub fn create_table_sql() -> String {
 )",
         t = crate::migrate::TABLE
     )
+}
+
+/// A wait as people read it: `0.6s`, `12.0s`.
+pub fn seconds(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
 }
 
 /// The current UTC time as RFC 3339 (seconds).
@@ -140,6 +146,18 @@ pub fn rfc3339(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lock_timeout_says_how_long_it_waited() {
+        let e = super::DbError::LockTimeout {
+            waited: std::time::Duration::from_millis(620),
+            holder: None,
+        };
+        assert_eq!(
+            e.to_string(),
+            "the migration lock is held by another run (waited 0.6s)"
+        );
+    }
+
     #[test]
     fn rfc3339_formats_known_instants() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");

@@ -6,6 +6,8 @@
 //! server when the connection closes. Each migration runs with its row in one transaction; a
 //! no-transaction file runs statement by statement, then its row is recorded. Backups are
 //! `pg_dump -Fc` run on this machine and verified with `pg_restore -l` and `pg_restore -f /dev/null`.
+//! The password reaches pg_dump through `PGPASSWORD` in its environment, never its command line
+//! (which `ps` shows to every user of the machine).
 
 use super::{Bookkeeping, Database, DbError, create_table_sql, now_rfc3339};
 use crate::cmd::{Cmd, Secret};
@@ -30,9 +32,59 @@ pub struct PgDatabase {
     client: Client,
     lock_conn: Option<Client>,
     label: String,
-    /// The directory of pg_dump/pg_restore (DEPLOY_PG_BIN), else PATH.
-    bin_dir: Option<String>,
     application_name: String,
+}
+
+/// A PostgreSQL tool (`pg_dump`, `pg_restore`) from DEPLOY_PG_BIN, else from PATH.
+pub fn tool(name: &str) -> String {
+    match crate::env_vars::get(crate::env_vars::DEPLOY_PG_BIN) {
+        Some(d) => format!("{}/{name}", d.trim_end_matches('/')),
+        None => name.to_string(),
+    }
+}
+
+/// `pg_dump -Fc` of the database at `url` into `dest`. The password goes in `PGPASSWORD` (a
+/// secret in the child's environment), never in the arguments that `ps` shows.
+pub fn pg_dump_cmd(url: &str, dest: &str) -> Cmd {
+    let mut cmd = Cmd::new(tool("pg_dump"))
+        .args(["-Fc", "--no-password", "-f", dest])
+        .arg("--dbname")
+        .arg(url_without_password(url));
+    if let Some(pw) = url_password(url) {
+        cmd = cmd.env("PGPASSWORD", Secret::new(pw));
+    }
+    cmd
+}
+
+/// The URL with the password taken out of both places it can be (`user:pw@`, `?password=`).
+pub fn url_without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let auth_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (auth, tail) = rest.split_at(auth_end);
+    let auth = match auth.rsplit_once('@') {
+        Some((userinfo, hosts)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{user}@{hosts}")
+        }
+        None => auth.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|kv| !kv.starts_with("password="))
+                .collect();
+            if kept.is_empty() {
+                path.to_string()
+            } else {
+                format!("{path}?{}", kept.join("&"))
+            }
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{auth}{tail}")
 }
 
 /// The password in a PostgreSQL URL, to register with the masker before anything prints.
@@ -75,16 +127,8 @@ impl PgDatabase {
             client,
             lock_conn: None,
             label,
-            bin_dir: crate::env_vars::get(crate::env_vars::DEPLOY_PG_BIN),
             application_name: application_name.to_string(),
         })
-    }
-
-    fn tool(&self, name: &str) -> String {
-        match &self.bin_dir {
-            Some(d) => format!("{}/{name}", d.trim_end_matches('/')),
-            None => name.to_string(),
-        }
     }
 
     fn other(e: postgres::Error) -> DbError {
@@ -332,28 +376,27 @@ impl Database for PgDatabase {
             .map_err(Self::other)
     }
 
-    fn backup(&mut self, dest: &Path) -> Result<(), DbError> {
+    fn backup(&mut self, dest: &Path) -> Result<String, DbError> {
         let dest_s = dest.display().to_string();
         let mut exec = LocalExecutor;
-        let run = |exec: &mut LocalExecutor, cmd: Cmd, what: &str| -> Result<String, DbError> {
-            let out = exec
-                .capture(&cmd)
-                .map_err(|e| DbError::Backup(format!("{what}: {e}")))?;
-            if !out.success() {
-                return Err(DbError::Backup(format!(
-                    "{what} exited with {}: {}",
-                    out.status,
-                    out.stderr_tail(5)
-                )));
-            }
-            Ok(out.stdout_str())
-        };
-        let dump = Cmd::new(self.tool("pg_dump"))
-            .args(["-Fc", "--no-password", "-f", &dest_s])
-            .arg("--dbname")
-            .secret(self.url.clone());
-        run(&mut exec, dump, "pg_dump")?;
-        verify_dump(&mut exec, &self.tool("pg_restore"), &dest_s)
+        let dump = pg_dump_cmd(self.url.expose(), &dest_s);
+        let out = exec
+            .capture(&dump)
+            .map_err(|e| DbError::Backup(format!("pg_dump: {e}")))?;
+        if !out.success() {
+            return Err(DbError::Backup(format!(
+                "pg_dump exited with {}: {}",
+                out.status,
+                out.stderr_tail(5)
+            )));
+        }
+        match verify_dump(&mut exec, &tool("pg_restore"), &dest_s) {
+            Ok(()) => Ok("pg_restore -l and -f /dev/null on this machine".into()),
+            Err(VerifyError::Unusable(why)) => Err(DbError::Backup(format!(
+                "cannot verify {dest_s}: {why} (install the PostgreSQL client tools as new as the server, or set DEPLOY_PG_BIN)"
+            ))),
+            Err(VerifyError::Failed(e)) => Err(e),
+        }
     }
 
     fn backup_extension(&self) -> &'static str {
@@ -361,22 +404,45 @@ impl Database for PgDatabase {
     }
 }
 
+/// Why a dump could not be verified.
+#[derive(Debug)]
+pub enum VerifyError {
+    /// This pg_restore cannot judge the archive: it is missing, or older than the pg_dump that
+    /// wrote it ("unsupported version … in file header").
+    Unusable(String),
+    /// The archive is damaged or incomplete.
+    Failed(DbError),
+}
+
 /// Verifies a custom-format dump: `pg_restore -l` lists a table of contents and
-/// `pg_restore -f /dev/null` reads every entry.
-pub fn verify_dump(exec: &mut dyn Executor, pg_restore: &str, path: &str) -> Result<(), DbError> {
+/// `pg_restore -f /dev/null` reads every entry (a truncated archive passes `-l` but not this).
+pub fn verify_dump(
+    exec: &mut dyn Executor,
+    pg_restore: &str,
+    path: &str,
+) -> Result<(), VerifyError> {
     for (args, what) in [
         (vec!["-l", path], "pg_restore -l"),
         (vec!["-f", "/dev/null", path], "pg_restore -f /dev/null"),
     ] {
-        let out = exec
-            .capture(&Cmd::new(pg_restore).args(args))
-            .map_err(|e| DbError::Backup(format!("{what}: {e}")))?;
+        let out = match exec.capture(&Cmd::new(pg_restore).args(args)) {
+            Ok(out) => out,
+            Err(crate::exec::ExecError::Spawn { message, .. }) => {
+                return Err(VerifyError::Unusable(format!("{pg_restore}: {message}")));
+            }
+            Err(e) => return Err(VerifyError::Failed(DbError::Backup(format!("{what}: {e}")))),
+        };
         if !out.success() {
-            return Err(DbError::Backup(format!(
-                "verification of {path} failed ({what} exited with {}): {}",
-                out.status,
-                out.stderr_tail(5)
-            )));
+            let tail = out.stderr_tail(5);
+            if tail.contains("unsupported version") {
+                return Err(VerifyError::Unusable(format!(
+                    "{pg_restore} is older than the archive: {tail}"
+                )));
+            }
+            return Err(VerifyError::Failed(DbError::Backup(format!(
+                "verification of {path} failed ({what} exited with {}): {tail}",
+                out.status
+            ))));
         }
     }
     Ok(())
@@ -385,5 +451,53 @@ pub fn verify_dump(exec: &mut dyn Executor, pg_restore: &str, path: &str) -> Res
 impl Drop for PgDatabase {
     fn drop(&mut self) {
         let _ = self.unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{pg_dump_cmd, url_without_password};
+
+    #[test]
+    fn pg_dump_gets_the_password_in_its_environment_only() {
+        let cmd = pg_dump_cmd("postgres://app:s3cret@127.0.0.1:5432/app", "/tmp/x.dump");
+        assert!(
+            cmd.args.iter().all(|a| !a.expose().contains("s3cret")),
+            "{:?}",
+            cmd.argv_exposed()
+        );
+        assert!(
+            cmd.args
+                .iter()
+                .any(|a| a.expose() == "postgres://app@127.0.0.1:5432/app")
+        );
+        let (k, v) = &cmd.env[0];
+        assert_eq!((k.as_str(), v.expose()), ("PGPASSWORD", "s3cret"));
+        assert_eq!(v.display(), "***");
+        assert!(
+            pg_dump_cmd("postgres://app@/app?host=/run/pg", "/tmp/x")
+                .env
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_password_leaves_the_url() {
+        assert_eq!(
+            url_without_password("postgres://app:s3cret@db.example.com:5432/app?sslmode=disable"),
+            "postgres://app@db.example.com:5432/app?sslmode=disable"
+        );
+        assert_eq!(
+            url_without_password("postgres://app:pw@/app?host=/run/postgresql&password=pw2"),
+            "postgres://app@/app?host=/run/postgresql"
+        );
+        assert_eq!(
+            url_without_password("postgresql://app@localhost/app"),
+            "postgresql://app@localhost/app"
+        );
+        assert_eq!(
+            url_without_password("postgres://localhost/app?password=x&port=5433"),
+            "postgres://localhost/app?port=5433"
+        );
     }
 }
