@@ -239,7 +239,7 @@ pub struct ComposeDatabase<'e> {
 
 /// SQL text as a literal.
 fn lit(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+    super::pg_literal(s)
 }
 
 /// The `pg_locks` condition matching the migration lock (a bigint key: classid holds the high
@@ -291,27 +291,6 @@ impl<'e> ComposeDatabase<'e> {
 END $deploy_action$;\n",
             cond = lock_row_condition()
         )
-    }
-
-    fn record_sql(book: &Bookkeeping) -> String {
-        match book {
-            Bookkeeping::Insert {
-                version,
-                name,
-                checksum,
-                applied_by,
-                release,
-            } => format!(
-                "INSERT INTO {TABLE} (version, name, checksum, applied_at, duration_ms, applied_by, release) VALUES ({version}, {}, {}, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), (extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint, {}, {});\n",
-                lit(name),
-                lit(checksum),
-                lit(applied_by),
-                release.as_deref().map(lit).unwrap_or_else(|| "NULL".into())
-            ),
-            Bookkeeping::Delete { version } => {
-                format!("DELETE FROM {TABLE} WHERE version = {version};\n")
-            }
-        }
     }
 
     /// Who holds the lock, asked through the lock session.
@@ -493,7 +472,7 @@ SELECT version, name, checksum, applied_at, duration_ms, applied_by, coalesce(re
                 script.push_str(&stmt);
                 script.push_str(";\n");
             }
-            script.push_str(&Self::record_sql(book));
+            script.push_str(&super::pg_record_sql(book));
         } else {
             script.push_str("BEGIN;\n");
             if let Some(pid) = self.lock_pid {
@@ -505,7 +484,7 @@ SELECT version, name, checksum, applied_at, duration_ms, applied_by, coalesce(re
                 script.push('\n');
             }
             script.push_str(";\n");
-            script.push_str(&Self::record_sql(book));
+            script.push_str(&super::pg_record_sql(book));
             script.push_str("COMMIT;\n");
         }
         let (status, _, err) = self.psql(script)?;

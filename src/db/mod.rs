@@ -92,6 +92,37 @@ pub trait Database {
     fn backup_extension(&self) -> &'static str;
 }
 
+/// A PostgreSQL string literal that reads the same whatever `standard_conforming_strings` says.
+pub fn pg_literal(s: &str) -> String {
+    format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// PostgreSQL: a migration's bookkeeping as SQL with literal values and the server's clock
+/// (`applied_at` = the transaction's start, `duration_ms` = time since then), so it can travel in
+/// the same batch as the migration.
+pub fn pg_record_sql(book: &Bookkeeping) -> String {
+    let t = crate::migrate::TABLE;
+    match book {
+        Bookkeeping::Insert {
+            version,
+            name,
+            checksum,
+            applied_by,
+            release,
+        } => format!(
+            "INSERT INTO {t} (version, name, checksum, applied_at, duration_ms, applied_by, release) VALUES ({version}, {}, {}, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), (extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint, {}, {});\n",
+            pg_literal(name),
+            pg_literal(checksum),
+            pg_literal(applied_by),
+            release
+                .as_deref()
+                .map(pg_literal)
+                .unwrap_or_else(|| "NULL".into())
+        ),
+        Bookkeeping::Delete { version } => format!("DELETE FROM {t} WHERE version = {version};\n"),
+    }
+}
+
 /// The DDL of the tracking table (portable between PostgreSQL and SQLite).
 pub fn create_table_sql() -> String {
     format!(
@@ -146,6 +177,11 @@ pub fn rfc3339(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pg_literals_survive_quotes_and_backslashes() {
+        assert_eq!(super::pg_literal(r"it's a\b"), r"E'it''s a\\b'");
+    }
+
     #[test]
     fn lock_timeout_says_how_long_it_waited() {
         let e = super::DbError::LockTimeout {

@@ -3,8 +3,9 @@
 //! The lock is a session advisory lock taken by a `pg_try_advisory_lock` retry loop on a dedicated
 //! connection: never a blocking `pg_advisory_lock`, which deadlocks against CREATE INDEX
 //! CONCURRENTLY (reference/migrations.md §1.4). It is released by `unlock`, on drop, and by the
-//! server when the connection closes. Each migration runs with its row in one transaction; a
-//! no-transaction file runs statement by statement, then its row is recorded. Backups are
+//! server when the connection closes. Each migration runs with its row in one transaction, sent
+//! as one batch (one round trip per migration); a no-transaction file runs statement by
+//! statement, then its row is recorded. Backups are
 //! `pg_dump -Fc` run on this machine and verified with `pg_restore -l` and `pg_restore -f /dev/null`.
 //! The password reaches pg_dump through `PGPASSWORD` in its environment, never its command line
 //! (which `ps` shows to every user of the machine).
@@ -25,6 +26,9 @@ pub fn lock_key() -> i64 {
     let d = Sha256::digest(TABLE.as_bytes());
     i64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
 }
+
+/// What opens a migration's batch (error positions are shifted by its length).
+const BATCH_PREFIX: &str = "BEGIN;\n";
 
 pub struct PgDatabase {
     url: Secret,
@@ -347,23 +351,35 @@ impl Database for PgDatabase {
             Self::record(&mut self.client, book, ms).map_err(Self::other)?;
             return Ok(ms);
         }
-        let mut tx = self.client.transaction().map_err(Self::other)?;
-        if let Err(e) = tx.batch_execute(&file.sql) {
-            drop(tx);
-            let mut err = Self::statement_error(&e, &file.sql, None);
-            if let DbError::Statement {
-                statement: s @ None,
-                ..
-            } = &mut err
-            {
-                *s = self.replay_to_find(&file.sql, &e);
-            }
-            return Err(err);
+        // One round trip: BEGIN, the file, its row (server clock) and COMMIT in one simple-query
+        // batch. A failing statement aborts the rest; ROLLBACK then ends the aborted transaction
+        // (after a syntax error nothing ran and it only warns).
+        let mut batch = String::with_capacity(file.sql.len() + 512);
+        batch.push_str(BATCH_PREFIX);
+        batch.push_str(&file.sql);
+        batch.push_str("\n;\n");
+        batch.push_str(&super::pg_record_sql(book));
+        batch.push_str("COMMIT;\n");
+        if let Err(e) = self.client.batch_execute(&batch) {
+            let _ = self.client.batch_execute("ROLLBACK");
+            let in_file = match e.as_db_error().and_then(|d| d.position()) {
+                Some(postgres::error::ErrorPosition::Original(p)) => (*p as usize)
+                    .checked_sub(BATCH_PREFIX.chars().count())
+                    .filter(|p| (1..=file.sql.chars().count()).contains(p))
+                    .and_then(|p| statement_at(&file.sql, p)),
+                _ => None,
+            };
+            let statement = match in_file {
+                Some(s) => Some(s),
+                // A runtime error carries no position: name the statement (failures only).
+                None => self.replay_to_find(&file.sql, &e),
+            };
+            return Err(DbError::Statement {
+                statement,
+                message: pg_message(&e),
+            });
         }
-        let ms = started.elapsed().as_millis() as u64;
-        Self::record(&mut tx, book, ms).map_err(Self::other)?;
-        tx.commit().map_err(Self::other)?;
-        Ok(ms)
+        Ok(started.elapsed().as_millis() as u64)
     }
 
     fn rebaseline(&mut self, version: u64, checksum: &str) -> Result<(), DbError> {
