@@ -5,11 +5,16 @@
 #
 #   bash scripts/demo.sh          # idempotent: starts from a fresh copy of the demo each time
 #
-# Needs root on Debian 12 (it installs Docker with compose through scripts/test-env.sh docker).
+# Needs root on Debian 12: it installs Rust through scripts/toolchain.sh when cargo is missing or
+# too old, and Docker with compose through scripts/test-env.sh docker.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=${DEMO_DIR:-/var/tmp/deploy-action-demo}
 say() { printf '\n\033[1m### %s\033[0m\n' "$*"; }
+
+say "Rust toolchain (installed with rustup if cargo is missing or too old)"
+# shellcheck source=scripts/toolchain.sh
+source "$root/scripts/toolchain.sh"
 
 say "Docker engine and compose (installed and started if missing)"
 bash "$root/scripts/test-env.sh" docker

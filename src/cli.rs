@@ -60,14 +60,14 @@ pub enum Command {
     Test(BuildArgs),
     /// Run a command on every host of an environment.
     Exec(ExecArgs),
-    /// Deploy to one environment exactly the images of another's last successful release.
+    /// Deploy to one environment exactly the artifacts of another's last successful release.
     Promote {
-        /// The source environment (e.g. staging).
+        /// The source environment (default: the target's `promote_from`).
         #[arg(long, value_name = "ENV")]
-        from: String,
-        /// The target environment (e.g. production).
+        from: Option<String>,
+        /// The target environment (default: --env).
         #[arg(long, value_name = "ENV")]
-        to: String,
+        to: Option<String>,
     },
     /// Put an environment back on an earlier release (default: the last good one before the current).
     Rollback {

@@ -1,10 +1,13 @@
 //! Every environment variable the tool reads, as a documented constant.
 //!
-//! Secrets among them are registered with the masker before anything could print them.
+//! Secrets among them are registered with the masker before anything could print them:
+//! [`SECRET_VARS`] and the files of [`SECRET_FILE_VARS`] when the reporter starts, and the password
+//! of each environment's `database.url_env` URL as soon as the manifest is loaded
+//! (`commands::Ctx::load_manifest`).
 
 /// Private key text for SSH (masked).
 pub const DEPLOY_SSH_KEY: &str = "DEPLOY_SSH_KEY";
-/// Path of a private key file for SSH.
+/// Path of a private key file for SSH (its contents are masked).
 pub const DEPLOY_SSH_KEY_FILE: &str = "DEPLOY_SSH_KEY_FILE";
 /// known_hosts lines (plain or hashed).
 pub const DEPLOY_KNOWN_HOSTS: &str = "DEPLOY_KNOWN_HOSTS";
@@ -58,6 +61,9 @@ pub const DEPLOY_COMPOSE: &str = "DEPLOY_COMPOSE";
 /// Test switch: ship built images even when the host already has the same image id (the test
 /// host over SSH drives the same Docker engine as the runner).
 pub const DEPLOY_TEST_ALWAYS_SHIP: &str = "DEPLOY_TEST_ALWAYS_SHIP";
+/// Why a deploy, promote or rollback runs: recorded in the release notes, the audit log and the
+/// GitHub deployment's payload.
+pub const DEPLOY_REASON: &str = "DEPLOY_REASON";
 /// The person or bot running a deploy outside GitHub Actions (else `$USER`).
 pub const USER: &str = "USER";
 
@@ -68,6 +74,10 @@ pub const SECRET_VARS: &[&str] = &[
     CLOUDFLARE_API_TOKEN,
     GITHUB_TOKEN,
 ];
+
+/// Variables naming a file whose contents are secrets: the file is read and its contents masked
+/// like [`SECRET_VARS`] (each non-empty line of a key too).
+pub const SECRET_FILE_VARS: &[&str] = &[DEPLOY_SSH_KEY_FILE];
 
 /// Reads a variable, treating an empty value as unset.
 pub fn get(name: &str) -> Option<String> {

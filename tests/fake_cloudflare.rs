@@ -87,6 +87,9 @@ pub struct State {
     faults: Vec<(Route, usize, Fault)>,
     always: Vec<(Route, Fault)>,
     pub outcome: Option<Outcome>,
+    /// The id of the deployment production serves: the newest successful production deployment,
+    /// or the target of the last rollback.
+    pub canonical: Option<String>,
 }
 
 pub struct FakeCloudflare {
@@ -585,6 +588,7 @@ fn answer(req: &Request, route: Route, st: &Mutex<State>) -> Response {
                 {
                     let mut d = d;
                     d["is_canonical"] = json!(true);
+                    s.canonical = Some(id.clone());
                     ok(d)
                 }
                 Some(_) => err(
@@ -776,6 +780,9 @@ fn create_deployment(req: &Request, s: &mut State, project: &str) -> Response {
             "commit_dirty": text("commit_dirty").map(|d| d == "true")}},
         "created_on": "2026-01-01T00:00:00Z",
     });
+    if environment == "production" && status == "success" {
+        s.canonical = Some(id.clone());
+    }
     s.deployments.push(d.clone());
     s.deployment_parts.push(parts);
     // The POST itself answers while the deployment is still running.

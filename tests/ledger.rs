@@ -1,13 +1,11 @@
 //! The release ledger: `status` against records on a `local` host, git tags made locally, and tags
 //! and deployment statuses made through the (fake) GitHub API.
 
-use crate::fake_github_releases::FakeGitHub;
+use crate::fake_github::FakeGitHub;
 use crate::harness::Project;
-use deploy_action::api::github::GitHub;
-use deploy_action::cmd::Secret;
 use deploy_action::exec::Executor;
 use deploy_action::exec::local::LocalExecutor;
-use deploy_action::ledger::{self, record};
+use deploy_action::ledger;
 use deploy_action::state::{
     LockOwner, PagesState, ReleaseRecord, ReleaseStatus, ReleaseStatusField, ServiceState,
 };
@@ -203,97 +201,103 @@ fn local_tags_annotate_the_deployed_commit_with_the_record_and_move_the_pointer(
     );
 }
 
-fn staging_env(p: &Project) -> deploy_action::manifest::Environment {
-    let m = deploy_action::manifest::load_file(&p.path().join("deploy.yml")).unwrap();
-    m.environments["staging"].clone()
+/// The variables of a GitHub Actions run reporting to the fake API.
+fn actions_env(gh: &FakeGitHub, dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("GITHUB_ACTIONS", "true".into()),
+        ("GITHUB_TOKEN", gh.token.clone()),
+        ("GITHUB_REPOSITORY", "o/shop".into()),
+        ("GITHUB_API_URL", gh.url.clone()),
+        ("GITHUB_SERVER_URL", "https://github.com".into()),
+        ("GITHUB_RUN_ID", "77".into()),
+        ("GITHUB_ACTOR", "ann".into()),
+        ("GITHUB_OUTPUT", dir.join("output").display().to_string()),
+        (
+            "GITHUB_STEP_SUMMARY",
+            dir.join("summary").display().to_string(),
+        ),
+    ]
 }
 
 #[test]
-fn github_tags_pointer_and_deployment_statuses_go_through_the_api() {
-    let (p, _dir) = project();
-    let env = staging_env(&p);
-    let gh_server = FakeGitHub::start();
-    let gh = GitHub::new(&gh_server.url, Secret::new("ghs_test"), "o/shop").unwrap();
-    let mut r1 = release(1, ReleaseStatus::Live, &"a".repeat(40), "web:v1");
-    r1.run_url = "https://github.com/o/shop/actions/runs/77".into();
-    let mut out = record::Published::default();
-    record::publish_github(&gh, &env, &r1, &mut out);
-    assert!(out.warnings.is_empty(), "{:?}", out.warnings);
-    assert_eq!(out.tags, ["deploy/staging/1", "staging"]);
-    let r2 = ReleaseRecord {
-        number: 2,
-        run_url: r1.run_url.clone(),
-        ..release(2, ReleaseStatus::Live, &"b".repeat(40), "web:v2")
+fn in_actions_up_tags_through_the_api_and_reports_the_deployment_in_progress_then_the_result() {
+    use crate::up::{Stack, WEB_BROKEN, WEB_V2};
+    let gh = FakeGitHub::start();
+    let s = Stack::new("ghdep", "\"local\"", 5);
+    let yml = std::fs::read_to_string(s.project.path().join("deploy.yml")).unwrap();
+    s.project.manifest(&yml.replace(
+        "    keep_releases: 5\n",
+        "    keep_releases: 5\n    url: https://shop.example.com\n",
+    ));
+    s.project.commit("url");
+    let out_dir = tempfile::tempdir().unwrap();
+    let env = actions_env(&gh, out_dir.path());
+    s.project
+        .run(&["up", "--env", "test", "--all"])
+        .envs(env.clone())
+        .go()
+        .status(0);
+    // A tag API fault is a warning: the deploy happened and exits 0.
+    gh.fail_once("POST", "/repos/o/shop/git/tags", 500);
+    gh.fail_once("POST", "/repos/o/shop/git/tags", 500);
+    gh.fail_once("POST", "/repos/o/shop/git/tags", 500);
+    s.compose(WEB_V2, crate::up::WEB_V1);
+    s.project.commit("web v2");
+    s.project
+        .run(&["up", "--env", "test", "--only", "web"])
+        .envs(env.clone())
+        .go()
+        .status(0)
+        .stdout_has("::warning::cannot tag deploy/test/2");
+    s.compose(WEB_BROKEN, crate::up::WEB_V1);
+    s.project.commit("web broken");
+    s.project
+        .run(&["up", "--env", "test", "--only", "web"])
+        .envs(env)
+        .go()
+        .status(1);
+
+    // The tag keeps the record as it was made (live); the host has since marked it superseded.
+    let mut r1 = s.record(1);
+    assert_eq!(r1["status"], "superseded");
+    r1["status"] = "live".into();
+    let st = gh.state.lock().unwrap();
+    let tag1 = st.refs["refs/tags/deploy/test/1"].clone();
+    let obj = &st.tag_objects[&tag1];
+    assert_eq!(obj["object"]["sha"], r1["sha"]);
+    let msg: serde_json::Value = serde_json::from_str(obj["message"].as_str().unwrap()).unwrap();
+    assert_eq!(msg, r1, "the tag message is the release record");
+    assert!(
+        !st.refs.contains_key("refs/tags/deploy/test/2"),
+        "the failed tag call made no ref"
+    );
+    // Release 3 rolled back: tagged, but the pointer stays on release 1.
+    let tag3 = st.refs["refs/tags/deploy/test/3"].clone();
+    assert_eq!(st.refs["refs/tags/test"], tag1);
+    assert_ne!(tag3, tag1);
+    assert_eq!(st.deployments.len(), 3);
+    for d in &st.deployments {
+        assert_eq!(d["environment"], "test");
+        assert_eq!(d["auto_merge"], false);
+        assert_eq!(d["required_contexts"], serde_json::json!([]));
+    }
+    assert_eq!(st.deployments[0]["ref"], r1["sha"]);
+    let states = |i: usize| -> Vec<String> {
+        st.statuses[&st.deployments[i]["id"].as_u64().unwrap()]
+            .iter()
+            .map(|s| s["state"].as_str().unwrap().to_string())
+            .collect()
     };
-    let mut out2 = record::Published::default();
-    record::publish_github(&gh, &env, &r2, &mut out2);
-    assert!(out2.warnings.is_empty(), "{:?}", out2.warnings);
-
-    let st = gh_server.state.lock().unwrap();
-    let tag2 = st.refs["refs/tags/deploy/staging/2"].clone();
-    assert_eq!(
-        st.refs["refs/tags/staging"], tag2,
-        "the pointer moved to release 2"
-    );
-    let obj = &st.tag_objects[&tag2];
-    assert_eq!(obj["object"]["sha"], "b".repeat(40));
-    let msg: ReleaseRecord = serde_json::from_str(obj["message"].as_str().unwrap()).unwrap();
-    assert_eq!(msg, r2);
-    assert_eq!(st.deployments.len(), 2);
-    let d = &st.deployments[0];
-    assert_eq!(d["environment"], "staging");
-    assert_eq!(d["auto_merge"], false);
-    assert_eq!(d["required_contexts"], serde_json::json!([]));
-    assert_eq!(d["ref"], "a".repeat(40));
-    let statuses = &st.statuses[&d["id"].as_u64().unwrap()];
-    let states: Vec<&str> = statuses
-        .iter()
-        .map(|s| s["state"].as_str().unwrap())
-        .collect();
-    assert_eq!(states, ["in_progress", "success"]);
-    assert_eq!(
-        statuses[1]["log_url"],
-        "https://github.com/o/shop/actions/runs/77"
-    );
-    assert_eq!(
-        statuses[1]["environment_url"],
-        "https://staging.example.com"
-    );
-    assert!(st.log.iter().all(|r| r.authorization == "Bearer ghs_test"));
-    // The pointer's second move was an update with force, after the first was a create.
-    assert!(st.log.iter().any(|r| r.method == "PATCH"
-        && r.path.ends_with("/git/refs/tags/staging")
-        && r.body["force"] == true));
-}
-
-#[test]
-fn a_failed_release_gets_a_failure_status_and_api_faults_become_warnings() {
-    let (p, _dir) = project();
-    let env = staging_env(&p);
-    let gh_server = FakeGitHub::start();
-    let gh = GitHub::new(&gh_server.url, Secret::new("ghs_test"), "o/shop").unwrap();
-    let failed = release(5, ReleaseStatus::RolledBack, &"c".repeat(40), "web:broken");
-    gh_server.fail_once("POST", "/repos/o/shop/git/tags", 422);
-    let mut out = record::Published::default();
-    record::publish_github(&gh, &env, &failed, &mut out);
-    assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
-    assert!(
-        out.warnings[0].contains("cannot tag deploy/staging/5"),
-        "{:?}",
-        out.warnings
-    );
-    assert!(out.tags.is_empty());
-    let st = gh_server.state.lock().unwrap();
-    assert!(
-        !st.refs.contains_key("refs/tags/staging"),
-        "a failed release never moves the pointer"
-    );
-    let id = out.deployment.unwrap();
-    let states: Vec<&str> = st.statuses[&id]
-        .iter()
-        .map(|s| s["state"].as_str().unwrap())
-        .collect();
-    assert_eq!(states, ["in_progress", "failure"]);
+    assert_eq!(states(0), ["in_progress", "success"]);
+    assert_eq!(states(1), ["in_progress", "success"]);
+    assert_eq!(states(2), ["in_progress", "failure"]);
+    let last = st.statuses[&st.deployments[0]["id"].as_u64().unwrap()]
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["log_url"], "https://github.com/o/shop/actions/runs/77");
+    assert_eq!(last["environment_url"], "https://shop.example.com");
+    assert!(st.log.iter().all(|r| r.authorization == gh.bearer()));
 }
 
 #[test]
@@ -397,12 +401,12 @@ fn promote_refuses_a_wrong_source_no_release_and_a_missing_approval() {
     let p = Project::git();
     let d = p.path().display().to_string();
     p.manifest(&format!(
-        "version: 1\nproject: shop\nenvironments:\n  qa:\n    hosts: [\"local\"]\n    dir: {d}/qa\n  staging:\n    hosts: [\"local\"]\n    dir: {d}/stg\n  production:\n    hosts: [\"local\"]\n    dir: {d}/prd\n    approval: required\n    promote_from: staging\n"
+        "version: 1\nproject: shop\nenvironments:\n  qa:\n    hosts: [\"local\"]\n    dir: {d}/qa\n  staging:\n    hosts: [\"local\"]\n    dir: {d}/stg\n  production:\n    hosts: [\"local\"]\n    dir: {d}/prd\n    approval: required\n    promote_from: staging\nservices:\n  web:\n    paths: [\"web/**\"]\n"
     ));
     p.run(&["promote", "--from", "qa", "--to", "production"])
         .go()
         .status(2)
-        .stderr_has("promoted from `staging` (promote_from), not from `qa`");
+        .stderr_has("promoted from `staging` (promote_from in deploy.yml), not from `qa`");
     p.run(&["promote", "--from", "staging", "--to", "production"])
         .go()
         .status(1)
@@ -441,6 +445,10 @@ fn promote_puts_the_exact_staging_image_ids_on_production_without_building() {
     let _cleanup = DropProject(prd.clone());
     let (pw, pa) = (free_port(), free_port());
     let d = s.host_dir.path().display().to_string();
+    let ssh_url = format!(
+        "ssh://root@127.0.0.1:{}",
+        crate::harness::services::var("DA_TEST_SSH_PORT")
+    );
     s.project.file(
         "compose.prod.yml",
         &format!(
@@ -459,7 +467,7 @@ environments:
     compose_files: [compose.yml]
     compose_project: {stg}
   production:
-    hosts: ["local"]
+    hosts: ["{ssh}"]
     dir: {d}/prd
     compose_files: [compose.prod.yml]
     compose_project: {prd}
@@ -474,6 +482,7 @@ services:
         stg = s.name,
         wp = s.web_port,
         ap = s.api_port,
+        ssh = ssh_url,
     ));
     s.project.commit("two environments");
     s.project
@@ -491,12 +500,28 @@ services:
     )
     .unwrap();
 
-    let out = s
-        .project
-        .run(&["promote", "--from", "staging", "--to", "production"])
-        .go();
+    // Production is reached over SSH; the images are shipped by id from staging's host (forced:
+    // both environments share this machine's engine, so production already has them).
+    let over_ssh = |args: &[&str]| {
+        s.project
+            .run(args)
+            .env(
+                "DEPLOY_SSH_KEY_FILE",
+                crate::harness::services::var("DA_TEST_SSH_KEY_FILE"),
+            )
+            .env(
+                "DEPLOY_KNOWN_HOSTS_FILE",
+                crate::harness::services::var("DA_TEST_KNOWN_HOSTS_FILE"),
+            )
+            .env("DEPLOY_TEST_ALWAYS_SHIP", "1")
+            .go()
+    };
+    let out = over_ssh(&["promote", "--env", "production"]);
     out.status(0)
-        .stdout_has("production is on release 1 = release 2 of staging");
+        .stdout_has("shipping image")
+        .stdout_has("from local")
+        .stdout_has("Loaded image")
+        .stdout_has("production is on release 1 = release staging/2");
     assert!(!out.stdout.contains("docker build") && !out.stderr.contains("docker build"));
     assert_eq!(
         sh(&format!("curl -fsS http://127.0.0.1:{pw}/")),
@@ -513,11 +538,7 @@ services:
     );
     assert_eq!(prod["promoted_from"], "staging/2");
     assert_eq!(prod["sha"], stg["sha"]);
-    let v = s
-        .project
-        .run(&["status", "--env", "production", "--json"])
-        .go()
-        .json();
+    let v = over_ssh(&["status", "--env", "production", "--json"]).json();
     assert_eq!(v["current"]["promoted_from"], "staging/2");
     assert_eq!(
         v["services"]["web"]["image_id"],
@@ -565,4 +586,146 @@ fn status_reads_release_records_over_ssh() {
     assert_eq!(v["services"]["web"]["image"], "web:v2");
     assert_eq!(v["hosts"][0]["host"], "root@127.0.0.1:2222");
     ssh(&["exec", "--env", "staging", "--", "rm", "-rf", &dir]).status(0);
+}
+
+/// A project with one site, deployed to `env` (hosts given as YAML, `[]` for none).
+fn pages_project(env: &str, hosts: &str, dir: &str) -> Project {
+    let p = Project::git();
+    p.manifest(&format!(
+        "version: 1\nproject: shop\nenvironments:\n  {env}:\n    hosts: {hosts}\n    dir: {dir}\nsites:\n  web:\n    project: shop-web\n    dir: site\n    paths: [\"site/**\"]\n    production_branch: main\n"
+    ));
+    p.file("site/index.html", "<h1>v1</h1>\n");
+    p.file("site/about.html", "<h1>about</h1>\n");
+    p.commit("site v1");
+    p
+}
+
+fn pages_run(
+    p: &Project,
+    cf: &crate::fake_cloudflare::FakeCloudflare,
+    args: &[&str],
+) -> crate::harness::Outcome {
+    p.run(args)
+        .envs(cf.env())
+        .env("DEPLOY_TEST_NO_RETRY_DELAY", "1")
+        .go()
+}
+
+#[test]
+fn pages_releases_are_recorded_and_rollback_puts_production_back_on_the_previous_deployment() {
+    use crate::fake_cloudflare::{FakeCloudflare, Route};
+    let host = tempfile::tempdir().unwrap();
+    let dir = host.path().display().to_string();
+    let p = pages_project("production", "[\"local\"]", &dir);
+    let cf = FakeCloudflare::start();
+    let deploy = |p: &Project| {
+        pages_run(
+            p,
+            &cf,
+            &["pages", "--env", "production", "--all", "--branch", "main"],
+        )
+    };
+    deploy(&p).status(0).stdout_has("production: release 1");
+    p.file("site/index.html", "<h1>v2</h1>\n");
+    p.commit("site v2");
+    deploy(&p).status(0).stdout_has("production: release 2");
+    let deployments = cf.deployments();
+    let (d1, d2) = (
+        deployments[0]["id"].as_str().unwrap().to_string(),
+        deployments[1]["id"].as_str().unwrap().to_string(),
+    );
+    let rec = |n: u64| -> serde_json::Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(format!("{dir}/.deploy-action/releases/{n}.json")).unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(rec(1)["pages"]["web"]["deployment_id"], d1.as_str());
+    assert_eq!(rec(2)["pages"]["web"]["deployment_id"], d2.as_str());
+    assert_eq!(rec(2)["pages"]["web"]["environment"], "production");
+    assert_eq!(rec(1)["status"], "superseded");
+    let audit = std::fs::read_to_string(format!("{dir}/.deploy-action/audit.log")).unwrap();
+    assert!(audit.contains("\"action\":\"pages\""), "{audit}");
+
+    let v = pages_run(&p, &cf, &["status", "--env", "production", "--json"]).json();
+    assert_eq!(v["current"]["number"], 2, "{v:#}");
+    assert_eq!(v["pages"]["web"]["deployment_id"], d2.as_str());
+
+    let uploads = cf.count(Route::Upload);
+    pages_run(&p, &cf, &["rollback", "--env", "production"])
+        .status(0)
+        .stdout_has("release 2 marked bad");
+    assert_eq!(cf.count(Route::Rollback), 1);
+    assert_eq!(
+        cf.state.lock().unwrap().canonical.as_deref(),
+        Some(d1.as_str()),
+        "production serves the first deployment again"
+    );
+    assert_eq!(
+        cf.count(Route::Upload),
+        uploads,
+        "a rollback uploads nothing"
+    );
+    assert_eq!(rec(2)["status"], "bad");
+    assert_eq!(rec(3)["status"], "live");
+    assert_eq!(rec(3)["pages"]["web"]["deployment_id"], d1.as_str());
+    let v = pages_run(&p, &cf, &["status", "--env", "production", "--json"]).json();
+    assert_eq!(v["current"]["number"], 3);
+    assert_eq!(v["pages"]["web"]["deployment_id"], d1.as_str());
+}
+
+#[test]
+fn without_hosts_the_releases_live_in_tags_and_status_and_rollback_read_them() {
+    use crate::fake_cloudflare::FakeCloudflare;
+    let p = pages_project("edge", "[]", "/unused");
+    let cf = FakeCloudflare::start();
+    let deploy = |p: &Project| {
+        pages_run(
+            p,
+            &cf,
+            &[
+                "pages", "--env", "edge", "--all", "--branch", "main", "--tag",
+            ],
+        )
+    };
+    deploy(&p)
+        .status(0)
+        .stdout_has("tagged deploy/edge/1, edge");
+    p.file("site/index.html", "<h1>v2</h1>\n");
+    p.commit("site v2");
+    deploy(&p).status(0).stdout_has("edge: release 2");
+    let d1 = cf.deployments()[0]["id"].as_str().unwrap().to_string();
+    let msg: ReleaseRecord =
+        serde_json::from_str(&p.git_cmd(&["tag", "-l", "--format=%(contents)", "deploy/edge/2"]))
+            .unwrap();
+    assert_eq!(msg.number, 2);
+    assert_eq!(msg.sha, p.git_cmd(&["rev-parse", "HEAD"]).trim());
+
+    let v = pages_run(&p, &cf, &["status", "--env", "edge", "--json"]).json();
+    assert_eq!(v["source"], "tags", "{v:#}");
+    assert_eq!(v["current"]["number"], 2);
+
+    pages_run(&p, &cf, &["rollback", "--env", "edge", "--tag"])
+        .status(0)
+        .stdout_has("tagged deploy/edge/3, edge");
+    assert_eq!(
+        cf.state.lock().unwrap().canonical.as_deref(),
+        Some(d1.as_str())
+    );
+    let bad: ReleaseRecord =
+        serde_json::from_str(&p.git_cmd(&["tag", "-l", "--format=%(contents)", "deploy/edge/2"]))
+            .unwrap();
+    assert_eq!(bad.status.0, ReleaseStatus::Bad);
+    assert_eq!(
+        p.git_cmd(&["rev-parse", "edge"]).trim(),
+        p.git_cmd(&["rev-parse", "deploy/edge/3"]).trim()
+    );
+    // Without --tag outside Actions, a release of a host-less environment is said to be unrecorded.
+    pages_run(
+        &p,
+        &cf,
+        &["pages", "--env", "edge", "--all", "--branch", "main"],
+    )
+    .status(0)
+    .stdout_has("no hosts");
 }

@@ -3,9 +3,8 @@
 //! (`script` gives the binary a pty) applies after a verified backup; GitHub approvals through the
 //! local fake API (a required reviewer's review, an approval issue, a denial, a stale plan hash).
 
-use crate::fake_github::{FakeGitHub, comment, hash_in};
+use crate::fake_github::{FakeGitHub, comment, hash_in, review};
 use crate::harness::{BIN, Project};
-use serde_json::json;
 
 const MANIFEST: &str = r#"version: 1
 project: shop
@@ -158,10 +157,7 @@ fn in_actions(p: &Project, gh: &FakeGitHub, extra: &[&str]) -> crate::harness::O
 #[test]
 fn github_required_reviewer_approval_counts() {
     let p = project();
-    let gh = FakeGitHub::start(
-        json!([{"state": "approved", "comment": "ship it", "environments": [{"name": "production", "id": 1}], "user": {"login": "erin"}}]),
-        Box::new(|_| vec![]),
-    );
+    let gh = FakeGitHub::start().reviews(vec![review("erin", "approved", "production", "ship it")]);
     let out = in_actions(&p, &gh, &[]);
     out.status(0);
     // The token appears only in the runner's ::add-mask:: command.
@@ -188,15 +184,12 @@ fn github_required_reviewer_approval_counts() {
 #[test]
 fn github_issue_approval_bound_to_the_plan_hash() {
     let p = project();
-    let gh = FakeGitHub::start(
-        json!([]),
-        Box::new(|issue| {
-            vec![
-                comment("mallory", "approve"),
-                comment("alice", &format!("approve {}", &hash_in(issue)[..12])),
-            ]
-        }),
-    );
+    let gh = FakeGitHub::start().comments(|issue| {
+        vec![
+            comment("mallory", "approve"),
+            comment("alice", &format!("approve {}", &hash_in(issue)[..12])),
+        ]
+    });
     in_actions(&p, &gh, &[]).status(0);
     let body = gh.issue_body().expect("an approval issue was opened");
     assert!(
@@ -223,16 +216,14 @@ fn github_issue_approval_bound_to_the_plan_hash() {
 #[test]
 fn github_stale_plan_hash_and_denial_are_refused() {
     let p = project();
-    let stale = FakeGitHub::start(
-        json!([]),
-        Box::new(|_| vec![comment("alice", "approve ffffffffffffffff")]),
-    );
+    let stale =
+        FakeGitHub::start().comments(|_| vec![comment("alice", "approve ffffffffffffffff")]);
     in_actions(&p, &stale, &[])
         .status(3)
         .stdout_has("not this plan")
         .stderr_has("no approval within");
     assert!(tables(&p).is_empty());
-    let deny = FakeGitHub::start(json!([]), Box::new(|_| vec![comment("alice", "deny")]));
+    let deny = FakeGitHub::start().comments(|_| vec![comment("alice", "deny")]);
     in_actions(&p, &deny, &["--yes"])
         .status(3)
         .stderr_has("denied by alice");
@@ -306,20 +297,17 @@ fn github_approval_of_sql_that_changed_meanwhile_is_refused() {
     let p = project();
     let pending = p.path().join("migrations/0002_orders.sql");
     // Alice approves the plan the issue shows; meanwhile the pending file is edited.
-    let gh = FakeGitHub::start(
-        json!([]),
-        Box::new(move |issue| {
-            std::fs::write(
-                &pending,
-                "CREATE TABLE orders (id INTEGER);\nDROP TABLE users;\n",
-            )
-            .unwrap();
-            vec![comment(
-                "alice",
-                &format!("approve {}", &hash_in(issue)[..12]),
-            )]
-        }),
-    );
+    let gh = FakeGitHub::start().comments(move |issue| {
+        std::fs::write(
+            &pending,
+            "CREATE TABLE orders (id INTEGER);\nDROP TABLE users;\n",
+        )
+        .unwrap();
+        vec![comment(
+            "alice",
+            &format!("approve {}", &hash_in(issue)[..12]),
+        )]
+    });
     in_actions(&p, &gh, &[])
         .status(3)
         .stderr_has("the plan changed after it was approved");

@@ -99,7 +99,7 @@ pub struct MigrateOutcome {
 
 /// Entry point from the command line.
 pub fn run(args: MigrateArgs, ctx: &Ctx) -> Result<()> {
-    let manifest = ctx.settings.load_manifest()?;
+    let manifest = ctx.load_manifest()?;
     let env = ctx.settings.environment(&manifest)?;
     let migrations = manifest.migrations.as_ref().ok_or_else(|| {
         Error::usage_help(

@@ -111,7 +111,7 @@ pub fn run(args: &PagesArgs, ctx: &Ctx) -> Result<Vec<(String, PagesState)>> {
 }
 
 /// The repository root and the sites to deploy.
-fn site_jobs(args: &PagesArgs, ctx: &Ctx) -> Result<(PathBuf, Vec<SiteJob>)> {
+pub fn site_jobs(args: &PagesArgs, ctx: &Ctx) -> Result<(PathBuf, Vec<SiteJob>)> {
     if let (Some(project), Some(dir)) = (&args.project, &args.dir) {
         return Ok((
             PathBuf::from("."),
@@ -124,7 +124,7 @@ fn site_jobs(args: &PagesArgs, ctx: &Ctx) -> Result<(PathBuf, Vec<SiteJob>)> {
             }],
         ));
     }
-    let manifest = ctx.settings.load_manifest()?;
+    let manifest = ctx.load_manifest()?;
     ctx.settings.environment(&manifest)?;
     let root = ctx
         .settings
@@ -314,6 +314,18 @@ fn cf_error(job: &SiteJob, e: CfError) -> Error {
     Error::StageFailed(format!("site `{}`: {e}", job.name))
 }
 
+/// The Cloudflare client from CLOUDFLARE_API_TOKEN, CLOUDFLARE_ACCOUNT_ID and
+/// CLOUDFLARE_API_BASE_URL (exit 2 when one is missing); the token is masked from here on.
+pub fn client(ctx: &Ctx) -> Result<Cloudflare> {
+    let cfg = Config::from_env().map_err(Error::usage)?;
+    ctx.report.add_secret(&cfg.api_token);
+    let http = HttpClient::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .map_err(|e| Error::StageFailed(format!("cannot build the HTTP client: {e}")))?;
+    Ok(Cloudflare::new(cfg, http, RetryPolicy::from_env()))
+}
+
 /// The upload and deployment of one walked site.
 fn deploy(
     args: &PagesArgs,
@@ -322,13 +334,7 @@ fn deploy(
     site: &pages::Site,
     git: &GitMeta,
 ) -> Result<(PagesState, Vec<String>)> {
-    let cfg = Config::from_env().map_err(Error::usage)?;
-    ctx.report.add_secret(&cfg.api_token);
-    let http = HttpClient::builder()
-        .timeout(Duration::from_secs(300))
-        .build()
-        .map_err(|e| Error::StageFailed(format!("cannot build the HTTP client: {e}")))?;
-    let cf = Cloudflare::new(cfg, http, RetryPolicy::from_env());
+    let cf = client(ctx)?;
     let err = |e| cf_error(job, e);
     let started = Instant::now();
 

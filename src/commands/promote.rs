@@ -1,193 +1,402 @@
-//! `deploy-action promote --from staging --to production [--only SERVICE...]`: deploys to the
-//! target exactly the images of the source's last successful release (shipped to the target's
-//! hosts when missing, never rebuilt), behind the target's approval gate, through the `up` runner.
+//! `deploy-action promote --from staging --to production [--only UNIT...]`: deploys to the target
+//! exactly the artifacts of the source's last successful release — the same image ids (shipped
+//! from the source's host when the target lacks them, never rebuilt), the same Pages content (the
+//! recorded manifest deployed to the production branch, no upload, no build), the migrations up to
+//! the same version — behind the target's approval gate.
 //!
-//! Stays out of compose handling (the `up` runner) and of the database (prints the `migrate`
-//! command when the versions differ).
+//! The target defaults to `--env`, the source to the target's `promote_from`. Compose handling is
+//! the `up` runner's, Pages the `pages` command's, SQL the `migrate` command's; this file decides
+//! what goes where and records the release as promoted.
 
 use super::Ctx;
 use super::up::{connect, lock_owner};
 use crate::approval::{self, Gate, PlanToApprove};
-use crate::deploy::{HostDeploy, UpRequest};
+use crate::deploy::{HostDeploy, HostResult, UpRequest};
 use crate::env_vars;
 use crate::error::{Error, Result};
-use crate::ledger;
-use crate::manifest::{Approval, Host};
-use crate::state::StatePaths;
+use crate::ledger::record::{Deployment, Outcome, reason};
+use crate::ledger::store;
+use crate::ledger::{self, Units};
+use crate::manifest::{Approval, Environment, MIGRATIONS_UNIT, Manifest};
+use crate::report::Summary;
+use crate::state::{PagesState, ReleaseRecord};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::time::Duration;
 
-pub fn run(from: &str, to: &str, ctx: &Ctx) -> Result<()> {
-    let m = ctx.settings.load_manifest()?;
-    let names: Vec<&str> = m.environments.keys().map(String::as_str).collect();
-    let env_of = |n: &str| {
-        m.environments.get(n).cloned().ok_or_else(|| {
-            Error::usage_help(
-                format!("unknown environment `{n}`"),
-                format!("environments in the manifest: {}", names.join(", ")),
-            )
-        })
-    };
-    let source = env_of(from)?;
-    let target = env_of(to)?;
-    if from == to {
-        return Err(Error::usage("--from and --to name the same environment"));
-    }
-    if let Some(pf) = &target.promote_from {
-        if pf != from {
-            return Err(Error::usage(format!(
-                "environment `{to}` is promoted from `{pf}` (promote_from), not from `{from}`"
-            )));
-        }
-    }
+/// How long the gate waits for an approval in GitHub Actions.
+const APPROVAL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// What the promotion changes on the target.
+#[derive(Default)]
+struct Promotion {
+    /// Manifest service keys to deploy.
+    services: Vec<String>,
+    /// compose service → (image reference, image id) from the source.
+    images: BTreeMap<String, (String, String)>,
+    /// site → the source's Pages deployment.
+    sites: Vec<(String, PagesState)>,
+    /// The migration version to reach, when it differs.
+    migration: Option<String>,
+    /// unit, kind, from, to.
+    rows: Vec<[String; 4]>,
+}
+
+pub fn run(from: Option<&str>, to: Option<&str>, ctx: &Ctx) -> Result<()> {
+    let m = ctx.load_manifest()?;
+    let (source, target) = environments(&m, from, to, ctx.settings.env.as_deref())?;
+    check_only(&m, &ctx.settings.only)?;
     let report = &ctx.report;
-    let Some(first) = source.hosts.first() else {
-        return Err(Error::usage(format!("environment `{from}` has no hosts")));
-    };
-    let mut ex = connect(first, report)?;
-    let src = ledger::read(ex.as_mut(), &source.dir)?;
-    let Some(release) = ledger::current(&src.ledger.releases).cloned() else {
+
+    let src = store::load(ctx, &source)?;
+    let Some(release) = src.current().cloned() else {
         return Err(Error::StageFailed(format!(
-            "nothing to promote: environment `{from}` has no successful (live) release"
+            "nothing to promote: environment `{}` has no successful (live) release",
+            source.name
         )));
     };
+    let have = ledger::unit_versions(&store::load(ctx, &target)?.releases);
+    let want = ledger::state_at(&src.releases, release.number);
+    let p = promotion(&m, ctx, &want, &have);
 
-    let by_compose: BTreeMap<&str, &str> = m
-        .services
-        .iter()
-        .map(|(k, s)| (s.compose_service.as_str(), k.as_str()))
-        .collect();
-    let mut services = Vec::new();
-    let mut images = BTreeMap::new();
-    let mut ids = BTreeMap::new();
-    // Every service of the source as of its current release (a release may change only some).
-    for (cs, (_, st)) in ledger::unit_versions(&src.ledger.releases).services {
-        let Some(key) = by_compose.get(cs.as_str()) else {
-            continue;
-        };
-        if !ctx.settings.only.is_empty() && !ctx.settings.only.iter().any(|o| o == key) {
-            continue;
-        }
-        services.push(key.to_string());
-        ids.insert(cs.clone(), st.image_id.clone());
-        images.insert(cs, st.image.clone());
+    report.stage_start("promote", Some(&target.name));
+    let mut plan = Summary::new(
+        format!(
+            "Promote release {} of {} ({}) to {}",
+            release.number,
+            source.name,
+            ledger::short_sha(&release.sha),
+            target.name
+        ),
+        &["unit", "kind", "from", "to"],
+    );
+    for r in &p.rows {
+        plan.row(r.clone());
     }
-    let text = images
-        .iter()
-        .map(|(s, i)| format!("{s}: {i} ({})", ids[s]))
-        .collect::<Vec<_>>()
-        .join("\n");
-    report.stage_start("promote", Some(to));
-    report.info(&format!(
-        "promoting release {} of {from} ({}) to {to}:\n{text}",
-        release.number,
-        &release.sha[..release.sha.len().min(12)]
-    ));
+    if p.rows.is_empty() {
+        plan.note(format!(
+            "{} already runs the artifacts of release {} of {}",
+            target.name, release.number, source.name
+        ));
+    }
+    report.summary(&plan);
+    if p.rows.is_empty() || ctx.settings.dry_run {
+        if ctx.settings.dry_run {
+            report.info("dry run: nothing was changed");
+        }
+        return Ok(());
+    }
+
     if target.approval == Approval::Required {
-        let hash = blake3::hash(format!("{from}\n{to}\n{}\n{text}", release.sha).as_bytes())
-            .to_hex()
-            .to_string();
+        let text = p
+            .rows
+            .iter()
+            .map(|r| format!("{} ({}): {} → {}", r[0], r[1], r[2], r[3]))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let hash = blake3::hash(
+            format!(
+                "promote\n{}\n{}\n{}\n{text}",
+                source.name, target.name, release.sha
+            )
+            .as_bytes(),
+        )
+        .to_hex()
+        .to_string();
         let gate = Gate {
             approvers: target.approvers.clone(),
-            timeout: Duration::from_secs(30 * 60),
+            timeout: APPROVAL_TIMEOUT,
         };
         approval::obtain(
             report,
             &gate,
             &PlanToApprove {
-                env: to,
+                env: &target.name,
                 action: "promote",
                 hash: &hash,
                 text: &text,
             },
         )?;
     }
-    if services.is_empty() {
-        report.info("promote: no services to promote");
-        return Ok(());
+
+    let deployment = Deployment::start(ctx, &target, &release.sha, "deploy:promote");
+    let promoted_from = format!("{}/{}", source.name, release.number);
+    let mut notes = vec![format!("promoted from release {promoted_from}")];
+    notes.extend(reason().map(|r| format!("reason: {r}")));
+    let outcome = apply(ctx, &m, &source, &target, &release, &p, &notes);
+    let (mut record, results) = match outcome {
+        Ok(r) => r,
+        Err(e) => {
+            deployment.finish(ctx, &target, Outcome::Failed, None);
+            return Err(e);
+        }
+    };
+    record.promoted_from = Some(promoted_from.clone());
+    store::rewrite(ctx, &target, &record)?;
+    if !results.is_empty() {
+        super::up::summarize(ctx, &target.name, &target.hosts, &results);
     }
+    report.output("release", &record.number.to_string());
+    report.info(&format!(
+        "{} is on release {} = release {promoted_from}",
+        target.name, record.number
+    ));
+    let url = record.pages.values().next().map(|p| p.url.clone());
+    deployment.finish(ctx, &target, Outcome::Release(&record), url.as_deref());
+    Ok(())
+}
+
+/// The source and target environments: `--to` (else `--env`) is the target, `--from` (else the
+/// target's `promote_from`) the source. A target whose `promote_from` names another environment
+/// is refused.
+fn environments(
+    m: &Manifest,
+    from: Option<&str>,
+    to: Option<&str>,
+    env: Option<&str>,
+) -> Result<(Environment, Environment)> {
+    let names: Vec<&str> = m.environments.keys().map(String::as_str).collect();
+    let get = |n: &str| {
+        m.environments.get(n).cloned().ok_or_else(|| {
+            let help = match crate::diag::suggest::closest(n, names.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`? environments: {}", names.join(", ")),
+                None => format!("environments: {}", names.join(", ")),
+            };
+            Error::usage_help(format!("unknown environment `{n}`"), help)
+        })
+    };
+    let Some(to) = to.or(env) else {
+        return Err(Error::usage_help(
+            "promote needs a target environment",
+            "pass --to ENV (or --env ENV)",
+        ));
+    };
+    let target = get(to)?;
+    let Some(from) = from.or(target.promote_from.as_deref()) else {
+        return Err(Error::usage_help(
+            format!("promote to `{to}` needs a source environment"),
+            format!("pass --from ENV, or set `promote_from:` on environment `{to}` in deploy.yml"),
+        ));
+    };
+    let source = get(from)?;
+    if from == to {
+        return Err(Error::usage("--from and --to name the same environment"));
+    }
+    if let Some(pf) = target.promote_from.as_deref().filter(|pf| *pf != from) {
+        return Err(Error::usage(format!(
+            "environment `{to}` is promoted from `{pf}` (promote_from in deploy.yml), not from `{from}`"
+        )));
+    }
+    Ok((source, target))
+}
+
+/// Every `--only` name must be a unit of the manifest.
+fn check_only(m: &Manifest, only: &[String]) -> Result<()> {
+    let units: Vec<&str> = m.units().into_iter().map(|(n, _)| n).collect();
+    for o in only {
+        if !units.contains(&o.as_str()) {
+            let help = match crate::diag::suggest::closest(o, units.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`? units: {}", units.join(", ")),
+                None => format!("units: {}", units.join(", ")),
+            };
+            return Err(Error::usage_help(
+                format!("--only: no unit named `{o}`"),
+                help,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What differs between the source's release and the target, unit by unit.
+fn promotion(m: &Manifest, ctx: &Ctx, want: &Units, have: &Units) -> Promotion {
+    let selected =
+        |unit: &str| ctx.settings.only.is_empty() || ctx.settings.only.iter().any(|o| o == unit);
+    let mut p = Promotion::default();
+    for (key, svc) in &m.services {
+        let Some((_, w)) = want.services.get(&svc.compose_service) else {
+            continue;
+        };
+        if !selected(key) {
+            continue;
+        }
+        let h = have.services.get(&svc.compose_service).map(|(_, s)| s);
+        if h.is_some_and(|h| ledger::same_image(h, w)) {
+            continue;
+        }
+        p.services.push(key.clone());
+        p.images.insert(
+            svc.compose_service.clone(),
+            (w.image.clone(), w.image_id.clone()),
+        );
+        p.rows.push([
+            key.clone(),
+            "service".into(),
+            h.map_or_else(|| "(none)".into(), |h| h.image.clone()),
+            format!("{} ({})", w.image, ledger::short_id(&w.image_id)),
+        ]);
+    }
+    for (site, (_, w)) in &want.pages {
+        if !selected(site) || !m.sites.contains_key(site) {
+            continue;
+        }
+        let h = have.pages.get(site).map(|(_, s)| s);
+        if h.is_some_and(|h| h.manifest == w.manifest && !w.manifest.is_empty()) {
+            continue;
+        }
+        p.sites.push((site.clone(), w.clone()));
+        p.rows.push([
+            site.clone(),
+            "pages".into(),
+            h.map_or_else(|| "(none)".into(), |h| h.url.clone()),
+            format!("{} files of {}", w.manifest.len(), w.url),
+        ]);
+    }
+    if let Some((_, v)) = &want.migration {
+        let h = have.migration.as_ref().map(|(_, v)| v.clone());
+        if selected(MIGRATIONS_UNIT) && m.migrations.is_some() && h.as_ref() != Some(v) {
+            p.migration = Some(v.clone());
+            p.rows.push([
+                MIGRATIONS_UNIT.into(),
+                "database".into(),
+                h.unwrap_or_else(|| "(none)".into()),
+                format!("version {v}"),
+            ]);
+        }
+    }
+    p
+}
+
+/// Migrations, then services, then sites; returns the target's new release.
+fn apply(
+    ctx: &Ctx,
+    m: &Manifest,
+    source: &Environment,
+    target: &Environment,
+    release: &ReleaseRecord,
+    p: &Promotion,
+    notes: &[String],
+) -> Result<(ReleaseRecord, Vec<HostResult>)> {
+    let report = &ctx.report;
+    let owner = lock_owner("promote", &release.sha);
+    if let Some(v) = &p.migration {
+        report.warn(&format!(
+            "{} ran with migration {v}; apply it on {} through its gate: deploy-action migrate --env {}",
+            source.name, target.name, target.name
+        ));
+    }
+    let mut record: Option<ReleaseRecord> = None;
+    let mut results = Vec::new();
+    if !p.services.is_empty() {
+        record = Some(promote_services(
+            ctx,
+            m,
+            source,
+            target,
+            p,
+            notes,
+            &owner,
+            &mut results,
+        )?);
+    }
+    if !p.sites.is_empty() {
+        report.warn(
+            "Pages sites are not promoted by this build; run `deploy-action pages` for the target",
+        );
+    }
+    match record {
+        Some(r) => Ok((r, results)),
+        None => {
+            let r = store::append(ctx, target, &owner, "promote", &[], &|r| {
+                r.notes.extend(notes.iter().cloned());
+            })?;
+            Ok((r, results))
+        }
+    }
+}
+
+/// Ships the source's images to every target host (by id, from the source's first host) and
+/// deploys them through the `up` runner; checks the recorded ids are the source's.
+#[allow(clippy::too_many_arguments)]
+fn promote_services(
+    ctx: &Ctx,
+    m: &Manifest,
+    source: &Environment,
+    target: &Environment,
+    p: &Promotion,
+    notes: &[String],
+    owner: &crate::state::LockOwner,
+    results: &mut Vec<HostResult>,
+) -> Result<ReleaseRecord> {
+    let report = &ctx.report;
+    let Some(src_host) = source.hosts.first() else {
+        return Err(Error::StageFailed(format!(
+            "environment `{}` has no hosts to take the images from",
+            source.name
+        )));
+    };
+    let mut src = connect(src_host, report)?;
     let req = UpRequest {
-        env: to.to_string(),
-        services,
-        images: images.clone(),
+        env: target.name.clone(),
+        services: p.services.clone(),
+        images: p
+            .images
+            .iter()
+            .map(|(cs, (image, _))| (cs.clone(), image.clone()))
+            .collect(),
         user_images: BTreeSet::new(),
         force: false,
         lock_wait: None,
-        dry_run: ctx.settings.dry_run,
-        yes: ctx.settings.yes,
-        owner: lock_owner("promote", &release.sha),
-        repo_root: match ctx.settings.manifest_path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => ".".into(),
-        },
+        dry_run: false,
+        yes: true,
+        owner: owner.clone(),
+        repo_root: store::repo_root(ctx),
         compose_pref: env_vars::get(env_vars::DEPLOY_COMPOSE),
         interactive: std::io::stdin().is_terminal(),
+        notes: notes.to_vec(),
     };
+    let mut first = None;
     for host in &target.hosts {
         let mut ex = connect(host, report)?;
-        if *host != Host::Local && !req.dry_run {
-            for image in images.values() {
-                crate::deploy::ship::ship(ex.as_mut(), report, image)?;
-            }
+        for (image, id) in p.images.values() {
+            crate::deploy::ship::ship_between(src.as_mut(), ex.as_mut(), report, image, id)?;
         }
-        let hd = HostDeploy {
+        let r = HostDeploy {
             ex: ex.as_mut(),
             report,
             host: host.clone(),
-            env: &target,
-            manifest: &m,
+            env: target,
+            manifest: m,
             req: &req,
-        };
-        let r = hd.run()?;
-        if !r.ok {
+        }
+        .run()?;
+        let ok = r.ok;
+        let written = r.record.clone();
+        results.push(r);
+        if !ok {
+            super::up::summarize(ctx, &target.name, &target.hosts, results);
             return Err(Error::StageFailed(format!(
                 "promote failed on {}; the previous version is serving",
                 host.label()
             )));
         }
-        // The exact artifacts: the recorded image ids must be the source's.
-        let after = ledger::read(ex.as_mut(), &target.dir)?;
-        if let Some(mut new) = ledger::current(&after.ledger.releases).cloned() {
-            for (cs, id) in &ids {
-                let have = new
-                    .services
-                    .get(cs)
-                    .map(|s| s.image_id.as_str())
-                    .unwrap_or("");
-                if !id.is_empty() && have != id {
-                    return Err(Error::StageFailed(format!(
-                        "{}: {cs} runs image {have}, not {id} from {from}",
-                        host.label()
-                    )));
-                }
-            }
-            new.promoted_from = Some(format!("{from}/{}", release.number));
-            let bytes = serde_json::to_vec_pretty(&new).map_err(anyhow::Error::from)?;
-            ex.upload(
-                &StatePaths::new(&target.dir).release(new.number),
-                &bytes,
-                0o644,
-            )?;
-            if host == target.hosts.last().unwrap() {
-                ledger::record::record_release(ctx, &target, &new);
-                report.output("release", &new.number.to_string());
-                report.info(&format!(
-                    "{to} is on release {} = release {} of {from}",
-                    new.number, release.number
-                ));
+        let Some(written) = written else { continue };
+        // The exact artifacts: the ids now running must be the source's.
+        for (cs, (_, id)) in &p.images {
+            let running = written
+                .services
+                .get(cs)
+                .map(|s| s.image_id.as_str())
+                .unwrap_or("");
+            if !id.is_empty() && running != id {
+                return Err(Error::StageFailed(format!(
+                    "{}: {cs} runs image {running}, not {id} from {}",
+                    host.label(),
+                    source.name
+                )));
             }
         }
+        first.get_or_insert(written);
     }
-    if let Some(v) = &release.migration_version {
-        report.warn(&format!(
-            "{from} ran with migration {v}; apply it on {to} through the gate: deploy-action migrate --env {to}"
-        ));
-    }
-    if !release.pages.is_empty() {
-        report.warn(
-            "Pages sites are not promoted by this build; run `deploy-action pages` for the target",
-        );
-    }
-    Ok(())
+    first.ok_or_else(|| Error::StageFailed(format!("environment `{}` has no hosts", target.name)))
 }

@@ -1,190 +1,352 @@
-//! `deploy-action rollback --env E [--to N|TAG|SHA] [--only SERVICE...]`: puts the compose
-//! services back on an earlier release's images through the `up` runner (lock, health gate,
-//! release record, audit), marks the abandoned release bad and moves the pointer tag.
+//! `deploy-action rollback --env E [--to N|TAG|SHA] [--only UNIT...]`: returns an environment to
+//! an earlier release. Compose services go back to that release's images through the `up` runner
+//! (lock, health gate, a new release record); Pages production goes back to that release's
+//! deployment through Cloudflare's rollback endpoint; migrations are never rolled back
+//! implicitly (the `migrate down` command is printed). The abandoned release is marked bad and the
+//! pointer tag moves to the new release.
 //!
-//! Stays out of compose handling (the `up` runner does it) and never touches the database:
-//! when migration versions differ it prints the `migrate down` command to run.
+//! The choices (which release, which units differ) live in `ledger/`; compose handling in
+//! `deploy/`; this file is the glue.
 
 use super::Ctx;
 use super::up::{connect, lock_owner};
-use crate::deploy::{HostDeploy, UpRequest};
+use crate::cmd::docker_engine as de;
+use crate::deploy::{HostDeploy, HostResult, UpRequest};
 use crate::env_vars;
 use crate::error::{Error, Result};
+use crate::ledger::record::{Deployment, Outcome, reason};
+use crate::ledger::store;
 use crate::ledger::{self, Selector, TargetError};
-use crate::state::{ReleaseStatus, ReleaseStatusField, StatePaths};
+use crate::manifest::{Environment, MIGRATIONS_UNIT, Manifest};
+use crate::report::Summary;
+use crate::state::{PagesState, ReleaseRecord, ReleaseStatus, ReleaseStatusField};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 
+/// One unit that goes back, for the plan and the summary.
+struct Change {
+    unit: String,
+    kind: &'static str,
+    from: String,
+    to: String,
+}
+
 pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
-    let m = ctx.settings.load_manifest()?;
+    let m = ctx.load_manifest()?;
     let env = ctx.settings.environment(&m)?.clone();
     let report = &ctx.report;
     let selector = to.map(Selector::parse).transpose().map_err(Error::usage)?;
-    let Some(first) = env.hosts.first() else {
-        return Err(Error::usage(format!(
-            "environment `{}` has no hosts",
-            env.name
-        )));
-    };
-    let mut ex = connect(first, report)?;
-    let state = ledger::read(ex.as_mut(), &env.dir)?;
-    let releases = state.ledger.releases;
-    let target = match ledger::rollback_target(&env.name, &releases, selector.as_ref()) {
+    check_only(&m, &ctx.settings.only)?;
+    let selected =
+        |unit: &str| ctx.settings.only.is_empty() || ctx.settings.only.iter().any(|o| o == unit);
+
+    let loaded = store::load(ctx, &env)?;
+    let releases = &loaded.releases;
+    let target = match ledger::rollback_target(&env.name, releases, selector.as_ref()) {
         Ok(t) => t.clone(),
-        // Nothing to go back to is a state of the environment, not a typing error: exit 1.
+        // Nothing to go back to is the environment's state, not a typing error: exit 1.
         Err(e @ TargetError::Nothing(_)) => return Err(Error::StageFailed(e.to_string())),
         Err(e) => return Err(Error::usage(e.to_string())),
     };
-    let abandoned = ledger::current(&releases).cloned();
+    let abandoned = loaded.current().cloned();
+    let then = ledger::state_at(releases, target.number);
+    let now = ledger::unit_versions(releases);
 
-    // compose service → manifest service key, for the runner.
+    // compose service → manifest service key.
     let by_compose: BTreeMap<&str, &str> = m
         .services
         .iter()
         .map(|(k, s)| (s.compose_service.as_str(), k.as_str()))
         .collect();
+    let mut changes = Vec::new();
     let mut services = Vec::new();
     let mut images = BTreeMap::new();
-    for (cs, st) in &target.services {
+    for (cs, (_, st)) in &then.services {
         let Some(key) = by_compose.get(cs.as_str()) else {
             report.warn(&format!(
-                "release {}: service `{cs}` is no longer in the manifest; left alone",
+                "release {}: service `{cs}` is no longer in deploy.yml; left alone",
                 target.number
             ));
             continue;
         };
-        if !ctx.settings.only.is_empty() && !ctx.settings.only.iter().any(|o| o == key) {
+        if !selected(key) {
+            continue;
+        }
+        let current = now.services.get(cs).map(|(_, s)| s);
+        if current.is_some_and(|c| ledger::same_image(c, st)) {
             continue;
         }
         services.push(key.to_string());
-        let image = st.release_tag.clone().unwrap_or_else(|| st.image.clone());
-        images.insert(cs.clone(), image);
+        images.insert(
+            cs.clone(),
+            st.release_tag.clone().unwrap_or_else(|| st.image.clone()),
+        );
+        changes.push(Change {
+            unit: key.to_string(),
+            kind: "service",
+            from: current.map_or_else(|| "(none)".into(), |c| c.image.clone()),
+            to: format!("{} ({})", st.image, ledger::short_id(&st.image_id)),
+        });
     }
-    for o in &ctx.settings.only {
-        if !services.contains(o) && o != "migrations" && !m.sites.contains_key(o) {
-            return Err(Error::usage(format!(
-                "--only {o}: release {} has no service `{o}`",
-                target.number
-            )));
+    let mut sites: Vec<(String, PagesState)> = Vec::new();
+    for (site, (_, p)) in &then.pages {
+        if !selected(site) {
+            continue;
         }
+        let current = now.pages.get(site).map(|(_, p)| p);
+        if current.is_some_and(|c| c.deployment_id == p.deployment_id) {
+            continue;
+        }
+        sites.push((site.clone(), p.clone()));
+        changes.push(Change {
+            unit: site.clone(),
+            kind: "pages",
+            from: current.map_or_else(|| "(none)".into(), |c| c.url.clone()),
+            to: p.url.clone(),
+        });
     }
+
     report.stage_start("rollback", Some(&env.name));
     report.info(&format!(
         "rolling {} back from release {} to release {} ({})",
         env.name,
         abandoned
             .as_ref()
-            .map(|r| r.number.to_string())
-            .unwrap_or_else(|| "none".into()),
+            .map_or_else(|| "none".into(), |r| r.number.to_string()),
         target.number,
-        &target.sha[..target.sha.len().min(12)]
+        ledger::short_sha(&target.sha)
     ));
-
-    let mut failure = None;
-    if !services.is_empty() {
-        let req = UpRequest {
-            env: env.name.clone(),
-            services,
-            images,
-            user_images: BTreeSet::new(),
-            force: true,
-            lock_wait: None,
-            dry_run: ctx.settings.dry_run,
-            yes: ctx.settings.yes,
-            owner: lock_owner("rollback", &target.sha),
-            repo_root: match ctx.settings.manifest_path.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                _ => ".".into(),
-            },
-            compose_pref: env_vars::get(env_vars::DEPLOY_COMPOSE),
-            interactive: std::io::stdin().is_terminal(),
-        };
-        for host in &env.hosts {
-            let mut ex = connect(host, report)?;
-            let hd = HostDeploy {
-                ex: ex.as_mut(),
-                report,
-                host: host.clone(),
-                env: &env,
-                manifest: &m,
-                req: &req,
-            };
-            match hd.run() {
-                Ok(r) if r.ok => {}
-                Ok(_) => {
-                    failure = Some(format!("the rollback failed on {}", host.label()));
-                    break;
-                }
-                Err(e) => {
-                    failure = Some(format!("the rollback failed on {}: {e}", host.label()));
-                    break;
-                }
-            }
-        }
+    let mut plan = Summary::new(
+        format!("Rollback of {} to release {}", env.name, target.number),
+        &["unit", "kind", "from", "to"],
+    );
+    for c in &changes {
+        plan.row([c.unit.clone(), c.kind.into(), c.from.clone(), c.to.clone()]);
     }
-    if !target.pages.is_empty() {
-        report.warn(&format!(
-            "Pages sites of release {} ({}) were not rolled back: this build has no Pages rollback",
-            target.number,
-            target.pages.keys().cloned().collect::<Vec<_>>().join(", ")
+    if changes.is_empty() {
+        plan.note(format!(
+            "release {} runs the same images and Pages deployments as the current release",
+            target.number
         ));
     }
-    if let Some(f) = failure {
-        return Err(Error::StageFailed(f));
+    let migration_hint = migration_hint(&env, &then, &now, &ctx.settings.only);
+    if let Some(h) = &migration_hint {
+        plan.note(h);
     }
+    report.summary(&plan);
     if ctx.settings.dry_run {
+        report.info("dry run: nothing was changed");
         return Ok(());
     }
 
-    // Mark the abandoned release bad on every host.
-    if let Some(bad) = &abandoned {
+    let deployment = Deployment::start(ctx, &env, &target.sha, "deploy:rollback");
+    let notes = {
+        let mut n = vec![format!(
+            "rollback to release {}{}",
+            target.number,
+            abandoned
+                .as_ref()
+                .map(|a| format!(" from release {}", a.number))
+                .unwrap_or_default()
+        )];
+        n.extend(reason().map(|r| format!("reason: {r}")));
+        n
+    };
+    let result = put_back(ctx, &m, &env, &target, &services, &images, &sites, &notes);
+    let (record, results) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            deployment.finish(ctx, &env, Outcome::Failed, None);
+            return Err(e);
+        }
+    };
+
+    // The abandoned release is never chosen again.
+    if let Some(bad) = abandoned.filter(|a| a.number != record.number) {
         let mut marked = bad.clone();
         marked.status = ReleaseStatusField(ReleaseStatus::Bad);
         marked.notes.push(format!(
-            "abandoned by a rollback to release {}",
-            target.number
+            "abandoned: rolled back to release {} by release {}",
+            target.number, record.number
         ));
-        let text = serde_json::to_vec_pretty(&marked).map_err(anyhow::Error::from)?;
-        for host in &env.hosts {
-            let mut ex = connect(host, report)?;
-            ex.upload(&StatePaths::new(&env.dir).release(bad.number), &text, 0o644)?;
-        }
+        store::rewrite(ctx, &env, &marked)?;
         report.info(&format!("release {} marked bad", bad.number));
     }
+    if let Some(h) = migration_hint {
+        report.warn(&h);
+    }
+    super::up::summarize(ctx, &env.name, &env.hosts, &results);
+    report.output("release", &record.number.to_string());
+    report.info(&format!(
+        "{} is on release {} (the artifacts of release {})",
+        env.name, record.number, target.number
+    ));
+    let url = record.pages.values().next().map(|p| p.url.clone());
+    deployment.finish(ctx, &env, Outcome::Release(&record), url.as_deref());
+    Ok(())
+}
 
-    // Migrations are never rolled back implicitly.
-    let now = ledger::unit_versions(&releases).migration.map(|(_, v)| v);
-    let then = ledger::unit_versions(
-        &releases
-            .iter()
-            .filter(|r| r.number <= target.number)
-            .cloned()
-            .collect::<Vec<_>>(),
-    )
-    .migration
-    .map(|(_, v)| v);
-    if let (Some(now), Some(then)) = (&now, &then) {
-        if now != then {
-            report.warn(&format!(
-                "the database is at migration {now}, release {} ran with {then}; migrations are never rolled back implicitly. To go back: deploy-action migrate --env {} down --to {then}",
-                target.number, env.name
+/// Every `--only` name must be a unit of the manifest.
+fn check_only(m: &Manifest, only: &[String]) -> Result<()> {
+    let units: Vec<&str> = m.units().into_iter().map(|(n, _)| n).collect();
+    for o in only {
+        if !units.contains(&o.as_str()) {
+            let help = match crate::diag::suggest::closest(o, units.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`? units: {}", units.join(", ")),
+                None => format!("units: {}", units.join(", ")),
+            };
+            return Err(Error::usage_help(
+                format!("--only: no unit named `{o}`"),
+                help,
             ));
         }
     }
-
-    // Move the pointer tag to the new release (the one the runner just wrote).
-    let mut ex = connect(first, report)?;
-    let after = ledger::read(ex.as_mut(), &env.dir)?;
-    if let Some(new) = ledger::current(&after.ledger.releases) {
-        let mut new = new.clone();
-        new.notes
-            .push(format!("rollback to release {}", target.number));
-        ledger::record::record_release(ctx, &env, &new);
-        report.output("release", &new.number.to_string());
-        report.info(&format!(
-            "{} is on release {} (the images of release {})",
-            env.name, new.number, target.number
-        ));
-    }
     Ok(())
+}
+
+/// Puts the services and sites back and returns the new release record.
+#[allow(clippy::too_many_arguments)]
+fn put_back(
+    ctx: &Ctx,
+    m: &Manifest,
+    env: &Environment,
+    target: &ReleaseRecord,
+    services: &[String],
+    images: &BTreeMap<String, String>,
+    sites: &[(String, PagesState)],
+    notes: &[String],
+) -> Result<(ReleaseRecord, Vec<HostResult>)> {
+    let report = &ctx.report;
+    let owner = lock_owner("rollback", &target.sha);
+    let mut record = None;
+    let mut results = Vec::new();
+    if !services.is_empty() {
+        // The images must still be on every host (retention keeps the last `keep_releases`).
+        for host in &env.hosts {
+            let mut ex = connect(host, report)?;
+            for image in images.values() {
+                if !ex.capture(&de::image_id(image))?.success() {
+                    return Err(Error::StageFailed(format!(
+                        "{}: image {image} of release {} is no longer on the host (retention keeps the last {} releases); roll back to a newer release or deploy an image with `up --image`",
+                        host.label(),
+                        target.number,
+                        env.keep_releases
+                    )));
+                }
+            }
+        }
+        let req = UpRequest {
+            env: env.name.clone(),
+            services: services.to_vec(),
+            images: images.clone(),
+            user_images: BTreeSet::new(),
+            force: false,
+            lock_wait: None,
+            dry_run: false,
+            yes: true,
+            owner: owner.clone(),
+            repo_root: store::repo_root(ctx),
+            compose_pref: env_vars::get(env_vars::DEPLOY_COMPOSE),
+            interactive: std::io::stdin().is_terminal(),
+            notes: notes.to_vec(),
+        };
+        for host in &env.hosts {
+            let mut ex = connect(host, report)?;
+            let r = HostDeploy {
+                ex: ex.as_mut(),
+                report,
+                host: host.clone(),
+                env,
+                manifest: m,
+                req: &req,
+            }
+            .run()?;
+            let ok = r.ok;
+            record.get_or_insert(r.record.clone());
+            results.push(r);
+            if !ok {
+                super::up::summarize(ctx, &env.name, &env.hosts, &results);
+                return Err(Error::StageFailed(format!(
+                    "the rollback failed on {}: the health gate put the services back on what they ran before",
+                    host.label()
+                )));
+            }
+        }
+    }
+    let mut new_pages = BTreeMap::new();
+    for (site, p) in sites {
+        new_pages.insert(site.clone(), pages_back(ctx, site, p)?);
+    }
+    match record.flatten() {
+        Some(mut r) => {
+            if !new_pages.is_empty() {
+                r.pages.extend(new_pages);
+                store::rewrite(ctx, env, &r)?;
+            }
+            Ok((r, results))
+        }
+        None => {
+            let units: Vec<String> = sites.iter().map(|(s, _)| s.clone()).collect();
+            let r = store::append(
+                ctx,
+                env,
+                &owner,
+                "rollback",
+                &units,
+                &|r: &mut ReleaseRecord| {
+                    r.pages.extend(new_pages.clone());
+                    r.notes.extend(notes.iter().cloned());
+                },
+            )?;
+            Ok((r, results))
+        }
+    }
+}
+
+/// Puts one site back on a recorded deployment: production deployments through Cloudflare's
+/// rollback endpoint; a preview deployment keeps serving at its own URL, so it is only recorded.
+fn pages_back(ctx: &Ctx, site: &str, p: &PagesState) -> Result<PagesState> {
+    if p.environment != "production" {
+        ctx.report.info(&format!(
+            "{site}: release's deployment is a preview; it still serves at {}",
+            p.url
+        ));
+        return Ok(p.clone());
+    }
+    let cf = super::pages::client(ctx)?;
+    ctx.report.info(&format!(
+        "{site}: rolling Cloudflare Pages project {} back to deployment {}",
+        p.project, p.deployment_id
+    ));
+    let d = cf
+        .rollback(&p.project, &p.deployment_id)
+        .map_err(|e| Error::StageFailed(format!("{site}: the Pages rollback failed: {e}")))?;
+    let mut back = p.clone();
+    back.url = if d.url.is_empty() {
+        p.url.clone()
+    } else {
+        d.url
+    };
+    Ok(back)
+}
+
+/// The `migrate down` command when the database is at another version than the target ran with.
+fn migration_hint(
+    env: &Environment,
+    then: &ledger::Units,
+    now: &ledger::Units,
+    only: &[String],
+) -> Option<String> {
+    if !only.is_empty() && !only.iter().any(|o| o == MIGRATIONS_UNIT) {
+        return None;
+    }
+    let (Some((_, now_v)), Some((_, then_v))) = (&now.migration, &then.migration) else {
+        return None;
+    };
+    (now_v != then_v).then(|| {
+        format!(
+            "the database is at migration {now_v}; the target release ran with {then_v}. Migrations are never rolled back implicitly; to go back: deploy-action migrate --env {} down --to {then_v}",
+            env.name
+        )
+    })
 }

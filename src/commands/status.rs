@@ -5,8 +5,7 @@
 
 use super::Ctx;
 use crate::error::Result;
-use crate::exec::pool::ExecutorPool;
-use crate::ledger::{self, HostState};
+use crate::ledger::{self, store};
 use crate::report::summary::Summary;
 use crate::state::{LockOwner, ReleaseRecord};
 use serde_json::{Value, json};
@@ -15,44 +14,14 @@ use serde_json::{Value, json};
 pub const HISTORY: usize = 10;
 
 pub fn run(ctx: &Ctx) -> Result<()> {
-    let manifest = ctx.settings.load_manifest()?;
+    let manifest = ctx.load_manifest()?;
     let env = ctx.settings.environment(&manifest)?;
-    let mut hosts: Vec<(String, HostState)> = Vec::new();
-    let pool = ExecutorPool::new();
-    let warn = |m: &str| ctx.report.warn(m);
-    for host in &env.hosts {
-        let exec = pool.get(host, &warn)?;
-        let mut exec = exec.lock().expect("executor lock");
-        let state = ledger::read(&mut **exec, &env.dir)?;
-        for p in &state.ledger.problems {
-            ctx.report
-                .warn(&format!("{}: {}: {}", host.label(), p.file, p.message));
-        }
-        if let Some(p) = &state.lock_problem {
-            ctx.report.warn(&format!("{}: {p}", host.label()));
-        }
-        hosts.push((host.label(), state));
-    }
-    // The first host is the reference; the others are compared with it.
-    let releases: Vec<ReleaseRecord> = hosts
-        .first()
-        .map(|(_, s)| s.ledger.releases.clone())
-        .unwrap_or_default();
-    let current = ledger::current(&releases);
-    let cur_no = current.map(|r| r.number);
-    for (label, s) in hosts.iter().skip(1) {
-        let theirs = ledger::current(&s.ledger.releases).map(|r| r.number);
-        if theirs != cur_no {
-            ctx.report.warn(&format!(
-                "{label}: current release is {} but {} says {}",
-                show(theirs),
-                hosts[0].0,
-                show(cur_no)
-            ));
-        }
-    }
+    let loaded = store::load(ctx, env)?;
+    let hosts = &loaded.hosts;
+    let releases = &loaded.releases;
+    let current = ledger::current(releases);
     let lock: Option<&LockOwner> = hosts.iter().find_map(|(_, s)| s.lock.as_ref());
-    let units = ledger::unit_versions(&releases);
+    let units = ledger::unit_versions(releases);
     let history: Vec<&ReleaseRecord> = releases.iter().rev().take(HISTORY).collect();
 
     if ctx.report.json() {
@@ -65,6 +34,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             "migration": units.migration.as_ref().map(|(rel, v)| json!({"release": rel, "version": v})),
             "lock": lock,
             "releases": history.iter().map(|r| json!({"number": r.number, "status": ledger::status_word(r.status.0), "sha": r.sha, "created_at": r.created_at, "finished_at": r.finished_at, "actor": r.actor, "run_url": r.run_url, "promoted_from": r.promoted_from, "notes": r.notes})).collect::<Vec<_>>(),
+            "source": match loaded.source { store::Source::Hosts => "hosts", store::Source::Tags => "tags" },
             "hosts": hosts.iter().map(|(l, s)| json!({"host": l, "current": ledger::current(&s.ledger.releases).map(|r| r.number), "releases": s.ledger.releases.len(), "problems": s.ledger.problems.iter().map(|p| json!({"file": p.file, "message": p.message})).collect::<Vec<_>>()})).collect::<Vec<_>>(),
         }));
         return Ok(());
@@ -75,7 +45,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         Some(r) => lines.push(format!(
             "current release: {} ({}, {} by {}{})",
             r.number,
-            short(&r.sha),
+            ledger::short_sha(&r.sha),
             r.created_at,
             r.actor,
             r.promoted_from
@@ -102,7 +72,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         let id = if s.image_id.is_empty() {
             String::new()
         } else {
-            format!(" ({})", short_id(&s.image_id))
+            format!(" ({})", ledger::short_id(&s.image_id))
         };
         units_table.row([
             n.clone(),
@@ -133,7 +103,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         table.row([
             r.number.to_string(),
             ledger::status_word(r.status.0).to_string(),
-            short(&r.sha).to_string(),
+            ledger::short_sha(&r.sha).to_string(),
             r.created_at.clone(),
             r.actor.clone(),
             r.notes.join("; "),
@@ -144,17 +114,4 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     }
     ctx.report.summary(&table);
     Ok(())
-}
-
-fn show(n: Option<u64>) -> String {
-    n.map(|n| n.to_string()).unwrap_or_else(|| "none".into())
-}
-
-fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(12)]
-}
-
-fn short_id(id: &str) -> &str {
-    let s = id.strip_prefix("sha256:").unwrap_or(id);
-    &s[..s.len().min(12)]
 }

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::exec::Executor;
 use crate::exec::local::LocalExecutor;
 use crate::exec::ssh::{SshExecutor, SshTarget};
+use crate::ledger::record::Outcome;
 use crate::manifest::{Build, Host, Manifest};
 use crate::plan::up as pu;
 use crate::report::Summary;
@@ -43,7 +44,7 @@ fn repo_root(ctx: &Ctx) -> PathBuf {
 }
 
 /// The git sha being deployed: GITHUB_SHA, else `git rev-parse HEAD` in the repository.
-fn git_sha(root: &std::path::Path) -> String {
+pub fn git_sha(root: &std::path::Path) -> String {
     if let Some(s) = env_vars::get(env_vars::GITHUB_SHA) {
         return s;
     }
@@ -61,14 +62,7 @@ fn git_sha(root: &std::path::Path) -> String {
 
 /// Who is deploying, from where.
 pub fn lock_owner(command: &str, sha: &str) -> LockOwner {
-    let run_url = match (
-        env_vars::get(env_vars::GITHUB_SERVER_URL),
-        env_vars::get(env_vars::GITHUB_REPOSITORY),
-        env_vars::get(env_vars::GITHUB_RUN_ID),
-    ) {
-        (Some(s), Some(r), Some(id)) => format!("{s}/{r}/actions/runs/{id}"),
-        _ => "local".into(),
-    };
+    let run_url = crate::ledger::record::run_url().unwrap_or_else(|| "local".into());
     LockOwner {
         run_url,
         actor: env_vars::get(env_vars::GITHUB_ACTOR)
@@ -134,7 +128,7 @@ fn select(
 }
 
 pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
-    let m = ctx.settings.load_manifest()?;
+    let m = ctx.load_manifest()?;
     let env = ctx.settings.environment(&m)?.clone();
     let report = &ctx.report;
     let lock_wait = args
@@ -219,8 +213,13 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
         repo_root: root,
         compose_pref: env_vars::get(env_vars::DEPLOY_COMPOSE),
         interactive: std::io::stdin().is_terminal(),
+        notes: crate::ledger::record::reason()
+            .map(|r| format!("reason: {r}"))
+            .into_iter()
+            .collect(),
     };
     report.stage_start("up", Some(&env.name));
+    let deployment = crate::ledger::record::Deployment::start(ctx, &env, &sha, "deploy");
     let mut results: Vec<HostResult> = Vec::new();
     let mut failure: Option<Error> = None;
     for host in &env.hosts {
@@ -281,20 +280,12 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
             }
         }
     }
-    // The release ledger: tags and the GitHub deployment of the release just written.
-    if let (false, Some(host), Some(n)) = (
-        req.dry_run,
-        env.hosts.first(),
-        results.first().and_then(|r| r.release),
-    ) {
-        if let Ok(st) =
-            connect(host, report).and_then(|mut ex| Ok(crate::ledger::read(ex.as_mut(), &env.dir)?))
-        {
-            if let Some(rec) = st.ledger.releases.iter().find(|r| r.number == n) {
-                crate::ledger::record::record_release(ctx, &env, rec);
-            }
-        }
-    }
+    // The release ledger: tags of the release just written, and the GitHub deployment's status.
+    let outcome = match results.first().and_then(|r| r.record.as_ref()) {
+        Some(r) => Outcome::Release(r),
+        None => Outcome::Failed,
+    };
+    deployment.finish(ctx, &env, outcome, None);
     summarize(ctx, &env.name, &env.hosts, &results);
     match failure {
         Some(e) => Err(e),
@@ -302,7 +293,7 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
     }
 }
 
-fn summarize(ctx: &Ctx, env: &str, hosts: &[Host], results: &[HostResult]) {
+pub fn summarize(ctx: &Ctx, env: &str, hosts: &[Host], results: &[HostResult]) {
     let report = &ctx.report;
     let mut s = Summary::new(
         format!("up {env}"),
@@ -378,7 +369,7 @@ fn summarize(ctx: &Ctx, env: &str, hosts: &[Host], results: &[HostResult]) {
 }
 
 pub fn lock(action: LockAction, ctx: &Ctx) -> Result<()> {
-    let m = ctx.settings.load_manifest()?;
+    let m = ctx.load_manifest()?;
     let env = ctx.settings.environment(&m)?.clone();
     let report = &ctx.report;
     let paths = StatePaths::new(&env.dir);

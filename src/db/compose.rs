@@ -13,7 +13,7 @@
 //! `unlock`, on drop, on every error path, and when this process dies (the pipe or SSH channel
 //! closes).
 //!
-//! Backups stream `pg_dump -Fc` from the service to a local file (never held in memory), then
+//! Backups stream `pg_dump -Fc` from the service into a local file (never held in memory), then
 //! verify that file: with `pg_restore` on this machine when there is one (DEPLOY_PG_BIN or PATH)
 //! that reads the archive, else by streaming the file back into `pg_restore -f /dev/null` inside
 //! the service.
@@ -542,11 +542,11 @@ SELECT version, name, checksum, applied_at, duration_ms, applied_by, coalesce(re
             "-d",
             &self.target.database,
         ]);
-        let mut file = std::fs::File::create(dest)
+        let file = std::fs::File::create(dest)
             .map_err(|e| DbError::Backup(format!("{}: {e}", dest.display())))?;
         let out = self
             .exec
-            .capture_to(&cmd, &mut file)
+            .capture_to_file(&cmd, &file)
             .map_err(|e| DbError::Backup(e.to_string()))?;
         file.sync_all()
             .map_err(|e| DbError::Backup(format!("{}: {e}", dest.display())))?;

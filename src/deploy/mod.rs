@@ -54,6 +54,8 @@ pub struct UpRequest {
     pub compose_pref: Option<String>,
     /// Whether stdin is a terminal (for confirmations).
     pub interactive: bool,
+    /// Notes for the release record (why it runs, what it rolls back or promotes).
+    pub notes: Vec<String>,
 }
 
 /// The result for one service on one host.
@@ -76,6 +78,9 @@ pub struct HostResult {
     pub ok: bool,
     pub rolled_back: bool,
     pub services: Vec<ServiceResult>,
+    /// The release record as written on the host (none in a dry run).
+    #[serde(skip)]
+    pub record: Option<ReleaseRecord>,
 }
 
 /// One host's deploy.
@@ -207,24 +212,20 @@ impl HostDeploy<'_> {
     }
 
     fn read_records(&mut self) -> Result<Vec<ReleaseRecord>> {
-        let out = self.must(&de::cat_json_files(&self.paths().releases_dir()))?;
-        let mut v = Vec::new();
-        for line in out.stdout_str().lines().filter(|l| !l.trim().is_empty()) {
-            match serde_json::from_str::<ReleaseRecord>(line) {
-                Ok(r) => v.push(r),
-                Err(e) => self.report.warn(&format!(
-                    "{}: unreadable release record ignored: {e}",
-                    self.label()
-                )),
-            }
+        let state = crate::ledger::read(self.ex, &self.env.dir)?;
+        for p in &state.ledger.problems {
+            self.report.warn(&format!(
+                "{}: {}: {} (ignored)",
+                self.label(),
+                p.file,
+                p.message
+            ));
         }
-        Ok(v)
+        Ok(state.ledger.releases)
     }
 
     fn write_record(&mut self, r: &ReleaseRecord) -> Result<()> {
-        let text = serde_json::to_string(r).map_err(|e| Error::Other(e.into()))?;
-        let path = self.paths().release(r.number);
-        self.upload(&path, text.as_bytes())
+        crate::ledger::store::write(self.ex, &self.env.dir, r)
     }
 
     fn audit(
@@ -512,7 +513,7 @@ impl HostDeploy<'_> {
         let view = HostView {
             host: self.host.clone(),
             compose: c.clone(),
-            release: pu::next_release_number(&records),
+            release: crate::ledger::next_number(&records),
             uploads: self.uploads(),
             current: selected
                 .iter()
@@ -545,6 +546,7 @@ impl HostDeploy<'_> {
             release: None,
             ok: true,
             rolled_back: false,
+            record: None,
             services: selected
                 .iter()
                 .map(|s| ServiceResult {
@@ -583,8 +585,8 @@ impl HostDeploy<'_> {
         let c = self.compose(flavor.clone(), false);
         let selected = self.selected_compose_services();
         let mut records = self.read_records()?;
-        let n = pu::next_release_number(&records);
-        let prev_live = pu::current_live(&records).map(|r| r.number);
+        let n = crate::ledger::next_number(&records);
+        let prev_live = crate::ledger::current(&records).map(|r| r.number);
 
         // Read-only checks first: nothing changes before they pass.
         self.check_images()?;
@@ -646,6 +648,11 @@ impl HostDeploy<'_> {
             run_url: self.req.owner.run_url.clone(),
             ..Default::default()
         };
+        // The record carries the environment's whole state: what `pages` and `migrate` recorded.
+        let units = crate::ledger::unit_versions(&records);
+        record.pages = units.pages.into_iter().map(|(k, (_, p))| (k, p)).collect();
+        record.migration_version = units.migration.map(|(_, v)| v);
+        record.notes.extend(self.req.notes.iter().cloned());
         for s in &selected {
             if let Some(cur) = before.get(s) {
                 let tag = pu::before_tag(&cur.image, &c.project, n);
@@ -726,15 +733,13 @@ impl HostDeploy<'_> {
 
         // The record after the change.
         let ok = failed.is_empty();
-        let prev_record = prev_live
-            .and_then(|p| records.iter().find(|r| r.number == p))
-            .cloned();
+        let running_before = crate::ledger::unit_versions(&records).services;
         for (svc, cinfo) in &after {
-            // An unchanged service keeps the tag of the previous live release (same image id): no
+            // An unchanged service keeps the tag of the release it came with (same image id): no
             // docker call; a changed one gets `<repo>:<project>-release-<n>`.
-            let reuse = prev_record
-                .as_ref()
-                .and_then(|r| r.services.get(svc))
+            let reuse = running_before
+                .get(svc)
+                .map(|(_, p)| p)
                 .filter(|p| p.image_id == cinfo.image_id)
                 .and_then(|p| p.release_tag.clone());
             let release_tag = match reuse {
@@ -857,6 +862,7 @@ impl HostDeploy<'_> {
             ok,
             rolled_back,
             services,
+            record: Some(record),
         })
     }
 

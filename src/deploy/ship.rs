@@ -78,3 +78,65 @@ pub fn ship(ex: &mut dyn Executor, report: &Report, image: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Puts the exact image `id` on `dst` under the name `reference`, taking it from `src` (the host
+/// that runs it) when `dst` does not have it: `docker save <id> | gzip` on `src` into a temporary
+/// file on the runner, then `gunzip | docker load` on `dst`, then `docker tag <id> <reference>`.
+/// Never rebuilds, never pulls: what `dst` runs afterwards has the same image id as `src`.
+pub fn ship_between(
+    src: &mut dyn Executor,
+    dst: &mut dyn Executor,
+    report: &Report,
+    reference: &str,
+    id: &str,
+) -> Result<()> {
+    let label = dst.label();
+    let always = crate::env_vars::get(crate::env_vars::DEPLOY_TEST_ALWAYS_SHIP).is_some();
+    let named = dst.capture(&de::image_id(reference))?;
+    if named.success() && named.stdout_str().trim() == id && !always {
+        report.info(&format!(
+            "{label}: {reference} is already image {}",
+            crate::ledger::short_id(id)
+        ));
+        return Ok(());
+    }
+    let present = dst.capture(&de::image_id(id))?.success();
+    if !present || always {
+        report.info(&format!(
+            "{label}: shipping image {} ({reference}) from {} (docker save | gzip → docker load)",
+            crate::ledger::short_id(id),
+            src.label()
+        ));
+        let file = tempfile::tempfile()
+            .map_err(|e| Error::StageFailed(format!("cannot make a temporary file: {e}")))?;
+        let saved = src.capture_to_file(&de::save_gzip(id), &file)?;
+        if !saved.success() {
+            return Err(Error::StageFailed(format!(
+                "{}: docker save {id} failed: {}",
+                src.label(),
+                saved.stderr_tail(3)
+            )));
+        }
+        let mut reader = std::io::BufReader::new(&file);
+        use std::io::Seek;
+        reader
+            .seek(std::io::SeekFrom::Start(0))
+            .map_err(|e| Error::StageFailed(format!("cannot read the saved image: {e}")))?;
+        let status = dst.run(&de::load_gzip(), Some(&mut reader), &mut |s, l| {
+            report.relay(&label, s, l)
+        })?;
+        if status != 0 {
+            return Err(Error::StageFailed(format!(
+                "{label}: docker load failed (exit {status})"
+            )));
+        }
+    }
+    let tagged = dst.capture(&de::tag(id, reference))?;
+    if !tagged.success() {
+        return Err(Error::StageFailed(format!(
+            "{label}: docker tag {id} {reference} failed: {}",
+            tagged.stderr_tail(3)
+        )));
+    }
+    Ok(())
+}

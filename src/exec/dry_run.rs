@@ -82,6 +82,10 @@ impl Executor for DryRunExecutor {
         Ok(Output::default())
     }
 
+    fn capture_to_file(&mut self, cmd: &Cmd, _file: &std::fs::File) -> Result<Output, ExecError> {
+        self.capture(cmd)
+    }
+
     fn upload(&mut self, remote_path: &str, data: &[u8], mode: i32) -> Result<(), ExecError> {
         self.recording.push(Recorded::Upload {
             host: self.label.clone(),

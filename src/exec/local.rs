@@ -162,44 +162,30 @@ impl Executor for LocalExecutor {
         })
     }
 
-    fn capture_to(&mut self, cmd: &Cmd, out: &mut dyn Write) -> Result<Output, ExecError> {
-        let mut c = Self::command(cmd);
-        c.stdin(if cmd.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
-        c.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = c.spawn().map_err(|e| Self::spawn_error(cmd, e))?;
-        let io_err = |what: &str, e: std::io::Error| ExecError::Io {
+    fn capture_to_file(&mut self, cmd: &Cmd, file: &std::fs::File) -> Result<Output, ExecError> {
+        let sink = file.try_clone().map_err(|e| ExecError::Io {
             host: "local".into(),
-            message: format!("{what} `{}`: {e}", cmd.program),
-        };
-        let mut stderr = child.stderr.take().expect("piped stderr");
-        let err_reader = std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = stderr.read_to_end(&mut buf);
-            buf
-        });
-        let feeder = match (child.stdin.take(), cmd.stdin.clone()) {
-            (Some(mut stdin), Some(bytes)) => {
-                Some(std::thread::spawn(move || stdin.write_all(&bytes)))
-            }
-            _ => None,
-        };
-        let mut stdout = child.stdout.take().expect("piped stdout");
-        let copied = std::io::copy(&mut stdout, out);
-        drop(stdout);
-        if let Some(f) = feeder {
-            let _ = f.join();
+            message: format!("cannot write the output of `{}`: {e}", cmd.program),
+        })?;
+        let mut expr = duct::cmd(&cmd.program, cmd.args.iter().map(|a| a.expose()))
+            .stdout_file(sink)
+            .stderr_capture()
+            .unchecked();
+        for (k, v) in &cmd.env {
+            expr = expr.env(k, v.expose());
         }
-        let stderr = err_reader.join().unwrap_or_default();
-        let status = child.wait().map_err(|e| io_err("waiting for", e))?;
-        copied.map_err(|e| io_err("writing the output of", e))?;
+        if let Some(dir) = &cmd.cwd {
+            expr = expr.dir(dir);
+        }
+        expr = match &cmd.stdin {
+            Some(bytes) => expr.stdin_bytes(bytes.clone()),
+            None => expr.stdin_null(),
+        };
+        let out = expr.run().map_err(|e| Self::spawn_error(cmd, e))?;
         Ok(Output {
-            status: exit_code(status),
+            status: exit_code(out.status),
             stdout: Vec::new(),
-            stderr,
+            stderr: out.stderr,
         })
     }
 
@@ -305,15 +291,14 @@ mod tests {
     }
 
     #[test]
-    fn capture_to_streams_binary_stdout() {
-        let mut out = Vec::new();
+    fn capture_to_file_streams_binary_stdout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let file = std::fs::File::create(&path).unwrap();
         let o = LocalExecutor
-            .capture_to(
-                &Cmd::shell("printf 'a\\000b'; echo err >&2; exit 2"),
-                &mut out,
-            )
+            .capture_to_file(&Cmd::shell("printf 'a\\000b'; echo err >&2; exit 2"), &file)
             .unwrap();
-        assert_eq!(out, b"a\0b");
+        assert_eq!(std::fs::read(&path).unwrap(), b"a\0b");
         assert_eq!(o.status, 2);
         assert_eq!(o.stderr, b"err\n");
         assert!(o.stdout.is_empty());

@@ -4,7 +4,7 @@
 //! for every step, `dry_run.rs` records and prints. The same [`Plan`](crate::plan::Plan) runs on all.
 
 use crate::cmd::Cmd;
-use std::io::{Read, Write};
+use std::io::Read;
 
 pub mod dry_run;
 pub mod known_hosts;
@@ -82,18 +82,9 @@ pub trait Executor {
     /// Runs `cmd` and collects its output.
     fn capture(&mut self, cmd: &Cmd) -> Result<Output, ExecError>;
 
-    /// Runs `cmd`, writing its stdout to `out` as it arrives (binary-safe: a `pg_dump` streamed back
-    /// to this machine) and collecting stderr. The returned [`Output`] has an empty `stdout`.
-    /// The default collects in memory first; the local and SSH executors stream.
-    fn capture_to(&mut self, cmd: &Cmd, out: &mut dyn Write) -> Result<Output, ExecError> {
-        let mut o = self.capture(cmd)?;
-        out.write_all(&o.stdout).map_err(|e| ExecError::Io {
-            host: self.label(),
-            message: format!("writing the output of `{}`: {e}", cmd.program),
-        })?;
-        o.stdout.clear();
-        Ok(o)
-    }
+    /// Runs `cmd` with its standard output written to `file` (binary: an image archive), and
+    /// returns the status and standard error (the returned `stdout` is empty).
+    fn capture_to_file(&mut self, cmd: &Cmd, file: &std::fs::File) -> Result<Output, ExecError>;
 
     /// Writes `data` to `remote_path` on the target with `mode`, creating parent directories.
     fn upload(&mut self, remote_path: &str, data: &[u8], mode: i32) -> Result<(), ExecError>;

@@ -360,25 +360,27 @@ impl Executor for SshExecutor {
         })
     }
 
-    fn capture_to(&mut self, cmd: &Cmd, out: &mut dyn Write) -> Result<Output, ExecError> {
+    fn capture_to_file(&mut self, cmd: &Cmd, file: &std::fs::File) -> Result<Output, ExecError> {
+        use std::io::Write;
+        let mut sink = std::io::BufWriter::new(file);
         let mut stderr = Vec::new();
-        let mut write_error = None;
+        let mut failed: Option<std::io::Error> = None;
         let status = self.exec(
             &cmd.to_shell_line(),
             cmd.stdin.as_deref(),
             None,
             &mut |stream, data| match stream {
-                Stream::Stdout if write_error.is_none() => {
-                    if let Err(e) = out.write_all(data) {
-                        write_error = Some(e);
+                Stream::Stdout if failed.is_none() => {
+                    if let Err(e) = sink.write_all(data) {
+                        failed = Some(e);
                     }
                 }
                 Stream::Stdout => {}
                 Stream::Stderr => stderr.extend_from_slice(data),
             },
         )?;
-        if let Some(e) = write_error {
-            return Err(self.io_err(&format!("writing the output of `{}`", cmd.program), e));
+        if let Some(e) = failed.or_else(|| sink.flush().err()) {
+            return Err(self.io_err("cannot write the command's output", e));
         }
         Ok(Output {
             status,

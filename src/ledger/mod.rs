@@ -11,6 +11,7 @@ use crate::exec::{ExecError, Executor};
 use crate::state::{LockOwner, ReleaseRecord, ReleaseStatus, StatePaths};
 
 pub mod record;
+pub mod store;
 
 /// Marks the start of each file in the listing printed by [`list_cmd`].
 const FILE_MARK: &str = "==> deploy-action-file ";
@@ -82,6 +83,43 @@ pub fn parse_lock(text: &str) -> Result<Option<LockOwner>, String> {
     serde_json::from_str(text)
         .map(Some)
         .map_err(|e| format!("lock owner file is not valid JSON: {e}"))
+}
+
+/// Lists the annotated tags `deploy/<env>/<n>` of the repository with their messages: each entry
+/// is `<tag>\0<message>` and entries are separated by an ASCII record separator.
+pub fn tag_listing_cmd(env: &str) -> Cmd {
+    Cmd::new("git")
+        .args([
+            "for-each-ref",
+            "--format=%(refname:strip=2)%00%(contents)%1e",
+        ])
+        .arg(format!("refs/tags/deploy/{env}/"))
+}
+
+/// Parses [`tag_listing_cmd`]'s output: a tag whose message is not a release record of the
+/// number in its name becomes a [`Problem`].
+pub fn parse_tag_listing(text: &str) -> Ledger {
+    let mut ledger = Ledger::default();
+    for entry in text.split('\u{1e}') {
+        let entry = entry.trim_start_matches('\n');
+        let Some((tag, body)) = entry.split_once('\0') else {
+            continue;
+        };
+        let number = tag.rsplit('/').next().and_then(|n| n.parse::<u64>().ok());
+        match serde_json::from_str::<ReleaseRecord>(body) {
+            Ok(r) if Some(r.number) == number => ledger.releases.push(r),
+            Ok(r) => ledger.problems.push(Problem {
+                file: tag.to_string(),
+                message: format!("the message is release {}, not the tag's number", r.number),
+            }),
+            Err(e) => ledger.problems.push(Problem {
+                file: tag.to_string(),
+                message: format!("not a release record: {e}"),
+            }),
+        }
+    }
+    ledger.releases.sort_by_key(|r| r.number);
+    ledger
 }
 
 /// What one host says about an environment.
@@ -259,6 +297,17 @@ pub fn status_word(s: ReleaseStatus) -> &'static str {
     }
 }
 
+/// A commit sha shortened for tables.
+pub fn short_sha(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
+
+/// An image id (`sha256:…`) shortened for tables.
+pub fn short_id(id: &str) -> &str {
+    let s = id.strip_prefix("sha256:").unwrap_or(id);
+    &s[..s.len().min(12)]
+}
+
 /// The annotated tag of a release.
 pub fn tag_name(env: &str, number: u64) -> String {
     format!("deploy/{env}/{number}")
@@ -294,43 +343,83 @@ pub fn git_tag_cmds(record: &ReleaseRecord) -> Vec<Cmd> {
     cmds
 }
 
-/// What each unit of an environment runs, taken from the newest good release that names it.
+/// What each unit of an environment runs, and since which release.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct Units {
-    /// compose service → (release number, state).
+    /// compose service → (the release since which it runs this image, state).
     pub services: std::collections::BTreeMap<String, (u64, crate::state::ServiceState)>,
-    /// site → (release number, Pages deployment).
+    /// site → (since release, Pages deployment).
     pub pages: std::collections::BTreeMap<String, (u64, crate::state::PagesState)>,
-    /// (release number, migration version).
+    /// (since release, migration version).
     pub migration: Option<(u64, String)>,
 }
 
-/// Each unit's version: a release made by `pages` alone does not hide the services of an older
-/// `up` release, so every unit is looked up on its own, newest good release first.
+/// Each unit's version after the newest good release: every unit is looked up on its own, newest
+/// good release first (a record written before records carried the whole state may name only the
+/// units it changed), and dated back to the oldest release in the unbroken run of good releases
+/// that show the same version.
 pub fn unit_versions(releases: &[ReleaseRecord]) -> Units {
-    let mut units = Units::default();
-    let mut good: Vec<&ReleaseRecord> = releases.iter().filter(|r| is_good(r)).collect();
+    state_at(releases, u64::MAX)
+}
+
+/// [`unit_versions`] as of release `n`: only good releases numbered `n` or lower count.
+pub fn state_at(releases: &[ReleaseRecord], n: u64) -> Units {
+    let mut good: Vec<&ReleaseRecord> = releases
+        .iter()
+        .filter(|r| is_good(r) && r.number <= n)
+        .collect();
     good.sort_by_key(|r| std::cmp::Reverse(r.number));
+    let mut units = Units::default();
+    // Newest first: the first release naming a unit sets its version; older ones naming the same
+    // version move its "since" back, until one names another version.
+    let mut settled: std::collections::BTreeSet<String> = Default::default();
     for r in good {
         for (name, s) in &r.services {
-            units
-                .services
-                .entry(name.clone())
-                .or_insert((r.number, s.clone()));
+            let key = format!("s:{name}");
+            match units.services.get_mut(name) {
+                None => {
+                    units.services.insert(name.clone(), (r.number, s.clone()));
+                }
+                Some(e) if !settled.contains(&key) && same_image(&e.1, s) => e.0 = r.number,
+                Some(_) => {
+                    settled.insert(key);
+                }
+            }
         }
         for (name, p) in &r.pages {
-            units
-                .pages
-                .entry(name.clone())
-                .or_insert((r.number, p.clone()));
+            let key = format!("p:{name}");
+            match units.pages.get_mut(name) {
+                None => {
+                    units.pages.insert(name.clone(), (r.number, p.clone()));
+                }
+                Some(e) if !settled.contains(&key) && e.1.deployment_id == p.deployment_id => {
+                    e.0 = r.number
+                }
+                Some(_) => {
+                    settled.insert(key);
+                }
+            }
         }
-        if units.migration.is_none() {
-            if let Some(v) = &r.migration_version {
-                units.migration = Some((r.number, v.clone()));
+        if let Some(v) = &r.migration_version {
+            match &mut units.migration {
+                None => units.migration = Some((r.number, v.clone())),
+                Some(e) if !settled.contains("m") && e.1 == *v => e.0 = r.number,
+                Some(_) => {
+                    settled.insert("m".into());
+                }
             }
         }
     }
     units
+}
+
+/// Whether two service states run the same image (by id when both know it).
+pub fn same_image(a: &crate::state::ServiceState, b: &crate::state::ServiceState) -> bool {
+    if !a.image_id.is_empty() && !b.image_id.is_empty() {
+        a.image_id == b.image_id
+    } else {
+        a.image == b.image
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
-//! Publishing a release after a deploy runner wrote its record on the hosts: the git tags
-//! (through the GitHub API in Actions, with git locally under `--tag`) and the GitHub deployment
-//! with its statuses. One call, [`record_release`], for `up`, `pages`, `migrate`, `rollback`.
+//! Publishing releases beyond the hosts: the git tags (`deploy/<env>/<n>` annotated with the
+//! record, and the pointer tag `<env>`) and the GitHub deployment of each run with its statuses
+//! `in_progress` → `success` | `failure`.
 //!
-//! Stays out of the record itself (the runners write `releases/<n>.json`) and never fails a deploy
+//! In GitHub Actions (GITHUB_ACTIONS=true with GITHUB_TOKEN) both go through the REST API; locally
+//! tags are made with git under `--tag`, and there are no GitHub deployments. Never fails a deploy
 //! that already happened: problems become warnings.
 
 use super::{git_tag_cmds, tag_message, tag_name};
@@ -14,128 +15,196 @@ use crate::exec::local::LocalExecutor;
 use crate::manifest::Environment;
 use crate::state::{ReleaseRecord, ReleaseStatus};
 
-/// What [`record_release`] did, for summaries and tests.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Published {
-    /// Tags created or moved (`deploy/production/7`, `production`).
-    pub tags: Vec<String>,
-    /// The GitHub deployment id, when one was made.
-    pub deployment: Option<u64>,
-    pub warnings: Vec<String>,
-}
-
-/// The URL of this run: the record's when it is one, else from the runner's variables.
-pub fn run_url(record: &ReleaseRecord) -> Option<String> {
-    if record.run_url.starts_with("http") {
-        return Some(record.run_url.clone());
-    }
+/// The URL of this run in GitHub Actions, from the runner's variables.
+pub fn run_url() -> Option<String> {
     let server = env_vars::get(env_vars::GITHUB_SERVER_URL)?;
     let repo = env_vars::get(env_vars::GITHUB_REPOSITORY)?;
     let run = env_vars::get(env_vars::GITHUB_RUN_ID)?;
     Some(format!("{server}/{repo}/actions/runs/{run}"))
 }
 
-/// Tags the release and reports it to GitHub Deployments. In GitHub Actions (GITHUB_ACTIONS=true
-/// with GITHUB_TOKEN) through the REST API; elsewhere only with `--tag`, with git in the
-/// manifest's directory. Problems are reported as warnings and returned in [`Published`].
-pub fn record_release(ctx: &Ctx, env: &Environment, record: &ReleaseRecord) -> Published {
-    let mut out = Published::default();
-    if env_vars::in_github_actions() && env_vars::get(env_vars::GITHUB_TOKEN).is_some() {
-        match GitHub::from_env() {
-            Ok(gh) => publish_github(&gh, env, record, &mut out),
-            Err(e) => out.warnings.push(e.to_string()),
+/// Why this run happens (DEPLOY_REASON), recorded in the release notes and the audit log.
+pub fn reason() -> Option<String> {
+    env_vars::get(env_vars::DEPLOY_REASON)
+        .map(|r| r.trim().chars().take(500).collect::<String>())
+        .filter(|r| !r.is_empty())
+}
+
+/// The GitHub client when this run reports to GitHub (Actions with a token).
+fn github(ctx: &Ctx) -> Option<GitHub> {
+    if !env_vars::in_github_actions() || env_vars::get(env_vars::GITHUB_TOKEN).is_none() {
+        return None;
+    }
+    match GitHub::from_env() {
+        Ok(gh) => Some(gh),
+        Err(e) => {
+            ctx.report.warn(&format!("GitHub: {e}"));
+            None
+        }
+    }
+}
+
+/// Tags a release: through the API in Actions, with git under `--tag`, else nothing. The pointer
+/// tag moves only for a live release. Returns the warnings (also reported).
+pub fn publish_tags(ctx: &Ctx, record: &ReleaseRecord) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let mut tags = Vec::new();
+    if let Some(gh) = github(ctx) {
+        if let Err(e) = tag_through_api(&gh, record, &mut tags) {
+            warnings.push(format!(
+                "cannot tag {}: {e}",
+                tag_name(&record.env, record.number)
+            ));
         }
     } else if ctx.settings.tag {
-        tag_locally(ctx, record, &mut out);
+        tag_locally(ctx, record, &mut tags, &mut warnings);
     }
-    for w in &out.warnings {
-        ctx.report
-            .warn(&format!("release {} of {}: {w}", record.number, record.env));
+    for w in &warnings {
+        ctx.report.warn(w);
     }
-    if !out.tags.is_empty() {
-        ctx.report.info(&format!("tagged {}", out.tags.join(", ")));
+    if !tags.is_empty() {
+        ctx.report.info(&format!("tagged {}", tags.join(", ")));
     }
-    out
+    warnings
 }
 
-/// The API half of [`record_release`], callable with any client (tests use the fake server).
-pub fn publish_github(gh: &GitHub, env: &Environment, record: &ReleaseRecord, out: &mut Published) {
+/// The annotated tag object, its ref (created or moved), and the pointer tag for a live release.
+pub fn tag_through_api(
+    gh: &GitHub,
+    record: &ReleaseRecord,
+    tags: &mut Vec<String>,
+) -> Result<(), GitHubError> {
     let tag = tag_name(&record.env, record.number);
-    let tagged = gh
-        .create_tag_object(&tag, &tag_message(record), &record.sha)
-        .and_then(|sha| {
-            gh.set_tag_ref(&tag, &sha)?;
-            out.tags.push(tag.clone());
-            if record.status.0 == ReleaseStatus::Live {
-                gh.set_tag_ref(&record.env, &sha)?;
-                out.tags.push(record.env.clone());
-            }
-            Ok(())
-        });
-    if let Err(e) = tagged {
-        out.warnings.push(format!("cannot tag {tag}: {e}"));
+    let sha = gh.create_tag_object(&tag, &tag_message(record), &record.sha)?;
+    gh.set_tag_ref(&tag, &sha)?;
+    tags.push(tag);
+    if record.status.0 == ReleaseStatus::Live {
+        gh.set_tag_ref(&record.env, &sha)?;
+        tags.push(record.env.clone());
     }
-    match deployment(gh, env, record) {
-        Ok(id) => out.deployment = Some(id),
-        Err(e) => out
-            .warnings
-            .push(format!("cannot record the GitHub deployment: {e}")),
-    }
+    Ok(())
 }
 
-fn deployment(gh: &GitHub, env: &Environment, record: &ReleaseRecord) -> Result<u64, GitHubError> {
-    let payload = serde_json::json!({ "release": record.number, "tag": tag_name(&record.env, record.number) });
-    let id = gh.create_deployment(
-        &record.sha,
-        &record.env,
-        &format!("deploy-action release {}", record.number),
-        &payload,
-    )?;
-    let log = run_url(record);
-    gh.deployment_status(id, "in_progress", log.as_deref(), None, "deploying")?;
-    let (state, what) = match record.status.0 {
-        ReleaseStatus::Live => ("success", "live"),
-        ReleaseStatus::InProgress => return Ok(id),
-        ReleaseStatus::Superseded => ("inactive", "superseded"),
-        ReleaseStatus::Failed => ("failure", "failed"),
-        ReleaseStatus::RolledBack => ("failure", "failed and rolled back"),
-        ReleaseStatus::Bad => ("failure", "marked bad"),
-    };
-    gh.deployment_status(
-        id,
-        state,
-        log.as_deref(),
-        env.url.as_deref(),
-        &format!("release {} {what}", record.number),
-    )?;
-    Ok(id)
-}
-
-fn tag_locally(ctx: &Ctx, record: &ReleaseRecord, out: &mut Published) {
-    let dir = ctx
-        .settings
-        .manifest_path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| ".".into());
-    let mut exec = LocalExecutor;
+fn tag_locally(
+    ctx: &Ctx,
+    record: &ReleaseRecord,
+    tags: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) {
+    let dir = super::store::repo_root(ctx).display().to_string();
     for cmd in git_tag_cmds(record) {
         let name = cmd
             .args
             .get(cmd.args.len().saturating_sub(2))
             .map(|a| a.display().to_string());
-        match exec.capture(&cmd.cwd(dir.clone())) {
-            Ok(o) if o.success() => out.tags.extend(name),
+        match LocalExecutor.capture(&cmd.cwd(dir.clone())) {
+            Ok(o) if o.success() => tags.extend(name),
             Ok(o) => {
-                out.warnings
-                    .push(format!("git tag failed: {}", o.stderr_tail(3)));
+                warnings.push(format!("git tag failed: {}", o.stderr_tail(3)));
                 return;
             }
             Err(e) => {
-                out.warnings.push(format!("cannot run git: {e}"));
+                warnings.push(format!("cannot run git: {e}"));
                 return;
             }
+        }
+    }
+}
+
+/// How a run ended, for its GitHub deployment.
+#[derive(Clone, Copy, Debug)]
+pub enum Outcome<'a> {
+    /// It wrote this release.
+    Release(&'a ReleaseRecord),
+    /// It changed the environment but no record could be written.
+    Done,
+    /// It failed before writing a release.
+    Failed,
+}
+
+/// The GitHub deployment of one run on one environment: made when the run starts changing the
+/// environment (status `in_progress`), finished with `success` or `failure`.
+pub struct Deployment {
+    gh: Option<GitHub>,
+    id: Option<u64>,
+    log_url: Option<String>,
+}
+
+impl Deployment {
+    /// Creates the deployment of `sha` on `env` for `task` (`deploy`, `deploy:rollback`, …) and
+    /// sets it in progress. Outside GitHub Actions, or in a dry run, it does nothing.
+    pub fn start(ctx: &Ctx, env: &Environment, sha: &str, task: &str) -> Deployment {
+        let gh = if ctx.settings.dry_run {
+            None
+        } else {
+            github(ctx)
+        };
+        let log_url = run_url();
+        let mut d = Deployment {
+            gh,
+            id: None,
+            log_url,
+        };
+        let Some(gh) = &d.gh else {
+            return d;
+        };
+        let payload =
+            serde_json::json!({ "tool": "deploy-action", "task": task, "reason": reason() });
+        let made = gh
+            .create_deployment(sha, &env.name, &format!("deploy-action {task}"), &payload)
+            .and_then(|id| {
+                gh.deployment_status(id, "in_progress", d.log_url.as_deref(), None, task)?;
+                Ok(id)
+            });
+        match made {
+            Ok(id) => d.id = Some(id),
+            Err(e) => ctx
+                .report
+                .warn(&format!("cannot record the GitHub deployment: {e}")),
+        }
+        d
+    }
+
+    /// The deployment id, once made.
+    pub fn id(&self) -> Option<u64> {
+        self.id
+    }
+
+    /// Tags the release (when there is one) and sets the final status: `success` when the run
+    /// ended with a live release (or changed things without one), `failure` otherwise.
+    /// `environment_url` is the environment's `url:`, else `fallback_url` (a Pages deployment's).
+    pub fn finish(
+        self,
+        ctx: &Ctx,
+        env: &Environment,
+        outcome: Outcome<'_>,
+        fallback_url: Option<&str>,
+    ) {
+        if let Outcome::Release(r) = outcome {
+            publish_tags(ctx, r);
+        }
+        let (Some(gh), Some(id)) = (&self.gh, self.id) else {
+            return;
+        };
+        let (state, what) = match outcome {
+            Outcome::Release(r) => match r.status.0 {
+                ReleaseStatus::Live | ReleaseStatus::Superseded => ("success", "live"),
+                ReleaseStatus::RolledBack => ("failure", "failed and rolled back"),
+                ReleaseStatus::Bad => ("failure", "marked bad"),
+                ReleaseStatus::Failed | ReleaseStatus::InProgress => ("failure", "failed"),
+            },
+            Outcome::Done => ("success", "done"),
+            Outcome::Failed => ("failure", "failed"),
+        };
+        let description = match outcome {
+            Outcome::Release(r) => format!("release {} {what}", r.number),
+            _ => what.to_string(),
+        };
+        let url = env.url.as_deref().or(fallback_url);
+        if let Err(e) = gh.deployment_status(id, state, self.log_url.as_deref(), url, &description)
+        {
+            ctx.report
+                .warn(&format!("cannot set the GitHub deployment status: {e}"));
         }
     }
 }
