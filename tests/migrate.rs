@@ -798,7 +798,7 @@ fn pg_socket_url_applies_and_backs_up_without_the_password_on_any_command_line()
 }
 
 #[test]
-fn pg_socket_url_reaches_the_server() {
+fn pg_socket_url_is_shown_by_its_directory_never_its_password() {
     // The label shows the socket directory, never the password.
     let db = ScratchPg::new("socketlabel");
     let socket_dir = services::var("DA_TEST_PG_SOCKET_DIR");
