@@ -269,3 +269,54 @@ fn postgres_password_is_never_printed() {
         vec!["a"]
     );
 }
+
+#[test]
+fn dry_run_status_and_a_refused_gate_create_no_database_file() {
+    let p = project();
+    let db = p.path().join("app.db");
+    p.run(&["migrate", "--env", "production", "--dry-run"])
+        .env("APP_DB", "sqlite://app.db")
+        .go()
+        .status(0)
+        .stdout_has("CREATE TABLE orders");
+    p.run(&["migrate", "status", "--env", "production"])
+        .env("APP_DB", "sqlite://app.db")
+        .go()
+        .status(0)
+        .stdout_has("pending");
+    p.run(&["migrate", "--env", "production", "--yes"])
+        .env("APP_DB", "sqlite://app.db")
+        .go()
+        .status(3);
+    assert!(!db.exists(), "{} was created", db.display());
+    assert_eq!(backups(&p), 0);
+}
+
+#[test]
+fn github_approval_of_sql_that_changed_meanwhile_is_refused() {
+    let p = project();
+    let pending = p.path().join("migrations/0002_orders.sql");
+    // Alice approves the plan the issue shows; meanwhile the pending file is edited.
+    let gh = FakeGitHub::start().comments(move |issue| {
+        std::fs::write(
+            &pending,
+            "CREATE TABLE orders (id INTEGER);\nDROP TABLE users;\n",
+        )
+        .unwrap();
+        vec![comment(
+            "alice",
+            &format!("approve {}", &hash_in(issue)[..12]),
+        )]
+    });
+    in_actions(&p, &gh, &[])
+        .status(3)
+        .stderr_has("the plan changed after it was approved");
+    assert!(
+        !p.path().join("app.db").exists(),
+        "the database was created or touched"
+    );
+    assert_eq!(backups(&p), 0);
+    let audit =
+        std::fs::read_to_string(p.path().join(".deploy-action/audit/production.log")).unwrap();
+    assert!(audit.contains("plan-changed"), "{audit}");
+}
