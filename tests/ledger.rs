@@ -778,3 +778,40 @@ fn in_actions_a_host_less_environment_reads_and_writes_its_tags_through_the_api(
         .collect();
     assert_eq!(tasks, ["deploy:pages", "deploy:pages", "deploy:rollback"]);
 }
+
+#[test]
+fn migrations_are_releases_and_a_rollback_prints_the_down_command_instead_of_running_it() {
+    let host = tempfile::tempdir().unwrap();
+    let p = Project::git();
+    p.manifest(&format!(
+        "version: 1\nproject: shop\nenvironments:\n  dev:\n    hosts: [\"local\"]\n    dir: {}\n    database: {{ url_env: DEV_DB }}\nmigrations:\n  dir: migrations\n  engine: sqlite\n  paths: [\"migrations/**\"]\n",
+        host.path().display()
+    ));
+    p.file("migrations/0001_a.sql", "CREATE TABLE a (id integer);\n");
+    p.file("migrations/0002_b.sql", "CREATE TABLE b (id integer);\n");
+    p.commit("migrations");
+    let run = |args: &[&str]| p.run(args).env("DEV_DB", "sqlite://dev.db").go();
+    run(&["migrate", "--env", "dev", "--target", "1"])
+        .status(0)
+        .stdout_has("dev: release 1");
+    run(&["migrate", "--env", "dev"])
+        .status(0)
+        .stdout_has("dev: release 2");
+    // Nothing to do is not a release.
+    run(&["migrate", "--env", "dev"]).status(0);
+    let v = run(&["status", "--env", "dev", "--json"]).json();
+    assert_eq!(v["current"]["number"], 2, "{v:#}");
+    assert_eq!(v["migration"]["version"], "2");
+    assert_eq!(v["releases"].as_array().unwrap().len(), 2);
+
+    run(&["rollback", "--env", "dev"])
+        .status(0)
+        .stdout_has("deploy-action migrate --env dev down --to 1");
+    let v = run(&["status", "--env", "dev", "--json"]).json();
+    assert_eq!(v["current"]["number"], 3);
+    assert_eq!(
+        v["migration"]["version"], "2",
+        "the database was not touched"
+    );
+    assert_eq!(v["releases"][1]["status"], "bad");
+}

@@ -178,7 +178,23 @@ fn github_required_reviewer_approval_counts() {
     );
     let output = std::fs::read_to_string(p.path().join("output.txt")).unwrap();
     assert!(output.contains("migration-version=2"), "{output}");
-    assert_eq!(gh.log(), vec!["GET /repos/o/r/actions/runs/7/approvals"]);
+    // The approval is read first; then the migration is a release: a GitHub deployment and the
+    // tags deploy/production/1 and production.
+    let log = gh.log();
+    assert_eq!(log[0], "GET /repos/o/r/actions/runs/7/approvals");
+    for call in [
+        "POST /repos/o/r/deployments",
+        "POST /repos/o/r/git/tags",
+        "POST /repos/o/r/deployments/1001/statuses",
+    ] {
+        assert!(log.iter().any(|l| l == call), "{call} missing: {log:?}");
+    }
+    let st = gh.state.lock().unwrap();
+    assert_eq!(st.deployments[0]["task"], "deploy:migrations");
+    let tag = &st.refs["refs/tags/deploy/production/1"];
+    let record: serde_json::Value =
+        serde_json::from_str(st.tag_objects[tag]["message"].as_str().unwrap()).unwrap();
+    assert_eq!(record["migration_version"], "2");
 }
 
 #[test]

@@ -144,7 +144,8 @@ pub fn run(args: MigrateArgs, ctx: &Ctx) -> Result<()> {
         root,
         workdir: PathBuf::from("."),
     };
-    run_with(ctx, env, migrations, opts).map(|_| ())
+    let result = run_with(ctx, env, migrations, opts);
+    super::release::migrated(ctx, env, result)
 }
 
 /// Reads `NNNN_name.sql` files from `dir` (exit 2 when missing or unreadable).

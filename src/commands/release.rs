@@ -1,5 +1,5 @@
 //! The release ledger around the commands that change an environment without the `up` runner:
-//! `pages` (and `migrate`). Each real run on an environment becomes a GitHub deployment
+//! `pages` and `migrate`. Each real run on an environment becomes a GitHub deployment
 //! (`in_progress` → `success` | `failure`, in Actions) and, when it changed something, a release
 //! record on the environment's hosts (or its tag, for an environment without hosts) that carries
 //! the environment's whole state forward.
@@ -46,6 +46,64 @@ pub fn pages(args: &PagesArgs, ctx: &Ctx) -> Result<()> {
     );
     let url = results.first().map(|(_, p)| p.url.clone());
     finish(ctx, &env, deployment, record, url.as_deref())
+}
+
+/// Records a `migrate` (or `migrate down`) that changed the database: a release carrying the new
+/// migration version, and a GitHub deployment (task `deploy:migrations`). A run that failed with
+/// exit 1 is reported as a failed GitHub deployment; one that changed nothing records nothing.
+pub fn migrated(
+    ctx: &Ctx,
+    env: &Environment,
+    result: Result<super::migrate::MigrateOutcome>,
+) -> Result<()> {
+    if ctx.settings.dry_run {
+        return result.map(|_| ());
+    }
+    let sha = git_sha(&store::repo_root(ctx));
+    let outcome = match result {
+        Ok(o) if o.applied.is_empty() && o.reverted.is_empty() => return Ok(()),
+        Ok(o) => o,
+        Err(e) => {
+            if e.exit() == crate::exit::Exit::StageFailed {
+                Deployment::start(ctx, env, &sha, "deploy:migrations").finish(
+                    ctx,
+                    env,
+                    Outcome::Failed,
+                    None,
+                );
+            }
+            return Err(e);
+        }
+    };
+    let deployment = Deployment::start(ctx, env, &sha, "deploy:migrations");
+    let version = outcome.version.map(|v| v.to_string());
+    let mut notes = Vec::new();
+    if !outcome.applied.is_empty() {
+        notes.push(format!("applied migrations {}", list(&outcome.applied)));
+    }
+    if !outcome.reverted.is_empty() {
+        notes.push(format!("reverted migrations {}", list(&outcome.reverted)));
+    }
+    let record = store::append(
+        ctx,
+        env,
+        &lock_owner("migrate", &sha),
+        "migrate",
+        &[crate::manifest::MIGRATIONS_UNIT.to_string()],
+        &|r: &mut ReleaseRecord| {
+            r.migration_version = version.clone();
+            r.notes.extend(notes.iter().cloned());
+        },
+    );
+    finish(ctx, env, deployment, record, None)
+}
+
+fn list(versions: &[u64]) -> String {
+    versions
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The environment whose ledger a real run records, when `--env` names one.
