@@ -815,3 +815,58 @@ fn migrations_are_releases_and_a_rollback_prints_the_down_command_instead_of_run
     );
     assert_eq!(v["releases"][1]["status"], "bad");
 }
+
+#[test]
+fn promote_brings_the_database_to_the_source_version_not_to_the_newest_file() {
+    let stg = tempfile::tempdir().unwrap();
+    let prd = tempfile::tempdir().unwrap();
+    let p = Project::git();
+    p.manifest(&format!(
+        "version: 1\nproject: shop\nenvironments:\n  staging:\n    hosts: [\"local\"]\n    dir: {}\n    database: {{ url_env: STG_DB }}\n  production:\n    hosts: [\"local\"]\n    dir: {}\n    database: {{ url_env: PRD_DB }}\n    promote_from: staging\nmigrations:\n  dir: migrations\n  engine: sqlite\n",
+        stg.path().display(),
+        prd.path().display()
+    ));
+    for (f, sql) in [
+        ("0001_a.sql", "CREATE TABLE a (id integer);"),
+        ("0002_b.sql", "CREATE TABLE b (id integer);"),
+        ("0003_c.sql", "CREATE TABLE c (id integer);"),
+    ] {
+        p.file(&format!("migrations/{f}"), sql);
+    }
+    p.commit("migrations");
+    let run = |args: &[&str]| {
+        p.run(args)
+            .env("STG_DB", "sqlite://stg.db")
+            .env("PRD_DB", "sqlite://prd.db")
+            .go()
+    };
+    run(&["migrate", "--env", "staging", "--target", "2"]).status(0);
+    run(&["promote", "--env", "production", "--dry-run"])
+        .status(0)
+        .stdout_has("version 2");
+    run(&["promote", "--env", "production"])
+        .status(0)
+        .stdout_has("production is on release 1 = release staging/1");
+    let tables = |db: &str| -> Vec<String> {
+        let c = rusqlite::Connection::open(p.path().join(db)).unwrap();
+        let mut st = c
+            .prepare("SELECT name FROM sqlite_master WHERE type='table' AND name IN ('a','b','c') ORDER BY name")
+            .unwrap();
+        st.query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(
+        tables("prd.db"),
+        ["a", "b"],
+        "up to staging's version 2, not 3"
+    );
+    let v = run(&["status", "--env", "production", "--json"]).json();
+    assert_eq!(v["migration"]["version"], "2");
+    assert_eq!(v["current"]["promoted_from"], "staging/1");
+    // Promoting again changes nothing.
+    run(&["promote", "--env", "production"])
+        .status(0)
+        .stdout_has("already runs the artifacts");
+}

@@ -279,11 +279,20 @@ fn apply(
 ) -> Result<(ReleaseRecord, Vec<HostResult>)> {
     let report = &ctx.report;
     let owner = lock_owner("promote", &release.sha);
-    if let Some(v) = &p.migration {
-        report.warn(&format!(
-            "{} ran with migration {v}; apply it on {} through its gate: deploy-action migrate --env {}",
-            source.name, target.name, target.name
-        ));
+    // Migrations first (the schema before the code that needs it), through migrate's own gate:
+    // on a guarded environment it shows the exact SQL and binds the approval to it.
+    let mut migrated = None;
+    if let (Some(v), Some(migrations)) = (&p.migration, &m.migrations) {
+        let version: u64 = v.parse().map_err(|_| {
+            Error::StageFailed(format!(
+                "release {} of {} records migration version `{v}`, which is not a number",
+                release.number, source.name
+            ))
+        })?;
+        let mut opts = super::migrate::Options::new(store::repo_root(ctx), ".");
+        opts.target = Some(version);
+        let outcome = super::migrate::run_with(ctx, target, migrations, opts)?;
+        migrated = outcome.version.map(|v| v.to_string());
     }
     let mut record: Option<ReleaseRecord> = None;
     let mut results = Vec::new();
@@ -305,9 +314,18 @@ fn apply(
         );
     }
     match record {
-        Some(r) => Ok((r, results)),
+        Some(mut r) => {
+            if migrated.is_some() {
+                r.migration_version = migrated;
+            }
+            Ok((r, results))
+        }
         None => {
-            let r = store::append(ctx, target, &owner, "promote", &[], &|r| {
+            let units: Vec<String> = p.rows.iter().map(|r| r[0].clone()).collect();
+            let r = store::append(ctx, target, &owner, "promote", &units, &|r| {
+                if migrated.is_some() {
+                    r.migration_version = migrated.clone();
+                }
                 r.notes.extend(notes.iter().cloned());
             })?;
             Ok((r, results))
