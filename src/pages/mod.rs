@@ -8,6 +8,7 @@
 pub mod bucket;
 pub mod content_type;
 pub mod hash;
+mod mime_table;
 pub mod walk;
 
 pub use bucket::{Bucket, buckets};
