@@ -73,6 +73,13 @@ pub struct State {
     pub upserted: HashSet<String>,
     pub issued: HashSet<String>,
     pub token_ttl: i64,
+    /// Each token is accepted this many times, then answered `403 Expired JWT` (a token that
+    /// expires mid-upload, without waiting for the clock).
+    pub token_uses: Option<usize>,
+    /// Accepted uses per token.
+    pub token_used: HashMap<String, usize>,
+    /// Tokens refused because they were used up.
+    pub tokens_expired: usize,
     pub max_files: u64,
     pub deployments: Vec<Value>,
     /// Per deployment: the multipart text fields and file parts received.
@@ -495,6 +502,15 @@ fn answer(req: &Request, route: Route, st: &Mutex<State>) -> Response {
         if !jwt_ok(req, &s) {
             return err(401, 8_000_013, "Authorization failed");
         }
+        if let Some(limit) = s.token_uses {
+            let t = bearer(req).unwrap_or("").to_string();
+            let used = s.token_used.entry(t).or_insert(0);
+            if *used >= limit {
+                s.tokens_expired += 1;
+                return text(403, "text/plain", "Expired JWT");
+            }
+            *used += 1;
+        }
     } else if route != Route::Unknown {
         if bearer(req) != Some(TOKEN) {
             return err(401, 10_000, "Authentication error");
@@ -603,23 +619,28 @@ fn upload(req: &Request, s: &mut State) -> Response {
         s.violations.push("upload body is not a JSON array".into());
         return err(400, 8_000_000, "bad body");
     };
-    let body = String::from_utf8_lossy(&req.body);
     if entries.len() > 2000 {
         s.violations
             .push(format!("upload of {} files (> 2000)", entries.len()));
     }
+    // Exact shape, as wrangler sends it: compact, keys in the order key, value, metadata, base64.
+    let expected: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            format!(
+                "{{\"key\":{},\"value\":{},\"metadata\":{{\"contentType\":{}}},\"base64\":true}}",
+                e["key"], e["value"], e["metadata"]["contentType"]
+            )
+        })
+        .collect();
+    if req.body != format!("[{}]", expected.join(",")).as_bytes() {
+        s.violations.push(format!(
+            "upload body not in wrangler's shape: {:.120}",
+            String::from_utf8_lossy(&req.body)
+        ));
+    }
     let mut raw = 0usize;
     for e in &entries {
-        // Exact key order: key, value, metadata, base64.
-        let expected = format!(
-            "{{\"key\":{},\"value\":{},\"metadata\":{{\"contentType\":{}}},\"base64\":true}}",
-            e["key"], e["value"], e["metadata"]["contentType"]
-        );
-        if !body.contains(&expected) {
-            s.violations.push(format!(
-                "upload entry not in wrangler's shape: {expected:.80}"
-            ));
-        }
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(e["value"].as_str().unwrap_or(""))
             .unwrap_or_default();

@@ -24,9 +24,11 @@ pub const DEFAULT_BASE_URL: &str = "https://api.cloudflare.com/client/v4";
 pub const CODE_UNKNOWN: i64 = 8_000_000;
 pub const CODE_PROJECT_NOT_FOUND: i64 = 8_000_007;
 pub const CODE_UNAUTHORIZED: i64 = 8_000_013;
-/// Upload-token refreshes allowed per run: a server that keeps refusing fresh tokens fails the run.
+/// Fresh upload tokens refused in a row (each refused before any request with it succeeded) before
+/// the run gives up. Tokens that worked and then expired, and tokens replaced before their `exp`,
+/// do not count: a long upload may go through any number of them.
 pub const MAX_JWT_REFRESHES: u32 = 5;
-/// A token this close to its `exp` is refreshed before use.
+/// A token this close to its `exp` is replaced before use (at most half its lifetime).
 const JWT_EXPIRY_MARGIN: u64 = 60;
 
 /// Where and as whom to call the API.
@@ -99,7 +101,7 @@ pub enum CfError {
     #[error("invalid upload token: {0}")]
     InvalidToken(String),
     #[error(
-        "the upload token was refused after {0} refreshes; giving up (is CLOUDFLARE_ACCOUNT_ID right?)"
+        "the upload token was refused: {0} tokens in a row were refused before any request with them succeeded; giving up (is CLOUDFLARE_ACCOUNT_ID right?)"
     )]
     RefreshBudget(u32),
     #[error("cannot read {path}: {source}")]
@@ -298,9 +300,80 @@ pub struct Cloudflare {
     http: HttpClient,
     cfg: Config,
     policy: RetryPolicy,
-    jwt: Mutex<Option<UploadToken>>,
-    jwt_project: Mutex<Option<String>>,
+    tokens: Mutex<TokenBook>,
+    /// Upload tokens fetched after the first one (proactive and after refusals).
     refreshes: AtomicU32,
+}
+
+/// The run's upload token and how it has fared: the refresh policy, kept pure (the clock is passed
+/// in) so it can be tested without waiting.
+#[derive(Debug, Default)]
+pub struct TokenBook {
+    pub project: Option<String>,
+    pub token: Option<UploadToken>,
+    /// Local time (seconds since the epoch) when `token` was fetched.
+    pub fetched_at: u64,
+    /// A request with `token` succeeded.
+    pub accepted: bool,
+    /// Tokens refused in a row, each before any request with it succeeded.
+    pub refused_in_a_row: u32,
+}
+
+/// What to do about a refused token.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Another request already replaced it: retry with the current token.
+    AlreadyReplaced,
+    /// Fetch a new token, then retry.
+    Refresh,
+    /// Too many fresh tokens refused in a row.
+    GiveUp(u32),
+}
+
+impl TokenBook {
+    /// Whether the current token should be replaced before it is used at `now`: within
+    /// [`JWT_EXPIRY_MARGIN`] of its `exp`, but never more than half its lifetime early (a token
+    /// that lives 30 s is used for 15 s). A token that looked expired when it was fetched (the
+    /// local clock is ahead of the server's) is left to the server to refuse.
+    pub fn wants_refresh(&self, now: u64) -> bool {
+        let Some(exp) = self.token.as_ref().and_then(|t| t.exp) else {
+            return false;
+        };
+        let Some(lifetime) = exp.checked_sub(self.fetched_at).filter(|l| *l > 0) else {
+            return false;
+        };
+        let margin = JWT_EXPIRY_MARGIN.min(lifetime / 2);
+        exp <= now.saturating_add(margin)
+    }
+
+    /// A new token arrived.
+    pub fn install(&mut self, token: UploadToken, now: u64) {
+        self.token = Some(token);
+        self.fetched_at = now;
+        self.accepted = false;
+    }
+
+    /// A request with `jwt` succeeded.
+    pub fn accepted(&mut self, jwt: &str) {
+        if self.token.as_ref().is_some_and(|t| t.jwt == jwt) {
+            self.accepted = true;
+        }
+        self.refused_in_a_row = 0;
+    }
+
+    /// A request with `jwt` was refused (8000013 or `Expired JWT`).
+    pub fn refused(&mut self, jwt: &str) -> Refusal {
+        if self.token.as_ref().is_some_and(|t| t.jwt != jwt) {
+            return Refusal::AlreadyReplaced;
+        }
+        if !self.accepted {
+            self.refused_in_a_row += 1;
+            if self.refused_in_a_row > MAX_JWT_REFRESHES {
+                return Refusal::GiveUp(self.refused_in_a_row);
+            }
+        }
+        Refusal::Refresh
+    }
 }
 
 /// `{"key":…,"value":…,"metadata":{"contentType":…},"base64":true}` in exactly that order.
@@ -323,8 +396,7 @@ impl Cloudflare {
             http,
             cfg,
             policy,
-            jwt: Mutex::new(None),
-            jwt_project: Mutex::new(None),
+            tokens: Mutex::new(TokenBook::default()),
             refreshes: AtomicU32::new(0),
         }
     }
@@ -333,7 +405,7 @@ impl Cloudflare {
         &self.cfg
     }
 
-    /// JWT refreshes so far in this run.
+    /// Upload tokens fetched after the first one, so far in this run.
     pub fn refreshes(&self) -> u32 {
         self.refreshes.load(Ordering::Relaxed)
     }
@@ -452,11 +524,13 @@ impl Cloudflare {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body());
             match self.execute(&method, &url, rb) {
-                Err(e) if e.is_jwt_refused() => match self.refresh_jwt(&jwt) {
-                    Ok(()) => Attempt::Retry {
-                        error: e,
-                        after: Some(Duration::ZERO),
-                    },
+                Ok(v) => {
+                    self.book().accepted(&jwt);
+                    Attempt::Done(v)
+                }
+                // A refused token is not a failed attempt: the refusal count bounds it.
+                Err(e) if e.is_jwt_refused() => match self.replace_refused(&jwt) {
+                    Ok(()) => Attempt::Again(e),
                     Err(fatal) => Attempt::Fail(fatal),
                 },
                 Err(e) if e.is_gateway_timeout() => {
@@ -500,55 +574,51 @@ impl Cloudflare {
     /// Gets the run's upload token for `project` and remembers it for the asset calls.
     pub fn start_upload_session(&self, project: &str) -> Result<UploadToken, CfError> {
         let t = self.fetch_upload_token(project)?;
-        *self.jwt.lock().unwrap_or_else(|e| e.into_inner()) = Some(t.clone());
-        *self.jwt_project.lock().unwrap_or_else(|e| e.into_inner()) = Some(project.to_string());
+        let mut book = self.book();
+        *book = TokenBook {
+            project: Some(project.to_string()),
+            ..TokenBook::default()
+        };
+        book.install(t.clone(), unix_now());
         Ok(t)
     }
 
-    fn current_jwt(&self) -> Result<String, CfError> {
-        let cur = self
-            .jwt
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or_else(|| CfError::InvalidToken("no upload session".into()))?;
-        if cur.expires_within(SystemTime::now(), JWT_EXPIRY_MARGIN) {
-            match self.refresh_jwt(&cur.jwt) {
-                Ok(()) => return self.current_jwt_unchecked(),
-                // Out of refreshes: a token close to expiry may still be accepted; the server decides.
-                Err(CfError::RefreshBudget(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(cur.jwt)
+    fn book(&self) -> std::sync::MutexGuard<'_, TokenBook> {
+        self.tokens.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn current_jwt_unchecked(&self) -> Result<String, CfError> {
-        self.jwt
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+    /// The token to send now, replaced first when it is about to expire. The lock is held while a
+    /// new one is fetched, so parallel uploads wait for it rather than fetch their own.
+    fn current_jwt(&self) -> Result<String, CfError> {
+        let mut book = self.book();
+        if book.wants_refresh(unix_now()) {
+            self.fetch_into(&mut book)?;
+        }
+        book.token
             .as_ref()
             .map(|t| t.jwt.clone())
             .ok_or_else(|| CfError::InvalidToken("no upload session".into()))
     }
 
-    /// Replaces the token `stale`, unless another thread already did. Bounded per run.
-    fn refresh_jwt(&self, stale: &str) -> Result<(), CfError> {
-        let project = self
-            .jwt_project
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+    /// The server refused `stale`: replace it, unless another request already did; give up after
+    /// [`MAX_JWT_REFRESHES`] fresh tokens refused in a row.
+    fn replace_refused(&self, stale: &str) -> Result<(), CfError> {
+        let mut book = self.book();
+        match book.refused(stale) {
+            Refusal::AlreadyReplaced => Ok(()),
+            Refusal::GiveUp(n) => Err(CfError::RefreshBudget(n)),
+            Refusal::Refresh => self.fetch_into(&mut book),
+        }
+    }
+
+    fn fetch_into(&self, book: &mut TokenBook) -> Result<(), CfError> {
+        let project = book
+            .project
             .clone()
             .ok_or_else(|| CfError::InvalidToken("no upload session".into()))?;
-        let mut guard = self.jwt.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.as_ref().is_some_and(|t| t.jwt != stale) {
-            return Ok(());
-        }
-        let n = self.refreshes.fetch_add(1, Ordering::Relaxed) + 1;
-        if n > MAX_JWT_REFRESHES {
-            return Err(CfError::RefreshBudget(MAX_JWT_REFRESHES));
-        }
-        *guard = Some(self.fetch_upload_token(&project)?);
+        let t = self.fetch_upload_token(&project)?;
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
+        book.install(t, unix_now());
         Ok(())
     }
 
@@ -845,6 +915,13 @@ impl Cloudflare {
     }
 }
 
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 fn chain_mentions(e: &(dyn std::error::Error + 'static), needle: &str) -> bool {
     let mut cur = Some(e);
     while let Some(e) = cur {
@@ -1078,6 +1155,77 @@ mod tests {
 
         assert!(UploadToken::parse("abc").is_err());
         assert!(UploadToken::parse("a.!!!.c").is_err());
+    }
+
+    fn book_with(exp: Option<u64>, fetched_at: u64, jwt: &str) -> TokenBook {
+        let mut b = TokenBook {
+            project: Some("p".into()),
+            ..TokenBook::default()
+        };
+        b.install(
+            UploadToken {
+                jwt: jwt.into(),
+                exp,
+                max_file_count_allowed: 20_000,
+            },
+            fetched_at,
+        );
+        b
+    }
+
+    #[test]
+    fn tokens_are_replaced_before_expiry_within_half_their_lifetime() {
+        // A 600 s token: replaced in its last 60 s.
+        let b = book_with(Some(1600), 1000, "a");
+        assert!(!b.wants_refresh(1539));
+        assert!(b.wants_refresh(1540));
+        // A 30 s token: used for 15 s, not replaced before every request.
+        let b = book_with(Some(1030), 1000, "a");
+        assert!(!b.wants_refresh(1014));
+        assert!(b.wants_refresh(1015));
+        // No exp, or a token that looked expired on arrival (clock skew): the server decides.
+        assert!(!book_with(None, 1000, "a").wants_refresh(u32::MAX as u64));
+        assert!(!book_with(Some(990), 1000, "a").wants_refresh(2000));
+    }
+
+    #[test]
+    fn only_fresh_tokens_refused_in_a_row_count() {
+        let mut b = book_with(Some(2000), 1000, "t0");
+        // Any number of tokens that worked and then expired (or were replaced early) is fine.
+        for i in 1..=50 {
+            let old = format!("t{}", i - 1);
+            b.accepted(&old);
+            assert_eq!(b.refused(&old), Refusal::Refresh, "token {i}");
+            b.install(
+                UploadToken {
+                    jwt: format!("t{i}"),
+                    exp: Some(2000),
+                    max_file_count_allowed: 1,
+                },
+                1000,
+            );
+        }
+        assert_eq!(b.refused_in_a_row, 0);
+        // A refusal of a token already replaced by another request costs nothing.
+        assert_eq!(b.refused("t3"), Refusal::AlreadyReplaced);
+        // Fresh tokens refused at once: five new ones are tried, then the run gives up.
+        for i in 0..MAX_JWT_REFRESHES {
+            let cur = b.token.as_ref().unwrap().jwt.clone();
+            assert_eq!(b.refused(&cur), Refusal::Refresh, "refusal {i}");
+            b.install(
+                UploadToken {
+                    jwt: format!("fresh{i}"),
+                    exp: None,
+                    max_file_count_allowed: 1,
+                },
+                1000,
+            );
+        }
+        let cur = b.token.as_ref().unwrap().jwt.clone();
+        assert_eq!(b.refused(&cur), Refusal::GiveUp(MAX_JWT_REFRESHES + 1));
+        // One success resets the count.
+        b.accepted(&cur);
+        assert_eq!(b.refused_in_a_row, 0);
     }
 
     #[test]
