@@ -91,6 +91,18 @@ pub struct State {
     pub requests: Vec<(Route, String)>,
     /// Files per upload request.
     pub upload_sizes: Vec<usize>,
+    /// Upload requests being handled now (ids), the most seen at once, and those that were in
+    /// flight when the first 524 was answered (they may finish alongside the next ones).
+    pub uploads_in_flight: HashSet<usize>,
+    pub max_uploads_in_flight: usize,
+    pub gateway_served: bool,
+    pub in_flight_at_gateway: HashSet<usize>,
+    /// The most uploads at once that started after the first 524 (those in flight then excluded).
+    pub max_uploads_in_flight_after_gateway: usize,
+    /// Hold the first upload until a second one arrives (proves the client uploads in parallel),
+    /// and every later upload this long, so overlapping requests would be seen.
+    pub hold_first_upload_for_company: bool,
+    pub upload_hold_ms: u64,
     faults: Vec<(Route, usize, Fault)>,
     always: Vec<(Route, Fault)>,
     pub outcome: Option<Outcome>,
@@ -351,12 +363,13 @@ fn handle(mut conn: TcpStream, st: &Mutex<State>) -> std::io::Result<()> {
         return Ok(());
     };
     let route = route_of(&req);
-    let fault = {
+    let (fault, n) = {
         let mut s = st.lock().unwrap();
         s.requests
             .push((route, format!("{} {}", req.method, req.path)));
         let n = s.requests.iter().filter(|(r, _)| *r == route).count();
-        s.faults
+        let fault = s
+            .faults
             .iter()
             .find(|(r, nth, _)| *r == route && *nth == n)
             .map(|(_, _, f)| f.clone())
@@ -365,13 +378,23 @@ fn handle(mut conn: TcpStream, st: &Mutex<State>) -> std::io::Result<()> {
                     .iter()
                     .find(|(r, _)| *r == route)
                     .map(|(_, f)| f.clone())
-            })
+            });
+        (fault, n)
     };
+    if route == Route::Upload {
+        upload_arrives(st, n);
+    }
     let resp = match fault {
-        Some(Fault::Reset) => return Ok(()), // drop the connection unanswered
+        Some(Fault::Reset) => {
+            upload_leaves(st, route, n, false);
+            return Ok(()); // drop the connection unanswered
+        }
         Some(f) => fault_response(&f),
         None => answer(&req, route, st),
     };
+    // The request is over for the server before its answer goes out, so the client's next request
+    // never overlaps with it.
+    upload_leaves(st, route, n, resp.status == 524);
     let mut head = format!(
         "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
         resp.status,
@@ -385,6 +408,48 @@ fn handle(mut conn: TcpStream, st: &Mutex<State>) -> std::io::Result<()> {
     conn.write_all(head.as_bytes())?;
     conn.write_all(&resp.body)?;
     conn.flush()
+}
+
+/// Upload `n` starts: count what runs alongside it, and hold it as the test asked.
+fn upload_arrives(st: &Mutex<State>, n: usize) {
+    let (hold_first, hold_ms) = {
+        let mut s = st.lock().unwrap();
+        s.uploads_in_flight.insert(n);
+        s.max_uploads_in_flight = s.max_uploads_in_flight.max(s.uploads_in_flight.len());
+        if s.gateway_served {
+            let after = s
+                .uploads_in_flight
+                .iter()
+                .filter(|i| !s.in_flight_at_gateway.contains(i))
+                .count();
+            s.max_uploads_in_flight_after_gateway =
+                s.max_uploads_in_flight_after_gateway.max(after);
+        }
+        (s.hold_first_upload_for_company && n == 1, s.upload_hold_ms)
+    };
+    if hold_first {
+        // Wait (bounded) for a second upload to arrive: a parallel client sends one.
+        for _ in 0..2000 {
+            if st.lock().unwrap().uploads_in_flight.len() > 1 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    } else if hold_ms > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(hold_ms));
+    }
+}
+
+fn upload_leaves(st: &Mutex<State>, route: Route, n: usize, gateway: bool) {
+    if route != Route::Upload {
+        return;
+    }
+    let mut s = st.lock().unwrap();
+    s.uploads_in_flight.remove(&n);
+    if gateway && !s.gateway_served {
+        s.gateway_served = true;
+        s.in_flight_at_gateway = s.uploads_in_flight.clone();
+    }
 }
 
 fn fault_response(f: &Fault) -> Response {

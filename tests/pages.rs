@@ -454,16 +454,28 @@ fn many_files(p: &Project, n: usize) {
 }
 
 #[test]
-fn big_sites_with_short_lived_upload_tokens() {
-    // 12,100 files make 7 upload buckets (2,000 files each at most). Every upload token is good
-    // for one request, then the server answers `403 Expired JWT` as the real one does: the run
-    // goes through 9 tokens. Tokens that worked and then expired are not "refused": only fresh
-    // tokens refused in a row count against the bound of 5.
+fn a_big_site_with_short_lived_tokens_and_a_524_goes_one_upload_at_a_time() {
+    // 12,100 files make 7 upload buckets (2,000 files each at most).
+    //
+    // Tokens: every upload token is good for one request, then the server answers
+    // `403 Expired JWT` as the real one does, so the run goes through a dozen tokens. Tokens that
+    // worked and then expired are not "refused": only fresh tokens refused in a row count against
+    // the bound of 5.
+    //
+    // 524: the first upload is held until a second one arrives (the client uploads in parallel),
+    // then answered 524. From then on no upload may start while another runs (those already in
+    // flight at the 524 may finish); each later upload is held 20 ms so an overlap would show.
     let p = Project::new();
     many_files(&p, 12_100);
     let cf = FakeCloudflare::start();
-    cf.set(|s| s.token_uses = Some(1));
-    deploy(&p, &cf, "main").status(0);
+    cf.set(|s| {
+        s.token_uses = Some(1);
+        s.hold_first_upload_for_company = true;
+        s.upload_hold_ms = 20;
+    })
+    .fault(Route::Upload, 1, Fault::Gateway524);
+    let out = deploy(&p, &cf, "main");
+    out.status(0).stdout_has("one at a time");
     assert_eq!(cf.deployments().len(), 1);
     cf.assert_clean();
     let st = cf.state.lock().unwrap();
@@ -482,6 +494,15 @@ fn big_sites_with_short_lived_upload_tokens() {
     assert!(
         cf_count(&st, Route::UploadToken) > 1 + 5,
         "more tokens than the old per-run bound of 5 refreshes"
+    );
+    assert!(st.gateway_served);
+    assert!(
+        st.max_uploads_in_flight >= 2,
+        "uploads ran in parallel before the 524"
+    );
+    assert_eq!(
+        st.max_uploads_in_flight_after_gateway, 1,
+        "one upload at a time after the 524"
     );
 }
 

@@ -6,7 +6,7 @@
 //!
 //! Never prints; progress goes through callbacks. The walk, hashing and bucketing live in `pages/`.
 
-use super::http::{HttpClient, display_safe_url, excerpt};
+use super::http::{HttpClient, display_safe_url, excerpt, timeout_for_body};
 use super::retry::{Attempt, RetryError, RetryPolicy, is_retryable_status, is_transient, retry};
 use base64::Engine as _;
 use reqwest::Method;
@@ -30,6 +30,32 @@ pub const CODE_UNAUTHORIZED: i64 = 8_000_013;
 pub const MAX_JWT_REFRESHES: u32 = 5;
 /// A token this close to its `exp` is replaced before use (at most half its lifetime).
 const JWT_EXPIRY_MARGIN: u64 = 60;
+/// The timeout of a request with no body; requests with a body get more, in proportion to its size
+/// ([`timeout_for_body`]).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// After an HTTP 524 (a gateway timeout at Cloudflare's edge) uploads go one at a time for the
+/// rest of the run, as wrangler does: requests already in flight finish, no new one starts while
+/// another is running.
+#[derive(Debug, Default)]
+pub struct Gateway {
+    tripped: AtomicBool,
+    one_at_a_time: Mutex<()>,
+}
+
+impl Gateway {
+    pub fn tripped(&self) -> bool {
+        self.tripped.load(Ordering::SeqCst)
+    }
+    fn trip(&self) {
+        self.tripped.store(true, Ordering::SeqCst);
+    }
+    /// Held for the length of one request once tripped.
+    fn turn(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        self.tripped()
+            .then(|| self.one_at_a_time.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
 
 /// Where and as whom to call the API.
 #[derive(Clone, Debug)]
@@ -285,6 +311,13 @@ pub struct UploadFile {
     pub size: u64,
 }
 
+/// How the uploads went, beyond success.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UploadSummary {
+    /// An HTTP 524 dropped the uploads to one at a time.
+    pub one_at_a_time: bool,
+}
+
 /// How the final status poll ended.
 #[derive(Debug)]
 pub enum PollOutcome {
@@ -505,9 +538,10 @@ impl Cloudflare {
     fn asset_call(
         &self,
         path: &str,
+        body_len: u64,
         body: &dyn Fn() -> reqwest::blocking::Body,
         policy: &RetryPolicy,
-        on_gateway: &dyn Fn(),
+        gateway: Option<&Gateway>,
     ) -> Result<Value, CfError> {
         let url = self.url(path);
         let method = Method::POST;
@@ -520,10 +554,14 @@ impl Cloudflare {
             let rb = self
                 .http
                 .request(method.clone(), &url)
+                .timeout(timeout_for_body(REQUEST_TIMEOUT, body_len))
                 .bearer_auth(&jwt)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body());
-            match self.execute(&method, &url, rb) {
+            let turn = gateway.and_then(Gateway::turn);
+            let result = self.execute(&method, &url, rb);
+            drop(turn);
+            match result {
                 Ok(v) => {
                     self.book().accepted(&jwt);
                     Attempt::Done(v)
@@ -534,7 +572,9 @@ impl Cloudflare {
                     Err(fatal) => Attempt::Fail(fatal),
                 },
                 Err(e) if e.is_gateway_timeout() => {
-                    on_gateway();
+                    if let Some(g) = gateway {
+                        g.trip();
+                    }
                     Attempt::Retry {
                         error: e,
                         after: None,
@@ -629,9 +669,10 @@ impl Cloudflare {
         let body = serde_json::to_vec(&serde_json::json!({ "hashes": hashes })).unwrap_or_default();
         let v = self.asset_call(
             "/pages/assets/check-missing",
+            body.len() as u64,
             &|| body.clone().into(),
             &self.policy,
-            &|| {},
+            None,
         )?;
         Ok(serde_json::from_value(v).unwrap_or_default())
     }
@@ -641,9 +682,10 @@ impl Cloudflare {
         let body = serde_json::to_vec(&serde_json::json!({ "hashes": hashes })).unwrap_or_default();
         self.asset_call(
             "/pages/assets/upsert-hashes",
+            body.len() as u64,
             &|| body.clone().into(),
             &self.policy,
-            &|| {},
+            None,
         )?;
         Ok(())
     }
@@ -668,27 +710,29 @@ impl Cloudflare {
         Ok(serde_json::to_vec(&entries).unwrap_or_default())
     }
 
-    /// Uploads the buckets, up to `concurrency` at once (1 after the first HTTP 524). Each bucket has
-    /// its own retry budget. `on_done(files, bytes)` is called per finished bucket.
+    /// Uploads the buckets, up to `concurrency` at once (one at a time after the first HTTP 524).
+    /// Each bucket has its own retry budget, and each request a timeout that grows with its body.
+    /// `on_done(files, bytes)` is called per finished bucket.
     pub fn upload_buckets(
         &self,
         buckets: Vec<Vec<UploadFile>>,
         concurrency: usize,
         on_done: &(dyn Fn(u64, u64) + Sync),
-    ) -> Result<(), CfError> {
+    ) -> Result<UploadSummary, CfError> {
         let queue = Mutex::new(
             buckets
                 .into_iter()
                 .collect::<std::collections::VecDeque<_>>(),
         );
-        let gateway = AtomicBool::new(false);
+        let gateway = Gateway::default();
         let failed: Mutex<Option<CfError>> = Mutex::new(None);
         std::thread::scope(|s| {
             for worker in 0..concurrency.max(1) {
                 let (queue, gateway, failed) = (&queue, &gateway, &failed);
                 s.spawn(move || {
                     loop {
-                        if worker > 0 && gateway.load(Ordering::Relaxed) {
+                        // After a 524 only the first worker goes on taking buckets.
+                        if worker > 0 && gateway.tripped() {
                             return;
                         }
                         if failed.lock().map(|f| f.is_some()).unwrap_or(true) {
@@ -700,9 +744,10 @@ impl Cloudflare {
                         let files: Arc<[UploadFile]> = bucket.clone().into();
                         let result = self.asset_call(
                             "/pages/assets/upload",
+                            UploadStream::length(&files),
                             &|| UploadStream::body(Arc::clone(&files)),
                             &self.policy,
-                            &|| gateway.store(true, Ordering::Relaxed),
+                            Some(gateway),
                         );
                         match result {
                             Ok(_) => {
@@ -721,7 +766,9 @@ impl Cloudflare {
         });
         match failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
             Some(e) => Err(e),
-            None => Ok(()),
+            None => Ok(UploadSummary {
+                one_at_a_time: gateway.tripped(),
+            }),
         }
     }
 

@@ -324,8 +324,9 @@ fn deploy(
 ) -> Result<(PagesState, Vec<String>)> {
     let cfg = Config::from_env().map_err(Error::usage)?;
     ctx.report.add_secret(&cfg.api_token);
+    // Requests with a body set their own timeout, in proportion to its size.
     let http = HttpClient::builder()
-        .timeout(Duration::from_secs(300))
+        .timeout(crate::api::cloudflare::REQUEST_TIMEOUT)
         .build()
         .map_err(|e| Error::StageFailed(format!("cannot build the HTTP client: {e}")))?;
     let cf = Cloudflare::new(cfg, http, RetryPolicy::from_env());
@@ -387,11 +388,18 @@ fn deploy(
             to_upload.len() as u64,
             upload_bytes,
         );
-        cf.upload_buckets(buckets, args.concurrency as usize, &|files, bytes| {
-            progress.inc(files, bytes)
-        })
-        .map_err(err)?;
+        let summary = cf
+            .upload_buckets(buckets, args.concurrency as usize, &|files, bytes| {
+                progress.inc(files, bytes)
+            })
+            .map_err(err)?;
         progress.finish();
+        if summary.one_at_a_time {
+            ctx.report.info(&format!(
+                "{}: Cloudflare answered HTTP 524 (gateway timeout); the rest of the uploads went one at a time",
+                job.name
+            ));
+        }
     }
     if let Err(e) = cf.upsert_hashes(&distinct) {
         ctx.report.warn(&format!(
