@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 LOCK = threading.Lock()
 STORE = {}  # hash -> content type
 LAST_MANIFEST = {}
+LAST_RAW = {"content_type": "", "body": b""}  # the last deployment POST, for parity checks
 DEPLOYMENTS = []
 COUNTS = {}
 BROKEN = []
@@ -62,6 +63,9 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 types = {p: STORE.get(h) for p, h in LAST_MANIFEST.items()}
                 return self.send(200, json.dumps({"manifest": LAST_MANIFEST, "content_types": types}, sort_keys=True, ensure_ascii=False).encode())
+        if path == "/last-deployment-raw":
+            with LOCK:
+                return self.send(200, LAST_RAW["body"], LAST_RAW["content_type"] or "application/octet-stream")
         if path == "/stats":
             with LOCK:
                 return self.send(200, json.dumps({"counts": COUNTS, "stored": len(STORE), "broken": BROKEN[:10]}).encode())
@@ -115,6 +119,8 @@ class Handler(BaseHTTPRequestHandler):
             b = re.search(rb'name="branch"\r\n\r\n(.*?)\r\n--', body, re.S)
             branch = b.group(1).decode() if b else None
             with LOCK:
+                LAST_RAW["content_type"] = self.headers.get("Content-Type", "")
+                LAST_RAW["body"] = body
                 BROKEN.extend(p for p, h in manifest.items() if h not in STORE)
                 LAST_MANIFEST.clear()
                 LAST_MANIFEST.update(manifest)

@@ -13,7 +13,7 @@ use reqwest::Method;
 use reqwest::blocking::RequestBuilder;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -136,6 +136,8 @@ pub enum CfError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{0}")]
+    OutcomeUnknown(String),
     #[error(transparent)]
     Retried(Box<RetryError<CfError>>),
 }
@@ -171,6 +173,16 @@ impl CfError {
             CfError::Network { source, .. } => {
                 is_transient(source) && !chain_mentions(source, CHANGED_MARK)
             }
+            _ => false,
+        }
+    }
+
+    /// The server certainly did not act on the request: the connection was never made, or it
+    /// answered 429 (rate limited before processing).
+    fn certainly_not_processed(&self) -> bool {
+        match self {
+            CfError::Network { source, .. } => source.is_connect(),
+            CfError::Api { status, .. } | CfError::Malformed { status, .. } => *status == 429,
             _ => false,
         }
     }
@@ -277,6 +289,30 @@ pub struct Deployment {
 }
 
 impl Deployment {
+    /// Whether this deployment's `deployment_trigger.metadata` carries the branch, commit hash and
+    /// dirty flag `req` sent (those it sent; the message is not compared, the server may tidy it).
+    pub fn made_by(&self, req: &DeploymentRequest) -> bool {
+        let meta = self
+            .deployment_trigger
+            .as_ref()
+            .and_then(|t| t.get("metadata"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let text = |k: &str| meta.get(k).and_then(Value::as_str).map(str::to_string);
+        req.branch
+            .as_ref()
+            .is_none_or(|b| text("branch").as_ref() == Some(b))
+            && req
+                .commit_hash
+                .as_ref()
+                .is_none_or(|h| text("commit_hash").as_ref() == Some(h))
+            && req.commit_dirty.is_none_or(|d| {
+                let got = meta.get("commit_dirty");
+                got.and_then(Value::as_bool) == Some(d)
+                    || got.and_then(Value::as_str) == Some(if d { "true" } else { "false" })
+            })
+    }
+
     /// The first `.pages.dev` alias.
     pub fn alias(&self) -> Option<String> {
         crate::pages::pages_dev_alias(self.aliases.as_deref().unwrap_or(&[])).cloned()
@@ -296,10 +332,18 @@ pub struct DeploymentRequest {
     pub commit_hash: Option<String>,
     pub commit_message: Option<String>,
     pub commit_dirty: Option<bool>,
-    pub headers: Option<PathBuf>,
-    pub redirects: Option<PathBuf>,
-    pub worker_js: Option<PathBuf>,
-    pub routes_json: Option<PathBuf>,
+    /// Special files as multipart file parts (name, bytes), in the order to send them:
+    /// `_headers`, `_redirects`, `_worker.bundle`, `_routes.json` (see `pages::SpecialFiles`).
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+/// A deployment the POST created.
+#[derive(Clone, Debug)]
+pub struct Created {
+    pub deployment: Deployment,
+    /// The POST's answer was lost, and the deployment it had created was found in the project's
+    /// list and adopted instead of creating a second one.
+    pub adopted: bool,
 }
 
 /// One file to upload.
@@ -774,48 +818,34 @@ impl Cloudflare {
 
     // ---- deployments ----
 
-    /// `POST …/projects/{p}/deployments` (multipart), retried on 8000000 and transient failures.
+    /// `POST …/projects/{p}/deployments` (multipart, the parts in wrangler's order), retried on
+    /// 8000000 and transient failures, without ever creating a duplicate: the project's
+    /// deployments are listed before the first POST, and before a retry of a POST whose outcome is
+    /// unknown (anything but a refused connection or a 429: the server may have created the
+    /// deployment and the answer been lost) the list is read again. A new deployment whose
+    /// `deployment_trigger.metadata` carries this request's branch, commit hash and dirty flag is
+    /// the one the lost POST created: it is adopted, and no second POST is sent.
     pub fn create_deployment(
         &self,
         project: &str,
         req: &DeploymentRequest,
-    ) -> Result<Deployment, CfError> {
+    ) -> Result<Created, CfError> {
         use reqwest::blocking::multipart::{Form, Part};
-        let read = |p: &Option<PathBuf>| -> Result<Option<Vec<u8>>, CfError> {
-            p.as_ref()
-                .map(|p| {
-                    std::fs::read(p).map_err(|source| CfError::Io {
-                        path: p.clone(),
-                        source,
-                    })
-                })
-                .transpose()
-        };
         let manifest = serde_json::to_string(&req.manifest).unwrap_or_default();
-        let headers = read(&req.headers)?;
-        let redirects = read(&req.redirects)?;
-        let worker = read(&req.worker_js)?;
-        let routes = if worker.is_some() {
-            read(&req.routes_json)?
-        } else {
-            None
-        };
-        let file_part = |bytes: &Vec<u8>, name: &str, mime: &str| {
-            Part::bytes(bytes.clone())
-                .file_name(name.to_string())
-                .mime_str(mime)
-                .map_err(|e| CfError::InvalidToken(e.to_string()))
-        };
-        let build = |rb: RequestBuilder| -> Result<RequestBuilder, CfError> {
+        let commit_message = req
+            .commit_message
+            .as_deref()
+            .filter(|m| !m.is_empty())
+            .map(|m| crate::pages::truncate_commit_message(m).to_string());
+        let body_len =
+            manifest.len() + req.files.iter().map(|(_, b)| b.len() + 256).sum::<usize>() + 1024;
+        let form = || -> Result<Form, CfError> {
             let mut form = Form::new().text("manifest", manifest.clone());
             if let Some(b) = &req.branch {
                 form = form.text("branch", b.clone());
             }
-            if let Some(m) = req.commit_message.as_deref().filter(|m| !m.is_empty()) {
-                form = form.text(
-                    "commit_message",
-                    crate::pages::truncate_commit_message(m).to_string(),
-                );
+            if let Some(m) = &commit_message {
+                form = form.text("commit_message", m.clone());
             }
             if let Some(h) = &req.commit_hash {
                 form = form.text("commit_hash", h.clone());
@@ -823,38 +853,101 @@ impl Cloudflare {
             if let Some(d) = req.commit_dirty {
                 form = form.text("commit_dirty", d.to_string());
             }
-            if let Some(b) = &headers {
-                form = form.part(
-                    "_headers",
-                    file_part(b, "_headers", "application/octet-stream")?,
-                );
+            for (name, bytes) in &req.files {
+                // wrangler's `new File([…], name)` has no type: undici sends octet-stream.
+                let part = Part::bytes(bytes.clone())
+                    .file_name(name.clone())
+                    .mime_str("application/octet-stream")
+                    .map_err(|e| CfError::InvalidToken(e.to_string()))?;
+                form = form.part(name.clone(), part);
             }
-            if let Some(b) = &redirects {
-                form = form.part(
-                    "_redirects",
-                    file_part(b, "_redirects", "application/octet-stream")?,
-                );
-            }
-            if let Some(b) = &worker {
-                form = form.part(
-                    "_worker.js",
-                    file_part(b, "_worker.js", "application/javascript")?,
-                );
-            }
-            if let Some(b) = &routes {
-                form = form.part(
-                    "_routes.json",
-                    file_part(b, "_routes.json", "application/json")?,
-                );
-            }
-            Ok(rb.multipart(form))
+            Ok(form)
         };
-        let v = self.api_call(
-            Method::POST,
-            &format!("{}/deployments", self.project_path(project)),
-            &build,
-        )?;
-        deployment_from(v)
+        let path = format!("{}/deployments", self.project_path(project));
+        let url = self.url(&path);
+        let method = Method::POST;
+        // What was there before, so a deployment a lost POST created can be told apart.
+        let before = self.deployment_ids(project);
+        let mut unsure = false;
+        retry(&self.policy, "the request", |_| {
+            if unsure {
+                let Ok(before) = &before else {
+                    return Attempt::Fail(CfError::OutcomeUnknown(format!(
+                        "the deployment POST may have created a deployment, and the project's deployments could not be listed beforehand to tell ({}); look at the deployments of `{project}` before running again",
+                        before.as_ref().err().map(ToString::to_string).unwrap_or_default()
+                    )));
+                };
+                match self.find_created(project, req, before) {
+                    Ok(Some(d)) => {
+                        return Attempt::Done(Created {
+                            deployment: d,
+                            adopted: true,
+                        });
+                    }
+                    Ok(None) => unsure = false,
+                    // Not knowing is no reason to POST blind: look again after a back-off.
+                    Err(e) if e.is_transient() => {
+                        return Attempt::Retry {
+                            after: e.retry_after(),
+                            error: e,
+                        };
+                    }
+                    Err(e) => return Attempt::Fail(e),
+                }
+            }
+            let form = match form() {
+                Ok(f) => f,
+                Err(e) => return Attempt::Fail(e),
+            };
+            let rb = self
+                .http
+                .request(method.clone(), &url)
+                .timeout(timeout_for_body(REQUEST_TIMEOUT, body_len as u64))
+                .bearer_auth(&self.cfg.api_token)
+                .multipart(form);
+            match self.execute(&method, &url, rb) {
+                Ok(v) => match deployment_from(v) {
+                    Ok(d) => Attempt::Done(Created {
+                        deployment: d,
+                        adopted: false,
+                    }),
+                    Err(e) => Attempt::Fail(e),
+                },
+                Err(e) if e.is_transient() => {
+                    unsure = !e.certainly_not_processed();
+                    Attempt::Retry {
+                        after: e.retry_after(),
+                        error: e,
+                    }
+                }
+                Err(e) => Attempt::Fail(e),
+            }
+        })
+        .map_err(flatten)
+    }
+
+    /// The ids of the project's most recent deployments (the first page of the list).
+    fn deployment_ids(&self, project: &str) -> Result<HashSet<String>, CfError> {
+        Ok(self
+            .list_deployments(project, None)?
+            .into_iter()
+            .map(|d| d.id)
+            .collect())
+    }
+
+    /// A deployment not in `before` whose trigger metadata matches `req`.
+    fn find_created(
+        &self,
+        project: &str,
+        req: &DeploymentRequest,
+        before: &HashSet<String>,
+    ) -> Result<Option<Deployment>, CfError> {
+        let list = self.list_deployments(project, None)?;
+        // The list is newest first: the oldest new match is the first POST's.
+        Ok(list
+            .into_iter()
+            .rev()
+            .find(|d| !before.contains(&d.id) && d.made_by(req)))
     }
 
     /// `GET …/deployments/{id}`.

@@ -1,6 +1,7 @@
 //! Cloudflare Pages direct upload, the local half: walk a site directory exactly as wrangler 4 does,
 //! hash every file with wrangler's asset hash, pick content types from wrangler's table, build the
-//! manifest, check the limits and split the missing files into upload buckets.
+//! manifest, check the limits, read the special files (`_headers`, `_redirects`, the Worker bundle,
+//! `_routes.json`) and split the missing files into upload buckets.
 //!
 //! Pure apart from reading the site directory (walk/hash); no network, no terminal, no clock. The
 //! HTTP side lives in `api/cloudflare.rs`; the glue in `commands/pages.rs`.
@@ -9,11 +10,13 @@ pub mod bucket;
 pub mod content_type;
 pub mod hash;
 mod mime_table;
+pub mod special;
 pub mod walk;
 
 pub use bucket::{Bucket, buckets};
 pub use content_type::content_type;
 pub use hash::{asset_key, asset_key_of_file};
+pub use special::{SpecialError, SpecialFiles, WorkerSource};
 pub use walk::{Asset, Site, WalkError, walk_and_hash};
 
 /// Pages only supports files up to this size (exactly 25 MiB passes).

@@ -5,6 +5,7 @@
 //!
 //! Reads the site directory; no network, no terminal.
 
+use super::special::{self, SpecialError, SpecialFiles, WorkerSource};
 use super::{MAX_FILE_BYTES, content_type, hash};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -31,13 +32,23 @@ pub struct Site {
     pub headers: Option<PathBuf>,
     /// Root `_redirects`, when it exists and is non-empty.
     pub redirects: Option<PathBuf>,
-    /// Root `_worker.js` file (advanced mode).
-    pub worker_js: Option<PathBuf>,
+    /// Root `_worker.js` file or directory (advanced mode).
+    pub worker: Option<WorkerSource>,
     /// Root `_routes.json` (sent only with a worker).
     pub routes_json: Option<PathBuf>,
 }
 
 impl Site {
+    /// Reads and checks the special files that go with the deployment.
+    pub fn special_files(&self) -> Result<SpecialFiles, SpecialError> {
+        special::read(
+            self.headers.as_deref(),
+            self.redirects.as_deref(),
+            self.worker.as_ref(),
+            self.routes_json.as_deref(),
+        )
+    }
+
     /// The deployment manifest: `"/" + path → hash`, sorted.
     pub fn manifest(&self) -> BTreeMap<String, String> {
         self.assets
@@ -97,8 +108,6 @@ pub enum WalkError {
     TooLarge { rel: String, size: u64 },
     #[error("{0}: symbolic link loop (a directory links to one of its parents)")]
     Loop(PathBuf),
-    #[error("{0}: a `_worker.js` directory (advanced mode with modules) is not supported yet")]
-    WorkerDirectory(PathBuf),
 }
 
 /// Names ignored only at the top level (a pattern without `/` matches only there).
@@ -155,8 +164,8 @@ pub fn walk_and_hash(
     }
     let worker = root.join("_worker.js");
     match std::fs::metadata(&worker) {
-        Ok(m) if m.is_dir() => return Err(WalkError::WorkerDirectory(worker)),
-        Ok(m) if m.is_file() => site.worker_js = Some(worker),
+        Ok(m) if m.is_dir() => site.worker = Some(WorkerSource::Directory(worker)),
+        Ok(m) if m.is_file() => site.worker = Some(WorkerSource::File(worker)),
         _ => {}
     }
     let routes = root.join("_routes.json");
