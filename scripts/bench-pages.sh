@@ -85,7 +85,9 @@ run_site() { # name dir
   curl -s "http://127.0.0.1:$(cat "$PORT_FILE")/stats" | grep -q '"broken": \[\]' || { echo "the fake server saw broken manifests" >&2; exit 1; }
 }
 
-# Parity: a site with tricky names must give the same manifest and content types with both tools.
+# Parity: a site with tricky names must give the same manifest, content types and deployment parts
+# (special files, the Worker bundle's modules; boundaries aside) with both tools. wrangler runs with
+# --no-bundle: deploy-action sends the Worker unbundled, as that flag does.
 make_tricky() {
   local d=$1
   rm -rf "$d"
@@ -100,25 +102,36 @@ make_tricky() {
   printf 'Contact: mailto:sec@example.com\n' >"$d/.well-known/security.txt"
   for f in .well-known/.DS_Store .DS_Store assets/.DS_Store node_modules/a.js a/b/node_modules/x.js \
            .hidden/node_modules/k.js .git/HEAD sub/.git/config functions/api.js sub/functions/kept.js \
-           sub/_headers NODE_MODULES/upper.js .env a.HTML x.mjs y.ts z.map w.ico v.yml; do
+           sub/_headers NODE_MODULES/upper.js .env a.HTML x.mjs y.ts z.map w.ico v.yml \
+           t/a.shtml t/a.m4s t/a.sql t/a.xsd t/a.mpd t/a.jp2 t/a.ktx2 t/a.ttc t/a.wmv t/a.cer \
+           t/a.xslt t/a.vcard t/a.lua t/a.bat t/a.wav t/a.xsl t/a.mp3 t/a.rtf t/a.exe t/a.key \
+           t/a.m4a t/a.prc t/a.sub t/a.jpm t/a.x3db t/a.ra t/a.org t/a.fe_launch t/.JSON t/..json t/json; do
+    mkdir -p "$(dirname "$d/$f")"
     printf '%s\n' "$f" >"$d/$f"
   done
   printf '/*\n  X-Frame-Options: DENY\n' >"$d/_headers"
   : >"$d/_redirects"
   ln -s "assets/hello world.txt" "$d/link.txt"
   ln -s css "$d/linkdir"
+  # Advanced mode with a _worker.js directory, and its routes.
+  mkdir -p "$d/_worker.js/lib"
+  printf 'import {x} from "./lib/util.js";\nexport default { fetch() { return new Response(x) } }\n' >"$d/_worker.js/index.js"
+  printf 'export const x = "hi";\n' >"$d/_worker.js/lib/util.js"
+  printf 'text module\n' >"$d/_worker.js/lib/t.txt"
+  printf 'not a module\n' >"$d/_worker.js/lib/readme.md"
+  printf '{"version":1,"include":["/api/*"],"exclude":[]}' >"$d/_routes.json"
 }
 parity() {
   local d="$WORK/tricky" srv="http://127.0.0.1:$(cat "$PORT_FILE")"
   make_tricky "$d"
   python3 "$ROOT/scripts/fake-cloudflare.py" --reset "$srv"
-  (cd "$WORK/run" && "$NODE" "$WRANGLER" pages deploy "$d" --project-name bench --branch main --commit-dirty=true >/dev/null 2>&1)
+  (cd "$WORK/run" && "$NODE" "$WRANGLER" pages deploy "$d" --project-name bench --branch main --commit-hash x --commit-message x --commit-dirty=true --no-bundle >/dev/null 2>&1)
   curl -s "$srv/last-deployment" >"$WORK/parity-wrangler.json"
   python3 "$ROOT/scripts/fake-cloudflare.py" --reset "$srv"
-  (cd "$WORK/run" && "$BIN" pages --project bench --dir "$d" --branch main --commit-hash x --commit-message x >/dev/null 2>&1)
+  (cd "$WORK/run" && "$BIN" pages --project bench --dir "$d" --branch main --commit-hash x --commit-message x --commit-dirty true >/dev/null 2>&1)
   curl -s "$srv/last-deployment" >"$WORK/parity-deploy-action.json"
   if cmp -s "$WORK/parity-wrangler.json" "$WORK/parity-deploy-action.json"; then
-    echo "parity: identical manifest and content types ($(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["manifest"]))' "$WORK/parity-wrangler.json") files)" >&2
+    echo "parity: identical manifest, content types and deployment parts ($(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(len(d["manifest"]), "files;", ", ".join(p["name"] for p in d["parts"]))' "$WORK/parity-wrangler.json"))" >&2
   else
     echo "parity: MISMATCH" >&2
     diff <(python3 -m json.tool "$WORK/parity-wrangler.json") <(python3 -m json.tool "$WORK/parity-deploy-action.json") >&2 || true
