@@ -1,7 +1,9 @@
 //! The directory walk and hashing, exactly as wrangler 4 does them: recursive from the root,
 //! symlinks followed (`stat`, not `lstat`), each root-relative path tested against the ignore list
-//! before recursing. Files are hashed on worker threads while the walk goes on; only paths, sizes
-//! and hashes are kept, never file contents.
+//! before recursing. The walk reads directories only (the entry types come with them; only
+//! symlinks are `stat`ed), then every core hashes, each thread claiming the next file with one
+//! atomic add — no channel, no lock per file, one `open`/`fstat`/`read`/`close` per small file.
+//! Only paths, sizes and hashes are kept, never file contents.
 //!
 //! Reads the site directory; no network, no terminal.
 
@@ -9,7 +11,7 @@ use super::special::{self, SpecialError, SpecialFiles, WorkerSource};
 use super::{MAX_FILE_BYTES, content_type, hash};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// One file to publish.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,8 +140,8 @@ struct Found {
     path: PathBuf,
 }
 
-/// Walks `root` and hashes every file on `threads` worker threads. `progress(files, bytes)` is
-/// called after each file is hashed.
+/// Walks `root` and hashes every file on `threads` threads (the calling one included).
+/// `progress(files, bytes)` is called on the calling thread as hashing goes on.
 pub fn walk_and_hash(
     root: &Path,
     threads: usize,
@@ -173,82 +175,82 @@ pub fn walk_and_hash(
         site.routes_json = Some(routes);
     }
 
-    let threads = threads.max(1);
-    let (job_tx, job_rx) = mpsc::sync_channel::<Found>(1024);
-    let job_rx = Arc::new(Mutex::new(job_rx));
-    let (res_tx, res_rx) = mpsc::channel::<Result<Asset, WalkError>>();
-    let mut assets = Vec::new();
-    let mut first_err = None;
-    std::thread::scope(|s| {
-        let walker = s.spawn(move || {
-            let mut ancestors = Vec::new();
-            walk_dir(root, "", &mut ancestors, &job_tx)
-        });
-        for _ in 0..threads {
-            let rx = Arc::clone(&job_rx);
-            let tx = res_tx.clone();
-            s.spawn(move || {
-                loop {
-                    let job = match rx.lock() {
-                        Ok(guard) => guard.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok(found) = job else { return };
-                    let _ = tx.send(hash_one(found));
-                }
-            });
-        }
-        drop(res_tx);
-        let (mut files, mut bytes) = (0u64, 0u64);
-        for r in res_rx {
-            match r {
+    let mut found = Vec::new();
+    walk_dir(root, "", &mut Vec::new(), &mut found)?;
+
+    let next = AtomicUsize::new(0);
+    let (files, bytes) = (AtomicU64::new(0), AtomicU64::new(0));
+    let stop = AtomicBool::new(false);
+    // Hashes files claimed one by one until none is left (or another thread failed).
+    let work = |report: &mut dyn FnMut()| -> (Vec<Asset>, Option<(usize, WalkError)>) {
+        let mut hasher = hash::FileHasher::new();
+        let mut out = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(f) = found.get(i) else { break };
+            match hash_one(&mut hasher, f) {
                 Ok(a) => {
-                    files += 1;
-                    bytes += a.size;
-                    progress(files, bytes);
-                    assets.push(a);
+                    bytes.fetch_add(a.size, Ordering::Relaxed);
+                    files.fetch_add(1, Ordering::Relaxed);
+                    out.push(a);
+                    if out.len() % 32 == 0 {
+                        report();
+                    }
                 }
                 Err(e) => {
-                    first_err.get_or_insert(e);
+                    stop.store(true, Ordering::Relaxed);
+                    return (out, Some((i, e)));
                 }
             }
         }
-        match walker.join() {
-            Ok(Err(e)) => first_err = Some(e),
-            Ok(Ok(())) => {}
-            Err(_) => first_err = Some(WalkError::Loop(root.into())),
+        (out, None)
+    };
+    let threads = threads.clamp(1, found.len().max(1));
+    let mut results = Vec::with_capacity(threads);
+    std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(|| work(&mut || {}))).collect();
+        let mut report = || progress(files.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed));
+        results.push(work(&mut report));
+        for h in helpers {
+            match h.join() {
+                Ok(r) => results.push(r),
+                Err(_) => results.push((Vec::new(), Some((0, WalkError::Loop(root.into()))))),
+            }
         }
     });
-    if let Some(e) = first_err {
+    progress(files.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed));
+    // The error of the first file in walk order, whichever thread met it.
+    if let Some((_, e)) = results
+        .iter_mut()
+        .filter_map(|(_, e)| e.take())
+        .min_by_key(|(i, _)| *i)
+    {
         return Err(e);
     }
+    let mut assets: Vec<Asset> = results.into_iter().flat_map(|(a, _)| a).collect();
     assets.sort_by(|a, b| a.rel.cmp(&b.rel));
     site.assets = assets;
     Ok(site)
 }
 
-fn hash_one(found: Found) -> Result<Asset, WalkError> {
-    let meta = std::fs::metadata(&found.path).map_err(|source| WalkError::Io {
+fn hash_one(hasher: &mut hash::FileHasher, found: &Found) -> Result<Asset, WalkError> {
+    let io = |source| WalkError::Io {
         path: found.path.clone(),
         source,
-    })?;
-    if meta.len() > MAX_FILE_BYTES {
+    };
+    let file = std::fs::File::open(&found.path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    if len > MAX_FILE_BYTES {
         return Err(WalkError::TooLarge {
-            rel: found.rel,
-            size: meta.len(),
+            rel: found.rel.clone(),
+            size: len,
         });
     }
-    let (hash, size) =
-        hash::asset_key_of_file(Path::new(&found.rel), &found.path).map_err(|source| {
-            WalkError::Io {
-                path: found.path.clone(),
-                source,
-            }
-        })?;
+    let (hash, size) = hasher.hash(Path::new(&found.rel), file, len).map_err(io)?;
     Ok(Asset {
         content_type: content_type(&found.rel),
-        rel: found.rel,
-        path: found.path,
+        rel: found.rel.clone(),
+        path: found.path.clone(),
         size,
         hash,
     })
@@ -268,7 +270,7 @@ fn walk_dir(
     dir: &Path,
     prefix: &str,
     ancestors: &mut Vec<(u64, u64)>,
-    jobs: &mpsc::SyncSender<Found>,
+    found: &mut Vec<Found>,
 ) -> Result<(), WalkError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -299,12 +301,19 @@ fn walk_dir(
         if is_ignored(&rel) {
             continue;
         }
-        // stat, not lstat: symlinks are followed.
-        let m = std::fs::metadata(&path).map_err(io(&path))?;
-        if m.is_dir() {
-            walk_dir(&path, &rel, ancestors, jobs)?;
-        } else if m.is_file() && jobs.send(Found { rel, path }).is_err() {
-            break;
+        // stat, not lstat: symlinks are followed. The entry's own type (from the directory, no
+        // system call on most file systems) answers for everything but symlinks.
+        let ft = entry.file_type().map_err(io(&path))?;
+        let (is_dir, is_file) = if ft.is_symlink() {
+            let m = std::fs::metadata(&path).map_err(io(&path))?;
+            (m.is_dir(), m.is_file())
+        } else {
+            (ft.is_dir(), ft.is_file())
+        };
+        if is_dir {
+            walk_dir(&path, &rel, ancestors, found)?;
+        } else if is_file {
+            found.push(Found { rel, path });
         }
     }
     ancestors.pop();
@@ -368,8 +377,8 @@ mod tests {
         write(r, ".git/HEAD", "ref");
         write(r, "functions/f.js", "f");
         write(r, "sub/_headers", "h");
-        let mut calls = 0;
-        let site = walk_and_hash(r, 2, &mut |_, _| calls += 1).unwrap();
+        let mut last = (0, 0);
+        let site = walk_and_hash(r, 2, &mut |files, bytes| last = (files, bytes)).unwrap();
         let keys: Vec<_> = site.manifest().into_keys().collect();
         assert_eq!(
             keys,
@@ -380,13 +389,39 @@ mod tests {
                 "/sub/_headers"
             ]
         );
-        assert_eq!(calls, 4);
+        // The last progress report counts every file and byte.
+        assert_eq!(last, (4, site.total_bytes()));
         let m = site.manifest();
         assert_eq!(m["/link.txt"], m["/real/a.txt"]);
         assert_eq!(m["/linkdir/a.txt"], m["/real/a.txt"]);
         assert_eq!(site.distinct_hashes().len(), 2);
         assert!(site.headers.is_some());
         assert!(site.redirects.is_none());
+    }
+
+    #[test]
+    fn any_number_of_threads_gives_the_same_site() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..300 {
+            write(
+                dir.path(),
+                &format!("d{}/f{i}.txt", i % 7),
+                &"x".repeat(i * 37),
+            );
+        }
+        let one = walk_and_hash(dir.path(), 1, &mut |_, _| {}).unwrap();
+        for threads in [2, 3, 8, 1000] {
+            let many = walk_and_hash(dir.path(), threads, &mut |_, _| {}).unwrap();
+            assert_eq!(many.assets, one.assets, "{threads} threads");
+        }
+        assert_eq!(one.assets.len(), 300);
+        let empty = tempfile::tempdir().unwrap();
+        assert!(
+            walk_and_hash(empty.path(), 4, &mut |_, _| {})
+                .unwrap()
+                .assets
+                .is_empty()
+        );
     }
 
     #[test]
