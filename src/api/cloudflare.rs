@@ -830,6 +830,19 @@ impl Cloudflare {
         project: &str,
         req: &DeploymentRequest,
     ) -> Result<Created, CfError> {
+        let before = self.recent_deployment_ids(project);
+        self.create_deployment_after(project, req, before)
+    }
+
+    /// [`Cloudflare::create_deployment`] with the list of deployments taken beforehand
+    /// ([`Cloudflare::recent_deployment_ids`], e.g. in parallel with other requests); if that list
+    /// could not be read, a POST whose outcome is unknown is not retried blind but reported.
+    pub fn create_deployment_after(
+        &self,
+        project: &str,
+        req: &DeploymentRequest,
+        before: Result<HashSet<String>, CfError>,
+    ) -> Result<Created, CfError> {
         use reqwest::blocking::multipart::{Form, Part};
         let manifest = serde_json::to_string(&req.manifest).unwrap_or_default();
         let commit_message = req
@@ -866,8 +879,6 @@ impl Cloudflare {
         let path = format!("{}/deployments", self.project_path(project));
         let url = self.url(&path);
         let method = Method::POST;
-        // What was there before, so a deployment a lost POST created can be told apart.
-        let before = self.deployment_ids(project);
         let mut unsure = false;
         retry(&self.policy, "the request", |_| {
             if unsure {
@@ -926,8 +937,9 @@ impl Cloudflare {
         .map_err(flatten)
     }
 
-    /// The ids of the project's most recent deployments (the first page of the list).
-    fn deployment_ids(&self, project: &str) -> Result<HashSet<String>, CfError> {
+    /// The ids of the project's most recent deployments (the first page of the list): taken before
+    /// a deployment POST, so a deployment a lost POST created can be told apart.
+    pub fn recent_deployment_ids(&self, project: &str) -> Result<HashSet<String>, CfError> {
         Ok(self
             .list_deployments(project, None)?
             .into_iter()

@@ -441,12 +441,21 @@ fn deploy(
     let err = |e| cf_error(&what, &job.project, e);
     let started = Instant::now();
 
-    let project = cf.get_project(&job.project).map_err(err)?;
+    // Three independent requests at once: one round trip instead of three. The list of recent
+    // deployments is what tells a deployment a lost POST created from older ones.
+    let (project, token, before) = std::thread::scope(|s| {
+        let project = s.spawn(|| cf.get_project(&job.project));
+        let before = s.spawn(|| cf.recent_deployment_ids(&job.project));
+        let token = cf.start_upload_session(&job.project);
+        (project.join(), token, before.join())
+    });
+    let project = joined(project).map_err(err)?;
+    let before = joined(before);
+    let token = token.map_err(err)?;
     let production_branch = project
         .production_branch
         .clone()
         .or_else(|| job.production_branch.clone());
-    let token = cf.start_upload_session(&job.project).map_err(err)?;
     if site.assets.len() as u64 > token.max_file_count_allowed {
         return Err(Error::usage(format!(
             "site `{}`: Pages only supports up to {} files in a deployment for this project (the upload token's max_file_count_allowed); {} has {} files. Is `dir:` the build output directory?",
@@ -546,6 +555,7 @@ fn deploy(
         &what,
         &job.project,
         &request,
+        Some(before),
         Duration::from_secs(args.wait_timeout),
         &on_created,
     )?;
@@ -586,6 +596,13 @@ fn deploy(
     ))
 }
 
+/// The result of a request made on another thread.
+fn joined<T>(
+    r: std::thread::Result<std::result::Result<T, CfError>>,
+) -> std::result::Result<T, CfError> {
+    r.unwrap_or_else(|_| Err(CfError::OutcomeUnknown("a request thread panicked".into())))
+}
+
 /// The special files as a record keeps them: all of them, base64, when together they fit in
 /// [`PagesState::MAX_SPECIAL_FILES_BYTES`]; otherwise none, and their names as omitted.
 pub fn record_special_files(
@@ -611,16 +628,22 @@ pub fn record_special_files(
 /// Creates the deployment (never twice, see `Cloudflare::create_deployment`) and waits for its
 /// final status: success, or an error that says how it failed or that it did not finish in time.
 /// `what` names the site or record in errors.
+/// `before`: the project's recent deployment ids if already listed.
 fn create_and_wait(
     cf: &Cloudflare,
     what: &str,
     project: &str,
     request: &DeploymentRequest,
+    before: Option<std::result::Result<HashSet<String>, CfError>>,
     wait: Duration,
     on_created: &dyn Fn(&Deployment, bool),
 ) -> Result<Deployment> {
     let api = |e| cf_error(what, project, e);
-    let created = cf.create_deployment(project, request).map_err(api)?;
+    let created = match before {
+        Some(before) => cf.create_deployment_after(project, request, before),
+        None => cf.create_deployment(project, request),
+    }
+    .map_err(api)?;
     on_created(&created.deployment, created.adopted);
     match cf
         .wait_for_deployment(project, &created.deployment, wait)
@@ -765,7 +788,7 @@ pub fn redeploy(
         commit_dirty: git.commit_dirty,
         files,
     };
-    let d = create_and_wait(cf, &what, project, &request, wait, &|_, _| {})?;
+    let d = create_and_wait(cf, &what, project, &request, None, wait, &|_, _| {})?;
     Ok(PagesState {
         project: project.clone(),
         deployment_id: d.id.clone(),
