@@ -77,10 +77,18 @@ const BASE_ARGS: &[&str] = &[
     "false",
 ];
 
+/// The binary in `p`, its hash cache kept in the project (not in the developer's home).
+fn run(p: &Project, args: &[&str]) -> crate::harness::Run {
+    p.run(args).env(
+        "DEPLOY_PAGES_HASH_CACHE",
+        p.path().join(".hash-cache").to_string_lossy(),
+    )
+}
+
 fn deploy(p: &Project, cf: &FakeCloudflare, branch: &str) -> RunOutcome {
     let mut args = BASE_ARGS.to_vec();
     args.extend(["--branch", branch]);
-    p.run(&args).envs(cf.env()).go()
+    run(p, &args).envs(cf.env()).go()
 }
 
 #[test]
@@ -91,8 +99,7 @@ fn tricky_names_give_wranglers_manifest_and_content_types() {
     let summary_file = p.path().join("gh-summary");
     let mut args = BASE_ARGS.to_vec();
     args.extend(["--branch", "main"]);
-    let out = p
-        .run(&args)
+    let out = run(&p, &args)
         .envs(cf.env())
         .env("GITHUB_ACTIONS", "true")
         .env("GITHUB_OUTPUT", out_file.to_string_lossy())
@@ -355,7 +362,7 @@ fn missing_credentials_and_unknown_projects_are_input_errors() {
     let p = tricky_site();
     let mut args = BASE_ARGS.to_vec();
     args.extend(["--branch", "main"]);
-    p.run(&args)
+    run(&p, &args)
         .go()
         .status(2)
         .stderr_has("CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID must be set");
@@ -372,7 +379,7 @@ fn missing_credentials_and_unknown_projects_are_input_errors() {
 fn no_branch_outside_git_is_refused_rather_than_deploying_to_production() {
     let p = tricky_site();
     let cf = FakeCloudflare::start();
-    p.run(BASE_ARGS)
+    run(&p, BASE_ARGS)
         .envs(cf.env())
         .go()
         .status(2)
@@ -385,7 +392,7 @@ fn dry_run_lists_files_hashes_and_types_without_network() {
     let p = tricky_site();
     let mut args = vec!["--dry-run"];
     args.extend(BASE_ARGS);
-    let out = p.run(&args).go();
+    let out = run(&p, &args).go();
     out.status(0)
         .stdout_has("/assets/hello world.txt")
         .stdout_has(HELLO)
@@ -515,7 +522,7 @@ fn branch_and_commit_come_from_actions_then_git_never_a_detached_head() {
     let args = ["pages", "--project", "shop-web", "--dir", "site"];
 
     // In Actions, a pull request's head branch wins over the ref name.
-    p.run(&args)
+    run(&p, &args)
         .envs(cf.env())
         .env("GITHUB_ACTIONS", "true")
         .env("GITHUB_HEAD_REF", "feature/login")
@@ -532,14 +539,14 @@ fn branch_and_commit_come_from_actions_then_git_never_a_detached_head() {
 
     // Locally: the checked-out branch, and a dirty tree is reported.
     p.file("untracked.txt", "x");
-    p.run(&args).envs(cf.env()).go().status(0);
+    run(&p, &args).envs(cf.env()).go().status(0);
     assert_eq!(cf.part(1, "branch").as_deref(), Some("main"));
     assert_eq!(cf.part(1, "commit_dirty").as_deref(), Some("true"));
     assert_eq!(cf.deployments()[1]["environment"], "production");
 
     // A detached HEAD is refused rather than sent as the branch `HEAD`.
     p.git_cmd(&["checkout", "-q", "--detach"]);
-    p.run(&args)
+    run(&p, &args)
         .envs(cf.env())
         .go()
         .status(2)
@@ -722,7 +729,7 @@ fn only_the_sites_the_changes_affect_are_deployed() {
     let cf = FakeCloudflare::start();
     let out_file = p.path().join("gh-output");
     let run = |args: &[&str]| {
-        p.run(args)
+        run(&p, args)
             .envs(cf.env())
             .env("GITHUB_ACTIONS", "true")
             .env("GITHUB_REF_NAME", "main")

@@ -31,6 +31,26 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// Where the hash cache lives (`pages::hash_cache`): a directory, or `off` (also `0`, `false`,
+/// `no`) for none. Default: `$XDG_CACHE_HOME/deploy-action/pages-hashes`, else
+/// `$HOME/.cache/deploy-action/pages-hashes`.
+pub const DEPLOY_PAGES_HASH_CACHE: &str = "DEPLOY_PAGES_HASH_CACHE";
+
+/// The hash cache directory, if any.
+fn hash_cache_dir() -> Option<PathBuf> {
+    match ev::get(DEPLOY_PAGES_HASH_CACHE) {
+        Some(v) if ["", "0", "off", "false", "no"].contains(&v.to_ascii_lowercase().as_str()) => {
+            None
+        }
+        Some(v) => Some(PathBuf::from(v)),
+        None => ev::get("XDG_CACHE_HOME")
+            .filter(|x| !x.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| ev::get(ev::HOME).map(|h| PathBuf::from(h).join(".cache")))
+            .map(|c| c.join("deploy-action").join("pages-hashes")),
+    }
+}
+
 /// One site to deploy, from the manifest or from `--project/--dir`.
 #[derive(Clone, Debug)]
 pub struct SiteJob {
@@ -246,20 +266,40 @@ fn run_build(ctx: &Ctx, root: &Path, job: &SiteJob, build: &str) -> Result<()> {
 fn walk(ctx: &Ctx, job: &SiteJob, dir: &Path) -> Result<pages::Site> {
     let progress = ctx.report.progress(&format!("{}: hashing", job.name), 0, 0);
     let started = Instant::now();
-    let site = pages::walk_and_hash(dir, hash_threads(), &mut |files, bytes| {
-        progress.set(files, bytes)
-    })
-    .map_err(|e| match e {
-        WalkError::Io { .. } => Error::StageFailed(format!("site `{}`: {e}", job.name)),
-        other => Error::usage(format!("site `{}`: {other}", job.name)),
-    })?;
+    let cache = hash_cache_dir().map(|d| pages::HashCache::open(&d, dir));
+    let walked =
+        pages::walk_and_hash_cached(dir, hash_threads(), cache.as_ref(), &mut |files, bytes| {
+            progress.set(files, bytes)
+        })
+        .map_err(|e| match e {
+            WalkError::Io { .. } => Error::StageFailed(format!("site `{}`: {e}", job.name)),
+            other => Error::usage(format!("site `{}`: {other}", job.name)),
+        })?;
     progress.finish();
+    let site = walked.site;
+    if let Some(cache) = cache.as_ref().filter(|_| !ctx.settings.dry_run) {
+        if let Err(e) = cache.save(walked.cache_entries) {
+            ctx.report.warn(&format!(
+                "{}: cannot write the hash cache {} ({e}); the next run hashes every file again (set {DEPLOY_PAGES_HASH_CACHE}=off to skip it)",
+                job.name,
+                cache.path().display()
+            ));
+        }
+    }
     ctx.report.info(&format!(
-        "{}: {} files, {} hashed in {:.1}s",
+        "{}: {} files, {} hashed in {:.1}s{}",
         job.name,
         site.assets.len(),
         human_bytes(site.total_bytes()),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        if walked.cache_hits > 0 {
+            format!(
+                " ({} unchanged files from the hash cache)",
+                walked.cache_hits
+            )
+        } else {
+            String::new()
+        }
     ));
     let sensitive = site.sensitive_files();
     if !sensitive.is_empty() {

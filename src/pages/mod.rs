@@ -9,6 +9,7 @@
 pub mod bucket;
 pub mod content_type;
 pub mod hash;
+pub mod hash_cache;
 mod mime_table;
 pub mod special;
 pub mod walk;
@@ -16,8 +17,9 @@ pub mod walk;
 pub use bucket::{Bucket, buckets};
 pub use content_type::content_type;
 pub use hash::{asset_key, asset_key_of_file};
+pub use hash_cache::HashCache;
 pub use special::{SpecialError, SpecialFiles, WorkerSource};
-pub use walk::{Asset, Site, WalkError, walk_and_hash};
+pub use walk::{Asset, Site, WalkError, Walked, walk_and_hash, walk_and_hash_cached};
 
 /// Pages only supports files up to this size (exactly 25 MiB passes).
 pub const MAX_FILE_BYTES: u64 = 25 * 1024 * 1024;

@@ -7,6 +7,7 @@
 //!
 //! Reads the site directory; no network, no terminal.
 
+use super::hash_cache::{Entry, HashCache, Stamp};
 use super::special::{self, SpecialError, SpecialFiles, WorkerSource};
 use super::{MAX_FILE_BYTES, content_type, hash};
 use std::collections::{BTreeMap, HashSet};
@@ -140,6 +141,16 @@ struct Found {
     path: PathBuf,
 }
 
+/// A walk with a hash cache: the site, and what the cache should hold afterwards.
+#[derive(Debug)]
+pub struct Walked {
+    pub site: Site,
+    /// Hits, and fresh hashes of settled files (see `hash_cache`).
+    pub cache_entries: Vec<Entry>,
+    /// Files whose hash came from the cache (not read).
+    pub cache_hits: usize,
+}
+
 /// Walks `root` and hashes every file on `threads` threads (the calling one included).
 /// `progress(files, bytes)` is called on the calling thread as hashing goes on.
 pub fn walk_and_hash(
@@ -147,6 +158,17 @@ pub fn walk_and_hash(
     threads: usize,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Site, WalkError> {
+    walk_and_hash_cached(root, threads, None, progress).map(|w| w.site)
+}
+
+/// [`walk_and_hash`] that takes a file's hash from `cache` when its stamp matches (one `stat`,
+/// no read) and returns the entries the cache should keep.
+pub fn walk_and_hash_cached(
+    root: &Path,
+    threads: usize,
+    cache: Option<&HashCache>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Walked, WalkError> {
     let meta = std::fs::metadata(root).map_err(|_| WalkError::NotADirectory(root.into()))?;
     if !meta.is_dir() {
         return Err(WalkError::NotADirectory(root.into()));
@@ -181,29 +203,35 @@ pub fn walk_and_hash(
     let next = AtomicUsize::new(0);
     let (files, bytes) = (AtomicU64::new(0), AtomicU64::new(0));
     let stop = AtomicBool::new(false);
+    let hits = AtomicUsize::new(0);
     // Hashes files claimed one by one until none is left (or another thread failed).
-    let work = |report: &mut dyn FnMut()| -> (Vec<Asset>, Option<(usize, WalkError)>) {
+    let work = |report: &mut dyn FnMut()| -> Hashed {
         let mut hasher = hash::FileHasher::new();
-        let mut out = Vec::new();
+        let mut out = Hashed::default();
         while !stop.load(Ordering::Relaxed) {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(f) = found.get(i) else { break };
-            match hash_one(&mut hasher, f) {
-                Ok(a) => {
+            match hash_one(&mut hasher, f, cache) {
+                Ok((a, entry, hit)) => {
                     bytes.fetch_add(a.size, Ordering::Relaxed);
                     files.fetch_add(1, Ordering::Relaxed);
-                    out.push(a);
-                    if out.len() % 32 == 0 {
+                    if hit {
+                        hits.fetch_add(1, Ordering::Relaxed);
+                    }
+                    out.assets.push(a);
+                    out.entries.extend(entry);
+                    if out.assets.len() % 32 == 0 {
                         report();
                     }
                 }
                 Err(e) => {
                     stop.store(true, Ordering::Relaxed);
-                    return (out, Some((i, e)));
+                    out.error = Some((i, e));
+                    return out;
                 }
             }
         }
-        (out, None)
+        out
     };
     let threads = threads.clamp(1, found.len().max(1));
     let mut results = Vec::with_capacity(threads);
@@ -212,48 +240,95 @@ pub fn walk_and_hash(
         let mut report = || progress(files.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed));
         results.push(work(&mut report));
         for h in helpers {
-            match h.join() {
-                Ok(r) => results.push(r),
-                Err(_) => results.push((Vec::new(), Some((0, WalkError::Loop(root.into()))))),
-            }
+            results.push(h.join().unwrap_or_else(|_| Hashed {
+                error: Some((0, WalkError::Loop(root.into()))),
+                ..Hashed::default()
+            }));
         }
     });
     progress(files.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed));
     // The error of the first file in walk order, whichever thread met it.
     if let Some((_, e)) = results
         .iter_mut()
-        .filter_map(|(_, e)| e.take())
+        .filter_map(|r| r.error.take())
         .min_by_key(|(i, _)| *i)
     {
         return Err(e);
     }
-    let mut assets: Vec<Asset> = results.into_iter().flat_map(|(a, _)| a).collect();
+    let mut assets = Vec::with_capacity(found.len());
+    let mut cache_entries = Vec::new();
+    for r in results {
+        assets.extend(r.assets);
+        cache_entries.extend(r.entries);
+    }
     assets.sort_by(|a, b| a.rel.cmp(&b.rel));
     site.assets = assets;
-    Ok(site)
+    Ok(Walked {
+        site,
+        cache_entries,
+        cache_hits: hits.into_inner(),
+    })
 }
 
-fn hash_one(hasher: &mut hash::FileHasher, found: &Found) -> Result<Asset, WalkError> {
+/// What one hashing thread produced.
+#[derive(Default)]
+struct Hashed {
+    assets: Vec<Asset>,
+    entries: Vec<Entry>,
+    /// The first file it failed on (its index in walk order).
+    error: Option<(usize, WalkError)>,
+}
+
+/// Hashes one file, or takes its hash from the cache when its stamp matches. Returns the asset,
+/// the cache entry to keep (if any) and whether it was a hit.
+fn hash_one(
+    hasher: &mut hash::FileHasher,
+    found: &Found,
+    cache: Option<&HashCache>,
+) -> Result<(Asset, Option<Entry>, bool), WalkError> {
     let io = |source| WalkError::Io {
         path: found.path.clone(),
         source,
     };
-    let file = std::fs::File::open(&found.path).map_err(io)?;
-    let len = file.metadata().map_err(io)?.len();
-    if len > MAX_FILE_BYTES {
-        return Err(WalkError::TooLarge {
-            rel: found.rel.clone(),
-            size: len,
-        });
-    }
-    let (hash, size) = hasher.hash(Path::new(&found.rel), file, len).map_err(io)?;
-    Ok(Asset {
+    let too_large = |size| WalkError::TooLarge {
+        rel: found.rel.clone(),
+        size,
+    };
+    let asset = |size, hash: String| Asset {
         content_type: content_type(&found.rel),
         rel: found.rel.clone(),
         path: found.path.clone(),
         size,
         hash,
-    })
+    };
+    if let Some(cache) = cache {
+        // stat follows symlinks: the stamp is the target's.
+        let stamp = std::fs::metadata(&found.path)
+            .ok()
+            .and_then(|m| Stamp::of(&m));
+        if let Some(stamp) = stamp {
+            if stamp.size > MAX_FILE_BYTES {
+                return Err(too_large(stamp.size));
+            }
+            if let Some(h) = cache.lookup(&found.rel, &stamp) {
+                let entry = cache.keep(&found.rel, stamp, h);
+                return Ok((asset(stamp.size, h.to_string()), entry, true));
+            }
+        }
+    }
+    let file = std::fs::File::open(&found.path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    let len = meta.len();
+    if len > MAX_FILE_BYTES {
+        return Err(too_large(len));
+    }
+    let (hash, size) = hasher.hash(Path::new(&found.rel), file, len).map_err(io)?;
+    // The stamp fstat gave before the bytes were read; a file cut short while read is not kept.
+    let entry = cache
+        .zip(Stamp::of(&meta))
+        .filter(|_| size == len)
+        .and_then(|(c, stamp)| c.keep(&found.rel, stamp, &hash));
+    Ok((asset(size, hash), entry, false))
 }
 
 #[cfg(unix)]
@@ -422,6 +497,52 @@ mod tests {
                 .assets
                 .is_empty()
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_hash_cache_skips_unchanged_files_and_never_trusts_a_changed_one() {
+        use std::time::{Duration, SystemTime};
+        let cache_dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        for i in 0..20 {
+            write(r, &format!("f{i}.txt"), &format!("file {i:02}"));
+        }
+        // Files must be older than the settle margin to be recorded; a short margin for the test.
+        let settle = Duration::from_millis(50);
+        std::thread::sleep(Duration::from_millis(100));
+        let walk = || {
+            let cache = HashCache::open_at(cache_dir.path(), r, SystemTime::now(), settle);
+            let w = walk_and_hash_cached(r, 2, Some(&cache), &mut |_, _| {}).unwrap();
+            cache.save(w.cache_entries.clone()).unwrap();
+            w
+        };
+        let first = walk();
+        assert_eq!(first.cache_hits, 0);
+        assert_eq!(first.cache_entries.len(), 20);
+        let second = walk();
+        assert_eq!(second.cache_hits, 20, "nothing read the second time");
+        assert_eq!(second.site.assets, first.site.assets);
+
+        // Same size, new bytes, and the old mtime put back: the ctime still moved.
+        let f3 = r.join("f3.txt");
+        let mtime = std::fs::metadata(&f3).unwrap().modified().unwrap();
+        std::fs::write(&f3, "FILE 03").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&f3)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        // Replaced by another file of the same size (a new inode).
+        write(r, "tmp", "file XX");
+        std::fs::rename(r.join("tmp"), r.join("f4.txt")).unwrap();
+        let third = walk();
+        assert_eq!(third.cache_hits, 18);
+        let truth = walk_and_hash(r, 1, &mut |_, _| {}).unwrap();
+        assert_eq!(third.site.assets, truth.assets);
+        assert_ne!(third.site.assets, first.site.assets);
     }
 
     #[test]
