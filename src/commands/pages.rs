@@ -277,8 +277,10 @@ fn walk(ctx: &Ctx, job: &SiteJob, dir: &Path) -> Result<pages::Site> {
         })?;
     progress.finish();
     let site = walked.site;
-    if let Some(cache) = cache.as_ref().filter(|_| !ctx.settings.dry_run) {
-        if let Err(e) = cache.save(walked.cache_entries) {
+    if let (Some(cache), Some(entries)) = (cache.as_ref(), walked.cache_update.as_ref())
+        && !ctx.settings.dry_run
+    {
+        if let Err(e) = cache.save(entries) {
             ctx.report.warn(&format!(
                 "{}: cannot write the hash cache {} ({e}); the next run hashes every file again (set {DEPLOY_PAGES_HASH_CACHE}=off to skip it)",
                 job.name,

@@ -145,8 +145,9 @@ struct Found {
 #[derive(Debug)]
 pub struct Walked {
     pub site: Site,
-    /// Hits, and fresh hashes of settled files (see `hash_cache`).
-    pub cache_entries: Vec<Entry>,
+    /// What the cache file should hold now (its hits and the fresh hashes of settled files), or
+    /// `None` when that is exactly what it holds already.
+    pub cache_update: Option<Vec<Entry>>,
     /// Files whose hash came from the cache (not read).
     pub cache_hits: usize,
 }
@@ -203,7 +204,6 @@ pub fn walk_and_hash_cached(
     let next = AtomicUsize::new(0);
     let (files, bytes) = (AtomicU64::new(0), AtomicU64::new(0));
     let stop = AtomicBool::new(false);
-    let hits = AtomicUsize::new(0);
     // Hashes files claimed one by one until none is left (or another thread failed).
     let work = |report: &mut dyn FnMut()| -> Hashed {
         let mut hasher = hash::FileHasher::new();
@@ -212,14 +212,15 @@ pub fn walk_and_hash_cached(
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(f) = found.get(i) else { break };
             match hash_one(&mut hasher, f, cache) {
-                Ok((a, entry, hit)) => {
+                Ok((a, fresh)) => {
                     bytes.fetch_add(a.size, Ordering::Relaxed);
                     files.fetch_add(1, Ordering::Relaxed);
-                    if hit {
-                        hits.fetch_add(1, Ordering::Relaxed);
+                    match fresh {
+                        Fresh::Hit => out.hits.push(i),
+                        Fresh::Record(e) => out.fresh.push(e),
+                        Fresh::No => {}
                     }
                     out.assets.push(a);
-                    out.entries.extend(entry);
                     if out.assets.len() % 32 == 0 {
                         report();
                     }
@@ -256,17 +257,30 @@ pub fn walk_and_hash_cached(
         return Err(e);
     }
     let mut assets = Vec::with_capacity(found.len());
-    let mut cache_entries = Vec::new();
+    let (mut hits, mut fresh) = (Vec::new(), Vec::new());
     for r in results {
         assets.extend(r.assets);
-        cache_entries.extend(r.entries);
+        hits.extend(r.hits);
+        fresh.extend(r.fresh);
     }
     assets.sort_by(|a, b| a.rel.cmp(&b.rel));
     site.assets = assets;
+    // Nothing new and every entry hit: the cache file stays as it is (the common unchanged case
+    // builds no entry list at all).
+    let cache_update = cache
+        .filter(|c| !fresh.is_empty() || hits.len() != c.len())
+        .map(|c| {
+            let mut all: Vec<Entry> = hits
+                .iter()
+                .filter_map(|&i| c.entry(&found[i].rel))
+                .collect();
+            all.append(&mut fresh);
+            all
+        });
     Ok(Walked {
         site,
-        cache_entries,
-        cache_hits: hits.into_inner(),
+        cache_update,
+        cache_hits: hits.len(),
     })
 }
 
@@ -274,18 +288,28 @@ pub fn walk_and_hash_cached(
 #[derive(Default)]
 struct Hashed {
     assets: Vec<Asset>,
-    entries: Vec<Entry>,
+    /// Indices (in walk order) of the files the cache answered.
+    hits: Vec<usize>,
+    /// Fresh hashes the cache may record.
+    fresh: Vec<Entry>,
     /// The first file it failed on (its index in walk order).
     error: Option<(usize, WalkError)>,
 }
 
-/// Hashes one file, or takes its hash from the cache when its stamp matches. Returns the asset,
-/// the cache entry to keep (if any) and whether it was a hit.
+/// What a hashed file means for the cache.
+enum Fresh {
+    Hit,
+    Record(Entry),
+    No,
+}
+
+/// Hashes one file, or takes its hash from the cache when its stamp matches. Returns the asset
+/// and what it means for the cache.
 fn hash_one(
     hasher: &mut hash::FileHasher,
     found: &Found,
     cache: Option<&HashCache>,
-) -> Result<(Asset, Option<Entry>, bool), WalkError> {
+) -> Result<(Asset, Fresh), WalkError> {
     let io = |source| WalkError::Io {
         path: found.path.clone(),
         source,
@@ -311,8 +335,7 @@ fn hash_one(
                 return Err(too_large(stamp.size));
             }
             if let Some(h) = cache.lookup(&found.rel, &stamp) {
-                let entry = cache.keep(&found.rel, stamp, h);
-                return Ok((asset(stamp.size, h.to_string()), entry, true));
+                return Ok((asset(stamp.size, h), Fresh::Hit));
             }
         }
     }
@@ -324,11 +347,15 @@ fn hash_one(
     }
     let (hash, size) = hasher.hash(Path::new(&found.rel), file, len).map_err(io)?;
     // The stamp fstat gave before the bytes were read; a file cut short while read is not kept.
-    let entry = cache
-        .zip(Stamp::of(&meta))
-        .filter(|_| size == len)
-        .and_then(|(c, stamp)| c.keep(&found.rel, stamp, &hash));
-    Ok((asset(size, hash), entry, false))
+    let fresh = match cache.zip(Stamp::of(&meta)) {
+        Some((c, stamp)) if size == len && c.may_record(&stamp) => Fresh::Record(Entry {
+            rel: found.rel.clone(),
+            stamp,
+            hash: hash.clone(),
+        }),
+        _ => Fresh::No,
+    };
+    Ok((asset(size, hash), fresh))
 }
 
 #[cfg(unix)]
@@ -515,14 +542,17 @@ mod tests {
         let walk = || {
             let cache = HashCache::open_at(cache_dir.path(), r, SystemTime::now(), settle);
             let w = walk_and_hash_cached(r, 2, Some(&cache), &mut |_, _| {}).unwrap();
-            cache.save(w.cache_entries.clone()).unwrap();
+            if let Some(entries) = &w.cache_update {
+                cache.save(entries).unwrap();
+            }
             w
         };
         let first = walk();
         assert_eq!(first.cache_hits, 0);
-        assert_eq!(first.cache_entries.len(), 20);
+        assert_eq!(first.cache_update.as_ref().map(Vec::len), Some(20));
         let second = walk();
         assert_eq!(second.cache_hits, 20, "nothing read the second time");
+        assert_eq!(second.cache_update, None, "nothing to write either");
         assert_eq!(second.site.assets, first.site.assets);
 
         // Same size, new bytes, and the old mtime put back: the ctime still moved.
