@@ -130,9 +130,20 @@ pub fn run_with(
         ],
     );
     for (job, (site, special)) in jobs.iter().zip(&walked) {
-        let (state, row) = deploy(args, ctx, &cf, job, site, special, &git)?;
-        summary.row(row);
-        results.push((job.name.clone(), state));
+        match deploy(args, ctx, &cf, job, site, special, &git) {
+            Ok((state, row)) => {
+                summary.row(row);
+                results.push((job.name.clone(), state));
+            }
+            Err(e) => {
+                // The sites deployed before this one stay deployed: say so before failing.
+                if !results.is_empty() {
+                    ctx.report.summary(&summary);
+                    report_outputs(ctx, &results);
+                }
+                return Err(e);
+            }
+        }
     }
     ctx.report.summary(&summary);
     report_outputs(ctx, &results);
