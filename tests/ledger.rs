@@ -870,3 +870,47 @@ fn promote_brings_the_database_to_the_source_version_not_to_the_newest_file() {
         .status(0)
         .stdout_has("already runs the artifacts");
 }
+
+#[test]
+fn promote_deploys_the_staging_pages_manifest_to_the_production_branch_without_uploading() {
+    use crate::fake_cloudflare::{FakeCloudflare, Route};
+    let stg = tempfile::tempdir().unwrap();
+    let prd = tempfile::tempdir().unwrap();
+    let p = Project::git();
+    p.manifest(&format!(
+        "version: 1\nproject: shop\nenvironments:\n  staging:\n    hosts: [\"local\"]\n    dir: {}\n  production:\n    hosts: [\"local\"]\n    dir: {}\n    promote_from: staging\nsites:\n  web:\n    project: shop-web\n    dir: site\n    production_branch: main\n",
+        stg.path().display(),
+        prd.path().display()
+    ));
+    p.file("site/index.html", "<h1>v1</h1>\n");
+    p.file("site/_headers", "/*\n  X-Frame-Options: DENY\n");
+    p.commit("site");
+    let cf = FakeCloudflare::start();
+    pages_run(
+        &p,
+        &cf,
+        &["pages", "--env", "staging", "--all", "--branch", "staging"],
+    )
+    .status(0);
+    assert_eq!(cf.deployments()[0]["environment"], "preview");
+    // The build output changes after staging verified it: production must not get this.
+    p.file("site/index.html", "<h1>unverified</h1>\n");
+    let uploads = cf.count(Route::Upload);
+    pages_run(&p, &cf, &["promote", "--env", "production"])
+        .status(0)
+        .stdout_has("nothing is uploaded or built");
+    assert_eq!(cf.count(Route::Upload), uploads, "promote uploads nothing");
+    let d = cf.deployments();
+    assert_eq!(d.len(), 2);
+    assert_eq!(d[1]["environment"], "production");
+    assert_eq!(cf.manifest(1), cf.manifest(0), "the same bytes as staging");
+    assert_eq!(
+        cf.part(1, "_headers"),
+        cf.part(0, "_headers"),
+        "the special files too"
+    );
+    let v = pages_run(&p, &cf, &["status", "--env", "production", "--json"]).json();
+    assert_eq!(v["pages"]["web"]["deployment_id"], d[1]["id"]);
+    assert_eq!(v["pages"]["web"]["environment"], "production");
+    assert_eq!(v["current"]["promoted_from"], "staging/1");
+}

@@ -26,6 +26,8 @@ use std::time::Duration;
 
 /// How long the gate waits for an approval in GitHub Actions.
 const APPROVAL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How long a promoted Pages deployment may take to become live.
+const PAGES_WAIT: Duration = Duration::from_secs(600);
 
 /// What the promotion changes on the target.
 #[derive(Default)]
@@ -308,16 +310,44 @@ fn apply(
             &mut results,
         )?);
     }
+    let mut pages = BTreeMap::new();
     if !p.sites.is_empty() {
-        report.warn(
-            "Pages sites are not promoted by this build; run `deploy-action pages` for the target",
-        );
+        let cf = super::pages::client(ctx)?;
+        for (site, state) in &p.sites {
+            let branch = m
+                .sites
+                .get(site)
+                .map(|s| s.production_branch.clone())
+                .unwrap_or_else(|| "main".into());
+            report.info(&format!(
+                "{site}: deploying the {} files of deployment {} to the production branch `{branch}` of {} (nothing is uploaded or built)",
+                state.manifest.len(),
+                state.deployment_id,
+                state.project
+            ));
+            let git = super::pages::GitMeta {
+                branch: Some(branch),
+                commit_hash: state
+                    .commit_hash
+                    .clone()
+                    .or_else(|| Some(release.sha.clone())),
+                commit_message: Some(format!(
+                    "deploy-action promote of release {} of {}",
+                    release.number, source.name
+                )),
+                commit_dirty: Some(false),
+            };
+            let new = super::pages::redeploy(&cf, state, &git, PAGES_WAIT)?;
+            report.info(&format!("{site}: {} ({})", new.url, new.environment));
+            pages.insert(site.clone(), new);
+        }
     }
     match record {
         Some(mut r) => {
             if migrated.is_some() {
                 r.migration_version = migrated;
             }
+            r.pages.extend(pages);
             Ok((r, results))
         }
         None => {
@@ -326,6 +356,7 @@ fn apply(
                 if migrated.is_some() {
                     r.migration_version = migrated.clone();
                 }
+                r.pages.extend(pages.clone());
                 r.notes.extend(notes.iter().cloned());
             })?;
             Ok((r, results))

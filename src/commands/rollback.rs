@@ -318,16 +318,7 @@ fn pages_back(ctx: &Ctx, site: &str, p: &PagesState) -> Result<PagesState> {
         "{site}: rolling Cloudflare Pages project {} back to deployment {}",
         p.project, p.deployment_id
     ));
-    let d = cf
-        .rollback(&p.project, &p.deployment_id)
-        .map_err(|e| Error::StageFailed(format!("{site}: the Pages rollback failed: {e}")))?;
-    let mut back = p.clone();
-    back.url = if d.url.is_empty() {
-        p.url.clone()
-    } else {
-        d.url
-    };
-    Ok(back)
+    super::pages::rollback_to(&cf, p)
 }
 
 /// The `migrate down` command when the database is at another version than the target ran with.
