@@ -64,8 +64,9 @@ pub const DEPLOY_TEST_ALWAYS_SHIP: &str = "DEPLOY_TEST_ALWAYS_SHIP";
 /// Why a deploy, promote or rollback runs: recorded in the release notes, the audit log and the
 /// GitHub deployment's payload.
 pub const DEPLOY_REASON: &str = "DEPLOY_REASON";
-/// The person or bot running a deploy outside GitHub Actions (else `$USER`).
+/// The person or bot running a deploy outside GitHub Actions (else `$LOGNAME`, else the account).
 pub const USER: &str = "USER";
+pub const LOGNAME: &str = "LOGNAME";
 
 /// Variables whose values are secrets and are masked wherever they could appear.
 pub const SECRET_VARS: &[&str] = &[
@@ -87,4 +88,37 @@ pub fn get(name: &str) -> Option<String> {
 /// True when running inside GitHub Actions.
 pub fn in_github_actions() -> bool {
     get(GITHUB_ACTIONS).as_deref() == Some("true")
+}
+
+/// Who runs this: GITHUB_ACTOR in Actions, else USER, LOGNAME, or the account's name.
+pub fn actor() -> String {
+    get(GITHUB_ACTOR)
+        .or_else(|| get(USER))
+        .or_else(|| get(LOGNAME))
+        .or_else(account_name)
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The name of the effective user, from the password database.
+fn account_name() -> Option<String> {
+    // SAFETY: getpwuid returns null or a pointer to a static record valid until the next call;
+    // the name is copied out at once.
+    unsafe {
+        let pw = libc::getpwuid(libc::geteuid());
+        if pw.is_null() || (*pw).pw_name.is_null() {
+            return None;
+        }
+        std::ffi::CStr::from_ptr((*pw).pw_name)
+            .to_str()
+            .ok()
+            .map(String::from)
+    }
+}
+
+/// The URL of this GitHub Actions run, from the runner's variables.
+pub fn run_url() -> Option<String> {
+    let server = get(GITHUB_SERVER_URL)?;
+    let repo = get(GITHUB_REPOSITORY)?;
+    let run = get(GITHUB_RUN_ID)?;
+    Some(format!("{server}/{repo}/actions/runs/{run}"))
 }

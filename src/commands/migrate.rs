@@ -278,20 +278,11 @@ fn open_db<'e>(
 }
 
 fn actor() -> String {
-    env_vars::get(env_vars::GITHUB_ACTOR)
-        .or_else(|| env_vars::get("USER"))
-        .unwrap_or_else(|| "unknown".into())
+    env_vars::actor()
 }
 
 fn run_url() -> String {
-    match (
-        env_vars::get(env_vars::GITHUB_SERVER_URL),
-        env_vars::get(env_vars::GITHUB_REPOSITORY),
-        env_vars::get(env_vars::GITHUB_RUN_ID),
-    ) {
-        (Some(s), Some(r), Some(id)) => format!("{s}/{r}/actions/runs/{id}"),
-        _ => "local".into(),
-    }
+    env_vars::run_url().unwrap_or_else(|| "local".into())
 }
 
 /// The steps to run: (migration, file) pairs in order, and the direction.

@@ -65,9 +65,7 @@ pub fn lock_owner(command: &str, sha: &str) -> LockOwner {
     let run_url = crate::ledger::record::run_url().unwrap_or_else(|| "local".into());
     LockOwner {
         run_url,
-        actor: env_vars::get(env_vars::GITHUB_ACTOR)
-            .or_else(|| env_vars::get(env_vars::USER))
-            .unwrap_or_else(|| "unknown".into()),
+        actor: env_vars::actor(),
         sha: sha.into(),
         started_at: deploy::clock::now_rfc3339(),
         command: command.into(),

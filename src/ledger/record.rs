@@ -17,10 +17,7 @@ use crate::state::{ReleaseRecord, ReleaseStatus};
 
 /// The URL of this run in GitHub Actions, from the runner's variables.
 pub fn run_url() -> Option<String> {
-    let server = env_vars::get(env_vars::GITHUB_SERVER_URL)?;
-    let repo = env_vars::get(env_vars::GITHUB_REPOSITORY)?;
-    let run = env_vars::get(env_vars::GITHUB_RUN_ID)?;
-    Some(format!("{server}/{repo}/actions/runs/{run}"))
+    env_vars::run_url()
 }
 
 /// Why this run happens (DEPLOY_REASON), recorded in the release notes and the audit log.
