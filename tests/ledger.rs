@@ -914,3 +914,32 @@ fn promote_deploys_the_staging_pages_manifest_to_the_production_branch_without_u
     assert_eq!(v["pages"]["web"]["environment"], "production");
     assert_eq!(v["current"]["promoted_from"], "staging/1");
 }
+
+#[test]
+fn a_rollback_whose_images_were_pruned_fails_with_exit_1_and_changes_nothing() {
+    crate::harness::services::require_docker();
+    let (p, dir) = project();
+    p.manifest(&format!(
+        "version: 1\nproject: shop\nenvironments:\n  staging:\n    hosts: [\"local\"]\n    dir: {dir}\n    compose_files: [compose.yml]\nservices:\n  web:\n    paths: [\"web/**\"]\n"
+    ));
+    let mut r1 = release(1, ReleaseStatus::Superseded, &"a".repeat(40), "web:v1");
+    r1.services.get_mut("web").unwrap().release_tag =
+        Some("deploy-action-test/pruned:gone-release-1".into());
+    write_release(&dir, &r1);
+    write_release(
+        &dir,
+        &release(2, ReleaseStatus::Live, &"b".repeat(40), "web:v2"),
+    );
+    p.run(&["rollback", "--env", "staging"])
+        .go()
+        .status(1)
+        .stderr_has(
+            "deploy-action-test/pruned:gone-release-1 of release 1 is no longer on the host",
+        );
+    let r2: ReleaseRecord = serde_json::from_str(
+        &std::fs::read_to_string(format!("{dir}/.deploy-action/releases/2.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(r2.status.0, ReleaseStatus::Live, "nothing was marked bad");
+    assert!(!std::path::Path::new(&format!("{dir}/.deploy-action/releases/3.json")).exists());
+}
