@@ -7,7 +7,8 @@
 # OS/arch is downloaded from the GitHub release, verified, and unpacked into
 # $RUNNER_TEMP/deploy-action/<version>/<target>/ (reused by later steps of the same job). When no asset
 # fits, no sums are pinned yet, or the download fails, it falls back to `cargo build --release --locked`
-# from the action's own directory (with a ::warning::), unless build-from-source is `never`.
+# from the action's own directory (with a ::warning::), unless build-from-source is `never`; the result
+# goes to $RUNNER_TEMP/deploy-action/<version>/source/ and later steps of the job reuse it too.
 # A checksum mismatch is always fatal: it never falls back.
 #
 # Inputs (environment): INPUT_VERSION, INPUT_BUILD_FROM_SOURCE (auto|always|never), ACTION_OS and
@@ -87,8 +88,22 @@ pinned_sum() {
   ' "$DIST/SHA256SUMS"
 }
 
+# A binary built from source earlier in this job, from this same action checkout, is reused as is:
+# the action directory (…/_actions/<owner>/<repo>/<ref>) identifies the source it was built from.
+SOURCE_DIR="$TMP_ROOT/deploy-action/$VERSION/source"
+reuse_source_build() {
+  local bin="$SOURCE_DIR/deploy-action$EXE"
+  [ -x "$bin" ] && [ "$(cat "$SOURCE_DIR/.built-from" 2>/dev/null)" = "$ACTION_DIR" ] || return 0
+  note "reusing $bin built from source earlier in this job"
+  set_output bin "$bin"
+  set_output version "$VERSION"
+  set_output source source
+  exit 0
+}
+
 build_from_source() {
   local why="$1"
+  reuse_source_build
   command -v cargo >/dev/null 2>&1 ||
     fail "$why, and cargo is not installed to build deploy-action from source (install Rust, or use a runner with a published asset)"
   [ -r "$ACTION_DIR/Cargo.toml" ] || fail "$why, and $ACTION_DIR/Cargo.toml is missing"
@@ -100,10 +115,11 @@ build_from_source() {
   ) >&2 || fail "cargo build --release --locked failed in $ACTION_DIR"
   local built="$target_dir/release/deploy-action$EXE"
   [ -x "$built" ] || fail "cargo finished but $built is missing"
-  local dir="$TMP_ROOT/deploy-action/$VERSION/source"
+  local dir="$SOURCE_DIR"
   mkdir -p "$dir"
   cp -f "$built" "$dir/deploy-action$EXE.tmp"
   mv -f "$dir/deploy-action$EXE.tmp" "$dir/deploy-action$EXE"
+  printf '%s' "$ACTION_DIR" >"$dir/.built-from"
   set_output bin "$dir/deploy-action$EXE"
   set_output version "$VERSION"
   set_output source source
@@ -136,6 +152,10 @@ if [ -x "$BIN" ] && [ "$(cat "$DIR/.asset-sha256" 2>/dev/null)" = "$EXPECTED" ];
   set_output source release
   exit 0
 fi
+
+# An earlier step of this job fell back to a source build (the download failed): keep using that
+# binary rather than trying the download again.
+[ "$MODE" = never ] || reuse_source_build
 
 BASE="${DEPLOY_ACTION_DOWNLOAD_BASE:-${GITHUB_SERVER_URL:-https://github.com}/$REPO/releases/download}"
 PROTO="=https"

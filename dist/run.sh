@@ -16,7 +16,7 @@ BIN="${DEPLOY_ACTION_BIN:-}"
 
 COMMAND="${INPUT_COMMAND:-}"
 case "$COMMAND" in
-  plan | build | test | up | pages | migrate | promote | rollback | status | exec | verify) ;;
+  plan | build | test | up | pages | migrate | promote | rollback | status | exec) ;;
   "") fail "the 'command' input is required (plan, build, test, up, pages, migrate, promote, rollback, status or exec)" ;;
   *) fail "unknown command '$COMMAND': expected plan, build, test, up, pages, migrate, promote, rollback, status or exec" ;;
 esac

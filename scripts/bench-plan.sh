@@ -7,6 +7,10 @@
 # than the git diff it reads).
 #
 # Usage: bash scripts/bench-plan.sh            (prints the hyperfine table; BENCHMARKS.md records it)
+#        BIN=path/to/deploy-action bash scripts/bench-plan.sh   (time that binary; no build)
+#
+# Settings: BIN, DEPLOY_BENCH_REPO, DEPLOY_BENCH_FILES, DEPLOY_BENCH_UNITS, HYPERFINE_EXPORT
+# (a Markdown file for the table), HYPERFINE_RUNS (default 20).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -55,7 +59,9 @@ for i in range(files):
 PY
   git add -A
   git commit -q -m "100k files"
-  # The commit plan looks at: 2000 files changed in 5 units and the docs.
+  # The commit plan looks at: 1,250 files changed, 250 in five units (svc01-svc05, 50 each in
+  # src/m1) and 1,000 under docs/d19 (in no unit). The first pattern finds 250 files, the second
+  # 1,000 (its cap).
   python3 - <<'PY'
 import glob
 changed = 0
@@ -71,13 +77,17 @@ PY
   touch .bench-ready
 fi
 
-cd "$here"
-cargo build --release --quiet
-bin="$here/target/release/deploy-action"
+if [[ -n ${BIN:-} ]]; then
+  bin=$(realpath "$BIN")
+else
+  (cd "$here" && cargo build --release --locked --quiet)
+  bin="$here/target/release/deploy-action"
+  [[ -n ${CARGO_TARGET_DIR:-} ]] && bin="$CARGO_TARGET_DIR/release/deploy-action"
+fi
 cd "$repo"
 echo "repository: $(git ls-files | wc -l) files; diff HEAD~1..HEAD: $(git diff --name-only HEAD~1 HEAD | wc -l) files" >&2
 "$bin" plan --json --env prod | python3 -c 'import json,sys; d=json.load(sys.stdin); print("affected:", d["affected"], "steps:", len(d["steps"]))' >&2
-hyperfine --warmup 3 --min-runs 20 -N \
+hyperfine --warmup 3 --min-runs "${HYPERFINE_RUNS:-20}" -N \
   "git diff --name-only HEAD~1 HEAD" \
   "$bin plan --json --env prod" \
   "$bin plan --json --env prod --all" \

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # The README's first command: deploy the demo in examples/demo to the `local` environment (this
 # machine: docker compose for the services, SQLite for the database), then change one service and
-# deploy again to show that only that service is rebuilt and restarted.
+# deploy again to show that only that service is rebuilt and restarted, then roll it back.
 #
 #   bash scripts/demo.sh          # idempotent: starts from a fresh copy of the demo each time
 #
-# Needs root on Debian 12 (it installs Docker with compose through scripts/test-env.sh docker).
+# Needs root on Debian 12: it installs Rust through scripts/toolchain.sh when cargo is missing or
+# too old, and Docker with compose through scripts/test-env.sh docker.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=${DEMO_DIR:-/var/tmp/deploy-action-demo}
 say() { printf '\n\033[1m### %s\033[0m\n' "$*"; }
+
+say "Rust toolchain (installed with rustup if cargo is missing or too old)"
+# shellcheck source=scripts/toolchain.sh
+source "$root/scripts/toolchain.sh"
 
 say "Docker engine and compose (installed and started if missing)"
 bash "$root/scripts/test-env.sh" docker
@@ -63,8 +68,15 @@ git -c user.name=demo -c user.email=demo@example.com commit -q -am "api: v2"
 web_after=$(docker ps -q --filter label=com.docker.compose.project=deploy-action-demo --filter label=com.docker.compose.service=web)
 
 say "Result"
-echo "api serves:  $(curl -fsS http://127.0.0.1:18081/)"
+api_v2=$(curl -fsS http://127.0.0.1:18081/)
+echo "api serves:  $api_v2"
 echo "web serves:  $(curl -fsS http://127.0.0.1:18080/)"
 echo "web container before/after: $web_before / $web_after (unchanged: $([[ $web_before == "$web_after" ]] && echo yes || echo NO))"
 "$bin" status --env local
-[[ $web_before == "$web_after" ]]
+
+say "deploy-action rollback --env local: back to the previous good release (api v1), release marked bad"
+"$bin" rollback --env local
+api_back=$(curl -fsS http://127.0.0.1:18081/)
+echo "api serves:  $api_back"
+"$bin" status --env local
+[[ $web_before == "$web_after" && $api_v2 == *v2* && $api_back != *v2* ]]

@@ -11,6 +11,7 @@ Usage: fake-cloudflare.py PORT_FILE   (binds 127.0.0.1:0, writes the port to POR
        fake-cloudflare.py --reset URL (forget stored hashes, for a fresh first deploy)
 """
 import base64
+import hashlib
 import json
 import re
 import sys
@@ -21,9 +22,44 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 LOCK = threading.Lock()
 STORE = {}  # hash -> content type
 LAST_MANIFEST = {}
+LAST_RAW = {"content_type": "", "body": b""}  # the last deployment POST, for parity checks
 DEPLOYMENTS = []
 COUNTS = {}
 BROKEN = []
+
+
+def split_multipart(body, boundary):
+    """[(name, content_type or None, content)] of a multipart/form-data body."""
+    out = []
+    for chunk in body.split(b"--" + boundary)[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, _, content = chunk[2:].partition(b"\r\n\r\n")
+        content = content[:-2] if content.endswith(b"\r\n") else content
+        name = re.search(rb'name="([^"]*)"', head)
+        ctype = re.search(rb"(?i)content-type: *([^\r\n]*)", head)
+        out.append((name.group(1).decode() if name else "", ctype.group(1).decode() if ctype else None, content))
+    return out
+
+
+def describe_parts(body, content_type):
+    """The deployment POST without its random boundaries: each part's name, type and content
+    digest; the Worker bundle's own parts likewise."""
+    m = re.search(r"boundary=(.*)", content_type or "")
+    if not m:
+        return []
+    parts = []
+    for name, ctype, content in split_multipart(body, m.group(1).strip('"').encode()):
+        p = {"name": name, "content_type": ctype, "sha256": hashlib.sha256(content).hexdigest()}
+        if name == "manifest":
+            p.pop("sha256")
+        if name == "_worker.bundle":
+            inner = content.split(b"\r\n", 1)[0][2:]
+            p.pop("sha256")
+            p["modules"] = [{"name": n, "content_type": t, "sha256": hashlib.sha256(c).hexdigest()}
+                            for n, t, c in split_multipart(content, inner)]
+        parts.append(p)
+    return parts
 
 
 def b64url(obj):
@@ -36,6 +72,9 @@ def envelope(result, success=True, errors=()):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; without TCP_NODELAY the body waits for the client's
+    # delayed ACK (~40 ms a request), a stall no real API server has.
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):
         pass
@@ -61,7 +100,11 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/last-deployment":
             with LOCK:
                 types = {p: STORE.get(h) for p, h in LAST_MANIFEST.items()}
-                return self.send(200, json.dumps({"manifest": LAST_MANIFEST, "content_types": types}, sort_keys=True, ensure_ascii=False).encode())
+                parts = describe_parts(LAST_RAW["body"], LAST_RAW["content_type"])
+                return self.send(200, json.dumps({"manifest": LAST_MANIFEST, "content_types": types, "parts": parts}, sort_keys=True, ensure_ascii=False, indent=1).encode())
+        if path == "/last-deployment-raw":
+            with LOCK:
+                return self.send(200, LAST_RAW["body"], LAST_RAW["content_type"] or "application/octet-stream")
         if path == "/stats":
             with LOCK:
                 return self.send(200, json.dumps({"counts": COUNTS, "stored": len(STORE), "broken": BROKEN[:10]}).encode())
@@ -115,6 +158,8 @@ class Handler(BaseHTTPRequestHandler):
             b = re.search(rb'name="branch"\r\n\r\n(.*?)\r\n--', body, re.S)
             branch = b.group(1).decode() if b else None
             with LOCK:
+                LAST_RAW["content_type"] = self.headers.get("Content-Type", "")
+                LAST_RAW["body"] = body
                 BROKEN.extend(p for p, h in manifest.items() if h not in STORE)
                 LAST_MANIFEST.clear()
                 LAST_MANIFEST.update(manifest)

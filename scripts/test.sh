@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "==> Rust toolchain with rustfmt and clippy (installed with rustup if missing or too old)"
+# shellcheck source=scripts/toolchain.sh
+TOOLCHAIN_COMPONENTS="rustfmt clippy" source scripts/toolchain.sh
+
 echo "==> test environment (sshd, Docker + compose v2/v1, PostgreSQL, tools)"
 bash scripts/test-env.sh up
 

@@ -194,6 +194,13 @@ pub struct MigrateArgs {
     /// How long to wait for an approval in GitHub Actions (e.g. 30m).
     #[arg(long, value_name = "DURATION", default_value = "30m", global = true)]
     pub approval_timeout: String,
+    /// How many backups to keep per environment; older ones are deleted after a new one is verified.
+    #[arg(long, value_name = "N", default_value_t = 10, global = true,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_backups: u64,
+    /// Apply the pending migrations up to and including VERSION, then stop (VERSION must be a file).
+    #[arg(long, value_name = "VERSION")]
+    pub target: Option<u64>,
 }
 
 #[derive(Subcommand, Debug, Clone)]

@@ -1,10 +1,13 @@
 //! Every environment variable the tool reads, as a documented constant.
 //!
-//! Secrets among them are registered with the masker before anything could print them.
+//! Secrets among them are registered with the masker before anything could print them:
+//! [`SECRET_VARS`] and the files of [`SECRET_FILE_VARS`] when the reporter starts, and the password
+//! of each environment's `database.url_env` URL as soon as the manifest is loaded
+//! (`commands::Ctx::load_manifest`).
 
 /// Private key text for SSH (masked).
 pub const DEPLOY_SSH_KEY: &str = "DEPLOY_SSH_KEY";
-/// Path of a private key file for SSH.
+/// Path of a private key file for SSH (its contents are masked).
 pub const DEPLOY_SSH_KEY_FILE: &str = "DEPLOY_SSH_KEY_FILE";
 /// known_hosts lines (plain or hashed).
 pub const DEPLOY_KNOWN_HOSTS: &str = "DEPLOY_KNOWN_HOSTS";
@@ -61,8 +64,9 @@ pub const DEPLOY_TEST_ALWAYS_SHIP: &str = "DEPLOY_TEST_ALWAYS_SHIP";
 /// Why a deploy, promote or rollback runs: recorded in the release notes, the audit log and the
 /// GitHub deployment's payload.
 pub const DEPLOY_REASON: &str = "DEPLOY_REASON";
-/// The person or bot running a deploy outside GitHub Actions (else `$USER`).
+/// The person or bot running a deploy outside GitHub Actions (else `$LOGNAME`, else the account).
 pub const USER: &str = "USER";
+pub const LOGNAME: &str = "LOGNAME";
 
 /// Variables whose values are secrets and are masked wherever they could appear.
 pub const SECRET_VARS: &[&str] = &[
@@ -72,6 +76,10 @@ pub const SECRET_VARS: &[&str] = &[
     GITHUB_TOKEN,
 ];
 
+/// Variables naming a file whose contents are secrets: the file is read and its contents masked
+/// like [`SECRET_VARS`] (each non-empty line of a key too).
+pub const SECRET_FILE_VARS: &[&str] = &[DEPLOY_SSH_KEY_FILE];
+
 /// Reads a variable, treating an empty value as unset.
 pub fn get(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -80,4 +88,37 @@ pub fn get(name: &str) -> Option<String> {
 /// True when running inside GitHub Actions.
 pub fn in_github_actions() -> bool {
     get(GITHUB_ACTIONS).as_deref() == Some("true")
+}
+
+/// Who runs this: GITHUB_ACTOR in Actions, else USER, LOGNAME, or the account's name.
+pub fn actor() -> String {
+    get(GITHUB_ACTOR)
+        .or_else(|| get(USER))
+        .or_else(|| get(LOGNAME))
+        .or_else(account_name)
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The name of the effective user, from the password database.
+fn account_name() -> Option<String> {
+    // SAFETY: getpwuid returns null or a pointer to a static record valid until the next call;
+    // the name is copied out at once.
+    unsafe {
+        let pw = libc::getpwuid(libc::geteuid());
+        if pw.is_null() || (*pw).pw_name.is_null() {
+            return None;
+        }
+        std::ffi::CStr::from_ptr((*pw).pw_name)
+            .to_str()
+            .ok()
+            .map(String::from)
+    }
+}
+
+/// The URL of this GitHub Actions run, from the runner's variables.
+pub fn run_url() -> Option<String> {
+    let server = get(GITHUB_SERVER_URL)?;
+    let repo = get(GITHUB_REPOSITORY)?;
+    let run = get(GITHUB_RUN_ID)?;
+    Some(format!("{server}/{repo}/actions/runs/{run}"))
 }

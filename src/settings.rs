@@ -3,6 +3,7 @@
 use crate::cli::GlobalArgs;
 use crate::error::{Error, Result};
 use crate::manifest::{self, Environment, Manifest};
+// The manifest is loaded by `commands::Ctx::load_manifest`, which also registers its secrets.
 use std::path::PathBuf;
 
 /// What every command knows about how it was asked to run.
@@ -36,11 +37,6 @@ impl Settings {
             yes: g.yes,
             tag: g.tag,
         }
-    }
-
-    /// Loads and validates the manifest.
-    pub fn load_manifest(&self) -> Result<Manifest> {
-        Ok(manifest::load_file(&self.manifest_path)?)
     }
 
     /// The environment named by `--env` (required), or an exit-2 error naming the choices.

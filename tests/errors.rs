@@ -251,3 +251,66 @@ fn oversized_and_empty_manifests() {
         .status(2)
         .stderr_has("error: the manifest is empty\n  --> deploy.yml:1:1\n");
 }
+
+#[test]
+fn a_misspelt_local_host_suggests_local() {
+    let stderr = check_fails(&format!(
+        "{HEAD}environments:\n  staging:\n    hosts: [lcoal]\n    dir: /srv/shop\n"
+    ));
+    assert_eq!(
+        stderr,
+        "error: invalid host `lcoal`
+  --> deploy.yml:5:13
+  |
+5 |     hosts: [lcoal]
+  |             ^^^^^
+  = help: did you mean `local`?
+"
+    );
+}
+
+#[test]
+fn a_huge_line_gives_a_short_error() {
+    // 100,000 nested lists on one line: the error shows 120 characters around the column.
+    let deep = format!(
+        "{HEAD}services: {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let stderr = check_fails(&deep);
+    assert!(stderr.len() < 1_000, "{} bytes:\n{stderr}", stderr.len());
+    assert!(
+        stderr.starts_with("error: the manifest nests deeper than 32 levels\n  --> deploy.yml:3:"),
+        "{stderr}"
+    );
+    let excerpt = stderr.lines().nth(3).unwrap();
+    assert!(
+        excerpt.starts_with("3 | …[[[[") && excerpt.ends_with("[[[…"),
+        "{excerpt}"
+    );
+    // A long value quoted in the message is cut as well.
+    let host = "h".repeat(50_000);
+    let stderr = check_fails(&format!(
+        "{HEAD}environments:\n  s:\n    hosts: [\"ssh://u@{host}:99999\"]\n    dir: /srv\n"
+    ));
+    assert!(stderr.len() < 1_000, "{} bytes", stderr.len());
+    assert!(
+        stderr.starts_with("error: bad port `99999` in host `ssh://u@hhh"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unclosed_list_points_back_at_its_bracket() {
+    let stderr = check_fails(&format!(
+        "{HEAD}services:\n  api:\n    paths: [\"services/api/**\", \"libs/**\"\n    test: make\n"
+    ));
+    assert!(stderr.starts_with("error: YAML syntax error: "), "{stderr}");
+    assert!(stderr.contains("  --> deploy.yml:6:"), "{stderr}");
+    assert!(
+        stderr.ends_with(
+            "  = help: the flow list `[` opened at line 5, column 12 is not closed: end it with `]`\n"
+        ),
+        "{stderr}"
+    );
+}

@@ -54,6 +54,9 @@ pub enum Fault {
     ProjectNotFound,
     /// Close the connection without answering.
     Reset,
+    /// Do what was asked (create the deployment, say), then close the connection without
+    /// answering: the answer is lost on the way back.
+    DoThenReset,
 }
 
 /// How deployments end.
@@ -73,6 +76,13 @@ pub struct State {
     pub upserted: HashSet<String>,
     pub issued: HashSet<String>,
     pub token_ttl: i64,
+    /// Each token is accepted this many times, then answered `403 Expired JWT` (a token that
+    /// expires mid-upload, without waiting for the clock).
+    pub token_uses: Option<usize>,
+    /// Accepted uses per token.
+    pub token_used: HashMap<String, usize>,
+    /// Tokens refused because they were used up.
+    pub tokens_expired: usize,
     pub max_files: u64,
     pub deployments: Vec<Value>,
     /// Per deployment: the multipart text fields and file parts received.
@@ -84,9 +94,24 @@ pub struct State {
     pub requests: Vec<(Route, String)>,
     /// Files per upload request.
     pub upload_sizes: Vec<usize>,
+    /// Upload requests being handled now (ids), the most seen at once, and those that were in
+    /// flight when the first 524 was answered (they may finish alongside the next ones).
+    pub uploads_in_flight: HashSet<usize>,
+    pub max_uploads_in_flight: usize,
+    pub gateway_served: bool,
+    pub in_flight_at_gateway: HashSet<usize>,
+    /// The most uploads at once that started after the first 524 (those in flight then excluded).
+    pub max_uploads_in_flight_after_gateway: usize,
+    /// Hold the first upload until a second one arrives (proves the client uploads in parallel),
+    /// and every later upload this long, so overlapping requests would be seen.
+    pub hold_first_upload_for_company: bool,
+    pub upload_hold_ms: u64,
     faults: Vec<(Route, usize, Fault)>,
     always: Vec<(Route, Fault)>,
     pub outcome: Option<Outcome>,
+    /// The id of the deployment production serves: the newest successful production deployment,
+    /// or the target of the last rollback.
+    pub canonical: Option<String>,
 }
 
 pub struct FakeCloudflare {
@@ -344,12 +369,13 @@ fn handle(mut conn: TcpStream, st: &Mutex<State>) -> std::io::Result<()> {
         return Ok(());
     };
     let route = route_of(&req);
-    let fault = {
+    let (fault, n) = {
         let mut s = st.lock().unwrap();
         s.requests
             .push((route, format!("{} {}", req.method, req.path)));
         let n = s.requests.iter().filter(|(r, _)| *r == route).count();
-        s.faults
+        let fault = s
+            .faults
             .iter()
             .find(|(r, nth, _)| *r == route && *nth == n)
             .map(|(_, _, f)| f.clone())
@@ -358,13 +384,28 @@ fn handle(mut conn: TcpStream, st: &Mutex<State>) -> std::io::Result<()> {
                     .iter()
                     .find(|(r, _)| *r == route)
                     .map(|(_, f)| f.clone())
-            })
+            });
+        (fault, n)
     };
+    if route == Route::Upload {
+        upload_arrives(st, n);
+    }
     let resp = match fault {
-        Some(Fault::Reset) => return Ok(()), // drop the connection unanswered
+        Some(Fault::Reset) => {
+            upload_leaves(st, route, n, false);
+            return Ok(()); // drop the connection unanswered
+        }
+        Some(Fault::DoThenReset) => {
+            let _ = answer(&req, route, st);
+            upload_leaves(st, route, n, false);
+            return Ok(());
+        }
         Some(f) => fault_response(&f),
         None => answer(&req, route, st),
     };
+    // The request is over for the server before its answer goes out, so the client's next request
+    // never overlaps with it.
+    upload_leaves(st, route, n, resp.status == 524);
     let mut head = format!(
         "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
         resp.status,
@@ -378,6 +419,48 @@ fn handle(mut conn: TcpStream, st: &Mutex<State>) -> std::io::Result<()> {
     conn.write_all(head.as_bytes())?;
     conn.write_all(&resp.body)?;
     conn.flush()
+}
+
+/// Upload `n` starts: count what runs alongside it, and hold it as the test asked.
+fn upload_arrives(st: &Mutex<State>, n: usize) {
+    let (hold_first, hold_ms) = {
+        let mut s = st.lock().unwrap();
+        s.uploads_in_flight.insert(n);
+        s.max_uploads_in_flight = s.max_uploads_in_flight.max(s.uploads_in_flight.len());
+        if s.gateway_served {
+            let after = s
+                .uploads_in_flight
+                .iter()
+                .filter(|i| !s.in_flight_at_gateway.contains(i))
+                .count();
+            s.max_uploads_in_flight_after_gateway =
+                s.max_uploads_in_flight_after_gateway.max(after);
+        }
+        (s.hold_first_upload_for_company && n == 1, s.upload_hold_ms)
+    };
+    if hold_first {
+        // Wait (bounded) for a second upload to arrive: a parallel client sends one.
+        for _ in 0..2000 {
+            if st.lock().unwrap().uploads_in_flight.len() > 1 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    } else if hold_ms > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(hold_ms));
+    }
+}
+
+fn upload_leaves(st: &Mutex<State>, route: Route, n: usize, gateway: bool) {
+    if route != Route::Upload {
+        return;
+    }
+    let mut s = st.lock().unwrap();
+    s.uploads_in_flight.remove(&n);
+    if gateway && !s.gateway_served {
+        s.gateway_served = true;
+        s.in_flight_at_gateway = s.uploads_in_flight.clone();
+    }
 }
 
 fn fault_response(f: &Fault) -> Response {
@@ -405,7 +488,7 @@ fn fault_response(f: &Fault) -> Response {
         ),
         Fault::Unknown8000000 => err(500, 8_000_000, "An unknown error occurred"),
         Fault::ProjectNotFound => err(404, 8_000_007, "Project not found."),
-        Fault::Reset => unreachable!(),
+        Fault::Reset | Fault::DoThenReset => unreachable!(),
     }
 }
 
@@ -459,6 +542,26 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
+/// `2026-11-30T05:09:33Z` (Howard Hinnant's civil_from_days).
+fn iso8601(t: i64) -> String {
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
 fn bearer(req: &Request) -> Option<&str> {
     req.headers
         .get("authorization")
@@ -494,6 +597,15 @@ fn answer(req: &Request, route: Route, st: &Mutex<State>) -> Response {
     if asset_route {
         if !jwt_ok(req, &s) {
             return err(401, 8_000_013, "Authorization failed");
+        }
+        if let Some(limit) = s.token_uses {
+            let t = bearer(req).unwrap_or("").to_string();
+            let used = s.token_used.entry(t).or_insert(0);
+            if *used >= limit {
+                s.tokens_expired += 1;
+                return text(403, "text/plain", "Expired JWT");
+            }
+            *used += 1;
         }
     } else if route != Route::Unknown {
         if bearer(req) != Some(TOKEN) {
@@ -585,6 +697,7 @@ fn answer(req: &Request, route: Route, st: &Mutex<State>) -> Response {
                 {
                     let mut d = d;
                     d["is_canonical"] = json!(true);
+                    s.canonical = Some(id.clone());
                     ok(d)
                 }
                 Some(_) => err(
@@ -603,23 +716,28 @@ fn upload(req: &Request, s: &mut State) -> Response {
         s.violations.push("upload body is not a JSON array".into());
         return err(400, 8_000_000, "bad body");
     };
-    let body = String::from_utf8_lossy(&req.body);
     if entries.len() > 2000 {
         s.violations
             .push(format!("upload of {} files (> 2000)", entries.len()));
     }
+    // Exact shape, as wrangler sends it: compact, keys in the order key, value, metadata, base64.
+    let expected: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            format!(
+                "{{\"key\":{},\"value\":{},\"metadata\":{{\"contentType\":{}}},\"base64\":true}}",
+                e["key"], e["value"], e["metadata"]["contentType"]
+            )
+        })
+        .collect();
+    if req.body != format!("[{}]", expected.join(",")).as_bytes() {
+        s.violations.push(format!(
+            "upload body not in wrangler's shape: {:.120}",
+            String::from_utf8_lossy(&req.body)
+        ));
+    }
     let mut raw = 0usize;
     for e in &entries {
-        // Exact key order: key, value, metadata, base64.
-        let expected = format!(
-            "{{\"key\":{},\"value\":{},\"metadata\":{{\"contentType\":{}}},\"base64\":true}}",
-            e["key"], e["value"], e["metadata"]["contentType"]
-        );
-        if !body.contains(&expected) {
-            s.violations.push(format!(
-                "upload entry not in wrangler's shape: {expected:.80}"
-            ));
-        }
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(e["value"].as_str().unwrap_or(""))
             .unwrap_or_default();
@@ -651,16 +769,20 @@ fn upload(req: &Request, s: &mut State) -> Response {
     ok(Value::Null)
 }
 
-/// Splits a multipart/form-data body into name → bytes.
-fn multipart(req: &Request) -> BTreeMap<String, Vec<u8>> {
-    let ct = req.headers.get("content-type").cloned().unwrap_or_default();
-    let Some(boundary) = ct.split("boundary=").nth(1) else {
-        return BTreeMap::new();
-    };
-    let delim = format!("--{}", boundary.trim_matches('"'));
-    let body = &req.body;
-    let mut out = BTreeMap::new();
+/// One part of a multipart/form-data body.
+#[derive(Clone, Debug)]
+pub struct Part {
+    pub name: String,
+    pub filename: Option<String>,
+    pub content_type: Option<String>,
+    pub content: Vec<u8>,
+}
+
+/// The parts of a multipart/form-data body with the given boundary, in order.
+pub fn split_multipart(body: &[u8], boundary: &str) -> Vec<Part> {
+    let delim = format!("--{boundary}");
     let positions: Vec<usize> = find_all(body, delim.as_bytes());
+    let mut out = Vec::new();
     for w in positions.windows(2) {
         let part = &body[w[0] + delim.len()..w[1]];
         let part = part.strip_prefix(b"\r\n").unwrap_or(part);
@@ -669,27 +791,88 @@ fn multipart(req: &Request) -> BTreeMap<String, Vec<u8>> {
             continue;
         };
         let head = String::from_utf8_lossy(&part[..split]);
-        let content = part[split + 4..].to_vec();
-        let name = head
-            .split("name=\"")
-            .nth(1)
-            .and_then(|r| r.split('"').next())
-            .unwrap_or("")
-            .to_string();
-        if head.contains("filename=") {
-            let ctype = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-type:")
-                        .map(|v| v.trim().to_string())
-                })
-                .unwrap_or_default();
-            out.insert(format!("{name}#content-type"), ctype.into_bytes());
-        }
-        out.insert(name, content);
+        let attr = |key: &str| {
+            head.split(&format!("{key}=\""))
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .map(String::from)
+        };
+        out.push(Part {
+            name: attr(" name").or_else(|| attr(";name")).unwrap_or_default(),
+            filename: attr("filename"),
+            content_type: head.lines().find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-type:")
+                    .map(|v| v.trim().to_string())
+            }),
+            content: part[split + 4..].to_vec(),
+        });
     }
     out
+}
+
+/// Splits the deployment POST into name → bytes, plus `<name>#content-type` for file parts and
+/// `#order` (the part names in order, comma-separated).
+fn multipart(req: &Request) -> BTreeMap<String, Vec<u8>> {
+    let ct = req.headers.get("content-type").cloned().unwrap_or_default();
+    let Some(boundary) = ct.split("boundary=").nth(1) else {
+        return BTreeMap::new();
+    };
+    let mut out = BTreeMap::new();
+    let parts = split_multipart(&req.body, boundary.trim_matches('"'));
+    let order: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
+    out.insert("#order".to_string(), order.join(",").into_bytes());
+    for p in &parts {
+        if p.filename.is_some() {
+            out.insert(
+                format!("{}#content-type", p.name),
+                p.content_type.clone().unwrap_or_default().into_bytes(),
+            );
+        }
+        out.insert(p.name.clone(), p.content.clone());
+    }
+    out
+}
+
+/// Checks a `_worker.bundle` as the API would read it: a multipart body (its boundary on the
+/// first line) with a `metadata` part naming `main_module`, that module present, every module
+/// with a Workers module type. Returns the module names, or what is wrong.
+pub fn worker_modules(bundle: &[u8]) -> Result<Vec<String>, String> {
+    let first = bundle.split(|b| *b == b'\n').next().ok_or("empty bundle")?;
+    let boundary = String::from_utf8_lossy(first)
+        .trim_end_matches('\r')
+        .strip_prefix("--")
+        .ok_or("the bundle does not start with a boundary")?
+        .to_string();
+    if !bundle.ends_with(format!("--{boundary}--\r\n").as_bytes()) {
+        return Err("the bundle does not end with its closing boundary".into());
+    }
+    let parts = split_multipart(bundle, &boundary);
+    let meta = parts
+        .iter()
+        .find(|p| p.name == "metadata")
+        .ok_or("no metadata part")?;
+    let meta: Value = serde_json::from_slice(&meta.content).map_err(|e| e.to_string())?;
+    let main = meta["main_module"].as_str().ok_or("no main_module")?;
+    let modules: Vec<&Part> = parts.iter().filter(|p| p.name != "metadata").collect();
+    if !modules.iter().any(|p| p.name == main) {
+        return Err(format!("main module {main} missing"));
+    }
+    for m in &modules {
+        let ok = matches!(
+            m.content_type.as_deref(),
+            Some(
+                "application/javascript+module"
+                    | "text/plain"
+                    | "application/octet-stream"
+                    | "application/wasm"
+            )
+        );
+        if !ok || m.filename.as_deref() != Some(m.name.as_str()) {
+            return Err(format!("module {} has a bad header", m.name));
+        }
+    }
+    Ok(modules.iter().map(|m| m.name.clone()).collect())
 }
 
 fn find_all(hay: &[u8], needle: &[u8]) -> Vec<usize> {
@@ -733,6 +916,22 @@ fn create_deployment(req: &Request, s: &mut State, project: &str) -> Response {
             }
         }
     }
+    if parts.contains_key("_worker.js") && parts.contains_key("_worker.bundle") {
+        return err(
+            400,
+            8_000_000,
+            "_worker.js and _worker.bundle are mutually exclusive",
+        );
+    }
+    if let Some(bundle) = parts.get("_worker.bundle") {
+        if let Err(e) = worker_modules(bundle) {
+            s.violations.push(format!("bad _worker.bundle: {e}"));
+            return err(400, 8_000_000, "invalid _worker.bundle");
+        }
+        if bundle.len() > 25 * 1024 * 1024 {
+            s.violations.push("_worker.bundle over 25 MiB".into());
+        }
+    }
     let branch = parts
         .get("branch")
         .map(|b| String::from_utf8_lossy(b).into_owned());
@@ -774,8 +973,11 @@ fn create_deployment(req: &Request, s: &mut State, project: &str) -> Response {
         "deployment_trigger": {"type": "ad_hoc", "metadata": {
             "branch": branch, "commit_hash": text("commit_hash"), "commit_message": text("commit_message"),
             "commit_dirty": text("commit_dirty").map(|d| d == "true")}},
-        "created_on": "2026-01-01T00:00:00Z",
+        "created_on": iso8601(now()),
     });
+    if environment == "production" && status == "success" {
+        s.canonical = Some(id.clone());
+    }
     s.deployments.push(d.clone());
     s.deployment_parts.push(parts);
     // The POST itself answers while the deployment is still running.

@@ -140,12 +140,9 @@ services:
     out.status(0)
         .stdout_has("leaky | cf=***")
         .stdout_has("leaky | gh=***");
-    // The masks come before anything else.
-    let first: Vec<&str> = out.stdout.lines().take(3).collect();
-    assert!(
-        first.iter().all(|l| l.starts_with("::add-mask::")),
-        "{first:?}"
-    );
+    // The masks come before anything else: the key (whole, then line by line), then the tokens.
+    let first = leading_masks(&out.stdout);
+    assert!(first.len() >= 3, "{first:?}");
     assert!(first.contains(&format!("::add-mask::{CF_TOKEN}").as_str()));
     assert!(first.contains(&format!("::add-mask::{GH_TOKEN}").as_str()));
     // The values appear nowhere except inside ::add-mask:: lines.
@@ -240,4 +237,192 @@ fn a_manifest_error_is_annotated_with_its_line() {
         "{}",
         out.stdout
     );
+}
+
+/// Every line of `text` except our own `::add-mask::` commands.
+fn printed_lines<'a>(texts: &[&'a str]) -> Vec<&'a str> {
+    texts
+        .iter()
+        .flat_map(|t| t.lines())
+        .filter(|l| !l.starts_with("::add-mask::"))
+        .collect()
+}
+
+/// The stdout lines before the first one that is not an `::add-mask::` command.
+fn leading_masks(stdout: &str) -> Vec<&str> {
+    stdout
+        .lines()
+        .take_while(|l| l.starts_with("::add-mask::"))
+        .collect()
+}
+
+const STAGING_PW: &str = "St4ging-pa%40ss";
+const STAGING_PW_DECODED: &str = "St4ging-pa@ss";
+const PROD_PW: &str = "Pr0d-Secret-77";
+
+/// Two environments whose databases come from URL variables, one `local` host to exec on, and a
+/// service whose build prints both URLs.
+fn two_databases() -> Project {
+    let p = Project::git();
+    p.manifest(
+        r#"version: 1
+project: x
+environments:
+  staging:
+    hosts: ["local"]
+    dir: /tmp
+    database: { url_env: STAGING_DATABASE_URL }
+  production:
+    hosts: ["local"]
+    dir: /tmp
+    database: { url_env: PROD_DATABASE_URL }
+services:
+  leaky:
+    paths: ["leaky/**"]
+    build: { command: "echo staging=$STAGING_DATABASE_URL; echo prod=$PROD_DATABASE_URL >&2" }
+"#,
+    );
+    p.commit("x");
+    p
+}
+
+fn with_database_urls(run: Run) -> Run {
+    run.env(
+        "STAGING_DATABASE_URL",
+        format!("postgres://app:{STAGING_PW}@127.0.0.1:5432/app"),
+    )
+    .env(
+        "PROD_DATABASE_URL",
+        format!("postgresql://app:{PROD_PW}@db.internal/app?sslmode=require"),
+    )
+}
+
+/// Asserts that the database passwords were masked first and never printed.
+#[track_caller]
+fn assert_database_passwords_masked(out: &crate::harness::Outcome, gh: &Gh) {
+    let masks = leading_masks(&out.stdout);
+    for pw in [STAGING_PW, STAGING_PW_DECODED, PROD_PW] {
+        // Workflow command data escapes `%` as `%25`; the runner unescapes it.
+        let escaped = pw.replace('%', "%25");
+        assert!(
+            masks.contains(&format!("::add-mask::{escaped}").as_str()),
+            "no leading ::add-mask:: for {pw}: {masks:?}\n--- stdout\n{}",
+            out.stdout
+        );
+    }
+    let summary = gh.summary();
+    let output = gh.output();
+    for line in printed_lines(&[&out.stdout, &out.stderr, &summary, &output]) {
+        for pw in [
+            STAGING_PW,
+            STAGING_PW_DECODED,
+            PROD_PW,
+            "St4ging",
+            "Pr0d-Secret",
+        ] {
+            assert!(!line.contains(pw), "password {pw:?} printed in {line:?}");
+        }
+    }
+}
+
+#[test]
+fn database_url_passwords_are_masked_in_exec() {
+    let p = two_databases();
+    let gh = Gh::new();
+    let out = with_database_urls(gh.apply(p.run(&[
+        "exec",
+        "--env",
+        "staging",
+        "--",
+        "sh",
+        "-c",
+        "echo url=$STAGING_DATABASE_URL; echo other=$PROD_DATABASE_URL >&2",
+    ])))
+    .go();
+    out.status(0)
+        .stdout_has("local | url=postgres://app:***@127.0.0.1:5432/app")
+        // The other environment's password is masked too: the variable is set in this job.
+        .stdout_has("local | other=postgresql://app:***@db.internal/app?sslmode=require");
+    assert_database_passwords_masked(&out, &gh);
+}
+
+#[test]
+fn database_url_passwords_are_masked_in_build() {
+    let p = two_databases();
+    let gh = Gh::new();
+    let out = with_database_urls(gh.apply(p.run(&["build", "--all"]))).go();
+    out.status(0)
+        .stdout_has("leaky | staging=postgres://app:***@127.0.0.1:5432/app")
+        .stdout_has("leaky | prod=postgresql://app:***@db.internal/app?sslmode=require");
+    assert_database_passwords_masked(&out, &gh);
+}
+
+#[test]
+fn database_url_passwords_are_masked_outside_actions_too() {
+    let p = two_databases();
+    let out = with_database_urls(p.run(&["build", "--all", "--json"])).go();
+    out.status(0)
+        .stderr_has("leaky | staging=postgres://app:***@127.0.0.1:5432/app")
+        .nowhere(STAGING_PW)
+        .nowhere(PROD_PW)
+        .nowhere("::add-mask::");
+}
+
+/// A syntactically plausible OpenSSH private key; never a real one.
+const KEY_FILE_TEXT: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW
+QyNTUxOQAAACDk3Jr0Fq9xGm7Yb8nQ2wV5c1aRt0PzKx4hLsE6uN9yDwAAAJgZ8m0lGfJt
+JQAAAAtzc2gtZWQyNTUxOQAAACDk3Jr0Fq9xGm7Yb8nQ2wV5c1aRt0PzKx4hLsE6uN9yDw
+Qk0=
+-----END OPENSSH PRIVATE KEY-----
+";
+
+#[test]
+fn the_key_file_is_masked_line_by_line() {
+    let p = Project::git();
+    p.manifest(
+        r#"version: 1
+project: x
+services:
+  leaky:
+    paths: ["leaky/**"]
+    build: { command: "cat \"$DEPLOY_SSH_KEY_FILE\"; tail -n 2 \"$DEPLOY_SSH_KEY_FILE\" >&2" }
+"#,
+    );
+    p.commit("x");
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("id_ed25519");
+    std::fs::write(&key_file, KEY_FILE_TEXT).unwrap();
+    let gh = Gh::new();
+    let out = gh
+        .apply(p.run(&["build", "--all"]))
+        .env("DEPLOY_SSH_KEY_FILE", key_file.display().to_string())
+        .go();
+    out.status(0);
+    let masks = leading_masks(&out.stdout);
+    let body: Vec<&str> = KEY_FILE_TEXT.lines().filter(|l| !l.is_empty()).collect();
+    // The whole key, `%0A`-escaped, then each non-empty line on its own, before anything else.
+    assert_eq!(
+        masks[0],
+        format!("::add-mask::{}", body.join("%0A")),
+        "{masks:?}"
+    );
+    for line in &body {
+        assert!(
+            masks.contains(&format!("::add-mask::{line}").as_str()),
+            "{line} not masked first: {masks:?}"
+        );
+    }
+    let summary = gh.summary();
+    for printed in printed_lines(&[&out.stdout, &out.stderr, &summary]) {
+        for line in &body {
+            assert!(
+                !printed.contains(line),
+                "key line {line:?} printed in {printed:?}"
+            );
+        }
+    }
+    // Every line of the key was relayed, and each came out as `***`.
+    let relayed = out.stdout.lines().filter(|l| *l == "leaky | ***").count();
+    assert_eq!(relayed, body.len() + 2, "{}", out.stdout);
 }

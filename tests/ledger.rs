@@ -1,7 +1,7 @@
 //! The release ledger: `status` against records on a `local` host, git tags made locally, and tags
 //! and deployment statuses made through the (fake) GitHub API.
 
-use crate::fake_github_releases::FakeGitHub;
+use crate::fake_github::FakeGitHub;
 use crate::harness::Project;
 use deploy_action::exec::Executor;
 use deploy_action::exec::local::LocalExecutor;
@@ -205,7 +205,7 @@ fn local_tags_annotate_the_deployed_commit_with_the_record_and_move_the_pointer(
 fn actions_env(gh: &FakeGitHub, dir: &std::path::Path) -> Vec<(&'static str, String)> {
     vec![
         ("GITHUB_ACTIONS", "true".into()),
-        ("GITHUB_TOKEN", "ghs_test".into()),
+        ("GITHUB_TOKEN", gh.token.clone()),
         ("GITHUB_REPOSITORY", "o/shop".into()),
         ("GITHUB_API_URL", gh.url.clone()),
         ("GITHUB_SERVER_URL", "https://github.com".into()),
@@ -297,7 +297,7 @@ fn in_actions_up_tags_through_the_api_and_reports_the_deployment_in_progress_the
         .clone();
     assert_eq!(last["log_url"], "https://github.com/o/shop/actions/runs/77");
     assert_eq!(last["environment_url"], "https://shop.example.com");
-    assert!(st.log.iter().all(|r| r.authorization == "Bearer ghs_test"));
+    assert!(st.log.iter().all(|r| r.authorization == gh.bearer()));
 }
 
 #[test]
@@ -445,6 +445,10 @@ fn promote_puts_the_exact_staging_image_ids_on_production_without_building() {
     let _cleanup = DropProject(prd.clone());
     let (pw, pa) = (free_port(), free_port());
     let d = s.host_dir.path().display().to_string();
+    let ssh_url = format!(
+        "ssh://root@127.0.0.1:{}",
+        crate::harness::services::var("DA_TEST_SSH_PORT")
+    );
     s.project.file(
         "compose.prod.yml",
         &format!(
@@ -463,7 +467,7 @@ environments:
     compose_files: [compose.yml]
     compose_project: {stg}
   production:
-    hosts: ["local"]
+    hosts: ["{ssh}"]
     dir: {d}/prd
     compose_files: [compose.prod.yml]
     compose_project: {prd}
@@ -478,6 +482,7 @@ services:
         stg = s.name,
         wp = s.web_port,
         ap = s.api_port,
+        ssh = ssh_url,
     ));
     s.project.commit("two environments");
     s.project
@@ -495,11 +500,27 @@ services:
     )
     .unwrap();
 
-    let out = s
-        .project
-        .run(&["promote", "--from", "staging", "--to", "production"])
-        .go();
+    // Production is reached over SSH; the images are shipped by id from staging's host (forced:
+    // both environments share this machine's engine, so production already has them).
+    let over_ssh = |args: &[&str]| {
+        s.project
+            .run(args)
+            .env(
+                "DEPLOY_SSH_KEY_FILE",
+                crate::harness::services::var("DA_TEST_SSH_KEY_FILE"),
+            )
+            .env(
+                "DEPLOY_KNOWN_HOSTS_FILE",
+                crate::harness::services::var("DA_TEST_KNOWN_HOSTS_FILE"),
+            )
+            .env("DEPLOY_TEST_ALWAYS_SHIP", "1")
+            .go()
+    };
+    let out = over_ssh(&["promote", "--env", "production"]);
     out.status(0)
+        .stdout_has("shipping image")
+        .stdout_has("from local")
+        .stdout_has("Loaded image")
         .stdout_has("production is on release 1 = release staging/2");
     assert!(!out.stdout.contains("docker build") && !out.stderr.contains("docker build"));
     assert_eq!(
@@ -517,11 +538,7 @@ services:
     );
     assert_eq!(prod["promoted_from"], "staging/2");
     assert_eq!(prod["sha"], stg["sha"]);
-    let v = s
-        .project
-        .run(&["status", "--env", "production", "--json"])
-        .go()
-        .json();
+    let v = over_ssh(&["status", "--env", "production", "--json"]).json();
     assert_eq!(v["current"]["promoted_from"], "staging/2");
     assert_eq!(
         v["services"]["web"]["image_id"],
@@ -569,4 +586,360 @@ fn status_reads_release_records_over_ssh() {
     assert_eq!(v["services"]["web"]["image"], "web:v2");
     assert_eq!(v["hosts"][0]["host"], "root@127.0.0.1:2222");
     ssh(&["exec", "--env", "staging", "--", "rm", "-rf", &dir]).status(0);
+}
+
+/// A project with one site, deployed to `env` (hosts given as YAML, `[]` for none).
+fn pages_project(env: &str, hosts: &str, dir: &str) -> Project {
+    let p = Project::git();
+    p.manifest(&format!(
+        "version: 1\nproject: shop\nenvironments:\n  {env}:\n    hosts: {hosts}\n    dir: {dir}\nsites:\n  web:\n    project: shop-web\n    dir: site\n    paths: [\"site/**\"]\n    production_branch: main\n"
+    ));
+    p.file("site/index.html", "<h1>v1</h1>\n");
+    p.file("site/about.html", "<h1>about</h1>\n");
+    p.commit("site v1");
+    p
+}
+
+fn pages_run(
+    p: &Project,
+    cf: &crate::fake_cloudflare::FakeCloudflare,
+    args: &[&str],
+) -> crate::harness::Outcome {
+    p.run(args)
+        .envs(cf.env())
+        .env("DEPLOY_TEST_NO_RETRY_DELAY", "1")
+        .go()
+}
+
+#[test]
+fn pages_releases_are_recorded_and_rollback_puts_production_back_on_the_previous_deployment() {
+    use crate::fake_cloudflare::{FakeCloudflare, Route};
+    let host = tempfile::tempdir().unwrap();
+    let dir = host.path().display().to_string();
+    let p = pages_project("production", "[\"local\"]", &dir);
+    let cf = FakeCloudflare::start();
+    let deploy = |p: &Project| {
+        pages_run(
+            p,
+            &cf,
+            &["pages", "--env", "production", "--all", "--branch", "main"],
+        )
+    };
+    deploy(&p).status(0).stdout_has("production: release 1");
+    p.file("site/index.html", "<h1>v2</h1>\n");
+    p.commit("site v2");
+    deploy(&p).status(0).stdout_has("production: release 2");
+    let deployments = cf.deployments();
+    let (d1, d2) = (
+        deployments[0]["id"].as_str().unwrap().to_string(),
+        deployments[1]["id"].as_str().unwrap().to_string(),
+    );
+    let rec = |n: u64| -> serde_json::Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(format!("{dir}/.deploy-action/releases/{n}.json")).unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(rec(1)["pages"]["web"]["deployment_id"], d1.as_str());
+    assert_eq!(rec(2)["pages"]["web"]["deployment_id"], d2.as_str());
+    assert_eq!(rec(2)["pages"]["web"]["environment"], "production");
+    assert_eq!(rec(1)["status"], "superseded");
+    let audit = std::fs::read_to_string(format!("{dir}/.deploy-action/audit.log")).unwrap();
+    assert!(audit.contains("\"action\":\"pages\""), "{audit}");
+
+    let v = pages_run(&p, &cf, &["status", "--env", "production", "--json"]).json();
+    assert_eq!(v["current"]["number"], 2, "{v:#}");
+    assert_eq!(v["pages"]["web"]["deployment_id"], d2.as_str());
+
+    let uploads = cf.count(Route::Upload);
+    pages_run(&p, &cf, &["rollback", "--env", "production"])
+        .status(0)
+        .stdout_has("release 2 marked bad");
+    assert_eq!(cf.count(Route::Rollback), 1);
+    assert_eq!(
+        cf.state.lock().unwrap().canonical.as_deref(),
+        Some(d1.as_str()),
+        "production serves the first deployment again"
+    );
+    assert_eq!(
+        cf.count(Route::Upload),
+        uploads,
+        "a rollback uploads nothing"
+    );
+    assert_eq!(rec(2)["status"], "bad");
+    assert_eq!(rec(3)["status"], "live");
+    assert_eq!(rec(3)["pages"]["web"]["deployment_id"], d1.as_str());
+    let v = pages_run(&p, &cf, &["status", "--env", "production", "--json"]).json();
+    assert_eq!(v["current"]["number"], 3);
+    assert_eq!(v["pages"]["web"]["deployment_id"], d1.as_str());
+}
+
+#[test]
+fn without_hosts_the_releases_live_in_tags_and_status_and_rollback_read_them() {
+    use crate::fake_cloudflare::FakeCloudflare;
+    let p = pages_project("edge", "[]", "/unused");
+    let cf = FakeCloudflare::start();
+    let deploy = |p: &Project| {
+        pages_run(
+            p,
+            &cf,
+            &[
+                "pages", "--env", "edge", "--all", "--branch", "main", "--tag",
+            ],
+        )
+    };
+    deploy(&p)
+        .status(0)
+        .stdout_has("tagged deploy/edge/1, edge");
+    p.file("site/index.html", "<h1>v2</h1>\n");
+    p.commit("site v2");
+    deploy(&p).status(0).stdout_has("edge: release 2");
+    let d1 = cf.deployments()[0]["id"].as_str().unwrap().to_string();
+    let msg: ReleaseRecord =
+        serde_json::from_str(&p.git_cmd(&["tag", "-l", "--format=%(contents)", "deploy/edge/2"]))
+            .unwrap();
+    assert_eq!(msg.number, 2);
+    assert_eq!(msg.sha, p.git_cmd(&["rev-parse", "HEAD"]).trim());
+
+    let v = pages_run(&p, &cf, &["status", "--env", "edge", "--json"]).json();
+    assert_eq!(v["source"], "tags", "{v:#}");
+    assert_eq!(v["current"]["number"], 2);
+
+    pages_run(&p, &cf, &["rollback", "--env", "edge", "--tag"])
+        .status(0)
+        .stdout_has("tagged deploy/edge/3, edge");
+    assert_eq!(
+        cf.state.lock().unwrap().canonical.as_deref(),
+        Some(d1.as_str())
+    );
+    let bad: ReleaseRecord =
+        serde_json::from_str(&p.git_cmd(&["tag", "-l", "--format=%(contents)", "deploy/edge/2"]))
+            .unwrap();
+    assert_eq!(bad.status.0, ReleaseStatus::Bad);
+    assert_eq!(
+        p.git_cmd(&["rev-parse", "edge"]).trim(),
+        p.git_cmd(&["rev-parse", "deploy/edge/3"]).trim()
+    );
+    // Without --tag outside Actions, a release of a host-less environment is said to be unrecorded.
+    pages_run(
+        &p,
+        &cf,
+        &["pages", "--env", "edge", "--all", "--branch", "main"],
+    )
+    .status(0)
+    .stdout_has("no hosts");
+}
+
+#[test]
+fn in_actions_a_host_less_environment_reads_and_writes_its_tags_through_the_api() {
+    use crate::fake_cloudflare::FakeCloudflare;
+    let p = pages_project("edge", "[]", "/unused");
+    let cf = FakeCloudflare::start();
+    let gh = FakeGitHub::start();
+    let out_dir = tempfile::tempdir().unwrap();
+    let actions = |args: &[&str]| {
+        p.run(args)
+            .envs(cf.env())
+            .envs(actions_env(&gh, out_dir.path()))
+            .go()
+    };
+    let deploy = &["pages", "--env", "edge", "--all", "--branch", "main"];
+    actions(deploy).status(0).stdout_has("edge: release 1");
+    p.file("site/index.html", "<h1>v2</h1>\n");
+    p.commit("site v2");
+    actions(deploy).status(0).stdout_has("edge: release 2");
+    assert!(
+        p.git_cmd(&["tag", "-l"]).trim().is_empty(),
+        "in Actions the tags are made through the API, not in the checkout"
+    );
+    let v = actions(&["status", "--env", "edge", "--json"]).json();
+    assert_eq!(v["source"], "tags", "{v:#}");
+    assert_eq!(v["current"]["number"], 2);
+    assert_eq!(v["releases"][1]["status"], "superseded");
+
+    actions(&["rollback", "--env", "edge"])
+        .status(0)
+        .stdout_has("release 2 marked bad");
+    let st = gh.state.lock().unwrap();
+    let message = |tag: &str| -> ReleaseRecord {
+        let sha = &st.refs[&format!("refs/tags/{tag}")];
+        serde_json::from_str(st.tag_objects[sha]["message"].as_str().unwrap()).unwrap()
+    };
+    assert_eq!(message("deploy/edge/2").status.0, ReleaseStatus::Bad);
+    assert_eq!(message("deploy/edge/3").status.0, ReleaseStatus::Live);
+    assert_eq!(
+        st.refs["refs/tags/edge"],
+        st.refs["refs/tags/deploy/edge/3"]
+    );
+    let tasks: Vec<&str> = st
+        .deployments
+        .iter()
+        .map(|d| d["task"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(tasks, ["deploy:pages", "deploy:pages", "deploy:rollback"]);
+}
+
+#[test]
+fn migrations_are_releases_and_a_rollback_prints_the_down_command_instead_of_running_it() {
+    let host = tempfile::tempdir().unwrap();
+    let p = Project::git();
+    p.manifest(&format!(
+        "version: 1\nproject: shop\nenvironments:\n  dev:\n    hosts: [\"local\"]\n    dir: {}\n    database: {{ url_env: DEV_DB }}\nmigrations:\n  dir: migrations\n  engine: sqlite\n  paths: [\"migrations/**\"]\n",
+        host.path().display()
+    ));
+    p.file("migrations/0001_a.sql", "CREATE TABLE a (id integer);\n");
+    p.file("migrations/0002_b.sql", "CREATE TABLE b (id integer);\n");
+    p.commit("migrations");
+    let run = |args: &[&str]| p.run(args).env("DEV_DB", "sqlite://dev.db").go();
+    run(&["migrate", "--env", "dev", "--target", "1"])
+        .status(0)
+        .stdout_has("dev: release 1");
+    run(&["migrate", "--env", "dev"])
+        .status(0)
+        .stdout_has("dev: release 2");
+    // Nothing to do is not a release.
+    run(&["migrate", "--env", "dev"]).status(0);
+    let v = run(&["status", "--env", "dev", "--json"]).json();
+    assert_eq!(v["current"]["number"], 2, "{v:#}");
+    assert_eq!(v["migration"]["version"], "2");
+    assert_eq!(v["releases"].as_array().unwrap().len(), 2);
+
+    run(&["rollback", "--env", "dev"])
+        .status(0)
+        .stdout_has("deploy-action migrate --env dev down --to 1");
+    let v = run(&["status", "--env", "dev", "--json"]).json();
+    assert_eq!(v["current"]["number"], 3);
+    assert_eq!(
+        v["migration"]["version"], "2",
+        "the database was not touched"
+    );
+    assert_eq!(v["releases"][1]["status"], "bad");
+}
+
+#[test]
+fn promote_brings_the_database_to_the_source_version_not_to_the_newest_file() {
+    let stg = tempfile::tempdir().unwrap();
+    let prd = tempfile::tempdir().unwrap();
+    let p = Project::git();
+    p.manifest(&format!(
+        "version: 1\nproject: shop\nenvironments:\n  staging:\n    hosts: [\"local\"]\n    dir: {}\n    database: {{ url_env: STG_DB }}\n  production:\n    hosts: [\"local\"]\n    dir: {}\n    database: {{ url_env: PRD_DB }}\n    promote_from: staging\nmigrations:\n  dir: migrations\n  engine: sqlite\n",
+        stg.path().display(),
+        prd.path().display()
+    ));
+    for (f, sql) in [
+        ("0001_a.sql", "CREATE TABLE a (id integer);"),
+        ("0002_b.sql", "CREATE TABLE b (id integer);"),
+        ("0003_c.sql", "CREATE TABLE c (id integer);"),
+    ] {
+        p.file(&format!("migrations/{f}"), sql);
+    }
+    p.commit("migrations");
+    let run = |args: &[&str]| {
+        p.run(args)
+            .env("STG_DB", "sqlite://stg.db")
+            .env("PRD_DB", "sqlite://prd.db")
+            .go()
+    };
+    run(&["migrate", "--env", "staging", "--target", "2"]).status(0);
+    run(&["promote", "--env", "production", "--dry-run"])
+        .status(0)
+        .stdout_has("version 2");
+    run(&["promote", "--env", "production"])
+        .status(0)
+        .stdout_has("production is on release 1 = release staging/1");
+    let tables = |db: &str| -> Vec<String> {
+        let c = rusqlite::Connection::open(p.path().join(db)).unwrap();
+        let mut st = c
+            .prepare("SELECT name FROM sqlite_master WHERE type='table' AND name IN ('a','b','c') ORDER BY name")
+            .unwrap();
+        st.query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(
+        tables("prd.db"),
+        ["a", "b"],
+        "up to staging's version 2, not 3"
+    );
+    let v = run(&["status", "--env", "production", "--json"]).json();
+    assert_eq!(v["migration"]["version"], "2");
+    assert_eq!(v["current"]["promoted_from"], "staging/1");
+    // Promoting again changes nothing.
+    run(&["promote", "--env", "production"])
+        .status(0)
+        .stdout_has("already runs the artifacts");
+}
+
+#[test]
+fn promote_deploys_the_staging_pages_manifest_to_the_production_branch_without_uploading() {
+    use crate::fake_cloudflare::{FakeCloudflare, Route};
+    let stg = tempfile::tempdir().unwrap();
+    let prd = tempfile::tempdir().unwrap();
+    let p = Project::git();
+    p.manifest(&format!(
+        "version: 1\nproject: shop\nenvironments:\n  staging:\n    hosts: [\"local\"]\n    dir: {}\n  production:\n    hosts: [\"local\"]\n    dir: {}\n    promote_from: staging\nsites:\n  web:\n    project: shop-web\n    dir: site\n    production_branch: main\n",
+        stg.path().display(),
+        prd.path().display()
+    ));
+    p.file("site/index.html", "<h1>v1</h1>\n");
+    p.file("site/_headers", "/*\n  X-Frame-Options: DENY\n");
+    p.commit("site");
+    let cf = FakeCloudflare::start();
+    pages_run(
+        &p,
+        &cf,
+        &["pages", "--env", "staging", "--all", "--branch", "staging"],
+    )
+    .status(0);
+    assert_eq!(cf.deployments()[0]["environment"], "preview");
+    // The build output changes after staging verified it: production must not get this.
+    p.file("site/index.html", "<h1>unverified</h1>\n");
+    let uploads = cf.count(Route::Upload);
+    pages_run(&p, &cf, &["promote", "--env", "production"])
+        .status(0)
+        .stdout_has("nothing is uploaded or built");
+    assert_eq!(cf.count(Route::Upload), uploads, "promote uploads nothing");
+    let d = cf.deployments();
+    assert_eq!(d.len(), 2);
+    assert_eq!(d[1]["environment"], "production");
+    assert_eq!(cf.manifest(1), cf.manifest(0), "the same bytes as staging");
+    assert_eq!(
+        cf.part(1, "_headers"),
+        cf.part(0, "_headers"),
+        "the special files too"
+    );
+    let v = pages_run(&p, &cf, &["status", "--env", "production", "--json"]).json();
+    assert_eq!(v["pages"]["web"]["deployment_id"], d[1]["id"]);
+    assert_eq!(v["pages"]["web"]["environment"], "production");
+    assert_eq!(v["current"]["promoted_from"], "staging/1");
+}
+
+#[test]
+fn a_rollback_whose_images_were_pruned_fails_with_exit_1_and_changes_nothing() {
+    crate::harness::services::require_docker();
+    let (p, dir) = project();
+    p.manifest(&format!(
+        "version: 1\nproject: shop\nenvironments:\n  staging:\n    hosts: [\"local\"]\n    dir: {dir}\n    compose_files: [compose.yml]\nservices:\n  web:\n    paths: [\"web/**\"]\n"
+    ));
+    let mut r1 = release(1, ReleaseStatus::Superseded, &"a".repeat(40), "web:v1");
+    r1.services.get_mut("web").unwrap().release_tag =
+        Some("deploy-action-test/pruned:gone-release-1".into());
+    write_release(&dir, &r1);
+    write_release(
+        &dir,
+        &release(2, ReleaseStatus::Live, &"b".repeat(40), "web:v2"),
+    );
+    p.run(&["rollback", "--env", "staging"])
+        .go()
+        .status(1)
+        .stderr_has(
+            "deploy-action-test/pruned:gone-release-1 of release 1 is no longer on the host",
+        );
+    let r2: ReleaseRecord = serde_json::from_str(
+        &std::fs::read_to_string(format!("{dir}/.deploy-action/releases/2.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(r2.status.0, ReleaseStatus::Live, "nothing was marked bad");
+    assert!(!std::path::Path::new(&format!("{dir}/.deploy-action/releases/3.json")).exists());
 }

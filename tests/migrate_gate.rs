@@ -3,9 +3,8 @@
 //! (`script` gives the binary a pty) applies after a verified backup; GitHub approvals through the
 //! local fake API (a required reviewer's review, an approval issue, a denial, a stale plan hash).
 
-use crate::fake_github::{FakeGitHub, comment, hash_in};
+use crate::fake_github::{FakeGitHub, comment, hash_in, review};
 use crate::harness::{BIN, Project};
-use serde_json::json;
 
 const MANIFEST: &str = r#"version: 1
 project: shop
@@ -158,10 +157,7 @@ fn in_actions(p: &Project, gh: &FakeGitHub, extra: &[&str]) -> crate::harness::O
 #[test]
 fn github_required_reviewer_approval_counts() {
     let p = project();
-    let gh = FakeGitHub::start(
-        json!([{"state": "approved", "comment": "ship it", "environments": [{"name": "production", "id": 1}], "user": {"login": "erin"}}]),
-        Box::new(|_| vec![]),
-    );
+    let gh = FakeGitHub::start().reviews(vec![review("erin", "approved", "production", "ship it")]);
     let out = in_actions(&p, &gh, &[]);
     out.status(0);
     // The token appears only in the runner's ::add-mask:: command.
@@ -182,21 +178,34 @@ fn github_required_reviewer_approval_counts() {
     );
     let output = std::fs::read_to_string(p.path().join("output.txt")).unwrap();
     assert!(output.contains("migration-version=2"), "{output}");
-    assert_eq!(gh.log(), vec!["GET /repos/o/r/actions/runs/7/approvals"]);
+    // The approval is read first; then the migration is a release: a GitHub deployment and the
+    // tags deploy/production/1 and production.
+    let log = gh.log();
+    assert_eq!(log[0], "GET /repos/o/r/actions/runs/7/approvals");
+    for call in [
+        "POST /repos/o/r/deployments",
+        "POST /repos/o/r/git/tags",
+        "POST /repos/o/r/deployments/1001/statuses",
+    ] {
+        assert!(log.iter().any(|l| l == call), "{call} missing: {log:?}");
+    }
+    let st = gh.state.lock().unwrap();
+    assert_eq!(st.deployments[0]["task"], "deploy:migrations");
+    let tag = &st.refs["refs/tags/deploy/production/1"];
+    let record: serde_json::Value =
+        serde_json::from_str(st.tag_objects[tag]["message"].as_str().unwrap()).unwrap();
+    assert_eq!(record["migration_version"], "2");
 }
 
 #[test]
 fn github_issue_approval_bound_to_the_plan_hash() {
     let p = project();
-    let gh = FakeGitHub::start(
-        json!([]),
-        Box::new(|issue| {
-            vec![
-                comment("mallory", "approve"),
-                comment("alice", &format!("approve {}", &hash_in(issue)[..12])),
-            ]
-        }),
-    );
+    let gh = FakeGitHub::start().comments(|issue| {
+        vec![
+            comment("mallory", "approve"),
+            comment("alice", &format!("approve {}", &hash_in(issue)[..12])),
+        ]
+    });
     in_actions(&p, &gh, &[]).status(0);
     let body = gh.issue_body().expect("an approval issue was opened");
     assert!(
@@ -223,16 +232,14 @@ fn github_issue_approval_bound_to_the_plan_hash() {
 #[test]
 fn github_stale_plan_hash_and_denial_are_refused() {
     let p = project();
-    let stale = FakeGitHub::start(
-        json!([]),
-        Box::new(|_| vec![comment("alice", "approve ffffffffffffffff")]),
-    );
+    let stale =
+        FakeGitHub::start().comments(|_| vec![comment("alice", "approve ffffffffffffffff")]);
     in_actions(&p, &stale, &[])
         .status(3)
         .stdout_has("not this plan")
         .stderr_has("no approval within");
     assert!(tables(&p).is_empty());
-    let deny = FakeGitHub::start(json!([]), Box::new(|_| vec![comment("alice", "deny")]));
+    let deny = FakeGitHub::start().comments(|_| vec![comment("alice", "deny")]);
     in_actions(&p, &deny, &["--yes"])
         .status(3)
         .stderr_has("denied by alice");
@@ -277,4 +284,55 @@ fn postgres_password_is_never_printed() {
         db.query_strings("SELECT name FROM deploy_action_migrations"),
         vec!["a"]
     );
+}
+
+#[test]
+fn dry_run_status_and_a_refused_gate_create_no_database_file() {
+    let p = project();
+    let db = p.path().join("app.db");
+    p.run(&["migrate", "--env", "production", "--dry-run"])
+        .env("APP_DB", "sqlite://app.db")
+        .go()
+        .status(0)
+        .stdout_has("CREATE TABLE orders");
+    p.run(&["migrate", "status", "--env", "production"])
+        .env("APP_DB", "sqlite://app.db")
+        .go()
+        .status(0)
+        .stdout_has("pending");
+    p.run(&["migrate", "--env", "production", "--yes"])
+        .env("APP_DB", "sqlite://app.db")
+        .go()
+        .status(3);
+    assert!(!db.exists(), "{} was created", db.display());
+    assert_eq!(backups(&p), 0);
+}
+
+#[test]
+fn github_approval_of_sql_that_changed_meanwhile_is_refused() {
+    let p = project();
+    let pending = p.path().join("migrations/0002_orders.sql");
+    // Alice approves the plan the issue shows; meanwhile the pending file is edited.
+    let gh = FakeGitHub::start().comments(move |issue| {
+        std::fs::write(
+            &pending,
+            "CREATE TABLE orders (id INTEGER);\nDROP TABLE users;\n",
+        )
+        .unwrap();
+        vec![comment(
+            "alice",
+            &format!("approve {}", &hash_in(issue)[..12]),
+        )]
+    });
+    in_actions(&p, &gh, &[])
+        .status(3)
+        .stderr_has("the plan changed after it was approved");
+    assert!(
+        !p.path().join("app.db").exists(),
+        "the database was created or touched"
+    );
+    assert_eq!(backups(&p), 0);
+    let audit =
+        std::fs::read_to_string(p.path().join(".deploy-action/audit/production.log")).unwrap();
+    assert!(audit.contains("plan-changed"), "{audit}");
 }

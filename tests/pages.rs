@@ -3,8 +3,13 @@
 //! deploys, every injected fault survived with one deployment, failures that exit non-zero, limits
 //! checked before any upload, the token masked.
 
+use crate::fake_cloudflare::State;
 use crate::fake_cloudflare::{ACCOUNT, FakeCloudflare, Fault, Outcome, Route, TOKEN};
 use crate::harness::{Outcome as RunOutcome, Project};
+
+fn cf_count(st: &State, route: Route) -> usize {
+    st.requests.iter().filter(|(r, _)| *r == route).count()
+}
 
 const HELLO: &str = "0c96efd2ce058760209b8820885dc97f";
 const LICENSE: &str = "156977954e7441519da96d8dd9f46d71";
@@ -72,10 +77,18 @@ const BASE_ARGS: &[&str] = &[
     "false",
 ];
 
+/// The binary in `p`, its hash cache kept in the project (not in the developer's home).
+fn run(p: &Project, args: &[&str]) -> crate::harness::Run {
+    p.run(args).env(
+        "DEPLOY_PAGES_HASH_CACHE",
+        p.path().join(".hash-cache").to_string_lossy(),
+    )
+}
+
 fn deploy(p: &Project, cf: &FakeCloudflare, branch: &str) -> RunOutcome {
     let mut args = BASE_ARGS.to_vec();
     args.extend(["--branch", branch]);
-    p.run(&args).envs(cf.env()).go()
+    run(p, &args).envs(cf.env()).go()
 }
 
 #[test]
@@ -86,8 +99,7 @@ fn tricky_names_give_wranglers_manifest_and_content_types() {
     let summary_file = p.path().join("gh-summary");
     let mut args = BASE_ARGS.to_vec();
     args.extend(["--branch", "main"]);
-    let out = p
-        .run(&args)
+    let out = run(&p, &args)
         .envs(cf.env())
         .env("GITHUB_ACTIONS", "true")
         .env("GITHUB_OUTPUT", out_file.to_string_lossy())
@@ -346,25 +358,11 @@ fn the_file_count_limit_comes_from_the_upload_token() {
 }
 
 #[test]
-fn big_sites_are_split_into_buckets_of_at_most_2000_files() {
-    let p = Project::new();
-    for i in 0..4100 {
-        p.file(&format!("site/p/{i}.html"), &format!("<p>{i}</p>"));
-    }
-    let cf = FakeCloudflare::start();
-    deploy(&p, &cf, "main").status(0);
-    cf.assert_clean();
-    let sizes = cf.state.lock().unwrap().upload_sizes.clone();
-    assert_eq!(sizes.iter().sum::<usize>(), 4100);
-    assert!(sizes.iter().all(|&n| n <= 2000), "{sizes:?}");
-}
-
-#[test]
 fn missing_credentials_and_unknown_projects_are_input_errors() {
     let p = tricky_site();
     let mut args = BASE_ARGS.to_vec();
     args.extend(["--branch", "main"]);
-    p.run(&args)
+    run(&p, &args)
         .go()
         .status(2)
         .stderr_has("CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID must be set");
@@ -381,7 +379,7 @@ fn missing_credentials_and_unknown_projects_are_input_errors() {
 fn no_branch_outside_git_is_refused_rather_than_deploying_to_production() {
     let p = tricky_site();
     let cf = FakeCloudflare::start();
-    p.run(BASE_ARGS)
+    run(&p, BASE_ARGS)
         .envs(cf.env())
         .go()
         .status(2)
@@ -394,7 +392,7 @@ fn dry_run_lists_files_hashes_and_types_without_network() {
     let p = tricky_site();
     let mut args = vec!["--dry-run"];
     args.extend(BASE_ARGS);
-    let out = p.run(&args).go();
+    let out = run(&p, &args).go();
     out.status(0)
         .stdout_has("/assets/hello world.txt")
         .stdout_has(HELLO)
@@ -448,17 +446,71 @@ fn the_client_lists_and_rolls_back_production_deployments() {
     );
 }
 
+/// `n` small distinct files under `site/p/<i % 100>/` (written directly: faster than `Project::file`).
+fn many_files(p: &Project, n: usize) {
+    for d in 0..100.min(n) {
+        std::fs::create_dir_all(p.path().join(format!("site/p/{d}"))).unwrap();
+    }
+    for i in 0..n {
+        std::fs::write(
+            p.path().join(format!("site/p/{}/{i}.html", i % 100)),
+            format!("<p>{i}</p>"),
+        )
+        .unwrap();
+    }
+}
+
 #[test]
-fn short_lived_upload_tokens_are_refreshed_before_they_expire() {
-    let p = tricky_site();
+fn a_big_site_with_short_lived_tokens_and_a_524_goes_one_upload_at_a_time() {
+    // 12,100 files make 7 upload buckets (2,000 files each at most).
+    //
+    // Tokens: every upload token is good for one request, then the server answers
+    // `403 Expired JWT` as the real one does, so the run goes through a dozen tokens. Tokens that
+    // worked and then expired are not "refused": only fresh tokens refused in a row count against
+    // the bound of 5.
+    //
+    // 524: the first upload is held until a second one arrives (the client uploads in parallel),
+    // then answered 524. From then on no upload may start while another runs (those already in
+    // flight at the 524 may finish); each later upload is held 20 ms so an overlap would show.
+    let p = Project::new();
+    many_files(&p, 12_100);
     let cf = FakeCloudflare::start();
-    // Tokens that live 30 s are inside the 60 s margin: refreshed before use, within the budget.
-    cf.set(|s| s.token_ttl = 30);
-    deploy(&p, &cf, "main").status(0);
+    cf.set(|s| {
+        s.token_uses = Some(1);
+        s.hold_first_upload_for_company = true;
+        s.upload_hold_ms = 20;
+    })
+    .fault(Route::Upload, 1, Fault::Gateway524);
+    let out = deploy(&p, &cf, "main");
+    out.status(0).stdout_has("one at a time");
     assert_eq!(cf.deployments().len(), 1);
-    let tokens = cf.count(Route::UploadToken);
-    assert!((2..=6).contains(&tokens), "{tokens} upload tokens");
     cf.assert_clean();
+    let st = cf.state.lock().unwrap();
+    assert_eq!(st.upload_sizes.len(), 7, "{:?}", st.upload_sizes);
+    assert_eq!(st.upload_sizes.iter().sum::<usize>(), 12_100);
+    assert!(
+        st.upload_sizes.iter().all(|&n| n <= 2000),
+        "{:?}",
+        st.upload_sizes
+    );
+    assert!(
+        st.tokens_expired > 5,
+        "{} tokens expired",
+        st.tokens_expired
+    );
+    assert!(
+        cf_count(&st, Route::UploadToken) > 1 + 5,
+        "more tokens than the old per-run bound of 5 refreshes"
+    );
+    assert!(st.gateway_served);
+    assert!(
+        st.max_uploads_in_flight >= 2,
+        "uploads ran in parallel before the 524"
+    );
+    assert_eq!(
+        st.max_uploads_in_flight_after_gateway, 1,
+        "one upload at a time after the 524"
+    );
 }
 
 #[test]
@@ -470,7 +522,7 @@ fn branch_and_commit_come_from_actions_then_git_never_a_detached_head() {
     let args = ["pages", "--project", "shop-web", "--dir", "site"];
 
     // In Actions, a pull request's head branch wins over the ref name.
-    p.run(&args)
+    run(&p, &args)
         .envs(cf.env())
         .env("GITHUB_ACTIONS", "true")
         .env("GITHUB_HEAD_REF", "feature/login")
@@ -487,17 +539,422 @@ fn branch_and_commit_come_from_actions_then_git_never_a_detached_head() {
 
     // Locally: the checked-out branch, and a dirty tree is reported.
     p.file("untracked.txt", "x");
-    p.run(&args).envs(cf.env()).go().status(0);
+    run(&p, &args).envs(cf.env()).go().status(0);
     assert_eq!(cf.part(1, "branch").as_deref(), Some("main"));
     assert_eq!(cf.part(1, "commit_dirty").as_deref(), Some("true"));
     assert_eq!(cf.deployments()[1]["environment"], "production");
 
     // A detached HEAD is refused rather than sent as the branch `HEAD`.
     p.git_cmd(&["checkout", "-q", "--detach"]);
-    p.run(&args)
+    run(&p, &args)
         .envs(cf.env())
         .go()
         .status(2)
         .stderr_has("detached HEAD");
     assert_eq!(cf.deployments().len(), 2);
+}
+
+#[test]
+fn a_worker_file_goes_as_wranglers_worker_bundle_with_its_routes() {
+    let p = tricky_site();
+    p.file(
+        "site/_worker.js",
+        "export default { fetch() { return new Response(\"hi\") } }\n",
+    )
+    .file(
+        "site/_routes.json",
+        r#"{"version":1,"include":["/api/*"],"exclude":[]}"#,
+    );
+    let cf = FakeCloudflare::start();
+    let out = deploy(&p, &cf, "main");
+    out.status(0);
+    cf.assert_clean();
+    // wrangler 4's parts, in its order; no legacy `_worker.js` part.
+    assert_eq!(
+        cf.part(0, "#order").as_deref(),
+        Some(
+            "manifest,branch,commit_message,commit_hash,commit_dirty,_headers,_worker.bundle,_routes.json"
+        )
+    );
+    for name in ["_worker.bundle", "_routes.json"] {
+        assert_eq!(
+            cf.part(0, &format!("{name}#content-type")).as_deref(),
+            Some("application/octet-stream"),
+            "{name}"
+        );
+    }
+    let bundle = cf.state.lock().unwrap().deployment_parts[0]["_worker.bundle"].clone();
+    assert_eq!(
+        crate::fake_cloudflare::worker_modules(&bundle).unwrap(),
+        ["_worker.js"]
+    );
+    assert!(String::from_utf8_lossy(&bundle).contains("{\"main_module\":\"_worker.js\"}"));
+    assert_eq!(
+        cf.part(0, "_routes.json").as_deref(),
+        Some(r#"{"version":1,"include":["/api/*"],"exclude":[]}"#)
+    );
+    // The Worker and its routes are not assets.
+    assert!(!cf.manifest(0).contains_key("/_worker.js"));
+    assert!(!cf.manifest(0).contains_key("/_routes.json"));
+}
+
+#[test]
+fn a_worker_directory_goes_as_its_modules() {
+    let p = Project::new();
+    p.file("site/index.html", "<h1>hi</h1>\n")
+        .file(
+            "site/_worker.js/index.js",
+            "import {x} from \"./lib/util.js\";\nexport default { fetch() { return new Response(x) } }\n",
+        )
+        .file("site/_worker.js/lib/util.js", "export const x = \"hi\";\n")
+        .file("site/_worker.js/lib/t.txt", "text module\n")
+        .file("site/_worker.js/README.md", "not a module\n");
+    let cf = FakeCloudflare::start();
+    let out = deploy(&p, &cf, "feature/x");
+    out.status(0);
+    cf.assert_clean();
+    let bundle = cf.state.lock().unwrap().deployment_parts[0]["_worker.bundle"].clone();
+    assert_eq!(
+        crate::fake_cloudflare::worker_modules(&bundle).unwrap(),
+        ["index.js", "lib/t.txt", "lib/util.js"]
+    );
+    assert_eq!(cf.part(0, "_routes.json"), None);
+    assert_eq!(
+        cf.manifest(0).keys().collect::<Vec<_>>(),
+        ["/index.html"],
+        "the Worker's files are not assets"
+    );
+}
+
+#[test]
+fn a_bad_worker_or_routes_file_is_named_before_any_request() {
+    let cases = [
+        (
+            "site/_routes.json",
+            r#"{"version":1,"include":["/api/*","/api/users"],"exclude":[]}"#,
+            "Overlapping rules",
+        ),
+        ("site/_routes.json", "{not json", "not valid JSON"),
+        (
+            "site/_routes.json",
+            r#"{"version":1,"include":["api"],"exclude":[]}"#,
+            "must start with '/'",
+        ),
+    ];
+    for (file, content, want) in cases {
+        let p = Project::new();
+        p.file("site/index.html", "<h1>hi</h1>\n")
+            .file("site/_worker.js", "export default {}\n")
+            .file(file, content);
+        let cf = FakeCloudflare::start();
+        deploy(&p, &cf, "main")
+            .status(2)
+            .stderr_has("Invalid _routes.json file found at: ")
+            .stderr_has("site/_routes.json")
+            .stderr_has(want);
+        assert_eq!(cf.total_requests(), 0, "{want}");
+    }
+    let p = Project::new();
+    p.file("site/index.html", "<h1>hi</h1>\n")
+        .file("site/_worker.js/main.js", "export default {}\n");
+    let cf = FakeCloudflare::start();
+    deploy(&p, &cf, "main")
+        .status(2)
+        .stderr_has("_worker.js")
+        .stderr_has("needs an `index.js`");
+    assert_eq!(cf.total_requests(), 0);
+}
+
+#[test]
+fn a_lost_answer_to_the_deployment_post_never_makes_a_second_deployment() {
+    // The server created the deployment and the connection dropped before the answer: the
+    // client finds it in the project's list and adopts it.
+    let p = tricky_site();
+    let cf = FakeCloudflare::start();
+    cf.fault(Route::CreateDeployment, 1, Fault::DoThenReset);
+    let out = deploy(&p, &cf, "main");
+    out.status(0)
+        .stdout_has("the answer to the deployment request was lost");
+    assert_eq!(cf.deployments().len(), 1, "no duplicate");
+    assert_eq!(cf.count(Route::CreateDeployment), 1, "no second POST");
+    let id = cf.deployments()[0]["id"].as_str().unwrap().to_string();
+    out.stdout_has(&id);
+    cf.assert_clean();
+
+    // The same with a deployment of the same commit and branch made just before: that one is
+    // not mistaken for ours.
+    let cf = FakeCloudflare::start();
+    deploy(&p, &cf, "main").status(0);
+    cf.fault(Route::CreateDeployment, 2, Fault::DoThenReset);
+    let out = deploy(&p, &cf, "main");
+    out.status(0);
+    assert_eq!(cf.deployments().len(), 2);
+    let second = cf.deployments()[1]["id"].as_str().unwrap().to_string();
+    out.stdout_has(&format!("id:    {second}"));
+
+    // Dropped before anything was created: the POST is sent again, one deployment results.
+    let cf = FakeCloudflare::start();
+    cf.fault(Route::CreateDeployment, 1, Fault::Reset);
+    deploy(&p, &cf, "main").status(0);
+    assert_eq!(cf.deployments().len(), 1);
+    assert_eq!(cf.count(Route::CreateDeployment), 2);
+}
+
+const TWO_SITES: &str = r#"version: 1
+project: shop
+environments:
+  staging:
+    hosts: ["local"]
+    dir: /srv/shop
+sites:
+  web:
+    project: shop-web
+    dir: clients/web/dist
+    paths: ["clients/web/**"]
+  docs:
+    project: shop-docs
+    dir: clients/docs/dist
+    paths: ["clients/docs/**"]
+"#;
+
+#[test]
+fn only_the_sites_the_changes_affect_are_deployed() {
+    let p = Project::git();
+    p.manifest(TWO_SITES)
+        .file("clients/web/dist/index.html", "<h1>web</h1>\n")
+        .file("clients/docs/dist/index.html", "<h1>docs</h1>\n");
+    p.commit("two sites");
+    p.file("clients/docs/dist/index.html", "<h1>docs v2</h1>\n");
+    p.commit("docs only");
+    let cf = FakeCloudflare::start();
+    let out_file = p.path().join("gh-output");
+    let run = |args: &[&str]| {
+        run(&p, args)
+            .envs(cf.env())
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_REF_NAME", "main")
+            .env("GITHUB_OUTPUT", out_file.to_string_lossy())
+            .go()
+    };
+    // HEAD~1..HEAD touched docs only.
+    let out = run(&["pages", "--env", "staging"]);
+    out.status(0).stdout_has("affected sites: docs");
+    let projects: Vec<String> = cf
+        .deployments()
+        .iter()
+        .map(|d| d["project_name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(projects, ["shop-docs"]);
+    // Every deployment is listed in the `pages` output, the last one in the contract outputs.
+    let outputs = std::fs::read_to_string(&out_file).unwrap();
+    let pages_line = outputs
+        .lines()
+        .find(|l| l.starts_with("pages="))
+        .unwrap_or_else(|| panic!("{outputs}"));
+    let pages: serde_json::Value = serde_json::from_str(&pages_line["pages=".len()..]).unwrap();
+    assert_eq!(pages["docs"]["project"], "shop-docs");
+    assert!(pages.get("web").is_none());
+    assert!(outputs.contains("deployment-url=https://"), "{outputs}");
+
+    // --base from the first commit: both; --only and --all override.
+    std::fs::remove_file(&out_file).unwrap();
+    run(&["pages", "--env", "staging", "--base", "HEAD~2"]).status(0);
+    let outputs = std::fs::read_to_string(&out_file).unwrap();
+    assert!(outputs.contains("\"web\""), "{outputs}");
+    assert!(outputs.contains("\"docs\""), "{outputs}");
+    assert_eq!(cf.deployments().len(), 3);
+    run(&["pages", "--env", "staging", "--only", "web"]).status(0);
+    assert_eq!(cf.deployments()[3]["project_name"], "shop-web");
+    run(&["pages", "--env", "staging", "--all"]).status(0);
+    assert_eq!(cf.deployments().len(), 6);
+    run(&["pages", "--env", "staging", "--only", "wbe"])
+        .status(2)
+        .stderr_has("did you mean `web`");
+
+    // Nothing of the sites changed: nothing deployed.
+    p.file("README.md", "readme\n");
+    p.commit("readme");
+    run(&["pages", "--env", "staging"])
+        .status(0)
+        .stdout_has("affected sites: none");
+    assert_eq!(cf.deployments().len(), 6);
+}
+
+/// `pages` run in-process against the fake, to get the `PagesState` it returns.
+fn deploy_in_process(
+    cf: &FakeCloudflare,
+    dir: &std::path::Path,
+    branch: &str,
+) -> deploy_action::state::PagesState {
+    use deploy_action::cli::PagesArgs;
+    use deploy_action::commands::Ctx;
+    let ctx = Ctx {
+        settings: deploy_action::settings::Settings::default(),
+        report: deploy_action::report::Report::buffered(false, None),
+    };
+    let args = PagesArgs {
+        branch: Some(branch.into()),
+        commit_hash: Some("0123abcd".into()),
+        commit_message: Some("deploy".into()),
+        commit_dirty: Some(false),
+        no_build: true,
+        concurrency: 3,
+        dir: Some(dir.to_path_buf()),
+        project: Some("shop-web".into()),
+        wait_timeout: 60,
+    };
+    let mut out =
+        deploy_action::commands::pages::run_with(&args, &ctx, &|| Ok(client(cf))).unwrap();
+    assert_eq!(out.len(), 1);
+    out.remove(0).1
+}
+
+fn client(cf: &FakeCloudflare) -> deploy_action::api::cloudflare::Cloudflare {
+    use deploy_action::api::cloudflare::{Cloudflare, Config};
+    Cloudflare::new(
+        Config {
+            base_url: cf.base_url(),
+            account_id: ACCOUNT.into(),
+            api_token: TOKEN.into(),
+        },
+        deploy_action::api::http::HttpClient::builder()
+            .build()
+            .unwrap(),
+        deploy_action::api::retry::RetryPolicy {
+            no_delay: true,
+            ..Default::default()
+        },
+    )
+}
+
+fn git_for(branch: &str) -> deploy_action::commands::pages::GitMeta {
+    deploy_action::commands::pages::GitMeta {
+        branch: Some(branch.into()),
+        commit_hash: Some("0123abcd".into()),
+        commit_message: Some("promote".into()),
+        commit_dirty: Some(false),
+    }
+}
+
+#[test]
+fn a_recorded_deployment_is_redeployed_to_production_without_uploads() {
+    use deploy_action::commands::pages::redeploy;
+    let p = tricky_site();
+    p.file("site/_worker.js", "export default {}\n").file(
+        "site/_routes.json",
+        r#"{"version":1,"include":["/*"],"exclude":["/static/*"]}"#,
+    );
+    let cf = FakeCloudflare::start();
+    let preview = deploy_in_process(&cf, &p.path().join("site"), "staging");
+    assert_eq!(preview.environment, "preview");
+    assert_eq!(preview.branch.as_deref(), Some("staging"));
+    assert_eq!(
+        preview.special_files.keys().collect::<Vec<_>>(),
+        ["_headers", "_routes.json", "_worker.bundle"]
+    );
+    assert!(preview.special_files_omitted.is_empty());
+    // The record alone: the site directory is gone.
+    drop(p);
+    let uploads = cf.count(Route::Upload);
+
+    let prod = redeploy(
+        &client(&cf),
+        &preview,
+        &git_for("main"),
+        std::time::Duration::from_secs(60),
+    )
+    .unwrap();
+    assert_eq!(cf.count(Route::Upload), uploads, "nothing uploaded");
+    assert_eq!(prod.environment, "production");
+    assert_ne!(prod.deployment_id, preview.deployment_id);
+    assert_eq!(prod.manifest, preview.manifest);
+    assert_eq!(prod.special_files, preview.special_files);
+    assert_eq!(cf.deployments().len(), 2);
+    assert_eq!(cf.deployments()[1]["id"], prod.deployment_id.as_str());
+    assert_eq!(cf.manifest(1), cf.manifest(0));
+    for part in ["_headers", "_worker.bundle", "_routes.json", "#order"] {
+        assert_eq!(cf.part(1, part), cf.part(0, part), "{part}");
+    }
+    assert_eq!(cf.part(1, "branch").as_deref(), Some("main"));
+    cf.assert_clean();
+}
+
+#[test]
+fn a_redeploy_refuses_what_it_cannot_send() {
+    use deploy_action::commands::pages::redeploy;
+    let p = tricky_site();
+    let cf = FakeCloudflare::start();
+    let state = deploy_in_process(&cf, &p.path().join("site"), "staging");
+    let wait = std::time::Duration::from_secs(60);
+
+    // Cloudflare lost a file: named, nothing deployed.
+    let lost = state.manifest["/css/style.css"].clone();
+    cf.set(|s| {
+        s.store.remove(&lost);
+        s.upserted.remove(&lost);
+    });
+    let e = redeploy(&client(&cf), &state, &git_for("main"), wait)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no longer has 2 of its files"), "{e}");
+    assert!(
+        e.contains("/css/style.css") && e.contains("/linkdir/style.css"),
+        "{e}"
+    );
+    assert_eq!(cf.deployments().len(), 1);
+
+    // Special files too big to record: refused before any request.
+    let requests = cf.total_requests();
+    let mut big = state.clone();
+    big.special_files.clear();
+    big.special_files_omitted = vec!["_worker.bundle".into()];
+    let e = redeploy(&client(&cf), &big, &git_for("main"), wait).unwrap_err();
+    assert_eq!(e.exit().code(), 2);
+    assert!(
+        e.to_string()
+            .contains("does not hold its special files (_worker.bundle"),
+        "{e}"
+    );
+    // No branch: refused (it would deploy to production).
+    let e = redeploy(&client(&cf), &state, &git_for(""), wait).unwrap_err();
+    assert!(e.to_string().contains("no branch"), "{e}");
+    assert_eq!(cf.total_requests(), requests);
+}
+
+#[test]
+fn special_files_too_big_for_the_record_are_marked_omitted() {
+    let p = Project::new();
+    p.file("site/index.html", "<h1>hi</h1>\n").file(
+        "site/_worker.js",
+        &format!("export default {{}}\n//{}\n", "x".repeat(300 * 1024)),
+    );
+    let cf = FakeCloudflare::start();
+    let state = deploy_in_process(&cf, &p.path().join("site"), "main");
+    assert!(state.special_files.is_empty());
+    assert_eq!(state.special_files_omitted, ["_worker.bundle"]);
+}
+
+#[test]
+fn production_is_rolled_back_to_a_recorded_deployment() {
+    use deploy_action::commands::pages::rollback_to;
+    let p = tricky_site();
+    let cf = FakeCloudflare::start();
+    let v1 = deploy_in_process(&cf, &p.path().join("site"), "main");
+    p.file("site/index.html", "<h1>v2</h1>\n");
+    let v2 = deploy_in_process(&cf, &p.path().join("site"), "main");
+    assert_ne!(v1.deployment_id, v2.deployment_id);
+
+    let back = rollback_to(&client(&cf), &v1).unwrap();
+    assert_eq!(back.deployment_id, v1.deployment_id);
+    assert_eq!(back.environment, "production");
+    assert_eq!(back.manifest, v1.manifest);
+    assert_eq!(cf.count(Route::Rollback), 1);
+    assert_eq!(cf.deployments().len(), 2, "nothing new deployed");
+
+    // A preview cannot be rolled back to.
+    let preview = deploy_in_process(&cf, &p.path().join("site"), "feature");
+    let e = rollback_to(&client(&cf), &preview).unwrap_err();
+    assert_eq!(e.exit().code(), 2);
+    assert!(e.to_string().contains("preview deployment"), "{e}");
+    assert_eq!(cf.count(Route::Rollback), 1);
 }

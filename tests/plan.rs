@@ -3,6 +3,19 @@
 use crate::changes::{MANIFEST, shop};
 use crate::harness::Project;
 
+/// The line of `unit`'s plan whose stage and host columns are `stage` and `host` and whose text
+/// contains `needle`; panics showing the whole plan when there is none.
+#[track_caller]
+fn step_line<'a>(stdout: &'a str, stage: &str, host: &str, needle: &str) -> &'a str {
+    stdout
+        .lines()
+        .find(|l| {
+            let mut cols = l.split_whitespace();
+            cols.next() == Some(stage) && cols.next() == Some(host) && l.contains(needle)
+        })
+        .unwrap_or_else(|| panic!("no `{stage} {host} …{needle}…` line in:\n{stdout}"))
+}
+
 #[test]
 fn plan_shows_exact_commands_and_hosts() {
     let p = shop();
@@ -11,29 +24,157 @@ fn plan_shows_exact_commands_and_hosts() {
     out.status(0)
         .stdout_has("==> plan (staging)")
         .stdout_has("api (service)")
-        .stdout_has("build  local")
-        .stdout_has("sh -c 'echo building api > api.built'")
-        .stdout_has("test   local")
-        .stdout_has("sh -c 'echo testing api'")
-        .stdout_has(&format!(
-            "docker build -t shop/worker:{head} -f services/worker/Dockerfile services/worker"
-        ))
-        .stdout_has("sh -c 'echo building web'")
+        .stdout_has("web (site)")
         .stdout_has("migrations (migrations)");
+    let o = &out.stdout;
+    step_line(o, "build", "local", "sh -c 'echo building api > api.built'");
+    step_line(o, "test", "local", "sh -c 'echo testing api'");
+    step_line(
+        o,
+        "build",
+        "local",
+        &format!(
+            "docker build -t shop/worker:{head} -f services/worker/Dockerfile services/worker"
+        ),
+    );
+    step_line(o, "build", "local", "sh -c 'echo building web'");
     // up runs on every host of the environment, restarting only the service.
     for host in ["local", "deploy@staging.example.com:22"] {
-        let line = out
-            .stdout
-            .lines()
-            .find(|l| l.contains("up ") && l.contains(host) && l.contains("--no-deps api"))
-            .unwrap_or_else(|| panic!("no up line for {host}:\n{}", out.stdout));
-        assert!(
-            line.contains(
-                "cd /srv/shop && docker compose -p shop -f compose.yml -f compose.staging.yml up -d --no-deps api"
-            ),
-            "{line}"
+        step_line(
+            o,
+            "up",
+            host,
+            "cd /srv/shop && docker compose -p shop -f compose.yml -f compose.staging.yml up -d --no-deps api",
         );
     }
+    // Every stage says what it would do: the site is built and uploaded by `pages`, and `migrate`
+    // says that this environment has no database to migrate.
+    step_line(o, "pages", "local", "sh -c 'echo building web'");
+    step_line(
+        o,
+        "pages",
+        "local",
+        "upload clients/web/dist to Cloudflare Pages project shop-web (only files it lacks); production branch main",
+    );
+    step_line(
+        o,
+        "migrate",
+        "local",
+        "apply pending migrations/*.sql (postgres) to no database: environment `staging` has no `database:`",
+    );
+    assert!(!o.contains("nothing to do"), "{o}");
+}
+
+/// A manifest whose production is guarded and reaches its database through compose on its host,
+/// while staging reads a URL variable.
+const GUARDED: &str = r#"version: 1
+project: shop
+environments:
+  staging:
+    hosts: ["local"]
+    dir: /srv/shop
+    database: { url_env: STAGING_DATABASE_URL }
+  production:
+    hosts: ["ssh://deploy@prod-1.example.com", "ssh://deploy@prod-2.example.com:2222"]
+    dir: /srv/shop
+    approval: required
+    approvers: [alice, bob]
+    database: { compose_service: db, engine: postgres, user: app, name: shop }
+sites:
+  web:
+    project: shop-web
+    dir: clients/web/dist
+    paths: ["clients/web/**"]
+    production_branch: release
+migrations:
+  dir: db/migrations
+  engine: postgres
+  paths: ["db/migrations/**"]
+"#;
+
+fn guarded() -> Project {
+    let p = Project::git();
+    p.manifest(GUARDED)
+        .file("clients/web/index.html", "<p>hi</p>\n")
+        .file("db/migrations/0001_init.sql", "create table t (id int);\n");
+    p.commit("shop");
+    p
+}
+
+#[test]
+fn plan_shows_the_migrate_gate_backup_and_database_and_the_pages_upload() {
+    let p = guarded();
+    let out = p
+        .run(&["plan", "--env", "production", "--all"])
+        .env("STAGING_DATABASE_URL", "postgres://app:Plan-Pw-123@db/app")
+        .go();
+    out.status(0).nowhere("Plan-Pw-123");
+    let o = &out.stdout;
+    // A site without a build command is only uploaded; the production branch is the manifest's.
+    step_line(
+        o,
+        "pages",
+        "local",
+        "upload clients/web/dist to Cloudflare Pages project shop-web (only files it lacks); production branch release, other branches get a preview",
+    );
+    // The gate runs here, before anything is written; the backup and the migration run where the
+    // database is: the compose service on the environment's first host.
+    step_line(
+        o,
+        "migrate",
+        "local",
+        "approval for production by alice or bob of the pending SQL and its hash",
+    );
+    step_line(
+        o,
+        "migrate",
+        "deploy@prod-1.example.com:22",
+        "back up database `shop` (user app) in compose service `db` on deploy@prod-1.example.com:22 into .deploy-action/backups/production/ and verify it",
+    );
+    step_line(
+        o,
+        "migrate",
+        "deploy@prod-1.example.com:22",
+        "apply pending db/migrations/*.sql (postgres) to database `shop` (user app) in compose service `db`",
+    );
+    let lines: Vec<&str> = o
+        .lines()
+        .filter(|l| l.trim_start().starts_with("migrate "))
+        .collect();
+    assert_eq!(lines.len(), 3, "gate, backup, apply: {o}");
+    assert!(
+        lines[0].contains("approval") && lines[1].contains("back up"),
+        "{o}"
+    );
+    // Nothing was written: no backup directory, no tracking, git untouched.
+    assert!(!p.path().join(".deploy-action").exists());
+    assert_eq!(p.git_cmd(&["status", "--porcelain"]), "");
+}
+
+#[test]
+fn plan_json_carries_the_pages_and_migrate_steps() {
+    let p = guarded();
+    let out = p.run(&["plan", "--env", "staging", "--all", "--json"]).go();
+    out.status(0);
+    let doc = out.json();
+    assert_eq!(doc["affected"], serde_json::json!(["web", "migrations"]));
+    let steps = doc["steps"].as_array().unwrap();
+    let ids: Vec<&str> = steps.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    // staging: no approval, `backup: auto` → no gate and no backup.
+    assert_eq!(ids, ["pages:web", "migrate:migrations"]);
+    assert_eq!(
+        steps[0]["action"],
+        serde_json::json!({"kind": "pages_upload", "dir": "clients/web/dist",
+            "project": "shop-web", "production_branch": "release"})
+    );
+    assert_eq!(steps[1]["stage"], "migrate");
+    assert_eq!(steps[1]["unit"], "migrations");
+    assert_eq!(steps[1]["target"], "local");
+    assert_eq!(
+        steps[1]["action"],
+        serde_json::json!({"kind": "migrate", "dir": "db/migrations", "engine": "postgres",
+            "database": {"kind": "url_env", "var": "STAGING_DATABASE_URL"}})
+    );
 }
 
 #[test]

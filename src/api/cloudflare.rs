@@ -6,14 +6,14 @@
 //!
 //! Never prints; progress goes through callbacks. The walk, hashing and bucketing live in `pages/`.
 
-use super::http::{HttpClient, display_safe_url, excerpt};
+use super::http::{HttpClient, display_safe_url, excerpt, timeout_for_body};
 use super::retry::{Attempt, RetryError, RetryPolicy, is_retryable_status, is_transient, retry};
 use base64::Engine as _;
 use reqwest::Method;
 use reqwest::blocking::RequestBuilder;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,10 +24,38 @@ pub const DEFAULT_BASE_URL: &str = "https://api.cloudflare.com/client/v4";
 pub const CODE_UNKNOWN: i64 = 8_000_000;
 pub const CODE_PROJECT_NOT_FOUND: i64 = 8_000_007;
 pub const CODE_UNAUTHORIZED: i64 = 8_000_013;
-/// Upload-token refreshes allowed per run: a server that keeps refusing fresh tokens fails the run.
+/// Fresh upload tokens refused in a row (each refused before any request with it succeeded) before
+/// the run gives up. Tokens that worked and then expired, and tokens replaced before their `exp`,
+/// do not count: a long upload may go through any number of them.
 pub const MAX_JWT_REFRESHES: u32 = 5;
-/// A token this close to its `exp` is refreshed before use.
+/// A token this close to its `exp` is replaced before use (at most half its lifetime).
 const JWT_EXPIRY_MARGIN: u64 = 60;
+/// The timeout of a request with no body; requests with a body get more, in proportion to its size
+/// ([`timeout_for_body`]).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// After an HTTP 524 (a gateway timeout at Cloudflare's edge) uploads go one at a time for the
+/// rest of the run, as wrangler does: requests already in flight finish, no new one starts while
+/// another is running.
+#[derive(Debug, Default)]
+pub struct Gateway {
+    tripped: AtomicBool,
+    one_at_a_time: Mutex<()>,
+}
+
+impl Gateway {
+    pub fn tripped(&self) -> bool {
+        self.tripped.load(Ordering::SeqCst)
+    }
+    fn trip(&self) {
+        self.tripped.store(true, Ordering::SeqCst);
+    }
+    /// Held for the length of one request once tripped.
+    fn turn(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        self.tripped()
+            .then(|| self.one_at_a_time.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
 
 /// Where and as whom to call the API.
 #[derive(Clone, Debug)]
@@ -99,7 +127,7 @@ pub enum CfError {
     #[error("invalid upload token: {0}")]
     InvalidToken(String),
     #[error(
-        "the upload token was refused after {0} refreshes; giving up (is CLOUDFLARE_ACCOUNT_ID right?)"
+        "the upload token was refused: {0} tokens in a row were refused before any request with them succeeded; giving up (is CLOUDFLARE_ACCOUNT_ID right?)"
     )]
     RefreshBudget(u32),
     #[error("cannot read {path}: {source}")]
@@ -108,6 +136,8 @@ pub enum CfError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{0}")]
+    OutcomeUnknown(String),
     #[error(transparent)]
     Retried(Box<RetryError<CfError>>),
 }
@@ -143,6 +173,16 @@ impl CfError {
             CfError::Network { source, .. } => {
                 is_transient(source) && !chain_mentions(source, CHANGED_MARK)
             }
+            _ => false,
+        }
+    }
+
+    /// The server certainly did not act on the request: the connection was never made, or it
+    /// answered 429 (rate limited before processing).
+    fn certainly_not_processed(&self) -> bool {
+        match self {
+            CfError::Network { source, .. } => source.is_connect(),
+            CfError::Api { status, .. } | CfError::Malformed { status, .. } => *status == 429,
             _ => false,
         }
     }
@@ -249,6 +289,30 @@ pub struct Deployment {
 }
 
 impl Deployment {
+    /// Whether this deployment's `deployment_trigger.metadata` carries the branch, commit hash and
+    /// dirty flag `req` sent (those it sent; the message is not compared, the server may tidy it).
+    pub fn made_by(&self, req: &DeploymentRequest) -> bool {
+        let meta = self
+            .deployment_trigger
+            .as_ref()
+            .and_then(|t| t.get("metadata"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let text = |k: &str| meta.get(k).and_then(Value::as_str).map(str::to_string);
+        req.branch
+            .as_ref()
+            .is_none_or(|b| text("branch").as_ref() == Some(b))
+            && req
+                .commit_hash
+                .as_ref()
+                .is_none_or(|h| text("commit_hash").as_ref() == Some(h))
+            && req.commit_dirty.is_none_or(|d| {
+                let got = meta.get("commit_dirty");
+                got.and_then(Value::as_bool) == Some(d)
+                    || got.and_then(Value::as_str) == Some(if d { "true" } else { "false" })
+            })
+    }
+
     /// The first `.pages.dev` alias.
     pub fn alias(&self) -> Option<String> {
         crate::pages::pages_dev_alias(self.aliases.as_deref().unwrap_or(&[])).cloned()
@@ -268,10 +332,18 @@ pub struct DeploymentRequest {
     pub commit_hash: Option<String>,
     pub commit_message: Option<String>,
     pub commit_dirty: Option<bool>,
-    pub headers: Option<PathBuf>,
-    pub redirects: Option<PathBuf>,
-    pub worker_js: Option<PathBuf>,
-    pub routes_json: Option<PathBuf>,
+    /// Special files as multipart file parts (name, bytes), in the order to send them:
+    /// `_headers`, `_redirects`, `_worker.bundle`, `_routes.json` (see `pages::SpecialFiles`).
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+/// A deployment the POST created.
+#[derive(Clone, Debug)]
+pub struct Created {
+    pub deployment: Deployment,
+    /// The POST's answer was lost, and the deployment it had created was found in the project's
+    /// list and adopted instead of creating a second one.
+    pub adopted: bool,
 }
 
 /// One file to upload.
@@ -281,6 +353,13 @@ pub struct UploadFile {
     pub path: PathBuf,
     pub content_type: &'static str,
     pub size: u64,
+}
+
+/// How the uploads went, beyond success.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UploadSummary {
+    /// An HTTP 524 dropped the uploads to one at a time.
+    pub one_at_a_time: bool,
 }
 
 /// How the final status poll ended.
@@ -298,9 +377,80 @@ pub struct Cloudflare {
     http: HttpClient,
     cfg: Config,
     policy: RetryPolicy,
-    jwt: Mutex<Option<UploadToken>>,
-    jwt_project: Mutex<Option<String>>,
+    tokens: Mutex<TokenBook>,
+    /// Upload tokens fetched after the first one (proactive and after refusals).
     refreshes: AtomicU32,
+}
+
+/// The run's upload token and how it has fared: the refresh policy, kept pure (the clock is passed
+/// in) so it can be tested without waiting.
+#[derive(Debug, Default)]
+pub struct TokenBook {
+    pub project: Option<String>,
+    pub token: Option<UploadToken>,
+    /// Local time (seconds since the epoch) when `token` was fetched.
+    pub fetched_at: u64,
+    /// A request with `token` succeeded.
+    pub accepted: bool,
+    /// Tokens refused in a row, each before any request with it succeeded.
+    pub refused_in_a_row: u32,
+}
+
+/// What to do about a refused token.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Another request already replaced it: retry with the current token.
+    AlreadyReplaced,
+    /// Fetch a new token, then retry.
+    Refresh,
+    /// Too many fresh tokens refused in a row.
+    GiveUp(u32),
+}
+
+impl TokenBook {
+    /// Whether the current token should be replaced before it is used at `now`: within
+    /// [`JWT_EXPIRY_MARGIN`] of its `exp`, but never more than half its lifetime early (a token
+    /// that lives 30 s is used for 15 s). A token that looked expired when it was fetched (the
+    /// local clock is ahead of the server's) is left to the server to refuse.
+    pub fn wants_refresh(&self, now: u64) -> bool {
+        let Some(exp) = self.token.as_ref().and_then(|t| t.exp) else {
+            return false;
+        };
+        let Some(lifetime) = exp.checked_sub(self.fetched_at).filter(|l| *l > 0) else {
+            return false;
+        };
+        let margin = JWT_EXPIRY_MARGIN.min(lifetime / 2);
+        exp <= now.saturating_add(margin)
+    }
+
+    /// A new token arrived.
+    pub fn install(&mut self, token: UploadToken, now: u64) {
+        self.token = Some(token);
+        self.fetched_at = now;
+        self.accepted = false;
+    }
+
+    /// A request with `jwt` succeeded.
+    pub fn accepted(&mut self, jwt: &str) {
+        if self.token.as_ref().is_some_and(|t| t.jwt == jwt) {
+            self.accepted = true;
+        }
+        self.refused_in_a_row = 0;
+    }
+
+    /// A request with `jwt` was refused (8000013 or `Expired JWT`).
+    pub fn refused(&mut self, jwt: &str) -> Refusal {
+        if self.token.as_ref().is_some_and(|t| t.jwt != jwt) {
+            return Refusal::AlreadyReplaced;
+        }
+        if !self.accepted {
+            self.refused_in_a_row += 1;
+            if self.refused_in_a_row > MAX_JWT_REFRESHES {
+                return Refusal::GiveUp(self.refused_in_a_row);
+            }
+        }
+        Refusal::Refresh
+    }
 }
 
 /// `{"key":…,"value":…,"metadata":{"contentType":…},"base64":true}` in exactly that order.
@@ -323,8 +473,7 @@ impl Cloudflare {
             http,
             cfg,
             policy,
-            jwt: Mutex::new(None),
-            jwt_project: Mutex::new(None),
+            tokens: Mutex::new(TokenBook::default()),
             refreshes: AtomicU32::new(0),
         }
     }
@@ -333,7 +482,7 @@ impl Cloudflare {
         &self.cfg
     }
 
-    /// JWT refreshes so far in this run.
+    /// Upload tokens fetched after the first one, so far in this run.
     pub fn refreshes(&self) -> u32 {
         self.refreshes.load(Ordering::Relaxed)
     }
@@ -433,9 +582,10 @@ impl Cloudflare {
     fn asset_call(
         &self,
         path: &str,
+        body_len: u64,
         body: &dyn Fn() -> reqwest::blocking::Body,
         policy: &RetryPolicy,
-        on_gateway: &dyn Fn(),
+        gateway: Option<&Gateway>,
     ) -> Result<Value, CfError> {
         let url = self.url(path);
         let method = Method::POST;
@@ -448,19 +598,27 @@ impl Cloudflare {
             let rb = self
                 .http
                 .request(method.clone(), &url)
+                .timeout(timeout_for_body(REQUEST_TIMEOUT, body_len))
                 .bearer_auth(&jwt)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body());
-            match self.execute(&method, &url, rb) {
-                Err(e) if e.is_jwt_refused() => match self.refresh_jwt(&jwt) {
-                    Ok(()) => Attempt::Retry {
-                        error: e,
-                        after: Some(Duration::ZERO),
-                    },
+            let turn = gateway.and_then(Gateway::turn);
+            let result = self.execute(&method, &url, rb);
+            drop(turn);
+            match result {
+                Ok(v) => {
+                    self.book().accepted(&jwt);
+                    Attempt::Done(v)
+                }
+                // A refused token is not a failed attempt: the refusal count bounds it.
+                Err(e) if e.is_jwt_refused() => match self.replace_refused(&jwt) {
+                    Ok(()) => Attempt::Again(e),
                     Err(fatal) => Attempt::Fail(fatal),
                 },
                 Err(e) if e.is_gateway_timeout() => {
-                    on_gateway();
+                    if let Some(g) = gateway {
+                        g.trip();
+                    }
                     Attempt::Retry {
                         error: e,
                         after: None,
@@ -500,55 +658,51 @@ impl Cloudflare {
     /// Gets the run's upload token for `project` and remembers it for the asset calls.
     pub fn start_upload_session(&self, project: &str) -> Result<UploadToken, CfError> {
         let t = self.fetch_upload_token(project)?;
-        *self.jwt.lock().unwrap_or_else(|e| e.into_inner()) = Some(t.clone());
-        *self.jwt_project.lock().unwrap_or_else(|e| e.into_inner()) = Some(project.to_string());
+        let mut book = self.book();
+        *book = TokenBook {
+            project: Some(project.to_string()),
+            ..TokenBook::default()
+        };
+        book.install(t.clone(), unix_now());
         Ok(t)
     }
 
-    fn current_jwt(&self) -> Result<String, CfError> {
-        let cur = self
-            .jwt
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or_else(|| CfError::InvalidToken("no upload session".into()))?;
-        if cur.expires_within(SystemTime::now(), JWT_EXPIRY_MARGIN) {
-            match self.refresh_jwt(&cur.jwt) {
-                Ok(()) => return self.current_jwt_unchecked(),
-                // Out of refreshes: a token close to expiry may still be accepted; the server decides.
-                Err(CfError::RefreshBudget(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(cur.jwt)
+    fn book(&self) -> std::sync::MutexGuard<'_, TokenBook> {
+        self.tokens.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn current_jwt_unchecked(&self) -> Result<String, CfError> {
-        self.jwt
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+    /// The token to send now, replaced first when it is about to expire. The lock is held while a
+    /// new one is fetched, so parallel uploads wait for it rather than fetch their own.
+    fn current_jwt(&self) -> Result<String, CfError> {
+        let mut book = self.book();
+        if book.wants_refresh(unix_now()) {
+            self.fetch_into(&mut book)?;
+        }
+        book.token
             .as_ref()
             .map(|t| t.jwt.clone())
             .ok_or_else(|| CfError::InvalidToken("no upload session".into()))
     }
 
-    /// Replaces the token `stale`, unless another thread already did. Bounded per run.
-    fn refresh_jwt(&self, stale: &str) -> Result<(), CfError> {
-        let project = self
-            .jwt_project
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+    /// The server refused `stale`: replace it, unless another request already did; give up after
+    /// [`MAX_JWT_REFRESHES`] fresh tokens refused in a row.
+    fn replace_refused(&self, stale: &str) -> Result<(), CfError> {
+        let mut book = self.book();
+        match book.refused(stale) {
+            Refusal::AlreadyReplaced => Ok(()),
+            Refusal::GiveUp(n) => Err(CfError::RefreshBudget(n)),
+            Refusal::Refresh => self.fetch_into(&mut book),
+        }
+    }
+
+    fn fetch_into(&self, book: &mut TokenBook) -> Result<(), CfError> {
+        let project = book
+            .project
             .clone()
             .ok_or_else(|| CfError::InvalidToken("no upload session".into()))?;
-        let mut guard = self.jwt.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.as_ref().is_some_and(|t| t.jwt != stale) {
-            return Ok(());
-        }
-        let n = self.refreshes.fetch_add(1, Ordering::Relaxed) + 1;
-        if n > MAX_JWT_REFRESHES {
-            return Err(CfError::RefreshBudget(MAX_JWT_REFRESHES));
-        }
-        *guard = Some(self.fetch_upload_token(&project)?);
+        let t = self.fetch_upload_token(&project)?;
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
+        book.install(t, unix_now());
         Ok(())
     }
 
@@ -559,9 +713,10 @@ impl Cloudflare {
         let body = serde_json::to_vec(&serde_json::json!({ "hashes": hashes })).unwrap_or_default();
         let v = self.asset_call(
             "/pages/assets/check-missing",
+            body.len() as u64,
             &|| body.clone().into(),
             &self.policy,
-            &|| {},
+            None,
         )?;
         Ok(serde_json::from_value(v).unwrap_or_default())
     }
@@ -571,9 +726,10 @@ impl Cloudflare {
         let body = serde_json::to_vec(&serde_json::json!({ "hashes": hashes })).unwrap_or_default();
         self.asset_call(
             "/pages/assets/upsert-hashes",
+            body.len() as u64,
             &|| body.clone().into(),
             &self.policy,
-            &|| {},
+            None,
         )?;
         Ok(())
     }
@@ -598,27 +754,29 @@ impl Cloudflare {
         Ok(serde_json::to_vec(&entries).unwrap_or_default())
     }
 
-    /// Uploads the buckets, up to `concurrency` at once (1 after the first HTTP 524). Each bucket has
-    /// its own retry budget. `on_done(files, bytes)` is called per finished bucket.
+    /// Uploads the buckets, up to `concurrency` at once (one at a time after the first HTTP 524).
+    /// Each bucket has its own retry budget, and each request a timeout that grows with its body.
+    /// `on_done(files, bytes)` is called per finished bucket.
     pub fn upload_buckets(
         &self,
         buckets: Vec<Vec<UploadFile>>,
         concurrency: usize,
         on_done: &(dyn Fn(u64, u64) + Sync),
-    ) -> Result<(), CfError> {
+    ) -> Result<UploadSummary, CfError> {
         let queue = Mutex::new(
             buckets
                 .into_iter()
                 .collect::<std::collections::VecDeque<_>>(),
         );
-        let gateway = AtomicBool::new(false);
+        let gateway = Gateway::default();
         let failed: Mutex<Option<CfError>> = Mutex::new(None);
         std::thread::scope(|s| {
             for worker in 0..concurrency.max(1) {
                 let (queue, gateway, failed) = (&queue, &gateway, &failed);
                 s.spawn(move || {
                     loop {
-                        if worker > 0 && gateway.load(Ordering::Relaxed) {
+                        // After a 524 only the first worker goes on taking buckets.
+                        if worker > 0 && gateway.tripped() {
                             return;
                         }
                         if failed.lock().map(|f| f.is_some()).unwrap_or(true) {
@@ -630,9 +788,10 @@ impl Cloudflare {
                         let files: Arc<[UploadFile]> = bucket.clone().into();
                         let result = self.asset_call(
                             "/pages/assets/upload",
+                            UploadStream::length(&files),
                             &|| UploadStream::body(Arc::clone(&files)),
                             &self.policy,
-                            &|| gateway.store(true, Ordering::Relaxed),
+                            Some(gateway),
                         );
                         match result {
                             Ok(_) => {
@@ -651,54 +810,55 @@ impl Cloudflare {
         });
         match failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
             Some(e) => Err(e),
-            None => Ok(()),
+            None => Ok(UploadSummary {
+                one_at_a_time: gateway.tripped(),
+            }),
         }
     }
 
     // ---- deployments ----
 
-    /// `POST …/projects/{p}/deployments` (multipart), retried on 8000000 and transient failures.
+    /// `POST …/projects/{p}/deployments` (multipart, the parts in wrangler's order), retried on
+    /// 8000000 and transient failures, without ever creating a duplicate: the project's
+    /// deployments are listed before the first POST, and before a retry of a POST whose outcome is
+    /// unknown (anything but a refused connection or a 429: the server may have created the
+    /// deployment and the answer been lost) the list is read again. A new deployment whose
+    /// `deployment_trigger.metadata` carries this request's branch, commit hash and dirty flag is
+    /// the one the lost POST created: it is adopted, and no second POST is sent.
     pub fn create_deployment(
         &self,
         project: &str,
         req: &DeploymentRequest,
-    ) -> Result<Deployment, CfError> {
+    ) -> Result<Created, CfError> {
+        let before = self.recent_deployment_ids(project);
+        self.create_deployment_after(project, req, before)
+    }
+
+    /// [`Cloudflare::create_deployment`] with the list of deployments taken beforehand
+    /// ([`Cloudflare::recent_deployment_ids`], e.g. in parallel with other requests); if that list
+    /// could not be read, a POST whose outcome is unknown is not retried blind but reported.
+    pub fn create_deployment_after(
+        &self,
+        project: &str,
+        req: &DeploymentRequest,
+        before: Result<HashSet<String>, CfError>,
+    ) -> Result<Created, CfError> {
         use reqwest::blocking::multipart::{Form, Part};
-        let read = |p: &Option<PathBuf>| -> Result<Option<Vec<u8>>, CfError> {
-            p.as_ref()
-                .map(|p| {
-                    std::fs::read(p).map_err(|source| CfError::Io {
-                        path: p.clone(),
-                        source,
-                    })
-                })
-                .transpose()
-        };
         let manifest = serde_json::to_string(&req.manifest).unwrap_or_default();
-        let headers = read(&req.headers)?;
-        let redirects = read(&req.redirects)?;
-        let worker = read(&req.worker_js)?;
-        let routes = if worker.is_some() {
-            read(&req.routes_json)?
-        } else {
-            None
-        };
-        let file_part = |bytes: &Vec<u8>, name: &str, mime: &str| {
-            Part::bytes(bytes.clone())
-                .file_name(name.to_string())
-                .mime_str(mime)
-                .map_err(|e| CfError::InvalidToken(e.to_string()))
-        };
-        let build = |rb: RequestBuilder| -> Result<RequestBuilder, CfError> {
+        let commit_message = req
+            .commit_message
+            .as_deref()
+            .filter(|m| !m.is_empty())
+            .map(|m| crate::pages::truncate_commit_message(m).to_string());
+        let body_len =
+            manifest.len() + req.files.iter().map(|(_, b)| b.len() + 256).sum::<usize>() + 1024;
+        let form = || -> Result<Form, CfError> {
             let mut form = Form::new().text("manifest", manifest.clone());
             if let Some(b) = &req.branch {
                 form = form.text("branch", b.clone());
             }
-            if let Some(m) = req.commit_message.as_deref().filter(|m| !m.is_empty()) {
-                form = form.text(
-                    "commit_message",
-                    crate::pages::truncate_commit_message(m).to_string(),
-                );
+            if let Some(m) = &commit_message {
+                form = form.text("commit_message", m.clone());
             }
             if let Some(h) = &req.commit_hash {
                 form = form.text("commit_hash", h.clone());
@@ -706,38 +866,100 @@ impl Cloudflare {
             if let Some(d) = req.commit_dirty {
                 form = form.text("commit_dirty", d.to_string());
             }
-            if let Some(b) = &headers {
-                form = form.part(
-                    "_headers",
-                    file_part(b, "_headers", "application/octet-stream")?,
-                );
+            for (name, bytes) in &req.files {
+                // wrangler's `new File([…], name)` has no type: undici sends octet-stream.
+                let part = Part::bytes(bytes.clone())
+                    .file_name(name.clone())
+                    .mime_str("application/octet-stream")
+                    .map_err(|e| CfError::InvalidToken(e.to_string()))?;
+                form = form.part(name.clone(), part);
             }
-            if let Some(b) = &redirects {
-                form = form.part(
-                    "_redirects",
-                    file_part(b, "_redirects", "application/octet-stream")?,
-                );
-            }
-            if let Some(b) = &worker {
-                form = form.part(
-                    "_worker.js",
-                    file_part(b, "_worker.js", "application/javascript")?,
-                );
-            }
-            if let Some(b) = &routes {
-                form = form.part(
-                    "_routes.json",
-                    file_part(b, "_routes.json", "application/json")?,
-                );
-            }
-            Ok(rb.multipart(form))
+            Ok(form)
         };
-        let v = self.api_call(
-            Method::POST,
-            &format!("{}/deployments", self.project_path(project)),
-            &build,
-        )?;
-        deployment_from(v)
+        let path = format!("{}/deployments", self.project_path(project));
+        let url = self.url(&path);
+        let method = Method::POST;
+        let mut unsure = false;
+        retry(&self.policy, "the request", |_| {
+            if unsure {
+                let Ok(before) = &before else {
+                    return Attempt::Fail(CfError::OutcomeUnknown(format!(
+                        "the deployment POST may have created a deployment, and the project's deployments could not be listed beforehand to tell ({}); look at the deployments of `{project}` before running again",
+                        before.as_ref().err().map(ToString::to_string).unwrap_or_default()
+                    )));
+                };
+                match self.find_created(project, req, before) {
+                    Ok(Some(d)) => {
+                        return Attempt::Done(Created {
+                            deployment: d,
+                            adopted: true,
+                        });
+                    }
+                    Ok(None) => unsure = false,
+                    // Not knowing is no reason to POST blind: look again after a back-off.
+                    Err(e) if e.is_transient() => {
+                        return Attempt::Retry {
+                            after: e.retry_after(),
+                            error: e,
+                        };
+                    }
+                    Err(e) => return Attempt::Fail(e),
+                }
+            }
+            let form = match form() {
+                Ok(f) => f,
+                Err(e) => return Attempt::Fail(e),
+            };
+            let rb = self
+                .http
+                .request(method.clone(), &url)
+                .timeout(timeout_for_body(REQUEST_TIMEOUT, body_len as u64))
+                .bearer_auth(&self.cfg.api_token)
+                .multipart(form);
+            match self.execute(&method, &url, rb) {
+                Ok(v) => match deployment_from(v) {
+                    Ok(d) => Attempt::Done(Created {
+                        deployment: d,
+                        adopted: false,
+                    }),
+                    Err(e) => Attempt::Fail(e),
+                },
+                Err(e) if e.is_transient() => {
+                    unsure = !e.certainly_not_processed();
+                    Attempt::Retry {
+                        after: e.retry_after(),
+                        error: e,
+                    }
+                }
+                Err(e) => Attempt::Fail(e),
+            }
+        })
+        .map_err(flatten)
+    }
+
+    /// The ids of the project's most recent deployments (the first page of the list): taken before
+    /// a deployment POST, so a deployment a lost POST created can be told apart.
+    pub fn recent_deployment_ids(&self, project: &str) -> Result<HashSet<String>, CfError> {
+        Ok(self
+            .list_deployments(project, None)?
+            .into_iter()
+            .map(|d| d.id)
+            .collect())
+    }
+
+    /// A deployment not in `before` whose trigger metadata matches `req`.
+    fn find_created(
+        &self,
+        project: &str,
+        req: &DeploymentRequest,
+        before: &HashSet<String>,
+    ) -> Result<Option<Deployment>, CfError> {
+        let list = self.list_deployments(project, None)?;
+        // The list is newest first: the oldest new match is the first POST's.
+        Ok(list
+            .into_iter()
+            .rev()
+            .find(|d| !before.contains(&d.id) && d.made_by(req)))
     }
 
     /// `GET …/deployments/{id}`.
@@ -843,6 +1065,13 @@ impl Cloudflare {
             }
         }
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn chain_mentions(e: &(dyn std::error::Error + 'static), needle: &str) -> bool {
@@ -1078,6 +1307,77 @@ mod tests {
 
         assert!(UploadToken::parse("abc").is_err());
         assert!(UploadToken::parse("a.!!!.c").is_err());
+    }
+
+    fn book_with(exp: Option<u64>, fetched_at: u64, jwt: &str) -> TokenBook {
+        let mut b = TokenBook {
+            project: Some("p".into()),
+            ..TokenBook::default()
+        };
+        b.install(
+            UploadToken {
+                jwt: jwt.into(),
+                exp,
+                max_file_count_allowed: 20_000,
+            },
+            fetched_at,
+        );
+        b
+    }
+
+    #[test]
+    fn tokens_are_replaced_before_expiry_within_half_their_lifetime() {
+        // A 600 s token: replaced in its last 60 s.
+        let b = book_with(Some(1600), 1000, "a");
+        assert!(!b.wants_refresh(1539));
+        assert!(b.wants_refresh(1540));
+        // A 30 s token: used for 15 s, not replaced before every request.
+        let b = book_with(Some(1030), 1000, "a");
+        assert!(!b.wants_refresh(1014));
+        assert!(b.wants_refresh(1015));
+        // No exp, or a token that looked expired on arrival (clock skew): the server decides.
+        assert!(!book_with(None, 1000, "a").wants_refresh(u32::MAX as u64));
+        assert!(!book_with(Some(990), 1000, "a").wants_refresh(2000));
+    }
+
+    #[test]
+    fn only_fresh_tokens_refused_in_a_row_count() {
+        let mut b = book_with(Some(2000), 1000, "t0");
+        // Any number of tokens that worked and then expired (or were replaced early) is fine.
+        for i in 1..=50 {
+            let old = format!("t{}", i - 1);
+            b.accepted(&old);
+            assert_eq!(b.refused(&old), Refusal::Refresh, "token {i}");
+            b.install(
+                UploadToken {
+                    jwt: format!("t{i}"),
+                    exp: Some(2000),
+                    max_file_count_allowed: 1,
+                },
+                1000,
+            );
+        }
+        assert_eq!(b.refused_in_a_row, 0);
+        // A refusal of a token already replaced by another request costs nothing.
+        assert_eq!(b.refused("t3"), Refusal::AlreadyReplaced);
+        // Fresh tokens refused at once: five new ones are tried, then the run gives up.
+        for i in 0..MAX_JWT_REFRESHES {
+            let cur = b.token.as_ref().unwrap().jwt.clone();
+            assert_eq!(b.refused(&cur), Refusal::Refresh, "refusal {i}");
+            b.install(
+                UploadToken {
+                    jwt: format!("fresh{i}"),
+                    exp: None,
+                    max_file_count_allowed: 1,
+                },
+                1000,
+            );
+        }
+        let cur = b.token.as_ref().unwrap().jwt.clone();
+        assert_eq!(b.refused(&cur), Refusal::GiveUp(MAX_JWT_REFRESHES + 1));
+        // One success resets the count.
+        b.accepted(&cur);
+        assert_eq!(b.refused_in_a_row, 0);
     }
 
     #[test]

@@ -73,6 +73,17 @@ impl HttpClient {
     }
 }
 
+/// The slowest upload rate a request timeout allows for: 64 KiB/s, about a 0.5 Mbit/s uplink
+/// (slow ADSL, workers-sdk #1015).
+pub const MIN_THROUGHPUT_BYTES_PER_SEC: u64 = 64 * 1024;
+
+/// The timeout of a request that sends `body_bytes`: `base` plus the time the body needs at
+/// [`MIN_THROUGHPUT_BYTES_PER_SEC`]. A 54 MB upload body gets about 14 minutes, a small JSON body
+/// little more than `base`.
+pub fn timeout_for_body(base: Duration, body_bytes: u64) -> Duration {
+    base + Duration::from_secs(body_bytes.div_ceil(MIN_THROUGHPUT_BYTES_PER_SEC))
+}
+
 /// A URL safe to print: user info and the query string are dropped.
 pub fn display_safe_url(url: &str) -> String {
     let (scheme, rest) = match url.split_once("://") {
@@ -125,6 +136,16 @@ mod tests {
             "<html> <b>502</b> </html>"
         );
         assert_eq!(excerpt("abcdef", 3), "abc…");
+    }
+
+    #[test]
+    fn timeouts_grow_with_the_body() {
+        let base = Duration::from_secs(60);
+        assert_eq!(timeout_for_body(base, 0), base);
+        assert_eq!(timeout_for_body(base, 1), base + Duration::from_secs(1));
+        // A full bucket: 40 MiB raw is ~53.3 MiB of base64 JSON.
+        let t = timeout_for_body(base, 40 * 1024 * 1024 / 3 * 4);
+        assert_eq!(t, base + Duration::from_secs(854));
     }
 
     #[test]

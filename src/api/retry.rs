@@ -1,7 +1,9 @@
 //! The one retry loop: bounded, jittered exponential back-off; `Retry-After` honoured (seconds or
-//! HTTP date); a budget per request in attempts and in time; errors that say "failed after N
-//! retries in X s". `DEPLOY_TEST_NO_RETRY_DELAY` zeroes every delay. Generic: callers classify
-//! their own failures into [`Attempt`].
+//! HTTP date); a budget per request in attempts and in time spent waiting between them (each
+//! attempt is bounded by its own HTTP timeout, which the caller scales with the body, so a slow
+//! upload that fails is still retried); errors that say "failed after N retries in X s".
+//! `DEPLOY_TEST_NO_RETRY_DELAY` zeroes every delay. Generic: callers classify their own failures
+//! into [`Attempt`].
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -16,7 +18,8 @@ pub struct RetryPolicy {
     pub base: Duration,
     /// Largest single delay (also caps `Retry-After`).
     pub cap: Duration,
-    /// No retry starts after this much time has passed since the first attempt.
+    /// No retry starts once this much time has been spent waiting between attempts (back-off and
+    /// `Retry-After`). Time inside attempts does not count: each is bounded by its HTTP timeout.
     pub max_elapsed: Duration,
     /// Test switch: never sleep.
     pub no_delay: bool,
@@ -90,7 +93,13 @@ pub enum Attempt<T, E> {
     },
     /// Retrying would not help.
     Fail(E),
+    /// Try again at once without counting a retry: the caller fixed what was wrong (a replaced
+    /// upload token) and bounds how often that may happen. Capped at [`MAX_AGAIN`] as a backstop.
+    Again(E),
 }
+
+/// Uncounted [`Attempt::Again`] rounds allowed per request.
+pub const MAX_AGAIN: u32 = 64;
 
 /// A request that did not succeed, with how hard it was tried.
 #[derive(Debug)]
@@ -129,36 +138,42 @@ impl<E: StdError + 'static> StdError for RetryError<E> {
     }
 }
 
-/// Runs `attempt(n)` (n = 0, 1, …) until it is done, fails, or the budget is spent.
+/// Runs `attempt(n)` (n = retries so far) until it is done, fails, or the budget is spent.
 pub fn retry<T, E>(
     policy: &RetryPolicy,
     what: &str,
     mut attempt: impl FnMut(u32) -> Attempt<T, E>,
 ) -> Result<T, RetryError<E>> {
     let start = Instant::now();
+    let mut waited = Duration::ZERO;
     let mut retries = 0;
+    let mut again = 0;
     loop {
+        let fail = |retries, last| RetryError {
+            what: what.to_string(),
+            retries,
+            elapsed: start.elapsed(),
+            last,
+        };
         match attempt(retries) {
             Attempt::Done(v) => return Ok(v),
-            Attempt::Fail(last) => {
-                return Err(RetryError {
-                    what: what.to_string(),
-                    retries,
-                    elapsed: start.elapsed(),
-                    last,
-                });
+            Attempt::Fail(last) => return Err(fail(retries, last)),
+            Attempt::Again(last) => {
+                again += 1;
+                if again > MAX_AGAIN {
+                    return Err(fail(retries, last));
+                }
             }
             Attempt::Retry { error, after } => {
-                if retries >= policy.max_retries || start.elapsed() >= policy.max_elapsed {
-                    return Err(RetryError {
-                        what: what.to_string(),
-                        retries,
-                        elapsed: start.elapsed(),
-                        last: error,
-                    });
+                if retries >= policy.max_retries || waited >= policy.max_elapsed {
+                    return Err(fail(retries, error));
                 }
                 retries += 1;
-                policy.sleep(after.unwrap_or_else(|| policy.backoff(retries)));
+                let delay = after
+                    .unwrap_or_else(|| policy.backoff(retries))
+                    .min(policy.cap);
+                policy.sleep(delay);
+                waited += delay;
             }
         }
     }
@@ -347,6 +362,56 @@ mod tests {
 
         let r: Result<(), _> = retry(&p, "GET /z", |_| Attempt::Fail(E("HTTP 400")));
         assert_eq!(r.unwrap_err().to_string(), "GET /z: HTTP 400");
+    }
+
+    #[test]
+    fn the_time_budget_counts_waiting_not_attempts() {
+        // Delays are off, but the budget counts the delays the loop would have slept: 30 s each
+        // (Retry-After 120 s, capped), so the 300 s budget allows exactly 10 retries.
+        let p = RetryPolicy {
+            no_delay: true,
+            ..RetryPolicy::default()
+        }
+        .with_max_retries(100);
+        let mut calls = 0;
+        let r: Result<(), _> = retry(&p, "POST /slow", |_| {
+            calls += 1;
+            Attempt::Retry {
+                error: E("HTTP 429"),
+                after: Some(Duration::from_secs(120)),
+            }
+        });
+        assert_eq!(r.unwrap_err().retries, 10);
+        assert_eq!(calls, 11);
+    }
+
+    #[test]
+    fn again_is_not_a_retry_but_is_capped() {
+        let p = RetryPolicy {
+            no_delay: true,
+            ..RetryPolicy::default()
+        }
+        .with_max_retries(2);
+        let mut calls = 0;
+        let r = retry(&p, "POST /a", |n| {
+            calls += 1;
+            match calls {
+                1..=4 => Attempt::Again(E("token replaced")),
+                5 => Attempt::Retry {
+                    error: E("HTTP 502"),
+                    after: None,
+                },
+                _ => Attempt::Done(n),
+            }
+        });
+        assert_eq!(r.unwrap(), 1, "four uncounted rounds, one retry");
+        let mut calls = 0;
+        let r: Result<(), _> = retry(&p, "POST /b", |_| {
+            calls += 1;
+            Attempt::Again(E("refused"))
+        });
+        assert_eq!(r.unwrap_err().retries, 0);
+        assert_eq!(calls, MAX_AGAIN + 1);
     }
 
     #[test]

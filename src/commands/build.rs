@@ -1,6 +1,7 @@
 //! `build` (and, through [`run_stage`], `test`): run the affected units' commands locally, one
 //! after the other, relaying output with a per-unit prefix; stop at the first failure unless
-//! `--keep-going`; end with a table (unit, host, duration, result).
+//! `--keep-going`; end with a table (unit, host, duration, result). In GitHub Actions both write
+//! the outputs `affected` (as `plan` does) and `<stage>-failed`.
 
 use super::Ctx;
 use super::units::Loaded;
@@ -83,6 +84,12 @@ pub fn run_stage(ctx: &Ctx, stage: &str, planner: StagePlanner, args: &BuildArgs
         env.map(|e| e.name.as_str()),
     );
     r.note(&loaded.describe());
+    // The same `affected` output as `plan` (a JSON array of unit names), written before any unit
+    // runs so that it is there even when one fails.
+    r.output(
+        "affected",
+        &serde_json::to_string(&loaded.affected.units).unwrap_or_else(|_| "[]".into()),
+    );
 
     let mut results: Vec<UnitResult> = Vec::new();
     let mut failed = false;

@@ -8,7 +8,7 @@ use crate::manifest::Manifest;
 use serde_json::json;
 
 pub fn run(ctx: &Ctx) -> Result<()> {
-    let m = ctx.settings.load_manifest()?;
+    let m = ctx.load_manifest()?;
     if ctx.report.json() {
         ctx.report.json_document(&summary_json(&m));
     } else {

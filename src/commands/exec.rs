@@ -30,7 +30,7 @@ pub struct HostResult {
 }
 
 pub fn run(ctx: &Ctx, args: &ExecArgs) -> Result<()> {
-    let manifest = ctx.settings.load_manifest()?;
+    let manifest = ctx.load_manifest()?;
     let env = ctx.settings.environment(&manifest)?;
     if env.hosts.is_empty() {
         return Err(Error::usage(format!(

@@ -2,14 +2,18 @@
 //! (`migrate/`), the database (`db/`), the approval gate (`approval.rs`) and the report.
 //!
 //! Order of an apply: read files and applied rows → refuse changed files → approval (guarded
-//! environments) → lock → re-read; the plan must still hash the same → verified backup → run each
-//! migration with its row in one transaction → summary, output `migration-version`, audit log.
-//! `--dry-run` stops after printing the pending SQL and never creates the tracking table.
+//! environments) → lock → re-read the files and the table; the plan must still hash the same →
+//! verified backup → run each migration with its row in one transaction → summary, output
+//! `migration-version`, audit log. `--dry-run` stops after printing the pending SQL and never
+//! creates the tracking table (nor, on SQLite, the database file).
+//!
+//! [`run_with`] is the entry for other commands (promote): it takes resolved [`Options`] (with
+//! `target` for "up to this version") and returns a [`MigrateOutcome`] to record in a release.
 
 use crate::approval::{self, Approval, Gate, PlanToApprove};
 use crate::cli::{MigrateAction, MigrateArgs};
 use crate::commands::Ctx;
-use crate::db::compose::{ComposeDatabase, ComposeTarget};
+use crate::db::compose::{ComposeDatabase, ComposeTarget, ExecutorOpener};
 use crate::db::postgres::PgDatabase;
 use crate::db::sqlite::SqliteDatabase;
 use crate::db::{Bookkeeping, Database, DbError};
@@ -23,9 +27,10 @@ use crate::manifest::{
 use crate::migrate::{self, AppliedRow, Entry, Migration, SqlFile, Status};
 use crate::report::Summary;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Backups kept per environment.
+/// Backups kept per environment unless `--keep-backups` says otherwise.
 pub const KEEP_BACKUPS: usize = 10;
 
 /// Which of the three commands.
@@ -44,16 +49,57 @@ pub struct Options {
     pub accept_changed: Vec<u64>,
     pub lock_wait: Duration,
     pub backup_dir: Option<PathBuf>,
+    /// Backups kept per environment (at least 1).
+    pub keep_backups: usize,
     pub approval_timeout: Duration,
+    /// Up only: apply the pending migrations up to and including this version, then stop. It must
+    /// be the version of a migration file (else exit 2).
+    pub target: Option<u64>,
     /// Where paths in the manifest (migrations.dir, sqlite://path) are relative to.
     pub root: PathBuf,
     /// Where `.deploy-action/` (backups, audit) goes: the working directory.
     pub workdir: PathBuf,
 }
 
+impl Options {
+    /// An up migration with the command line's defaults (lock wait 60s, approval timeout 30m,
+    /// 10 backups kept), paths relative to `root`, `.deploy-action/` under `workdir`.
+    pub fn new(root: impl Into<PathBuf>, workdir: impl Into<PathBuf>) -> Options {
+        Options {
+            mode: Mode::Up,
+            dry_run: false,
+            accept_changed: Vec::new(),
+            lock_wait: Duration::from_secs(60),
+            backup_dir: None,
+            keep_backups: KEEP_BACKUPS,
+            approval_timeout: Duration::from_secs(30 * 60),
+            target: None,
+            root: root.into(),
+            workdir: workdir.into(),
+        }
+    }
+}
+
+/// What a successful `run_with` did, for a caller that records a release (promote).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MigrateOutcome {
+    /// The versions this run applied, in order (empty for status, dry run, nothing to do, down).
+    pub applied: Vec<u64>,
+    /// The versions this run reverted (`down`), newest first.
+    pub reverted: Vec<u64>,
+    /// The database's version afterwards (the highest recorded; None when nothing is recorded).
+    pub version: Option<u64>,
+    /// The verified backup written before the change, if any.
+    pub backup: Option<PathBuf>,
+    /// Who approved, how, for which plan (guarded environments).
+    pub approval: Option<Approval>,
+    /// The hash of the plan that ran (or, for a dry run, would run).
+    pub plan_hash: Option<String>,
+}
+
 /// Entry point from the command line.
 pub fn run(args: MigrateArgs, ctx: &Ctx) -> Result<()> {
-    let manifest = ctx.settings.load_manifest()?;
+    let manifest = ctx.load_manifest()?;
     let env = ctx.settings.environment(&manifest)?;
     let migrations = manifest.migrations.as_ref().ok_or_else(|| {
         Error::usage_help(
@@ -76,21 +122,30 @@ pub fn run(args: MigrateArgs, ctx: &Ctx) -> Result<()> {
         .filter(|p| !p.as_os_str().is_empty())
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
+    let mode = match args.action {
+        None => Mode::Up,
+        Some(MigrateAction::Status) => Mode::Status,
+        Some(MigrateAction::Down { to }) => Mode::Down { to },
+    };
+    if let (Some(v), false) = (args.target, mode == Mode::Up) {
+        return Err(Error::usage(format!(
+            "--target {v} applies migrations up to a version; it does not go with `migrate status` or `migrate down` (use `down --to`)"
+        )));
+    }
     let opts = Options {
-        mode: match args.action {
-            None => Mode::Up,
-            Some(MigrateAction::Status) => Mode::Status,
-            Some(MigrateAction::Down { to }) => Mode::Down { to },
-        },
+        mode,
         dry_run: ctx.settings.dry_run,
         accept_changed: args.accept_changed,
         lock_wait: dur("--lock-wait", &args.lock_wait)?,
         backup_dir: args.backup_dir,
+        keep_backups: usize::try_from(args.keep_backups).unwrap_or(usize::MAX),
         approval_timeout: dur("--approval-timeout", &args.approval_timeout)?,
+        target: args.target,
         root,
         workdir: PathBuf::from("."),
     };
-    run_with(ctx, env, migrations, opts)
+    let result = run_with(ctx, env, migrations, opts);
+    super::release::migrated(ctx, env, result)
 }
 
 /// Reads `NNNN_name.sql` files from `dir` (exit 2 when missing or unreadable).
@@ -119,19 +174,29 @@ pub fn read_dir(dir: &Path) -> Result<Vec<Migration>> {
         .map_err(|e| Error::usage(format!("{}/{}: {}", dir.display(), e.file, e.message)))
 }
 
-/// The executor for the environment's first host (compose mode).
-fn executor_for(env: &Environment) -> Result<Box<dyn Executor>> {
-    match env.hosts.first() {
-        Some(Host::Local) => Ok(Box::new(crate::exec::local::LocalExecutor)),
-        Some(h) => Err(Error::usage(format!(
-            "environment `{}`: reaching the database on {h} needs the SSH executor, which this build lacks",
-            env.name
-        ))),
-        None => Err(Error::usage(format!(
+/// The executor for the environment's first host (compose mode), and how to open another one for
+/// the lock session: child processes for `local`; for `ssh://` one authenticated session now
+/// (strict host-key checking, notices to the report) and a second connection for the lock.
+fn executor_for(ctx: &Ctx, env: &Environment) -> Result<(Box<dyn Executor>, ExecutorOpener)> {
+    let Some(host) = env.hosts.first() else {
+        return Err(Error::usage(format!(
             "environment `{}` has no hosts to reach its compose database on",
             env.name
-        ))),
-    }
+        )));
+    };
+    let exec = crate::commands::up::connect(host, &ctx.report)?;
+    let opener: ExecutorOpener = match host.clone() {
+        Host::Local => Arc::new(|| Ok(Box::new(crate::exec::local::LocalExecutor) as _)),
+        Host::Ssh { user, host, port } => {
+            let target = crate::exec::ssh::SshTarget { user, host, port };
+            // The first connection already reported any notice (an accepted key, bad lines).
+            Arc::new(move || {
+                crate::exec::ssh::SshExecutor::connect(&target, &|_: &str| {})
+                    .map(|e| Box::new(e) as _)
+            })
+        }
+    };
+    Ok((exec, opener))
 }
 
 /// Opens the environment's database. The password of a URL is registered as a secret first.
@@ -196,7 +261,8 @@ fn open_db<'e>(
                     "database.compose_service supports engine: postgres only",
                 ));
             }
-            *exec = Some(executor_for(env)?);
+            let (main, opener) = executor_for(ctx, env)?;
+            *exec = Some(main);
             let target = ComposeTarget {
                 dir: env.dir.clone(),
                 project: env.compose_project.clone(),
@@ -206,26 +272,17 @@ fn open_db<'e>(
                 database: name.clone(),
             };
             let exec = exec.as_mut().expect("just set").as_mut();
-            Ok(Box::new(ComposeDatabase::new(target, exec)))
+            Ok(Box::new(ComposeDatabase::new(target, exec, opener)))
         }
     }
 }
 
 fn actor() -> String {
-    env_vars::get(env_vars::GITHUB_ACTOR)
-        .or_else(|| env_vars::get("USER"))
-        .unwrap_or_else(|| "unknown".into())
+    env_vars::actor()
 }
 
 fn run_url() -> String {
-    match (
-        env_vars::get(env_vars::GITHUB_SERVER_URL),
-        env_vars::get(env_vars::GITHUB_REPOSITORY),
-        env_vars::get(env_vars::GITHUB_RUN_ID),
-    ) {
-        (Some(s), Some(r), Some(id)) => format!("{s}/{r}/actions/runs/{id}"),
-        _ => "local".into(),
-    }
+    env_vars::run_url().unwrap_or_else(|| "local".into())
 }
 
 /// The steps to run: (migration, file) pairs in order, and the direction.
@@ -233,6 +290,8 @@ struct Steps<'m> {
     direction: &'static str,
     steps: Vec<(&'m Migration, &'m SqlFile)>,
     rebaseline: Vec<(u64, String)>,
+    /// Said once to the user: `--accept-changed` flags with nothing left to do.
+    notes: Vec<String>,
 }
 
 impl Steps<'_> {
@@ -279,6 +338,7 @@ fn plan_steps<'m>(
     let by_version = |v: u64| migrations.iter().find(|m| m.version == v);
     let mut rebaseline = Vec::new();
     let mut refused = Vec::new();
+    let mut notes = Vec::new();
     for e in &entries {
         if let Status::Changed { recorded, current } = &e.status {
             if opts.accept_changed.contains(&e.version) {
@@ -295,14 +355,44 @@ restore the file, or pass --accept-changed {} to re-baseline it on purpose",
         }
     }
     for v in &opts.accept_changed {
-        if !rebaseline.iter().any(|(x, _)| x == v) {
-            return Err(Error::usage(format!(
-                "--accept-changed {v}: version {v} is not an applied migration whose file changed"
-            )));
+        if rebaseline.iter().any(|(x, _)| x == v) {
+            continue;
+        }
+        match entries.iter().find(|e| e.version == *v) {
+            // Re-baselined by an earlier run (a workflow that keeps the flag): nothing to do.
+            Some(e) if e.status == Status::Applied => notes.push(format!(
+                "--accept-changed {v}: the recorded checksum of {} already matches the file; nothing to re-baseline",
+                e.file.as_deref().unwrap_or(&e.name)
+            )),
+            Some(e) => {
+                return Err(Error::usage(format!(
+                    "--accept-changed {v}: version {v} is {}, not an applied migration whose file changed",
+                    e.status.label()
+                )));
+            }
+            None => {
+                return Err(Error::usage(format!(
+                    "--accept-changed {v}: no migration file and no applied row has version {v}"
+                )));
+            }
         }
     }
     if !refused.is_empty() {
         return Err(Error::StageFailed(refused.join("\n")));
+    }
+    if let Some(t) = opts.target
+        && by_version(t).is_none()
+    {
+        let known: Vec<String> = migrations.iter().map(|m| m.version.to_string()).collect();
+        return Err(Error::usage(format!(
+            "--target {t}: no migration file in {} has version {t} (versions: {})",
+            dir.display(),
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        )));
     }
     match &opts.mode {
         Mode::Down { to } => {
@@ -330,18 +420,21 @@ restore the file, or pass --accept-changed {} to re-baseline it on purpose",
                 direction: "down",
                 steps,
                 rebaseline,
+                notes,
             })
         }
         _ => {
             let steps = entries
                 .iter()
                 .filter(|e| e.status == Status::Pending)
+                .filter(|e| opts.target.is_none_or(|t| e.version <= t))
                 .filter_map(|e| by_version(e.version).map(|m| (m, &m.up)))
                 .collect();
             Ok(Steps {
                 direction: "up",
                 steps,
                 rebaseline,
+                notes,
             })
         }
     }
@@ -354,13 +447,14 @@ fn lock_err(e: DbError) -> Error {
     }
 }
 
-/// Runs `migrate` for one environment with resolved values (the command line or a test).
+/// Runs `migrate` for one environment with resolved values (the command line, promote or a test)
+/// and says what it did.
 pub fn run_with(
     ctx: &Ctx,
     env: &Environment,
     migrations: &Migrations,
     opts: Options,
-) -> Result<()> {
+) -> Result<MigrateOutcome> {
     let report = &ctx.report;
     let dir = opts.root.join(&migrations.dir);
     let files = read_dir(&dir)?;
@@ -374,19 +468,29 @@ pub fn run_with(
     report.stage_start(stage, Some(&env.name));
     report.info(&format!("database: {}", db.describe()));
     let applied = db.applied().map_err(lock_err)?;
+    let current = applied.last().map(|r| r.version);
 
     if opts.mode == Mode::Status {
-        return status(ctx, env, &files, &applied);
+        status(ctx, env, &files, &applied)?;
+        return Ok(MigrateOutcome {
+            version: current,
+            ..MigrateOutcome::default()
+        });
     }
 
     let steps = plan_steps(&opts, &files, &applied, &dir)?;
+    for note in &steps.notes {
+        report.info(note);
+    }
     let hash = steps.hash();
-    let current = applied.last().map(|r| r.version);
     if opts.dry_run {
         report.info(&format!(
-            "{} migration(s) would run {}; plan hash {hash}\n",
+            "{} migration(s) would run {}{}; plan hash {hash}\n",
             steps.steps.len(),
-            steps.direction
+            steps.direction,
+            opts.target
+                .map(|t| format!(" (up to version {t})"))
+                .unwrap_or_default()
         ));
         if !steps.is_empty() {
             report.info(&steps.text());
@@ -395,6 +499,7 @@ pub fn run_with(
             report.json_document(&serde_json::json!({
                 "env": env.name,
                 "direction": steps.direction,
+                "target": opts.target,
                 "plan_hash": hash,
                 "pending": steps.steps.iter().map(|(m, f)| serde_json::json!({
                     "version": m.version, "name": m.name, "file": f.file,
@@ -404,7 +509,11 @@ pub fn run_with(
         }
         report.output("plan-hash", &hash);
         report.output("migration-version", &version_text(current));
-        return Ok(());
+        return Ok(MigrateOutcome {
+            version: current,
+            plan_hash: Some(hash),
+            ..MigrateOutcome::default()
+        });
     }
     if steps.is_empty() {
         report.info(&format!(
@@ -412,10 +521,14 @@ pub fn run_with(
             version_text(current)
         ));
         report.output("migration-version", &version_text(current));
-        return Ok(());
+        return Ok(MigrateOutcome {
+            version: current,
+            ..MigrateOutcome::default()
+        });
     }
 
-    // The gate comes before anything that writes: no lock, no tracking table, no backup.
+    // The gate comes before anything that writes: no lock, no tracking table, no backup (and on
+    // SQLite no database file).
     let approval = if env.approval == ApprovalPolicy::Required {
         let text = steps.text();
         let gate = Gate {
@@ -450,53 +563,93 @@ pub fn run_with(
         None
     };
 
+    if let Some(a) = &approval {
+        // A file edited while the approval was pending: refuse before taking the lock, so nothing
+        // is created (under the lock the database side is checked again).
+        let now = plan_steps(&opts, &read_dir(&dir)?, &applied, &dir)?.hash();
+        if now != hash {
+            let e = plan_changed(&hash, &now);
+            audit(
+                &opts,
+                env,
+                stage,
+                "plan-changed",
+                Some(a),
+                None,
+                Some(&e.to_string()),
+            );
+            return Err(e);
+        }
+    }
     db.lock(opts.lock_wait).map_err(lock_err)?;
-    let result = locked(
-        ctx,
-        env,
-        &opts,
-        db.as_mut(),
-        &files,
-        &dir,
-        &hash,
-        approval.as_ref(),
-    );
+    let result = locked(ctx, env, &opts, db.as_mut(), &dir, &hash, approval);
     let unlocked = db.unlock();
-    result?;
-    unlocked.map_err(|e| Error::StageFailed(format!("releasing the migration lock: {e}")))
+    let outcome = result?;
+    unlocked.map_err(|e| Error::StageFailed(format!("releasing the migration lock: {e}")))?;
+    Ok(outcome)
+}
+
+/// Exit 3: what would run now is not the plan that was approved.
+fn plan_changed(approved: &str, now: &str) -> Error {
+    Error::Approval(format!(
+        "the plan changed after it was approved (approved {approved}, now {now}): the pending SQL or the \
+database's migrations are not what was approved; nothing was applied, approve the new plan"
+    ))
 }
 
 fn version_text(v: Option<u64>) -> String {
     v.map_or_else(|| "none".into(), |v| v.to_string())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The part of a run that holds the lock. Reads the files again: what runs must be exactly what
+/// was approved, so a file edited while the approval was pending changes the plan hash (exit 3).
 fn locked(
     ctx: &Ctx,
     env: &Environment,
     opts: &Options,
     db: &mut dyn Database,
-    files: &[Migration],
     dir: &Path,
     approved_hash: &str,
-    approval: Option<&Approval>,
-) -> Result<()> {
+    approval: Option<Approval>,
+) -> Result<MigrateOutcome> {
     let report = &ctx.report;
     let fail = |e: DbError| Error::StageFailed(e.to_string());
+    let files = read_dir(dir)?;
     // Another run may have migrated while we waited: plan again under the lock.
     let applied = db.applied().map_err(lock_err)?;
-    if plan_steps(opts, files, &applied, dir)?.is_empty() {
-        let v = version_text(applied.last().map(|r| r.version));
+    if plan_steps(opts, &files, &applied, dir)?.is_empty() {
+        let v = applied.last().map(|r| r.version);
         report.info(&format!(
-            "nothing to migrate: the database is at version {v}"
+            "nothing to migrate: the database is at version {}",
+            version_text(v)
         ));
-        report.output("migration-version", &v);
-        return Ok(());
+        report.output("migration-version", &version_text(v));
+        return Ok(MigrateOutcome {
+            version: v,
+            approval,
+            ..MigrateOutcome::default()
+        });
     }
     let stage = match opts.mode {
         Mode::Down { .. } => "migrate down",
         _ => "migrate",
     };
+    let plan_changed = |now: &str| plan_changed(approved_hash, now);
+    // Before the backup too, so a refused run writes nothing.
+    let now = plan_steps(opts, &files, &applied, dir)?.hash();
+    if approval.is_some() && now != approved_hash {
+        let e = plan_changed(&now);
+        audit(
+            opts,
+            env,
+            stage,
+            "plan-changed",
+            approval.as_ref(),
+            None,
+            Some(&e.to_string()),
+        );
+        return Err(e);
+    }
     let wants_backup = match env.backup {
         BackupPolicy::Always => true,
         BackupPolicy::Never => false,
@@ -504,36 +657,47 @@ fn locked(
     };
     let mut backup_path = None;
     if wants_backup {
-        let path = backup(opts, env, db, applied.last().map(|r| r.version)).inspect_err(|e| {
-            audit(
-                opts,
-                env,
-                stage,
-                "backup-failed",
-                approval,
-                None,
-                Some(&e.to_string()),
-            );
-        })?;
-        report.info(&format!("backup written and verified: {}", path.display()));
+        let (path, how) =
+            backup(opts, env, db, applied.last().map(|r| r.version)).inspect_err(|e| {
+                audit(
+                    opts,
+                    env,
+                    stage,
+                    "backup-failed",
+                    approval.as_ref(),
+                    None,
+                    Some(&e.to_string()),
+                );
+            })?;
+        report.info(&format!(
+            "backup written and verified ({how}): {}",
+            path.display()
+        ));
         report.output("backup-path", &path.display().to_string());
         backup_path = Some(path);
     }
     // What runs must be exactly what was approved (and what the backup precedes).
     let applied = db.applied().map_err(lock_err)?;
-    let steps = plan_steps(opts, files, &applied, dir)?;
+    let steps = plan_steps(opts, &files, &applied, dir)?;
     // (Without a gate the plan made under the lock is simply the plan.)
     if approval.is_some() && steps.hash() != approved_hash {
-        return Err(Error::Approval(format!(
-            "the plan changed after it was approved (approved {approved_hash}, now {}); nothing was applied",
-            steps.hash()
-        )));
+        let e = plan_changed(&steps.hash());
+        audit(
+            opts,
+            env,
+            stage,
+            "plan-changed",
+            approval.as_ref(),
+            backup_path.as_deref(),
+            Some(&e.to_string()),
+        );
+        return Err(e);
     }
     let mut summary = Summary::new(
         format!("{stage} ({})", env.name),
         &["version", "name", "duration", "result"],
     );
-    if let Some(a) = approval {
+    if let Some(a) = &approval {
         summary.note(format!(
             "Approved by **{}** via {} for plan `{}`{}",
             a.approver,
@@ -562,6 +726,7 @@ fn locked(
         ]);
     }
     let mut version = applied.last().map(|r| r.version);
+    let mut done = Vec::new();
     let mut failure = None;
     for (m, f) in &steps.steps {
         let book = if steps.direction == "down" {
@@ -597,6 +762,7 @@ fn locked(
                     format!("{ms} ms"),
                     "ok".into(),
                 ]);
+                done.push(m.version);
                 version = if steps.direction == "down" {
                     applied
                         .iter()
@@ -604,7 +770,7 @@ fn locked(
                         .filter(|v| *v < m.version)
                         .max()
                 } else {
-                    Some(m.version)
+                    version.max(Some(m.version))
                 };
             }
             Err(e) => {
@@ -655,6 +821,7 @@ fn locked(
         report.json_document(&serde_json::json!({
             "env": env.name,
             "direction": steps.direction,
+            "target": opts.target,
             "plan_hash": approved_hash,
             "result": result,
             "version": version_text(version),
@@ -670,14 +837,26 @@ fn locked(
         env,
         stage,
         result,
-        approval,
+        approval.as_ref(),
         backup_path.as_deref(),
         failure.as_deref(),
     );
-    match failure {
-        Some(msg) => Err(Error::StageFailed(msg)),
-        None => Ok(()),
+    if let Some(msg) = failure {
+        return Err(Error::StageFailed(msg));
     }
+    let (applied_now, reverted) = if steps.direction == "down" {
+        (Vec::new(), done)
+    } else {
+        (done, Vec::new())
+    };
+    Ok(MigrateOutcome {
+        applied: applied_now,
+        reverted,
+        version,
+        backup: backup_path,
+        approval,
+        plan_hash: Some(steps.hash()),
+    })
 }
 
 fn status(ctx: &Ctx, env: &Environment, files: &[Migration], applied: &[AppliedRow]) -> Result<()> {
@@ -718,13 +897,14 @@ fn status(ctx: &Ctx, env: &Environment, files: &[Migration], applied: &[AppliedR
     Ok(())
 }
 
-/// Writes and verifies a backup, then prunes old ones. Any failure stops the migration.
+/// Writes and verifies a backup, then prunes old ones (keeping `opts.keep_backups`). Any failure
+/// stops the migration. Returns the path and how it was verified.
 fn backup(
     opts: &Options,
     env: &Environment,
     db: &mut dyn Database,
     version: Option<u64>,
-) -> Result<PathBuf> {
+) -> Result<(PathBuf, String)> {
     let dir = opts
         .backup_dir
         .clone()
@@ -751,12 +931,15 @@ fn backup(
             version_text(version)
         ));
     }
-    if let Err(e) = db.backup(&path) {
-        let _ = std::fs::remove_file(&path);
-        return Err(Error::StageFailed(format!("{e}; nothing was migrated")));
-    }
-    prune_backups(&dir, &env.name, ext, KEEP_BACKUPS);
-    Ok(path)
+    let how = match db.backup(&path) {
+        Ok(how) => how,
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            return Err(Error::StageFailed(format!("{e}; nothing was migrated")));
+        }
+    };
+    prune_backups(&dir, &env.name, ext, opts.keep_backups.max(1));
+    Ok((path, how))
 }
 
 /// Keeps the newest `keep` backups of `env` in `dir`: newest by modification time, then by name

@@ -7,6 +7,7 @@ pub mod migrate;
 pub mod pages;
 pub mod plan;
 pub mod promote;
+pub mod release;
 pub mod rollback;
 pub mod status;
 pub mod test;
@@ -14,7 +15,9 @@ pub mod units;
 pub mod up;
 
 use crate::cli::Command;
+use crate::env_vars;
 use crate::error::Result;
+use crate::manifest::{self, Database, Manifest};
 use crate::report::Report;
 use crate::settings::Settings;
 
@@ -22,6 +25,41 @@ use crate::settings::Settings;
 pub struct Ctx {
     pub settings: Settings,
     pub report: Report,
+}
+
+impl Ctx {
+    /// Loads and validates the manifest (`--manifest`, else `deploy.yml`), then registers its
+    /// secrets before any command can print or relay anything: the password of every
+    /// environment's `database.url_env` URL that is set, whichever environment and stage runs
+    /// (`exec -- sh -c 'echo $STAGING_DATABASE_URL'` must not show it either). The one way commands
+    /// load the manifest.
+    pub fn load_manifest(&self) -> Result<Manifest> {
+        let m = manifest::load_file(&self.settings.manifest_path)?;
+        for env in m.environments.values() {
+            if let Some(Database::UrlEnv { var, .. }) = &env.database
+                && let Some(url) = env_vars::get(var)
+            {
+                self.report.add_url_password(&url);
+            }
+        }
+        Ok(m)
+    }
+}
+
+/// Prints the completion script. A closed stdout (`completions bash | head -3`) is a clean exit, as
+/// for every other command; clap_complete would panic writing to it, so the script is generated
+/// into memory first.
+fn completions(shell: clap_complete::Shell, ctx: &Ctx) -> Result<()> {
+    use clap::CommandFactory;
+    let mut cmd = crate::cli::Cli::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "deploy-action", &mut script);
+    match ctx.report.raw_stdout(&script) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(
+            crate::error::Error::StageFailed(format!("cannot write the completion script: {e}")),
+        ),
+        _ => Ok(()),
+    }
 }
 
 pub fn execute(command: Command, ctx: &Ctx) -> Result<()> {
@@ -32,12 +70,7 @@ pub fn execute(command: Command, ctx: &Ctx) -> Result<()> {
             Ok(())
         }
         Command::Check => check::run(ctx),
-        Command::Completions { shell } => {
-            use clap::CommandFactory;
-            let mut cmd = crate::cli::Cli::command();
-            clap_complete::generate(shell, &mut cmd, "deploy-action", &mut std::io::stdout());
-            Ok(())
-        }
+        Command::Completions { shell } => completions(shell, ctx),
         Command::Migrate(args) => migrate::run(args, ctx),
         Command::Status => status::run(ctx),
         Command::Promote { from, to } => promote::run(from.as_deref(), to.as_deref(), ctx),
@@ -48,6 +81,6 @@ pub fn execute(command: Command, ctx: &Ctx) -> Result<()> {
         Command::Build(args) => build::run(ctx, &args),
         Command::Test(args) => test::run(ctx, &args),
         Command::Exec(args) => exec::run(ctx, &args),
-        Command::Pages(args) => pages::run(&args, ctx).map(|_| ()),
+        Command::Pages(args) => release::pages(&args, ctx),
     }
 }

@@ -1,13 +1,19 @@
-//! `deploy-action pages`: for each site, run its build, walk and hash its directory (wrangler's
-//! rules), ask Cloudflare which files are missing, upload only those, create the deployment, wait
-//! for it, report the URLs. `--dry-run` stops after hashing and lists what would be sent.
+//! `deploy-action pages`: for each affected site, run its build, walk and hash its directory
+//! (wrangler's rules), read its special files, ask Cloudflare which files are missing, upload only
+//! those, create the deployment, wait for it, report the URLs. `--dry-run` stops after hashing and
+//! lists what would be sent.
+//!
+//! Also the library side of promote and rollback for Pages: [`redeploy`] creates a deployment
+//! again from a recorded [`PagesState`] alone (no site directory, no upload), and [`rollback_to`]
+//! makes a recorded production deployment live again.
 //!
 //! Glue only: the walk and hashes are in `pages/`, the HTTP in `api/cloudflare.rs`, the printing in
 //! `report/`.
 
 use super::Ctx;
 use crate::api::cloudflare::{
-    CODE_PROJECT_NOT_FOUND, CfError, Cloudflare, Config, DeploymentRequest, PollOutcome, UploadFile,
+    CODE_PROJECT_NOT_FOUND, CfError, Cloudflare, Config, Deployment, DeploymentRequest,
+    PollOutcome, REQUEST_TIMEOUT, UploadFile,
 };
 use crate::api::http::HttpClient;
 use crate::api::retry::RetryPolicy;
@@ -16,12 +22,34 @@ use crate::cmd::Cmd;
 use crate::env_vars as ev;
 use crate::error::{Error, Result};
 use crate::exec::{Executor, local::LocalExecutor};
-use crate::pages::{self, WalkError};
+use crate::manifest::Manifest;
+use crate::pages::{self, SpecialError, SpecialFiles, WalkError};
 use crate::report::{Summary, progress::human_bytes};
 use crate::state::PagesState;
-use std::collections::HashSet;
+use base64::Engine as _;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// Where the hash cache lives (`pages::hash_cache`): a directory, or `off` (also `0`, `false`,
+/// `no`) for none. Default: `$XDG_CACHE_HOME/deploy-action/pages-hashes`, else
+/// `$HOME/.cache/deploy-action/pages-hashes`.
+pub const DEPLOY_PAGES_HASH_CACHE: &str = "DEPLOY_PAGES_HASH_CACHE";
+
+/// The hash cache directory, if any.
+fn hash_cache_dir() -> Option<PathBuf> {
+    match ev::get(DEPLOY_PAGES_HASH_CACHE) {
+        Some(v) if ["", "0", "off", "false", "no"].contains(&v.to_ascii_lowercase().as_str()) => {
+            None
+        }
+        Some(v) => Some(PathBuf::from(v)),
+        None => ev::get("XDG_CACHE_HOME")
+            .filter(|x| !x.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| ev::get(ev::HOME).map(|h| PathBuf::from(h).join(".cache")))
+            .map(|c| c.join("deploy-action").join("pages-hashes")),
+    }
+}
 
 /// One site to deploy, from the manifest or from `--project/--dir`.
 #[derive(Clone, Debug)]
@@ -45,12 +73,49 @@ pub struct GitMeta {
 
 /// Runs the subcommand; returns the deployment of each site (for the release record).
 pub fn run(args: &PagesArgs, ctx: &Ctx) -> Result<Vec<(String, PagesState)>> {
+    run_with(args, ctx, &|| client(ctx))
+}
+
+/// [`run`] with the Cloudflare client made by `make_client` (called once, and only when there is
+/// something to deploy): for callers and tests that configure the client themselves.
+pub fn run_with(
+    args: &PagesArgs,
+    ctx: &Ctx,
+    make_client: &dyn Fn() -> Result<Cloudflare>,
+) -> Result<Vec<(String, PagesState)>> {
     let (root, jobs) = site_jobs(args, ctx)?;
     if jobs.is_empty() {
-        ctx.report.info("no sites to deploy");
+        ctx.report.info("pages: no sites to deploy");
         return Ok(Vec::new());
     }
     ctx.report.stage_start("pages", ctx.settings.env.as_deref());
+    // Everything local first: builds, walks and special files of every site are checked before
+    // the first request, so a bad `_routes.json` in the second site does not leave the first
+    // deployed alone.
+    let mut walked = Vec::new();
+    for job in &jobs {
+        if let Some(build) = job.build.as_deref().filter(|_| !args.no_build) {
+            if ctx.settings.dry_run {
+                ctx.report
+                    .info(&format!("{}: would run `{build}`", job.name));
+            } else {
+                run_build(ctx, &root, job, build)?;
+            }
+        }
+        let dir = root.join(&job.dir);
+        let site = walk(ctx, job, &dir)?;
+        let special = site.special_files().map_err(|e| special_error(job, e))?;
+        warn_about_functions(ctx, job, &site, &root);
+        walked.push((site, special));
+    }
+    if ctx.settings.dry_run {
+        for (job, (site, special)) in jobs.iter().zip(&walked) {
+            dry_run(ctx, job, site, special);
+        }
+        return Ok(Vec::new());
+    }
+    let git = git_meta(args, &root)?;
+    let cf = make_client()?;
     let mut results = Vec::new();
     let mut summary = Summary::new(
         "Cloudflare Pages",
@@ -64,54 +129,61 @@ pub fn run(args: &PagesArgs, ctx: &Ctx) -> Result<Vec<(String, PagesState)>> {
             "alias",
         ],
     );
-    for job in &jobs {
-        if let Some(build) = job.build.as_deref().filter(|_| !args.no_build) {
-            if ctx.settings.dry_run {
-                ctx.report
-                    .info(&format!("{}: would run `{build}`", job.name));
-            } else {
-                run_build(ctx, &root, job, build)?;
+    for (job, (site, special)) in jobs.iter().zip(&walked) {
+        match deploy(args, ctx, &cf, job, site, special, &git) {
+            Ok((state, row)) => {
+                summary.row(row);
+                results.push((job.name.clone(), state));
+            }
+            Err(e) => {
+                // The sites deployed before this one stay deployed: say so before failing.
+                if !results.is_empty() {
+                    ctx.report.summary(&summary);
+                    report_outputs(ctx, &results);
+                }
+                return Err(e);
             }
         }
-        let dir = root.join(&job.dir);
-        let site = walk(ctx, job, &dir)?;
-        if ctx.settings.dry_run {
-            dry_run(ctx, job, &site);
-            continue;
-        }
-        let git = git_meta(args, &root)?;
-        let (state, row) = deploy(args, ctx, job, &site, &git)?;
-        summary.row(row);
-        results.push((job.name.clone(), state));
     }
-    if !ctx.settings.dry_run {
-        ctx.report.summary(&summary);
-        if let Some((_, last)) = results.last() {
-            ctx.report.output("deployment-url", &last.url);
-            ctx.report
-                .output("alias-url", last.alias_url.as_deref().unwrap_or(""));
-            ctx.report.output("deployment-id", &last.deployment_id);
-        }
-        if ctx.settings.json {
-            let doc: serde_json::Map<String, serde_json::Value> = results
-                .iter()
-                .map(|(n, s)| {
-                    let mut v = serde_json::to_value(s).unwrap_or_default();
-                    if let Some(o) = v.as_object_mut() {
-                        o.remove("manifest");
-                    }
-                    (n.clone(), v)
-                })
-                .collect();
-            ctx.report
-                .json_document(&serde_json::json!({ "pages": doc }));
-        }
-    }
+    ctx.report.summary(&summary);
+    report_outputs(ctx, &results);
     Ok(results)
 }
 
-/// The repository root and the sites to deploy.
-fn site_jobs(args: &PagesArgs, ctx: &Ctx) -> Result<(PathBuf, Vec<SiteJob>)> {
+/// `deployment-url`, `alias-url`, `deployment-id` (the last site's; contract names) and `pages`,
+/// every site's deployment as one JSON object; `--json` prints the same object.
+fn report_outputs(ctx: &Ctx, results: &[(String, PagesState)]) {
+    if let Some((_, last)) = results.last() {
+        ctx.report.output("deployment-url", &last.url);
+        ctx.report
+            .output("alias-url", last.alias_url.as_deref().unwrap_or(""));
+        ctx.report.output("deployment-id", &last.deployment_id);
+    }
+    let doc: serde_json::Map<String, serde_json::Value> = results
+        .iter()
+        .map(|(n, s)| {
+            let v = serde_json::json!({
+                "project": s.project,
+                "deployment_id": s.deployment_id,
+                "url": s.url,
+                "alias_url": s.alias_url,
+                "environment": s.environment,
+                "branch": s.branch,
+            });
+            (n.clone(), v)
+        })
+        .collect();
+    ctx.report
+        .output("pages", &serde_json::Value::Object(doc.clone()).to_string());
+    if ctx.settings.json {
+        ctx.report
+            .json_document(&serde_json::json!({ "pages": doc }));
+    }
+}
+
+/// The repository root and the sites to deploy: `--project/--dir`, else the manifest's sites that
+/// `--only`, `--all` or the git changes select (the same change detection as `plan` and `up`).
+pub fn site_jobs(args: &PagesArgs, ctx: &Ctx) -> Result<(PathBuf, Vec<SiteJob>)> {
     if let (Some(project), Some(dir)) = (&args.project, &args.dir) {
         return Ok((
             PathBuf::from("."),
@@ -124,7 +196,7 @@ fn site_jobs(args: &PagesArgs, ctx: &Ctx) -> Result<(PathBuf, Vec<SiteJob>)> {
             }],
         ));
     }
-    let manifest = ctx.settings.load_manifest()?;
+    let manifest = ctx.load_manifest()?;
     ctx.settings.environment(&manifest)?;
     let root = ctx
         .settings
@@ -133,21 +205,11 @@ fn site_jobs(args: &PagesArgs, ctx: &Ctx) -> Result<(PathBuf, Vec<SiteJob>)> {
         .filter(|p| !p.as_os_str().is_empty())
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    let only = &ctx.settings.only;
-    if !only.is_empty() {
-        let known: HashSet<&str> = manifest.units().into_iter().map(|(n, _)| n).collect();
-        if let Some(bad) = only.iter().find(|o| !known.contains(o.as_str())) {
-            let names: Vec<&str> = manifest.sites.keys().map(String::as_str).collect();
-            return Err(Error::usage_help(
-                format!("--only: unknown unit `{bad}`"),
-                format!("sites in the manifest: {}", names.join(", ")),
-            ));
-        }
-    }
+    let selected = select(&manifest, ctx, &root)?;
     let jobs = manifest
         .sites
         .values()
-        .filter(|s| only.is_empty() || only.iter().any(|o| o == &s.name))
+        .filter(|s| selected.contains(&s.name))
         .map(|s| SiteJob {
             name: s.name.clone(),
             project: s.project.clone(),
@@ -157,6 +219,42 @@ fn site_jobs(args: &PagesArgs, ctx: &Ctx) -> Result<(PathBuf, Vec<SiteJob>)> {
         })
         .collect();
     Ok((root, jobs))
+}
+
+/// The manifest sites to deploy: those named by `--only` (other units are ignored here), every
+/// site with `--all`, else the sites whose `paths:` the git changes touch.
+fn select(m: &Manifest, ctx: &Ctx, root: &Path) -> Result<Vec<String>> {
+    let sites: Vec<String> = m.sites.keys().cloned().collect();
+    let only = &ctx.settings.only;
+    if !only.is_empty() {
+        let units: Vec<&str> = m.units().into_iter().map(|(n, _)| n).collect();
+        if let Some(bad) = only.iter().find(|o| !units.contains(&o.as_str())) {
+            let help = match crate::diag::suggest::closest(bad, units.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`? sites: {}", sites.join(", ")),
+                None => format!("sites in the manifest: {}", sites.join(", ")),
+            };
+            return Err(Error::usage_help(
+                format!("--only: no unit named `{bad}`"),
+                help,
+            ));
+        }
+        return Ok(sites.into_iter().filter(|s| only.contains(s)).collect());
+    }
+    if ctx.settings.all {
+        return Ok(sites);
+    }
+    let affected = crate::changes::detect(m, root, ctx.settings.base.as_deref(), false, &[])?;
+    let chosen: Vec<String> = sites.into_iter().filter(|s| affected.contains(s)).collect();
+    ctx.report.info(&format!(
+        "pages: affected sites: {} ({}; --all or --only to choose)",
+        if chosen.is_empty() {
+            "none".to_string()
+        } else {
+            chosen.join(", ")
+        },
+        affected.reason.describe()
+    ));
+    Ok(chosen)
 }
 
 fn run_build(ctx: &Ctx, root: &Path, job: &SiteJob, build: &str) -> Result<()> {
@@ -179,20 +277,42 @@ fn run_build(ctx: &Ctx, root: &Path, job: &SiteJob, build: &str) -> Result<()> {
 fn walk(ctx: &Ctx, job: &SiteJob, dir: &Path) -> Result<pages::Site> {
     let progress = ctx.report.progress(&format!("{}: hashing", job.name), 0, 0);
     let started = Instant::now();
-    let site = pages::walk_and_hash(dir, hash_threads(), &mut |files, bytes| {
-        progress.set(files, bytes)
-    })
-    .map_err(|e| match e {
-        WalkError::Io { .. } => Error::StageFailed(format!("site `{}`: {e}", job.name)),
-        other => Error::usage(format!("site `{}`: {other}", job.name)),
-    })?;
+    let cache = hash_cache_dir().map(|d| pages::HashCache::open(&d, dir));
+    let walked =
+        pages::walk_and_hash_cached(dir, hash_threads(), cache.as_ref(), &mut |files, bytes| {
+            progress.set(files, bytes)
+        })
+        .map_err(|e| match e {
+            WalkError::Io { .. } => Error::StageFailed(format!("site `{}`: {e}", job.name)),
+            other => Error::usage(format!("site `{}`: {other}", job.name)),
+        })?;
     progress.finish();
+    let site = walked.site;
+    if let (Some(cache), Some(entries)) = (cache.as_ref(), walked.cache_update.as_ref())
+        && !ctx.settings.dry_run
+    {
+        if let Err(e) = cache.save(entries) {
+            ctx.report.warn(&format!(
+                "{}: cannot write the hash cache {} ({e}); the next run hashes every file again (set {DEPLOY_PAGES_HASH_CACHE}=off to skip it)",
+                job.name,
+                cache.path().display()
+            ));
+        }
+    }
     ctx.report.info(&format!(
-        "{}: {} files, {} hashed in {:.1}s",
+        "{}: {} files, {} hashed in {:.1}s{}",
         job.name,
         site.assets.len(),
         human_bytes(site.total_bytes()),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        if walked.cache_hits > 0 {
+            format!(
+                " ({} unchanged files from the hash cache)",
+                walked.cache_hits
+            )
+        } else {
+            String::new()
+        }
     ));
     let sensitive = site.sensitive_files();
     if !sensitive.is_empty() {
@@ -207,6 +327,39 @@ fn walk(ctx: &Ctx, job: &SiteJob, dir: &Path) -> Result<pages::Site> {
     Ok(site)
 }
 
+fn special_error(job: &SiteJob, e: SpecialError) -> Error {
+    match e {
+        SpecialError::Io { .. } => Error::StageFailed(format!("site `{}`: {e}", job.name)),
+        other => Error::usage(format!("site `{}`: {other}", job.name)),
+    }
+}
+
+/// Pages Functions (`functions/`) are compiled by wrangler, not by deploy-action: say so, and how
+/// to ship them, rather than deploy a site silently without them. wrangler looks in its working
+/// directory; users of a monorepo keep them next to the site's build output.
+fn warn_about_functions(ctx: &Ctx, job: &SiteJob, site: &pages::Site, root: &Path) {
+    if site.worker.is_some() {
+        return;
+    }
+    let candidates = [
+        PathBuf::from("functions"),
+        site.root
+            .parent()
+            .map(|p| p.join("functions"))
+            .unwrap_or_default(),
+    ];
+    if let Some(f) = candidates.iter().find(|p| p.is_dir()) {
+        let shown = f.strip_prefix(root).unwrap_or(f);
+        ctx.report.warn(&format!(
+            "{}: `{}` looks like Pages Functions, which deploy-action does not compile; the site is deployed without them. Compile them into the site's Worker first, e.g. `npx wrangler pages functions build {} --outdir {}/_worker.js`",
+            job.name,
+            shown.display(),
+            shown.display(),
+            site.root.display()
+        ));
+    }
+}
+
 fn hash_threads() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -214,7 +367,7 @@ fn hash_threads() -> usize {
         .clamp(1, 8)
 }
 
-fn dry_run(ctx: &Ctx, job: &SiteJob, site: &pages::Site) {
+fn dry_run(ctx: &Ctx, job: &SiteJob, site: &pages::Site, special: &SpecialFiles) {
     let mut s = Summary::new(
         format!("{} → Pages project {} (dry run)", job.name, job.project),
         &["path", "hash", "content type", "bytes"],
@@ -227,14 +380,17 @@ fn dry_run(ctx: &Ctx, job: &SiteJob, site: &pages::Site) {
             a.size.to_string(),
         ]);
     }
-    for (label, p) in [
-        ("_headers", &site.headers),
-        ("_redirects", &site.redirects),
-        ("_worker.js", &site.worker_js),
-    ] {
-        if p.is_some() {
-            s.note(format!("`{label}` would be sent with the deployment"));
-        }
+    for (name, bytes) in special.parts() {
+        s.note(format!(
+            "`{name}` would be sent with the deployment ({} bytes)",
+            bytes.len()
+        ));
+    }
+    if !special.worker_modules.is_empty() {
+        s.note(format!(
+            "Worker modules (not bundled, as `wrangler pages deploy --no-bundle`): {}",
+            special.worker_modules.join(", ")
+        ));
     }
     s.note(format!(
         "{} files ({} distinct), {}; check-missing decides which are uploaded",
@@ -301,49 +457,58 @@ fn git_meta(args: &PagesArgs, root: &Path) -> Result<GitMeta> {
     })
 }
 
-fn cf_error(job: &SiteJob, e: CfError) -> Error {
-    if e.code() == Some(CODE_PROJECT_NOT_FOUND) {
-        return Error::usage_help(
-            format!(
-                "site `{}`: Pages project `{}` not found",
-                job.name, job.project
-            ),
-            "create it in the Cloudflare dashboard (or `wrangler pages project create`), or fix `project:` / CLOUDFLARE_ACCOUNT_ID",
-        );
-    }
-    Error::StageFailed(format!("site `{}`: {e}", job.name))
-}
-
 /// The Cloudflare client from CLOUDFLARE_API_TOKEN, CLOUDFLARE_ACCOUNT_ID and
-/// CLOUDFLARE_API_BASE_URL (exit 2 when one is missing); the token is masked from here on.
+/// CLOUDFLARE_API_BASE_URL, with the token masked in every output. For promote and rollback too.
 pub fn client(ctx: &Ctx) -> Result<Cloudflare> {
     let cfg = Config::from_env().map_err(Error::usage)?;
     ctx.report.add_secret(&cfg.api_token);
+    // Requests with a body set their own timeout, in proportion to its size.
     let http = HttpClient::builder()
-        .timeout(Duration::from_secs(300))
+        .timeout(REQUEST_TIMEOUT)
         .build()
         .map_err(|e| Error::StageFailed(format!("cannot build the HTTP client: {e}")))?;
     Ok(Cloudflare::new(cfg, http, RetryPolicy::from_env()))
+}
+
+fn cf_error(what: &str, project: &str, e: CfError) -> Error {
+    if e.code() == Some(CODE_PROJECT_NOT_FOUND) {
+        return Error::usage_help(
+            format!("{what}: Pages project `{project}` not found"),
+            "create it in the Cloudflare dashboard (or `wrangler pages project create`), or fix `project:` / CLOUDFLARE_ACCOUNT_ID",
+        );
+    }
+    Error::StageFailed(format!("{what}: {e}"))
 }
 
 /// The upload and deployment of one walked site.
 fn deploy(
     args: &PagesArgs,
     ctx: &Ctx,
+    cf: &Cloudflare,
     job: &SiteJob,
     site: &pages::Site,
+    special: &SpecialFiles,
     git: &GitMeta,
 ) -> Result<(PagesState, Vec<String>)> {
-    let cf = client(ctx)?;
-    let err = |e| cf_error(job, e);
+    let what = format!("site `{}`", job.name);
+    let err = |e| cf_error(&what, &job.project, e);
     let started = Instant::now();
 
-    let project = cf.get_project(&job.project).map_err(err)?;
+    // Three independent requests at once: one round trip instead of three. The list of recent
+    // deployments is what tells a deployment a lost POST created from older ones.
+    let (project, token, before) = std::thread::scope(|s| {
+        let project = s.spawn(|| cf.get_project(&job.project));
+        let before = s.spawn(|| cf.recent_deployment_ids(&job.project));
+        let token = cf.start_upload_session(&job.project);
+        (project.join(), token, before.join())
+    });
+    let project = joined(project).map_err(err)?;
+    let before = joined(before);
+    let token = token.map_err(err)?;
     let production_branch = project
         .production_branch
         .clone()
         .or_else(|| job.production_branch.clone());
-    let token = cf.start_upload_session(&job.project).map_err(err)?;
     if site.assets.len() as u64 > token.max_file_count_allowed {
         return Err(Error::usage(format!(
             "site `{}`: Pages only supports up to {} files in a deployment for this project (the upload token's max_file_count_allowed); {} has {} files. Is `dir:` the build output directory?",
@@ -393,11 +558,18 @@ fn deploy(
             to_upload.len() as u64,
             upload_bytes,
         );
-        cf.upload_buckets(buckets, args.concurrency as usize, &|files, bytes| {
-            progress.inc(files, bytes)
-        })
-        .map_err(err)?;
+        let summary = cf
+            .upload_buckets(buckets, args.concurrency as usize, &|files, bytes| {
+                progress.inc(files, bytes)
+            })
+            .map_err(err)?;
         progress.finish();
+        if summary.one_at_a_time {
+            ctx.report.info(&format!(
+                "{}: Cloudflare answered HTTP 524 (gateway timeout); the rest of the uploads went one at a time",
+                job.name
+            ));
+        }
     }
     if let Err(e) = cf.upsert_hashes(&distinct) {
         ctx.report.warn(&format!(
@@ -406,59 +578,42 @@ fn deploy(
         ));
     }
 
+    let manifest = site.manifest();
     let request = DeploymentRequest {
-        manifest: site.manifest(),
+        manifest: manifest.clone(),
         branch: git.branch.clone(),
         commit_hash: git.commit_hash.clone(),
         commit_message: git.commit_message.clone(),
         commit_dirty: git.commit_dirty,
-        headers: site.headers.clone(),
-        redirects: site.redirects.clone(),
-        worker_js: site.worker_js.clone(),
-        routes_json: site.routes_json.clone(),
+        files: special
+            .parts()
+            .into_iter()
+            .map(|(n, b)| (n.to_string(), b.to_vec()))
+            .collect(),
     };
-    let created = cf.create_deployment(&job.project, &request).map_err(err)?;
-    ctx.report.info(&format!(
-        "{}: deployment {} created, waiting for it to go live",
-        job.name, created.id
-    ));
-    let deployment = match cf
-        .wait_for_deployment(
-            &job.project,
-            &created,
-            Duration::from_secs(args.wait_timeout),
-        )
-        .map_err(err)?
-    {
-        PollOutcome::Success(d) => d,
-        PollOutcome::Failure(d, line) => {
-            return Err(Error::StageFailed(format!(
-                "site `{}`: deployment {} failed{}",
-                job.name,
-                d.id,
-                line.map(|l| format!(": {l}")).unwrap_or_default()
-            )));
+    let on_created = |d: &Deployment, adopted: bool| {
+        if adopted {
+            ctx.report.warn(&format!(
+                "{}: the answer to the deployment request was lost; deployment {} which it created was found and is used (no second deployment was made)",
+                job.name, d.id
+            ));
         }
-        PollOutcome::Unknown(d) => {
-            let stage = d
-                .and_then(|d| d.latest_stage)
-                .map(|s| format!("{} {}", s.name, s.status))
-                .unwrap_or_else(|| "unknown".into());
-            return Err(Error::StageFailed(format!(
-                "site `{}`: deployment {} did not reach a final status within {}s (last: {stage})",
-                job.name, created.id, args.wait_timeout
-            )));
-        }
+        ctx.report.info(&format!(
+            "{}: deployment {} created, waiting for it to go live",
+            job.name, d.id
+        ));
     };
+    let deployment = create_and_wait(
+        cf,
+        &what,
+        &job.project,
+        &request,
+        Some(before),
+        Duration::from_secs(args.wait_timeout),
+        &on_created,
+    )?;
+    let environment = environment_of(&deployment, production_branch.as_deref(), git);
     let alias = deployment.alias();
-    let environment = if deployment.environment.is_empty() {
-        match (&production_branch, &git.branch) {
-            (Some(p), Some(b)) if p != b => "preview".to_string(),
-            _ => "production".to_string(),
-        }
-    } else {
-        deployment.environment.clone()
-    };
     ctx.report.info(&format!(
         "{}: deployed to {environment} in {:.1}s\n  url:   {}\n  alias: {}\n  id:    {}",
         job.name,
@@ -476,6 +631,7 @@ fn deploy(
         deployment.url.clone(),
         alias.clone().unwrap_or_else(|| "-".into()),
     ];
+    let (special_files, special_files_omitted) = record_special_files(&request.files);
     Ok((
         PagesState {
             project: job.project.clone(),
@@ -483,8 +639,269 @@ fn deploy(
             url: deployment.url.clone(),
             alias_url: alias,
             environment,
-            manifest: site.manifest(),
+            manifest,
+            branch: git.branch.clone(),
+            commit_hash: git.commit_hash.clone(),
+            special_files,
+            special_files_omitted,
         },
         row,
     ))
+}
+
+/// The result of a request made on another thread.
+fn joined<T>(
+    r: std::thread::Result<std::result::Result<T, CfError>>,
+) -> std::result::Result<T, CfError> {
+    r.unwrap_or_else(|_| Err(CfError::OutcomeUnknown("a request thread panicked".into())))
+}
+
+/// The special files as a record keeps them: all of them, base64, when together they fit in
+/// [`PagesState::MAX_SPECIAL_FILES_BYTES`]; otherwise none, and their names as omitted.
+pub fn record_special_files(
+    files: &[(String, Vec<u8>)],
+) -> (BTreeMap<String, String>, Vec<String>) {
+    let total: usize = files.iter().map(|(_, b)| b.len()).sum();
+    if total > PagesState::MAX_SPECIAL_FILES_BYTES {
+        return (
+            BTreeMap::new(),
+            files.iter().map(|(n, _)| n.clone()).collect(),
+        );
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    (
+        files
+            .iter()
+            .map(|(n, b)| (n.clone(), b64.encode(b)))
+            .collect(),
+        Vec::new(),
+    )
+}
+
+/// Creates the deployment (never twice, see `Cloudflare::create_deployment`) and waits for its
+/// final status: success, or an error that says how it failed or that it did not finish in time.
+/// `what` names the site or record in errors.
+/// `before`: the project's recent deployment ids if already listed.
+fn create_and_wait(
+    cf: &Cloudflare,
+    what: &str,
+    project: &str,
+    request: &DeploymentRequest,
+    before: Option<std::result::Result<HashSet<String>, CfError>>,
+    wait: Duration,
+    on_created: &dyn Fn(&Deployment, bool),
+) -> Result<Deployment> {
+    let api = |e| cf_error(what, project, e);
+    let created = match before {
+        Some(before) => cf.create_deployment_after(project, request, before),
+        None => cf.create_deployment(project, request),
+    }
+    .map_err(api)?;
+    on_created(&created.deployment, created.adopted);
+    match cf
+        .wait_for_deployment(project, &created.deployment, wait)
+        .map_err(api)?
+    {
+        PollOutcome::Success(d) => Ok(d),
+        PollOutcome::Failure(d, line) => Err(Error::StageFailed(format!(
+            "{what}: deployment {} failed{}",
+            d.id,
+            line.map(|l| format!(": {l}")).unwrap_or_default()
+        ))),
+        PollOutcome::Unknown(d) => {
+            let stage = d
+                .and_then(|d| d.latest_stage)
+                .map(|s| format!("{} {}", s.name, s.status))
+                .unwrap_or_else(|| "unknown".into());
+            Err(Error::StageFailed(format!(
+                "{what}: deployment {} did not reach a final status within {}s (last: {stage})",
+                created.deployment.id,
+                wait.as_secs()
+            )))
+        }
+    }
+}
+
+/// The environment the server reported, else the one the branch implies.
+fn environment_of(d: &Deployment, production_branch: Option<&str>, git: &GitMeta) -> String {
+    if !d.environment.is_empty() {
+        return d.environment.clone();
+    }
+    match (production_branch, git.branch.as_deref()) {
+        (Some(p), Some(b)) if p != b => "preview".to_string(),
+        _ => "production".to_string(),
+    }
+}
+
+/// Creates a deployment again from a recorded [`PagesState`] alone, without the site directory:
+/// the same manifest and the same special files, on `git.branch` (the production branch for a
+/// promote; it must be given — leaving it out would mean production), with `git`'s commit
+/// metadata. Nothing is uploaded: every hash of the manifest must still be stored at Cloudflare
+/// (check-missing), otherwise this fails naming the files it cannot send. Waits up to `wait` for
+/// the deployment to go live and returns its state, ready for the release record.
+///
+/// Errors: exit 2 ([`Error::Usage`]) when the record cannot be redeployed (no manifest, special
+/// files omitted, no branch); exit 1 when Cloudflare lacks files or the deployment fails.
+pub fn redeploy(
+    cf: &Cloudflare,
+    state: &PagesState,
+    git: &GitMeta,
+    wait: Duration,
+) -> Result<PagesState> {
+    let project = &state.project;
+    let what = format!(
+        "redeploy of deployment {} of `{project}`",
+        state.deployment_id
+    );
+    let err = |e| cf_error(&what, project, e);
+    let Some(branch) = git.branch.clone().filter(|b| !b.is_empty()) else {
+        return Err(Error::usage(format!(
+            "{what}: no branch given; leaving it out would deploy to production"
+        )));
+    };
+    if state.manifest.is_empty() {
+        return Err(Error::usage(format!(
+            "{what}: the record holds no manifest, so the deployment cannot be recreated from it; deploy the site again with `deploy-action pages`"
+        )));
+    }
+    if !state.special_files_omitted.is_empty() {
+        return Err(Error::usage(format!(
+            "{what}: the record does not hold its special files ({}: over {} KiB together), so the deployment cannot be recreated from it; deploy the site again with `deploy-action pages`",
+            state.special_files_omitted.join(", "),
+            PagesState::MAX_SPECIAL_FILES_BYTES / 1024
+        )));
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut files = Vec::new();
+    for name in ["_headers", "_redirects", "_worker.bundle", "_routes.json"] {
+        if let Some(v) = state.special_files.get(name) {
+            let bytes = b64.decode(v).map_err(|e| {
+                Error::usage(format!(
+                    "{what}: the recorded `{name}` is not valid base64: {e}"
+                ))
+            })?;
+            files.push((name.to_string(), bytes));
+        }
+    }
+    if let Some(other) = state.special_files.keys().find(|k| {
+        !["_headers", "_redirects", "_worker.bundle", "_routes.json"].contains(&k.as_str())
+    }) {
+        return Err(Error::usage(format!(
+            "{what}: the record holds an unknown special file `{other}`"
+        )));
+    }
+
+    let production_branch = cf.get_project(project).map_err(err)?.production_branch;
+    let token = cf.start_upload_session(project).map_err(err)?;
+    if state.manifest.len() as u64 > token.max_file_count_allowed {
+        return Err(Error::usage(format!(
+            "{what}: {} files, but Pages only supports up to {} files in a deployment for this project (the upload token's max_file_count_allowed)",
+            state.manifest.len(),
+            token.max_file_count_allowed
+        )));
+    }
+    let mut seen = HashSet::new();
+    let distinct: Vec<String> = state
+        .manifest
+        .values()
+        .filter(|h| seen.insert(h.as_str()))
+        .cloned()
+        .collect();
+    let missing: HashSet<String> = cf
+        .check_missing(&distinct)
+        .map_err(err)?
+        .into_iter()
+        .collect();
+    if !missing.is_empty() {
+        let paths: Vec<&str> = state
+            .manifest
+            .iter()
+            .filter(|(_, h)| missing.contains(*h))
+            .map(|(p, _)| p.as_str())
+            .collect();
+        let shown: Vec<&str> = paths.iter().take(10).copied().collect();
+        return Err(Error::StageFailed(format!(
+            "{what}: Cloudflare no longer has {} of its files ({}{}); a redeploy cannot upload bytes it does not have: deploy the site again with `deploy-action pages`",
+            paths.len(),
+            shown.join(", "),
+            if paths.len() > shown.len() {
+                ", …"
+            } else {
+                ""
+            }
+        )));
+    }
+    // Only a cache hint; the deployment does not depend on it.
+    let _ = cf.upsert_hashes(&distinct);
+    let request = DeploymentRequest {
+        manifest: state.manifest.clone(),
+        branch: Some(branch.clone()),
+        commit_hash: git.commit_hash.clone(),
+        commit_message: git.commit_message.clone(),
+        commit_dirty: git.commit_dirty,
+        files,
+    };
+    let d = create_and_wait(cf, &what, project, &request, None, wait, &|_, _| {})?;
+    Ok(PagesState {
+        project: project.clone(),
+        deployment_id: d.id.clone(),
+        url: d.url.clone(),
+        alias_url: d.alias(),
+        environment: environment_of(&d, production_branch.as_deref(), git),
+        manifest: state.manifest.clone(),
+        branch: Some(branch),
+        commit_hash: git.commit_hash.clone(),
+        special_files: state.special_files.clone(),
+        special_files_omitted: Vec::new(),
+    })
+}
+
+/// Makes the recorded production deployment live again (Pages rollback: instant, nothing is
+/// rebuilt or uploaded), confirms it with a GET, and returns its state for the release record (the
+/// record's manifest and special files kept, the deployment id unchanged).
+///
+/// Errors: exit 2 when the record is not a production deployment (Pages rolls back only to
+/// those; promote a preview with [`redeploy`] instead); exit 1 when Cloudflare refuses.
+pub fn rollback_to(cf: &Cloudflare, state: &PagesState) -> Result<PagesState> {
+    let project = &state.project;
+    let what = format!(
+        "rollback of `{project}` to deployment {}",
+        state.deployment_id
+    );
+    if state.environment != "production" {
+        return Err(Error::usage(format!(
+            "{what}: it is a {} deployment, and Pages rolls production back only to production deployments; redeploy it to the production branch instead",
+            if state.environment.is_empty() {
+                "non-production"
+            } else {
+                state.environment.as_str()
+            }
+        )));
+    }
+    let err = |e| cf_error(&what, project, e);
+    cf.rollback(project, &state.deployment_id).map_err(err)?;
+    let d = cf
+        .get_deployment(project, &state.deployment_id)
+        .map_err(err)?;
+    if d.id != state.deployment_id {
+        return Err(Error::StageFailed(format!(
+            "{what}: Cloudflare answered with deployment {}",
+            d.id
+        )));
+    }
+    Ok(PagesState {
+        deployment_id: d.id.clone(),
+        url: if d.url.is_empty() {
+            state.url.clone()
+        } else {
+            d.url.clone()
+        },
+        alias_url: d.alias().or_else(|| state.alias_url.clone()),
+        environment: if d.environment.is_empty() {
+            state.environment.clone()
+        } else {
+            d.environment.clone()
+        },
+        ..state.clone()
+    })
 }

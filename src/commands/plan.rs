@@ -46,6 +46,13 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             .max()
             .unwrap_or(5)
             .max(5);
+        let stage_width = plan
+            .steps
+            .iter()
+            .map(|s| s.stage.len())
+            .max()
+            .unwrap_or(0)
+            .max(6);
         for unit in &a.units {
             r.info(&format!("\n{unit} ({})", loaded.kind(unit)));
             let steps: Vec<_> = plan
@@ -58,7 +65,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             }
             for s in steps {
                 r.info(&format!(
-                    "  {:<6} {:<width$}  {}",
+                    "  {:<stage_width$} {:<width$}  {}",
                     s.stage,
                     s.target.label(),
                     s.describe()

@@ -14,7 +14,7 @@ use crate::approval::{self, Gate, PlanToApprove};
 use crate::deploy::{HostDeploy, HostResult, UpRequest};
 use crate::env_vars;
 use crate::error::{Error, Result};
-use crate::ledger::record::{Deployment, reason};
+use crate::ledger::record::{Deployment, Outcome, reason};
 use crate::ledger::store;
 use crate::ledger::{self, Units};
 use crate::manifest::{Approval, Environment, MIGRATIONS_UNIT, Manifest};
@@ -26,6 +26,8 @@ use std::time::Duration;
 
 /// How long the gate waits for an approval in GitHub Actions.
 const APPROVAL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How long a promoted Pages deployment may take to become live.
+const PAGES_WAIT: Duration = Duration::from_secs(600);
 
 /// What the promotion changes on the target.
 #[derive(Default)]
@@ -43,7 +45,7 @@ struct Promotion {
 }
 
 pub fn run(from: Option<&str>, to: Option<&str>, ctx: &Ctx) -> Result<()> {
-    let m = ctx.settings.load_manifest()?;
+    let m = ctx.load_manifest()?;
     let (source, target) = environments(&m, from, to, ctx.settings.env.as_deref())?;
     check_only(&m, &ctx.settings.only)?;
     let report = &ctx.report;
@@ -127,7 +129,7 @@ pub fn run(from: Option<&str>, to: Option<&str>, ctx: &Ctx) -> Result<()> {
     let (mut record, results) = match outcome {
         Ok(r) => r,
         Err(e) => {
-            deployment.finish(ctx, &target, None, None);
+            deployment.finish(ctx, &target, Outcome::Failed, None);
             return Err(e);
         }
     };
@@ -142,7 +144,7 @@ pub fn run(from: Option<&str>, to: Option<&str>, ctx: &Ctx) -> Result<()> {
         target.name, record.number
     ));
     let url = record.pages.values().next().map(|p| p.url.clone());
-    deployment.finish(ctx, &target, Some(&record), url.as_deref());
+    deployment.finish(ctx, &target, Outcome::Release(&record), url.as_deref());
     Ok(())
 }
 
@@ -279,11 +281,20 @@ fn apply(
 ) -> Result<(ReleaseRecord, Vec<HostResult>)> {
     let report = &ctx.report;
     let owner = lock_owner("promote", &release.sha);
-    if let Some(v) = &p.migration {
-        report.warn(&format!(
-            "{} ran with migration {v}; apply it on {} through its gate: deploy-action migrate --env {}",
-            source.name, target.name, target.name
-        ));
+    // Migrations first (the schema before the code that needs it), through migrate's own gate:
+    // on a guarded environment it shows the exact SQL and binds the approval to it.
+    let mut migrated = None;
+    if let (Some(v), Some(migrations)) = (&p.migration, &m.migrations) {
+        let version: u64 = v.parse().map_err(|_| {
+            Error::StageFailed(format!(
+                "release {} of {} records migration version `{v}`, which is not a number",
+                release.number, source.name
+            ))
+        })?;
+        let mut opts = super::migrate::Options::new(store::repo_root(ctx), ".");
+        opts.target = Some(version);
+        let outcome = super::migrate::run_with(ctx, target, migrations, opts)?;
+        migrated = outcome.version.map(|v| v.to_string());
     }
     let mut record: Option<ReleaseRecord> = None;
     let mut results = Vec::new();
@@ -299,15 +310,53 @@ fn apply(
             &mut results,
         )?);
     }
+    let mut pages = BTreeMap::new();
     if !p.sites.is_empty() {
-        report.warn(
-            "Pages sites are not promoted by this build; run `deploy-action pages` for the target",
-        );
+        let cf = super::pages::client(ctx)?;
+        for (site, state) in &p.sites {
+            let branch = m
+                .sites
+                .get(site)
+                .map(|s| s.production_branch.clone())
+                .unwrap_or_else(|| "main".into());
+            report.info(&format!(
+                "{site}: deploying the {} files of deployment {} to the production branch `{branch}` of {} (nothing is uploaded or built)",
+                state.manifest.len(),
+                state.deployment_id,
+                state.project
+            ));
+            let git = super::pages::GitMeta {
+                branch: Some(branch),
+                commit_hash: state
+                    .commit_hash
+                    .clone()
+                    .or_else(|| Some(release.sha.clone())),
+                commit_message: Some(format!(
+                    "deploy-action promote of release {} of {}",
+                    release.number, source.name
+                )),
+                commit_dirty: Some(false),
+            };
+            let new = super::pages::redeploy(&cf, state, &git, PAGES_WAIT)?;
+            report.info(&format!("{site}: {} ({})", new.url, new.environment));
+            pages.insert(site.clone(), new);
+        }
     }
     match record {
-        Some(r) => Ok((r, results)),
+        Some(mut r) => {
+            if migrated.is_some() {
+                r.migration_version = migrated;
+            }
+            r.pages.extend(pages);
+            Ok((r, results))
+        }
         None => {
-            let r = store::append(ctx, target, &owner, "promote", &[], &|r| {
+            let units: Vec<String> = p.rows.iter().map(|r| r[0].clone()).collect();
+            let r = store::append(ctx, target, &owner, "promote", &units, &|r| {
+                if migrated.is_some() {
+                    r.migration_version = migrated.clone();
+                }
+                r.pages.extend(pages.clone());
                 r.notes.extend(notes.iter().cloned());
             })?;
             Ok((r, results))

@@ -14,7 +14,7 @@ use crate::cmd::docker_engine as de;
 use crate::deploy::{HostDeploy, HostResult, UpRequest};
 use crate::env_vars;
 use crate::error::{Error, Result};
-use crate::ledger::record::{Deployment, reason};
+use crate::ledger::record::{Deployment, Outcome, reason};
 use crate::ledger::store;
 use crate::ledger::{self, Selector, TargetError};
 use crate::manifest::{Environment, MIGRATIONS_UNIT, Manifest};
@@ -32,7 +32,7 @@ struct Change {
 }
 
 pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
-    let m = ctx.settings.load_manifest()?;
+    let m = ctx.load_manifest()?;
     let env = ctx.settings.environment(&m)?.clone();
     let report = &ctx.report;
     let selector = to.map(Selector::parse).transpose().map_err(Error::usage)?;
@@ -156,7 +156,7 @@ pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
     let (record, results) = match result {
         Ok(r) => r,
         Err(e) => {
-            deployment.finish(ctx, &env, None, None);
+            deployment.finish(ctx, &env, Outcome::Failed, None);
             return Err(e);
         }
     };
@@ -182,7 +182,7 @@ pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
         env.name, record.number, target.number
     ));
     let url = record.pages.values().next().map(|p| p.url.clone());
-    deployment.finish(ctx, &env, Some(&record), url.as_deref());
+    deployment.finish(ctx, &env, Outcome::Release(&record), url.as_deref());
     Ok(())
 }
 
@@ -318,16 +318,7 @@ fn pages_back(ctx: &Ctx, site: &str, p: &PagesState) -> Result<PagesState> {
         "{site}: rolling Cloudflare Pages project {} back to deployment {}",
         p.project, p.deployment_id
     ));
-    let d = cf
-        .rollback(&p.project, &p.deployment_id)
-        .map_err(|e| Error::StageFailed(format!("{site}: the Pages rollback failed: {e}")))?;
-    let mut back = p.clone();
-    back.url = if d.url.is_empty() {
-        p.url.clone()
-    } else {
-        d.url
-    };
-    Ok(back)
+    super::pages::rollback_to(&cf, p)
 }
 
 /// The `migrate down` command when the database is at another version than the target ran with.

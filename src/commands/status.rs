@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 pub const HISTORY: usize = 10;
 
 pub fn run(ctx: &Ctx) -> Result<()> {
-    let manifest = ctx.settings.load_manifest()?;
+    let manifest = ctx.load_manifest()?;
     let env = ctx.settings.environment(&manifest)?;
     let loaded = store::load(ctx, env)?;
     let hosts = &loaded.hosts;
@@ -30,7 +30,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             "url": env.url,
             "current": current.map(|r| json!({"number": r.number, "sha": r.sha, "created_at": r.created_at, "actor": r.actor, "tag": ledger::tag_name(&env.name, r.number), "promoted_from": r.promoted_from})),
             "services": units.services.iter().map(|(n, (rel, s))| (n.clone(), json!({"release": rel, "image": s.image, "image_id": s.image_id, "digest": s.digest}))).collect::<serde_json::Map<String, Value>>(),
-            "pages": units.pages.iter().map(|(n, (rel, p))| (n.clone(), json!({"release": rel, "project": p.project, "deployment_id": p.deployment_id, "url": p.url}))).collect::<serde_json::Map<String, Value>>(),
+            "pages": units.pages.iter().map(|(n, (rel, p))| (n.clone(), json!({"release": rel, "project": p.project, "deployment_id": p.deployment_id, "url": p.url, "alias_url": p.alias_url, "environment": p.environment, "branch": p.branch}))).collect::<serde_json::Map<String, Value>>(),
             "migration": units.migration.as_ref().map(|(rel, v)| json!({"release": rel, "version": v})),
             "lock": lock,
             "releases": history.iter().map(|r| json!({"number": r.number, "status": ledger::status_word(r.status.0), "sha": r.sha, "created_at": r.created_at, "finished_at": r.finished_at, "actor": r.actor, "run_url": r.run_url, "promoted_from": r.promoted_from, "notes": r.notes})).collect::<Vec<_>>(),

@@ -1,4 +1,5 @@
-//! `test`: the `test:` commands of the affected services, run like `build` (see `build.rs`).
+//! `test`: the `test:` commands of the affected services, run like `build` (see `build.rs`), with
+//! the same outputs (`affected`, `test-failed`).
 
 use super::Ctx;
 use crate::cli::BuildArgs;

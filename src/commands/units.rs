@@ -16,7 +16,7 @@ pub struct Loaded {
 
 impl Loaded {
     pub fn load(ctx: &Ctx) -> Result<Loaded> {
-        let manifest = ctx.settings.load_manifest()?;
+        let manifest = ctx.load_manifest()?;
         let root = ctx
             .settings
             .manifest_path

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::exec::Executor;
 use crate::exec::local::LocalExecutor;
 use crate::exec::ssh::{SshExecutor, SshTarget};
+use crate::ledger::record::Outcome;
 use crate::manifest::{Build, Host, Manifest};
 use crate::plan::up as pu;
 use crate::report::Summary;
@@ -43,7 +44,7 @@ fn repo_root(ctx: &Ctx) -> PathBuf {
 }
 
 /// The git sha being deployed: GITHUB_SHA, else `git rev-parse HEAD` in the repository.
-fn git_sha(root: &std::path::Path) -> String {
+pub fn git_sha(root: &std::path::Path) -> String {
     if let Some(s) = env_vars::get(env_vars::GITHUB_SHA) {
         return s;
     }
@@ -64,9 +65,7 @@ pub fn lock_owner(command: &str, sha: &str) -> LockOwner {
     let run_url = crate::ledger::record::run_url().unwrap_or_else(|| "local".into());
     LockOwner {
         run_url,
-        actor: env_vars::get(env_vars::GITHUB_ACTOR)
-            .or_else(|| env_vars::get(env_vars::USER))
-            .unwrap_or_else(|| "unknown".into()),
+        actor: env_vars::actor(),
         sha: sha.into(),
         started_at: deploy::clock::now_rfc3339(),
         command: command.into(),
@@ -127,7 +126,7 @@ fn select(
 }
 
 pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
-    let m = ctx.settings.load_manifest()?;
+    let m = ctx.load_manifest()?;
     let env = ctx.settings.environment(&m)?.clone();
     let report = &ctx.report;
     let lock_wait = args
@@ -222,12 +221,11 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
     let deployment = crate::ledger::record::Deployment::start(ctx, &env, &sha, "deploy");
     let (results, failure) = deploy_hosts(ctx, &env, &m, &req, &built);
     // The release ledger: tags of the release just written, and the GitHub deployment's status.
-    deployment.finish(
-        ctx,
-        &env,
-        results.iter().find_map(|r| r.record.as_ref()),
-        None,
-    );
+    let outcome = match results.iter().find_map(|r| r.record.as_ref()) {
+        Some(r) => Outcome::Release(r),
+        None => Outcome::Failed,
+    };
+    deployment.finish(ctx, &env, outcome, None);
     summarize(ctx, &env.name, &env.hosts, &results);
     match failure {
         Some(e) => Err(e),
@@ -488,7 +486,7 @@ pub fn summary_of(
 }
 
 pub fn lock(action: LockAction, ctx: &Ctx) -> Result<()> {
-    let m = ctx.settings.load_manifest()?;
+    let m = ctx.load_manifest()?;
     let env = ctx.settings.environment(&m)?.clone();
     let report = &ctx.report;
     let paths = StatePaths::new(&env.dir);

@@ -2,18 +2,32 @@
 //! `docker compose -p P -f … exec -T <service> psql -v ON_ERROR_STOP=1` by an
 //! [`Executor`] (local, or SSH to the VPS whose database the runner cannot reach).
 //!
-//! Every call is one psql session fed on stdin. A session cannot outlive a call, so the advisory
-//! lock is taken inside each migration's session by a `pg_try_advisory_lock` loop (never the
-//! blocking form) and released when the session ends; between two migrations another migrator may
-//! get in, and then finds the version recorded and the duplicate row fails its transaction whole.
-//! Backups stream `pg_dump -Fc` from the service to a local file, verified with local `pg_restore`.
+//! Reads and migrations are one psql session per call, fed on stdin. The migration lock lives in
+//! a session of its own, held for the whole run: a long-lived `psql` started through a second
+//! executor (for SSH, a second connection) on its own thread and fed query by query. It polls
+//! `pg_try_advisory_lock` from this side, sleeping here between tries, so no transaction stays
+//! open while it waits (a `DO` loop with `pg_sleep` would keep one open and stall
+//! `CREATE INDEX CONCURRENTLY`). Every migration's transaction first checks that this session
+//! still holds the lock, so a lost lock session stops the run instead of letting two migrators
+//! interleave. Closing the session's stdin ends psql, and the server releases the lock with it: on
+//! `unlock`, on drop, on every error path, and when this process dies (the pipe or SSH channel
+//! closes).
+//!
+//! Backups stream `pg_dump -Fc` from the service into a local file (never held in memory), then
+//! verify that file: with `pg_restore` on this machine when there is one (DEPLOY_PG_BIN or PATH)
+//! that reads the archive, else by streaming the file back into `pg_restore -f /dev/null` inside
+//! the service.
 
 use super::{Bookkeeping, Database, DbError, create_table_sql};
 use crate::cmd::Cmd;
-use crate::exec::Executor;
+use crate::exec::{ExecError, Executor, Stream};
 use crate::migrate::{AppliedRow, SqlFile, TABLE, split_statements, statement_at};
+use std::io::Read;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Where the compose service is and how to reach psql in it.
 #[derive(Clone, Debug)]
@@ -30,60 +44,228 @@ pub struct ComposeTarget {
 impl ComposeTarget {
     /// `docker compose -p P -f … exec -T <service> <argv…>`, run in `dir`.
     pub fn exec(&self, argv: &[&str]) -> Cmd {
+        self.exec_env(&[], argv)
+    }
+
+    /// [`ComposeTarget::exec`] with `KEY=VALUE` variables set for the command in the container.
+    fn exec_env(&self, env: &[String], argv: &[&str]) -> Cmd {
         let mut cmd = Cmd::new("docker").args(["compose", "-p", &self.project]);
         for f in &self.files {
             cmd = cmd.arg("-f").arg(f);
         }
-        cmd = cmd
-            .args(["exec", "-T", &self.service])
-            .args(argv.iter().copied());
+        cmd = cmd.args(["exec", "-T"]);
+        for kv in env {
+            cmd = cmd.arg("-e").arg(kv);
+        }
+        cmd = cmd.arg(&self.service).args(argv.iter().copied());
         cmd.cwd = Some(self.dir.clone());
         cmd
     }
 
-    /// psql reading a script from stdin, stopping at the first error, unaligned tab-separated output.
+    /// psql reading a script from stdin, stopping at the first error, unaligned tab-separated
+    /// output, no stdin given yet; `app` is its `application_name` (seen in `pg_stat_activity`).
+    pub fn psql_session(&self, app: &str) -> Cmd {
+        self.exec_env(
+            &[format!("PGAPPNAME={app}")],
+            &[
+                "psql",
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-F",
+                "\t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-U",
+                &self.user,
+                "-d",
+                &self.database,
+                "-f",
+                "-",
+            ],
+        )
+    }
+
+    /// One psql session with `script` as its whole stdin.
     pub fn psql(&self, script: String) -> Cmd {
-        let mut cmd = self.exec(&[
-            "psql",
-            "-X",
-            "-q",
-            "-A",
-            "-t",
-            "-F",
-            "\t",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-U",
-            &self.user,
-            "-d",
-            &self.database,
-            "-f",
-            "-",
-        ]);
+        let mut cmd = self.psql_session(APP_NAME);
         cmd.stdin = Some(script.into_bytes());
         cmd
+    }
+}
+
+/// Opens another executor for the host of the service, on the lock session's thread (for SSH a
+/// second connection, so the lock session and the migrations never wait on each other).
+pub type ExecutorOpener = Arc<dyn Fn() -> Result<Box<dyn Executor>, ExecError> + Send + Sync>;
+
+/// The `application_name` of migration sessions, and of the lock session.
+pub const APP_NAME: &str = "deploy-action migrate";
+pub const LOCK_APP_NAME: &str = "deploy-action migrate (lock)";
+
+/// How long the lock session sleeps between two `pg_try_advisory_lock` tries.
+const LOCK_RETRY: Duration = Duration::from_millis(200);
+
+/// The line psql echoes after each query of the lock session.
+const END_MARKER: &str = "deploy-action:end-of-reply";
+
+/// stdin of the lock session's psql: bytes sent by [`LockSession::query`]; "nothing yet" while the
+/// channel is empty, end of input once it is closed.
+struct ChannelReader {
+    rx: Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.buf.len() {
+            match self.rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(bytes) if !bytes.is_empty() => {
+                    self.buf = bytes;
+                    self.pos = 0;
+                }
+                Ok(_) | Err(RecvTimeoutError::Timeout) => {
+                    return Err(std::io::ErrorKind::WouldBlock.into());
+                }
+                Err(RecvTimeoutError::Disconnected) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// A long-lived psql on its own thread and executor, fed query by query.
+struct LockSession {
+    input: Option<Sender<Vec<u8>>>,
+    output: Receiver<(Stream, String)>,
+    thread: Option<JoinHandle<Result<i32, ExecError>>>,
+    stderr: Vec<String>,
+}
+
+impl LockSession {
+    fn start(opener: ExecutorOpener, cmd: Cmd) -> LockSession {
+        let (in_tx, in_rx) = mpsc::channel::<Vec<u8>>();
+        let (out_tx, out_rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let mut exec = opener()?;
+            let mut stdin = ChannelReader {
+                rx: in_rx,
+                buf: Vec::new(),
+                pos: 0,
+            };
+            exec.run(&cmd, Some(&mut stdin), &mut |stream, line| {
+                let _ = out_tx.send((stream, line.to_string()));
+            })
+        });
+        LockSession {
+            input: Some(in_tx),
+            output: out_rx,
+            thread: Some(thread),
+            stderr: Vec::new(),
+        }
+    }
+
+    /// Sends `sql` and returns the stdout lines of its reply.
+    fn query(&mut self, sql: &str) -> Result<Vec<String>, DbError> {
+        let sent = self.input.as_ref().is_some_and(|tx| {
+            tx.send(format!("{sql}\n\\echo {END_MARKER}\n").into_bytes())
+                .is_ok()
+        });
+        if !sent {
+            return Err(self.ended());
+        }
+        let mut lines = Vec::new();
+        loop {
+            match self.output.recv() {
+                Ok((Stream::Stdout, l)) if l == END_MARKER => return Ok(lines),
+                Ok((Stream::Stdout, l)) => lines.push(l),
+                Ok((Stream::Stderr, l)) => self.stderr.push(l),
+                Err(_) => return Err(self.ended()),
+            }
+        }
+    }
+
+    /// Ends psql (end of its input) and waits for it; the server drops the session's locks.
+    fn close(&mut self) -> Result<i32, ExecError> {
+        self.input = None;
+        let result = match self.thread.take() {
+            Some(t) => t.join().unwrap_or(Ok(-1)),
+            None => Ok(0),
+        };
+        while let Ok((stream, line)) = self.output.try_recv() {
+            if stream == Stream::Stderr {
+                self.stderr.push(line);
+            }
+        }
+        result
+    }
+
+    /// The session ended under us: why, with psql's own words.
+    fn ended(&mut self) -> DbError {
+        let how = match self.close() {
+            Ok(status) => format!("psql exited with {status}"),
+            Err(e) => e.to_string(),
+        };
+        let tail = self.stderr[self.stderr.len().saturating_sub(5)..].join("\n");
+        DbError::Connect(format!(
+            "the migration lock session ended ({how}){}",
+            if tail.is_empty() {
+                String::new()
+            } else {
+                format!(": {tail}")
+            }
+        ))
+    }
+}
+
+impl Drop for LockSession {
+    fn drop(&mut self) {
+        let _ = self.close();
     }
 }
 
 pub struct ComposeDatabase<'e> {
     target: ComposeTarget,
     exec: &'e mut dyn Executor,
-    lock_wait: Duration,
-    locked: bool,
+    opener: ExecutorOpener,
+    session: Option<LockSession>,
+    /// The backend pid of the lock session while it holds the lock.
+    lock_pid: Option<i64>,
 }
 
 /// SQL text as a literal.
 fn lit(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+    super::pg_literal(s)
 }
 
+/// The `pg_locks` condition matching the migration lock (a bigint key: classid holds the high
+/// 32 bits, objid the low 32, objsubid 1), in the current database.
+fn lock_row_condition() -> String {
+    let key = super::postgres::lock_key();
+    format!(
+        "l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND l.classid = ((({key})::bigint >> 32) & 4294967295)::oid
+   AND l.objid = (({key})::bigint & 4294967295)::oid"
+    )
+}
+
+/// The message of the guard that opens every migration.
+const LOCK_LOST: &str = "deploy-action: the migration lock is no longer held";
+
 impl<'e> ComposeDatabase<'e> {
-    pub fn new(target: ComposeTarget, exec: &'e mut dyn Executor) -> Self {
+    /// `exec` runs reads, migrations and backups; `opener` makes the lock session's executor.
+    pub fn new(target: ComposeTarget, exec: &'e mut dyn Executor, opener: ExecutorOpener) -> Self {
         ComposeDatabase {
             target,
             exec,
-            lock_wait: Duration::from_secs(60),
-            locked: false,
+            opener,
+            session: None,
+            lock_pid: None,
         }
     }
 
@@ -99,39 +281,74 @@ impl<'e> ComposeDatabase<'e> {
         ))
     }
 
-    fn lock_block(&self) -> String {
-        let tries = (self.lock_wait.as_millis() / 200).max(1);
+    /// A `DO` block that fails unless the lock session (`pid`) still holds the migration lock.
+    fn guard_sql(pid: i64) -> String {
         format!(
             "DO $deploy_action$ BEGIN
-  FOR i IN 0..{tries} LOOP
-    IF pg_try_advisory_lock({key}) THEN RETURN; END IF;
-    PERFORM pg_sleep(0.2);
-  END LOOP;
-  RAISE EXCEPTION 'deploy-action: the migration lock is held by another run';
+  IF NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = {pid} AND {cond}) THEN
+    RAISE EXCEPTION '{LOCK_LOST} (its session ended); this migration did not run';
+  END IF;
 END $deploy_action$;\n",
-            key = super::postgres::lock_key()
+            cond = lock_row_condition()
         )
     }
 
-    fn record_sql(book: &Bookkeeping) -> String {
-        match book {
-            Bookkeeping::Insert {
-                version,
-                name,
-                checksum,
-                applied_by,
-                release,
-            } => format!(
-                "INSERT INTO {TABLE} (version, name, checksum, applied_at, duration_ms, applied_by, release) VALUES ({version}, {}, {}, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), (extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint, {}, {});\n",
-                lit(name),
-                lit(checksum),
-                lit(applied_by),
-                release.as_deref().map(lit).unwrap_or_else(|| "NULL".into())
-            ),
-            Bookkeeping::Delete { version } => {
-                format!("DELETE FROM {TABLE} WHERE version = {version};\n")
+    /// Who holds the lock, asked through the lock session.
+    fn holder(session: &mut LockSession) -> Option<String> {
+        let lines = session
+            .query(&format!(
+                "SELECT coalesce(a.application_name, ''), a.pid, coalesce(a.client_addr::text, ''), coalesce(a.backend_start::text, '')
+   FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+  WHERE {} LIMIT 1;",
+                lock_row_condition()
+            ))
+            .ok()?;
+        let f: Vec<&str> = lines.first()?.split('\t').collect();
+        let [app, pid, addr, since] = f[..] else {
+            return None;
+        };
+        Some(format!(
+            "held by `{app}` (pid {pid}{}{})",
+            if addr.is_empty() {
+                String::new()
+            } else {
+                format!(", from {addr}")
+            },
+            if since.is_empty() {
+                String::new()
+            } else {
+                format!(", connected since {since}")
             }
+        ))
+    }
+
+    /// Streams the file back into `pg_restore -f /dev/null` inside the service.
+    fn verify_in_service(&mut self, dest: &Path) -> Result<(), DbError> {
+        let mut file = std::fs::File::open(dest)
+            .map_err(|e| DbError::Backup(format!("{}: {e}", dest.display())))?;
+        let mut stderr = Vec::new();
+        let status = self
+            .exec
+            .run(
+                &self.target.exec(&["pg_restore", "-f", "/dev/null"]),
+                Some(&mut file),
+                &mut |stream, line| {
+                    if stream == Stream::Stderr {
+                        stderr.push(line.to_string());
+                    }
+                },
+            )
+            .map_err(|e| DbError::Backup(e.to_string()))?;
+        if status != 0 {
+            return Err(DbError::Backup(format!(
+                "verification of {} failed (pg_restore -f /dev/null in `{}` on {} exited with {status}): {}",
+                dest.display(),
+                self.target.service,
+                self.exec.label(),
+                stderr[stderr.len().saturating_sub(5)..].join("\n")
+            )));
         }
+        Ok(())
     }
 }
 
@@ -157,19 +374,16 @@ impl Database for ComposeDatabase<'_> {
     }
 
     fn applied(&mut self) -> Result<Vec<AppliedRow>, DbError> {
-        let (status, out, err) =
-            self.psql(format!("SELECT to_regclass({}) IS NOT NULL;\n", lit(TABLE)))?;
-        if status != 0 {
-            return Err(DbError::Connect(err.trim().to_string()));
-        }
-        if out.trim() != "t" {
-            return Ok(Vec::new());
-        }
+        // One session: ask whether the table exists, read it only then (psql's \if).
         let (status, out, err) = self.psql(format!(
-            "SELECT version, name, checksum, applied_at, duration_ms, applied_by, coalesce(release, '') FROM {TABLE} ORDER BY version;\n"
+            "SELECT to_regclass({}) IS NOT NULL AS deploy_action_has_table \\gset
+\\if :deploy_action_has_table
+SELECT version, name, checksum, applied_at, duration_ms, applied_by, coalesce(release, '') FROM {TABLE} ORDER BY version;
+\\endif\n",
+            lit(TABLE)
         ))?;
         if status != 0 {
-            return Err(DbError::Other(err.trim().to_string()));
+            return Err(DbError::Connect(err.trim().to_string()));
         }
         out.lines()
             .filter(|l| !l.is_empty())
@@ -200,64 +414,86 @@ impl Database for ComposeDatabase<'_> {
     }
 
     fn lock(&mut self, wait: Duration) -> Result<(), DbError> {
-        // Check now that the lock is free within the wait; each migration takes it again.
-        self.lock_wait = wait;
-        let script = format!(
-            "{}SELECT pg_advisory_unlock({});\n",
-            self.lock_block(),
-            super::postgres::lock_key()
-        );
-        let (status, _, err) = self.psql(script)?;
-        if status != 0 {
-            if err.contains("migration lock is held") {
+        let key = super::postgres::lock_key();
+        let mut session =
+            LockSession::start(self.opener.clone(), self.target.psql_session(LOCK_APP_NAME));
+        let pid: i64 = session
+            .query("SELECT pg_backend_pid();")?
+            .first()
+            .and_then(|l| l.trim().parse().ok())
+            .ok_or_else(|| DbError::Other("the lock session did not say its pid".into()))?;
+        let started = Instant::now();
+        loop {
+            // Each try is its own short statement: between tries the session is idle, in no
+            // transaction, and this side sleeps.
+            let got = session.query(&format!("SELECT pg_try_advisory_lock(({key})::bigint);"))?;
+            if got.first().map(String::as_str) == Some("t") {
+                self.session = Some(session);
+                self.lock_pid = Some(pid);
+                return Ok(());
+            }
+            if started.elapsed() >= wait {
+                let holder = Self::holder(&mut session);
+                let _ = session.close();
                 return Err(DbError::LockTimeout {
-                    waited: wait,
-                    holder: None,
+                    waited: started.elapsed(),
+                    holder,
                 });
             }
-            return Err(DbError::Other(err.trim().to_string()));
+            std::thread::sleep(LOCK_RETRY.min(wait.saturating_sub(started.elapsed())));
         }
-        self.locked = true;
-        Ok(())
     }
 
     fn unlock(&mut self) -> Result<(), DbError> {
-        self.locked = false;
-        Ok(())
+        self.lock_pid = None;
+        let Some(mut session) = self.session.take() else {
+            return Ok(());
+        };
+        let key = super::postgres::lock_key();
+        let unlocked = session.query(&format!("SELECT pg_advisory_unlock(({key})::bigint);"));
+        // Ending the session releases the lock in any case.
+        let closed = session.close();
+        unlocked?;
+        closed
+            .map(|_| ())
+            .map_err(|e| DbError::Other(format!("closing the lock session: {e}")))
     }
 
     fn run(&mut self, file: &SqlFile, book: &Bookkeeping) -> Result<u64, DbError> {
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let mut script = String::new();
-        if self.locked {
-            script.push_str(&self.lock_block());
-        }
         let body_start_line;
         if file.no_transaction {
+            if let Some(pid) = self.lock_pid {
+                script.push_str(&Self::guard_sql(pid));
+            }
             body_start_line = script.lines().count() + 1;
             for (_, stmt) in split_statements(&file.sql) {
                 script.push_str(&stmt);
                 script.push_str(";\n");
             }
-            script.push_str(&Self::record_sql(book));
+            script.push_str(&super::pg_record_sql(book));
         } else {
             script.push_str("BEGIN;\n");
+            if let Some(pid) = self.lock_pid {
+                script.push_str(&Self::guard_sql(pid));
+            }
             body_start_line = script.lines().count() + 1;
             script.push_str(&file.sql);
             if !file.sql.ends_with('\n') {
                 script.push('\n');
             }
             script.push_str(";\n");
-            script.push_str(&Self::record_sql(book));
+            script.push_str(&super::pg_record_sql(book));
             script.push_str("COMMIT;\n");
         }
         let (status, _, err) = self.psql(script)?;
         if status != 0 {
-            if err.contains("migration lock is held") {
-                return Err(DbError::LockTimeout {
-                    waited: self.lock_wait,
-                    holder: None,
-                });
+            if err.contains(LOCK_LOST) {
+                return Err(DbError::Other(format!(
+                    "{LOCK_LOST}: its session ended, so {} did not run and the run stops here",
+                    file.file
+                )));
             }
             let statement = psql_error_line(&err).and_then(|line| {
                 let rel = line.checked_sub(body_start_line)?;
@@ -297,7 +533,7 @@ impl Database for ComposeDatabase<'_> {
         Ok(())
     }
 
-    fn backup(&mut self, dest: &Path) -> Result<(), DbError> {
+    fn backup(&mut self, dest: &Path) -> Result<String, DbError> {
         let cmd = self.target.exec(&[
             "pg_dump",
             "-Fc",
@@ -306,29 +542,45 @@ impl Database for ComposeDatabase<'_> {
             "-d",
             &self.target.database,
         ]);
+        let file = std::fs::File::create(dest)
+            .map_err(|e| DbError::Backup(format!("{}: {e}", dest.display())))?;
         let out = self
             .exec
-            .capture(&cmd)
+            .capture_to_file(&cmd, &file)
             .map_err(|e| DbError::Backup(e.to_string()))?;
-        if !out.success() || out.stdout.is_empty() {
+        file.sync_all()
+            .map_err(|e| DbError::Backup(format!("{}: {e}", dest.display())))?;
+        drop(file);
+        let size = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
+        if !out.success() || size == 0 {
             return Err(DbError::Backup(format!(
-                "pg_dump in `{}` exited with {}: {}",
+                "pg_dump in `{}` on {} exited with {}: {}",
                 self.target.service,
+                self.exec.label(),
                 out.status,
                 out.stderr_tail(5)
             )));
         }
-        std::fs::write(dest, &out.stdout)
-            .map_err(|e| DbError::Backup(format!("{}: {e}", dest.display())))?;
-        let pg_restore = match crate::env_vars::get(crate::env_vars::DEPLOY_PG_BIN) {
-            Some(d) => format!("{}/pg_restore", d.trim_end_matches('/')),
-            None => "pg_restore".into(),
-        };
-        super::postgres::verify_dump(
+        // Verify the bytes that were kept, here when this machine has a pg_restore that reads
+        // the archive; else inside the service, whose pg_restore matches its pg_dump.
+        let pg_restore = super::postgres::tool("pg_restore");
+        let local = super::postgres::verify_dump(
             &mut crate::exec::local::LocalExecutor,
             &pg_restore,
             &dest.display().to_string(),
-        )
+        );
+        match local {
+            Ok(()) => Ok("pg_restore -l and -f /dev/null on this machine".into()),
+            Err(super::postgres::VerifyError::Unusable(why)) => {
+                self.verify_in_service(dest)?;
+                Ok(format!(
+                    "pg_restore -f /dev/null in `{}` on {} ({why} here)",
+                    self.target.service,
+                    self.exec.label()
+                ))
+            }
+            Err(super::postgres::VerifyError::Failed(e)) => Err(e),
+        }
     }
 
     fn backup_extension(&self) -> &'static str {
@@ -336,25 +588,35 @@ impl Database for ComposeDatabase<'_> {
     }
 }
 
+impl Drop for ComposeDatabase<'_> {
+    fn drop(&mut self) {
+        // Ends the lock session if a path forgot to: the server releases the lock with it.
+        self.session = None;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn psql_goes_through_docker_compose_exec() {
-        let t = ComposeTarget {
+    fn target() -> ComposeTarget {
+        ComposeTarget {
             dir: "/srv/shop".into(),
             project: "shop".into(),
             files: vec!["compose.yml".into(), "compose.prod.yml".into()],
             service: "db".into(),
             user: "app".into(),
             database: "app".into(),
-        };
-        let cmd = t.psql("select 1;".into());
+        }
+    }
+
+    #[test]
+    fn psql_goes_through_docker_compose_exec() {
+        let cmd = target().psql("select 1;".into());
         let argv: Vec<&str> = cmd.args.iter().map(|a| a.display()).collect();
         assert_eq!(cmd.program, "docker");
         assert_eq!(
-            &argv[..10],
+            &argv[..12],
             &[
                 "compose",
                 "-p",
@@ -365,11 +627,42 @@ mod tests {
                 "compose.prod.yml",
                 "exec",
                 "-T",
+                "-e",
+                "PGAPPNAME=deploy-action migrate",
                 "db"
             ]
         );
         assert!(argv.contains(&"ON_ERROR_STOP=1"));
         assert_eq!(cmd.cwd.as_deref(), Some("/srv/shop"));
         assert_eq!(psql_error_line("psql:<stdin>:12: ERROR:  boom"), Some(12));
+    }
+
+    #[test]
+    fn every_migration_checks_the_lock_session_first() {
+        let guard = ComposeDatabase::guard_sql(4242);
+        assert!(guard.contains("l.pid = 4242"), "{guard}");
+        assert!(guard.contains(LOCK_LOST), "{guard}");
+        assert!(!guard.contains("pg_sleep"), "{guard}");
+    }
+
+    #[test]
+    fn channel_reader_says_would_block_then_eof() {
+        let (tx, rx) = mpsc::channel();
+        let mut r = ChannelReader {
+            rx,
+            buf: Vec::new(),
+            pos: 0,
+        };
+        let mut buf = [0u8; 4];
+        assert_eq!(
+            r.read(&mut buf).unwrap_err().kind(),
+            std::io::ErrorKind::WouldBlock
+        );
+        tx.send(b"select".to_vec()).unwrap();
+        assert_eq!(r.read(&mut buf).unwrap(), 4);
+        assert_eq!(r.read(&mut buf).unwrap(), 2);
+        assert_eq!(&buf[..2], b"ct");
+        drop(tx);
+        assert_eq!(r.read(&mut buf).unwrap(), 0);
     }
 }

@@ -26,7 +26,7 @@ pub enum DbError {
         message: String,
     },
     /// The migration lock stayed held by someone else for the whole wait.
-    #[error("the migration lock is held by another run (waited {waited:?}){}", holder.as_ref().map(|h| format!(": {h}")).unwrap_or_default())]
+    #[error("the migration lock is held by another run (waited {}){}", seconds(*waited), holder.as_ref().map(|h| format!(": {h}")).unwrap_or_default())]
     LockTimeout {
         waited: Duration,
         holder: Option<String>,
@@ -84,11 +84,43 @@ pub trait Database {
     /// Sets the recorded checksum of `version` (`--accept-changed`).
     fn rebaseline(&mut self, version: u64, checksum: &str) -> Result<(), DbError>;
 
-    /// Writes a backup of the whole database to `dest` and verifies it.
-    fn backup(&mut self, dest: &Path) -> Result<(), DbError>;
+    /// Writes a backup of the whole database to `dest` and verifies it; returns how and where it
+    /// was verified (for the report).
+    fn backup(&mut self, dest: &Path) -> Result<String, DbError>;
 
     /// The extension of backup files (`sqlite3`, `dump`).
     fn backup_extension(&self) -> &'static str;
+}
+
+/// A PostgreSQL string literal that reads the same whatever `standard_conforming_strings` says.
+pub fn pg_literal(s: &str) -> String {
+    format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// PostgreSQL: a migration's bookkeeping as SQL with literal values and the server's clock
+/// (`applied_at` = the transaction's start, `duration_ms` = time since then), so it can travel in
+/// the same batch as the migration.
+pub fn pg_record_sql(book: &Bookkeeping) -> String {
+    let t = crate::migrate::TABLE;
+    match book {
+        Bookkeeping::Insert {
+            version,
+            name,
+            checksum,
+            applied_by,
+            release,
+        } => format!(
+            "INSERT INTO {t} (version, name, checksum, applied_at, duration_ms, applied_by, release) VALUES ({version}, {}, {}, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), (extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint, {}, {});\n",
+            pg_literal(name),
+            pg_literal(checksum),
+            pg_literal(applied_by),
+            release
+                .as_deref()
+                .map(pg_literal)
+                .unwrap_or_else(|| "NULL".into())
+        ),
+        Bookkeeping::Delete { version } => format!("DELETE FROM {t} WHERE version = {version};\n"),
+    }
 }
 
 /// The DDL of the tracking table (portable between PostgreSQL and SQLite).
@@ -105,6 +137,11 @@ pub fn create_table_sql() -> String {
 )",
         t = crate::migrate::TABLE
     )
+}
+
+/// A wait as people read it: `0.6s`, `12.0s`.
+pub fn seconds(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
 }
 
 /// The current UTC time as RFC 3339 (seconds).
@@ -140,6 +177,23 @@ pub fn rfc3339(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pg_literals_survive_quotes_and_backslashes() {
+        assert_eq!(super::pg_literal(r"it's a\b"), r"E'it''s a\\b'");
+    }
+
+    #[test]
+    fn lock_timeout_says_how_long_it_waited() {
+        let e = super::DbError::LockTimeout {
+            waited: std::time::Duration::from_millis(620),
+            holder: None,
+        };
+        assert_eq!(
+            e.to_string(),
+            "the migration lock is held by another run (waited 0.6s)"
+        );
+    }
+
     #[test]
     fn rfc3339_formats_known_instants() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");

@@ -3,9 +3,12 @@
 //! The lock is a session advisory lock taken by a `pg_try_advisory_lock` retry loop on a dedicated
 //! connection: never a blocking `pg_advisory_lock`, which deadlocks against CREATE INDEX
 //! CONCURRENTLY (reference/migrations.md §1.4). It is released by `unlock`, on drop, and by the
-//! server when the connection closes. Each migration runs with its row in one transaction; a
-//! no-transaction file runs statement by statement, then its row is recorded. Backups are
+//! server when the connection closes. Each migration runs with its row in one transaction, sent
+//! as one batch (one round trip per migration); a no-transaction file runs statement by
+//! statement, then its row is recorded. Backups are
 //! `pg_dump -Fc` run on this machine and verified with `pg_restore -l` and `pg_restore -f /dev/null`.
+//! The password reaches pg_dump through `PGPASSWORD` in its environment, never its command line
+//! (which `ps` shows to every user of the machine).
 
 use super::{Bookkeeping, Database, DbError, create_table_sql, now_rfc3339};
 use crate::cmd::{Cmd, Secret};
@@ -24,15 +27,68 @@ pub fn lock_key() -> i64 {
     i64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
 }
 
+/// What opens a migration's batch (error positions are shifted by its length).
+const BATCH_PREFIX: &str = "BEGIN;\n";
+
 pub struct PgDatabase {
     url: Secret,
     config: Config,
     client: Client,
     lock_conn: Option<Client>,
     label: String,
-    /// The directory of pg_dump/pg_restore (DEPLOY_PG_BIN), else PATH.
-    bin_dir: Option<String>,
     application_name: String,
+}
+
+/// A PostgreSQL tool (`pg_dump`, `pg_restore`) from DEPLOY_PG_BIN, else from PATH.
+pub fn tool(name: &str) -> String {
+    match crate::env_vars::get(crate::env_vars::DEPLOY_PG_BIN) {
+        Some(d) => format!("{}/{name}", d.trim_end_matches('/')),
+        None => name.to_string(),
+    }
+}
+
+/// `pg_dump -Fc` of the database at `url` into `dest`. The password goes in `PGPASSWORD` (a
+/// secret in the child's environment), never in the arguments that `ps` shows.
+pub fn pg_dump_cmd(url: &str, dest: &str) -> Cmd {
+    let mut cmd = Cmd::new(tool("pg_dump"))
+        .args(["-Fc", "--no-password", "-f", dest])
+        .arg("--dbname")
+        .arg(url_without_password(url));
+    if let Some(pw) = url_password(url) {
+        cmd = cmd.env("PGPASSWORD", Secret::new(pw));
+    }
+    cmd
+}
+
+/// The URL with the password taken out of both places it can be (`user:pw@`, `?password=`).
+pub fn url_without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let auth_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (auth, tail) = rest.split_at(auth_end);
+    let auth = match auth.rsplit_once('@') {
+        Some((userinfo, hosts)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{user}@{hosts}")
+        }
+        None => auth.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|kv| !kv.starts_with("password="))
+                .collect();
+            if kept.is_empty() {
+                path.to_string()
+            } else {
+                format!("{path}?{}", kept.join("&"))
+            }
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{auth}{tail}")
 }
 
 /// The password in a PostgreSQL URL, to register with the masker before anything prints.
@@ -75,16 +131,8 @@ impl PgDatabase {
             client,
             lock_conn: None,
             label,
-            bin_dir: crate::env_vars::get(crate::env_vars::DEPLOY_PG_BIN),
             application_name: application_name.to_string(),
         })
-    }
-
-    fn tool(&self, name: &str) -> String {
-        match &self.bin_dir {
-            Some(d) => format!("{}/{name}", d.trim_end_matches('/')),
-            None => name.to_string(),
-        }
     }
 
     fn other(e: postgres::Error) -> DbError {
@@ -303,23 +351,35 @@ impl Database for PgDatabase {
             Self::record(&mut self.client, book, ms).map_err(Self::other)?;
             return Ok(ms);
         }
-        let mut tx = self.client.transaction().map_err(Self::other)?;
-        if let Err(e) = tx.batch_execute(&file.sql) {
-            drop(tx);
-            let mut err = Self::statement_error(&e, &file.sql, None);
-            if let DbError::Statement {
-                statement: s @ None,
-                ..
-            } = &mut err
-            {
-                *s = self.replay_to_find(&file.sql, &e);
-            }
-            return Err(err);
+        // One round trip: BEGIN, the file, its row (server clock) and COMMIT in one simple-query
+        // batch. A failing statement aborts the rest; ROLLBACK then ends the aborted transaction
+        // (after a syntax error nothing ran and it only warns).
+        let mut batch = String::with_capacity(file.sql.len() + 512);
+        batch.push_str(BATCH_PREFIX);
+        batch.push_str(&file.sql);
+        batch.push_str("\n;\n");
+        batch.push_str(&super::pg_record_sql(book));
+        batch.push_str("COMMIT;\n");
+        if let Err(e) = self.client.batch_execute(&batch) {
+            let _ = self.client.batch_execute("ROLLBACK");
+            let in_file = match e.as_db_error().and_then(|d| d.position()) {
+                Some(postgres::error::ErrorPosition::Original(p)) => (*p as usize)
+                    .checked_sub(BATCH_PREFIX.chars().count())
+                    .filter(|p| (1..=file.sql.chars().count()).contains(p))
+                    .and_then(|p| statement_at(&file.sql, p)),
+                _ => None,
+            };
+            let statement = match in_file {
+                Some(s) => Some(s),
+                // A runtime error carries no position: name the statement (failures only).
+                None => self.replay_to_find(&file.sql, &e),
+            };
+            return Err(DbError::Statement {
+                statement,
+                message: pg_message(&e),
+            });
         }
-        let ms = started.elapsed().as_millis() as u64;
-        Self::record(&mut tx, book, ms).map_err(Self::other)?;
-        tx.commit().map_err(Self::other)?;
-        Ok(ms)
+        Ok(started.elapsed().as_millis() as u64)
     }
 
     fn rebaseline(&mut self, version: u64, checksum: &str) -> Result<(), DbError> {
@@ -332,28 +392,27 @@ impl Database for PgDatabase {
             .map_err(Self::other)
     }
 
-    fn backup(&mut self, dest: &Path) -> Result<(), DbError> {
+    fn backup(&mut self, dest: &Path) -> Result<String, DbError> {
         let dest_s = dest.display().to_string();
         let mut exec = LocalExecutor;
-        let run = |exec: &mut LocalExecutor, cmd: Cmd, what: &str| -> Result<String, DbError> {
-            let out = exec
-                .capture(&cmd)
-                .map_err(|e| DbError::Backup(format!("{what}: {e}")))?;
-            if !out.success() {
-                return Err(DbError::Backup(format!(
-                    "{what} exited with {}: {}",
-                    out.status,
-                    out.stderr_tail(5)
-                )));
-            }
-            Ok(out.stdout_str())
-        };
-        let dump = Cmd::new(self.tool("pg_dump"))
-            .args(["-Fc", "--no-password", "-f", &dest_s])
-            .arg("--dbname")
-            .secret(self.url.clone());
-        run(&mut exec, dump, "pg_dump")?;
-        verify_dump(&mut exec, &self.tool("pg_restore"), &dest_s)
+        let dump = pg_dump_cmd(self.url.expose(), &dest_s);
+        let out = exec
+            .capture(&dump)
+            .map_err(|e| DbError::Backup(format!("pg_dump: {e}")))?;
+        if !out.success() {
+            return Err(DbError::Backup(format!(
+                "pg_dump exited with {}: {}",
+                out.status,
+                out.stderr_tail(5)
+            )));
+        }
+        match verify_dump(&mut exec, &tool("pg_restore"), &dest_s) {
+            Ok(()) => Ok("pg_restore -l and -f /dev/null on this machine".into()),
+            Err(VerifyError::Unusable(why)) => Err(DbError::Backup(format!(
+                "cannot verify {dest_s}: {why} (install the PostgreSQL client tools as new as the server, or set DEPLOY_PG_BIN)"
+            ))),
+            Err(VerifyError::Failed(e)) => Err(e),
+        }
     }
 
     fn backup_extension(&self) -> &'static str {
@@ -361,22 +420,45 @@ impl Database for PgDatabase {
     }
 }
 
+/// Why a dump could not be verified.
+#[derive(Debug)]
+pub enum VerifyError {
+    /// This pg_restore cannot judge the archive: it is missing, or older than the pg_dump that
+    /// wrote it ("unsupported version … in file header").
+    Unusable(String),
+    /// The archive is damaged or incomplete.
+    Failed(DbError),
+}
+
 /// Verifies a custom-format dump: `pg_restore -l` lists a table of contents and
-/// `pg_restore -f /dev/null` reads every entry.
-pub fn verify_dump(exec: &mut dyn Executor, pg_restore: &str, path: &str) -> Result<(), DbError> {
+/// `pg_restore -f /dev/null` reads every entry (a truncated archive passes `-l` but not this).
+pub fn verify_dump(
+    exec: &mut dyn Executor,
+    pg_restore: &str,
+    path: &str,
+) -> Result<(), VerifyError> {
     for (args, what) in [
         (vec!["-l", path], "pg_restore -l"),
         (vec!["-f", "/dev/null", path], "pg_restore -f /dev/null"),
     ] {
-        let out = exec
-            .capture(&Cmd::new(pg_restore).args(args))
-            .map_err(|e| DbError::Backup(format!("{what}: {e}")))?;
+        let out = match exec.capture(&Cmd::new(pg_restore).args(args)) {
+            Ok(out) => out,
+            Err(crate::exec::ExecError::Spawn { message, .. }) => {
+                return Err(VerifyError::Unusable(format!("{pg_restore}: {message}")));
+            }
+            Err(e) => return Err(VerifyError::Failed(DbError::Backup(format!("{what}: {e}")))),
+        };
         if !out.success() {
-            return Err(DbError::Backup(format!(
-                "verification of {path} failed ({what} exited with {}): {}",
-                out.status,
-                out.stderr_tail(5)
-            )));
+            let tail = out.stderr_tail(5);
+            if tail.contains("unsupported version") {
+                return Err(VerifyError::Unusable(format!(
+                    "{pg_restore} is older than the archive: {tail}"
+                )));
+            }
+            return Err(VerifyError::Failed(DbError::Backup(format!(
+                "verification of {path} failed ({what} exited with {}): {tail}",
+                out.status
+            ))));
         }
     }
     Ok(())
@@ -385,5 +467,53 @@ pub fn verify_dump(exec: &mut dyn Executor, pg_restore: &str, path: &str) -> Res
 impl Drop for PgDatabase {
     fn drop(&mut self) {
         let _ = self.unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{pg_dump_cmd, url_without_password};
+
+    #[test]
+    fn pg_dump_gets_the_password_in_its_environment_only() {
+        let cmd = pg_dump_cmd("postgres://app:s3cret@127.0.0.1:5432/app", "/tmp/x.dump");
+        assert!(
+            cmd.args.iter().all(|a| !a.expose().contains("s3cret")),
+            "{:?}",
+            cmd.argv_exposed()
+        );
+        assert!(
+            cmd.args
+                .iter()
+                .any(|a| a.expose() == "postgres://app@127.0.0.1:5432/app")
+        );
+        let (k, v) = &cmd.env[0];
+        assert_eq!((k.as_str(), v.expose()), ("PGPASSWORD", "s3cret"));
+        assert_eq!(v.display(), "***");
+        assert!(
+            pg_dump_cmd("postgres://app@/app?host=/run/pg", "/tmp/x")
+                .env
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_password_leaves_the_url() {
+        assert_eq!(
+            url_without_password("postgres://app:s3cret@db.example.com:5432/app?sslmode=disable"),
+            "postgres://app@db.example.com:5432/app?sslmode=disable"
+        );
+        assert_eq!(
+            url_without_password("postgres://app:pw@/app?host=/run/postgresql&password=pw2"),
+            "postgres://app@/app?host=/run/postgresql"
+        );
+        assert_eq!(
+            url_without_password("postgresql://app@localhost/app"),
+            "postgresql://app@localhost/app"
+        );
+        assert_eq!(
+            url_without_password("postgres://localhost/app?password=x&port=5433"),
+            "postgres://localhost/app?port=5433"
+        );
     }
 }

@@ -7,61 +7,95 @@
 //! never half a migration). A no-transaction file commits what came
 //! before, runs outside any transaction, and takes the lock again. Backups use the online backup
 //! API (never a file copy of a live WAL database) and are verified with `PRAGMA integrity_check`.
+//!
+//! A missing database file is created only when something is written (the lock, the tracking
+//! table): `--dry-run`, `migrate status` and a refused approval read it as empty and leave no file.
 
 use super::{Bookkeeping, Database, DbError, create_table_sql, now_rfc3339};
 use crate::migrate::{AppliedRow, SqlFile, TABLE};
 use rusqlite::fallible_iterator::FallibleIterator;
 use rusqlite::{Connection, OpenFlags, params};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub struct SqliteDatabase {
-    conn: Connection,
+    path: PathBuf,
+    /// None until the file exists (or is created by a write).
+    handle: Option<Connection>,
     label: String,
     locked: bool,
     lock_wait: Duration,
 }
 
+/// SQLITE_BUSY / SQLITE_LOCKED: another connection kept the database past the busy timeout.
+fn busy_code(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+    if matches!(
+        f.code,
+        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+    ))
+}
+
 impl SqliteDatabase {
-    /// Opens (creating if missing) the database file at `path`; `label` is how it is shown.
-    /// Reads and writes wait up to `busy` for another connection's lock.
+    /// The database file at `path`, opened now if it exists; a missing file is created only by
+    /// the first write. `label` is how it is shown. Reads and writes wait up to `busy` for
+    /// another connection's lock.
     pub fn open(path: &Path, label: &str, busy: Duration) -> Result<SqliteDatabase, DbError> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
-        )
-        .map_err(|e| DbError::Connect(format!("{label}: {e}")))?;
-        conn.busy_timeout(busy)
-            .map_err(|e| DbError::Connect(format!("{label}: {e}")))?;
-        Ok(SqliteDatabase {
-            conn,
+        let mut db = SqliteDatabase {
+            path: path.to_path_buf(),
+            handle: None,
             label: label.to_string(),
             locked: false,
             lock_wait: busy,
-        })
+        };
+        if path.exists() {
+            db.connect(false)?;
+        }
+        Ok(db)
     }
 
-    fn other(e: rusqlite::Error) -> DbError {
-        match &e {
-            rusqlite::Error::SqliteFailure(f, _)
-                if matches!(
-                    f.code,
-                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-                ) =>
-            {
+    fn connect(&mut self, create: bool) -> Result<(), DbError> {
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if create {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        let conn = Connection::open_with_flags(&self.path, flags)
+            .map_err(|e| DbError::Connect(format!("{}: {e}", self.label)))?;
+        conn.busy_timeout(self.lock_wait)
+            .map_err(|e| DbError::Connect(format!("{}: {e}", self.label)))?;
+        self.handle = Some(conn);
+        Ok(())
+    }
+
+    /// The connection, creating the database file if it is still missing (a write follows).
+    fn conn(&mut self) -> Result<&Connection, DbError> {
+        if self.handle.is_none() {
+            self.connect(true)?;
+        }
+        Ok(self.handle.as_ref().expect("connected above"))
+    }
+
+    /// Maps an error of an operation that began at `started`: busy means another connection kept
+    /// the database for the whole busy timeout.
+    fn fail(&self, started: Instant) -> impl Fn(rusqlite::Error) -> DbError + use<> {
+        let label = self.label.clone();
+        move |e| {
+            if busy_code(&e) {
                 DbError::LockTimeout {
-                    waited: Duration::ZERO,
-                    holder: Some(format!("another connection holds the database: {e}")),
+                    waited: started.elapsed(),
+                    holder: Some(format!("another connection holds {label}: {e}")),
                 }
+            } else {
+                DbError::Other(e.to_string())
             }
-            _ => DbError::Other(e.to_string()),
         }
     }
 
     fn begin_exclusive(&mut self, wait: Duration) -> Result<(), DbError> {
-        self.conn.busy_timeout(wait).map_err(Self::other)?;
         let started = Instant::now();
-        match self.conn.execute_batch("BEGIN EXCLUSIVE") {
+        let fail = self.fail(started);
+        self.conn()?.busy_timeout(wait).map_err(&fail)?;
+        match self.conn()?.execute_batch("BEGIN EXCLUSIVE") {
             Ok(()) => Ok(()),
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if matches!(
@@ -74,11 +108,11 @@ impl SqliteDatabase {
                     holder: Some(format!("another connection writes to {}", self.label)),
                 })
             }
-            Err(e) => Err(Self::other(e)),
+            Err(e) => Err(fail(e)),
         }
     }
 
-    fn record(&self, book: &Bookkeeping, duration_ms: u64) -> rusqlite::Result<()> {
+    fn record(conn: &Connection, book: &Bookkeeping, duration_ms: u64) -> rusqlite::Result<()> {
         match book {
             Bookkeeping::Insert {
                 version,
@@ -86,8 +120,7 @@ impl SqliteDatabase {
                 checksum,
                 applied_by,
                 release,
-            } => self
-                .conn
+            } => conn
                 .execute(
                     &format!(
                         "INSERT INTO {TABLE} (version, name, checksum, applied_at, duration_ms, applied_by, release) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
@@ -103,8 +136,7 @@ impl SqliteDatabase {
                     ],
                 )
                 .map(|_| ()),
-            Bookkeeping::Delete { version } => self
-                .conn
+            Bookkeeping::Delete { version } => conn
                 .execute(
                     &format!("DELETE FROM {TABLE} WHERE version = ?1"),
                     params![*version as i64],
@@ -114,8 +146,8 @@ impl SqliteDatabase {
     }
 
     /// Runs every statement of `sql`, naming the one that fails.
-    fn run_statements(&self, sql: &str) -> Result<(), DbError> {
-        let mut batch = rusqlite::Batch::new(&self.conn, sql);
+    fn run_statements(conn: &Connection, sql: &str) -> Result<(), DbError> {
+        let mut batch = rusqlite::Batch::new(conn, sql);
         // Byte offset just past the last statement that ran, to find the one that did not prepare.
         let mut cursor = 0;
         loop {
@@ -157,24 +189,31 @@ impl Database for SqliteDatabase {
     }
 
     fn applied(&mut self) -> Result<Vec<AppliedRow>, DbError> {
-        let exists: bool = self
-            .conn
+        if self.handle.is_none() {
+            if !self.path.exists() {
+                // No file, no table: read as empty without creating anything.
+                return Ok(Vec::new());
+            }
+            self.connect(false)?;
+        }
+        let fail = self.fail(Instant::now());
+        let conn = self.conn()?;
+        let exists: bool = conn
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
                 [TABLE],
                 |r| r.get::<_, i64>(0),
             )
-            .map_err(Self::other)?
+            .map_err(&fail)?
             > 0;
         if !exists {
             return Ok(Vec::new());
         }
-        let mut stmt = self
-            .conn
+        let mut stmt = conn
             .prepare(&format!(
                 "SELECT version, name, checksum, applied_at, duration_ms, applied_by, release FROM {TABLE} ORDER BY version"
             ))
-            .map_err(Self::other)?;
+            .map_err(&fail)?;
         let rows = stmt
             .query_map([], |r| {
                 Ok(AppliedRow {
@@ -187,16 +226,17 @@ impl Database for SqliteDatabase {
                     release: r.get(6)?,
                 })
             })
-            .map_err(Self::other)?
+            .map_err(&fail)?
             .collect::<Result<Vec<_>, _>>()
-            .map_err(Self::other)?;
+            .map_err(&fail)?;
         Ok(rows)
     }
 
     fn ensure_table(&mut self) -> Result<(), DbError> {
-        self.conn
+        let fail = self.fail(Instant::now());
+        self.conn()?
             .execute_batch(&create_table_sql())
-            .map_err(Self::other)
+            .map_err(fail)
     }
 
     fn lock(&mut self, wait: Duration) -> Result<(), DbError> {
@@ -209,8 +249,11 @@ impl Database for SqliteDatabase {
     fn unlock(&mut self) -> Result<(), DbError> {
         if self.locked {
             self.locked = false;
-            if !self.conn.is_autocommit() {
-                self.conn.execute_batch("COMMIT").map_err(Self::other)?;
+            let fail = self.fail(Instant::now());
+            if let Some(conn) = &self.handle
+                && !conn.is_autocommit()
+            {
+                conn.execute_batch("COMMIT").map_err(fail)?;
             }
         }
         Ok(())
@@ -218,29 +261,31 @@ impl Database for SqliteDatabase {
 
     fn run(&mut self, file: &SqlFile, book: &Bookkeeping) -> Result<u64, DbError> {
         let started = Instant::now();
+        let fail = self.fail(started);
         if file.no_transaction {
-            if !self.conn.is_autocommit() {
-                self.conn.execute_batch("COMMIT").map_err(Self::other)?;
+            let conn = self.conn()?;
+            if !conn.is_autocommit() {
+                conn.execute_batch("COMMIT").map_err(&fail)?;
             }
-            let result = self.run_statements(&file.sql);
+            let result = Self::run_statements(conn, &file.sql);
             let ms = started.elapsed().as_millis() as u64;
-            let recorded = result.and_then(|()| self.record(book, ms).map_err(Self::other));
+            let recorded = result.and_then(|()| Self::record(conn, book, ms).map_err(&fail));
             if self.locked {
                 self.begin_exclusive(self.lock_wait)?;
             }
             return recorded.map(|()| ms);
         }
-        let in_outer = !self.conn.is_autocommit();
+        let conn = self.conn()?;
+        let in_outer = !conn.is_autocommit();
         if in_outer {
-            self.conn
-                .execute_batch("SAVEPOINT deploy_action_migration")
-                .map_err(Self::other)?;
+            conn.execute_batch("SAVEPOINT deploy_action_migration")
+                .map_err(&fail)?;
         } else {
-            self.conn.execute_batch("BEGIN").map_err(Self::other)?;
+            conn.execute_batch("BEGIN").map_err(&fail)?;
         }
-        let result = self.run_statements(&file.sql).and_then(|()| {
+        let result = Self::run_statements(conn, &file.sql).and_then(|()| {
             let ms = started.elapsed().as_millis() as u64;
-            self.record(book, ms).map_err(Self::other).map(|()| ms)
+            Self::record(conn, book, ms).map_err(&fail).map(|()| ms)
         });
         let end = match (&result, in_outer) {
             (Ok(_), true) => "RELEASE deploy_action_migration",
@@ -250,39 +295,43 @@ impl Database for SqliteDatabase {
             }
             (Err(_), false) => "ROLLBACK",
         };
-        self.conn.execute_batch(end).map_err(Self::other)?;
+        conn.execute_batch(end).map_err(&fail)?;
         result
     }
 
     fn rebaseline(&mut self, version: u64, checksum: &str) -> Result<(), DbError> {
-        self.conn
+        let fail = self.fail(Instant::now());
+        self.conn()?
             .execute(
                 &format!("UPDATE {TABLE} SET checksum = ?1 WHERE version = ?2"),
                 params![checksum, version as i64],
             )
             .map(|_| ())
-            .map_err(Self::other)
+            .map_err(fail)
     }
 
-    fn backup(&mut self, dest: &Path) -> Result<(), DbError> {
+    fn backup(&mut self, dest: &Path) -> Result<String, DbError> {
         let bad = |m: String| DbError::Backup(format!("{}: {m}", dest.display()));
+        let fail = self.fail(Instant::now());
         // The backup API cannot read through a connection that holds a write transaction: let go
         // of the lock (nothing was written yet), copy, and take it again. The caller plans again
         // under the lock afterwards, so a run that got in between is noticed.
-        let relock = self.locked && !self.conn.is_autocommit();
+        let relock = self.locked && !self.conn()?.is_autocommit();
         if relock {
-            self.conn.execute_batch("COMMIT").map_err(Self::other)?;
+            self.conn()?.execute_batch("COMMIT").map_err(&fail)?;
         }
+        let lock_wait = self.lock_wait;
+        let src = self.conn()?;
         let copied = (|| {
             let mut dst = Connection::open(dest).map_err(|e| bad(e.to_string()))?;
-            let backup = rusqlite::backup::Backup::new(&self.conn, &mut dst)
-                .map_err(|e| bad(e.to_string()))?;
+            let backup =
+                rusqlite::backup::Backup::new(src, &mut dst).map_err(|e| bad(e.to_string()))?;
             let started = Instant::now();
             loop {
                 match backup.step(-1).map_err(|e| bad(e.to_string()))? {
                     rusqlite::backup::StepResult::Done => return Ok(()),
                     rusqlite::backup::StepResult::More => {}
-                    _ if started.elapsed() < self.lock_wait => {
+                    _ if started.elapsed() < lock_wait => {
                         std::thread::sleep(Duration::from_millis(50))
                     }
                     _ => return Err(bad("the database stayed busy".into())),
@@ -299,7 +348,7 @@ impl Database for SqliteDatabase {
         if check != "ok" {
             return Err(bad(format!("PRAGMA integrity_check says: {check}")));
         }
-        Ok(())
+        Ok("PRAGMA integrity_check".into())
     }
 
     fn backup_extension(&self) -> &'static str {

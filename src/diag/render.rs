@@ -1,8 +1,20 @@
 //! Renders a diagnostic: `error: message`, ` --> file:line:column`, the offending line with a caret,
 //! `help: did you mean ...`. Colour is passed in, never detected here.
+//!
+//! Sizes are bounded whatever the input: a line longer than [`MAX_EXCERPT`] characters is shown as a
+//! window around the column with `…` where text was left out, and a `quoted` value longer than
+//! [`MAX_QUOTED`] characters in the message or help is cut the same way (a manifest with one
+//! 200 KB line must not give a 200 KB error).
 
 use super::{Source, Span};
 use std::fmt::Write;
+
+/// The most characters of a source line an excerpt shows.
+pub const MAX_EXCERPT: usize = 120;
+/// Characters kept before the column when a long line is cut.
+const EXCERPT_LEAD: usize = 40;
+/// The most characters of a `quoted` value a message shows.
+pub const MAX_QUOTED: usize = 80;
 
 /// One diagnostic ready to render.
 #[derive(Clone, Debug)]
@@ -20,7 +32,11 @@ pub fn render(diag: &Diagnostic, source: Option<&Source>, color: bool) -> String
         ("", "", "", "")
     };
     let mut out = String::new();
-    let _ = writeln!(out, "{red}error{reset}{bold}: {}{reset}", diag.message);
+    let _ = writeln!(
+        out,
+        "{red}error{reset}{bold}: {}{reset}",
+        shorten_quoted(&diag.message)
+    );
     if let (Some(span), Some(src)) = (diag.span, source) {
         let _ = writeln!(
             out,
@@ -43,9 +59,40 @@ pub fn render(diag: &Diagnostic, source: Option<&Source>, color: bool) -> String
         }
     }
     if let Some(help) = &diag.help {
-        let _ = writeln!(out, "  {blue}={reset} {bold}help{reset}: {help}");
+        let _ = writeln!(
+            out,
+            "  {blue}={reset} {bold}help{reset}: {}",
+            shorten_quoted(help)
+        );
     }
     out
+}
+
+/// `text` with every backtick-quoted part longer than [`MAX_QUOTED`] characters cut in its middle
+/// to `…`.
+pub fn shorten_quoted(text: &str) -> String {
+    let parts: Vec<&str> = text.split('`').collect();
+    if parts.len() < 3 {
+        return text.to_string();
+    }
+    let last = parts.len() - 1;
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| {
+            // Odd parts sit between two backticks (an unpaired last one is left alone).
+            let quoted = i % 2 == 1 && i != last;
+            let n = part.chars().count();
+            if quoted && n > MAX_QUOTED {
+                let head: String = part.chars().take(MAX_QUOTED / 2).collect();
+                let tail: String = part.chars().skip(n - MAX_QUOTED / 2 + 1).collect();
+                format!("{head}…{tail}")
+            } else {
+                part.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("`")
 }
 
 /// The line of `span` (tabs shown as one space, control characters as `?`), the display width
@@ -80,9 +127,33 @@ fn excerpt(src: &Source, span: Span) -> Option<(String, usize, usize)> {
         tok_end -= 1;
     }
     let token = clean(&text[offset..tok_end]);
-    let pad = console::measure_text_width(&before);
-    let width = console::measure_text_width(&token).max(1);
-    Some((line, pad, width))
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= MAX_EXCERPT {
+        let pad = console::measure_text_width(&before);
+        let width = console::measure_text_width(&token).max(1);
+        return Some((line, pad, width));
+    }
+    // A long line: a window of MAX_EXCERPT characters that starts a little before the column.
+    let caret = before.chars().count().min(chars.len());
+    let mut first = caret.saturating_sub(EXCERPT_LEAD);
+    let last = (first + MAX_EXCERPT).min(chars.len());
+    first = first.min(last.saturating_sub(MAX_EXCERPT));
+    let cut_before = first > 0;
+    let mut shown: String = if cut_before {
+        "…".into()
+    } else {
+        String::new()
+    };
+    shown.extend(&chars[first..last]);
+    if last < chars.len() {
+        shown.push('…');
+    }
+    let lead: String = chars[first..caret.min(last)].iter().collect();
+    let pad = usize::from(cut_before) + console::measure_text_width(&lead);
+    let tok_last = (caret + token.chars().count()).min(last);
+    let tok: String = chars[caret.min(last)..tok_last].iter().collect();
+    let width = console::measure_text_width(&tok).max(1);
+    Some((shown, pad, width))
 }
 
 #[cfg(test)]
@@ -125,6 +196,53 @@ mod tests {
         );
         let out = show("name: 日本\n", "日本");
         assert!(out.contains("  |       ^^^^\n"), "{out}");
+    }
+
+    #[test]
+    fn a_huge_line_is_cut_around_the_column() {
+        let text = format!(
+            "a: 1\nkey: {}OOPS{}\n",
+            "x".repeat(100_000),
+            "y".repeat(100_000)
+        );
+        let out = show(&text, "OOPS");
+        assert!(out.len() < 600, "{} bytes", out.len());
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[1], "  --> deploy.yml:2:100006");
+        let shown = lines[3].strip_prefix("2 | ").unwrap();
+        assert_eq!(
+            shown.chars().count(),
+            MAX_EXCERPT + 2,
+            "120 characters and two `…`"
+        );
+        assert!(shown.starts_with('…') && shown.ends_with('…'), "{shown}");
+        // The caret still sits under the token.
+        let caret = lines[4].strip_prefix("  | ").unwrap();
+        let col = caret.find('^').unwrap();
+        let under: String = shown.chars().skip(col).take(4).collect();
+        assert_eq!(under, "OOPS");
+        assert_eq!(caret.trim(), "^^^^");
+        // At the start and the end of a long line only one side is cut.
+        let out = show(&format!("{}\n", "z".repeat(500)), "zz");
+        assert!(out.contains("1 | zzzz"), "{out}");
+        assert!(out.lines().nth(3).unwrap().ends_with('…'));
+        let text = format!("{}END\n", "q".repeat(500));
+        let out = show(&text, "END");
+        let shown = out.lines().nth(3).unwrap().strip_prefix("1 | ").unwrap();
+        assert!(shown.starts_with('…') && shown.ends_with("END"), "{shown}");
+        let caret = out.lines().nth(4).unwrap().strip_prefix("  | ").unwrap();
+        assert_eq!(caret.find('^').unwrap(), shown.chars().count() - 3);
+    }
+
+    #[test]
+    fn long_quoted_values_in_messages_are_cut() {
+        let long = "v".repeat(10_000);
+        let msg = format!("invalid host `{long}` in `short` and `{long}`");
+        let cut = shorten_quoted(&msg);
+        assert!(cut.len() < 300, "{cut}");
+        assert!(cut.contains("` in `short` and `"), "{cut}");
+        assert_eq!(shorten_quoted("a `b` c"), "a `b` c");
+        assert_eq!(shorten_quoted("odd ` one"), "odd ` one");
     }
 
     #[test]

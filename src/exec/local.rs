@@ -95,15 +95,34 @@ impl Executor for LocalExecutor {
 
         if let Some(mut stdin) = child.stdin.take() {
             // Feed stdin on this thread while the readers drain the pipes; a closed pipe (the child
-            // exited early) is not an error of ours: its exit status tells the story.
+            // exited early) is not an error of ours: its exit status tells the story. While an
+            // interactive input has nothing to send (WouldBlock), relay the output that came.
             let feed = || -> std::io::Result<()> {
                 if let Some(bytes) = &cmd.stdin {
                     stdin.write_all(bytes)?;
                 }
-                if let Some(input) = input {
-                    std::io::copy(input, &mut stdin)?;
+                let Some(input) = input else {
+                    return Ok(());
+                };
+                let mut buf = vec![0u8; 32 * 1024];
+                loop {
+                    match input.read(&mut buf) {
+                        Ok(0) => return Ok(()),
+                        Ok(n) => stdin.write_all(&buf[..n])?,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            match rx.recv_timeout(std::time::Duration::from_millis(20)) {
+                                Ok((stream, line)) => on_line(stream, &line),
+                                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                                // Both output pipes closed: the child is gone, stop feeding it.
+                                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                                    return Ok(());
+                                }
+                            }
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
-                Ok(())
             };
             match feed() {
                 Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(io_err(e)),
@@ -216,6 +235,73 @@ mod tests {
         assert!(lines.contains(&(Stream::Stdout, "out".into())));
         assert!(lines.contains(&(Stream::Stderr, "err".into())));
         assert!(lines.contains(&(Stream::Stdout, "in".into())));
+    }
+
+    /// An input that sends one line, then has nothing to send (WouldBlock) until the executor has
+    /// relayed that line's echo, then ends: proves output is relayed while the input is still open.
+    struct Interactive {
+        step: usize,
+        echoed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        waits: usize,
+    }
+
+    impl Read for Interactive {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            use std::sync::atomic::Ordering;
+            match self.step {
+                0 => {
+                    self.step = 1;
+                    buf[..6].copy_from_slice(b"first\n");
+                    Ok(6)
+                }
+                // Bounded, so an executor that does not relay meanwhile fails instead of hanging.
+                1 if !self.echoed.load(Ordering::SeqCst) && self.waits < 1000 => {
+                    self.waits += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    Err(std::io::ErrorKind::WouldBlock.into())
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    #[test]
+    fn interactive_input_sees_output_before_it_ends() {
+        let echoed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut input = Interactive {
+            step: 0,
+            echoed: echoed.clone(),
+            waits: 0,
+        };
+        let mut seen_while_open = false;
+        let status = LocalExecutor
+            .run(&Cmd::new("cat"), Some(&mut input), &mut |_, l| {
+                if l == "first" {
+                    seen_while_open = true;
+                    echoed.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            })
+            .unwrap();
+        assert_eq!(status, 0);
+        assert!(seen_while_open);
+        assert!(
+            input.waits < 1000,
+            "the line was relayed only after the input ended"
+        );
+    }
+
+    #[test]
+    fn capture_to_file_streams_binary_stdout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let file = std::fs::File::create(&path).unwrap();
+        let o = LocalExecutor
+            .capture_to_file(&Cmd::shell("printf 'a\\000b'; echo err >&2; exit 2"), &file)
+            .unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"a\0b");
+        assert_eq!(o.status, 2);
+        assert_eq!(o.stderr, b"err\n");
+        assert!(o.stdout.is_empty());
     }
 
     #[test]

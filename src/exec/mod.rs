@@ -68,6 +68,10 @@ pub trait Executor {
 
     /// Runs `cmd`, feeding `input` (if any) to its stdin after `cmd.stdin`, and passing each output
     /// line to `on_line` as it arrives. Returns the exit status; a non-zero status is not an error.
+    ///
+    /// `input` may be interactive: a read that fails with [`std::io::ErrorKind::WouldBlock`] means
+    /// "nothing to send yet", and the executor keeps relaying output and asks again (a long-lived
+    /// `psql` session fed query by query, such as the compose-mode migration lock, needs this).
     fn run(
         &mut self,
         cmd: &Cmd,

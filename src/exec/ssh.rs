@@ -197,13 +197,16 @@ impl SshExecutor {
                         pending.extend_from_slice(fixed);
                         fixed = &[];
                     } else if let Some(r) = input.as_mut() {
-                        let n = r
-                            .read(&mut buf)
-                            .map_err(|e| self.io_err("cannot read the input", e))?;
-                        if n == 0 {
-                            input_done = true;
-                        } else {
-                            pending.extend_from_slice(&buf[..n]);
+                        match r.read(&mut buf) {
+                            Ok(0) => input_done = true,
+                            Ok(n) => pending.extend_from_slice(&buf[..n]),
+                            // An interactive input with nothing to send yet: relay output meanwhile.
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    ErrorKind::WouldBlock | ErrorKind::Interrupted
+                                ) => {}
+                            Err(e) => return Err(self.io_err("cannot read the input", e)),
                         }
                     } else {
                         input_done = true;

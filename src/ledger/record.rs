@@ -17,10 +17,7 @@ use crate::state::{ReleaseRecord, ReleaseStatus};
 
 /// The URL of this run in GitHub Actions, from the runner's variables.
 pub fn run_url() -> Option<String> {
-    let server = env_vars::get(env_vars::GITHUB_SERVER_URL)?;
-    let repo = env_vars::get(env_vars::GITHUB_REPOSITORY)?;
-    let run = env_vars::get(env_vars::GITHUB_RUN_ID)?;
-    Some(format!("{server}/{repo}/actions/runs/{run}"))
+    env_vars::run_url()
 }
 
 /// Why this run happens (DEPLOY_REASON), recorded in the release notes and the audit log.
@@ -31,7 +28,7 @@ pub fn reason() -> Option<String> {
 }
 
 /// The GitHub client when this run reports to GitHub (Actions with a token).
-fn github(ctx: &Ctx) -> Option<GitHub> {
+pub fn github(ctx: &Ctx) -> Option<GitHub> {
     if !env_vars::in_github_actions() || env_vars::get(env_vars::GITHUB_TOKEN).is_none() {
         return None;
     }
@@ -111,6 +108,17 @@ fn tag_locally(
     }
 }
 
+/// How a run ended, for its GitHub deployment.
+#[derive(Clone, Copy, Debug)]
+pub enum Outcome<'a> {
+    /// It wrote this release.
+    Release(&'a ReleaseRecord),
+    /// It changed the environment but no record could be written.
+    Done,
+    /// It failed before writing a release.
+    Failed,
+}
+
 /// The GitHub deployment of one run on one environment: made when the run starts changing the
 /// environment (status `in_progress`), finished with `success` or `failure`.
 pub struct Deployment {
@@ -140,7 +148,13 @@ impl Deployment {
         let payload =
             serde_json::json!({ "tool": "deploy-action", "task": task, "reason": reason() });
         let made = gh
-            .create_deployment(sha, &env.name, &format!("deploy-action {task}"), &payload)
+            .create_deployment(
+                sha,
+                &env.name,
+                task,
+                &format!("deploy-action {task}"),
+                &payload,
+            )
             .and_then(|id| {
                 gh.deployment_status(id, "in_progress", d.log_url.as_deref(), None, task)?;
                 Ok(id)
@@ -159,35 +173,35 @@ impl Deployment {
         self.id
     }
 
-    /// Tags `record` (when there is one) and sets the final status: `success` when the release is
-    /// live, `failure` otherwise. `environment_url` is the environment's `url:`, else `fallback_url`
-    /// (a Pages deployment's URL).
+    /// Tags the release (when there is one) and sets the final status: `success` when the run
+    /// ended with a live release (or changed things without one), `failure` otherwise.
+    /// `environment_url` is the environment's `url:`, else `fallback_url` (a Pages deployment's).
     pub fn finish(
         self,
         ctx: &Ctx,
         env: &Environment,
-        record: Option<&ReleaseRecord>,
+        outcome: Outcome<'_>,
         fallback_url: Option<&str>,
     ) {
-        if let Some(r) = record {
+        if let Outcome::Release(r) = outcome {
             publish_tags(ctx, r);
-        } else if ctx.settings.tag && !ctx.settings.dry_run {
-            ctx.report
-                .info("no release was recorded, so there is nothing to tag");
         }
         let (Some(gh), Some(id)) = (&self.gh, self.id) else {
             return;
         };
-        let (state, what) = match record.map(|r| r.status.0) {
-            Some(ReleaseStatus::Live) => ("success", "live"),
-            Some(ReleaseStatus::Superseded) => ("success", "superseded"),
-            Some(ReleaseStatus::RolledBack) => ("failure", "failed and rolled back"),
-            Some(ReleaseStatus::Bad) => ("failure", "marked bad"),
-            Some(ReleaseStatus::Failed | ReleaseStatus::InProgress) | None => ("failure", "failed"),
+        let (state, what) = match outcome {
+            Outcome::Release(r) => match r.status.0 {
+                ReleaseStatus::Live | ReleaseStatus::Superseded => ("success", "live"),
+                ReleaseStatus::RolledBack => ("failure", "failed and rolled back"),
+                ReleaseStatus::Bad => ("failure", "marked bad"),
+                ReleaseStatus::Failed | ReleaseStatus::InProgress => ("failure", "failed"),
+            },
+            Outcome::Done => ("success", "done"),
+            Outcome::Failed => ("failure", "failed"),
         };
-        let description = match record {
-            Some(r) => format!("release {} {what}", r.number),
-            None => what.to_string(),
+        let description = match outcome {
+            Outcome::Release(r) => format!("release {} {what}", r.number),
+            _ => what.to_string(),
         };
         let url = env.url.as_deref().or(fallback_url);
         if let Err(e) = gh.deployment_status(id, state, self.log_url.as_deref(), url, &description)

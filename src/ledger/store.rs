@@ -61,9 +61,19 @@ pub fn repo_root(ctx: &Ctx) -> std::path::PathBuf {
 /// Reads the releases of `env`: from every host, or from the tags when it has none.
 pub fn load(ctx: &Ctx, env: &Environment) -> Result<Loaded> {
     if env.hosts.is_empty() {
+        // A tag keeps the status its release was made with; the newest live one is current and
+        // the older live ones were superseded by it.
+        let mut releases = read_tags(ctx, &env.name)?;
+        if let Some(cur) = current(&releases).map(|r| r.number) {
+            for r in releases.iter_mut() {
+                if r.number < cur && r.status.0 == ReleaseStatus::Live {
+                    r.status = ReleaseStatusField(ReleaseStatus::Superseded);
+                }
+            }
+        }
         return Ok(Loaded {
             source: Source::Tags,
-            releases: read_tags(ctx, &env.name)?,
+            releases,
             hosts: Vec::new(),
         });
     }
@@ -104,8 +114,12 @@ fn show(n: Option<u64>) -> String {
     n.map_or_else(|| "none".into(), |n| n.to_string())
 }
 
-/// The releases recorded as tags `deploy/<env>/<n>` in the repository.
+/// The releases recorded as tags `deploy/<env>/<n>`: through the GitHub API in Actions (the
+/// checkout may predate tags made by earlier jobs), else with git in the repository.
 fn read_tags(ctx: &Ctx, env: &str) -> Result<Vec<ReleaseRecord>> {
+    if let Some(gh) = super::record::github(ctx) {
+        return read_tags_through_api(ctx, &gh, env);
+    }
     let root = repo_root(ctx);
     let out = LocalExecutor.capture(&tag_listing_cmd(env).cwd(root.to_string_lossy()))?;
     if !out.success() {
@@ -117,6 +131,42 @@ fn read_tags(ctx: &Ctx, env: &str) -> Result<Vec<ReleaseRecord>> {
         return Ok(Vec::new());
     }
     let ledger = parse_tag_listing(&out.stdout_str());
+    for p in &ledger.problems {
+        ctx.report.warn(&format!("tag {}: {}", p.file, p.message));
+    }
+    Ok(ledger.releases)
+}
+
+/// How many of the newest tags the API path reads (one request each).
+const API_TAGS: usize = 30;
+
+fn read_tags_through_api(
+    ctx: &Ctx,
+    gh: &crate::api::github::GitHub,
+    env: &str,
+) -> Result<Vec<ReleaseRecord>> {
+    let prefix = format!("tags/deploy/{env}/");
+    let refs = gh
+        .list_matching_refs(&prefix)
+        .map_err(|e| Error::StageFailed(format!("cannot list the tags of `{env}`: {e}")))?;
+    let mut numbered: Vec<(u64, crate::api::github::GitRef)> = refs
+        .into_iter()
+        .filter(|r| r.object_type == "tag")
+        .filter_map(|r| {
+            let n = r.name.rsplit('/').next()?.parse::<u64>().ok()?;
+            Some((n, r))
+        })
+        .collect();
+    numbered.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
+    let mut text = String::new();
+    for (_, r) in numbered.into_iter().take(API_TAGS) {
+        let tag = gh
+            .get_tag_object(&r.sha)
+            .map_err(|e| Error::StageFailed(format!("cannot read {}: {e}", r.name)))?;
+        let name = r.name.trim_start_matches("refs/tags/");
+        text.push_str(&format!("{name}\0{}\u{1e}", tag.message));
+    }
+    let ledger = parse_tag_listing(&text);
     for p in &ledger.problems {
         ctx.report.warn(&format!("tag {}: {}", p.file, p.message));
     }

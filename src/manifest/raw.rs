@@ -213,6 +213,18 @@ impl<'a> Locator<'a> {
         sp
     }
 
+    /// A one-character span at a byte offset.
+    fn at_offset(&self, offset: usize) -> Span {
+        let idx = self.line_starts.partition_point(|&s| s <= offset).max(1) - 1;
+        let start = self.line_starts[idx];
+        Span {
+            offset,
+            len: 1,
+            line: idx as u32 + 1,
+            col: self.text[start..offset].chars().count() as u32 + 1,
+        }
+    }
+
     /// A span from a 1-based line and 1-based character column.
     fn at(&self, line: usize, col1: usize, len: usize) -> Span {
         Span {
@@ -265,14 +277,84 @@ pub fn parse(text: &str) -> Result<Node, ManifestError> {
     let loc = Locator::new(text);
     match build(text, &loc) {
         Ok(node) => Ok(node),
-        Err(Failure::Scan(e)) => Err(scan_error(text, &loc, &e)),
+        Err(Failure::Scan(e, open)) => Err(scan_error(text, &loc, &e, open)),
         Err(Failure::Manifest(e)) => Err(e),
     }
 }
 
 enum Failure {
-    Scan(ScanError),
+    /// A syntax error, with the start of the innermost flow collection (`[` or `{`) still open.
+    Scan(ScanError, Option<Span>),
     Manifest(ManifestError),
+}
+
+/// The outermost flow collection (`[…]` or `{…}`) the parser has opened, if any. The parser reads
+/// ahead, so collections nested in it may not have reached the stack yet: [`innermost_open`] finds
+/// them in the text.
+fn open_flow(stack: &[Frame], text: &str) -> Option<Span> {
+    stack.iter().find_map(|f| {
+        let span = match f {
+            Frame::Seq { span, .. } | Frame::Map { span, .. } => *span,
+        };
+        text[span.offset.min(text.len())..]
+            .starts_with(['[', '{'])
+            .then_some(span)
+    })
+}
+
+/// The byte offset of the innermost `[` or `{` opened at or after `from` and still open at `to`.
+/// Inside a flow collection brackets are always indicators, except in quoted scalars and comments,
+/// which are skipped.
+fn innermost_open(text: &str, from: usize, to: usize) -> Option<usize> {
+    let to = to.min(text.len());
+    if from >= to || !text.is_char_boundary(from) || !text.is_char_boundary(to) {
+        return None;
+    }
+    let mut open: Vec<usize> = Vec::new();
+    let mut chars = text[from..to].char_indices().peekable();
+    let mut prev = ' ';
+    while let Some((i, c)) = chars.next() {
+        let token_start = prev.is_whitespace() || matches!(prev, '[' | '{' | ',' | ':');
+        match c {
+            '[' | '{' => open.push(from + i),
+            ']' | '}' => {
+                open.pop();
+            }
+            '\'' if token_start => {
+                // 'single quoted', '' is an escaped quote.
+                while let Some((_, q)) = chars.next() {
+                    if q == '\'' {
+                        if chars.peek().map(|(_, n)| *n) == Some('\'') {
+                            chars.next();
+                        } else {
+                            break;
+                        }
+                    }
+                }
+            }
+            '"' if token_start => {
+                while let Some((_, q)) = chars.next() {
+                    match q {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '#' if prev.is_whitespace() => {
+                for (_, q) in chars.by_ref() {
+                    if q == '\n' {
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+        prev = c;
+    }
+    open.last().copied()
 }
 
 impl From<ManifestError> for Failure {
@@ -281,8 +363,10 @@ impl From<ManifestError> for Failure {
     }
 }
 
-/// Turns a YAML syntax error into a manifest error, recognising tabs used for indentation.
-fn scan_error(text: &str, loc: &Locator, e: &ScanError) -> ManifestError {
+/// Turns a YAML syntax error into a manifest error, recognising tabs used for indentation, the
+/// parser's own nesting limit, and a flow collection left open on an earlier line (the parser
+/// notices only later, so the help points back at the `[` or `{`).
+fn scan_error(text: &str, loc: &Locator, e: &ScanError, open: Option<Span>) -> ManifestError {
     let m = e.marker();
     let line = m.line().max(1);
     // A tab in the indentation of any line up to the error is almost always the cause.
@@ -299,6 +383,9 @@ fn scan_error(text: &str, loc: &Locator, e: &ScanError) -> ManifestError {
             );
         }
     }
+    if e.info().contains("recursion limit") {
+        return too_deep(loc.point(m));
+    }
     let mut info = e.info().to_string();
     if let Some(first) = info.get(..1) {
         info = first.to_lowercase() + &info[1..];
@@ -312,7 +399,22 @@ fn scan_error(text: &str, loc: &Locator, e: &ScanError) -> ManifestError {
         span = loc.at(last, last_line.chars().count() + 1, 0);
         info.push_str(" (the file ends here)");
     }
-    err(span, format!("YAML syntax error: {info}"), None)
+    let help = open
+        .and_then(|o| innermost_open(text, o.offset, span.offset))
+        .map(|offset| loc.at_offset(offset))
+        .filter(|o| o.line < span.line)
+        .map(|o| {
+            let (what, close) = if text[o.offset..].starts_with('[') {
+                ("list `[`", ']')
+            } else {
+                ("mapping `{`", '}')
+            };
+            format!(
+                "the flow {what} opened at line {}, column {} is not closed: end it with `{close}`",
+                o.line, o.col
+            )
+        });
+    err(span, format!("YAML syntax error: {info}"), help)
 }
 
 fn build(text: &str, loc: &Locator) -> Result<Node, Failure> {
@@ -324,7 +426,10 @@ fn build(text: &str, loc: &Locator) -> Result<Node, Failure> {
     let mut documents = 0usize;
 
     while let Some(ev) = parser.next_event() {
-        let (event, sspan) = ev.map_err(Failure::Scan)?;
+        let (event, sspan) = match ev {
+            Ok(ev) => ev,
+            Err(e) => return Err(Failure::Scan(e, open_flow(&stack, text))),
+        };
         let span = loc.span(&sspan);
         let complete: Option<(Node, usize)> = match event {
             Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => None,
@@ -607,6 +712,41 @@ mod tests {
         );
         let ok = parse("a: &x {k: v}\nb: *x\n").unwrap();
         assert_eq!(map(&ok)[1].1.kind, map(&ok)[0].1.kind);
+    }
+
+    #[test]
+    fn the_parsers_own_nesting_limit_reads_like_ours() {
+        let deep = "a: ".to_string() + &"[".repeat(100_000) + &"]".repeat(100_000);
+        let e = parse(&deep).unwrap_err();
+        assert_eq!(
+            e.message,
+            format!("the manifest nests deeper than {MAX_DEPTH} levels")
+        );
+    }
+
+    #[test]
+    fn an_unclosed_flow_collection_is_pointed_at() {
+        let e = parse("a: 1\nb: [x, y\nc: 2\n").unwrap_err();
+        assert_eq!(e.span.map(|s| s.line), Some(3));
+        assert_eq!(
+            e.help.as_deref(),
+            Some("the flow list `[` opened at line 2, column 4 is not closed: end it with `]`")
+        );
+        // The innermost one that is still open, past quoted brackets and comments.
+        let e = parse("b: [[[x, y]], \"]\", '[', {k: v} # ]\n  , z\nc: 2\n").unwrap_err();
+        assert_eq!(
+            e.help.as_deref(),
+            Some("the flow list `[` opened at line 1, column 4 is not closed: end it with `]`")
+        );
+        let e = parse("b: [[x, y]\nc: 2\n").unwrap_err();
+        assert!(e.help.unwrap().contains("line 1, column 4"));
+        let e = parse("b: {k: [v]\nc: 2\n").unwrap_err();
+        assert_eq!(
+            e.help.as_deref(),
+            Some("the flow mapping `{` opened at line 1, column 4 is not closed: end it with `}`")
+        );
+        // An error on the line of the bracket needs no note.
+        assert_eq!(parse("b: [x, y]]\n").unwrap_err().help, None);
     }
 
     #[test]

@@ -320,6 +320,21 @@ fn duration(k: &Node, v: &Node) -> Result<Duration> {
 
 const HOST_EXAMPLE: &str = "write `local` or `ssh://user@host[:port]`, e.g. ssh://deploy@staging.example.com:22 or ssh://deploy@[2001:db8::1]:2222";
 
+/// The help for a host that does not parse: "did you mean" for a misspelt `local` (`lcoal`,
+/// `Local`) or scheme (`shh://`), else the forms a host takes.
+fn host_help(s: &str) -> String {
+    match s.split_once("://") {
+        None if !s.contains(['@', ':', '/', '.']) && closest(s, ["local"]).is_some() => {
+            return "did you mean `local`?".into();
+        }
+        Some((scheme, rest)) if scheme != "ssh" && closest(scheme, ["ssh"]).is_some() => {
+            return format!("did you mean `ssh://{rest}`?");
+        }
+        _ => {}
+    }
+    HOST_EXAMPLE.to_string()
+}
+
 /// Parses `local` or `ssh://user@host[:port]` (port 22 by default; IPv6 in brackets).
 pub fn parse_host(s: &str) -> std::result::Result<Host, String> {
     if s == "local" {
@@ -597,7 +612,7 @@ fn environment(name: &str, k: &Node, v: &Node, project: &str) -> Result<Environm
                     }
                     hosts.push(h)
                 }
-                Err(msg) => return Err(err_help(node.span, msg, HOST_EXAMPLE)),
+                Err(msg) => return Err(err_help(node.span, msg, host_help(&s))),
             }
         }
     }
@@ -1281,6 +1296,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn misspelt_hosts_get_a_suggestion() {
+        let host = |h: &str| {
+            fail(&format!(
+                "environments:\n  s:\n    hosts: [\"{h}\"]\n    dir: /srv\n"
+            ))
+        };
+        let (l, c, m, help) = host("lcoal");
+        assert_eq!((l, c), (5, 13));
+        assert_eq!(m, "invalid host `lcoal`");
+        assert_eq!(help.as_deref(), Some("did you mean `local`?"));
+        assert_eq!(host("Local").3.as_deref(), Some("did you mean `local`?"));
+        assert_eq!(
+            host("shh://deploy@prod.example.com").3.as_deref(),
+            Some("did you mean `ssh://deploy@prod.example.com`?")
+        );
+        // Nothing close: the forms a host takes.
+        assert_eq!(host("banana").3.as_deref(), Some(HOST_EXAMPLE));
+        assert_eq!(
+            host("https://deploy@prod.example.com").3.as_deref(),
+            Some(HOST_EXAMPLE)
+        );
     }
 
     #[test]

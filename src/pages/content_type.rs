@@ -1,9 +1,13 @@
 //! Content types exactly as wrangler picks them: `getType(relative_path)` of the JavaScript `mime`
-//! package v3.0.0, else `application/octet-stream`. Pure.
+//! package v3.0.0 (the copy bundled in wrangler 4's Pages upload), else `application/octet-stream`.
+//! wrangler applies no overrides of its own for Pages. Pure.
 //!
-//! The table holds mime v3's answers for the extensions a static site uses (reference Appendix A and
-//! the common neighbours of those). `mime_guess` differs in places (`js`, `ico`, `ts`, `map` …), so
-//! the table is embedded here rather than borrowed.
+//! The table is the package's whole extension map, generated from mime@3.0.0 itself by
+//! `scripts/gen-mime-table.sh` into `mime_table.rs` (1,173 extensions, with the package's precedence
+//! where several types list one extension). `mime_guess` differs in places (`js`, `ico`, `ts`,
+//! `map` …), so the table is embedded rather than borrowed.
+
+use super::mime_table::TABLE;
 
 /// The fallback when `getType` answers null.
 pub const OCTET_STREAM: &str = "application/octet-stream";
@@ -13,23 +17,45 @@ pub fn content_type(rel_path: &str) -> &'static str {
     get_type(rel_path).unwrap_or(OCTET_STREAM)
 }
 
-/// mime v3 `getType`: the last segment, lower-cased; its text after the last dot. A bare name
-/// without a dot counts only when the whole path is that name (`json` → application/json, but
-/// `assets/json` → null).
+/// mime v3 `getType`, step for step:
+///
+/// ```js
+/// let last = path.replace(/^.*[/\\]/, '').toLowerCase();
+/// let ext = last.replace(/^.*\./, '').toLowerCase();
+/// let hasPath = last.length < path.length;
+/// let hasDot = ext.length < last.length - 1;
+/// return (hasDot || !hasPath) && this._types[ext] || null;
+/// ```
+///
+/// So a bare name without a dot counts only when the whole path is that name (`json` →
+/// application/json, but `assets/json` → null). JavaScript's `.` does not match line terminators
+/// and `.length` counts UTF-16 units; both are reproduced for names that contain them.
 pub fn get_type(path: &str) -> Option<&'static str> {
-    let last = path
-        .rsplit(['/', '\\'])
-        .next()
-        .unwrap_or(path)
-        .to_lowercase();
-    let ext = last.rsplit('.').next().unwrap_or(&last);
-    let has_path = last.len() < path.len();
-    let has_dot = ext.len() + 1 < last.len();
+    let last = strip_through_last(path, &['/', '\\']).to_lowercase();
+    let ext = strip_through_last(&last, &['.']);
+    let has_path = utf16_len(&last) < utf16_len(path);
+    let has_dot = utf16_len(ext) < utf16_len(&last) - 1;
     if has_dot || !has_path {
         lookup(ext)
     } else {
         None
     }
+}
+
+/// `s.replace(/^.*[seps]/, '')`: drops the longest prefix of the first line (JavaScript's `.` stops
+/// at `\n`, `\r`, U+2028 and U+2029) that ends in one of `seps` (all ASCII).
+fn strip_through_last<'a>(s: &'a str, seps: &[char]) -> &'a str {
+    let first_line = s
+        .find(['\n', '\r', '\u{2028}', '\u{2029}'])
+        .unwrap_or(s.len());
+    match s[..first_line].rfind(seps) {
+        Some(i) => &s[i + 1..],
+        None => s,
+    }
+}
+
+fn utf16_len(s: &str) -> i64 {
+    s.encode_utf16().count() as i64
 }
 
 fn lookup(ext: &str) -> Option<&'static str> {
@@ -39,181 +65,6 @@ fn lookup(ext: &str) -> Option<&'static str> {
         .map(|i| TABLE[i].1)
 }
 
-/// mime v3.0.0 (standard + other types), sorted by extension for binary search.
-const TABLE: &[(&str, &str)] = &[
-    ("3g2", "video/3gpp2"),
-    ("3gp", "video/3gpp"),
-    ("3gpp", "video/3gpp"),
-    ("7z", "application/x-7z-compressed"),
-    ("aac", "audio/x-aac"),
-    ("abw", "application/x-abiword"),
-    ("ai", "application/postscript"),
-    ("aif", "audio/x-aiff"),
-    ("aifc", "audio/x-aiff"),
-    ("aiff", "audio/x-aiff"),
-    ("apk", "application/vnd.android.package-archive"),
-    ("apng", "image/apng"),
-    ("appcache", "text/cache-manifest"),
-    ("arc", "application/x-freearc"),
-    ("asc", "application/pgp-signature"),
-    ("atom", "application/atom+xml"),
-    ("avi", "video/x-msvideo"),
-    ("avif", "image/avif"),
-    ("azw", "application/vnd.amazon.ebook"),
-    ("bin", "application/octet-stream"),
-    ("bmp", "image/bmp"),
-    ("bz", "application/x-bzip"),
-    ("bz2", "application/x-bzip2"),
-    ("c", "text/x-c"),
-    ("cc", "text/x-c"),
-    ("cjs", "application/node"),
-    ("coffee", "text/coffeescript"),
-    ("conf", "text/plain"),
-    ("cpp", "text/x-c"),
-    ("crt", "application/x-x509-ca-cert"),
-    ("csh", "application/x-csh"),
-    ("css", "text/css"),
-    ("csv", "text/csv"),
-    ("cxx", "text/x-c"),
-    ("deb", "application/octet-stream"),
-    ("def", "text/plain"),
-    ("der", "application/x-x509-ca-cert"),
-    ("dll", "application/octet-stream"),
-    ("dmg", "application/octet-stream"),
-    ("doc", "application/msword"),
-    (
-        "docx",
-        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-    ),
-    ("dtd", "application/xml-dtd"),
-    ("ear", "application/java-archive"),
-    ("eot", "application/vnd.ms-fontobject"),
-    ("eps", "application/postscript"),
-    ("epub", "application/epub+zip"),
-    ("exe", "application/octet-stream"),
-    ("flac", "audio/x-flac"),
-    ("flv", "video/x-flv"),
-    ("geojson", "application/geo+json"),
-    ("gif", "image/gif"),
-    ("glb", "model/gltf-binary"),
-    ("gltf", "model/gltf+json"),
-    ("gz", "application/gzip"),
-    ("h", "text/x-c"),
-    ("heic", "image/heic"),
-    ("heif", "image/heif"),
-    ("hh", "text/x-c"),
-    ("htc", "text/x-component"),
-    ("htm", "text/html"),
-    ("html", "text/html"),
-    ("ico", "image/vnd.microsoft.icon"),
-    ("ics", "text/calendar"),
-    ("ini", "text/plain"),
-    ("iso", "application/octet-stream"),
-    ("jar", "application/java-archive"),
-    ("java", "text/x-java-source"),
-    ("jpe", "image/jpeg"),
-    ("jpeg", "image/jpeg"),
-    ("jpg", "image/jpeg"),
-    ("js", "application/javascript"),
-    ("json", "application/json"),
-    ("json5", "application/json5"),
-    ("jsonld", "application/ld+json"),
-    ("jsx", "text/jsx"),
-    ("kml", "application/vnd.google-earth.kml+xml"),
-    ("kmz", "application/vnd.google-earth.kmz"),
-    ("less", "text/less"),
-    ("list", "text/plain"),
-    ("log", "text/plain"),
-    ("m3u", "audio/x-mpegurl"),
-    ("m3u8", "application/vnd.apple.mpegurl"),
-    ("m4a", "audio/mp4"),
-    ("m4v", "video/x-m4v"),
-    ("man", "text/troff"),
-    ("manifest", "text/cache-manifest"),
-    ("map", "application/json"),
-    ("markdown", "text/markdown"),
-    ("md", "text/markdown"),
-    ("mdx", "text/mdx"),
-    ("mid", "audio/midi"),
-    ("midi", "audio/midi"),
-    ("mjs", "application/javascript"),
-    ("mkv", "video/x-matroska"),
-    ("mov", "video/quicktime"),
-    ("mp3", "audio/mpeg"),
-    ("mp4", "video/mp4"),
-    ("mpeg", "video/mpeg"),
-    ("mpg", "video/mpeg"),
-    ("msi", "application/octet-stream"),
-    ("obj", "model/obj"),
-    ("odp", "application/vnd.oasis.opendocument.presentation"),
-    ("ods", "application/vnd.oasis.opendocument.spreadsheet"),
-    ("odt", "application/vnd.oasis.opendocument.text"),
-    ("oga", "audio/ogg"),
-    ("ogg", "audio/ogg"),
-    ("ogv", "video/ogg"),
-    ("ogx", "application/ogg"),
-    ("opus", "audio/ogg"),
-    ("otf", "font/otf"),
-    ("pdf", "application/pdf"),
-    ("pem", "application/x-x509-ca-cert"),
-    ("pgp", "application/pgp-encrypted"),
-    ("php", "application/x-httpd-php"),
-    ("pl", "application/x-perl"),
-    ("png", "image/png"),
-    ("ppt", "application/vnd.ms-powerpoint"),
-    (
-        "pptx",
-        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-    ),
-    ("ps", "application/postscript"),
-    ("psd", "image/vnd.adobe.photoshop"),
-    ("rar", "application/vnd.rar"),
-    ("rdf", "application/rdf+xml"),
-    ("rs", "application/rls-services+xml"),
-    ("rss", "application/rss+xml"),
-    ("rtf", "application/rtf"),
-    ("sass", "text/x-sass"),
-    ("scss", "text/x-scss"),
-    ("sh", "application/x-sh"),
-    ("sig", "application/pgp-signature"),
-    ("srt", "application/x-subrip"),
-    ("stl", "model/stl"),
-    ("svg", "image/svg+xml"),
-    ("svgz", "image/svg+xml"),
-    ("swf", "application/x-shockwave-flash"),
-    ("tar", "application/x-tar"),
-    ("text", "text/plain"),
-    ("tif", "image/tiff"),
-    ("tiff", "image/tiff"),
-    ("toml", "application/toml"),
-    ("ts", "video/mp2t"),
-    ("tsv", "text/tab-separated-values"),
-    ("ttf", "font/ttf"),
-    ("txt", "text/plain"),
-    ("usdz", "model/vnd.usdz+zip"),
-    ("vcf", "text/x-vcard"),
-    ("vtt", "text/vtt"),
-    ("wasm", "application/wasm"),
-    ("wav", "audio/wav"),
-    ("weba", "audio/webm"),
-    ("webm", "video/webm"),
-    ("webmanifest", "application/manifest+json"),
-    ("webp", "image/webp"),
-    ("woff", "font/woff"),
-    ("woff2", "font/woff2"),
-    ("xhtml", "application/xhtml+xml"),
-    ("xls", "application/vnd.ms-excel"),
-    (
-        "xlsx",
-        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    ),
-    ("xml", "application/xml"),
-    ("xsl", "application/xml"),
-    ("yaml", "text/yaml"),
-    ("yml", "text/yaml"),
-    ("zip", "application/zip"),
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +72,100 @@ mod tests {
     #[test]
     fn table_is_sorted_for_binary_search() {
         assert!(TABLE.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn the_whole_mime_3_table_is_embedded() {
+        // mime@3.0.0's default instance maps exactly this many extensions.
+        assert_eq!(TABLE.len(), 1173);
+        assert!(
+            TABLE
+                .iter()
+                .all(|(e, t)| e.is_ascii() && *e == e.to_ascii_lowercase() && t.contains('/'))
+        );
+    }
+
+    /// Answers of `require('mime').getType(path)` from mime@3.0.0 under Node, including the
+    /// extensions several types claim (the standard types win; a `*` entry never claims).
+    #[test]
+    fn tricky_entries_answer_as_mime_3_does() {
+        for (path, want) in [
+            ("a.shtml", Some("text/html")),
+            ("a.m4s", Some("video/iso.segment")),
+            ("a.sql", Some("application/x-sql")),
+            ("a.xsd", Some("application/xml")),
+            ("a.mpd", Some("application/dash+xml")),
+            ("a.jp2", Some("image/jp2")),
+            ("a.ktx2", Some("image/ktx2")),
+            ("a.ttc", Some("font/collection")),
+            ("a.wmv", Some("video/x-ms-wmv")),
+            ("a.cer", Some("application/pkix-cert")),
+            ("a.xslt", Some("application/xslt+xml")),
+            ("a.vcard", Some("text/vcard")),
+            ("a.lua", Some("text/x-lua")),
+            ("a.bat", Some("application/x-msdownload")),
+            // Claimed by several types.
+            ("a.wav", Some("audio/wav")),
+            ("a.xsl", Some("application/xml")),
+            ("a.mp3", Some("audio/mpeg")),
+            ("a.rtf", Some("application/rtf")),
+            ("a.bmp", Some("image/bmp")),
+            ("a.exe", Some("application/octet-stream")),
+            ("a.dll", Some("application/octet-stream")),
+            ("a.msi", Some("application/octet-stream")),
+            ("a.deb", Some("application/octet-stream")),
+            ("a.iso", Some("application/octet-stream")),
+            ("a.key", Some("application/vnd.apple.keynote")),
+            ("a.pages", Some("application/vnd.apple.pages")),
+            ("a.m4a", Some("audio/mp4")),
+            ("a.mp4", Some("video/mp4")),
+            ("a.prc", Some("application/x-mobipocket-ebook")),
+            ("a.pdb", Some("application/vnd.palm")),
+            ("a.sub", Some("text/vnd.dvb.subtitle")),
+            ("a.xlf", Some("application/xliff+xml")),
+            ("a.wmf", Some("image/wmf")),
+            ("a.emf", Some("image/emf")),
+            ("a.wmz", Some("application/x-ms-wmz")),
+            ("a.obj", Some("model/obj")),
+            ("a.jpm", Some("image/jpm")),
+            ("a.x3db", Some("model/x3d+fastinfoset")),
+            ("a.x3dv", Some("model/x3d-vrml")),
+            ("a.3gpp", Some("video/3gpp")),
+            ("a.ra", Some("audio/x-pn-realaudio")),
+            ("a.xml", Some("application/xml")),
+            ("a.org", Some("application/vnd.lotus-organizer")),
+            ("a.ico", Some("image/vnd.microsoft.icon")),
+            (
+                "a.fe_launch",
+                Some("application/vnd.denovo.fcselayout-link"),
+            ),
+            (
+                "a.vbox-extpack",
+                Some("application/x-virtualbox-vbox-extpack"),
+            ),
+            // Path shapes.
+            ("x/.htaccess", None),
+            (".json", Some("application/json")),
+            ("json", Some("application/json")),
+            ("x/json", None),
+            ("foo.", None),
+            ("a\nb/c.html", None),
+            ("a/b\nc.html", None),
+            ("a.b\u{2028}c.js", None),
+            ("dir\\file.css", Some("text/css")),
+            ("A.HTML", Some("text/html")),
+            ("x/.JSON", None),
+            ("x/..json", Some("application/json")),
+            ("İ.html", Some("text/html")),
+            ("ﬁle.PDF", Some("application/pdf")),
+            ("x/file.Ǆ", None),
+            ("a.tar.gz", Some("application/gzip")),
+            ("a.", None),
+            (".", None),
+            (" .js", Some("application/javascript")),
+        ] {
+            assert_eq!(get_type(path), want, "{path:?}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Cloudflare Pages direct upload, the local half: walk a site directory exactly as wrangler 4 does,
 //! hash every file with wrangler's asset hash, pick content types from wrangler's table, build the
-//! manifest, check the limits and split the missing files into upload buckets.
+//! manifest, check the limits, read the special files (`_headers`, `_redirects`, the Worker bundle,
+//! `_routes.json`) and split the missing files into upload buckets.
 //!
 //! Pure apart from reading the site directory (walk/hash); no network, no terminal, no clock. The
 //! HTTP side lives in `api/cloudflare.rs`; the glue in `commands/pages.rs`.
@@ -8,12 +9,17 @@
 pub mod bucket;
 pub mod content_type;
 pub mod hash;
+pub mod hash_cache;
+mod mime_table;
+pub mod special;
 pub mod walk;
 
 pub use bucket::{Bucket, buckets};
 pub use content_type::content_type;
 pub use hash::{asset_key, asset_key_of_file};
-pub use walk::{Asset, Site, WalkError, walk_and_hash};
+pub use hash_cache::HashCache;
+pub use special::{SpecialError, SpecialFiles, WorkerSource};
+pub use walk::{Asset, Site, WalkError, Walked, walk_and_hash, walk_and_hash_cached};
 
 /// Pages only supports files up to this size (exactly 25 MiB passes).
 pub const MAX_FILE_BYTES: u64 = 25 * 1024 * 1024;

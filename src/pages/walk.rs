@@ -1,14 +1,18 @@
 //! The directory walk and hashing, exactly as wrangler 4 does them: recursive from the root,
 //! symlinks followed (`stat`, not `lstat`), each root-relative path tested against the ignore list
-//! before recursing. Files are hashed on worker threads while the walk goes on; only paths, sizes
-//! and hashes are kept, never file contents.
+//! before recursing. The walk reads directories only (the entry types come with them; only
+//! symlinks are `stat`ed), then every core hashes, each thread claiming the next file with one
+//! atomic add — no channel, no lock per file, one `open`/`fstat`/`read`/`close` per small file.
+//! Only paths, sizes and hashes are kept, never file contents.
 //!
 //! Reads the site directory; no network, no terminal.
 
+use super::hash_cache::{Entry, HashCache, Stamp};
+use super::special::{self, SpecialError, SpecialFiles, WorkerSource};
 use super::{MAX_FILE_BYTES, content_type, hash};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// One file to publish.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,13 +35,23 @@ pub struct Site {
     pub headers: Option<PathBuf>,
     /// Root `_redirects`, when it exists and is non-empty.
     pub redirects: Option<PathBuf>,
-    /// Root `_worker.js` file (advanced mode).
-    pub worker_js: Option<PathBuf>,
+    /// Root `_worker.js` file or directory (advanced mode).
+    pub worker: Option<WorkerSource>,
     /// Root `_routes.json` (sent only with a worker).
     pub routes_json: Option<PathBuf>,
 }
 
 impl Site {
+    /// Reads and checks the special files that go with the deployment.
+    pub fn special_files(&self) -> Result<SpecialFiles, SpecialError> {
+        special::read(
+            self.headers.as_deref(),
+            self.redirects.as_deref(),
+            self.worker.as_ref(),
+            self.routes_json.as_deref(),
+        )
+    }
+
     /// The deployment manifest: `"/" + path → hash`, sorted.
     pub fn manifest(&self) -> BTreeMap<String, String> {
         self.assets
@@ -97,8 +111,6 @@ pub enum WalkError {
     TooLarge { rel: String, size: u64 },
     #[error("{0}: symbolic link loop (a directory links to one of its parents)")]
     Loop(PathBuf),
-    #[error("{0}: a `_worker.js` directory (advanced mode with modules) is not supported yet")]
-    WorkerDirectory(PathBuf),
 }
 
 /// Names ignored only at the top level (a pattern without `/` matches only there).
@@ -129,13 +141,35 @@ struct Found {
     path: PathBuf,
 }
 
-/// Walks `root` and hashes every file on `threads` worker threads. `progress(files, bytes)` is
-/// called after each file is hashed.
+/// A walk with a hash cache: the site, and what the cache should hold afterwards.
+#[derive(Debug)]
+pub struct Walked {
+    pub site: Site,
+    /// What the cache file should hold now (its hits and the fresh hashes of settled files), or
+    /// `None` when that is exactly what it holds already.
+    pub cache_update: Option<Vec<Entry>>,
+    /// Files whose hash came from the cache (not read).
+    pub cache_hits: usize,
+}
+
+/// Walks `root` and hashes every file on `threads` threads (the calling one included).
+/// `progress(files, bytes)` is called on the calling thread as hashing goes on.
 pub fn walk_and_hash(
     root: &Path,
     threads: usize,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Site, WalkError> {
+    walk_and_hash_cached(root, threads, None, progress).map(|w| w.site)
+}
+
+/// [`walk_and_hash`] that takes a file's hash from `cache` when its stamp matches (one `stat`,
+/// no read) and returns the entries the cache should keep.
+pub fn walk_and_hash_cached(
+    root: &Path,
+    threads: usize,
+    cache: Option<&HashCache>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Walked, WalkError> {
     let meta = std::fs::metadata(root).map_err(|_| WalkError::NotADirectory(root.into()))?;
     if !meta.is_dir() {
         return Err(WalkError::NotADirectory(root.into()));
@@ -155,8 +189,8 @@ pub fn walk_and_hash(
     }
     let worker = root.join("_worker.js");
     match std::fs::metadata(&worker) {
-        Ok(m) if m.is_dir() => return Err(WalkError::WorkerDirectory(worker)),
-        Ok(m) if m.is_file() => site.worker_js = Some(worker),
+        Ok(m) if m.is_dir() => site.worker = Some(WorkerSource::Directory(worker)),
+        Ok(m) if m.is_file() => site.worker = Some(WorkerSource::File(worker)),
         _ => {}
     }
     let routes = root.join("_routes.json");
@@ -164,85 +198,164 @@ pub fn walk_and_hash(
         site.routes_json = Some(routes);
     }
 
-    let threads = threads.max(1);
-    let (job_tx, job_rx) = mpsc::sync_channel::<Found>(1024);
-    let job_rx = Arc::new(Mutex::new(job_rx));
-    let (res_tx, res_rx) = mpsc::channel::<Result<Asset, WalkError>>();
-    let mut assets = Vec::new();
-    let mut first_err = None;
-    std::thread::scope(|s| {
-        let walker = s.spawn(move || {
-            let mut ancestors = Vec::new();
-            walk_dir(root, "", &mut ancestors, &job_tx)
-        });
-        for _ in 0..threads {
-            let rx = Arc::clone(&job_rx);
-            let tx = res_tx.clone();
-            s.spawn(move || {
-                loop {
-                    let job = match rx.lock() {
-                        Ok(guard) => guard.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok(found) = job else { return };
-                    let _ = tx.send(hash_one(found));
-                }
-            });
-        }
-        drop(res_tx);
-        let (mut files, mut bytes) = (0u64, 0u64);
-        for r in res_rx {
-            match r {
-                Ok(a) => {
-                    files += 1;
-                    bytes += a.size;
-                    progress(files, bytes);
-                    assets.push(a);
+    let mut found = Vec::new();
+    walk_dir(root, "", &mut Vec::new(), &mut found)?;
+
+    let next = AtomicUsize::new(0);
+    let (files, bytes) = (AtomicU64::new(0), AtomicU64::new(0));
+    let stop = AtomicBool::new(false);
+    // Hashes files claimed one by one until none is left (or another thread failed).
+    let work = |report: &mut dyn FnMut()| -> Hashed {
+        let mut hasher = hash::FileHasher::new();
+        let mut out = Hashed::default();
+        while !stop.load(Ordering::Relaxed) {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(f) = found.get(i) else { break };
+            match hash_one(&mut hasher, f, cache) {
+                Ok((a, fresh)) => {
+                    bytes.fetch_add(a.size, Ordering::Relaxed);
+                    files.fetch_add(1, Ordering::Relaxed);
+                    match fresh {
+                        Fresh::Hit => out.hits.push(i),
+                        Fresh::Record(e) => out.fresh.push(e),
+                        Fresh::No => {}
+                    }
+                    out.assets.push(a);
+                    if out.assets.len() % 32 == 0 {
+                        report();
+                    }
                 }
                 Err(e) => {
-                    first_err.get_or_insert(e);
+                    stop.store(true, Ordering::Relaxed);
+                    out.error = Some((i, e));
+                    return out;
                 }
             }
         }
-        match walker.join() {
-            Ok(Err(e)) => first_err = Some(e),
-            Ok(Ok(())) => {}
-            Err(_) => first_err = Some(WalkError::Loop(root.into())),
+        out
+    };
+    let threads = threads.clamp(1, found.len().max(1));
+    let mut results = Vec::with_capacity(threads);
+    std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(|| work(&mut || {}))).collect();
+        let mut report = || progress(files.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed));
+        results.push(work(&mut report));
+        for h in helpers {
+            results.push(h.join().unwrap_or_else(|_| Hashed {
+                error: Some((0, WalkError::Loop(root.into()))),
+                ..Hashed::default()
+            }));
         }
     });
-    if let Some(e) = first_err {
+    progress(files.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed));
+    // The error of the first file in walk order, whichever thread met it.
+    if let Some((_, e)) = results
+        .iter_mut()
+        .filter_map(|r| r.error.take())
+        .min_by_key(|(i, _)| *i)
+    {
         return Err(e);
+    }
+    let mut assets = Vec::with_capacity(found.len());
+    let (mut hits, mut fresh) = (Vec::new(), Vec::new());
+    for r in results {
+        assets.extend(r.assets);
+        hits.extend(r.hits);
+        fresh.extend(r.fresh);
     }
     assets.sort_by(|a, b| a.rel.cmp(&b.rel));
     site.assets = assets;
-    Ok(site)
+    // Nothing new and every entry hit: the cache file stays as it is (the common unchanged case
+    // builds no entry list at all).
+    let cache_update = cache
+        .filter(|c| !fresh.is_empty() || hits.len() != c.len())
+        .map(|c| {
+            let mut all: Vec<Entry> = hits
+                .iter()
+                .filter_map(|&i| c.entry(&found[i].rel))
+                .collect();
+            all.append(&mut fresh);
+            all
+        });
+    Ok(Walked {
+        site,
+        cache_update,
+        cache_hits: hits.len(),
+    })
 }
 
-fn hash_one(found: Found) -> Result<Asset, WalkError> {
-    let meta = std::fs::metadata(&found.path).map_err(|source| WalkError::Io {
+/// What one hashing thread produced.
+#[derive(Default)]
+struct Hashed {
+    assets: Vec<Asset>,
+    /// Indices (in walk order) of the files the cache answered.
+    hits: Vec<usize>,
+    /// Fresh hashes the cache may record.
+    fresh: Vec<Entry>,
+    /// The first file it failed on (its index in walk order).
+    error: Option<(usize, WalkError)>,
+}
+
+/// What a hashed file means for the cache.
+enum Fresh {
+    Hit,
+    Record(Entry),
+    No,
+}
+
+/// Hashes one file, or takes its hash from the cache when its stamp matches. Returns the asset
+/// and what it means for the cache.
+fn hash_one(
+    hasher: &mut hash::FileHasher,
+    found: &Found,
+    cache: Option<&HashCache>,
+) -> Result<(Asset, Fresh), WalkError> {
+    let io = |source| WalkError::Io {
         path: found.path.clone(),
         source,
-    })?;
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(WalkError::TooLarge {
-            rel: found.rel,
-            size: meta.len(),
-        });
-    }
-    let (hash, size) =
-        hash::asset_key_of_file(Path::new(&found.rel), &found.path).map_err(|source| {
-            WalkError::Io {
-                path: found.path.clone(),
-                source,
-            }
-        })?;
-    Ok(Asset {
+    };
+    let too_large = |size| WalkError::TooLarge {
+        rel: found.rel.clone(),
+        size,
+    };
+    let asset = |size, hash: String| Asset {
         content_type: content_type(&found.rel),
-        rel: found.rel,
-        path: found.path,
+        rel: found.rel.clone(),
+        path: found.path.clone(),
         size,
         hash,
-    })
+    };
+    if let Some(cache) = cache {
+        // stat follows symlinks: the stamp is the target's.
+        let stamp = std::fs::metadata(&found.path)
+            .ok()
+            .and_then(|m| Stamp::of(&m));
+        if let Some(stamp) = stamp {
+            if stamp.size > MAX_FILE_BYTES {
+                return Err(too_large(stamp.size));
+            }
+            if let Some(h) = cache.lookup(&found.rel, &stamp) {
+                return Ok((asset(stamp.size, h), Fresh::Hit));
+            }
+        }
+    }
+    let file = std::fs::File::open(&found.path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    let len = meta.len();
+    if len > MAX_FILE_BYTES {
+        return Err(too_large(len));
+    }
+    let (hash, size) = hasher.hash(Path::new(&found.rel), file, len).map_err(io)?;
+    // The stamp fstat gave before the bytes were read; a file cut short while read is not kept.
+    let fresh = match cache.zip(Stamp::of(&meta)) {
+        Some((c, stamp)) if size == len && c.may_record(&stamp) => Fresh::Record(Entry {
+            rel: found.rel.clone(),
+            stamp,
+            hash: hash.clone(),
+        }),
+        _ => Fresh::No,
+    };
+    Ok((asset(size, hash), fresh))
 }
 
 #[cfg(unix)]
@@ -259,7 +372,7 @@ fn walk_dir(
     dir: &Path,
     prefix: &str,
     ancestors: &mut Vec<(u64, u64)>,
-    jobs: &mpsc::SyncSender<Found>,
+    found: &mut Vec<Found>,
 ) -> Result<(), WalkError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -290,12 +403,19 @@ fn walk_dir(
         if is_ignored(&rel) {
             continue;
         }
-        // stat, not lstat: symlinks are followed.
-        let m = std::fs::metadata(&path).map_err(io(&path))?;
-        if m.is_dir() {
-            walk_dir(&path, &rel, ancestors, jobs)?;
-        } else if m.is_file() && jobs.send(Found { rel, path }).is_err() {
-            break;
+        // stat, not lstat: symlinks are followed. The entry's own type (from the directory, no
+        // system call on most file systems) answers for everything but symlinks.
+        let ft = entry.file_type().map_err(io(&path))?;
+        let (is_dir, is_file) = if ft.is_symlink() {
+            let m = std::fs::metadata(&path).map_err(io(&path))?;
+            (m.is_dir(), m.is_file())
+        } else {
+            (ft.is_dir(), ft.is_file())
+        };
+        if is_dir {
+            walk_dir(&path, &rel, ancestors, found)?;
+        } else if is_file {
+            found.push(Found { rel, path });
         }
     }
     ancestors.pop();
@@ -359,8 +479,8 @@ mod tests {
         write(r, ".git/HEAD", "ref");
         write(r, "functions/f.js", "f");
         write(r, "sub/_headers", "h");
-        let mut calls = 0;
-        let site = walk_and_hash(r, 2, &mut |_, _| calls += 1).unwrap();
+        let mut last = (0, 0);
+        let site = walk_and_hash(r, 2, &mut |files, bytes| last = (files, bytes)).unwrap();
         let keys: Vec<_> = site.manifest().into_keys().collect();
         assert_eq!(
             keys,
@@ -371,13 +491,88 @@ mod tests {
                 "/sub/_headers"
             ]
         );
-        assert_eq!(calls, 4);
+        // The last progress report counts every file and byte.
+        assert_eq!(last, (4, site.total_bytes()));
         let m = site.manifest();
         assert_eq!(m["/link.txt"], m["/real/a.txt"]);
         assert_eq!(m["/linkdir/a.txt"], m["/real/a.txt"]);
         assert_eq!(site.distinct_hashes().len(), 2);
         assert!(site.headers.is_some());
         assert!(site.redirects.is_none());
+    }
+
+    #[test]
+    fn any_number_of_threads_gives_the_same_site() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..300 {
+            write(
+                dir.path(),
+                &format!("d{}/f{i}.txt", i % 7),
+                &"x".repeat(i * 37),
+            );
+        }
+        let one = walk_and_hash(dir.path(), 1, &mut |_, _| {}).unwrap();
+        for threads in [2, 3, 8, 1000] {
+            let many = walk_and_hash(dir.path(), threads, &mut |_, _| {}).unwrap();
+            assert_eq!(many.assets, one.assets, "{threads} threads");
+        }
+        assert_eq!(one.assets.len(), 300);
+        let empty = tempfile::tempdir().unwrap();
+        assert!(
+            walk_and_hash(empty.path(), 4, &mut |_, _| {})
+                .unwrap()
+                .assets
+                .is_empty()
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_hash_cache_skips_unchanged_files_and_never_trusts_a_changed_one() {
+        use std::time::{Duration, SystemTime};
+        let cache_dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        for i in 0..20 {
+            write(r, &format!("f{i}.txt"), &format!("file {i:02}"));
+        }
+        // Files must be older than the settle margin to be recorded; a short margin for the test.
+        let settle = Duration::from_millis(50);
+        std::thread::sleep(Duration::from_millis(100));
+        let walk = || {
+            let cache = HashCache::open_at(cache_dir.path(), r, SystemTime::now(), settle);
+            let w = walk_and_hash_cached(r, 2, Some(&cache), &mut |_, _| {}).unwrap();
+            if let Some(entries) = &w.cache_update {
+                cache.save(entries).unwrap();
+            }
+            w
+        };
+        let first = walk();
+        assert_eq!(first.cache_hits, 0);
+        assert_eq!(first.cache_update.as_ref().map(Vec::len), Some(20));
+        let second = walk();
+        assert_eq!(second.cache_hits, 20, "nothing read the second time");
+        assert_eq!(second.cache_update, None, "nothing to write either");
+        assert_eq!(second.site.assets, first.site.assets);
+
+        // Same size, new bytes, and the old mtime put back: the ctime still moved.
+        let f3 = r.join("f3.txt");
+        let mtime = std::fs::metadata(&f3).unwrap().modified().unwrap();
+        std::fs::write(&f3, "FILE 03").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&f3)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        // Replaced by another file of the same size (a new inode).
+        write(r, "tmp", "file XX");
+        std::fs::rename(r.join("tmp"), r.join("f4.txt")).unwrap();
+        let third = walk();
+        assert_eq!(third.cache_hits, 18);
+        let truth = walk_and_hash(r, 1, &mut |_, _| {}).unwrap();
+        assert_eq!(third.site.assets, truth.assets);
+        assert_ne!(third.site.assets, first.site.assets);
     }
 
     #[test]

@@ -2,13 +2,15 @@
 //! list of [`Step`]s. No I/O here: `plan` and `--dry-run` print exactly the steps an executor runs.
 
 pub mod build;
+pub mod migrate;
+pub mod pages;
 pub mod stages;
 pub mod test;
 pub mod up;
 
 use crate::cmd::Cmd;
 use crate::diag::Span;
-use crate::manifest::Host;
+use crate::manifest::{Engine, Host};
 use serde::Serialize;
 
 /// What a stage would do, in order.
@@ -88,8 +90,77 @@ pub enum Action {
     /// Wait for an approval.
     Approval {
         environment: String,
-        plan_hash: String,
+        /// The hash of the plan being approved; `None` in `plan`, where it is computed at run time
+        /// from what is pending then (the migrations not yet applied).
+        plan_hash: Option<String>,
+        /// The environment's `approvers:` (GitHub logins); empty when any required reviewer counts.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        approvers: Vec<String>,
     },
+    /// Upload a directory to a Cloudflare Pages project (only the files Cloudflare lacks) and
+    /// create a deployment: production on `production_branch`, a preview on any other branch.
+    PagesUpload {
+        dir: String,
+        project: String,
+        production_branch: String,
+    },
+    /// Apply the pending SQL migrations of `dir`, one transaction each, under a lock.
+    Migrate {
+        dir: String,
+        engine: Engine,
+        database: DbSource,
+    },
+    /// Back up a database and verify the backup before it changes.
+    Backup { database: DbSource, to: String },
+}
+
+/// Where `migrate` finds an environment's database (what `plan` can say without connecting).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DbSource {
+    /// The URL is in this environment variable (only its name is shown, never its value).
+    UrlEnv { var: String },
+    /// PostgreSQL inside a compose service on a host, reached with `docker compose exec`.
+    ComposeService {
+        service: String,
+        engine: Engine,
+        user: String,
+        name: String,
+        #[serde(serialize_with = "ser_host")]
+        host: Host,
+    },
+    /// The environment has no `database:`: `migrate` stops with exit 2.
+    Missing { environment: String },
+}
+
+impl DbSource {
+    /// The database in a few words (`$STAGING_DATABASE_URL`, `compose service db on …`).
+    pub fn describe(&self) -> String {
+        match self {
+            DbSource::UrlEnv { var } => format!("the database in ${var}"),
+            DbSource::ComposeService {
+                service,
+                user,
+                name,
+                host,
+                ..
+            } => format!(
+                "database `{name}` (user {user}) in compose service `{service}` on {}",
+                host.label()
+            ),
+            DbSource::Missing { environment } => {
+                format!("no database: environment `{environment}` has no `database:`")
+            }
+        }
+    }
+}
+
+/// The manifest's word for an engine.
+pub fn engine_name(e: Engine) -> &'static str {
+    match e {
+        Engine::Postgres => "postgres",
+        Engine::Sqlite => "sqlite",
+    }
 }
 
 fn ser_cmd<S: serde::Serializer>(c: &Cmd, s: S) -> Result<S::Ok, S::Error> {
@@ -118,8 +189,41 @@ impl Step {
             Action::Approval {
                 environment,
                 plan_hash,
+                approvers,
             } => {
-                format!("approval for {environment} (plan {plan_hash})")
+                let who = if approvers.is_empty() {
+                    String::new()
+                } else {
+                    format!(" by {}", approvers.join(" or "))
+                };
+                match plan_hash {
+                    Some(h) => format!("approval for {environment}{who} (plan {h})"),
+                    None => format!(
+                        "approval for {environment}{who} of the pending SQL and its hash, before anything is written (--yes never skips it)"
+                    ),
+                }
+            }
+            Action::PagesUpload {
+                dir,
+                project,
+                production_branch,
+            } => format!(
+                "upload {dir} to Cloudflare Pages project {project} (only files it lacks); production branch {production_branch}, other branches get a preview"
+            ),
+            Action::Migrate {
+                dir,
+                engine,
+                database,
+            } => format!(
+                "apply pending {dir}/*.sql ({}) to {}: one transaction each, under a lock",
+                engine_name(*engine),
+                database.describe()
+            ),
+            Action::Backup { database, to } => {
+                format!(
+                    "back up {} into {to} and verify it, before migrating",
+                    database.describe()
+                )
             }
         }
     }

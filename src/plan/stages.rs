@@ -1,7 +1,7 @@
 //! Stage composition: the list of stage planners `plan` runs, in order. Pure.
 //!
-//! Each planner is a plain function from [`PlanInput`] to steps. Adding a stage (`pages`, `migrate`,
-//! the real `up`) is one line in [`STAGES`].
+//! Each planner is a plain function from [`PlanInput`] to steps. Adding a stage is one line in
+//! [`STAGES`]. The deploy stages (`up`, `pages`, `migrate`) plan only with an environment.
 
 use super::{Action, Plan, Step, Target};
 use crate::changes::Affected;
@@ -27,6 +27,8 @@ pub const STAGES: &[(&str, StagePlanner)] = &[
     ("build", super::build::plan),
     ("test", super::test::plan),
     ("up", up_placeholder),
+    ("pages", super::pages::plan),
+    ("migrate", super::migrate::plan),
 ];
 
 /// Every stage's steps, in stage order.
@@ -97,7 +99,7 @@ mod tests {
     #[test]
     fn stages_compose_in_order_with_up_per_host() {
         let m = crate::changes::tests::sample();
-        let a = affected(&["api", "web"]);
+        let a = affected(&["api", "web", "migrations"]);
         let input = PlanInput {
             manifest: &m,
             env: m.environments.get("staging"),
@@ -116,7 +118,10 @@ mod tests {
                 "build:web",
                 "test:api",
                 "up:api@local",
-                "up:api@deploy@staging.example.com:22"
+                "up:api@deploy@staging.example.com:22",
+                "pages:web:build",
+                "pages:web",
+                "migrate:migrations",
             ]
         );
         let up = &plan_all(&input).steps[3];
@@ -151,15 +156,20 @@ mod tests {
     }
 
     #[test]
-    fn without_an_environment_there_is_no_up() {
+    fn without_an_environment_there_are_no_deploy_stages() {
         let m = crate::changes::tests::sample();
-        let a = affected(&["api"]);
+        let a = affected(&["api", "web", "migrations"]);
         let input = PlanInput {
             manifest: &m,
             env: None,
             affected: &a,
             root: None,
         };
-        assert!(plan_all(&input).steps.iter().all(|s| s.stage != "up"));
+        let stages: Vec<String> = plan_all(&input)
+            .steps
+            .iter()
+            .map(|s| s.stage.clone())
+            .collect();
+        assert_eq!(stages, ["build", "build", "test"]);
     }
 }

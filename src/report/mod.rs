@@ -60,6 +60,15 @@ impl Report {
         for var in env_vars::SECRET_VARS {
             if let Some(v) = env_vars::get(var) {
                 report.add_secret(&v);
+                // A key pasted with `\n` escapes is used (and could be printed) with real newlines.
+                if !v.contains('\n') && v.contains("\\n") {
+                    report.add_secret(&v.replace("\\n", "\n"));
+                }
+            }
+        }
+        for var in env_vars::SECRET_FILE_VARS {
+            if let Some(text) = env_vars::get(var).and_then(|path| read_secret_file(&path)) {
+                report.add_secret(&text);
             }
         }
         report
@@ -180,21 +189,24 @@ impl Report {
 
     // -- secrets ---------------------------------------------------------------------------------
 
-    /// Registers a secret: masked in everything printed from now on, and `::add-mask::` in Actions
-    /// (a multi-line secret goes `%0A`-escaped in one command: the runner masks the whole value and
-    /// each of its lines).
+    /// Registers a secret: masked in everything printed from now on, and `::add-mask::` in Actions.
+    /// A multi-line secret (an SSH key) goes out `%0A`-escaped in one command, then each of its
+    /// non-empty lines in a command of its own, so the lines are masked whichever way the runner
+    /// treats multi-line masks.
     pub fn add_secret(&self, secret: &str) {
-        if self.masker.add(secret) {
-            self.workflow_command(&format!("::add-mask::{}", gha::escape_data(secret.trim())));
+        for value in self.masker.add(secret) {
+            self.workflow_command(&format!("::add-mask::{}", gha::escape_data(&value)));
         }
     }
 
-    /// Registers the password of a URL (`postgres://user:PASSWORD@host/db`) as a secret, in both its
-    /// written and its percent-decoded form. A URL without a password registers nothing.
+    /// Registers the passwords of a database URL as secrets, each in its written and its
+    /// percent-decoded form: the userinfo password (`postgres://user:PASSWORD@host/db`), a
+    /// `password=` query parameter, or the `password=` of a `key=value` connection string. A URL
+    /// without a password registers nothing.
     pub fn add_url_password(&self, url: &str) {
-        if let Some(pw) = url_password(url) {
-            let decoded = percent_decode(pw);
-            self.add_secret(pw);
+        for pw in connection_passwords(url) {
+            let decoded = percent_decode(&pw);
+            self.add_secret(&pw);
             if decoded != pw {
                 self.add_secret(&decoded);
             }
@@ -360,11 +372,80 @@ impl Report {
         Progress::new(visible, label, total_files, total_bytes)
     }
 
+    /// Writes bytes to stdout exactly as given (a generated script such as shell completions):
+    /// no masking, no prefix. The caller decides what a write error means (a closed pipe is
+    /// usually fine).
+    pub fn raw_stdout(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut *sink {
+            Sink::Buffer(v) => {
+                v.push((Stream::Stdout, String::from_utf8_lossy(bytes).into_owned()));
+                Ok(())
+            }
+            Sink::Std => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(bytes)?;
+                out.flush()
+            }
+        }
+    }
+
     /// Prints the `--json` document on stdout.
     pub fn json_document(&self, value: &serde_json::Value) {
         let text = serde_json::to_string_pretty(value).unwrap_or_default();
         self.write(Stream::Stdout, &self.redact(&text));
     }
+}
+
+/// The contents of a file named by a secret-file variable (`DEPLOY_SSH_KEY_FILE`), when it can be
+/// read and is of key size (at most 64 KiB): a missing or huge file is reported by whoever uses it.
+fn read_secret_file(path: &str) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_file() || meta.len() > 64 * 1024 {
+        return None;
+    }
+    std::fs::read_to_string(path)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+}
+
+/// Every password a database connection string carries, as written: the URL userinfo password, a
+/// `password=` query parameter (`postgres://u@h/db?password=pw`), or the `password=` of a libpq
+/// `key=value` string (`host=h password=pw`, optionally single-quoted).
+pub fn connection_passwords(conn: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    if conn.contains("://") {
+        out.extend(url_password(conn).map(str::to_string));
+        if let Some((_, query)) = conn.split_once('?') {
+            let query = query.split('#').next().unwrap_or(query);
+            out.extend(
+                query
+                    .split('&')
+                    .filter_map(|kv| kv.split_once('='))
+                    .filter(|(k, v)| k.eq_ignore_ascii_case("password") && !v.is_empty())
+                    .map(|(_, v)| v.to_string()),
+            );
+        }
+    } else {
+        for (i, _) in conn.match_indices("password") {
+            let at_word_start = conn[..i].chars().last().is_none_or(char::is_whitespace);
+            let rest = conn[i + "password".len()..].trim_start();
+            let Some(value) = rest.strip_prefix('=').map(str::trim_start) else {
+                continue;
+            };
+            if !at_word_start {
+                continue;
+            }
+            let pw = match value.strip_prefix('\'') {
+                Some(quoted) => quoted.split('\'').next().unwrap_or_default(),
+                None => value.split_whitespace().next().unwrap_or_default(),
+            };
+            if !pw.is_empty() {
+                out.push(pw.to_string());
+            }
+        }
+    }
+    out
 }
 
 /// The password in a URL's userinfo (`scheme://user:pw@host…`), as written.

@@ -31,18 +31,40 @@ fn add_mask_goes_out_once_and_secrets_are_redacted() {
 }
 
 #[test]
-fn multi_line_secrets_are_masked_escaped_in_one_command() {
+fn multi_line_secrets_are_masked_whole_and_line_by_line() {
     let (_d, g, _, _) = gha_files();
     let r = Report::buffered(false, Some(g));
-    r.add_secret("-----BEGIN KEY-----\nAAAABBBBCCCC\n-----END KEY-----\n");
-    let l = lines(&r);
-    assert_eq!(l.len(), 1);
+    r.add_secret("-----BEGIN KEY-----\nAAAABBBBCCCC\n\nQk0=\n-----END KEY-----\n");
     assert_eq!(
-        l[0],
-        "::add-mask::-----BEGIN KEY-----%0AAAAABBBBCCCC%0A-----END KEY-----"
+        lines(&r),
+        vec![
+            "::add-mask::-----BEGIN KEY-----%0AAAAABBBBCCCC%0A%0AQk0=%0A-----END KEY-----",
+            "::add-mask::-----BEGIN KEY-----",
+            "::add-mask::AAAABBBBCCCC",
+            "::add-mask::Qk0=",
+            "::add-mask::-----END KEY-----",
+        ]
     );
-    r.relay("api", Stream::Stdout, "leaked AAAABBBBCCCC here");
-    assert!(lines(&r)[1].ends_with("leaked *** here"));
+    r.relay("api", Stream::Stdout, "leaked AAAABBBBCCCC and Qk0= here");
+    assert!(lines(&r)[5].ends_with("leaked *** and *** here"));
+}
+
+#[test]
+fn connection_string_passwords_are_found_in_every_form() {
+    let pw = |s: &str| connection_passwords(s);
+    assert_eq!(pw("postgres://app:s3cret@db:5432/app"), ["s3cret"]);
+    assert_eq!(
+        pw("postgresql://app@db/app?sslmode=require&password=qu3ry-pw"),
+        ["qu3ry-pw"]
+    );
+    assert_eq!(
+        pw("host=db user=app password=kv-pass dbname=app"),
+        ["kv-pass"]
+    );
+    assert_eq!(pw("host=db password = 'with space' user=x"), ["with space"]);
+    assert_eq!(pw("host=db user=password_admin"), Vec::<String>::new());
+    assert_eq!(pw("sqlite://.deploy-action/demo.db"), Vec::<String>::new());
+    assert_eq!(pw("postgres://app@db/app"), Vec::<String>::new());
 }
 
 #[test]

@@ -103,7 +103,9 @@ pub struct ServiceState {
     pub tried: Option<String>,
 }
 
-/// A Pages deployment made by a release.
+/// A Pages deployment made by a release: enough to show it, roll production back to it, and create
+/// it again (promote) without the site directory — the manifest names every file by hash, and the
+/// special files that went with it are kept here, up to [`PagesState::MAX_SPECIAL_FILES_BYTES`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PagesState {
     pub project: String,
@@ -117,6 +119,25 @@ pub struct PagesState {
     /// The uploaded manifest (path → hash), so promote can redeploy the same bytes.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub manifest: BTreeMap<String, String>,
+    /// The branch the deployment was made for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_hash: Option<String>,
+    /// The special files sent with the deployment, by part name (`_headers`, `_redirects`,
+    /// `_worker.bundle`, `_routes.json`), base64 (standard, padded) of the exact bytes sent.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub special_files: BTreeMap<String, String>,
+    /// Special files that were sent but are not kept here because together they exceed
+    /// [`PagesState::MAX_SPECIAL_FILES_BYTES`]: a redeploy from this record refuses, since it
+    /// could not send them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub special_files_omitted: Vec<String>,
+}
+
+impl PagesState {
+    /// The special files kept in a record, together, at most (raw bytes, before base64).
+    pub const MAX_SPECIAL_FILES_BYTES: usize = 256 * 1024;
 }
 
 /// `releases/<n>.json`.
