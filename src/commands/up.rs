@@ -375,12 +375,22 @@ pub fn summarize(ctx: &Ctx, env: &str, hosts: &[Host], results: &[HostResult]) {
     let report = &ctx.report;
     let (summary, outputs, json) = summary_of(env, hosts, results);
     report.summary(&summary);
-    for (name, value) in &outputs {
-        report.output(name, value);
+    if let Some(n) = &outputs.release {
+        report.output("release", n);
     }
+    report.output("services", &outputs.services);
     if report.json() {
         report.json_document(&json);
     }
+}
+
+/// The outputs of `up`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpOutputs {
+    /// `release`: the highest release number a host got, if any.
+    pub release: Option<String>,
+    /// `services`: JSON array of `{host, service, old, new, health, result}`.
+    pub services: String,
 }
 
 /// The per host × service matrix, the outputs (`release` when a host got one, `services`) and the
@@ -390,7 +400,7 @@ pub fn summary_of(
     env: &str,
     hosts: &[Host],
     results: &[HostResult],
-) -> (Summary, Vec<(String, String)>, serde_json::Value) {
+) -> (Summary, UpOutputs, serde_json::Value) {
     let mut s = Summary::new(
         format!("up {env}"),
         &[
@@ -473,11 +483,10 @@ pub fn summary_of(
                 "new": sv.new_image, "health": sv.health, "result": sv.result})
         })
         .collect();
-    let mut outputs = Vec::new();
-    if let Some(n) = release {
-        outputs.push(("release".to_string(), n.to_string()));
-    }
-    outputs.push(("services".to_string(), services.to_string()));
+    let outputs = UpOutputs {
+        release: release.map(|n| n.to_string()),
+        services: services.to_string(),
+    };
     let json = serde_json::json!({
         "env": env, "release": release, "services": services,
         "hosts": results,
@@ -614,8 +623,11 @@ mod tests {
             md.contains("--image web=shop/web:shop.web-release-7-before"),
             "{md}"
         );
-        assert_eq!(outputs[0], ("release".to_string(), "7".to_string()));
-        assert!(outputs[1].1.contains("\"service\":\"web\""), "{outputs:?}");
+        assert_eq!(outputs.release.as_deref(), Some("7"));
+        assert!(
+            outputs.services.contains("\"service\":\"web\""),
+            "{outputs:?}"
+        );
         assert_eq!(json["hosts"].as_array().unwrap().len(), 2);
         assert!(
             json["hosts"][1]["error"]
