@@ -203,8 +203,16 @@ fn plan_json_is_one_object_with_affected_and_steps() {
         vec![
             "build:api",
             "test:api",
+            "up:lock@local",
+            "up:upload:compose.yml@local",
+            "up:upload:compose.staging.yml@local",
             "up:api@local",
-            "up:api@deploy@staging.example.com:22"
+            "up:release@local",
+            "up:lock@deploy@staging.example.com:22",
+            "up:upload:compose.yml@deploy@staging.example.com:22",
+            "up:upload:compose.staging.yml@deploy@staging.example.com:22",
+            "up:api@deploy@staging.example.com:22",
+            "up:release@deploy@staging.example.com:22",
         ]
     );
     assert_eq!(steps[0]["stage"], "build");
@@ -216,9 +224,10 @@ fn plan_json_is_one_object_with_affected_and_steps() {
         "sh -c 'echo building api > api.built'"
     );
     assert_eq!(
-        steps[3]["target"]["host"],
+        steps[10]["target"]["host"],
         "ssh://deploy@staging.example.com:22"
     );
+    assert_eq!(steps[3]["action"]["kind"], "upload");
     // Human text never pollutes stdout in --json mode.
     assert!(out.stdout.trim_start().starts_with('{') && out.stdout.trim_end().ends_with('}'));
 }

@@ -53,6 +53,22 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             .max()
             .unwrap_or(0)
             .max(6);
+        // Steps that belong to the environment rather than a unit: lock, compose files, record.
+        let shared: Vec<_> = plan.steps.iter().filter(|s| s.unit.is_none()).collect();
+        if let (Some(e), false) = (env, shared.is_empty()) {
+            r.info(&format!(
+                "\nenvironment {} (around the units' steps)",
+                e.name
+            ));
+            for s in shared {
+                r.info(&format!(
+                    "  {:<stage_width$} {:<width$}  {}",
+                    s.stage,
+                    s.target.label(),
+                    s.describe()
+                ));
+            }
+        }
         for unit in &a.units {
             r.info(&format!("\n{unit} ({})", loaded.kind(unit)));
             let steps: Vec<_> = plan

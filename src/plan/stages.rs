@@ -26,7 +26,7 @@ pub type StagePlanner = fn(&PlanInput) -> Vec<Step>;
 pub const STAGES: &[(&str, StagePlanner)] = &[
     ("build", super::build::plan),
     ("test", super::test::plan),
-    ("up", up_placeholder),
+    ("up", up),
     ("pages", super::pages::plan),
     ("migrate", super::migrate::plan),
 ];
@@ -41,18 +41,61 @@ pub fn plan_all(input: &PlanInput) -> Plan {
     }
 }
 
-/// What `up` will run for each affected service on each host of the environment: a placeholder until
-/// the `up` stage lands with its real plan (lock, release record, health gate, rollback).
-pub fn up_placeholder(input: &PlanInput) -> Vec<Step> {
+/// What `up` does on each host of the environment for the affected services: take the lock,
+/// upload the compose files, `compose up --no-deps` each service, run its health gate, record the
+/// release and release the lock. (Images are built in the `build` stage; the runner ships them and
+/// rolls back a service that fails its gate.)
+pub fn up(input: &PlanInput) -> Vec<Step> {
     let Some(env) = input.env else {
         return Vec::new();
     };
+    let services: Vec<(&String, &crate::manifest::Service)> = input
+        .affected
+        .units
+        .iter()
+        .filter_map(|u| input.manifest.services.get(u).map(|s| (u, s)))
+        .collect();
+    if services.is_empty() {
+        return Vec::new();
+    }
+    let state = crate::state::StatePaths::new(&env.dir);
+    let dir = env.dir.trim_end_matches('/');
     let mut steps = Vec::new();
-    for unit in &input.affected.units {
-        let Some(service) = input.manifest.services.get(unit) else {
-            continue;
+    for host in &env.hosts {
+        let at = host.label();
+        let step = |id: String, unit: Option<&String>, action: Action, why: String| Step {
+            id,
+            stage: "up".into(),
+            unit: unit.cloned(),
+            target: Target::Host(host.clone()),
+            action,
+            why,
+            origin: unit
+                .and_then(|u| input.manifest.services.get(u))
+                .map(|s| s.span)
+                .or(Some(env.span)),
         };
-        for host in &env.hosts {
+        steps.push(step(
+            format!("up:lock@{at}"),
+            None,
+            Action::Run {
+                cmd: Cmd::new("mkdir").arg(state.lock_dir()),
+            },
+            "take the environment lock (exit 4 while another run holds it)".into(),
+        ));
+        for f in &env.compose_files {
+            steps.push(step(
+                format!("up:upload:{f}@{at}"),
+                None,
+                Action::Upload {
+                    local: f.clone(),
+                    remote: format!("{dir}/{f}"),
+                    mode: 0o644,
+                },
+                "the compose file from this commit (and the env files it names)".into(),
+            ));
+        }
+        for (unit, service) in &services {
             let mut cmd = Cmd::new("docker")
                 .arg("compose")
                 .arg("-p")
@@ -64,19 +107,45 @@ pub fn up_placeholder(input: &PlanInput) -> Vec<Step> {
                 .args(["up", "-d", "--no-deps"])
                 .arg(&service.compose_service)
                 .cwd(&env.dir);
-            steps.push(Step {
-                id: format!("up:{unit}@{}", host.label()),
-                stage: "up".into(),
-                unit: Some(unit.clone()),
-                target: Target::Host(host.clone()),
-                action: Action::Run { cmd },
-                why: format!(
-                    "restart only `{}` with the new image",
+            steps.push(step(
+                format!("up:{unit}@{at}"),
+                Some(unit),
+                Action::Run { cmd },
+                format!(
+                    "restart only `{}` with the new image; the others keep their containers",
                     service.compose_service
                 ),
-                origin: Some(service.span),
-            });
+            ));
+            if let Some(h) = service
+                .health
+                .as_ref()
+                .and_then(|h| h.url.as_ref().map(|u| (h, u)))
+            {
+                let (h, url) = h;
+                steps.push(step(
+                    format!("up:{unit}:health@{at}"),
+                    Some(unit),
+                    Action::HttpCheck {
+                        url: url.clone(),
+                        expect_status: h.expect_status,
+                        contains: h.contains.clone(),
+                        timeout_secs: h.timeout.as_secs(),
+                    },
+                    "health gate, from the host; a failing service goes back to its previous image"
+                        .into(),
+                ));
+            }
         }
+        steps.push(step(
+            format!("up:release@{at}"),
+            None,
+            Action::Upload {
+                local: "(release record)".into(),
+                remote: format!("{}/<n>.json", state.releases_dir()),
+                mode: 0o644,
+            },
+            "record the release, then release the lock".into(),
+        ));
     }
     steps
 }
@@ -117,14 +186,26 @@ mod tests {
                 "build:api",
                 "build:web",
                 "test:api",
+                "up:lock@local",
+                "up:upload:compose.yml@local",
+                "up:upload:compose.staging.yml@local",
                 "up:api@local",
+                "up:release@local",
+                "up:lock@deploy@staging.example.com:22",
+                "up:upload:compose.yml@deploy@staging.example.com:22",
+                "up:upload:compose.staging.yml@deploy@staging.example.com:22",
                 "up:api@deploy@staging.example.com:22",
+                "up:release@deploy@staging.example.com:22",
                 "pages:web:build",
                 "pages:web",
                 "migrate:migrations",
             ]
         );
-        let up = &plan_all(&input).steps[3];
+        let up = &plan_all(&input).steps[6];
+        assert_eq!(
+            plan_all(&input).steps[3].describe(),
+            "mkdir /srv/shop/.deploy-action/lock"
+        );
         assert_eq!(
             up.describe(),
             "cd /srv/shop && docker compose -p shop -f compose.yml -f compose.staging.yml up -d --no-deps api"
@@ -148,10 +229,12 @@ mod tests {
             v[0]["action"]["cmd"],
             "docker build -t shop/api:0123456789abcdef0123456789abcdef01234567 -f services/api/Dockerfile services/api"
         );
+        let last = v.as_array().unwrap().len() - 1;
         assert_eq!(
-            v[3]["target"]["host"],
+            v[last]["target"]["host"],
             "ssh://deploy@staging.example.com:22"
         );
+        assert_eq!(v[4]["action"]["kind"], "upload");
         assert!(v[0].get("origin").is_none(), "spans stay out of the JSON");
     }
 
