@@ -480,13 +480,13 @@ fn route(st: &mut State, token: &str, base: &str, req: &Incoming, body: &Value) 
             json!({"message": "Request forbidden by administrative rules. Please make sure your request has a User-Agent header (https://docs.github.com/en/rest/overview/resources-in-the-rest-api#user-agent-required)."}),
         );
     }
-    if let Some(v) = req.headers.get("x-github-api-version") {
-        if v != API_VERSION {
-            return reply(
-                400,
-                json!({"message": format!("API version {v} is not supported."), "documentation_url": "https://docs.github.com/rest/overview/api-versions"}),
-            );
-        }
+    if let Some(v) = req.headers.get("x-github-api-version")
+        && v != API_VERSION
+    {
+        return reply(
+            400,
+            json!({"message": format!("API version {v} is not supported."), "documentation_url": "https://docs.github.com/rest/overview/api-versions"}),
+        );
     }
     let (path, query) = req.target.split_once('?').unwrap_or((&req.target, ""));
     let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();

@@ -134,12 +134,12 @@ impl Compose {
         if let Some(secs) = opts.stop_timeout {
             c = c.arg("--timeout").arg(secs.to_string());
         }
-        if let Some(secs) = opts.wait_secs {
-            if self.flavor.has_wait() {
-                c = c.arg("--wait");
-                if self.flavor.has_wait_timeout() {
-                    c = c.arg("--wait-timeout").arg(secs.to_string());
-                }
+        if let Some(secs) = opts.wait_secs
+            && self.flavor.has_wait()
+        {
+            c = c.arg("--wait");
+            if self.flavor.has_wait_timeout() {
+                c = c.arg("--wait-timeout").arg(secs.to_string());
             }
         }
         c.args(services)

@@ -290,14 +290,13 @@ fn walk(ctx: &Ctx, job: &SiteJob, dir: &Path) -> Result<pages::Site> {
     let site = walked.site;
     if let (Some(cache), Some(entries)) = (cache.as_ref(), walked.cache_update.as_ref())
         && !ctx.settings.dry_run
+        && let Err(e) = cache.save(entries)
     {
-        if let Err(e) = cache.save(entries) {
-            ctx.report.warn(&format!(
+        ctx.report.warn(&format!(
                 "{}: cannot write the hash cache {} ({e}); the next run hashes every file again (set {DEPLOY_PAGES_HASH_CACHE}=off to skip it)",
                 job.name,
                 cache.path().display()
             ));
-        }
     }
     ctx.report.info(&format!(
         "{}: {} files, {} hashed in {:.1}s{}",

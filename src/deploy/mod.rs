@@ -1361,17 +1361,15 @@ impl HostDeploy<'_> {
             &record_json(record)?,
             0o644,
         );
-        if ok {
-            if let Some(p) = prev_live.and_then(|p| records.iter().find(|r| r.number == p)) {
-                let mut p = p.clone();
-                p.status = ReleaseStatusField(ReleaseStatus::Superseded);
-                s.write(
-                    "superseded",
-                    &paths.release(p.number),
-                    &record_json(&p)?,
-                    0o644,
-                );
-            }
+        if ok && let Some(p) = prev_live.and_then(|p| records.iter().find(|r| r.number == p)) {
+            let mut p = p.clone();
+            p.status = ReleaseStatusField(ReleaseStatus::Superseded);
+            s.write(
+                "superseded",
+                &paths.release(p.number),
+                &record_json(&p)?,
+                0o644,
+            );
         }
         // Retention: the newest `keep_releases` records and every tag they (or the pins) name.
         let mut all: Vec<ReleaseRecord> = records
@@ -2075,10 +2073,10 @@ fn http_verdict(client: &str, h: &Health, sec: &Section, stderr: &str, seen: See
             Some(seen),
         );
     }
-    if let Some(want) = &h.contains {
-        if !body.contains(want.as_str()) {
-            return Probe::Pending(format!("GET {url}: body lacks {want:?}"), Some(seen));
-        }
+    if let Some(want) = &h.contains
+        && !body.contains(want.as_str())
+    {
+        return Probe::Pending(format!("GET {url}: body lacks {want:?}"), Some(seen));
     }
     Probe::Good(seen)
 }

@@ -231,12 +231,13 @@ fn append_locked(
     let state = read(ex, &env.dir)?;
     let record = new_record(env, owner, &state.ledger.releases, fill);
     write(ex, &env.dir, &record)?;
-    if let Some(prev) = current(&state.ledger.releases) {
-        if prev.number != record.number && record.status.0 == ReleaseStatus::Live {
-            let mut prev = prev.clone();
-            prev.status = ReleaseStatusField(ReleaseStatus::Superseded);
-            write(ex, &env.dir, &prev)?;
-        }
+    if let Some(prev) = current(&state.ledger.releases)
+        && prev.number != record.number
+        && record.status.0 == ReleaseStatus::Live
+    {
+        let mut prev = prev.clone();
+        prev.status = ReleaseStatusField(ReleaseStatus::Superseded);
+        write(ex, &env.dir, &prev)?;
     }
     // Old records go when no image tag depends on them (`up` prunes the rest with the images).
     let mut all = state.ledger.releases.clone();

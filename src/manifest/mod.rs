@@ -23,15 +23,15 @@ pub const DEFAULT_FILE: &str = "deploy.yml";
 /// Reads and validates a manifest file.
 pub fn load_file(path: &Path) -> Result<Manifest, ManifestError> {
     // Refuse an oversized file before reading it into memory.
-    if let Ok(meta) = std::fs::metadata(path) {
-        if meta.len() > raw::MAX_BYTES as u64 {
-            return Err(ManifestError::unsupported(&format!(
-                "{} is {} bytes; the limit for a manifest is {} bytes (1 MiB)",
-                path.display(),
-                meta.len(),
-                raw::MAX_BYTES
-            )));
-        }
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.len() > raw::MAX_BYTES as u64
+    {
+        return Err(ManifestError::unsupported(&format!(
+            "{} is {} bytes; the limit for a manifest is {} bytes (1 MiB)",
+            path.display(),
+            meta.len(),
+            raw::MAX_BYTES
+        )));
     }
     let text = std::fs::read_to_string(path).map_err(|e| ManifestError::io(path, e))?;
     parse(Source::new(path, text))

@@ -133,15 +133,17 @@ pub fn scalar_type(v: &str) -> ScalarType {
     if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
         return ScalarType::Int;
     }
-    if let Some(h) = v.strip_prefix("0x") {
-        if !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return ScalarType::Int;
-        }
+    if let Some(h) = v.strip_prefix("0x")
+        && !h.is_empty()
+        && h.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return ScalarType::Int;
     }
-    if let Some(o) = v.strip_prefix("0o") {
-        if !o.is_empty() && o.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-            return ScalarType::Int;
-        }
+    if let Some(o) = v.strip_prefix("0o")
+        && !o.is_empty()
+        && o.bytes().all(|b| (b'0'..=b'7').contains(&b))
+    {
+        return ScalarType::Int;
     }
     // [-+]? ( \. [0-9]+ | [0-9]+ ( \. [0-9]* )? ) ( [eE] [-+]? [0-9]+ )?
     let (mant, exp) = match digits.find(['e', 'E']) {

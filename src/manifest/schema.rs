@@ -145,25 +145,25 @@ mod tests {
                 return Err(format!("{path}: expected {t}, found {v}"));
             }
         }
-        if let Some(c) = s.get("const") {
-            if c != v {
-                return Err(format!("{path}: expected {c}"));
-            }
+        if let Some(c) = s.get("const")
+            && c != v
+        {
+            return Err(format!("{path}: expected {c}"));
         }
-        if let Some(Value::Array(e)) = s.get("enum") {
-            if !e.contains(v) {
-                return Err(format!("{path}: {v} not in {e:?}"));
-            }
+        if let Some(Value::Array(e)) = s.get("enum")
+            && !e.contains(v)
+        {
+            return Err(format!("{path}: {v} not in {e:?}"));
         }
-        if let (Some(min), Some(n)) = (s.get("minimum").and_then(Value::as_i64), v.as_i64()) {
-            if n < min {
-                return Err(format!("{path}: below minimum"));
-            }
+        if let (Some(min), Some(n)) = (s.get("minimum").and_then(Value::as_i64), v.as_i64())
+            && n < min
+        {
+            return Err(format!("{path}: below minimum"));
         }
-        if let (Some(max), Some(n)) = (s.get("maximum").and_then(Value::as_i64), v.as_i64()) {
-            if n > max {
-                return Err(format!("{path}: above maximum"));
-            }
+        if let (Some(max), Some(n)) = (s.get("maximum").and_then(Value::as_i64), v.as_i64())
+            && n > max
+        {
+            return Err(format!("{path}: above maximum"));
         }
         if let (Some(Value::Array(items)), Some(schema)) = (Some(v), s.get("items")) {
             for (i, item) in items.iter().enumerate() {
@@ -195,10 +195,10 @@ mod tests {
                 return Err(format!("{path}: matches {n} of oneOf"));
             }
         }
-        if let Some(Value::Array(alts)) = s.get("anyOf") {
-            if !alts.iter().any(|a| check(a, v, path).is_ok()) {
-                return Err(format!("{path}: matches none of anyOf"));
-            }
+        if let Some(Value::Array(alts)) = s.get("anyOf")
+            && !alts.iter().any(|a| check(a, v, path).is_ok())
+        {
+            return Err(format!("{path}: matches none of anyOf"));
         }
         Ok(())
     }

@@ -664,14 +664,14 @@ fn environment(name: &str, k: &Node, v: &Node, project: &str) -> Result<Environm
         None => None,
     };
     let url = o.string("url")?;
-    if let (Some(u), Some((_, uv))) = (&url, o.get("url")) {
-        if !(u.starts_with("http://") || u.starts_with("https://")) {
-            return Err(err_help(
-                uv.span,
-                format!("`url` must start with http:// or https://, found `{u}`"),
-                "e.g. url: https://shop.example.com",
-            ));
-        }
+    if let (Some(u), Some((_, uv))) = (&url, o.get("url"))
+        && !(u.starts_with("http://") || u.starts_with("https://"))
+    {
+        return Err(err_help(
+            uv.span,
+            format!("`url` must start with http:// or https://, found `{u}`"),
+            "e.g. url: https://shop.example.com",
+        ));
     }
     Ok(Environment {
         name: name.to_string(),

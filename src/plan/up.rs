@@ -73,10 +73,10 @@ pub fn parse_override(text: &str) -> BTreeMap<String, String> {
             if let Some(svc) = current.take() {
                 out.insert(svc, unq(rest));
             }
-        } else if let Some(rest) = line.strip_prefix("  ") {
-            if !rest.starts_with(' ') {
-                current = Some(unq(rest.trim_end_matches(':')));
-            }
+        } else if let Some(rest) = line.strip_prefix("  ")
+            && !rest.starts_with(' ')
+        {
+            current = Some(unq(rest.trim_end_matches(':')));
         }
     }
     out
