@@ -943,3 +943,44 @@ fn a_rollback_whose_images_were_pruned_fails_with_exit_1_and_changes_nothing() {
     assert_eq!(r2.status.0, ReleaseStatus::Live, "nothing was marked bad");
     assert!(!std::path::Path::new(&format!("{dir}/.deploy-action/releases/3.json")).exists());
 }
+
+#[test]
+fn rollback_puts_the_compose_configuration_back_with_the_images() {
+    use crate::up::{Stack, WEB_V1, WEB_V2, service_yaml, sh};
+    let s = Stack::new("rbcfg", "\"local\"", 5);
+    let compose = |web: &str, mark: &str| {
+        s.project.file(
+            "compose.yml",
+            &format!(
+                "services:\n{}    environment: [MARK={mark}]\n{}",
+                service_yaml("web", web, s.web_port),
+                service_yaml("api", WEB_V1, s.api_port)
+            ),
+        );
+    };
+    compose(WEB_V1, "one");
+    s.project.commit("mark one");
+    s.up(&["--all"]).status(0);
+    compose(WEB_V2, "two");
+    s.project.commit("mark two");
+    s.up(&["--only", "web"]).status(0);
+    let mark = || {
+        sh(&format!(
+            "docker inspect --format '{{{{range .Config.Env}}}}{{{{println .}}}}{{{{end}}}}' {}",
+            s.container("web")
+        ))
+    };
+    assert!(mark().contains("MARK=two"), "{}", mark());
+    s.project.run(&["rollback", "--env", "test"]).go().status(0);
+    assert_eq!(s.web_body(), "v1");
+    assert!(
+        mark().contains("MARK=one"),
+        "the release's compose file is back: {}",
+        mark()
+    );
+    assert!(
+        std::fs::read_to_string(s.host_dir.path().join("compose.yml"))
+            .unwrap()
+            .contains("MARK=one")
+    );
+}

@@ -403,6 +403,7 @@ fn promote_services(
         compose_pref: env_vars::get(env_vars::DEPLOY_COMPOSE),
         interactive: std::io::stdin().is_terminal(),
         notes: notes.to_vec(),
+        files_from: None,
     };
     let mut first = None;
     for host in &target.hosts {

@@ -152,7 +152,9 @@ pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
         n.extend(reason().map(|r| format!("reason: {r}")));
         n
     };
-    let result = put_back(ctx, &m, &env, &target, &services, &images, &sites, &notes);
+    let result = put_back(
+        ctx, &m, &env, releases, &target, &services, &images, &sites, &notes,
+    );
     let (record, results) = match result {
         Ok(r) => r,
         Err(e) => {
@@ -210,6 +212,7 @@ fn put_back(
     ctx: &Ctx,
     m: &Manifest,
     env: &Environment,
+    releases: &[ReleaseRecord],
     target: &ReleaseRecord,
     services: &[String],
     images: &BTreeMap<String, String>,
@@ -235,6 +238,31 @@ fn put_back(
                 }
             }
         }
+        // The configuration goes back with the images: the compose and env files of the newest
+        // `up` release up to the target, when every host still keeps them.
+        let files_from = releases
+            .iter()
+            .filter(|r| r.number <= target.number && r.services.values().any(|s| s.deployed))
+            .map(|r| r.number)
+            .max();
+        let mut kept = files_from.is_some();
+        if let Some(n) = files_from {
+            for host in &env.hosts {
+                let mut ex = connect(host, report)?;
+                let dir = crate::deploy::files_dir(&env.dir, n);
+                if !ex
+                    .capture(&crate::cmd::Cmd::new("test").arg("-d").arg(dir))?
+                    .success()
+                {
+                    kept = false;
+                }
+            }
+            if !kept {
+                report.warn(&format!(
+                    "the compose files of release {n} are not kept on every host; the repository's current compose files are used"
+                ));
+            }
+        }
         let req = UpRequest {
             env: env.name.clone(),
             services: services.to_vec(),
@@ -249,6 +277,7 @@ fn put_back(
             compose_pref: env_vars::get(env_vars::DEPLOY_COMPOSE),
             interactive: std::io::stdin().is_terminal(),
             notes: notes.to_vec(),
+            files_from: files_from.filter(|_| kept),
         };
         for host in &env.hosts {
             let mut ex = connect(host, report)?;

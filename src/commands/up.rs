@@ -215,6 +215,7 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
             .map(|r| format!("reason: {r}"))
             .into_iter()
             .collect(),
+        files_from: None,
     };
     report.stage_start("up", Some(&env.name));
     crate::deploy::cancel::install();

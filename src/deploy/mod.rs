@@ -76,6 +76,10 @@ pub struct UpRequest {
     pub interactive: bool,
     /// Notes for the release record (why it runs, what it rolls back or promotes).
     pub notes: Vec<String>,
+    /// Restore the compose and env files release `n` uploaded (kept on each host under
+    /// `.deploy-action/files/<n>`) instead of uploading the repository's: a rollback puts the
+    /// configuration back with the images.
+    pub files_from: Option<u64>,
 }
 
 /// The result for one service on one host.
@@ -133,6 +137,11 @@ pub struct Preflight {
     pub flavor: Flavor,
     /// `curl`, `wget` or `none`: the HTTP client the health checks use.
     pub http_client: String,
+}
+
+/// `<dir>/.deploy-action/files/<n>`: the compose and env files release `n` uploaded.
+pub fn files_dir(env_dir: &str, n: u64) -> String {
+    format!("{}/files/{n}", StatePaths::new(env_dir).root)
 }
 
 /// One host's deploy.
@@ -197,7 +206,7 @@ impl HostDeploy<'_> {
 
     /// `<dir>/.deploy-action/files/<n>`: the compose and env files release `n` uploaded.
     fn files_dir(&self, n: u64) -> String {
-        format!("{}/files/{n}", self.paths().root)
+        files_dir(&self.env.dir, n)
     }
 
     fn override_path(&self) -> String {
@@ -1291,7 +1300,21 @@ impl HostDeploy<'_> {
     ) -> Result<BTreeMap<String, ServiceConfig>> {
         let mut s = Script::new();
         s.run("copy-clean", &de::rm_rf(&self.files_dir(n)));
-        for (i, (local, remote)) in self.uploads().into_iter().enumerate() {
+        let uploads = if let Some(from) = self.req.files_from {
+            let from = shell_quote(&self.files_dir(from)).into_owned();
+            let copy = shell_quote(&self.files_dir(n)).into_owned();
+            s.shell(
+                "restore-files",
+                &format!(
+                    "cp -R {from}/. {dir}/ && mkdir -p {copy} && cp -R {from}/. {copy}/",
+                    dir = shell_quote(self.env.dir.trim_end_matches('/'))
+                ),
+            );
+            Vec::new()
+        } else {
+            self.uploads()
+        };
+        for (i, (local, remote)) in uploads.into_iter().enumerate() {
             let data = std::fs::read(self.req.repo_root.join(&local)).map_err(|e| {
                 Error::usage(format!("cannot read {local} from the repository: {e}"))
             })?;
