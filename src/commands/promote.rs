@@ -296,6 +296,8 @@ fn apply(
         let outcome = super::migrate::run_with(ctx, target, migrations, opts)?;
         migrated = outcome.version.map(|v| v.to_string());
     }
+    crate::deploy::cancel::install();
+    crate::deploy::cancel::check()?;
     let mut record: Option<ReleaseRecord> = None;
     let mut results = Vec::new();
     if !p.services.is_empty() {
@@ -310,6 +312,7 @@ fn apply(
             &mut results,
         )?);
     }
+    crate::deploy::cancel::check()?;
     let mut pages = BTreeMap::new();
     if !p.sites.is_empty() {
         let cf = super::pages::client(ctx)?;

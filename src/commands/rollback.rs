@@ -302,6 +302,7 @@ fn put_back(
             }
         }
     }
+    crate::deploy::cancel::check()?;
     let mut new_pages = BTreeMap::new();
     for (site, p) in sites {
         new_pages.insert(site.clone(), pages_back(ctx, site, p)?);

@@ -69,6 +69,18 @@ pub fn reason() -> String {
     )
 }
 
+/// Between the phases of a command that does several things (promote, rollback): once a signal
+/// arrived, the next phase does not start.
+pub fn check() -> crate::error::Result<()> {
+    match requested() {
+        Some(_) => Err(crate::error::Error::StageFailed(format!(
+            "{}; the phases after it did not run",
+            reason()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Sleeps for `d`, waking early when a signal arrives; true when cancelled.
 pub fn sleep(d: Duration) -> bool {
     let end = Instant::now() + d;
