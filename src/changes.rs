@@ -673,6 +673,17 @@ pub(crate) mod tests {
 
     /// A small manifest built in code: services `api` (docker build) and `worker` (command build),
     /// site `web`, migrations, and one environment `staging` on `local` + one SSH host.
+    /// An `Affected` naming `units` (as `--all` would), for the planners' tests.
+    pub(crate) fn affected(units: &[&str]) -> Affected {
+        Affected {
+            units: units.iter().map(|u| u.to_string()).collect(),
+            base: None,
+            head: "0123456789abcdef0123456789abcdef01234567".into(),
+            reason: Reason::All,
+            changed_files: 0,
+        }
+    }
+
     pub(crate) fn sample() -> Manifest {
         let mut services = IndexMap::new();
         services.insert(

@@ -227,17 +227,7 @@ fn select(m: &Manifest, ctx: &Ctx, root: &Path) -> Result<Vec<String>> {
     let sites: Vec<String> = m.sites.keys().cloned().collect();
     let only = &ctx.settings.only;
     if !only.is_empty() {
-        let units: Vec<&str> = m.units().into_iter().map(|(n, _)| n).collect();
-        if let Some(bad) = only.iter().find(|o| !units.contains(&o.as_str())) {
-            let help = match crate::diag::suggest::closest(bad, units.iter().copied()) {
-                Some(s) => format!("did you mean `{s}`? sites: {}", sites.join(", ")),
-                None => format!("sites in the manifest: {}", sites.join(", ")),
-            };
-            return Err(Error::usage_help(
-                format!("--only: no unit named `{bad}`"),
-                help,
-            ));
-        }
+        crate::changes::select_only(m, only)?;
         return Ok(sites.into_iter().filter(|s| only.contains(s)).collect());
     }
     if ctx.settings.all {

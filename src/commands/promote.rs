@@ -12,7 +12,6 @@ use super::Ctx;
 use super::up::{connect, lock_owner};
 use crate::approval::{self, Gate, PlanToApprove};
 use crate::deploy::{HostDeploy, HostResult, UpRequest};
-use crate::env_vars;
 use crate::error::{Error, Result};
 use crate::ledger::record::{Deployment, Outcome, reason};
 use crate::ledger::store;
@@ -20,8 +19,7 @@ use crate::ledger::{self, Units};
 use crate::manifest::{Approval, Environment, MIGRATIONS_UNIT, Manifest};
 use crate::report::Summary;
 use crate::state::{PagesState, ReleaseRecord};
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::IsTerminal;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// How long the gate waits for an approval in GitHub Actions.
@@ -47,7 +45,7 @@ struct Promotion {
 pub fn run(from: Option<&str>, to: Option<&str>, ctx: &Ctx) -> Result<()> {
     let m = ctx.load_manifest()?;
     let (source, target) = environments(&m, from, to, ctx.settings.env.as_deref())?;
-    check_only(&m, &ctx.settings.only)?;
+    crate::changes::select_only(&m, &ctx.settings.only)?;
     let report = &ctx.report;
 
     let src = store::load(ctx, &source)?;
@@ -190,24 +188,6 @@ fn environments(
         )));
     }
     Ok((source, target))
-}
-
-/// Every `--only` name must be a unit of the manifest.
-fn check_only(m: &Manifest, only: &[String]) -> Result<()> {
-    let units: Vec<&str> = m.units().into_iter().map(|(n, _)| n).collect();
-    for o in only {
-        if !units.contains(&o.as_str()) {
-            let help = match crate::diag::suggest::closest(o, units.iter().copied()) {
-                Some(s) => format!("did you mean `{s}`? units: {}", units.join(", ")),
-                None => format!("units: {}", units.join(", ")),
-            };
-            return Err(Error::usage_help(
-                format!("--only: no unit named `{o}`"),
-                help,
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// What differs between the source's release and the target, unit by unit.
@@ -388,26 +368,19 @@ fn promote_services(
         )));
     };
     let mut src = connect(src_host, report)?;
-    let req = UpRequest {
-        env: target.name.clone(),
-        services: p.services.clone(),
-        images: p
-            .images
-            .iter()
-            .map(|(cs, (image, _))| (cs.clone(), image.clone()))
-            .collect(),
-        user_images: BTreeSet::new(),
-        force: false,
-        lock_wait: None,
-        dry_run: false,
-        yes: true,
-        owner: owner.clone(),
-        repo_root: store::repo_root(ctx),
-        compose_pref: env_vars::get(env_vars::DEPLOY_COMPOSE),
-        interactive: std::io::stdin().is_terminal(),
-        notes: notes.to_vec(),
-        files_from: None,
-    };
+    let images = p
+        .images
+        .iter()
+        .map(|(cs, (image, _))| (cs.clone(), image.clone()))
+        .collect();
+    let req = UpRequest::recorded(
+        &target.name,
+        p.services.clone(),
+        images,
+        owner.clone(),
+        store::repo_root(ctx),
+        notes.to_vec(),
+    );
     let mut first = None;
     for host in &target.hosts {
         let mut ex = connect(host, report)?;

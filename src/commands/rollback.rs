@@ -12,7 +12,6 @@ use super::Ctx;
 use super::up::{connect, lock_owner};
 use crate::cmd::docker_engine as de;
 use crate::deploy::{HostDeploy, HostResult, UpRequest};
-use crate::env_vars;
 use crate::error::{Error, Result};
 use crate::ledger::record::{Deployment, Outcome, reason};
 use crate::ledger::store;
@@ -20,8 +19,7 @@ use crate::ledger::{self, Selector, TargetError};
 use crate::manifest::{Environment, MIGRATIONS_UNIT, Manifest};
 use crate::report::Summary;
 use crate::state::{PagesState, ReleaseRecord, ReleaseStatus, ReleaseStatusField};
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::IsTerminal;
+use std::collections::BTreeMap;
 
 /// One unit that goes back, for the plan and the summary.
 struct Change {
@@ -36,7 +34,7 @@ pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
     let env = ctx.settings.environment(&m)?.clone();
     let report = &ctx.report;
     let selector = to.map(Selector::parse).transpose().map_err(Error::usage)?;
-    check_only(&m, &ctx.settings.only)?;
+    crate::changes::select_only(&m, &ctx.settings.only)?;
     let selected =
         |unit: &str| ctx.settings.only.is_empty() || ctx.settings.only.iter().any(|o| o == unit);
 
@@ -188,24 +186,6 @@ pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-/// Every `--only` name must be a unit of the manifest.
-fn check_only(m: &Manifest, only: &[String]) -> Result<()> {
-    let units: Vec<&str> = m.units().into_iter().map(|(n, _)| n).collect();
-    for o in only {
-        if !units.contains(&o.as_str()) {
-            let help = match crate::diag::suggest::closest(o, units.iter().copied()) {
-                Some(s) => format!("did you mean `{s}`? units: {}", units.join(", ")),
-                None => format!("units: {}", units.join(", ")),
-            };
-            return Err(Error::usage_help(
-                format!("--only: no unit named `{o}`"),
-                help,
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Puts the services and sites back and returns the new release record.
 #[allow(clippy::too_many_arguments)]
 fn put_back(
@@ -264,20 +244,15 @@ fn put_back(
             }
         }
         let req = UpRequest {
-            env: env.name.clone(),
-            services: services.to_vec(),
-            images: images.clone(),
-            user_images: BTreeSet::new(),
-            force: false,
-            lock_wait: None,
-            dry_run: false,
-            yes: true,
-            owner: owner.clone(),
-            repo_root: store::repo_root(ctx),
-            compose_pref: env_vars::get(env_vars::DEPLOY_COMPOSE),
-            interactive: std::io::stdin().is_terminal(),
-            notes: notes.to_vec(),
             files_from: files_from.filter(|_| kept),
+            ..UpRequest::recorded(
+                &env.name,
+                services.to_vec(),
+                images.clone(),
+                owner.clone(),
+                store::repo_root(ctx),
+                notes.to_vec(),
+            )
         };
         for host in &env.hosts {
             let mut ex = connect(host, report)?;

@@ -84,19 +84,7 @@ fn select(
 ) -> Result<Vec<String>> {
     let all: Vec<String> = m.services.keys().cloned().collect();
     if !ctx.settings.only.is_empty() {
-        let units: Vec<&str> = m.units().into_iter().map(|(n, _)| n).collect();
-        for o in &ctx.settings.only {
-            if !units.contains(&o.as_str()) {
-                let help = match crate::diag::suggest::closest(o, units.iter().copied()) {
-                    Some(s) => format!("did you mean `{s}`? services: {}", all.join(", ")),
-                    None => format!("services: {}", all.join(", ")),
-                };
-                return Err(Error::usage_help(
-                    format!("--only: no unit named `{o}`"),
-                    help,
-                ));
-            }
-        }
+        crate::changes::select_only(m, &ctx.settings.only)?;
         let mut v: Vec<String> = all
             .iter()
             .filter(|s| ctx.settings.only.contains(s) || image_svcs.contains(*s))

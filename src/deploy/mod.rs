@@ -82,6 +82,36 @@ pub struct UpRequest {
     pub files_from: Option<u64>,
 }
 
+impl UpRequest {
+    /// A deploy of recorded artifacts (rollback, promote): the given images for `services`, no
+    /// build, no questions (the command asked or gated already), notes for the record.
+    pub fn recorded(
+        env: &str,
+        services: Vec<String>,
+        images: BTreeMap<String, String>,
+        owner: LockOwner,
+        repo_root: PathBuf,
+        notes: Vec<String>,
+    ) -> UpRequest {
+        UpRequest {
+            env: env.to_string(),
+            services,
+            images,
+            user_images: BTreeSet::new(),
+            force: false,
+            lock_wait: None,
+            dry_run: false,
+            yes: true,
+            owner,
+            repo_root,
+            compose_pref: crate::env_vars::get(crate::env_vars::DEPLOY_COMPOSE),
+            interactive: false,
+            notes,
+            files_from: None,
+        }
+    }
+}
+
 /// The result for one service on one host.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ServiceResult {

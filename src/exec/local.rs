@@ -37,6 +37,24 @@ impl LocalExecutor {
     }
 }
 
+/// `cmd` as a duct expression: program, arguments, environment, directory and stdin (its bytes, or
+/// nothing), stderr captured, a non-zero exit not an error. Callers choose stdout.
+fn expression(cmd: &Cmd) -> duct::Expression {
+    let mut expr = duct::cmd(&cmd.program, cmd.args.iter().map(|a| a.expose()))
+        .stderr_capture()
+        .unchecked();
+    for (k, v) in &cmd.env {
+        expr = expr.env(k, v.expose());
+    }
+    if let Some(dir) = &cmd.cwd {
+        expr = expr.dir(dir);
+    }
+    match &cmd.stdin {
+        Some(bytes) => expr.stdin_bytes(bytes.clone()),
+        None => expr.stdin_null(),
+    }
+}
+
 impl Executor for LocalExecutor {
     fn label(&self) -> String {
         "local".into()
@@ -140,21 +158,10 @@ impl Executor for LocalExecutor {
     }
 
     fn capture(&mut self, cmd: &Cmd) -> Result<Output, ExecError> {
-        let mut expr = duct::cmd(&cmd.program, cmd.args.iter().map(|a| a.expose()))
+        let out = expression(cmd)
             .stdout_capture()
-            .stderr_capture()
-            .unchecked();
-        for (k, v) in &cmd.env {
-            expr = expr.env(k, v.expose());
-        }
-        if let Some(dir) = &cmd.cwd {
-            expr = expr.dir(dir);
-        }
-        expr = match &cmd.stdin {
-            Some(bytes) => expr.stdin_bytes(bytes.clone()),
-            None => expr.stdin_null(),
-        };
-        let out = expr.run().map_err(|e| Self::spawn_error(cmd, e))?;
+            .run()
+            .map_err(|e| Self::spawn_error(cmd, e))?;
         Ok(Output {
             status: exit_code(out.status),
             stdout: out.stdout,
@@ -167,21 +174,10 @@ impl Executor for LocalExecutor {
             host: "local".into(),
             message: format!("cannot write the output of `{}`: {e}", cmd.program),
         })?;
-        let mut expr = duct::cmd(&cmd.program, cmd.args.iter().map(|a| a.expose()))
+        let out = expression(cmd)
             .stdout_file(sink)
-            .stderr_capture()
-            .unchecked();
-        for (k, v) in &cmd.env {
-            expr = expr.env(k, v.expose());
-        }
-        if let Some(dir) = &cmd.cwd {
-            expr = expr.dir(dir);
-        }
-        expr = match &cmd.stdin {
-            Some(bytes) => expr.stdin_bytes(bytes.clone()),
-            None => expr.stdin_null(),
-        };
-        let out = expr.run().map_err(|e| Self::spawn_error(cmd, e))?;
+            .run()
+            .map_err(|e| Self::spawn_error(cmd, e))?;
         Ok(Output {
             status: exit_code(out.status),
             stdout: Vec::new(),

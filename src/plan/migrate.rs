@@ -137,18 +137,8 @@ fn steps(env: &Environment, m: &Migrations, root: Option<&str>) -> Vec<Step> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::changes::{Affected, Reason};
+    use crate::changes::tests::affected;
     use crate::manifest::Engine;
-
-    fn affected(units: &[&str]) -> Affected {
-        Affected {
-            units: units.iter().map(|u| u.to_string()).collect(),
-            base: None,
-            head: "cafe".into(),
-            reason: Reason::All,
-            changed_files: 0,
-        }
-    }
 
     fn lines(env: &Environment) -> Vec<(String, String, String)> {
         let m = crate::changes::tests::sample();

@@ -62,17 +62,7 @@ pub fn plan(input: &PlanInput) -> Vec<Step> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::changes::{Affected, Reason};
-
-    fn affected(units: &[&str]) -> Affected {
-        Affected {
-            units: units.iter().map(|u| u.to_string()).collect(),
-            base: None,
-            head: "cafe".into(),
-            reason: Reason::All,
-            changed_files: 0,
-        }
-    }
+    use crate::changes::tests::affected;
 
     #[test]
     fn a_site_is_built_then_uploaded_to_its_project() {

@@ -153,17 +153,7 @@ pub fn up(input: &PlanInput) -> Vec<Step> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::changes::{Affected, Reason};
-
-    fn affected(units: &[&str]) -> Affected {
-        Affected {
-            units: units.iter().map(|u| u.to_string()).collect(),
-            base: None,
-            head: "0123456789abcdef0123456789abcdef01234567".into(),
-            reason: Reason::All,
-            changed_files: 0,
-        }
-    }
+    use crate::changes::tests::affected;
 
     #[test]
     fn stages_compose_in_order_with_up_per_host() {
