@@ -61,6 +61,10 @@ pub const DEPLOY_COMPOSE: &str = "DEPLOY_COMPOSE";
 /// Test switch: ship built images even when the host already has the same image id (the test
 /// host over SSH drives the same Docker engine as the runner).
 pub const DEPLOY_TEST_ALWAYS_SHIP: &str = "DEPLOY_TEST_ALWAYS_SHIP";
+/// Where the Pages hash cache lives (`pages::hash_cache`): a directory, or `off` (also `0`,
+/// `false`, `no`) for none. Default: `$XDG_CACHE_HOME/deploy-action/pages-hashes`, else
+/// `$HOME/.cache/deploy-action/pages-hashes`.
+pub const DEPLOY_PAGES_HASH_CACHE: &str = "DEPLOY_PAGES_HASH_CACHE";
 /// Why a deploy, promote or rollback runs: recorded in the release notes, the audit log and the
 /// GitHub deployment's payload.
 pub const DEPLOY_REASON: &str = "DEPLOY_REASON";

@@ -31,10 +31,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Where the hash cache lives (`pages::hash_cache`): a directory, or `off` (also `0`, `false`,
-/// `no`) for none. Default: `$XDG_CACHE_HOME/deploy-action/pages-hashes`, else
-/// `$HOME/.cache/deploy-action/pages-hashes`.
-pub const DEPLOY_PAGES_HASH_CACHE: &str = "DEPLOY_PAGES_HASH_CACHE";
+use crate::env_vars::DEPLOY_PAGES_HASH_CACHE;
 
 /// The hash cache directory, if any.
 fn hash_cache_dir() -> Option<PathBuf> {
