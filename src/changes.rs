@@ -701,6 +701,8 @@ pub(crate) mod tests {
                 }),
                 test: Some("cargo test -p api".into()),
                 health: None,
+                secrets: vec![],
+                pull: Default::default(),
             },
         );
         services.insert(
@@ -716,6 +718,8 @@ pub(crate) mod tests {
                 }),
                 test: None,
                 health: None,
+                secrets: vec![],
+                pull: Default::default(),
             },
         );
         let mut sites = IndexMap::new();
@@ -755,6 +759,10 @@ pub(crate) mod tests {
                 promote_from: None,
                 keep_releases: 5,
                 backup: BackupPolicy::Auto,
+                min_approvals: 1,
+                allow_self_approval: false,
+                branches: vec![],
+                secrets: vec![],
             },
         );
         Manifest {

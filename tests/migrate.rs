@@ -121,6 +121,10 @@ fn environment(name: &str, var: &str, approval: Approval, backup: BackupPolicy) 
         promote_from: None,
         keep_releases: 5,
         backup,
+        min_approvals: 1,
+        allow_self_approval: false,
+        branches: vec![],
+        secrets: vec![],
     }
 }
 
