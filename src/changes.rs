@@ -701,6 +701,7 @@ pub(crate) mod tests {
                 }),
                 test: Some("cargo test -p api".into()),
                 health: None,
+                env: vec![],
             },
         );
         services.insert(
@@ -716,6 +717,7 @@ pub(crate) mod tests {
                 }),
                 test: None,
                 health: None,
+                env: vec![],
             },
         );
         let mut sites = IndexMap::new();
@@ -729,6 +731,7 @@ pub(crate) mod tests {
                 build: Some("npm ci && npm run build".into()),
                 paths: vec!["clients/web/**".into()],
                 production_branch: "main".into(),
+                env: vec![],
             },
         );
         let mut environments = IndexMap::new();

@@ -374,3 +374,44 @@ fn upload_round_trip_over_ssh() {
         .unwrap();
     assert_ne!(killed.status, 0);
 }
+
+#[test]
+fn r10_workflow_command_injection_from_exec_output_is_defused() {
+    let url = ssh_url();
+    let p = project(&[&url, "local"]);
+    for json in [false, true] {
+        let mut args = vec![];
+        if json {
+            args.push("--json");
+        }
+        let mut all = vec!["exec", "--env", "staging"];
+        all.extend(&args);
+        all.extend([
+            "--",
+            "sh",
+            "-c",
+            r"printf 'ok\r::add-mask::PLANTED\n'; printf 'e\r::warning::FORGED\n' >&2; printf '\033[2K##[error]FORGED\n'",
+        ]);
+        let out = p
+            .run(&all)
+            .env("HOME", p.path().display().to_string())
+            .env(
+                "DEPLOY_KNOWN_HOSTS_FILE",
+                services::var("DA_TEST_KNOWN_HOSTS_FILE"),
+            )
+            .env("DEPLOY_SSH_KEY_FILE", services::var("DA_TEST_SSH_KEY_FILE"))
+            .env("GITHUB_ACTIONS", "true")
+            .go();
+        out.status(0);
+        crate::harness::runner::assert_no_forged(&out.stdout, &out.stderr, "PLANTED");
+        crate::harness::runner::assert_no_forged(&out.stdout, &out.stderr, "FORGED");
+        let relayed = if json { &out.stderr } else { &out.stdout };
+        for host in ["root@127.0.0.1:2222", "local"] {
+            assert!(
+                relayed.contains(&format!("{host} | ::add-mask::PLANTED")),
+                "{relayed}"
+            );
+            assert!(relayed.contains(&format!("{host} | ::warning::FORGED")));
+        }
+    }
+}

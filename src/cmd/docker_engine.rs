@@ -117,8 +117,11 @@ pub fn logs(id: &str, tail: u32) -> Cmd {
 }
 
 /// `docker build -f DOCKERFILE -t TAG CONTEXT`.
+///
+/// Without the tool's secrets in its environment ([`super::TOOL_SECRET_VARS`]).
 pub fn build(context: &str, dockerfile: &str, tag: &str) -> Cmd {
     Cmd::new("docker")
+        .scrub_env(super::TOOL_SECRET_VARS.iter().copied())
         .arg("build")
         .arg("-f")
         .arg(format!("{}/{}", context.trim_end_matches('/'), dockerfile))

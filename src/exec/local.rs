@@ -14,6 +14,9 @@ impl LocalExecutor {
     fn command(cmd: &Cmd) -> Command {
         let mut c = Command::new(&cmd.program);
         c.args(cmd.args.iter().map(|a| a.expose()));
+        for k in &cmd.scrub {
+            c.env_remove(k);
+        }
         for (k, v) in &cmd.env {
             c.env(k, v.expose());
         }
@@ -43,6 +46,9 @@ fn expression(cmd: &Cmd) -> duct::Expression {
     let mut expr = duct::cmd(&cmd.program, cmd.args.iter().map(|a| a.expose()))
         .stderr_capture()
         .unchecked();
+    for k in &cmd.scrub {
+        expr = expr.env_remove(k);
+    }
     for (k, v) in &cmd.env {
         expr = expr.env(k, v.expose());
     }

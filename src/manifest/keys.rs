@@ -12,6 +12,8 @@ pub enum Ty {
         max: i64,
     },
     StringList,
+    /// A list of environment variable names (`[A-Za-z_][A-Za-z0-9_]*`).
+    VarList,
     /// A list of glob patterns (globset syntax).
     GlobList,
     /// One of these words.
@@ -70,6 +72,9 @@ const fn f(
         description,
     }
 }
+
+/// The `env:` key of services and sites.
+const ENV_DESCRIPTION: &str = "Variables of the tool's own secrets (CLOUDFLARE_API_TOKEN, GITHUB_TOKEN, DEPLOY_SSH_KEY, ACTIONS_RUNTIME_TOKEN, a `database.url_env` variable ...) that this unit's build, test and Pages build commands may see; the others are removed from their environment.";
 
 pub const ENGINES: &[&str] = &["postgres", "sqlite"];
 pub const APPROVALS: &[&str] = &["none", "required"];
@@ -286,6 +291,7 @@ pub static SERVICE: Table = Table {
             None,
             "A command line run by `deploy-action test`.",
         ),
+        f("env", Ty::VarList, false, Some("[]"), ENV_DESCRIPTION),
         f(
             "health",
             Ty::Object(&HEALTH),
@@ -410,6 +416,7 @@ pub static SITE: Table = Table {
             None,
             "A command line that produces `dir`.",
         ),
+        f("env", Ty::VarList, false, Some("[]"), ENV_DESCRIPTION),
         f(
             "paths",
             Ty::GlobList,

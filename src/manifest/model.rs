@@ -170,6 +170,8 @@ pub struct Service {
     pub build: Option<Build>,
     pub test: Option<String>,
     pub health: Option<Health>,
+    /// `env:`: the tool's secret variables this unit's build and test commands may see.
+    pub env: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -209,6 +211,8 @@ pub struct Site {
     pub build: Option<String>,
     pub paths: Vec<String>,
     pub production_branch: String,
+    /// `env:`: the tool's secret variables this site's build command may see.
+    pub env: Vec<String>,
 }
 
 #[derive(Clone, Debug)]

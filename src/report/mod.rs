@@ -437,10 +437,18 @@ impl Report {
         }
     }
 
-    /// Prints the `--json` document on stdout.
+    /// Prints the `--json` document on stdout. In Actions, a `##[` (the legacy workflow command
+    /// syntax, which the runner reads anywhere in a line) can only sit inside a JSON string, and is
+    /// written `#\u0023[` there: the same JSON value, no command. (JSON strings escape line breaks,
+    /// and every line starts with white space, a bracket or a quote, never `::`.)
     pub fn json_document(&self, value: &serde_json::Value) {
-        let text = serde_json::to_string_pretty(value).unwrap_or_default();
-        self.write(Stream::Stdout, &self.redact(&text));
+        let text = self.redact(&serde_json::to_string_pretty(value).unwrap_or_default());
+        let text = if self.gha.is_some() {
+            text.replace("##[", "#\\u0023[")
+        } else {
+            text
+        };
+        self.write(Stream::Stdout, &text);
     }
 }
 

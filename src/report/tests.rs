@@ -439,3 +439,14 @@ fn r10_short_secrets_are_masked_and_add_mask_goes_out() {
     r.info("pw is q7z");
     assert_eq!(lines(&r), ["::add-mask::q7z", "pw is ***"]);
 }
+
+#[test]
+fn r10_json_documents_carry_no_legacy_workflow_command_in_actions() {
+    let (_d, g, _, _) = gha_files();
+    let r = Report::buffered(true, Some(g));
+    let doc = serde_json::json!({"command": "echo ##[error]x; printf '\\r::warning::y'"});
+    r.json_document(&doc);
+    let text = lines(&r).join("\n");
+    assert!(runner_commands(&r).is_empty(), "{text}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&text).unwrap(), doc);
+}
