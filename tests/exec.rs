@@ -415,3 +415,105 @@ fn r10_workflow_command_injection_from_exec_output_is_defused() {
         }
     }
 }
+
+/// An SSH executor on the test sshd.
+fn ssh_executor() -> deploy_action::exec::ssh::SshExecutor {
+    use deploy_action::exec::ssh::{SshConfig, SshExecutor, SshTarget};
+    services::require_sshd();
+    let cfg = SshConfig {
+        key_file: Some(services::var("DA_TEST_SSH_KEY_FILE")),
+        known_hosts_file: Some(services::var("DA_TEST_KNOWN_HOSTS_FILE")),
+        ..Default::default()
+    };
+    let target = SshTarget {
+        user: "root".into(),
+        host: "127.0.0.1".into(),
+        port: services::var("DA_TEST_SSH_PORT").parse().unwrap(),
+    };
+    SshExecutor::connect_with(&target, &cfg, &|_| {}).unwrap()
+}
+
+/// Runs `check` with a fresh executor of each kind: over SSH (a new session each call) and local.
+fn each_executor(check: impl Fn(&str, &dyn Fn() -> Box<dyn deploy_action::exec::Executor + Send>)) {
+    check("ssh", &|| Box::new(ssh_executor()));
+    check("local", &|| Box::new(deploy_action::exec::local::LocalExecutor));
+}
+
+#[test]
+fn r10_an_upload_never_follows_a_symlink_planted_at_its_temporary_name() {
+    use std::os::unix::fs::PermissionsExt;
+    each_executor(|kind, make| {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        let path = dir.path().join("app.env");
+        // The fixed temporary names of the old uploads (SSH and Script; local).
+        for planted in [
+            format!("{}.deploy-action-tmp", path.display()),
+            format!("{}/app.tmp-{}", dir.path().display(), std::process::id()),
+        ] {
+            std::os::unix::fs::symlink(&victim, planted).unwrap();
+        }
+        let mut ex = make();
+        ex.upload(path.to_str().unwrap(), b"SECRET=1\n", 0o600)
+            .unwrap_or_else(|e| panic!("{kind}: {e}"));
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n", "{kind}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "SECRET=1\n", "{kind}");
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.is_file(), "{kind}");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{kind}: the mode asked for");
+        // A symlink at the target itself is replaced, not written through.
+        let linked = dir.path().join("linked.yml");
+        std::os::unix::fs::symlink(&victim, &linked).unwrap();
+        ex.upload(linked.to_str().unwrap(), b"x: 1\n", 0o644).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n", "{kind}");
+        assert!(std::fs::symlink_metadata(&linked).unwrap().is_file(), "{kind}");
+        assert_eq!(
+            std::fs::symlink_metadata(&linked).unwrap().permissions().mode() & 0o777,
+            0o644,
+            "{kind}"
+        );
+        // No temporary file is left behind.
+        let left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("deploy-action-") && !n.ends_with("-tmp"))
+            .collect();
+        assert!(left.is_empty(), "{kind}: {left:?}");
+    });
+}
+
+#[test]
+fn r10_two_concurrent_uploads_to_one_path_both_succeed_whole() {
+    each_executor(|kind, make| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("compose.yml").display().to_string();
+        let payloads: Vec<Vec<u8>> = (0..2u8)
+            .map(|w| vec![b'a' + w; 2 * 1024 * 1024])
+            .collect();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = payloads
+                .iter()
+                .map(|data| {
+                    let mut ex = make();
+                    let path = path.clone();
+                    scope.spawn(move || {
+                        for _ in 0..4 {
+                            ex.upload(&path, data, 0o644)
+                                .unwrap_or_else(|e| panic!("{kind}: {e}"));
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap();
+            }
+        });
+        let got = std::fs::read(&path).unwrap();
+        assert!(
+            payloads.contains(&got),
+            "{kind}: the file is neither upload whole ({} bytes)",
+            got.len()
+        );
+    });
+}

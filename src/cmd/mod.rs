@@ -250,6 +250,32 @@ impl fmt::Display for Cmd {
     }
 }
 
+/// Shell text that writes its standard input to `path` with `mode`, atomically and without
+/// following a planted link: a fresh temporary file with an unguessable name is created
+/// exclusively beside the target (`mktemp`: `O_EXCL`, mode 0600 from the start), filled, given
+/// `mode`, then renamed over the target (a rename replaces a symlink at `path`, never writes
+/// through it). Two writers of one path never share a temporary file; the last rename wins whole.
+/// The temporary file is removed on failure; parent directories are created.
+pub fn write_stdin_shell(path: &str, mode: u32) -> String {
+    let p = std::path::Path::new(path);
+    let dir = p
+        .parent()
+        .map(|d| d.to_string_lossy().into_owned())
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| ".".into());
+    let base = p
+        .file_name()
+        .map(|b| b.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let template = format!("{dir}/.{base}.deploy-action-XXXXXXXX");
+    format!(
+        "mkdir -p {d} && t=$(mktemp {tpl}) && {{ cat > \"$t\" && chmod {mode:o} \"$t\" && mv -f \"$t\" {p} || {{ rc=$?; rm -f \"$t\"; exit $rc; }}; }}",
+        d = shell_quote(&dir),
+        tpl = shell_quote(&template),
+        p = shell_quote(path),
+    )
+}
+
 /// The one audited POSIX shell quoting function: leaves safe words alone, single-quotes the rest.
 pub fn shell_quote(s: &str) -> Cow<'_, str> {
     let safe = !s.is_empty()
@@ -289,6 +315,16 @@ mod tests {
         let c = Cmd::shell("make").scrub_env(list.clone());
         assert_eq!(c.scrub, list);
         assert_eq!(c.display(), "sh -c make", "not shown");
+    }
+
+    #[test]
+    fn writes_go_through_a_fresh_exclusive_temporary_file() {
+        let s = write_stdin_shell("/srv/my app/.env", 0o600);
+        assert_eq!(
+            s,
+            "mkdir -p '/srv/my app' && t=$(mktemp '/srv/my app/..env.deploy-action-XXXXXXXX') && { cat > \"$t\" && chmod 600 \"$t\" && mv -f \"$t\" '/srv/my app/.env' || { rc=$?; rm -f \"$t\"; exit $rc; }; }"
+        );
+        assert!(write_stdin_shell("x", 0o644).starts_with("mkdir -p . && t=$(mktemp ./.x.deploy-action-XXXXXXXX)"));
     }
 
     #[test]

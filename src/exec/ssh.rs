@@ -9,7 +9,7 @@
 
 use super::known_hosts::{self, KnownHosts, Verdict};
 use super::{ExecError, Executor, Output, Stream};
-use crate::cmd::{Cmd, shell_quote};
+use crate::cmd::Cmd;
 use crate::env_vars;
 use ssh2::{ErrorCode, MethodType, Session};
 use std::io::{ErrorKind, Read, Write};
@@ -402,25 +402,12 @@ impl Executor for SshExecutor {
     }
 }
 
-/// The remote shell command of an upload: write beside the target, set the mode, rename over it
-/// (so a reader never sees half a file), removing the temporary file on failure.
+/// The remote shell command of an upload: the data on standard input, written through a fresh
+/// exclusive temporary file beside the target and renamed over it with `mode`
+/// ([`crate::cmd::write_stdin_shell`]), so a reader never sees half a file and a planted symlink
+/// is never followed.
 pub fn upload_cmd(remote_path: &str, data: &[u8], mode: i32) -> Cmd {
-    let path = Path::new(remote_path);
-    let dir = path
-        .parent()
-        .map(|p| p.to_string_lossy().into_owned())
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| ".".into());
-    let tmp = format!("{remote_path}.deploy-action-tmp");
-    let (d, t, p) = (
-        shell_quote(&dir),
-        shell_quote(&tmp),
-        shell_quote(remote_path),
-    );
-    Cmd::shell(format!(
-        "mkdir -p {d} && cat > {t} && chmod {mode:o} {t} && mv -f {t} {p} || {{ rc=$?; rm -f {t}; exit $rc; }}"
-    ))
-    .stdin(data.to_vec())
+    Cmd::shell(crate::cmd::write_stdin_shell(remote_path, mode as u32)).stdin(data.to_vec())
 }
 
 /// Splits a byte stream into lines (without the newline), keeping a partial last line.
@@ -784,8 +771,10 @@ mod tests {
         assert_eq!(c.stdin.as_deref(), Some(&b"X=1\n"[..]));
         let line = c.to_shell_line();
         assert!(line.contains("mkdir -p '\\''/srv/my app'\\''"), "{line}");
+        assert!(line.contains("mktemp"), "{line}");
         assert!(line.contains("chmod 600"), "{line}");
         assert!(line.contains("mv -f"), "{line}");
+        assert!(!line.contains(".deploy-action-tmp"), "no fixed name: {line}");
     }
 
     #[test]
