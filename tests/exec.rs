@@ -517,3 +517,95 @@ fn r10_two_concurrent_uploads_to_one_path_both_succeed_whole() {
         );
     });
 }
+
+#[test]
+fn r10_accept_new_remembers_the_key_so_the_next_run_checks_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let url = ssh_url();
+    let p = project(&[&url]);
+    let fp = services::var("DA_TEST_HOST_FINGERPRINT");
+    let home = p.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let run = |accept: bool| {
+        let r = p
+            .run(&["exec", "--env", "staging", "--", "true"])
+            .env("HOME", home.display().to_string())
+            .env("DEPLOY_SSH_KEY_FILE", services::var("DA_TEST_SSH_KEY_FILE"));
+        if accept {
+            r.env("DEPLOY_SSH_ACCEPT_NEW", "1").go()
+        } else {
+            r.go()
+        }
+    };
+    run(false).status(1).stderr_has("is not known");
+
+    // Accepted, said with the fingerprint, and written to ~/.ssh/known_hosts (0600 in a 0700 dir).
+    let file = home.join(".ssh/known_hosts");
+    run(true)
+        .status(0)
+        .stdout_has("accepting the unknown host key of [127.0.0.1]:2222")
+        .stdout_has(&fp)
+        .stdout_has(&format!("remembered in {}", file.display()));
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&file), 0o600);
+    assert_eq!(mode(&home.join(".ssh")), 0o700);
+    let remembered = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(remembered.lines().count(), 1, "{remembered}");
+    assert!(remembered.starts_with("[127.0.0.1]:2222 "), "{remembered}");
+
+    // The next run checks it: no opt-in needed, nothing accepted or written again.
+    let out = run(false);
+    out.status(0);
+    assert!(!out.stdout.contains("accepting"), "{}", out.stdout);
+    run(true).status(0);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), remembered);
+
+    // A changed key is then refused, even with the opt-in, and the file is left alone.
+    let wrong = std::fs::read_to_string(services::var("DA_TEST_KNOWN_HOSTS_WRONG_FILE")).unwrap();
+    std::fs::write(&file, &wrong).unwrap();
+    run(true)
+        .status(1)
+        .stderr_has("[127.0.0.1]:2222 has CHANGED");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), wrong);
+}
+
+#[test]
+fn r10_accept_new_writes_to_known_hosts_file_and_says_when_it_cannot_remember() {
+    let url = ssh_url();
+    let p = project(&[&url]);
+    let file = p.path().join("state/kh");
+    let base = |r: Run| {
+        r.env("HOME", p.path().display().to_string())
+            .env("DEPLOY_SSH_KEY_FILE", services::var("DA_TEST_SSH_KEY_FILE"))
+            .env("DEPLOY_SSH_ACCEPT_NEW", "1")
+    };
+    let args = ["exec", "--env", "staging", "--", "true"];
+    base(p.run(&args))
+        .env("DEPLOY_KNOWN_HOSTS_FILE", file.display().to_string())
+        .go()
+        .status(0)
+        .stdout_has(&format!("remembered in {}", file.display()));
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .starts_with("[127.0.0.1]:2222 ")
+    );
+    assert!(!p.path().join(".ssh").exists(), "DEPLOY_KNOWN_HOSTS_FILE wins");
+    // Without the opt-in, the file now answers.
+    p.run(&args)
+        .env("HOME", p.path().display().to_string())
+        .env("DEPLOY_SSH_KEY_FILE", services::var("DA_TEST_SSH_KEY_FILE"))
+        .env("DEPLOY_KNOWN_HOSTS_FILE", file.display().to_string())
+        .go()
+        .status(0);
+
+    // Known hosts given as text cannot be changed: accepted for this run, and the line to pin.
+    let other = "other.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFIJtTINt2aSF3FLls7PSAfxQYUe59uXusD9HMLuPjY9\n";
+    base(p.run(&args))
+        .env("DEPLOY_KNOWN_HOSTS", other)
+        .go()
+        .status(0)
+        .stdout_has("it cannot be remembered, because the known hosts come from DEPLOY_KNOWN_HOSTS")
+        .stdout_has("add this line to DEPLOY_KNOWN_HOSTS: [127.0.0.1]:2222 ");
+    assert!(!p.path().join(".ssh").exists());
+}
