@@ -146,8 +146,7 @@ fn build_follows_changes_when_no_unit_is_named() {
 
 /// A command that prints workflow commands after a bare CR (and the legacy syntax, and behind a
 /// cursor movement), as a hostile dependency's build script could.
-const FORGE: &str =
-    r"printf 'ok\r::add-mask::PLANTED\n50%%\r::warning::FORGED\nx ##[error]FORGED\n\033[1G::add-mask::PLANTED\n'";
+const FORGE: &str = r"printf 'ok\r::add-mask::PLANTED\n50%%\r::warning::FORGED\nx ##[error]FORGED\n\033[1G::add-mask::PLANTED\n'";
 
 #[test]
 fn r10_workflow_command_injection_from_build_and_test_output_is_defused() {
@@ -228,7 +227,8 @@ sites:
         }
     }
     assert!(
-        !out.stdout.contains(&format!("api | {}", reversed("cf-token-r10-0123456789"))),
+        !out.stdout
+            .contains(&format!("api | {}", reversed("cf-token-r10-0123456789"))),
         "{}",
         out.stdout
     );

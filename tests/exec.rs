@@ -436,7 +436,9 @@ fn ssh_executor() -> deploy_action::exec::ssh::SshExecutor {
 /// Runs `check` with a fresh executor of each kind: over SSH (a new session each call) and local.
 fn each_executor(check: impl Fn(&str, &dyn Fn() -> Box<dyn deploy_action::exec::Executor + Send>)) {
     check("ssh", &|| Box::new(ssh_executor()));
-    check("local", &|| Box::new(deploy_action::exec::local::LocalExecutor));
+    check("local", &|| {
+        Box::new(deploy_action::exec::local::LocalExecutor)
+    });
 }
 
 #[test]
@@ -457,19 +459,43 @@ fn r10_an_upload_never_follows_a_symlink_planted_at_its_temporary_name() {
         let mut ex = make();
         ex.upload(path.to_str().unwrap(), b"SECRET=1\n", 0o600)
             .unwrap_or_else(|e| panic!("{kind}: {e}"));
-        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n", "{kind}");
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "SECRET=1\n", "{kind}");
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "precious\n",
+            "{kind}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "SECRET=1\n",
+            "{kind}"
+        );
         let meta = std::fs::symlink_metadata(&path).unwrap();
         assert!(meta.is_file(), "{kind}");
-        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{kind}: the mode asked for");
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o600,
+            "{kind}: the mode asked for"
+        );
         // A symlink at the target itself is replaced, not written through.
         let linked = dir.path().join("linked.yml");
         std::os::unix::fs::symlink(&victim, &linked).unwrap();
-        ex.upload(linked.to_str().unwrap(), b"x: 1\n", 0o644).unwrap();
-        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n", "{kind}");
-        assert!(std::fs::symlink_metadata(&linked).unwrap().is_file(), "{kind}");
+        ex.upload(linked.to_str().unwrap(), b"x: 1\n", 0o644)
+            .unwrap();
         assert_eq!(
-            std::fs::symlink_metadata(&linked).unwrap().permissions().mode() & 0o777,
+            std::fs::read_to_string(&victim).unwrap(),
+            "precious\n",
+            "{kind}"
+        );
+        assert!(
+            std::fs::symlink_metadata(&linked).unwrap().is_file(),
+            "{kind}"
+        );
+        assert_eq!(
+            std::fs::symlink_metadata(&linked)
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
             0o644,
             "{kind}"
         );
@@ -488,9 +514,7 @@ fn r10_two_concurrent_uploads_to_one_path_both_succeed_whole() {
     each_executor(|kind, make| {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("compose.yml").display().to_string();
-        let payloads: Vec<Vec<u8>> = (0..2u8)
-            .map(|w| vec![b'a' + w; 2 * 1024 * 1024])
-            .collect();
+        let payloads: Vec<Vec<u8>> = (0..2u8).map(|w| vec![b'a' + w; 2 * 1024 * 1024]).collect();
         std::thread::scope(|scope| {
             let handles: Vec<_> = payloads
                 .iter()
@@ -590,7 +614,10 @@ fn r10_accept_new_writes_to_known_hosts_file_and_says_when_it_cannot_remember() 
             .unwrap()
             .starts_with("[127.0.0.1]:2222 ")
     );
-    assert!(!p.path().join(".ssh").exists(), "DEPLOY_KNOWN_HOSTS_FILE wins");
+    assert!(
+        !p.path().join(".ssh").exists(),
+        "DEPLOY_KNOWN_HOSTS_FILE wins"
+    );
     // Without the opt-in, the file now answers.
     p.run(&args)
         .env("HOME", p.path().display().to_string())

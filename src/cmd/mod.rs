@@ -33,7 +33,10 @@ pub const TOOL_SECRET_VARS: &[&str] = &[
 /// The variables a unit's own command must not inherit: [`TOOL_SECRET_VARS`] and `extra` (the
 /// secrets the manifest names: database URL variables, `secrets:` lists), except those in
 /// `allowed` (the unit's `env:`). Sorted, without repeats.
-pub fn child_scrub<'a>(extra: impl IntoIterator<Item = &'a str>, allowed: &[String]) -> Vec<String> {
+pub fn child_scrub<'a>(
+    extra: impl IntoIterator<Item = &'a str>,
+    allowed: &[String],
+) -> Vec<String> {
     let mut out: Vec<String> = TOOL_SECRET_VARS
         .iter()
         .copied()
@@ -324,7 +327,10 @@ mod tests {
             s,
             "mkdir -p '/srv/my app' && t=$(mktemp '/srv/my app/..env.deploy-action-XXXXXXXX') && { cat > \"$t\" && chmod 600 \"$t\" && mv -f \"$t\" '/srv/my app/.env' || { rc=$?; rm -f \"$t\"; exit $rc; }; }"
         );
-        assert!(write_stdin_shell("x", 0o644).starts_with("mkdir -p . && t=$(mktemp ./.x.deploy-action-XXXXXXXX)"));
+        assert!(
+            write_stdin_shell("x", 0o644)
+                .starts_with("mkdir -p . && t=$(mktemp ./.x.deploy-action-XXXXXXXX)")
+        );
     }
 
     #[test]

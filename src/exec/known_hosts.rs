@@ -426,7 +426,9 @@ mod tests {
         assert_eq!(line, format!("[127.0.0.1]:2222 ssh-ed25519 {KEY_A}"));
         let kh = KnownHosts::parse(&line, "kh");
         assert_eq!(kh.check("127.0.0.1", 2222, &blob(KEY_A)), Verdict::Known);
-        assert!(entry_line("Example.COM", 22, &blob(KEY_B)).starts_with("example.com ssh-ed25519 "));
+        assert!(
+            entry_line("Example.COM", 22, &blob(KEY_B)).starts_with("example.com ssh-ed25519 ")
+        );
     }
 
     #[test]

@@ -205,10 +205,9 @@ impl Executor for LocalExecutor {
         std::fs::create_dir_all(parent).map_err(io_err)?;
         // A fresh temporary file beside the target, created exclusively (0600, never a planted
         // link), given the mode, then renamed over the target: a reader never sees half a file.
-        let base = path.file_name().map_or_else(
-            || "file".into(),
-            |b| b.to_string_lossy().into_owned(),
-        );
+        let base = path
+            .file_name()
+            .map_or_else(|| "file".into(), |b| b.to_string_lossy().into_owned());
         let mut tmp = tempfile::Builder::new()
             .prefix(&format!(".{base}.deploy-action-"))
             .tempfile_in(parent)

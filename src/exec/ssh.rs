@@ -862,7 +862,10 @@ mod tests {
         assert!(line.contains("mktemp"), "{line}");
         assert!(line.contains("chmod 600"), "{line}");
         assert!(line.contains("mv -f"), "{line}");
-        assert!(!line.contains(".deploy-action-tmp"), "no fixed name: {line}");
+        assert!(
+            !line.contains(".deploy-action-tmp"),
+            "no fixed name: {line}"
+        );
     }
 
     #[test]

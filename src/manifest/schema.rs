@@ -81,7 +81,9 @@ fn ty_schema(ty: &Ty) -> Value {
         Ty::Int { min, max } if min == max => json!({"const": min}),
         Ty::Int { min, max } => json!({"type": "integer", "minimum": min, "maximum": max}),
         Ty::StringList => json!({"type": "array", "items": {"type": "string"}}),
-        Ty::VarList => json!({"type": "array", "items": {"type": "string", "pattern": VAR_PATTERN}}),
+        Ty::VarList => {
+            json!({"type": "array", "items": {"type": "string", "pattern": VAR_PATTERN}})
+        }
         Ty::GlobList => {
             json!({"type": "array", "items": {"type": "string", "description": "A glob: *, **, ?, [abc], {a,b}."}})
         }

@@ -1383,7 +1383,10 @@ mod tests {
         assert_eq!(m.sites["web"].env, ["CLOUDFLARE_API_TOKEN"]);
         let (l, c, m, h) = fail("services:\n  api:\n    env: [OK, \"NOT-A-VAR\"]\n");
         assert_eq!((l, c), (5, 15));
-        assert!(m.contains("`NOT-A-VAR` is not the name of an environment variable"), "{m}");
+        assert!(
+            m.contains("`NOT-A-VAR` is not the name of an environment variable"),
+            "{m}"
+        );
         assert!(h.unwrap().contains("CLOUDFLARE_API_TOKEN"));
         let (l, c, m, _) = fail("sites:\n  web: {project: w, dir: d, env: [\"1X\"]}\n");
         assert_eq!((l, c), (4, 35));

@@ -309,10 +309,7 @@ impl Report {
     pub fn error(&self, msg: &str, at: Option<(&str, u32, u32)>) {
         let msg = self.redact(msg);
         if self.gha.is_some() {
-            self.workflow_command(&gha::error_annotation(
-                &sanitize::annotation_text(&msg),
-                at,
-            ));
+            self.workflow_command(&gha::error_annotation(&sanitize::annotation_text(&msg), at));
         }
         self.write(Stream::Stderr, &self.safe(msg.trim_end_matches('\n')));
     }

@@ -372,7 +372,10 @@ fn r10_workflow_command_injection_through_relayed_output_is_defused() {
     );
     let l = lines(&r);
     // Every piece after a CR got the prefix; SGR colour would be kept, other controls are shown.
-    assert!(l.contains(&"root@h:22 | ::add-mask::x".to_string()), "{l:#?}");
+    assert!(
+        l.contains(&"root@h:22 | ::add-mask::x".to_string()),
+        "{l:#?}"
+    );
     assert!(l.contains(&"api | \u{241b}[2K\u{241b}[1G::add-mask::z".to_string()));
     assert!(l.contains(&"api | \u{fffd}2K::add-mask::c1".to_string()));
     assert!(l.iter().all(|x| !x.contains('\r') && !x.contains('\x1b')));
@@ -406,7 +409,11 @@ fn relayed_lines_keep_colour_and_outside_actions_need_no_block() {
     r.relay("api", Stream::Stdout, "one\rtwo");
     assert_eq!(
         lines(&r),
-        ["api | \x1b[31mred\x1b[0m\tok\u{2407}", "api | one", "api | two"]
+        [
+            "api | \x1b[31mred\x1b[0m\tok\u{2407}",
+            "api | one",
+            "api | two"
+        ]
     );
 }
 
@@ -448,5 +455,8 @@ fn r10_json_documents_carry_no_legacy_workflow_command_in_actions() {
     r.json_document(&doc);
     let text = lines(&r).join("\n");
     assert!(runner_commands(&r).is_empty(), "{text}");
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&text).unwrap(), doc);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+        doc
+    );
 }

@@ -11,13 +11,16 @@ pub fn commands(text: &str) -> Vec<String> {
     for line in text.split("\r\n").flat_map(|l| l.split(['\r', '\n'])) {
         let t = line.trim_start();
         let command = if let Some(rest) = t.strip_prefix("::") {
-            rest.split_once("::").map(|(name, data)| (name.to_string(), data.to_string()))
+            rest.split_once("::")
+                .map(|(name, data)| (name.to_string(), data.to_string()))
         } else {
             line.find("##[")
                 .and_then(|i| line[i + 3..].split_once(']'))
                 .map(|(name, data)| (name.to_string(), data.to_string()))
         };
-        let Some((name, data)) = command else { continue };
+        let Some((name, data)) = command else {
+            continue;
+        };
         match &stopped {
             Some(token) if name.eq_ignore_ascii_case(token) => stopped = None,
             Some(_) => {}
@@ -25,7 +28,10 @@ pub fn commands(text: &str) -> Vec<String> {
             None => acted.push(format!("{name}::{data}")),
         }
     }
-    assert!(stopped.is_none(), "a stop-commands block was left open:\n{text}");
+    assert!(
+        stopped.is_none(),
+        "a stop-commands block was left open:\n{text}"
+    );
     acted
 }
 
