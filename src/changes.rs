@@ -792,6 +792,7 @@ pub(crate) mod tests {
                 health: None,
                 secrets: vec![],
                 pull: Default::default(),
+                env: vec![],
             },
         );
         services.insert(
@@ -809,6 +810,7 @@ pub(crate) mod tests {
                 health: None,
                 secrets: vec![],
                 pull: Default::default(),
+                env: vec![],
             },
         );
         let mut sites = IndexMap::new();
@@ -822,6 +824,7 @@ pub(crate) mod tests {
                 build: Some("npm ci && npm run build".into()),
                 paths: vec!["clients/web/**".into()],
                 production_branch: "main".into(),
+                env: vec![],
             },
         );
         let mut environments = IndexMap::new();

@@ -13,7 +13,8 @@ pub const DEPLOY_SSH_KEY_FILE: &str = "DEPLOY_SSH_KEY_FILE";
 pub const DEPLOY_KNOWN_HOSTS: &str = "DEPLOY_KNOWN_HOSTS";
 /// Path of a known_hosts file.
 pub const DEPLOY_KNOWN_HOSTS_FILE: &str = "DEPLOY_KNOWN_HOSTS_FILE";
-/// `1` accepts an UNKNOWN host key (never a changed one) and prints its fingerprint as a warning.
+/// `1` accepts an UNKNOWN host key (never a changed one), prints its fingerprint as a warning and
+/// remembers it in DEPLOY_KNOWN_HOSTS_FILE or ~/.ssh/known_hosts.
 pub const DEPLOY_SSH_ACCEPT_NEW: &str = "DEPLOY_SSH_ACCEPT_NEW";
 /// Passphrase of the SSH private key, if it has one (masked).
 pub const DEPLOY_SSH_KEY_PASSPHRASE: &str = "DEPLOY_SSH_KEY_PASSPHRASE";

@@ -143,3 +143,106 @@ fn build_follows_changes_when_no_unit_is_named() {
     assert!(!out.stdout.contains("api |"));
     assert!(!p.path().join("api.built").exists());
 }
+
+/// A command that prints workflow commands after a bare CR (and the legacy syntax, and behind a
+/// cursor movement), as a hostile dependency's build script could.
+const FORGE: &str = r"printf 'ok\r::add-mask::PLANTED\n50%%\r::warning::FORGED\nx ##[error]FORGED\n\033[1G::add-mask::PLANTED\n'";
+
+#[test]
+fn r10_workflow_command_injection_from_build_and_test_output_is_defused() {
+    let p = Project::git();
+    p.manifest(&format!(
+        "version: 1\nproject: shop\nservices:\n  api:\n    build: {{ command: {FORGE:?} }}\n    test: {FORGE:?}\n"
+    ));
+    p.commit("forge");
+    for stage in ["build", "test"] {
+        for json in [false, true] {
+            let mut args = vec![stage, "--all"];
+            if json {
+                args.push("--json");
+            }
+            let out = p.run(&args).env("GITHUB_ACTIONS", "true").go();
+            out.status(0);
+            crate::harness::runner::assert_no_forged(&out.stdout, &out.stderr, "PLANTED");
+            crate::harness::runner::assert_no_forged(&out.stdout, &out.stderr, "FORGED");
+            // The text itself is relayed (not dropped), each piece with the unit prefix.
+            let relayed = if json { &out.stderr } else { &out.stdout };
+            assert!(relayed.contains("api | ::add-mask::PLANTED"), "{relayed}");
+            assert!(relayed.contains("api | ::warning::FORGED"), "{relayed}");
+        }
+    }
+}
+
+#[test]
+fn r10_build_children_do_not_inherit_the_tool_secrets_unless_the_unit_opts_in() {
+    let p = Project::git();
+    let show = "for v in CLOUDFLARE_API_TOKEN GITHUB_TOKEN DEPLOY_SSH_KEY STAGING_DATABASE_URL ACTIONS_RUNTIME_TOKEN; do printenv $v | rev; done; echo done-$PLAIN_VAR";
+    p.manifest(&format!(
+        r#"version: 1
+project: shop
+environments:
+  staging:
+    hosts: [local]
+    dir: /tmp
+    database: {{ url_env: STAGING_DATABASE_URL }}
+services:
+  api:
+    build: {{ command: "{show}" }}
+    test: "{show}"
+  deployer:
+    build: {{ command: "{show}" }}
+    env: [CLOUDFLARE_API_TOKEN]
+sites:
+  web:
+    project: shop-web
+    dir: dist
+    build: "{show}; exit 9"
+"#
+    ));
+    p.commit("env");
+    let secrets = [
+        ("CLOUDFLARE_API_TOKEN", "cf-token-r10-0123456789"),
+        ("GITHUB_TOKEN", "ghs_r10_abcdefghijklmnop"),
+        ("DEPLOY_SSH_KEY", "not-a-key-r10-qrstuvwxyz"),
+        ("STAGING_DATABASE_URL", "postgres://u:db-pw-r10-xyz@h/db"),
+        ("ACTIONS_RUNTIME_TOKEN", "runtime-r10-token-9876"),
+    ];
+    let reversed = |s: &str| s.chars().rev().collect::<String>();
+    let with_secrets = |r: crate::harness::Run| {
+        r.envs(secrets.iter().map(|(k, v)| (*k, v.to_string())))
+            .env("PLAIN_VAR", "kept")
+    };
+    let out = with_secrets(p.run(&["build", "--only", "api,deployer"])).go();
+    out.status(0)
+        .stdout_has("api | done-kept")
+        .stdout_has("deployer | done-kept");
+    // The unit that opted in sees its one variable; nothing else reaches either unit.
+    out.stdout_has(&format!(
+        "deployer | {}",
+        reversed("cf-token-r10-0123456789")
+    ));
+    for (name, value) in secrets {
+        if name != "CLOUDFLARE_API_TOKEN" {
+            out.nowhere(&reversed(value));
+        }
+    }
+    assert!(
+        !out.stdout
+            .contains(&format!("api | {}", reversed("cf-token-r10-0123456789"))),
+        "{}",
+        out.stdout
+    );
+
+    let out = with_secrets(p.run(&["test", "--only", "api"])).go();
+    out.status(0).stdout_has("api | done-kept");
+    for (_, value) in secrets {
+        out.nowhere(&reversed(value));
+    }
+
+    // The Pages build runs scrubbed too (it fails before any request, so no API is needed).
+    let out = with_secrets(p.run(&["pages", "--env", "staging", "--only", "web"])).go();
+    out.status(1).stdout_has("web | done-kept");
+    for (_, value) in secrets {
+        out.nowhere(&reversed(value));
+    }
+}

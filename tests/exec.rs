@@ -374,3 +374,265 @@ fn upload_round_trip_over_ssh() {
         .unwrap();
     assert_ne!(killed.status, 0);
 }
+
+#[test]
+fn r10_workflow_command_injection_from_exec_output_is_defused() {
+    let url = ssh_url();
+    let p = project(&[&url, "local"]);
+    for json in [false, true] {
+        let mut args = vec![];
+        if json {
+            args.push("--json");
+        }
+        let mut all = vec!["exec", "--env", "staging"];
+        all.extend(&args);
+        all.extend([
+            "--",
+            "sh",
+            "-c",
+            r"printf 'ok\r::add-mask::PLANTED\n'; printf 'e\r::warning::FORGED\n' >&2; printf '\033[2K##[error]FORGED\n'",
+        ]);
+        let out = p
+            .run(&all)
+            .env("HOME", p.path().display().to_string())
+            .env(
+                "DEPLOY_KNOWN_HOSTS_FILE",
+                services::var("DA_TEST_KNOWN_HOSTS_FILE"),
+            )
+            .env("DEPLOY_SSH_KEY_FILE", services::var("DA_TEST_SSH_KEY_FILE"))
+            .env("GITHUB_ACTIONS", "true")
+            .go();
+        out.status(0);
+        crate::harness::runner::assert_no_forged(&out.stdout, &out.stderr, "PLANTED");
+        crate::harness::runner::assert_no_forged(&out.stdout, &out.stderr, "FORGED");
+        let relayed = if json { &out.stderr } else { &out.stdout };
+        for host in ["root@127.0.0.1:2222", "local"] {
+            assert!(
+                relayed.contains(&format!("{host} | ::add-mask::PLANTED")),
+                "{relayed}"
+            );
+            assert!(relayed.contains(&format!("{host} | ::warning::FORGED")));
+        }
+    }
+}
+
+/// An SSH executor on the test sshd.
+fn ssh_executor() -> deploy_action::exec::ssh::SshExecutor {
+    use deploy_action::exec::ssh::{SshConfig, SshExecutor, SshTarget};
+    services::require_sshd();
+    let cfg = SshConfig {
+        key_file: Some(services::var("DA_TEST_SSH_KEY_FILE")),
+        known_hosts_file: Some(services::var("DA_TEST_KNOWN_HOSTS_FILE")),
+        ..Default::default()
+    };
+    let target = SshTarget {
+        user: "root".into(),
+        host: "127.0.0.1".into(),
+        port: services::var("DA_TEST_SSH_PORT").parse().unwrap(),
+    };
+    SshExecutor::connect_with(&target, &cfg, &|_| {}).unwrap()
+}
+
+/// Runs `check` with a fresh executor of each kind: over SSH (a new session each call) and local.
+fn each_executor(check: impl Fn(&str, &dyn Fn() -> Box<dyn deploy_action::exec::Executor + Send>)) {
+    check("ssh", &|| Box::new(ssh_executor()));
+    check("local", &|| {
+        Box::new(deploy_action::exec::local::LocalExecutor)
+    });
+}
+
+#[test]
+fn r10_an_upload_never_follows_a_symlink_planted_at_its_temporary_name() {
+    use std::os::unix::fs::PermissionsExt;
+    each_executor(|kind, make| {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        let path = dir.path().join("app.env");
+        // The fixed temporary names of the old uploads (SSH and Script; local).
+        for planted in [
+            format!("{}.deploy-action-tmp", path.display()),
+            format!("{}/app.tmp-{}", dir.path().display(), std::process::id()),
+        ] {
+            std::os::unix::fs::symlink(&victim, planted).unwrap();
+        }
+        let mut ex = make();
+        ex.upload(path.to_str().unwrap(), b"SECRET=1\n", 0o600)
+            .unwrap_or_else(|e| panic!("{kind}: {e}"));
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "precious\n",
+            "{kind}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "SECRET=1\n",
+            "{kind}"
+        );
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.is_file(), "{kind}");
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o600,
+            "{kind}: the mode asked for"
+        );
+        // A symlink at the target itself is replaced, not written through.
+        let linked = dir.path().join("linked.yml");
+        std::os::unix::fs::symlink(&victim, &linked).unwrap();
+        ex.upload(linked.to_str().unwrap(), b"x: 1\n", 0o644)
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "precious\n",
+            "{kind}"
+        );
+        assert!(
+            std::fs::symlink_metadata(&linked).unwrap().is_file(),
+            "{kind}"
+        );
+        assert_eq!(
+            std::fs::symlink_metadata(&linked)
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o644,
+            "{kind}"
+        );
+        // No temporary file is left behind.
+        let left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("deploy-action-") && !n.ends_with("-tmp"))
+            .collect();
+        assert!(left.is_empty(), "{kind}: {left:?}");
+    });
+}
+
+#[test]
+fn r10_two_concurrent_uploads_to_one_path_both_succeed_whole() {
+    each_executor(|kind, make| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("compose.yml").display().to_string();
+        let payloads: Vec<Vec<u8>> = (0..2u8).map(|w| vec![b'a' + w; 2 * 1024 * 1024]).collect();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = payloads
+                .iter()
+                .map(|data| {
+                    let mut ex = make();
+                    let path = path.clone();
+                    scope.spawn(move || {
+                        for _ in 0..4 {
+                            ex.upload(&path, data, 0o644)
+                                .unwrap_or_else(|e| panic!("{kind}: {e}"));
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap();
+            }
+        });
+        let got = std::fs::read(&path).unwrap();
+        assert!(
+            payloads.contains(&got),
+            "{kind}: the file is neither upload whole ({} bytes)",
+            got.len()
+        );
+    });
+}
+
+#[test]
+fn r10_accept_new_remembers_the_key_so_the_next_run_checks_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let url = ssh_url();
+    let p = project(&[&url]);
+    let fp = services::var("DA_TEST_HOST_FINGERPRINT");
+    let home = p.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let run = |accept: bool| {
+        let r = p
+            .run(&["exec", "--env", "staging", "--", "true"])
+            .env("HOME", home.display().to_string())
+            .env("DEPLOY_SSH_KEY_FILE", services::var("DA_TEST_SSH_KEY_FILE"));
+        if accept {
+            r.env("DEPLOY_SSH_ACCEPT_NEW", "1").go()
+        } else {
+            r.go()
+        }
+    };
+    run(false).status(1).stderr_has("is not known");
+
+    // Accepted, said with the fingerprint, and written to ~/.ssh/known_hosts (0600 in a 0700 dir).
+    let file = home.join(".ssh/known_hosts");
+    run(true)
+        .status(0)
+        .stdout_has("accepting the unknown host key of [127.0.0.1]:2222")
+        .stdout_has(&fp)
+        .stdout_has(&format!("remembered in {}", file.display()));
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&file), 0o600);
+    assert_eq!(mode(&home.join(".ssh")), 0o700);
+    let remembered = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(remembered.lines().count(), 1, "{remembered}");
+    assert!(remembered.starts_with("[127.0.0.1]:2222 "), "{remembered}");
+
+    // The next run checks it: no opt-in needed, nothing accepted or written again.
+    let out = run(false);
+    out.status(0);
+    assert!(!out.stdout.contains("accepting"), "{}", out.stdout);
+    run(true).status(0);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), remembered);
+
+    // A changed key is then refused, even with the opt-in, and the file is left alone.
+    let wrong = std::fs::read_to_string(services::var("DA_TEST_KNOWN_HOSTS_WRONG_FILE")).unwrap();
+    std::fs::write(&file, &wrong).unwrap();
+    run(true)
+        .status(1)
+        .stderr_has("[127.0.0.1]:2222 has CHANGED");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), wrong);
+}
+
+#[test]
+fn r10_accept_new_writes_to_known_hosts_file_and_says_when_it_cannot_remember() {
+    let url = ssh_url();
+    let p = project(&[&url]);
+    let file = p.path().join("state/kh");
+    let base = |r: Run| {
+        r.env("HOME", p.path().display().to_string())
+            .env("DEPLOY_SSH_KEY_FILE", services::var("DA_TEST_SSH_KEY_FILE"))
+            .env("DEPLOY_SSH_ACCEPT_NEW", "1")
+    };
+    let args = ["exec", "--env", "staging", "--", "true"];
+    base(p.run(&args))
+        .env("DEPLOY_KNOWN_HOSTS_FILE", file.display().to_string())
+        .go()
+        .status(0)
+        .stdout_has(&format!("remembered in {}", file.display()));
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .starts_with("[127.0.0.1]:2222 ")
+    );
+    assert!(
+        !p.path().join(".ssh").exists(),
+        "DEPLOY_KNOWN_HOSTS_FILE wins"
+    );
+    // Without the opt-in, the file now answers.
+    p.run(&args)
+        .env("HOME", p.path().display().to_string())
+        .env("DEPLOY_SSH_KEY_FILE", services::var("DA_TEST_SSH_KEY_FILE"))
+        .env("DEPLOY_KNOWN_HOSTS_FILE", file.display().to_string())
+        .go()
+        .status(0);
+
+    // Known hosts given as text cannot be changed: accepted for this run, and the line to pin.
+    let other = "other.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFIJtTINt2aSF3FLls7PSAfxQYUe59uXusD9HMLuPjY9\n";
+    base(p.run(&args))
+        .env("DEPLOY_KNOWN_HOSTS", other)
+        .go()
+        .status(0)
+        .stdout_has("it cannot be remembered, because the known hosts come from DEPLOY_KNOWN_HOSTS")
+        .stdout_has("add this line to DEPLOY_KNOWN_HOSTS: [127.0.0.1]:2222 ");
+    assert!(!p.path().join(".ssh").exists());
+}

@@ -127,6 +127,8 @@ services:
   leaky:
     paths: ["leaky/**"]
     build: { command: "echo \"key: $DEPLOY_SSH_KEY\"; echo cf=$CLOUDFLARE_API_TOKEN; echo gh=$GITHUB_TOKEN >&2" }
+    # A build sees the tool's secrets only when it opts in; this one does, so masking is tested.
+    env: [DEPLOY_SSH_KEY, CLOUDFLARE_API_TOKEN, GITHUB_TOKEN]
 "#,
     );
     p.commit("x");
@@ -280,6 +282,8 @@ services:
   leaky:
     paths: ["leaky/**"]
     build: { command: "echo staging=$STAGING_DATABASE_URL; echo prod=$PROD_DATABASE_URL >&2" }
+    # A build sees the tool's secrets only when it opts in; this one does, so masking is tested.
+    env: [STAGING_DATABASE_URL, PROD_DATABASE_URL]
 "#,
     );
     p.commit("x");

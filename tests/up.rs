@@ -920,3 +920,27 @@ fn compose_12069_with_healthy_dependencies_warns_from_a_dry_run_during_the_gate(
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn r10_env_files_and_their_release_copies_land_0600_on_the_ssh_host() {
+    use std::os::unix::fs::PermissionsExt;
+    let url = services::var("DA_TEST_SSH_URL");
+    let s = Stack::new("envmode", &format!("\"{url}\""), 5);
+    s.up_ssh(&["--all"]).status(0);
+    let mode = |rel: &str| {
+        std::fs::metadata(s.host_dir.path().join(rel))
+            .unwrap_or_else(|e| panic!("{rel}: {e}"))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("web.env"), 0o600);
+    assert_eq!(mode(".deploy-action/files/1/web.env"), 0o600);
+    assert_eq!(mode("compose.yml"), 0o644);
+    assert_eq!(mode(".deploy-action/files/1/compose.yml"), 0o644);
+    let leftovers = sh(&format!(
+        "find {} -name '*deploy-action-*' ! -path '*/.deploy-action/*'",
+        s.host_dir.path().display()
+    ));
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers}");
+}

@@ -2,9 +2,11 @@
 
 use super::Cmd;
 
-/// `docker build -t IMAGE:TAG -f CONTEXT/DOCKERFILE CONTEXT`.
+/// `docker build -t IMAGE:TAG -f CONTEXT/DOCKERFILE CONTEXT`, without the tool's secrets in its
+/// environment ([`super::TOOL_SECRET_VARS`]; the `build` stage widens this to the manifest's).
 pub fn build(image: &str, tag: &str, context: &str, dockerfile: &str) -> Cmd {
     Cmd::new("docker")
+        .scrub_env(super::TOOL_SECRET_VARS.iter().copied())
         .arg("build")
         .arg("-t")
         .arg(format!("{image}:{tag}"))
@@ -30,6 +32,16 @@ pub fn dockerfile_path(context: &str, dockerfile: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn docker_build_runs_without_the_tool_secrets() {
+        let c = build("shop/api", "cafe", "services/api", "Dockerfile");
+        for v in super::super::TOOL_SECRET_VARS {
+            assert!(c.scrub.iter().any(|s| s == v), "{v}");
+        }
+        let e = crate::cmd::docker_engine::build("ctx", "Dockerfile", "x:1");
+        assert_eq!(e.scrub, c.scrub);
+    }
 
     #[test]
     fn docker_build_argv() {

@@ -117,8 +117,11 @@ pub fn logs(id: &str, tail: u32) -> Cmd {
 }
 
 /// `docker build -f DOCKERFILE -t TAG CONTEXT`.
+///
+/// Without the tool's secrets in its environment ([`super::TOOL_SECRET_VARS`]).
 pub fn build(context: &str, dockerfile: &str, tag: &str) -> Cmd {
     Cmd::new("docker")
+        .scrub_env(super::TOOL_SECRET_VARS.iter().copied())
         .arg("build")
         .arg("-f")
         .arg(format!("{}/{}", context.trim_end_matches('/'), dockerfile))
@@ -388,20 +391,16 @@ impl Script {
         self
     }
 
-    /// Writes `content` to `path` as section `name`: beside it first, then `chmod` and a rename,
-    /// so a reader never sees half a file. A here-document ends with a newline, so content that
-    /// lacks a final newline gets one (harmless for the JSON, YAML and env files written here).
+    /// Writes `content` to `path` with `mode` as section `name`: through a fresh exclusive
+    /// temporary file beside it, then a rename ([`super::write_stdin_shell`]), so a reader never
+    /// sees half a file and a planted symlink is never followed. A here-document ends with a
+    /// newline, so content that lacks a final newline gets one (harmless for the JSON, YAML and
+    /// env files written here).
     pub fn write(&mut self, name: &str, path: &str, content: &str, mode: u32) -> &mut Self {
-        let dir = std::path::Path::new(path)
-            .parent()
-            .map(|p| p.to_string_lossy().into_owned())
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| ".".into());
-        let tmp = format!("{path}.deploy-action-tmp");
-        let (d, t, p) = (shell_quote(&dir), shell_quote(&tmp), shell_quote(path));
         self.start(name);
         self.raw(&format!(
-            "( mkdir -p {d} && cat > {t} && chmod {mode:o} {t} && mv -f {t} {p} || {{ rc=$?; rm -f {t}; exit $rc; }} ) {}",
+            "( {} ) {}",
+            super::write_stdin_shell(path, mode),
             here_doc(content)
         ));
         self.end(name);

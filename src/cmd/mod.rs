@@ -3,13 +3,51 @@
 //! Pure: builds data, never starts a process. Only `exec/` runs a [`Cmd`]. Secret arguments are typed
 //! ([`Arg::Secret`]) from the moment they are created, so every rendering (console, `--json`, the audit
 //! log, the job summary) shows `***` and only an executor ever sees the value.
+//!
+//! A command also says which inherited variables its process must not see ([`Cmd::scrub_env`]):
+//! a unit's own build and test commands do not get the tool's secrets ([`child_scrub`]).
 
 pub mod compose;
 pub mod docker;
 pub mod docker_engine;
 
+use crate::env_vars;
 use std::borrow::Cow;
 use std::fmt;
+
+/// The tool's own secrets among the variables of the runner's environment. A unit's own commands
+/// (build, test, Pages build, `docker build`) run without them unless the unit lists them in
+/// `env:`, so a build script cannot print one (reversed, say, past the mask).
+/// `DEPLOY_SSH_KEY_FILE` is a path, not a secret; the runtime and OIDC tokens of GitHub Actions
+/// are secrets of the runner that only actions need.
+pub const TOOL_SECRET_VARS: &[&str] = &[
+    env_vars::DEPLOY_SSH_KEY,
+    env_vars::DEPLOY_SSH_KEY_PASSPHRASE,
+    env_vars::CLOUDFLARE_API_TOKEN,
+    env_vars::GITHUB_TOKEN,
+    "ACTIONS_RUNTIME_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+];
+
+/// The variables a unit's own command must not inherit: [`TOOL_SECRET_VARS`] and `extra` (the
+/// secrets the manifest names: database URL variables, `secrets:` lists), except those in
+/// `allowed` (the unit's `env:`). Sorted, without repeats.
+pub fn child_scrub<'a>(
+    extra: impl IntoIterator<Item = &'a str>,
+    allowed: &[String],
+) -> Vec<String> {
+    let mut out: Vec<String> = TOOL_SECRET_VARS
+        .iter()
+        .copied()
+        .chain(extra)
+        .filter(|v| !allowed.iter().any(|a| a == v))
+        .map(str::to_string)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
 
 /// A secret value. `Debug` and `Display` print `***`; [`Secret::expose`] is the only way to the text.
 #[derive(Clone, PartialEq, Eq)]
@@ -89,6 +127,9 @@ pub struct Cmd {
     pub env: Vec<(String, Arg)>,
     pub stdin: Option<Vec<u8>>,
     pub cwd: Option<String>,
+    /// Inherited variables the process must not see (a local child; a remote command inherits
+    /// nothing from us). Not shown by [`Cmd::display`]: the names are no secret, but noise.
+    pub scrub: Vec<String>,
 }
 
 impl Cmd {
@@ -135,6 +176,17 @@ impl Cmd {
 
     pub fn cwd(mut self, dir: impl Into<String>) -> Self {
         self.cwd = Some(dir.into());
+        self
+    }
+
+    /// Sets the inherited variables the process must not see (replacing the list), e.g.
+    /// [`child_scrub`]. Variables set with [`Cmd::env`] are still given.
+    pub fn scrub_env<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scrub = names.into_iter().map(Into::into).collect();
         self
     }
 
@@ -201,6 +253,32 @@ impl fmt::Display for Cmd {
     }
 }
 
+/// Shell text that writes its standard input to `path` with `mode`, atomically and without
+/// following a planted link: a fresh temporary file with an unguessable name is created
+/// exclusively beside the target (`mktemp`: `O_EXCL`, mode 0600 from the start), filled, given
+/// `mode`, then renamed over the target (a rename replaces a symlink at `path`, never writes
+/// through it). Two writers of one path never share a temporary file; the last rename wins whole.
+/// The temporary file is removed on failure; parent directories are created.
+pub fn write_stdin_shell(path: &str, mode: u32) -> String {
+    let p = std::path::Path::new(path);
+    let dir = p
+        .parent()
+        .map(|d| d.to_string_lossy().into_owned())
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| ".".into());
+    let base = p
+        .file_name()
+        .map(|b| b.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let template = format!("{dir}/.{base}.deploy-action-XXXXXXXX");
+    format!(
+        "mkdir -p {d} && t=$(mktemp {tpl}) && {{ cat > \"$t\" && chmod {mode:o} \"$t\" && mv -f \"$t\" {p} || {{ rc=$?; rm -f \"$t\"; exit $rc; }}; }}",
+        d = shell_quote(&dir),
+        tpl = shell_quote(&template),
+        p = shell_quote(path),
+    )
+}
+
 /// The one audited POSIX shell quoting function: leaves safe words alone, single-quotes the rest.
 pub fn shell_quote(s: &str) -> Cow<'_, str> {
     let safe = !s.is_empty()
@@ -224,6 +302,35 @@ mod tests {
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote(""), "''");
         assert_eq!(shell_quote("$HOME"), "'$HOME'");
+    }
+
+    #[test]
+    fn children_lose_the_tool_secrets_unless_allowed() {
+        let allowed = vec!["CLOUDFLARE_API_TOKEN".to_string()];
+        let list = child_scrub(["STAGING_DATABASE_URL", "GITHUB_TOKEN"], &allowed);
+        assert!(list.contains(&"GITHUB_TOKEN".to_string()));
+        assert!(list.contains(&"DEPLOY_SSH_KEY".to_string()));
+        assert!(list.contains(&"ACTIONS_RUNTIME_TOKEN".to_string()));
+        assert!(list.contains(&"STAGING_DATABASE_URL".to_string()));
+        assert!(!list.contains(&"CLOUDFLARE_API_TOKEN".to_string()));
+        assert!(!list.contains(&"DEPLOY_SSH_KEY_FILE".to_string()));
+        assert_eq!(list.iter().filter(|v| *v == "GITHUB_TOKEN").count(), 1);
+        let c = Cmd::shell("make").scrub_env(list.clone());
+        assert_eq!(c.scrub, list);
+        assert_eq!(c.display(), "sh -c make", "not shown");
+    }
+
+    #[test]
+    fn writes_go_through_a_fresh_exclusive_temporary_file() {
+        let s = write_stdin_shell("/srv/my app/.env", 0o600);
+        assert_eq!(
+            s,
+            "mkdir -p '/srv/my app' && t=$(mktemp '/srv/my app/..env.deploy-action-XXXXXXXX') && { cat > \"$t\" && chmod 600 \"$t\" && mv -f \"$t\" '/srv/my app/.env' || { rc=$?; rm -f \"$t\"; exit $rc; }; }"
+        );
+        assert!(
+            write_stdin_shell("x", 0o644)
+                .starts_with("mkdir -p . && t=$(mktemp ./.x.deploy-action-XXXXXXXX)")
+        );
     }
 
     #[test]

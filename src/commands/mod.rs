@@ -56,7 +56,8 @@ impl Ctx {
 
     /// Loads and validates the manifest (`--manifest`, else `deploy.yml`), then registers its
     /// secrets before any command can print or relay anything: the password of every
-    /// environment's `database.url_env` URL that is set, whichever environment and stage runs
+    /// environment's `database.url_env` URL that is set and the value of every `secrets:` variable,
+    /// whichever environment and stage runs
     /// (`exec -- sh -c 'echo $STAGING_DATABASE_URL'` must not show it either). The one way commands
     /// load the manifest.
     pub fn load_manifest(&self) -> Result<Manifest> {
@@ -66,6 +67,16 @@ impl Ctx {
                 && let Some(url) = env_vars::get(var)
             {
                 self.report.add_url_password(&url);
+            }
+        }
+        // `secrets:` values, whichever environment and stage runs.
+        for var in m.secret_vars() {
+            if let Some(value) = std::env::var(var).ok().filter(|v| !v.is_empty())
+                && !m.environments.values().any(
+                    |e| matches!(&e.database, Some(Database::UrlEnv { var: v, .. }) if v == var),
+                )
+            {
+                self.report.add_secret(&value);
             }
         }
         Ok(m)

@@ -57,6 +57,8 @@ pub struct SiteJob {
     pub build: Option<String>,
     /// The manifest's `production_branch` (the project's own wins when the API reports it).
     pub production_branch: Option<String>,
+    /// The variables the build must not inherit ([`super::build::child_scrub`]).
+    pub scrub: Vec<String>,
 }
 
 /// Git metadata sent with a deployment.
@@ -321,6 +323,7 @@ pub fn site_jobs(args: &PagesArgs, ctx: &Ctx) -> Result<(PathBuf, Vec<SiteJob>)>
                 dir: dir.clone(),
                 build: None,
                 production_branch: None,
+                scrub: crate::cmd::child_scrub([], &[]),
             }],
         ));
     }
@@ -344,6 +347,7 @@ pub fn site_jobs(args: &PagesArgs, ctx: &Ctx) -> Result<(PathBuf, Vec<SiteJob>)>
             dir: PathBuf::from(&s.dir),
             build: s.build.clone(),
             production_branch: Some(s.production_branch.clone()).filter(|b| !b.is_empty()),
+            scrub: super::build::child_scrub(&manifest, &s.name),
         })
         .collect();
     Ok((root, jobs))
@@ -388,7 +392,9 @@ fn select(m: &Manifest, ctx: &Ctx, root: &Path) -> Result<Vec<String>> {
 }
 
 fn run_build(ctx: &Ctx, root: &Path, job: &SiteJob, build: &str) -> Result<()> {
-    let cmd = Cmd::shell(build).cwd(root.to_string_lossy());
+    let cmd = Cmd::shell(build)
+        .cwd(root.to_string_lossy())
+        .scrub_env(job.scrub.iter().cloned());
     ctx.report
         .group_start(&format!("build {}: {}", job.name, build));
     let status = LocalExecutor.run(&cmd, None, &mut |stream, line| {

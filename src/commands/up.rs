@@ -181,7 +181,8 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
             {
                 let tag = format!("{image}:{sha}");
                 let ctx_dir = root.join(context).to_string_lossy().into_owned();
-                let cmd = de::build(&ctx_dir, dockerfile, &tag);
+                let cmd = de::build(&ctx_dir, dockerfile, &tag)
+                    .scrub_env(super::build::child_scrub(&m, svc));
                 if ctx.settings.dry_run {
                     report.info(&format!("local: would run {}", cmd.display()));
                 } else {

@@ -169,6 +169,16 @@ pub struct Preflight {
     pub http_client: String,
 }
 
+/// The mode of a file `up` uploads (and of its copy under [`files_dir`]): a compose file 0644;
+/// anything else uploaded with them is an env file, which holds secrets: 0600.
+pub fn upload_mode(compose_files: &[String], local: &str) -> u32 {
+    if compose_files.iter().any(|f| f == local) {
+        0o644
+    } else {
+        0o600
+    }
+}
+
 /// `<dir>/.deploy-action/files/<n>`: the compose and env files release `n` uploaded.
 pub fn files_dir(env_dir: &str, n: u64) -> String {
     format!("{}/files/{n}", StatePaths::new(env_dir).root)
@@ -1318,20 +1328,21 @@ impl HostDeploy<'_> {
                 Error::usage(format!("cannot read {local} from the repository: {e}"))
             })?;
             let copy = format!("{}/{local}", self.files_dir(n));
+            let mode = upload_mode(&self.env.compose_files, &local);
             match String::from_utf8(data) {
                 Ok(text) if !text.contains('\0') => {
-                    s.write(&format!("upload:{i}"), &remote, &text, 0o644);
-                    s.write(&format!("copy:{i}"), &copy, &text, 0o644);
+                    s.write(&format!("upload:{i}"), &remote, &text, mode);
+                    s.write(&format!("copy:{i}"), &copy, &text, mode);
                 }
                 // Not text: its own uploads, byte for byte.
                 Ok(text) => {
-                    self.ex.upload(&remote, text.as_bytes(), 0o644)?;
-                    self.ex.upload(&copy, text.as_bytes(), 0o644)?;
+                    self.ex.upload(&remote, text.as_bytes(), mode as i32)?;
+                    self.ex.upload(&copy, text.as_bytes(), mode as i32)?;
                 }
                 Err(e) => {
                     let bytes = e.into_bytes();
-                    self.ex.upload(&remote, &bytes, 0o644)?;
-                    self.ex.upload(&copy, &bytes, 0o644)?;
+                    self.ex.upload(&remote, &bytes, mode as i32)?;
+                    self.ex.upload(&copy, &bytes, mode as i32)?;
                 }
             }
         }

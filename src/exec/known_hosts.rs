@@ -243,6 +243,17 @@ pub fn lookup_name(host: &str, port: u16) -> String {
     }
 }
 
+/// The known_hosts line that trusts `blob` for `host` on `port`: `NAME KEYTYPE BASE64` (what
+/// `ssh-keyscan` prints, with the `[host]:port` name for ports other than 22).
+pub fn entry_line(host: &str, port: u16, blob: &[u8]) -> String {
+    let key_type = key_type_of(blob).unwrap_or_else(|| "unknown".into());
+    format!(
+        "{} {key_type} {}",
+        lookup_name(host, port),
+        STANDARD.encode(blob)
+    )
+}
+
 /// The OpenSSH fingerprint of a key blob: `SHA256:` and the unpadded base64 of its SHA-256.
 pub fn fingerprint_sha256(blob: &[u8]) -> String {
     format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(blob)))
@@ -407,6 +418,17 @@ mod tests {
         assert_eq!(kh.problems.len(), 3, "{:?}", kh.problems);
         assert!(kh.problems[0].starts_with("f:1: "));
         assert!(kh.problems[1].contains("does not match its type"));
+    }
+
+    #[test]
+    fn an_entry_line_is_what_it_trusts() {
+        let line = entry_line("127.0.0.1", 2222, &blob(KEY_A));
+        assert_eq!(line, format!("[127.0.0.1]:2222 ssh-ed25519 {KEY_A}"));
+        let kh = KnownHosts::parse(&line, "kh");
+        assert_eq!(kh.check("127.0.0.1", 2222, &blob(KEY_A)), Verdict::Known);
+        assert!(
+            entry_line("Example.COM", 22, &blob(KEY_B)).starts_with("example.com ssh-ed25519 ")
+        );
     }
 
     #[test]

@@ -14,6 +14,9 @@ impl LocalExecutor {
     fn command(cmd: &Cmd) -> Command {
         let mut c = Command::new(&cmd.program);
         c.args(cmd.args.iter().map(|a| a.expose()));
+        for k in &cmd.scrub {
+            c.env_remove(k);
+        }
         for (k, v) in &cmd.env {
             c.env(k, v.expose());
         }
@@ -43,6 +46,9 @@ fn expression(cmd: &Cmd) -> duct::Expression {
     let mut expr = duct::cmd(&cmd.program, cmd.args.iter().map(|a| a.expose()))
         .stderr_capture()
         .unchecked();
+    for k in &cmd.scrub {
+        expr = expr.env_remove(k);
+    }
     for (k, v) in &cmd.env {
         expr = expr.env(k, v.expose());
     }
@@ -192,15 +198,26 @@ impl Executor for LocalExecutor {
             message: format!("{remote_path}: {e}"),
         };
         let path = std::path::Path::new(remote_path);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io_err)?;
-        }
-        // Write beside the target and rename, so a reader never sees half a file.
-        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-        std::fs::write(&tmp, data).map_err(io_err)?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode as u32))
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => std::path::Path::new("."),
+        };
+        std::fs::create_dir_all(parent).map_err(io_err)?;
+        // A fresh temporary file beside the target, created exclusively (0600, never a planted
+        // link), given the mode, then renamed over the target: a reader never sees half a file.
+        let base = path
+            .file_name()
+            .map_or_else(|| "file".into(), |b| b.to_string_lossy().into_owned());
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".{base}.deploy-action-"))
+            .tempfile_in(parent)
             .map_err(io_err)?;
-        std::fs::rename(&tmp, path).map_err(io_err)
+        tmp.write_all(data).map_err(io_err)?;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode as u32))
+            .map_err(io_err)?;
+        tmp.persist(path).map_err(|e| io_err(e.error))?;
+        Ok(())
     }
 }
 

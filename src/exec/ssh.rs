@@ -3,13 +3,14 @@
 //!
 //! Fails closed: the host key is checked against known_hosts (see `known_hosts.rs`) right after the
 //! handshake, before authentication and before any command; an unknown key is accepted only with
-//! `DEPLOY_SSH_ACCEPT_NEW=1`, a changed one never. Output of both streams is read without blocking
+//! `DEPLOY_SSH_ACCEPT_NEW=1` (and then remembered in the known_hosts file, so later runs check
+//! it), a changed one never. Output of both streams is read without blocking
 //! and relayed line by line; the remote exit status (or signal) is returned as is.
 //! Stays out of: what to run (plan/), printing (report/): warnings go through a callback.
 
 use super::known_hosts::{self, KnownHosts, Verdict};
 use super::{ExecError, Executor, Output, Stream};
-use crate::cmd::{Cmd, shell_quote};
+use crate::cmd::Cmd;
 use crate::env_vars;
 use ssh2::{ErrorCode, MethodType, Session};
 use std::io::{ErrorKind, Read, Write};
@@ -402,25 +403,12 @@ impl Executor for SshExecutor {
     }
 }
 
-/// The remote shell command of an upload: write beside the target, set the mode, rename over it
-/// (so a reader never sees half a file), removing the temporary file on failure.
+/// The remote shell command of an upload: the data on standard input, written through a fresh
+/// exclusive temporary file beside the target and renamed over it with `mode`
+/// ([`crate::cmd::write_stdin_shell`]), so a reader never sees half a file and a planted symlink
+/// is never followed.
 pub fn upload_cmd(remote_path: &str, data: &[u8], mode: i32) -> Cmd {
-    let path = Path::new(remote_path);
-    let dir = path
-        .parent()
-        .map(|p| p.to_string_lossy().into_owned())
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| ".".into());
-    let tmp = format!("{remote_path}.deploy-action-tmp");
-    let (d, t, p) = (
-        shell_quote(&dir),
-        shell_quote(&tmp),
-        shell_quote(remote_path),
-    );
-    Cmd::shell(format!(
-        "mkdir -p {d} && cat > {t} && chmod {mode:o} {t} && mv -f {t} {p} || {{ rc=$?; rm -f {t}; exit $rc; }}"
-    ))
-    .stdin(data.to_vec())
+    Cmd::shell(crate::cmd::write_stdin_shell(remote_path, mode as u32)).stdin(data.to_vec())
 }
 
 /// Splits a byte stream into lines (without the newline), keeping a partial last line.
@@ -530,12 +518,17 @@ fn load_known_hosts(cfg: &SshConfig) -> Result<(KnownHosts, String), String> {
         ));
     }
     if let Some(path) = cfg.known_hosts_file.clone() {
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            format!(
-                "{}={path}: cannot read it: {e}",
-                env_vars::DEPLOY_KNOWN_HOSTS_FILE
-            )
-        })?;
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            // Accepting new keys into a file that does not exist yet starts it.
+            Err(e) if e.kind() == ErrorKind::NotFound && cfg.accept_new => String::new(),
+            Err(e) => {
+                return Err(format!(
+                    "{}={path}: cannot read it: {e}",
+                    env_vars::DEPLOY_KNOWN_HOSTS_FILE
+                ));
+            }
+        };
         return Ok((KnownHosts::parse(&text, &path), path));
     }
     let mut kh = KnownHosts::default();
@@ -623,9 +616,25 @@ fn verify_host_key(
         }
         Verdict::Unknown => {
             if cfg.accept_new {
+                let line = known_hosts::entry_line(&target.host, target.port, blob);
+                let remembered = match remember_file(cfg) {
+                    Ok(path) => match remember_host_key(&path, &line, target, blob) {
+                        Ok(()) => format!(
+                            "remembered in {}: later runs check it, and refuse a changed key",
+                            path.display()
+                        ),
+                        Err(e) => format!(
+                            "for this run only: cannot write {}: {e}. Pin it: add this line to it or to DEPLOY_KNOWN_HOSTS: {line}",
+                            path.display()
+                        ),
+                    },
+                    Err(why) => format!(
+                        "for this run only: it cannot be remembered, because {why}. Pin it: add this line to DEPLOY_KNOWN_HOSTS: {line}"
+                    ),
+                };
                 warn(&format!(
                     "{}: accepting the unknown host key of {name}: {key_type} {fp} \
-                     (DEPLOY_SSH_ACCEPT_NEW=1). Pin it: add the line printed by `{keyscan}` to DEPLOY_KNOWN_HOSTS.",
+                     (DEPLOY_SSH_ACCEPT_NEW=1), {remembered}",
                     target.label()
                 ));
                 Ok(())
@@ -643,6 +652,72 @@ fn verify_host_key(
             }
         }
     }
+}
+
+/// Where `DEPLOY_SSH_ACCEPT_NEW=1` remembers an accepted key: DEPLOY_KNOWN_HOSTS_FILE, else
+/// ~/.ssh/known_hosts. None (and why) when the known hosts come from DEPLOY_KNOWN_HOSTS text,
+/// which the tool cannot change, or there is no home directory.
+fn remember_file(cfg: &SshConfig) -> Result<PathBuf, String> {
+    if cfg.known_hosts_text.is_some() {
+        return Err(format!(
+            "the known hosts come from {}",
+            env_vars::DEPLOY_KNOWN_HOSTS
+        ));
+    }
+    if let Some(path) = &cfg.known_hosts_file {
+        return Ok(PathBuf::from(path));
+    }
+    match &cfg.home {
+        Some(home) => Ok(home.join(".ssh").join("known_hosts")),
+        None => Err(format!(
+            "neither {} nor HOME is set",
+            env_vars::DEPLOY_KNOWN_HOSTS_FILE
+        )),
+    }
+}
+
+/// Appends `line` (the accepted key of `target`) to the known_hosts file `path`: the file is
+/// created 0600 (its directory 0700) when missing; nothing is written when the file already trusts
+/// the key (another connection of this run remembered it). One writer at a time in this process.
+fn remember_host_key(
+    path: &Path,
+    line: &str,
+    target: &SshTarget,
+    blob: &[u8],
+) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    static ONE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE_WRITER.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let mut text = line.to_string();
+    match std::fs::read_to_string(path) {
+        Ok(existing) => {
+            let known = KnownHosts::parse(&existing, "");
+            if known.check(&target.host, target.port, blob) == Verdict::Known {
+                return Ok(());
+            }
+            if !existing.is_empty() && !existing.ends_with('\n') {
+                text.insert(0, '\n');
+            }
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    text.push('\n');
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
 }
 
 /// Authenticates with DEPLOY_SSH_KEY, else DEPLOY_SSH_KEY_FILE, else the ssh-agent and the default
@@ -784,8 +859,13 @@ mod tests {
         assert_eq!(c.stdin.as_deref(), Some(&b"X=1\n"[..]));
         let line = c.to_shell_line();
         assert!(line.contains("mkdir -p '\\''/srv/my app'\\''"), "{line}");
+        assert!(line.contains("mktemp"), "{line}");
         assert!(line.contains("chmod 600"), "{line}");
         assert!(line.contains("mv -f"), "{line}");
+        assert!(
+            !line.contains(".deploy-action-tmp"),
+            "no fixed name: {line}"
+        );
     }
 
     #[test]

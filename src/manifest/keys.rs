@@ -12,6 +12,8 @@ pub enum Ty {
         max: i64,
     },
     StringList,
+    /// A list of environment variable names (`[A-Za-z_][A-Za-z0-9_]*`).
+    VarList,
     /// A list of glob patterns (globset syntax).
     GlobList,
     /// One of these words.
@@ -22,8 +24,6 @@ pub enum Ty {
     HostList,
     /// `true` or `false`.
     Bool,
-    /// A list of environment variable names (`[A-Za-z_][A-Za-z0-9_]*`).
-    EnvNameList,
     /// A mapping with exactly the keys of this table.
     Object(&'static Table),
     /// A mapping from names the user chooses to mappings of this table.
@@ -74,6 +74,9 @@ const fn f(
         description,
     }
 }
+
+/// The `env:` key of services and sites.
+const ENV_DESCRIPTION: &str = "Variables of the tool's own secrets (CLOUDFLARE_API_TOKEN, GITHUB_TOKEN, DEPLOY_SSH_KEY, ACTIONS_RUNTIME_TOKEN, a `database.url_env` variable ...) that this unit's build, test and Pages build commands may see; the others are removed from their environment.";
 
 pub const ENGINES: &[&str] = &["postgres", "sqlite"];
 pub const APPROVALS: &[&str] = &["none", "required"];
@@ -196,7 +199,7 @@ pub static ENVIRONMENT: Table = Table {
         ),
         f(
             "secrets",
-            Ty::EnvNameList,
+            Ty::VarList,
             false,
             Some("[]"),
             "Variables of the runner's environment written to every service's env file on the hosts (0600), never printed.",
@@ -319,6 +322,7 @@ pub static SERVICE: Table = Table {
             None,
             "A command line run by `deploy-action test`.",
         ),
+        f("env", Ty::VarList, false, Some("[]"), ENV_DESCRIPTION),
         f(
             "health",
             Ty::Object(&HEALTH),
@@ -328,7 +332,7 @@ pub static SERVICE: Table = Table {
         ),
         f(
             "secrets",
-            Ty::EnvNameList,
+            Ty::VarList,
             false,
             Some("[]"),
             "Variables of the runner's environment written to this service's env file on the hosts (0600), never printed.",
@@ -457,6 +461,7 @@ pub static SITE: Table = Table {
             None,
             "A command line that produces `dir`.",
         ),
+        f("env", Ty::VarList, false, Some("[]"), ENV_DESCRIPTION),
         f(
             "paths",
             Ty::GlobList,

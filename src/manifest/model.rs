@@ -45,6 +45,26 @@ impl Manifest {
         v
     }
 
+    /// The names of the variables the manifest says hold secrets: every environment's
+    /// `database.url_env` and `secrets:`, and every service's `secrets:`. Their values are masked
+    /// in every output, and children (builds, tests) do not inherit them unless a unit's `env:`
+    /// lets one through. Sorted, without repeats.
+    pub fn secret_vars(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = Vec::new();
+        for e in self.environments.values() {
+            if let Some(Database::UrlEnv { var, .. }) = &e.database {
+                v.push(var);
+            }
+            v.extend(e.secrets.iter().map(String::as_str));
+        }
+        for s in self.services.values() {
+            v.extend(s.secrets.iter().map(String::as_str));
+        }
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
     /// The `paths:` globs of a unit.
     pub fn unit_paths(&self, name: &str) -> &[String] {
         if let Some(s) = self.services.get(name) {
@@ -182,6 +202,8 @@ pub struct Service {
     pub secrets: Vec<String>,
     /// When to pull an image the tool does not build.
     pub pull: Pull,
+    /// `env:`: the tool's secret variables this unit's build and test commands may see.
+    pub env: Vec<String>,
 }
 
 /// `pull:` of a service whose image comes from a registry.
@@ -234,6 +256,8 @@ pub struct Site {
     pub build: Option<String>,
     pub paths: Vec<String>,
     pub production_branch: String,
+    /// `env:`: the tool's secret variables this site's build command may see.
+    pub env: Vec<String>,
 }
 
 #[derive(Clone, Debug)]

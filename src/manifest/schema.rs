@@ -12,6 +12,8 @@ use serde_json::{Map, Value, json};
 pub const NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9_.-]*$";
 /// `500ms`, `60s`, `5m`, `1h30m`.
 pub const DURATION_PATTERN: &str = "^([0-9]+(ms|s|m|h))+$";
+/// An environment variable name.
+pub const VAR_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
 /// `local` or `ssh://user@host[:port]`.
 pub const HOST_PATTERN: &str =
     r"^(local|ssh://[A-Za-z0-9._-]+@(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:[0-9]{1,5})?)$";
@@ -79,6 +81,9 @@ fn ty_schema(ty: &Ty) -> Value {
         Ty::Int { min, max } if min == max => json!({"const": min}),
         Ty::Int { min, max } => json!({"type": "integer", "minimum": min, "maximum": max}),
         Ty::StringList => json!({"type": "array", "items": {"type": "string"}}),
+        Ty::VarList => {
+            json!({"type": "array", "items": {"type": "string", "pattern": VAR_PATTERN}})
+        }
         Ty::GlobList => {
             json!({"type": "array", "items": {"type": "string", "description": "A glob: *, **, ?, [abc], {a,b}."}})
         }
@@ -88,9 +93,6 @@ fn ty_schema(ty: &Ty) -> Value {
             json!({"type": "array", "items": {"type": "string", "pattern": HOST_PATTERN}})
         }
         Ty::Bool => json!({"type": "boolean"}),
-        Ty::EnvNameList => {
-            json!({"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}})
-        }
         Ty::Object(t) => table_schema(t),
         Ty::Named(t) => json!({
             "type": ["object", "null"],

@@ -134,6 +134,36 @@ impl<'a> Obj<'a> {
         let (k, v) = self.required(name)?;
         string(k, v)
     }
+
+    /// A list of environment variable names (`env:`); an item that is not one is an error at it.
+    fn var_list(&self, name: &str) -> Result<Vec<String>> {
+        let Some((k, v)) = self.get(name) else {
+            return Ok(Vec::new());
+        };
+        let list = string_list(k, v)?;
+        for (var, node) in &list {
+            if !is_var_name(var) {
+                return Err(err_help(
+                    node.span,
+                    format!(
+                        "`{}`: `{}` is not the name of an environment variable",
+                        key_name(k),
+                        var.escape_debug()
+                    ),
+                    "a name is letters, digits and `_`, not starting with a digit, e.g. CLOUDFLARE_API_TOKEN",
+                ));
+            }
+        }
+        Ok(list.into_iter().map(|(s, _)| s).collect())
+    }
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`: the name of an environment variable.
+fn is_var_name(s: &str) -> bool {
+    s.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn key_name(k: &Node) -> &str {
@@ -982,6 +1012,7 @@ fn service(name: &str, k: &Node, v: &Node) -> Result<Service> {
             None => Vec::new(),
         },
         pull,
+        env: o.var_list("env")?,
     })
 }
 
@@ -1091,6 +1122,7 @@ fn site(name: &str, k: &Node, v: &Node) -> Result<Site> {
         production_branch: o
             .string("production_branch")?
             .unwrap_or_else(|| "main".to_string()),
+        env: o.var_list("env")?,
     })
 }
 
@@ -1631,5 +1663,27 @@ mod tests {
             "{m}"
         );
         assert!(!m.contains("u:p@"), "the value is not echoed: {m}");
+    }
+
+    #[test]
+    fn env_lists_variable_names_of_services_and_sites() {
+        let m = parse(&format!(
+            "{HEAD}services:\n  api: {{env: [GITHUB_TOKEN, _X1]}}\nsites:\n  web: {{project: w, dir: d, env: [CLOUDFLARE_API_TOKEN]}}\n"
+        ))
+        .unwrap();
+        assert_eq!(m.services["api"].env, ["GITHUB_TOKEN", "_X1"]);
+        assert_eq!(m.sites["web"].env, ["CLOUDFLARE_API_TOKEN"]);
+        let (l, c, m, h) = fail("services:\n  api:\n    env: [OK, \"NOT-A-VAR\"]\n");
+        assert_eq!((l, c), (5, 15));
+        assert!(
+            m.contains("`NOT-A-VAR` is not the name of an environment variable"),
+            "{m}"
+        );
+        assert!(h.unwrap().contains("CLOUDFLARE_API_TOKEN"));
+        let (l, c, m, _) = fail("sites:\n  web: {project: w, dir: d, env: [\"1X\"]}\n");
+        assert_eq!((l, c), (4, 35));
+        assert!(m.contains("`1X`"), "{m}");
+        let (_, _, m, _) = fail("services:\n  api: {env: GITHUB_TOKEN}\n");
+        assert!(m.contains("expected a list of strings"), "{m}");
     }
 }

@@ -95,10 +95,12 @@ pub fn output_entry(name: &str, value: &str) -> String {
     format!("{name}<<{delim}\n{value}\n{delim}\n")
 }
 
-/// A random 32-hex-digit token (for `::stop-commands::` and output delimiters): hashed from the
-/// clock, the process id, a counter and a stack address, so it cannot be guessed by output relayed
-/// from a command.
+/// A random 32-hex-digit token (for `::stop-commands::` and output delimiters) that output relayed
+/// from a command cannot guess: hashed from two keyed SipHash values of std's `RandomState`, whose
+/// keys come from the operating system's random source, with a counter, the clock and the process
+/// id.
 pub fn fresh_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -106,12 +108,17 @@ pub fn fresh_token() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let local = 0u8;
     let mut h = blake3::Hasher::new();
+    for salt in [0u8, 1] {
+        let mut k = std::collections::hash_map::RandomState::new().build_hasher();
+        k.write_u8(salt);
+        k.write_u64(n);
+        k.write_u128(now);
+        h.update(&k.finish().to_le_bytes());
+    }
     h.update(&now.to_le_bytes());
     h.update(&std::process::id().to_le_bytes());
     h.update(&n.to_le_bytes());
-    h.update(&(&local as *const u8 as usize).to_le_bytes());
     h.finalize().to_hex()[..32].to_string()
 }
 
@@ -139,15 +146,4 @@ pub fn error_annotation(msg: &str, at: Option<(&str, u32, u32)>) -> String {
         format!(" file={},line={l},col={c}", escape_property(f))
     });
     format!("::error{props}::{}", escape_data(first))
-}
-
-/// Neutralises a relayed line that the runner would read as a workflow command: `::cmd::` at the
-/// start of the line, or the legacy `##[cmd]` anywhere in it. Used outside `::stop-commands::`
-/// blocks.
-pub fn defuse_workflow_command(line: &str) -> String {
-    let mut out = line.replace("##[", "#\u{200b}#[");
-    if out.trim_start().starts_with("::") {
-        out = format!(" {}", out.replacen("::", ":\u{200b}:", 1));
-    }
-    out
 }

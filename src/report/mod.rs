@@ -8,11 +8,18 @@
 //!
 //! Workflow commands go to stdout, or to stderr with `--json` (stdout then carries only the JSON
 //! document; the runner reads workflow commands from both streams).
+//!
+//! Output from outside (relayed command output, a host's error text quoted in a message) goes
+//! through one path, `sanitize.rs`: cut where the runner cuts lines (a bare `\r` too), control
+//! characters made visible, and in Actions every line defused; relayed lines also sit inside a
+//! `::stop-commands::` block with a fresh token, opened at the first relayed line and closed before
+//! anything else is printed (so our own annotations and groups are never swallowed by a block).
 
 pub mod console;
 pub mod gha;
 pub mod mask;
 pub mod progress;
+pub mod sanitize;
 pub mod summary;
 
 pub use console::StepId;
@@ -33,6 +40,13 @@ enum Sink {
     Buffer(Vec<(Stream, String)>),
 }
 
+/// The printed streams and the state that must change in step with them.
+struct Out {
+    sink: Sink,
+    /// The token of the open `::stop-commands::` block (Actions), if any.
+    block: Option<String>,
+}
+
 /// Where a run reports.
 pub struct Report {
     masker: Masker,
@@ -40,9 +54,7 @@ pub struct Report {
     color: bool,
     gha: Option<Gha>,
     console: Console,
-    sink: Mutex<Sink>,
-    /// The token of the open `::stop-commands::` block, if any.
-    stopped: Mutex<Option<String>>,
+    out: Mutex<Out>,
 }
 
 impl Report {
@@ -81,8 +93,7 @@ impl Report {
             color,
             gha,
             console,
-            sink: Mutex::new(sink),
-            stopped: Mutex::new(None),
+            out: Mutex::new(Out { sink, block: None }),
         }
     }
 
@@ -101,7 +112,7 @@ impl Report {
     /// What a [`Report::buffered`] reporter printed, as (stream, line) pairs.
     #[doc(hidden)]
     pub fn printed(&self) -> Vec<(Stream, String)> {
-        match &*self.sink.lock().unwrap_or_else(|e| e.into_inner()) {
+        match &self.lock().sink {
             Sink::Std => Vec::new(),
             Sink::Buffer(v) => v.clone(),
         }
@@ -119,9 +130,41 @@ impl Report {
 
     // -- low-level writing -----------------------------------------------------------------------
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Out> {
+        self.out.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes our own text (or a workflow command), after closing an open `::stop-commands::`
+    /// block.
     fn write(&self, stream: Stream, text: &str) {
-        let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
-        match &mut *sink {
+        let mut out = self.lock();
+        self.close_block(&mut out);
+        self.emit(&mut out.sink, stream, text);
+    }
+
+    /// Writes relayed lines; in Actions inside a `::stop-commands::` block, opened with a fresh
+    /// token if none is open.
+    fn write_relayed(&self, stream: Stream, text: &str) {
+        let mut out = self.lock();
+        if self.gha.is_some() && out.block.is_none() {
+            let token = gha::fresh_token();
+            let open = format!("::stop-commands::{token}");
+            self.emit(&mut out.sink, self.relay_stream(Stream::Stdout), &open);
+            out.block = Some(token);
+        }
+        self.emit(&mut out.sink, stream, text);
+    }
+
+    /// Ends the open `::stop-commands::` block, if any: the runner reads commands again.
+    fn close_block(&self, out: &mut Out) {
+        if let Some(token) = out.block.take() {
+            let resume = format!("::{token}::");
+            self.emit(&mut out.sink, self.relay_stream(Stream::Stdout), &resume);
+        }
+    }
+
+    fn emit(&self, sink: &mut Sink, stream: Stream, text: &str) {
+        match sink {
             Sink::Buffer(v) => {
                 for line in text.split('\n') {
                     v.push((stream, line.to_string()));
@@ -163,20 +206,28 @@ impl Report {
     }
 
     fn human(&self, text: &str) {
-        let text = self.defuse(&self.redact(text));
+        let text = self.safe(text);
         self.write(self.human_stream(), &text);
     }
 
-    /// In Actions, text we print that quotes the manifest or a command (a build command, a unit
-    /// name) must not be read as a workflow command: every line is defused.
-    fn defuse(&self, text: &str) -> String {
-        if self.gha.is_none() {
-            return text.to_string();
-        }
-        text.split('\n')
-            .map(gha::defuse_workflow_command)
+    /// Text we print that may quote the outside (a command's stderr in an error message, the
+    /// manifest, a unit name): redacted, cut at every line break a reader sees (a bare `\r` too),
+    /// control characters made visible, and in Actions every line defused.
+    fn safe(&self, text: &str) -> String {
+        sanitize::lines(&self.redact(text))
+            .iter()
+            .map(|l| self.defuse(l))
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// One line, defused in Actions (a workflow command at its start, `##[` anywhere).
+    fn defuse(&self, line: &str) -> String {
+        if self.gha.is_some() {
+            sanitize::defuse_workflow_command(line)
+        } else {
+            line.to_string()
+        }
     }
 
     fn paint(&self, text: &str, style: ::console::Style) -> String {
@@ -241,7 +292,10 @@ impl Report {
     pub fn warn(&self, msg: &str) {
         let msg = self.redact(msg);
         if self.gha.is_some() {
-            self.workflow_command(&format!("::warning::{}", gha::escape_data(&msg)));
+            self.workflow_command(&format!(
+                "::warning::{}",
+                gha::escape_data(&sanitize::annotation_text(&msg))
+            ));
         } else {
             self.human(&format!(
                 "{} {msg}",
@@ -255,9 +309,9 @@ impl Report {
     pub fn error(&self, msg: &str, at: Option<(&str, u32, u32)>) {
         let msg = self.redact(msg);
         if self.gha.is_some() {
-            self.workflow_command(&gha::error_annotation(&strip_ansi(&msg), at));
+            self.workflow_command(&gha::error_annotation(&sanitize::annotation_text(&msg), at));
         }
-        self.write(Stream::Stderr, &self.defuse(msg.trim_end_matches('\n')));
+        self.write(Stream::Stderr, &self.safe(msg.trim_end_matches('\n')));
     }
 
     // -- steps, groups, relayed output -----------------------------------------------------------
@@ -276,6 +330,7 @@ impl Report {
     pub fn group_start(&self, title: &str) {
         let title = self.redact(title);
         if self.gha.is_some() {
+            let title = sanitize::annotation_text(&title);
             self.workflow_command(&format!("::group::{}", gha::escape_data(&title)));
         } else {
             self.human(&self.paint(&format!("--- {title}"), ::console::Style::new().cyan()));
@@ -286,23 +341,13 @@ impl Report {
         self.workflow_command("::endgroup::");
     }
 
-    /// Runs `f`, which relays a command's output, inside a `::stop-commands::` block in Actions: the
-    /// runner ignores every workflow command (either syntax) until the random token resumes it, so
-    /// relayed output cannot add masks, set outputs, end groups or fake annotations.
+    /// Runs `f`, which relays a command's output, and ends the `::stop-commands::` block its
+    /// relayed lines opened (Actions). Relaying needs no such bracket to be safe ([`Report::relay`]
+    /// opens the block itself); this one only ends the block as soon as the output does.
     pub fn relaying<T>(&self, f: impl FnOnce() -> T) -> T {
-        let token = self.gha.is_some().then(gha::fresh_token);
-        if let Some(t) = &token {
-            self.write(
-                self.relay_stream(Stream::Stdout),
-                &format!("::stop-commands::{t}"),
-            );
-            *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(t.clone());
-        }
         let out = f();
-        if let Some(t) = &token {
-            *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = None;
-            self.write(self.relay_stream(Stream::Stdout), &format!("::{t}::"));
-        }
+        let mut o = self.lock();
+        self.close_block(&mut o);
         out
     }
 
@@ -318,22 +363,20 @@ impl Report {
         }
     }
 
-    /// One line of a command's output, relayed with a prefix (unit or host) and masked. Outside a
-    /// [`Report::relaying`] block in Actions, a line that looks like a workflow command is defused.
+    /// One line of a command's output (from any executor: a build, `exec`, compose, container
+    /// logs), relayed with a prefix (unit or host) and masked: the one path for child output. The
+    /// line is cut where the runner would cut it (a bare `\r` starts a line), each piece gets the
+    /// prefix, control characters are made visible, and in Actions the pieces sit inside a
+    /// `::stop-commands::` block and are defused besides (`##[` anywhere).
     pub fn relay(&self, prefix: &str, stream: Stream, line: &str) {
-        let line = self.redact(line);
-        let in_block = self
-            .stopped
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some();
-        let line = if self.gha.is_some() && !in_block {
-            gha::defuse_workflow_command(&line)
-        } else {
-            line
-        };
+        let prefix = sanitize::lines(prefix).join(" ");
         let tag = self.paint(&format!("{prefix} |"), ::console::Style::new().dim());
-        self.write(self.relay_stream(stream), &format!("{tag} {line}"));
+        let text = sanitize::lines(&self.redact(line))
+            .iter()
+            .map(|l| self.defuse(&format!("{tag} {l}")))
+            .collect::<Vec<_>>()
+            .join("\n");
+        self.write_relayed(self.relay_stream(stream), &text);
     }
 
     // -- results ---------------------------------------------------------------------------------
@@ -376,8 +419,9 @@ impl Report {
     /// no masking, no prefix. The caller decides what a write error means (a closed pipe is
     /// usually fine).
     pub fn raw_stdout(&self, bytes: &[u8]) -> std::io::Result<()> {
-        let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
-        match &mut *sink {
+        let mut out = self.lock();
+        self.close_block(&mut out);
+        match &mut out.sink {
             Sink::Buffer(v) => {
                 v.push((Stream::Stdout, String::from_utf8_lossy(bytes).into_owned()));
                 Ok(())
@@ -390,10 +434,18 @@ impl Report {
         }
     }
 
-    /// Prints the `--json` document on stdout.
+    /// Prints the `--json` document on stdout. In Actions, a `##[` (the legacy workflow command
+    /// syntax, which the runner reads anywhere in a line) can only sit inside a JSON string, and is
+    /// written `#\u0023[` there: the same JSON value, no command. (JSON strings escape line breaks,
+    /// and every line starts with white space, a bracket or a quote, never `::`.)
     pub fn json_document(&self, value: &serde_json::Value) {
-        let text = serde_json::to_string_pretty(value).unwrap_or_default();
-        self.write(Stream::Stdout, &self.redact(&text));
+        let text = self.redact(&serde_json::to_string_pretty(value).unwrap_or_default());
+        let text = if self.gha.is_some() {
+            text.replace("##[", "#\\u0023[")
+        } else {
+            text
+        };
+        self.write(Stream::Stdout, &text);
     }
 }
 
@@ -476,25 +528,17 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Removes ANSI colour sequences (annotations carry plain text).
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' && chars.peek() == Some(&'[') {
-            for d in chars.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+pub use gha::{escape_data, escape_property};
+pub use sanitize::defuse_workflow_command;
 
-pub use gha::{defuse_workflow_command, escape_data, escape_property};
+impl Drop for Report {
+    /// A block left open at the end would keep the runner from reading the commands of whatever
+    /// the step prints after us.
+    fn drop(&mut self) {
+        let mut out = self.lock();
+        self.close_block(&mut out);
+    }
+}
 
 #[cfg(test)]
 mod tests;

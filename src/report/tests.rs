@@ -46,7 +46,8 @@ fn multi_line_secrets_are_masked_whole_and_line_by_line() {
         ]
     );
     r.relay("api", Stream::Stdout, "leaked AAAABBBBCCCC and Qk0= here");
-    assert!(lines(&r)[5].ends_with("leaked *** and *** here"));
+    assert!(lines(&r)[5].starts_with("::stop-commands::"));
+    assert!(lines(&r)[6].ends_with("leaked *** and *** here"));
 }
 
 #[test]
@@ -294,4 +295,168 @@ fn human_text_quoting_commands_is_defused_in_actions() {
     let plain = Report::buffered(false, None);
     plain.info("::kept:: ##[as is]");
     assert_eq!(lines(&plain), vec!["::kept:: ##[as is]"]);
+}
+
+/// The workflow commands the GitHub Actions runner would act on in what `r` printed: it reads each
+/// stream with .NET's `ReadLine` (a line ends at `\r\n`, `\n` or a bare `\r`), skips leading white
+/// space, takes `::name…::` at the start of a line or the legacy `##[name…]` anywhere, and between
+/// `::stop-commands::TOKEN` and `::TOKEN::` acts on nothing but the resume.
+fn runner_commands(r: &Report) -> Vec<String> {
+    let mut acted = Vec::new();
+    for stream in [Stream::Stdout, Stream::Stderr] {
+        let text: Vec<String> = r
+            .printed()
+            .into_iter()
+            .filter(|(s, _)| *s == stream)
+            .map(|(_, l)| l)
+            .collect();
+        let text = text.join("\n");
+        let mut stopped: Option<String> = None;
+        for line in text.split("\r\n").flat_map(|l| l.split(['\r', '\n'])) {
+            let t = line.trim_start();
+            let command = if let Some(rest) = t.strip_prefix("::") {
+                rest.split_once("::").map(|(name, _)| name.to_string())
+            } else {
+                line.find("##[")
+                    .and_then(|i| line[i + 3..].split_once(']'))
+                    .map(|(name, _)| name.to_string())
+            };
+            let Some(name) = command else { continue };
+            match &stopped {
+                Some(token) if name.eq_ignore_ascii_case(token) => stopped = None,
+                Some(_) => {}
+                None => {
+                    if let Some(token) = name.strip_prefix("stop-commands") {
+                        stopped = Some(t.splitn(3, "::").nth(2).unwrap_or(token).to_string());
+                    } else {
+                        acted.push(name);
+                    }
+                }
+            }
+        }
+        assert!(stopped.is_none(), "a stop-commands block was left open");
+    }
+    acted
+}
+
+/// Lines a hostile child could print to forge commands: after a bare CR, after other C0/C1
+/// controls, behind an ESC sequence that moves the cursor, and the legacy syntax.
+const HOSTILE: &[&str] = &[
+    "ok\r::add-mask::x",
+    "ok\r::warning::forged",
+    "50%\r\r\n::error::y",
+    "a\u{0b}::add-mask::v\u{0c}::add-mask::f",
+    "a\u{85}::add-mask::nel\u{2028}::add-mask::ls",
+    "\x1b[2K\x1b[1G::add-mask::z",
+    "\u{9b}2K::add-mask::c1",
+    "text ##[error]legacy",
+    "\r  ::endgroup::",
+];
+
+#[test]
+fn r10_workflow_command_injection_through_relayed_output_is_defused() {
+    let (_d, g, _, _) = gha_files();
+    let r = Report::buffered(false, Some(g));
+    r.group_start("exec");
+    for line in HOSTILE {
+        r.relay("root@h:22", Stream::Stdout, line);
+        r.relay("api", Stream::Stderr, line);
+    }
+    r.warn("after the output");
+    r.group_end();
+    assert_eq!(
+        runner_commands(&r),
+        ["group", "warning", "endgroup"],
+        "{:#?}",
+        r.printed()
+    );
+    let l = lines(&r);
+    // Every piece after a CR got the prefix; SGR colour would be kept, other controls are shown.
+    assert!(
+        l.contains(&"root@h:22 | ::add-mask::x".to_string()),
+        "{l:#?}"
+    );
+    assert!(l.contains(&"api | \u{241b}[2K\u{241b}[1G::add-mask::z".to_string()));
+    assert!(l.contains(&"api | \u{fffd}2K::add-mask::c1".to_string()));
+    assert!(l.iter().all(|x| !x.contains('\r') && !x.contains('\x1b')));
+    // The block closed before the warning, so the runner shows our annotation.
+    let warn = l.iter().position(|x| x.starts_with("::warning::")).unwrap();
+    assert!(l[warn - 1].starts_with("::") && l[warn - 1].ends_with("::"));
+}
+
+#[test]
+fn r10_workflow_command_injection_through_error_messages_is_defused() {
+    let (_d, g, _, _) = gha_files();
+    let r = Report::buffered(false, Some(g));
+    for line in HOSTILE {
+        // A host's stderr quoted in our own messages (stderr_tail in an error, a health log).
+        r.error(&format!("error: cannot write /srv/x: exit 1: {line}"), None);
+        r.info(&format!("  {line}"));
+        r.warn(&format!("docker pull said: {line}"));
+    }
+    let acted = runner_commands(&r);
+    assert!(
+        acted.iter().all(|c| c == "error" || c == "warning"),
+        "{acted:?}"
+    );
+    assert_eq!(acted.len(), 2 * HOSTILE.len(), "{:#?}", r.printed());
+}
+
+#[test]
+fn relayed_lines_keep_colour_and_outside_actions_need_no_block() {
+    let r = Report::buffered(false, None);
+    r.relay("api", Stream::Stdout, "\x1b[31mred\x1b[0m\tok\x07");
+    r.relay("api", Stream::Stdout, "one\rtwo");
+    assert_eq!(
+        lines(&r),
+        [
+            "api | \x1b[31mred\x1b[0m\tok\u{2407}",
+            "api | one",
+            "api | two"
+        ]
+    );
+}
+
+#[test]
+fn every_relayed_line_sits_in_a_fresh_block_closed_before_our_own_output() {
+    let (_d, g, _, _) = gha_files();
+    let r = Report::buffered(false, Some(g));
+    r.relay("h", Stream::Stdout, "a");
+    r.relay("h", Stream::Stderr, "b");
+    r.info("ours");
+    r.relay("h", Stream::Stdout, "c");
+    r.relaying(|| ());
+    let l = lines(&r);
+    let first = l[0].strip_prefix("::stop-commands::").unwrap().to_string();
+    assert_eq!(
+        l[1..4],
+        ["h | a".to_string(), "h | b".into(), format!("::{first}::")]
+    );
+    assert_eq!(l[4], "ours");
+    let second = l[5].strip_prefix("::stop-commands::").unwrap();
+    assert_ne!(first, second, "a fresh token per block");
+    assert_eq!(l[6..], ["h | c".to_string(), format!("::{second}::")]);
+}
+
+#[test]
+fn r10_short_secrets_are_masked_and_add_mask_goes_out() {
+    let (_d, g, _, _) = gha_files();
+    let r = Report::buffered(false, Some(g));
+    r.add_secret("q7z");
+    r.info("pw is q7z");
+    assert_eq!(lines(&r), ["::add-mask::q7z", "pw is ***"]);
+}
+
+#[test]
+fn r10_json_documents_carry_no_legacy_workflow_command_in_actions() {
+    let (_d, g, _, _) = gha_files();
+    let r = Report::buffered(true, Some(g));
+    let doc = serde_json::json!({"command": "echo ##[error]x; printf '\\r::warning::y'"});
+    r.json_document(&doc);
+    let text = lines(&r).join("\n");
+    assert!(runner_commands(&r).is_empty(), "{text}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+        doc
+    );
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod runner;
 pub mod services;
 
 use std::collections::BTreeMap;
