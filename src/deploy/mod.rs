@@ -690,9 +690,31 @@ impl HostDeploy<'_> {
         repo_uploads(self.env, &self.req.repo_root)
     }
 
+    /// compose service → its secrets file as the override names it, for every service with
+    /// `secrets:` (its own or the environment's).
+    fn secret_files(&self) -> BTreeMap<String, String> {
+        self.manifest
+            .services
+            .values()
+            .filter(|s| !self.env.secrets.is_empty() || !s.secrets.is_empty())
+            .map(|s| {
+                (
+                    s.compose_service.clone(),
+                    pu::secrets_file_ref(&self.env.dir, &self.env.compose_files, &s.compose_service),
+                )
+            })
+            .collect()
+    }
+
+    /// Whether compose reads the override file: when it pins an image or names a secrets file (v1
+    /// rejects an empty extension file).
+    fn uses_override(&self, pins: &BTreeMap<String, String>) -> bool {
+        !pins.is_empty() || !self.secret_files().is_empty()
+    }
+
     /// The override file's text for `pins`.
     fn pins_text(&self, pins: &BTreeMap<String, String>) -> String {
-        let mut text = pu::override_yaml(pins);
+        let mut text = pu::override_yaml(pins, &self.secret_files());
         // v1 needs every file to declare the same `version:` as the first one.
         if let Some(v) = self.compose_file_version() {
             text.push_str(&format!(
@@ -771,7 +793,7 @@ impl HostDeploy<'_> {
         let st = self.start(false)?;
         self.confirm_images(&st.before)?;
         let new_pins = self.new_pins(&st.pins, &selected);
-        let c = self.compose(pre.flavor.clone(), !new_pins.is_empty());
+        let c = self.compose(pre.flavor.clone(), self.uses_override(&new_pins));
         let view = HostView {
             host: self.host.clone(),
             compose: c.clone(),
@@ -858,7 +880,7 @@ impl HostDeploy<'_> {
 
         // Upload compose and env files (and this release's copy of them), pins, then `config`.
         let pins = self.new_pins(&old_pins, &selected);
-        let c = self.compose(flavor.clone(), !pins.is_empty());
+        let c = self.compose(flavor.clone(), self.uses_override(&pins));
         let config = self.prepare(n, &c, &pins)?;
         let missing: Vec<&String> = selected
             .iter()

@@ -40,22 +40,99 @@ pub fn parse_image_overrides(values: &[String]) -> Result<BTreeMap<String, Strin
     Ok(out)
 }
 
-/// The override file's text: `services: {svc: {image: ref}}` for every pinned service.
-pub fn override_yaml(pins: &BTreeMap<String, String>) -> String {
+/// The override file's text: `services: {svc: {image: ref, env_file: [path]}}` for every pinned
+/// service and every service with secrets (`env_files`: compose service → the path of its
+/// secrets file as compose should read it, see [`secrets_file_ref`]).
+pub fn override_yaml(
+    pins: &BTreeMap<String, String>,
+    env_files: &BTreeMap<String, String>,
+) -> String {
     let mut s = String::from(OVERRIDE_HEADER);
-    if pins.is_empty() {
+    let services: BTreeSet<&String> = pins.keys().chain(env_files.keys()).collect();
+    if services.is_empty() {
         s.push_str("services: {}\n");
         return s;
     }
     s.push_str("services:\n");
-    for (svc, image) in pins {
-        s.push_str(&format!(
-            "  {}:\n    image: {}\n",
-            yaml_str(svc),
-            yaml_str(image)
-        ));
+    for svc in services {
+        s.push_str(&format!("  {}:\n", yaml_str(svc)));
+        if let Some(image) = pins.get(svc) {
+            s.push_str(&format!("    image: {}\n", yaml_str(image)));
+        }
+        if let Some(file) = env_files.get(svc) {
+            s.push_str(&format!("    env_file: [{}]\n", yaml_str(file)));
+        }
     }
     s
+}
+
+/// Where the secrets of `compose_service` are kept on a host, relative to the environment's `dir`.
+pub fn secrets_file(compose_service: &str) -> String {
+    format!(".deploy-action/env/{compose_service}.env")
+}
+
+/// The path of a service's secrets file as the override file names it. Compose resolves paths in
+/// every file against the first compose file's directory: under an absolute `dir` the path is
+/// absolute; otherwise it climbs from that directory back to `dir`.
+pub fn secrets_file_ref(dir: &str, compose_files: &[String], compose_service: &str) -> String {
+    let dir = dir.trim_end_matches('/');
+    let rel = secrets_file(compose_service);
+    if dir.starts_with('/') {
+        return format!("{dir}/{rel}");
+    }
+    let depth = compose_files
+        .first()
+        .map(|f| {
+            std::path::Path::new(f)
+                .parent()
+                .map_or(0, |p| p.components().count())
+        })
+        .unwrap_or(0);
+    format!("./{}{rel}", "../".repeat(depth))
+}
+
+/// A secrets env file: one `NAME='value'` line per variable, in the syntax both compose v1 and v2
+/// read literally (no interpolation, no comment stripping, spaces kept). A value with a single
+/// quote goes in double quotes with `\\` and `\"` escaped (and `\$` for v2, which interpolates
+/// in double quotes; v1 does not). A newline, carriage return or NUL cannot be carried in an env
+/// file line: an error naming the variable (never the value).
+pub fn env_file_text(values: &[(String, String)], v1: bool) -> Result<String, String> {
+    let mut out = String::new();
+    for (name, value) in values {
+        if value.contains(['\n', '\r', '\0']) {
+            return Err(format!(
+                "secret `{name}` contains a line break or NUL, which an env file cannot carry"
+            ));
+        }
+        if !value.contains('\'') {
+            out.push_str(&format!("{name}='{value}'\n"));
+            continue;
+        }
+        let mut quoted = String::with_capacity(value.len() + 8);
+        for c in value.chars() {
+            match c {
+                '\\' | '"' => {
+                    quoted.push('\\');
+                    quoted.push(c);
+                }
+                '$' if !v1 => quoted.push_str("\\$"),
+                _ => quoted.push(c),
+            }
+        }
+        out.push_str(&format!("{name}=\"{quoted}\"\n"));
+    }
+    Ok(out)
+}
+
+/// What a release records of a secret: a hash of its name and value (never the value), enough to
+/// tell whether it changed between releases.
+pub fn secret_fingerprint(project: &str, env: &str, name: &str, value: &str) -> String {
+    let mut h = blake3::Hasher::new_derive_key("deploy-action secret fingerprint v1");
+    for part in [project, env, name, value] {
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    format!("blake3:{}", &h.finalize().to_hex()[..32])
 }
 
 fn yaml_str(s: &str) -> String {
@@ -509,14 +586,14 @@ mod tests {
         let mut pins = BTreeMap::new();
         pins.insert("api".to_string(), "shop/api:release-3".to_string());
         pins.insert("web-1".to_string(), "reg:5000/web@sha256:ff".to_string());
-        let text = override_yaml(&pins);
+        let text = override_yaml(&pins, &BTreeMap::new());
         assert!(
             text.contains("  \"api\":\n    image: \"shop/api:release-3\"\n"),
             "{text}"
         );
         assert_eq!(parse_override(&text), pins);
         assert_eq!(
-            parse_override(&override_yaml(&BTreeMap::new())),
+            parse_override(&override_yaml(&BTreeMap::new(), &BTreeMap::new())),
             BTreeMap::new()
         );
     }
