@@ -657,9 +657,10 @@ pub fn detect(
     })
 }
 
-/// The first 12 characters of a sha, for display.
+/// The first 12 characters of a sha, for display (whole characters: a sha read from a release
+/// record or a tag is outside data).
 pub fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(12)]
+    sha.char_indices().nth(12).map_or(sha, |(i, _)| &sha[..i])
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 use super::Ctx;
 use super::up::{connect, lock_owner};
 use crate::cmd::docker_engine as de;
+use crate::deploy::lock::EnvLock;
 use crate::deploy::{HostDeploy, HostResult, UpRequest};
 use crate::error::{Error, Result};
 use crate::ledger::record::{Deployment, Outcome, reason};
@@ -137,6 +138,8 @@ pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
         return Ok(());
     }
 
+    // One lock for the environment, on every host, for the whole rollback.
+    let env_lock = EnvLock::acquire_all(report, &env, &lock_owner("rollback", &target.sha), None)?;
     let deployment = Deployment::start(ctx, &env, &target.sha, "deploy:rollback");
     let notes = {
         let mut n = vec![format!(
@@ -172,6 +175,7 @@ pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
         store::rewrite(ctx, &env, &marked)?;
         report.info(&format!("release {} marked bad", bad.number));
     }
+    env_lock.release_all();
     if let Some(h) = migration_hint {
         report.warn(&h);
     }
