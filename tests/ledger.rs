@@ -102,6 +102,7 @@ fn status_shows_current_release_units_lock_and_history_from_the_host() {
         command: "up".into(),
         hostname: "runner".into(),
         pid: 42,
+        ..Default::default()
     };
     std::fs::write(
         format!("{dir}/.deploy-action/lock/owner.json"),
@@ -172,7 +173,7 @@ fn local_tags_annotate_the_deployed_commit_with_the_record_and_move_the_pointer(
         release(2, ReleaseStatus::Live, &sha2, "web:v2"),
         release(3, ReleaseStatus::Failed, &sha1, "web:broken"),
     ] {
-        for cmd in ledger::git_tag_cmds(&r) {
+        for cmd in ledger::git_tag_cmds(&r, false) {
             let o = exec
                 .capture(&cmd.cwd(p.path().display().to_string()))
                 .unwrap();
