@@ -355,17 +355,21 @@ impl Heartbeat {
     fn start(hosts: Vec<Host>, paths: StatePaths, owner: LockOwner) -> Heartbeat {
         let (stop, rx) = mpsc::channel::<()>();
         let handle = std::thread::spawn(move || {
-            let mut conns: Vec<(Host, Option<Box<dyn Executor>>, bool)> =
-                hosts.into_iter().map(|h| (h, None, false)).collect();
+            let mut beating: Vec<Beating> = hosts
+                .into_iter()
+                .map(|host| Beating {
+                    host,
+                    ex: None,
+                    warned: false,
+                })
+                .collect();
             let mut warnings = Vec::new();
             let every = heartbeat_every();
             while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
                 let mut o = owner.clone();
                 o.heartbeat_at = clock::now_rfc3339();
                 let text = owner_text(&o);
-                conns.retain_mut(|(host, ex, warned)| {
-                    beat_one(host, ex, warned, &paths, &o.token, &text, &mut warnings)
-                });
+                beating.retain_mut(|b| b.beat(&paths, &o.token, &text, &mut warnings));
             }
             warnings
         });
@@ -378,33 +382,45 @@ impl Heartbeat {
     }
 }
 
-/// One beat on one host; false once the lock is no longer this run's (stop beating there).
-fn beat_one(
-    host: &Host,
-    ex: &mut Option<Box<dyn Executor>>,
-    warned: &mut bool,
-    paths: &StatePaths,
-    token: &str,
-    text: &str,
-    warnings: &mut Vec<String>,
-) -> bool {
-    let mut warn = |w: String, warnings: &mut Vec<String>| {
-        if !std::mem::replace(warned, true) {
-            warnings.push(w);
-        }
-    };
-    if ex.is_none() {
-        match open_quiet(host) {
-            Ok(x) => *ex = Some(x),
-            Err(e) => {
-                warn(format!("{}: lock heartbeat: {e}", host.label()), warnings);
-                return true;
+/// One host the heartbeat thread keeps alive: its own connection (opened on the first beat, and
+/// again after an error), and whether a problem there was reported already.
+struct Beating {
+    host: Host,
+    ex: Option<Box<dyn Executor>>,
+    warned: bool,
+}
+
+impl Beating {
+    /// One beat; false once the lock is no longer this run's (stop beating there).
+    fn beat(
+        &mut self,
+        paths: &StatePaths,
+        token: &str,
+        text: &str,
+        warnings: &mut Vec<String>,
+    ) -> bool {
+        let label = self.host.label();
+        if self.ex.is_none() {
+            match open_quiet(&self.host) {
+                Ok(x) => self.ex = Some(x),
+                Err(e) => {
+                    self.warn(format!("{label}: lock heartbeat: {e}"), warnings);
+                    return true;
+                }
             }
         }
-    }
-    let Some(x) = ex.as_mut() else { return true };
-    match x.capture(&beat_cmd(paths, token, text)) {
-        Ok(out) => match answer(&out.stdout_str()) {
+        let Some(x) = self.ex.as_mut() else {
+            return true;
+        };
+        let out = match x.capture(&beat_cmd(paths, token, text)) {
+            Ok(out) => out,
+            Err(e) => {
+                self.ex = None;
+                self.warn(format!("{label}: lock heartbeat: {e}"), warnings);
+                return true;
+            }
+        };
+        match answer(&out.stdout_str()) {
             (w, _) if w == "beat" => true,
             (w, now) if w == "lost" => {
                 let who = if now.trim().is_empty() {
@@ -413,27 +429,22 @@ fn beat_one(
                     format!("it is now {}", describe(&parse_owner(now.as_bytes())))
                 };
                 warnings.push(format!(
-                    "{}: this run's lock was taken away while it ran ({who}); the heartbeat stopped there",
-                    host.label()
+                    "{label}: this run's lock was taken away while it ran ({who}); the heartbeat stopped there"
                 ));
                 false
             }
             _ => {
-                warn(
-                    format!(
-                        "{}: lock heartbeat failed: {}",
-                        host.label(),
-                        out.stderr_tail(2)
-                    ),
-                    warnings,
-                );
+                let why = format!("{label}: lock heartbeat failed: {}", out.stderr_tail(2));
+                self.warn(why, warnings);
                 true
             }
-        },
-        Err(e) => {
-            *ex = None;
-            warn(format!("{}: lock heartbeat: {e}", host.label()), warnings);
-            true
+        }
+    }
+
+    /// Reports the first problem on this host only (a heartbeat runs every few seconds).
+    fn warn(&mut self, w: String, warnings: &mut Vec<String>) {
+        if !std::mem::replace(&mut self.warned, true) {
+            warnings.push(w);
         }
     }
 }

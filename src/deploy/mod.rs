@@ -1,16 +1,23 @@
-//! Drives `up` on one host: preflight, lock, inspect, upload, record, tag, override, `compose up`,
+//! Drives `up` on one host: preflight, inspect, upload, record, tag, override, `compose up`,
 //! health gate, rollback of failed services, retention, audit. The policy lives here; the commands
-//! come from `cmd/` and `plan/up.rs`, and every process goes through an [`Executor`].
+//! come from `cmd/` and `plan/up.rs`, and every process goes through an [`Executor`]. The caller
+//! holds the environment lock on every host ([`lock::EnvLock`]); each host checks it still does.
 //!
 //! Round trips are what a deploy over SSH costs, so the host state operations of each phase run
 //! through one [`Script`] (one SSH channel): preflight (compose version, HTTP client, `--image`
-//! checks); start (lock + owner, records, pins, containers); prepare (files, their per-release
-//! copy, pins, `config`); record (protective tags, the `in_progress` record, audit); finish (release
-//! tags, records, retention, audit, unlock). `compose up` streams on its own channel, and each
-//! gate probe is one channel (plus one for the HTTP checks that are due).
+//! checks); start (this run's lock token, records, pins, containers); prepare (files, their
+//! per-release copy, pins, `config`); record (protective tags, the `in_progress` record, audit);
+//! finish (release tags, the record written durably, then superseded record, retention, audit).
+//! `compose up` streams on its own channel, and each gate probe is one channel (plus one for the
+//! HTTP checks that are due).
+//!
+//! A release is `live` only once its record says so on disk: records go through
+//! [`Script::write_durable`], and a record that cannot be written (a full disk) fails the run,
+//! saying what runs. A release a dead run left `in_progress` is marked `interrupted` by the next.
 //!
 //! A SIGINT or SIGTERM ([`cancel`]) stops the waiting: what was being deployed goes back to the
-//! previous images without a health gate, the release is recorded, the lock released.
+//! previous images without a health gate, the release is recorded, and the command releases the
+//! environment lock.
 //!
 //! Stays out of: choosing services and hosts (`commands/up.rs`), printing (everything goes through
 //! [`Report`]), building images (`build`).
@@ -562,7 +569,7 @@ impl HostDeploy<'_> {
         let ledger = crate::ledger::parse_listing(&records.stdout);
         for p in &ledger.problems {
             self.report.warn(&format!(
-                "{}: {}: {} (ignored)",
+                "{}: {}: {} (ignored; its number is not reused)",
                 self.label(),
                 p.file,
                 p.message
@@ -2206,6 +2213,33 @@ mod tests {
             "{\"x\":1}\n{\"x\":2}\n"
         );
         assert_eq!(secs["cond"].stdout, "ran\n");
+    }
+
+    #[test]
+    fn a_durable_write_replaces_the_file_whole_and_fails_without_leaving_a_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("releases/7.json");
+        let mut s = Script::new();
+        s.write_durable("one", &file.to_string_lossy(), "{\"a\":1}", 0o644);
+        s.write_durable("two", &file.to_string_lossy(), "{\"a\":2}", 0o640);
+        // A parent that is a file: mkdir fails, the section says so.
+        let blocked = dir.path().join("releases/7.json/x.json");
+        s.write_durable("blocked", &blocked.to_string_lossy(), "{}", 0o644);
+        let out = LocalExecutor.capture(&s.cmd()).unwrap();
+        let secs = parse_sections(&out.stdout_str());
+        assert!(secs["one"].success() && secs["two"].success());
+        assert!(!secs["blocked"].success());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "{\"a\":2}\n");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        let names: Vec<String> = std::fs::read_dir(dir.path().join("releases"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["7.json"], "no temporary file is left behind");
     }
 
     #[test]

@@ -746,6 +746,80 @@ mod tests {
     }
 
     #[test]
+    fn r10_a_corrupt_newest_release_record_keeps_its_number() {
+        let ok = serde_json::to_string(&rel(1, ReleaseStatus::Live, "a")).unwrap();
+        let text = format!(
+            "\n{FILE_MARK}/s/.deploy-action/releases/1.json\n{ok}\n{FILE_MARK}/s/.deploy-action/releases/2.json\n{{\"number\": 2,\n{FILE_MARK}/s/.deploy-action/releases/notes.json\n{{\n"
+        );
+        let l = parse_listing(&text);
+        assert_eq!(l.problems.len(), 2);
+        assert_eq!(next_number(&l.releases), 2, "the parsed records alone");
+        assert_eq!(l.next_number(), 3, "the unreadable 2.json keeps its number");
+        let tags = parse_tag_listing(&format!(
+            "deploy/production/1\0{ok}\u{1e}deploy/production/7\0not json\u{1e}"
+        ));
+        assert_eq!(tags.next_number(), 8);
+        assert_eq!(number_in_name("deploy/production/12"), Some(12));
+        assert_eq!(number_in_name("/x/releases/12.json"), Some(12));
+        assert_eq!(number_in_name("/x/releases/x.json"), None);
+        let max = Ledger {
+            releases: vec![rel(u64::MAX, ReleaseStatus::Live, "a")],
+            problems: vec![],
+        };
+        assert_eq!(max.next_number(), u64::MAX, "no overflow on outside data");
+    }
+
+    #[test]
+    fn r10_non_ascii_sha_in_a_release_record_does_not_panic() {
+        let sha = format!("a{}", "é".repeat(20));
+        assert_eq!(short_sha(&sha), format!("a{}", "é".repeat(11)));
+        assert_eq!(short_id(&format!("sha256:{sha}")), short_sha(&sha));
+        assert_eq!(short_sha("abc"), "abc");
+        assert_eq!(first_chars("", 12), "");
+    }
+
+    #[test]
+    fn masking_reaches_every_string_of_a_record_even_where_json_escapes_it() {
+        let mut r = rel(3, ReleaseStatus::RolledBack, "abc");
+        r.notes
+            .push("web: GET http://h/?key=s3\"cr3t: status 404".into());
+        r.run_url = "https://x/s3\"cr3t".into();
+        let mask = |t: &str| t.replace("s3\"cr3t", "***");
+        let text = masked_json(&r, &mask);
+        assert!(!text.contains("cr3t"), "{text}");
+        assert!(text.contains("key=***: status 404"), "{text}");
+        let back = masked_record(&r, &mask);
+        assert_eq!(back.run_url, "https://x/***");
+        assert_eq!(back.number, 3);
+    }
+
+    #[test]
+    fn an_in_progress_release_becomes_interrupted_with_what_runs() {
+        let rs = vec![
+            rel(1, ReleaseStatus::Live, "a"),
+            rel(2, ReleaseStatus::InProgress, "b"),
+        ];
+        let running = vec![(
+            "web".to_string(),
+            "shop/web:2".to_string(),
+            "sha256:0123456789abcdef".to_string(),
+            "fedcba9876543210".to_string(),
+        )];
+        let marked = interrupted(&rs, &running, "release 3", "2026-01-01T00:00:00Z");
+        assert_eq!(marked.len(), 1);
+        assert_eq!(marked[0].number, 2);
+        assert_eq!(status_word(marked[0].status.0), "interrupted");
+        assert!(!is_good(&marked[0]));
+        assert!(
+            marked[0].notes[1]
+                .contains("web runs shop/web:2 (image 0123456789ab, container fedcba987654)"),
+            "{:?}",
+            marked[0].notes
+        );
+        assert_eq!(describe_running(&[]), "no container of the project runs");
+    }
+
+    #[test]
     fn list_command_tolerates_a_missing_directory() {
         let cmd = list_cmd(&StatePaths::new("/srv/my app"));
         let script = cmd.args[1].expose();

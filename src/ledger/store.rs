@@ -214,6 +214,14 @@ fn append_locked(
     fill: &dyn Fn(&mut ReleaseRecord),
 ) -> Result<ReleaseRecord> {
     let state = read(ex, &env.dir)?;
+    for p in &state.ledger.problems {
+        report.warn(&format!(
+            "{}: {}: {} (ignored; its number is not reused)",
+            ex.label(),
+            p.file,
+            p.message
+        ));
+    }
     let mut releases = state.ledger.releases.clone();
     if releases
         .iter()
