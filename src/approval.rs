@@ -17,22 +17,29 @@ use serde_json::Value;
 use std::io::{BufRead, IsTerminal};
 use std::time::{Duration, Instant};
 
+/// The first `n` characters of `s` (char-safe: hashes in comments are outside data).
+fn prefix(s: &str, n: usize) -> &str {
+    s.char_indices().nth(n).map_or(s, |(i, _)| &s[..i])
+}
+
 /// What is being approved.
 #[derive(Clone, Debug)]
 pub struct PlanToApprove<'a> {
     pub env: &'a str,
-    /// `migrate` or `migrate down`.
+    /// The command (`up`, `pages`, `migrate`, `migrate down`, `promote`, `rollback`).
     pub action: &'a str,
     pub hash: &'a str,
-    /// The pending SQL, shown to the approver.
+    /// What the run will change, shown to the approver (for migrations: the pending SQL).
     pub text: &'a str,
 }
 
 /// Who approved, how, and for which plan.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Approval {
+    /// Everyone whose approval counted, joined with `, ` (one login in the common case).
     pub approver: String,
-    /// `github-environment-review`, `github-issue`, `terminal`.
+    /// `github-environment-review`, `github-issue`, `terminal` (joined with `+` when approvals
+    /// came both from environment reviews and from the issue).
     pub method: String,
     pub plan_hash: String,
     /// The review comment or issue URL.
@@ -40,38 +47,75 @@ pub struct Approval {
     pub reference: Option<String>,
 }
 
+/// Who may approve, and how many must: the environment's `min_approvals`, `allow_self_approval`
+/// and the run's own actor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub min_approvals: u32,
+    pub allow_self_approval: bool,
+    /// The run's actor (GITHUB_ACTOR in Actions, else the local account).
+    pub actor: String,
+}
+
+impl Policy {
+    /// Whether `login` is the run's own actor (an approval that needs `allow_self_approval`).
+    pub fn is_self(&self, login: &str) -> bool {
+        !self.actor.is_empty() && login.eq_ignore_ascii_case(&self.actor)
+    }
+
+    fn needed(&self) -> usize {
+        self.min_approvals.max(1) as usize
+    }
+}
+
 /// The gate's settings for one environment.
 #[derive(Clone, Debug)]
 pub struct Gate {
     pub approvers: Vec<String>,
     pub timeout: Duration,
+    pub policy: Policy,
 }
 
 /// The outcome of reading an issue's comments.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommentDecision {
+    /// Enough distinct approvers (`logins`, in the order they approved).
     Approved {
-        login: String,
+        logins: Vec<String>,
         url: Option<String>,
     },
     Denied {
         login: String,
     },
-    /// Nothing decisive yet; `ignored` explains comments that did not count.
+    /// Not enough yet: who approved so far, and why other comments did not count.
     Undecided {
+        logins: Vec<String>,
         ignored: Vec<String>,
     },
 }
 
-/// Reads comments (oldest first) and decides. A comment counts when its author is an approver, it
-/// was not edited, and its text is `approve`/`approved`/`deny`/`denied`, optionally followed by a
-/// plan hash (or a prefix of at least 12 characters) that must match `plan_hash`.
+/// Reads comments (oldest first) and decides. A comment counts when its author is an approver
+/// (and not the run's actor, unless the policy allows it), it was not edited, and its text is
+/// `approve`/`approved`/`deny`/`denied`, optionally followed by a plan hash (or a prefix of at
+/// least 12 characters) that must match `plan_hash`. `already` are approvals counted elsewhere
+/// (environment reviews): a login counts once. Approved when `policy.min_approvals` distinct
+/// people approved; the first counting denial denies.
 pub fn decide_comments(
     comments: &[Value],
     approvers: &[String],
     plan_hash: &str,
+    policy: &Policy,
+    already: &[String],
 ) -> CommentDecision {
     let mut ignored = Vec::new();
+    let mut logins: Vec<String> = Vec::new();
+    let mut first_url = None;
+    let counted = |l: &str, logins: &[String]| {
+        already
+            .iter()
+            .chain(logins.iter())
+            .any(|a| a.eq_ignore_ascii_case(l))
+    };
     for c in comments {
         let login = c
             .pointer("/user/login")
@@ -104,8 +148,9 @@ pub fn decide_comments(
             let hash = hash.to_ascii_lowercase();
             if hash.len() < 12 || !plan_hash.starts_with(&hash) {
                 ignored.push(format!(
-                    "`{verb}` from {login} is for plan {hash}, not this plan {}",
-                    &plan_hash[..12.min(plan_hash.len())]
+                    "`{verb}` from {login} is for plan {}, not this plan {}",
+                    prefix(&hash, 12),
+                    prefix(plan_hash, 12)
                 ));
                 continue;
             }
@@ -115,18 +160,41 @@ pub fn decide_comments(
                 login: login.to_string(),
             };
         }
-        return CommentDecision::Approved {
-            login: login.to_string(),
-            url: c.get("html_url").and_then(Value::as_str).map(String::from),
-        };
+        if policy.is_self(login) && !policy.allow_self_approval {
+            ignored.push(format!(
+                "`{verb}` from {login}, who started this run (allow_self_approval is false)"
+            ));
+            continue;
+        }
+        if counted(login, &logins) {
+            continue;
+        }
+        logins.push(login.to_string());
+        if first_url.is_none() {
+            first_url = c.get("html_url").and_then(Value::as_str).map(String::from);
+        }
+        if already.len() + logins.len() >= policy.needed() {
+            return CommentDecision::Approved {
+                logins,
+                url: first_url,
+            };
+        }
     }
-    CommentDecision::Undecided { ignored }
+    CommentDecision::Undecided { logins, ignored }
 }
 
-/// An approved review of this run's deployment to `env` (the first `approved` entry naming it).
-pub fn approved_review(approvals: &[Value], env: &str) -> Option<(String, Option<String>)> {
-    approvals.iter().find_map(|a| {
-        let state = a.get("state").and_then(Value::as_str)?;
+/// The approved reviews of this run's deployment to `env`: (login, comment), one per login, in
+/// order; reviews by the run's actor are left out (and named in `refused`) unless the policy
+/// allows self-approval.
+pub fn approved_reviews(
+    approvals: &[Value],
+    env: &str,
+    policy: &Policy,
+) -> (Vec<(String, Option<String>)>, Vec<String>) {
+    let mut out: Vec<(String, Option<String>)> = Vec::new();
+    let mut refused = Vec::new();
+    for a in approvals {
+        let state = a.get("state").and_then(Value::as_str);
         let names_env = a
             .get("environments")
             .and_then(Value::as_array)
@@ -134,42 +202,76 @@ pub fn approved_review(approvals: &[Value], env: &str) -> Option<(String, Option
                 es.iter()
                     .any(|e| e.get("name").and_then(Value::as_str) == Some(env))
             });
-        (state == "approved" && names_env).then(|| {
-            (
-                a.pointer("/user/login")
-                    .and_then(Value::as_str)
-                    .unwrap_or("?")
-                    .to_string(),
-                a.get("comment")
-                    .and_then(Value::as_str)
-                    .filter(|c| !c.is_empty())
-                    .map(String::from),
-            )
-        })
-    })
+        if state != Some("approved") || !names_env {
+            continue;
+        }
+        let login = a
+            .pointer("/user/login")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string();
+        if policy.is_self(&login) && !policy.allow_self_approval {
+            refused.push(login);
+            continue;
+        }
+        if out.iter().any(|(l, _)| l.eq_ignore_ascii_case(&login)) {
+            continue;
+        }
+        let comment = a
+            .get("comment")
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty())
+            .map(String::from);
+        out.push((login, comment));
+    }
+    (out, refused)
 }
 
-/// The approval issue's body: the plan, its hash and how to answer.
-pub fn issue_body(plan: &PlanToApprove, approvers: &[String], run_url: &str) -> String {
+/// The approval issue's body: the plan, its hash, how many approvals are needed and how to
+/// answer. The plan sits in a code fence longer than any run of backticks in it.
+pub fn issue_body(plan: &PlanToApprove, gate: &Gate, run_url: &str) -> String {
     const LIMIT: usize = 60_000;
-    let mut sql = plan.text.to_string();
-    if sql.len() > LIMIT {
+    let mut text = plan.text.to_string();
+    if text.len() > LIMIT {
         let mut cut = LIMIT;
-        while !sql.is_char_boundary(cut) {
+        while !text.is_char_boundary(cut) {
             cut -= 1;
         }
-        sql.truncate(cut);
-        sql.push_str("\n-- (cut: the full plan is in the run's log)");
+        text.truncate(cut);
+        text.push_str("\n(cut: the full plan is in the run's log)");
     }
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest.max(2) + 1);
+    let lang = if plan.action.starts_with("migrate") {
+        "sql"
+    } else {
+        "text"
+    };
+    let p = &gate.policy;
+    let count = if p.min_approvals > 1 {
+        format!("{} different approvers must approve", p.min_approvals)
+    } else {
+        "one approval is needed".to_string()
+    };
+    let self_rule = if p.allow_self_approval {
+        String::new()
+    } else {
+        format!(
+            " An approval from {} (who started this run) does not count.",
+            p.actor
+        )
+    };
     format!(
-        "`{action}` on **{env}** waits for an approval.\n\nRun: {run_url}\n\nPlan hash: `{hash}`\n\n```sql\n{sql}\n```\n\n\
-Approvers ({who}): comment `approve {short}` to apply exactly this plan, or `deny`. \
+        "`{action}` on **{env}** waits for an approval.\n\nRun: {run_url}\n\nPlan hash: `{hash}`\n\n\
+{fence}{lang}\n{text}\n{fence}\n\n\
+Approvers ({who}): comment `approve {short}` to apply exactly this plan, or `deny`; {count}.{self_rule} \
 An approval naming another plan hash does not count.\n",
         action = plan.action,
         env = plan.env,
         hash = plan.hash,
-        short = &plan.hash[..12.min(plan.hash.len())],
-        who = approvers
+        short = prefix(plan.hash, 12),
+        who = gate
+            .approvers
             .iter()
             .map(|a| format!("@{a}"))
             .collect::<Vec<_>>()
@@ -177,21 +279,40 @@ An approval naming another plan hash does not count.\n",
     )
 }
 
-/// Obtains an approval for `plan`, or fails with [`Error::Approval`] (exit 3).
+/// Obtains an approval for `plan`, or fails with [`Error::Approval`] (exit 3): in GitHub Actions
+/// from environment reviews and the approval issue, elsewhere at a terminal, and with neither,
+/// not at all.
 pub fn obtain(report: &Report, gate: &Gate, plan: &PlanToApprove) -> Result<Approval> {
     if env_vars::in_github_actions() {
         return obtain_github(report, gate, plan);
     }
-    obtain_terminal(report, plan)
+    obtain_terminal(report, gate, plan)
 }
 
-fn obtain_terminal(report: &Report, plan: &PlanToApprove) -> Result<Approval> {
+fn obtain_terminal(report: &Report, gate: &Gate, plan: &PlanToApprove) -> Result<Approval> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
         return Err(Error::Approval(format!(
-            "environment `{}` requires an approval and there is no terminal to ask (--yes never skips it); \
-run on a terminal and type the environment's name, or in GitHub Actions with a required reviewer or `approvers:`",
-            plan.env
+            "environment `{}` requires an approval for `{}` and there is no terminal to ask and no GitHub \
+Actions run to ask in (--yes never skips it); nothing was changed. Run it on a terminal, or in GitHub Actions \
+with a required reviewer or `approvers:`",
+            plan.env, plan.action
+        )));
+    }
+    let p = &gate.policy;
+    if p.min_approvals > 1 {
+        return Err(Error::Approval(format!(
+            "environment `{}` needs {} approvals (min_approvals) and a terminal gives one; nothing was changed. \
+Run it in GitHub Actions, where environment reviewers and `approvers:` approve",
+            plan.env, p.min_approvals
+        )));
+    }
+    if !p.allow_self_approval {
+        return Err(Error::Approval(format!(
+            "environment `{}` requires an approval by someone other than the person running `{}` ({}), \
+and a terminal can only ask that person; nothing was changed. Run it in GitHub Actions with a required reviewer or \
+`approvers:`, or set `allow_self_approval: true` on `{}` to let the person at the terminal approve",
+            plan.env, plan.action, p.actor, plan.env
         )));
     }
     report.info(&format!(
@@ -209,15 +330,12 @@ run on a terminal and type the environment's name, or in GitHub Actions with a r
         .map_err(|e| Error::Approval(format!("could not read the answer: {e}")))?;
     if line.trim() != plan.env {
         return Err(Error::Approval(format!(
-            "not approved: the answer was not `{}`",
+            "not approved: the answer was not `{}`; nothing was changed",
             plan.env
         )));
     }
-    let who = env_vars::get("USER")
-        .or_else(|| env_vars::get("LOGNAME"))
-        .unwrap_or_else(|| "unknown".into());
     Ok(Approval {
-        approver: who,
+        approver: p.actor.clone(),
         method: "terminal".into(),
         plan_hash: plan.hash.to_string(),
         reference: None,
@@ -234,40 +352,79 @@ fn obtain_github(report: &Report, gate: &Gate, plan: &PlanToApprove) -> Result<A
     let server =
         env_vars::get(env_vars::GITHUB_SERVER_URL).unwrap_or_else(|| "https://github.com".into());
     let run_url = format!("{server}/{}/actions/runs/{run_id}", gh.repository);
+    let p = &gate.policy;
+    let mut reviewed: Vec<(String, Option<String>)> = Vec::new();
     if !run_id.is_empty() {
         let approvals = gh.run_approvals(&run_id).map_err(gh_err)?;
-        if let Some((login, comment)) = approved_review(&approvals, plan.env) {
-            report.info(&format!(
-                "approved: {login} approved this run's deployment to `{}` (required reviewer)",
+        let (ok, refused) = approved_reviews(&approvals, plan.env, p);
+        for login in refused {
+            report.warn(&format!(
+                "approval ignored: {login} approved the deployment to `{}` but started this run (allow_self_approval is false)",
                 plan.env
             ));
-            return Ok(Approval {
-                approver: login,
-                method: "github-environment-review".into(),
-                plan_hash: plan.hash.to_string(),
-                reference: comment.or(Some(run_url)),
-            });
         }
+        reviewed = ok;
+    }
+    let reviewers: Vec<String> = reviewed.iter().map(|(l, _)| l.clone()).collect();
+    if reviewers.len() >= p.needed() {
+        report.info(&format!(
+            "approved: {} approved this run's deployment to `{}` (required reviewer)",
+            reviewers.join(", "),
+            plan.env
+        ));
+        return Ok(Approval {
+            approver: reviewers.join(", "),
+            method: "github-environment-review".into(),
+            plan_hash: plan.hash.to_string(),
+            reference: reviewed.into_iter().find_map(|(_, c)| c).or(Some(run_url)),
+        });
     }
     if gate.approvers.is_empty() {
+        let have = if reviewers.is_empty() {
+            "this run's deployment was not approved by a required reviewer".to_string()
+        } else {
+            format!(
+                "{} of {} approvals came from required reviewers ({})",
+                reviewers.len(),
+                p.needed(),
+                reviewers.join(", ")
+            )
+        };
         return Err(Error::Approval(format!(
-            "environment `{}` requires an approval: this run's deployment was not approved by a required reviewer, \
-and the environment lists no `approvers:` for an approval issue",
-            plan.env
+            "environment `{}` requires {} approval(s): {have}, and the environment lists no `approvers:` for an \
+approval issue; nothing was changed",
+            plan.env,
+            p.needed()
         )));
     }
+    issue_approval(report, gate, plan, &gh, &run_url, &reviewers)
+}
+
+/// Opens the approval issue and polls it until enough approvers approved, one denied, or the
+/// timeout passed. The issue is closed with a comment saying which.
+fn issue_approval(
+    report: &Report,
+    gate: &Gate,
+    plan: &PlanToApprove,
+    gh: &GitHub,
+    run_url: &str,
+    reviewers: &[String],
+) -> Result<Approval> {
+    let p = &gate.policy;
     let title = format!(
         "Approve {} on {} (plan {})",
         plan.action,
         plan.env,
-        &plan.hash[..12.min(plan.hash.len())]
+        prefix(plan.hash, 12)
     );
     let (number, url) = gh
-        .create_issue(&title, &issue_body(plan, &gate.approvers, &run_url))
+        .create_issue(&title, &issue_body(plan, gate, run_url))
         .map_err(gh_err)?;
     report.info(&format!(
-        "waiting up to {:?} for an approval on {url} (plan hash {})",
-        gate.timeout, plan.hash
+        "waiting up to {:?} for {} approval(s) on {url} (plan hash {})",
+        gate.timeout,
+        p.needed(),
+        plan.hash
     ));
     let poll = if env_vars::get(env_vars::DEPLOY_TEST_NO_RETRY_DELAY).is_some() {
         Duration::from_millis(100)
@@ -276,28 +433,42 @@ and the environment lists no `approvers:` for an approval issue",
     };
     let started = Instant::now();
     let mut reported_ignored = 0;
+    let close = |text: &str| {
+        let _ = gh.comment(number, text);
+        let _ = gh.close_issue(number);
+    };
     loop {
         let comments = gh.issue_comments(number).map_err(gh_err)?;
-        match decide_comments(&comments, &gate.approvers, plan.hash) {
-            CommentDecision::Approved { login, url: c_url } => {
-                let _ = gh.comment(
-                    number,
-                    &format!("Approved by @{login}; applying plan `{}`.", plan.hash),
-                );
-                let _ = gh.close_issue(number);
+        match decide_comments(&comments, &gate.approvers, plan.hash, p, reviewers) {
+            CommentDecision::Approved { logins, url: c_url } => {
+                let all: Vec<String> = reviewers.iter().chain(logins.iter()).cloned().collect();
+                close(&format!(
+                    "Approved by {}; applying plan `{}`.",
+                    all.iter()
+                        .map(|l| format!("@{l}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    plan.hash
+                ));
+                let method = if reviewers.is_empty() {
+                    "github-issue"
+                } else {
+                    "github-environment-review+github-issue"
+                };
                 return Ok(Approval {
-                    approver: login,
-                    method: "github-issue".into(),
+                    approver: all.join(", "),
+                    method: method.into(),
                     plan_hash: plan.hash.to_string(),
                     reference: c_url.or(Some(url)),
                 });
             }
             CommentDecision::Denied { login } => {
-                let _ = gh.comment(number, &format!("Denied by @{login}; nothing was applied."));
-                let _ = gh.close_issue(number);
-                return Err(Error::Approval(format!("denied by {login} on {url}")));
+                close(&format!("Denied by @{login}; nothing was applied."));
+                return Err(Error::Approval(format!(
+                    "denied by {login} on {url}; nothing was changed"
+                )));
             }
-            CommentDecision::Undecided { ignored } => {
+            CommentDecision::Undecided { ignored, .. } => {
                 for why in ignored.iter().skip(reported_ignored) {
                     report.warn(&format!("approval comment ignored: {why}"));
                 }
@@ -305,13 +476,9 @@ and the environment lists no `approvers:` for an approval issue",
             }
         }
         if started.elapsed() >= gate.timeout {
-            let _ = gh.comment(
-                number,
-                "Timed out waiting for an approval; nothing was applied.",
-            );
-            let _ = gh.close_issue(number);
+            close("Timed out waiting for an approval; nothing was applied.");
             return Err(Error::Approval(format!(
-                "no approval within {:?} on {url}",
+                "no approval within {:?} on {url}; nothing was changed",
                 gate.timeout
             )));
         }
@@ -333,27 +500,51 @@ mod tests {
         json!({"user": {"login": login}, "body": body, "created_at": "t", "updated_at": "t"})
     }
 
+    fn policy(min: u32, allow_self: bool) -> Policy {
+        Policy {
+            min_approvals: min,
+            allow_self_approval: allow_self,
+            actor: "carol".into(),
+        }
+    }
+
+    fn approved(logins: &[&str]) -> CommentDecision {
+        CommentDecision::Approved {
+            logins: logins.iter().map(|s| s.to_string()).collect(),
+            url: None,
+        }
+    }
+
     #[test]
     fn only_listed_approvers_with_the_right_hash_count() {
         let approvers = vec!["alice".to_string()];
-        let d = decide_comments(&[c("mallory", "approve")], &approvers, HASH);
-        assert!(matches!(d, CommentDecision::Undecided { ref ignored } if ignored.len() == 1));
-        let d = decide_comments(&[c("alice", "approve ffffffffffff")], &approvers, HASH);
+        let one = policy(1, false);
+        let d = decide_comments(&[c("mallory", "approve")], &approvers, HASH, &one, &[]);
+        assert!(matches!(d, CommentDecision::Undecided { ref ignored, .. } if ignored.len() == 1));
+        let d = decide_comments(
+            &[c("alice", "approve ffffffffffff")],
+            &approvers,
+            HASH,
+            &one,
+            &[],
+        );
         assert!(
-            matches!(d, CommentDecision::Undecided { ref ignored } if ignored[0].contains("not this plan"))
+            matches!(d, CommentDecision::Undecided { ref ignored, .. } if ignored[0].contains("not this plan"))
         );
-        let d = decide_comments(&[c("Alice", "Approve 0123456789ab")], &approvers, HASH);
-        assert_eq!(
-            d,
-            CommentDecision::Approved {
-                login: "Alice".into(),
-                url: None
-            }
+        let d = decide_comments(
+            &[c("Alice", "Approve 0123456789ab")],
+            &approvers,
+            HASH,
+            &one,
+            &[],
         );
+        assert_eq!(d, approved(&["Alice"]));
         let d = decide_comments(
             &[c("alice", "looks fine"), c("alice", "deny")],
             &approvers,
             HASH,
+            &one,
+            &[],
         );
         assert_eq!(
             d,
@@ -363,9 +554,92 @@ mod tests {
         );
         let edited = json!({"user": {"login": "alice"}, "body": "approve", "created_at": "a", "updated_at": "b"});
         assert!(matches!(
-            decide_comments(&[edited], &approvers, HASH),
+            decide_comments(&[edited], &approvers, HASH, &one, &[]),
             CommentDecision::Undecided { .. }
         ));
+    }
+
+    /// Issue 10: `min_approvals: N` needs N different people; one person approving twice is one.
+    #[test]
+    fn r10_min_approvals_counts_distinct_approvers() {
+        let approvers: Vec<String> = ["alice", "bob", "dave"].map(String::from).to_vec();
+        let two = policy(2, false);
+        let d = decide_comments(
+            &[c("alice", "approve"), c("ALICE", "approved")],
+            &approvers,
+            HASH,
+            &two,
+            &[],
+        );
+        assert!(matches!(d, CommentDecision::Undecided { ref logins, .. } if logins == &["alice"]));
+        let d = decide_comments(
+            &[c("alice", "approve"), c("bob", "approve 0123456789abcdef")],
+            &approvers,
+            HASH,
+            &two,
+            &[],
+        );
+        assert_eq!(d, approved(&["alice", "bob"]));
+        // An environment review already counted: one more from the issue is enough, but not the
+        // same person again.
+        let d = decide_comments(
+            &[c("bob", "approve")],
+            &approvers,
+            HASH,
+            &two,
+            &["bob".into()],
+        );
+        assert!(matches!(d, CommentDecision::Undecided { .. }));
+        let d = decide_comments(
+            &[c("dave", "approve")],
+            &approvers,
+            HASH,
+            &two,
+            &["bob".into()],
+        );
+        assert_eq!(d, approved(&["dave"]));
+    }
+
+    /// Issue 10: the run's own actor does not approve it unless `allow_self_approval: true`.
+    #[test]
+    fn r10_self_approval_is_refused_unless_allowed() {
+        let approvers: Vec<String> = ["carol", "bob"].map(String::from).to_vec();
+        let d = decide_comments(
+            &[c("Carol", "approve")],
+            &approvers,
+            HASH,
+            &policy(1, false),
+            &[],
+        );
+        assert!(
+            matches!(d, CommentDecision::Undecided { ref ignored, .. } if ignored[0].contains("started this run"))
+        );
+        let d = decide_comments(
+            &[c("carol", "approve")],
+            &approvers,
+            HASH,
+            &policy(1, true),
+            &[],
+        );
+        assert_eq!(d, approved(&["carol"]));
+        // A denial from the actor still denies: refusing one's own run is always allowed.
+        let d = decide_comments(
+            &[c("carol", "deny")],
+            &approvers,
+            HASH,
+            &policy(1, false),
+            &[],
+        );
+        assert!(matches!(d, CommentDecision::Denied { .. }));
+        let reviews = vec![
+            json!({"state": "approved", "environments": [{"name": "production"}], "user": {"login": "carol"}}),
+            json!({"state": "approved", "environments": [{"name": "production"}], "user": {"login": "bob"}}),
+        ];
+        let (ok, refused) = approved_reviews(&reviews, "production", &policy(1, false));
+        assert_eq!(ok, vec![("bob".to_string(), None)]);
+        assert_eq!(refused, vec!["carol".to_string()]);
+        let (ok, _) = approved_reviews(&reviews, "production", &policy(1, true));
+        assert_eq!(ok.len(), 2);
     }
 
     #[test]
@@ -374,24 +648,45 @@ mod tests {
             json!({"state": "approved", "environments": [{"name": "staging"}], "user": {"login": "bob"}}),
             json!({"state": "rejected", "environments": [{"name": "production"}], "user": {"login": "eve"}}),
         ];
-        assert_eq!(approved_review(&reviews, "production"), None);
+        let p = policy(1, false);
+        assert!(approved_reviews(&reviews, "production", &p).0.is_empty());
         assert_eq!(
-            approved_review(&reviews, "staging"),
-            Some(("bob".into(), None))
+            approved_reviews(&reviews, "staging", &p).0,
+            vec![("bob".into(), None)]
         );
     }
 
     #[test]
-    fn issue_body_carries_the_hash_and_the_sql() {
+    fn issue_body_carries_the_hash_the_plan_and_the_rules() {
+        let gate = Gate {
+            approvers: vec!["alice".into()],
+            timeout: Duration::from_secs(1),
+            policy: policy(2, false),
+        };
         let plan = PlanToApprove {
             env: "production",
             action: "migrate",
             hash: HASH,
             text: "-- 0001_a.sql\ncreate table t();",
         };
-        let body = issue_body(&plan, &["alice".into()], "https://x/run");
+        let body = issue_body(&plan, &gate, "https://x/run");
         assert!(
             body.contains(HASH) && body.contains("create table t();") && body.contains("@alice")
         );
+        assert!(body.contains("2 different approvers") && body.contains("carol"));
+        // A plan containing a code fence cannot close the issue's fence early.
+        let plan = PlanToApprove {
+            text: "a ``` b",
+            action: "up",
+            ..plan
+        };
+        let body = issue_body(&plan, &gate, "https://x/run");
+        assert!(body.contains("````text\na ``` b\n````"), "{body}");
+    }
+
+    #[test]
+    fn hash_prefixes_are_char_safe() {
+        assert_eq!(prefix("ééééééééééééééé", 12).chars().count(), 12);
+        assert_eq!(prefix("abc", 12), "abc");
     }
 }

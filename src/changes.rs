@@ -31,6 +31,9 @@ pub struct Affected {
     pub reason: Reason,
     /// How many files the diff listed (0 when no diff ran).
     pub changed_files: usize,
+    /// Why a preferred base was not used (the live release's commit is not in this clone, say).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Affected {
@@ -86,6 +89,8 @@ pub enum BaseFrom {
     PullRequestEvent,
     /// The default, `HEAD~1`.
     Parent,
+    /// The commit of the environment's live release: what the environment runs now.
+    LiveRelease,
 }
 
 impl BaseFrom {
@@ -95,6 +100,7 @@ impl BaseFrom {
             BaseFrom::PushEvent => "base: the push event's `before`",
             BaseFrom::PullRequestEvent => "base: the pull request's base commit",
             BaseFrom::Parent => "base: HEAD~1",
+            BaseFrom::LiveRelease => "base: the commit of the environment's live release",
         }
     }
 
@@ -363,15 +369,43 @@ pub fn event_base(event_name: &str, payload: &str) -> Result<EventBase, ChangesE
     }
 }
 
-/// The base to diff from, in order of precedence: `--base`, the GitHub event, `HEAD~1`.
-/// `None` means there is nothing to compare with (a push that created a branch).
-pub fn choose_base(flag: Option<&str>, event: EventBase) -> Option<(String, BaseFrom)> {
-    match (flag, event) {
-        (Some(r), _) => Some((r.to_string(), BaseFrom::Flag)),
-        (None, EventBase::Commit { sha, from }) => Some((sha, from)),
-        (None, EventBase::NewBranch) => None,
-        (None, EventBase::None) => Some(("HEAD~1".into(), BaseFrom::Parent)),
+/// The environment's live release, whose commit is the preferred base of a run on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReleaseBase {
+    pub env: String,
+    pub number: u64,
+    pub sha: String,
+}
+
+/// The base to diff from, in order of precedence: `--base`, the live release's commit (when it is
+/// in the clone: `release_usable`), the GitHub event, `HEAD~1`. `None` means there is nothing to
+/// compare with (a push that created a branch).
+pub fn choose_base(
+    flag: Option<&str>,
+    release: Option<&ReleaseBase>,
+    release_usable: bool,
+    event: EventBase,
+) -> Option<(String, BaseFrom)> {
+    match (flag, release, event) {
+        (Some(r), _, _) => Some((r.to_string(), BaseFrom::Flag)),
+        (None, Some(rel), _) if release_usable => Some((rel.sha.clone(), BaseFrom::LiveRelease)),
+        (None, _, EventBase::Commit { sha, from }) => Some((sha, from)),
+        (None, _, EventBase::NewBranch) => None,
+        (None, _, EventBase::None) => Some(("HEAD~1".into(), BaseFrom::Parent)),
     }
+}
+
+/// Whether `sha` names a commit of the repository at `root` (a full hex sha that git resolves).
+fn is_commit(root: &Path, sha: &str) -> bool {
+    sha.len() >= 7
+        && sha.bytes().all(|b| b.is_ascii_hexdigit())
+        && git_line(
+            root,
+            &["rev-parse", "--verify", "-q", &format!("{sha}^{{commit}}")],
+        )
+        .ok()
+        .flatten()
+        .is_some()
 }
 
 /// The message for a base commit that is not in the clone.
@@ -381,6 +415,7 @@ pub fn missing_base_error(base: &str, from: BaseFrom, shallow: bool) -> ChangesE
         BaseFrom::PushEvent => format!("the push's previous commit {base}"),
         BaseFrom::PullRequestEvent => format!("the pull request's base commit {base}"),
         BaseFrom::Parent => "HEAD~1".to_string(),
+        BaseFrom::LiveRelease => format!("the live release's commit {base}"),
     };
     let mut help = String::new();
     if shallow {
@@ -463,6 +498,21 @@ pub fn detect(
     all: bool,
     only: &[String],
 ) -> Result<Affected, ChangesError> {
+    detect_from(m, root, base_flag, None, all, only)
+}
+
+/// [`detect`] for a run on an environment: without `--base`, the diff starts at the commit of the
+/// environment's live release (`release`), so a unit whose deploy failed or was rolled back is
+/// deployed again by the next run even when that push did not touch it. When that commit is not
+/// in the clone (a shallow checkout), the GitHub event or `HEAD~1` is used and a note says so.
+pub fn detect_from(
+    m: &Manifest,
+    root: &Path,
+    base_flag: Option<&str>,
+    release: Option<&ReleaseBase>,
+    all: bool,
+    only: &[String],
+) -> Result<Affected, ChangesError> {
     let root = if root.as_os_str().is_empty() {
         Path::new(".")
     } else {
@@ -488,10 +538,45 @@ pub fn detect(
             head,
             reason: if all { Reason::All } else { Reason::Only },
             changed_files: 0,
+            notes: Vec::new(),
         });
     }
 
-    let choice = choose_base(base_flag, event_from_env()?);
+    let mut notes = Vec::new();
+    let release_usable = match (base_flag, release) {
+        (None, Some(rel)) => {
+            let ok = is_commit(root, &rel.sha);
+            if !ok {
+                notes.push(format!(
+                    "the commit of {}'s live release {} ({}) is not in this clone, so changes are computed from \
+the push or HEAD~1 instead: a unit whose last deploy failed is deployed again only when it changed (fetch \
+the history, e.g. actions/checkout with `fetch-depth: 0`)",
+                    rel.env,
+                    rel.number,
+                    short(&rel.sha)
+                ));
+            }
+            ok
+        }
+        _ => false,
+    };
+    // The event is only read when it is the base (an explicit --base or a live release wins).
+    let event = if base_flag.is_some() || release_usable {
+        EventBase::None
+    } else {
+        event_from_env()?
+    };
+    let choice = choose_base(base_flag, release, release_usable, event);
+    if let (true, Some(rel)) = (release_usable, release) {
+        notes.push(format!(
+            "base: release {} of {}, the live release, built from {}: every unit changed since what {} runs now \
+is affected (pass --base REF to compare with something else)",
+            rel.number,
+            rel.env,
+            short(&rel.sha),
+            rel.env
+        ));
+    }
     if let Some((base_ref, _)) = &choice
         && base_ref.starts_with('-')
     {
@@ -547,6 +632,7 @@ pub fn detect(
                     head,
                     reason: Reason::NewBranch,
                     changed_files: 0,
+                    notes,
                 });
             };
             let shallow = git_line(root, &["rev-parse", "--is-shallow-repository"])?.as_deref()
@@ -569,6 +655,7 @@ pub fn detect(
                         head,
                         reason: Reason::FirstCommit,
                         changed_files: 0,
+                        notes,
                     });
                 }
                 None => return Err(missing_base_error(&base_ref, from, shallow)),
@@ -654,11 +741,11 @@ pub fn detect(
             range: display_range,
         },
         changed_files: changed,
+        notes,
     })
 }
 
-/// The first 12 characters of a sha, for display (whole characters: a sha read from a release
-/// record or a tag is outside data).
+/// The first 12 characters of a sha, for display (char-safe: shas come from outside data).
 pub fn short(sha: &str) -> &str {
     sha.char_indices().nth(12).map_or(sha, |(i, _)| &sha[..i])
 }
@@ -682,6 +769,7 @@ pub(crate) mod tests {
             head: "0123456789abcdef0123456789abcdef01234567".into(),
             reason: Reason::All,
             changed_files: 0,
+            notes: Vec::new(),
         }
     }
 
@@ -702,6 +790,8 @@ pub(crate) mod tests {
                 }),
                 test: Some("cargo test -p api".into()),
                 health: None,
+                secrets: vec![],
+                pull: Default::default(),
             },
         );
         services.insert(
@@ -717,6 +807,8 @@ pub(crate) mod tests {
                 }),
                 test: None,
                 health: None,
+                secrets: vec![],
+                pull: Default::default(),
             },
         );
         let mut sites = IndexMap::new();
@@ -756,6 +848,10 @@ pub(crate) mod tests {
                 promote_from: None,
                 keep_releases: 5,
                 backup: BackupPolicy::Auto,
+                min_approvals: 1,
+                allow_self_approval: false,
+                branches: vec![],
+                secrets: vec![],
             },
         );
         Manifest {
@@ -897,27 +993,46 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn base_precedence_flag_then_event_then_parent() {
+    fn base_precedence_flag_then_live_release_then_event_then_parent() {
         let ev = EventBase::Commit {
             sha: "e".into(),
             from: BaseFrom::PushEvent,
         };
+        let rel = ReleaseBase {
+            env: "production".into(),
+            number: 7,
+            sha: "r".into(),
+        };
         assert_eq!(
-            choose_base(Some("main"), ev.clone()),
+            choose_base(Some("main"), Some(&rel), true, ev.clone()),
             Some(("main".into(), BaseFrom::Flag))
         );
         assert_eq!(
-            choose_base(Some("main"), EventBase::NewBranch),
+            choose_base(Some("main"), None, false, EventBase::NewBranch),
             Some(("main".into(), BaseFrom::Flag)),
             "--base wins over a new-branch push"
         );
         assert_eq!(
-            choose_base(None, ev),
+            choose_base(None, Some(&rel), true, ev.clone()),
+            Some(("r".into(), BaseFrom::LiveRelease))
+        );
+        assert_eq!(
+            choose_base(None, Some(&rel), true, EventBase::NewBranch),
+            Some(("r".into(), BaseFrom::LiveRelease)),
+            "a live release is a base even for a push that created the branch"
+        );
+        assert_eq!(
+            choose_base(None, Some(&rel), false, ev.clone()),
+            Some(("e".into(), BaseFrom::PushEvent)),
+            "a live release whose commit is not in the clone gives way to the event"
+        );
+        assert_eq!(
+            choose_base(None, None, false, ev),
             Some(("e".into(), BaseFrom::PushEvent))
         );
-        assert_eq!(choose_base(None, EventBase::NewBranch), None);
+        assert_eq!(choose_base(None, None, false, EventBase::NewBranch), None);
         assert_eq!(
-            choose_base(None, EventBase::None),
+            choose_base(None, None, false, EventBase::None),
             Some(("HEAD~1".into(), BaseFrom::Parent))
         );
         assert!(BaseFrom::PullRequestEvent.merge_base() && !BaseFrom::PushEvent.merge_base());
@@ -945,6 +1060,7 @@ pub(crate) mod tests {
                 range: "b..h".into(),
             },
             changed_files: 3,
+            notes: Vec::new(),
         };
         let v = serde_json::to_value(&a).unwrap();
         assert_eq!(v["reason"]["kind"], "diff");

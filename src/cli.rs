@@ -48,6 +48,13 @@ pub struct GlobalArgs {
     /// Answer yes to confirmations. Never bypasses an approval gate.
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,
+    /// Deploy from a working tree with uncommitted changes to tracked files (refused on an
+    /// environment with `approval: required`).
+    #[arg(long, global = true)]
+    pub allow_dirty: bool,
+    /// How long to wait for an approval in GitHub Actions (e.g. 30m).
+    #[arg(long, value_name = "DURATION", default_value = "30m", global = true)]
+    pub approval_timeout: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -191,9 +198,6 @@ pub struct MigrateArgs {
     /// Where backups are written (default: .deploy-action/backups/<env>/).
     #[arg(long, value_name = "DIR", global = true)]
     pub backup_dir: Option<PathBuf>,
-    /// How long to wait for an approval in GitHub Actions (e.g. 30m).
-    #[arg(long, value_name = "DURATION", default_value = "30m", global = true)]
-    pub approval_timeout: String,
     /// How many backups to keep per environment; older ones are deleted after a new one is verified.
     #[arg(long, value_name = "N", default_value_t = 10, global = true,
           value_parser = clap::value_parser!(u64).range(1..))]

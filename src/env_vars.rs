@@ -39,6 +39,9 @@ pub const GITHUB_EVENT_NAME: &str = "GITHUB_EVENT_NAME";
 pub const GITHUB_EVENT_PATH: &str = "GITHUB_EVENT_PATH";
 pub const GITHUB_SHA: &str = "GITHUB_SHA";
 pub const GITHUB_REF_NAME: &str = "GITHUB_REF_NAME";
+/// The full ref the run was started from (`refs/heads/main`, `refs/pull/7/merge`): checked
+/// against an environment's `branches:`.
+pub const GITHUB_REF: &str = "GITHUB_REF";
 pub const GITHUB_HEAD_REF: &str = "GITHUB_HEAD_REF";
 pub const GITHUB_REPOSITORY: &str = "GITHUB_REPOSITORY";
 pub const GITHUB_RUN_ID: &str = "GITHUB_RUN_ID";

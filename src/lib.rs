@@ -27,6 +27,7 @@ pub mod env_vars;
 pub mod error;
 pub mod exec;
 pub mod exit;
+pub mod guard;
 pub mod ledger;
 pub mod manifest;
 pub mod migrate;
@@ -55,7 +56,7 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
     };
     let settings = settings::Settings::from_args(&cli.global);
     let report = report::Report::from_env(settings.json);
-    let ctx = commands::Ctx { settings, report };
+    let ctx = commands::Ctx::new(settings, report);
     match commands::execute(cli.command, &ctx) {
         Ok(()) => exit::Exit::Success.code(),
         Err(err) => {

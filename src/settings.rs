@@ -19,6 +19,10 @@ pub struct Settings {
     pub yes: bool,
     /// `--tag`: record releases as local git tags too.
     pub tag: bool,
+    /// `--allow-dirty`: deploy from a working tree with uncommitted changes.
+    pub allow_dirty: bool,
+    /// `--approval-timeout`, as typed (parsed by the guard).
+    pub approval_timeout: String,
 }
 
 impl Settings {
@@ -36,6 +40,8 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from(manifest::DEFAULT_FILE)),
             yes: g.yes,
             tag: g.tag,
+            allow_dirty: g.allow_dirty,
+            approval_timeout: g.approval_timeout.clone(),
         }
     }
 

@@ -210,6 +210,7 @@ units:
   api         service
   worker      service
   mailer      service
+  cache       service
   web         site
   migrations  migrations
 "
@@ -218,8 +219,8 @@ units:
     out.status(0);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
     assert_eq!(v["project"], "shop");
-    assert_eq!(v["units"][4]["name"], "migrations");
-    assert_eq!(v["units"][3]["kind"], "site");
+    assert_eq!(v["units"][5]["name"], "migrations");
+    assert_eq!(v["units"][4]["kind"], "site");
     assert_eq!(
         v["environments"][1]["hosts"][1],
         "ssh://deploy@[2001:db8::10]:2222"

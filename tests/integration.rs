@@ -11,6 +11,7 @@ mod fake_cloudflare;
 mod fake_github;
 mod github;
 mod github_api;
+mod guard;
 mod harness;
 mod ledger;
 mod migrate;

@@ -896,6 +896,7 @@ fn promote_deploys_the_staging_pages_manifest_to_the_production_branch_without_u
     assert_eq!(cf.deployments()[0]["environment"], "preview");
     // The build output changes after staging verified it: production must not get this.
     p.file("site/index.html", "<h1>unverified</h1>\n");
+    p.commit("unverified");
     let uploads = cf.count(Route::Upload);
     pages_run(&p, &cf, &["promote", "--env", "production"])
         .status(0)

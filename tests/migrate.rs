@@ -121,6 +121,10 @@ fn environment(name: &str, var: &str, approval: Approval, backup: BackupPolicy) 
         promote_from: None,
         keep_releases: 5,
         backup,
+        min_approvals: 1,
+        allow_self_approval: false,
+        branches: vec![],
+        secrets: vec![],
     }
 }
 
@@ -173,14 +177,10 @@ impl Case {
 
     /// A run with the command line's defaults, changed by `set`.
     pub fn run_opts(&self, set: impl FnOnce(&mut Options)) -> Result<MigrateOutcome, Error> {
-        let ctx = Ctx {
-            settings: Settings::default(),
-            report: Report::from_env(false),
-        };
+        let ctx = Ctx::new(Settings::default(), Report::from_env(false));
         let env = environment("dev", &self.var, Approval::None, self.backup);
         let mut opts = Options::new(self.repo.path(), self.repo.path());
         opts.backup_dir = self.backup_dir.clone();
-        opts.approval_timeout = Duration::from_secs(1);
         set(&mut opts);
         run_with(&ctx, &env, &migrations(self.engine), opts)
     }
@@ -809,10 +809,7 @@ fn pg_socket_url_is_shown_by_its_directory_never_its_password() {
     );
     let c = Case::new(&url, Engine::Postgres);
     c.repo.mig("0001_a.sql", "CREATE TABLE a (id int);");
-    let ctx = Ctx {
-        settings: Settings::default(),
-        report: Report::buffered(false, None),
-    };
+    let ctx = Ctx::new(Settings::default(), Report::buffered(false, None));
     let env = environment("dev", &c.var, Approval::None, BackupPolicy::Never);
     run_with(
         &ctx,
@@ -1005,10 +1002,7 @@ fn compose_mode_runs_psql_in_the_service_with_backup() {
     // SAFETY: the same value in every test that sets it.
     unsafe { std::env::set_var("DEPLOY_PG_BIN", services::var("DA_TEST_PG_BIN")) };
     let env = c.environment(Host::Local);
-    let ctx = Ctx {
-        settings: Settings::default(),
-        report: Report::buffered(false, None),
-    };
+    let ctx = Ctx::new(Settings::default(), Report::buffered(false, None));
     let run = |mode: Mode| {
         let mut opts = Options::new(c.repo.path(), c.repo.path());
         opts.mode = mode;

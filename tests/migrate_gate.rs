@@ -108,6 +108,17 @@ fn under_terminal(p: &Project, answer: &str) -> (i32, String) {
 #[test]
 fn typing_the_environment_name_at_a_terminal_applies_after_a_backup() {
     let p = project();
+    // The person at the terminal is the run's own actor: refused unless the environment allows
+    // self-approval.
+    let (code, out) = under_terminal(&p, "production\n");
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("allow_self_approval: true"), "{out}");
+    assert!(tables(&p).is_empty(), "{out}");
+    p.manifest(&MANIFEST.replace(
+        "approval: required\n",
+        "approval: required\n    allow_self_approval: true\n",
+    ));
+    p.commit("the operator may approve");
     let (code, out) = under_terminal(&p, "staging\n");
     assert_eq!(code, 3, "{out}");
     assert!(tables(&p).is_empty(), "{out}");

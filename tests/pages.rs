@@ -788,10 +788,10 @@ fn deploy_in_process(
 ) -> deploy_action::state::PagesState {
     use deploy_action::cli::PagesArgs;
     use deploy_action::commands::Ctx;
-    let ctx = Ctx {
-        settings: deploy_action::settings::Settings::default(),
-        report: deploy_action::report::Report::buffered(false, None),
-    };
+    let ctx = Ctx::new(
+        deploy_action::settings::Settings::default(),
+        deploy_action::report::Report::buffered(false, None),
+    );
     let args = PagesArgs {
         branch: Some(branch.into()),
         commit_hash: Some("0123abcd".into()),

@@ -119,6 +119,8 @@ services:
         let manifest = std::fs::read_to_string(self.project.path().join("deploy.yml")).unwrap();
         self.project
             .manifest(&manifest.replace("hosts: [\"local\"]", &format!("hosts: [{hosts}]")));
+        // `up` deploys commits: a dirty deploy.yml would be refused.
+        self.project.commit("hosts");
     }
 
     pub(crate) fn compose(&self, web: &str, api: &str) {
@@ -137,6 +139,7 @@ services:
                 service_yaml("api", api, self.api_port)
             ),
         );
+        self.project.commit("compose");
     }
 
     pub(crate) fn up(&self, extra: &[&str]) -> Outcome {

@@ -10,7 +10,7 @@
 //! [`run_with`] is the entry for other commands (promote): it takes resolved [`Options`] (with
 //! `target` for "up to this version") and returns a [`MigrateOutcome`] to record in a release.
 
-use crate::approval::{self, Approval, Gate, PlanToApprove};
+use crate::approval::Approval;
 use crate::cli::{MigrateAction, MigrateArgs};
 use crate::commands::Ctx;
 use crate::db::compose::{ComposeDatabase, ComposeTarget, ExecutorOpener};
@@ -20,6 +20,7 @@ use crate::db::{Bookkeeping, Database, DbError};
 use crate::env_vars;
 use crate::error::{Error, Result};
 use crate::exec::Executor;
+use crate::guard::{self, ChangePlan};
 use crate::manifest::{
     Approval as ApprovalPolicy, BackupPolicy, Database as DbConfig, Engine, Environment, Host,
     Migrations,
@@ -51,7 +52,6 @@ pub struct Options {
     pub backup_dir: Option<PathBuf>,
     /// Backups kept per environment (at least 1).
     pub keep_backups: usize,
-    pub approval_timeout: Duration,
     /// Up only: apply the pending migrations up to and including this version, then stop. It must
     /// be the version of a migration file (else exit 2).
     pub target: Option<u64>,
@@ -72,7 +72,6 @@ impl Options {
             lock_wait: Duration::from_secs(60),
             backup_dir: None,
             keep_backups: KEEP_BACKUPS,
-            approval_timeout: Duration::from_secs(30 * 60),
             target: None,
             root: root.into(),
             workdir: workdir.into(),
@@ -139,7 +138,6 @@ pub fn run(args: MigrateArgs, ctx: &Ctx) -> Result<()> {
         lock_wait: dur("--lock-wait", &args.lock_wait)?,
         backup_dir: args.backup_dir,
         keep_backups: usize::try_from(args.keep_backups).unwrap_or(usize::MAX),
-        approval_timeout: dur("--approval-timeout", &args.approval_timeout)?,
         target: args.target,
         root,
         workdir: PathBuf::from("."),
@@ -484,31 +482,10 @@ pub fn run_with(
     }
     let hash = steps.hash();
     if opts.dry_run {
-        report.info(&format!(
-            "{} migration(s) would run {}{}; plan hash {hash}\n",
-            steps.steps.len(),
-            steps.direction,
-            opts.target
-                .map(|t| format!(" (up to version {t})"))
-                .unwrap_or_default()
-        ));
         if !steps.is_empty() {
-            report.info(&steps.text());
+            admit(ctx, env, stage, &opts, &steps, &hash)?;
         }
-        if report.json() {
-            report.json_document(&serde_json::json!({
-                "env": env.name,
-                "direction": steps.direction,
-                "target": opts.target,
-                "plan_hash": hash,
-                "pending": steps.steps.iter().map(|(m, f)| serde_json::json!({
-                    "version": m.version, "name": m.name, "file": f.file,
-                    "no_transaction": f.no_transaction, "sql": f.sql,
-                })).collect::<Vec<_>>(),
-            }));
-        }
-        report.output("plan-hash", &hash);
-        report.output("migration-version", &version_text(current));
+        dry_run(ctx, env, &opts, &steps, &hash, current);
         return Ok(MigrateOutcome {
             version: current,
             plan_hash: Some(hash),
@@ -529,40 +506,7 @@ pub fn run_with(
 
     // The gate comes before anything that writes: no lock, no tracking table, no backup (and on
     // SQLite no database file).
-    let approval = if env.approval == ApprovalPolicy::Required {
-        let text = steps.text();
-        let gate = Gate {
-            approvers: env.approvers.clone(),
-            timeout: opts.approval_timeout,
-        };
-        let plan = PlanToApprove {
-            env: &env.name,
-            action: stage,
-            hash: &hash,
-            text: &text,
-        };
-        match approval::obtain(report, &gate, &plan) {
-            Ok(a) => {
-                audit(&opts, env, stage, "approved", Some(&a), None, None);
-                Some(a)
-            }
-            Err(e) => {
-                audit(
-                    &opts,
-                    env,
-                    stage,
-                    "approval-refused",
-                    None,
-                    None,
-                    Some(&e.to_string()),
-                );
-                return Err(e);
-            }
-        }
-    } else {
-        None
-    };
-
+    let approval = admit(ctx, env, stage, &opts, &steps, &hash)?;
     if let Some(a) = &approval {
         // A file edited while the approval was pending: refuse before taking the lock, so nothing
         // is created (under the lock the database side is checked again).
@@ -587,6 +531,114 @@ pub fn run_with(
     let outcome = result?;
     unlocked.map_err(|e| Error::StageFailed(format!("releasing the migration lock: {e}")))?;
     Ok(outcome)
+}
+
+/// Prints what a dry run would do: the pending SQL, its plan hash, the outputs.
+fn dry_run(
+    ctx: &Ctx,
+    env: &Environment,
+    opts: &Options,
+    steps: &Steps,
+    hash: &str,
+    current: Option<u64>,
+) {
+    let report = &ctx.report;
+    report.info(&format!(
+        "{} migration(s) would run {}{}; plan hash {hash}\n",
+        steps.steps.len(),
+        steps.direction,
+        opts.target
+            .map(|t| format!(" (up to version {t})"))
+            .unwrap_or_default()
+    ));
+    if !steps.is_empty() {
+        report.info(&steps.text());
+    }
+    if report.json() {
+        report.json_document(&serde_json::json!({
+            "env": env.name,
+            "direction": steps.direction,
+            "target": opts.target,
+            "plan_hash": hash,
+            "pending": steps.steps.iter().map(|(m, f)| serde_json::json!({
+                "version": m.version, "name": m.name, "file": f.file,
+                "no_transaction": f.no_transaction, "sql": f.sql,
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    report.output("plan-hash", hash);
+    report.output("migration-version", &version_text(current));
+}
+
+/// The guard for a migration: the deploy rules and, on a guarded environment, the approval of
+/// exactly this SQL (its plan hash is the one the approval is bound to). Run by `promote`, the
+/// approval promote obtained covers it when it names this plan's hash; another hash is exit 3.
+fn admit(
+    ctx: &Ctx,
+    env: &Environment,
+    stage: &str,
+    opts: &Options,
+    steps: &Steps,
+    hash: &str,
+) -> Result<Option<Approval>> {
+    if let Some(outer) = guard::admitted(ctx, &env.name)
+        && let Some(covered) = outer.covered("migrate")
+    {
+        if covered != hash {
+            let e = plan_changed(covered, hash);
+            audit(
+                opts,
+                env,
+                stage,
+                "plan-changed",
+                outer.approval.as_ref(),
+                None,
+                Some(&e.to_string()),
+            );
+            return Err(e);
+        }
+        return Ok(outer.approval);
+    }
+    let plan = || Ok(ChangePlan::new(stage, &env.name, steps.text()).hashed_as(hash));
+    match guard::admit(ctx, env, stage, &opts.root, &plan) {
+        Ok(adm) => {
+            if let Some(a) = &adm.approval {
+                audit(opts, env, stage, "approved", Some(a), None, None);
+            }
+            Ok(adm.approval)
+        }
+        Err(e) => {
+            if !opts.dry_run {
+                audit(
+                    opts,
+                    env,
+                    stage,
+                    "approval-refused",
+                    None,
+                    None,
+                    Some(&e.to_string()),
+                );
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The pending migrations of `env` as (plan hash, SQL text), or `None` when there is nothing to
+/// run: what `promote` puts in the plan it asks to approve. Reads the database, writes nothing.
+pub fn preview(
+    ctx: &Ctx,
+    env: &Environment,
+    migrations: &Migrations,
+    opts: &Options,
+) -> Result<Option<(String, String)>> {
+    let dir = opts.root.join(&migrations.dir);
+    let files = read_dir(&dir)?;
+    let mut exec = None;
+    let mut db = open_db(ctx, env, migrations, &opts.root, opts.lock_wait, &mut exec)?;
+    let applied = db.applied().map_err(lock_err)?;
+    let steps = plan_steps(opts, &files, &applied, &dir)?;
+    Ok((!steps.is_empty()).then(|| (steps.hash(), steps.text())))
 }
 
 /// Exit 3: what would run now is not the plan that was approved.

@@ -22,13 +22,39 @@ use crate::manifest::{self, Database, Manifest};
 use crate::report::Report;
 use crate::settings::Settings;
 
-/// What every command gets: the resolved settings and the reporter.
+/// What every command gets: the resolved settings and the reporter, and the approvals this run
+/// obtained (so that a command run by another asks no second time: see `guard`).
 pub struct Ctx {
     pub settings: Settings,
     pub report: Report,
+    admissions: std::sync::Mutex<Vec<crate::guard::Admission>>,
 }
 
 impl Ctx {
+    pub fn new(settings: Settings, report: Report) -> Ctx {
+        Ctx {
+            settings,
+            report,
+            admissions: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Remembers an approval obtained by this run.
+    pub fn remember(&self, a: crate::guard::Admission) {
+        self.admissions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(a);
+    }
+
+    /// The approvals obtained so far by this run.
+    pub fn admissions(&self) -> Vec<crate::guard::Admission> {
+        self.admissions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// Loads and validates the manifest (`--manifest`, else `deploy.yml`), then registers its
     /// secrets before any command can print or relay anything: the password of every
     /// environment's `database.url_env` URL that is set, whichever environment and stage runs

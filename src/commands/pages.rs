@@ -80,38 +80,169 @@ pub fn run_with(
     ctx: &Ctx,
     make_client: &dyn Fn() -> Result<Cloudflare>,
 ) -> Result<Vec<(String, PagesState)>> {
+    match prepare(args, ctx)? {
+        Some(prepared) => deploy_prepared(args, ctx, &prepared, make_client),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The sites of a run, built, walked and hashed, admitted by the guard: everything before the
+/// first request to Cloudflare.
+pub struct Prepared {
+    root: PathBuf,
+    jobs: Vec<SiteJob>,
+    walked: Vec<(pages::Site, SpecialFiles)>,
+    git: GitMeta,
+    /// The guard's admission, for a run on an environment (`--env`).
+    pub admission: Option<crate::guard::Admission>,
+}
+
+/// Builds, walks and hashes every site, then (with `--env`) passes the guard: the deploy rules and,
+/// on a guarded environment, the approval of exactly these files (the plan holds every file's
+/// hash). `None`: nothing to deploy, or a dry run (which printed what it would send).
+pub fn prepare(args: &PagesArgs, ctx: &Ctx) -> Result<Option<Prepared>> {
     let (root, jobs) = site_jobs(args, ctx)?;
     if jobs.is_empty() {
         ctx.report.info("pages: no sites to deploy");
-        return Ok(Vec::new());
+        return Ok(None);
     }
+    let env = guarded_env(args, ctx)?;
+    let dirty = match &env {
+        Some(e) => crate::guard::check_rules(ctx, e, "pages", &root)?,
+        None => false,
+    };
     ctx.report.stage_start("pages", ctx.settings.env.as_deref());
-    // Everything local first: builds, walks and special files of every site are checked before
-    // the first request, so a bad `_routes.json` in the second site does not leave the first
-    // deployed alone.
+    let walked = build_and_walk(args, ctx, &root, &jobs)?;
+    if ctx.settings.dry_run {
+        for (job, (site, special)) in jobs.iter().zip(&walked) {
+            dry_run(ctx, job, site, special);
+        }
+    }
+    // A dry run needs no branch (it sends nothing); a real one refuses to guess it.
+    let git = match git_meta(args, &root) {
+        Err(_) if ctx.settings.dry_run => GitMeta::default(),
+        other => other?,
+    };
+    let admission = match &env {
+        Some(e) => {
+            let adm = crate::guard::approve(ctx, e, "pages", dirty, &|| {
+                Ok(pages_plan(&e.name, &jobs, &walked, &git))
+            })?;
+            Some(adm)
+        }
+        None => None,
+    };
+    if ctx.settings.dry_run {
+        return Ok(None);
+    }
+    let mut prepared = Prepared {
+        root,
+        jobs,
+        walked,
+        git,
+        admission,
+    };
+    if let Some(adm) = prepared.admission.as_ref().filter(|a| a.approval.is_some()) {
+        // Walked again after the approval: what is uploaded must be what was approved.
+        let walked = build_and_walk(
+            &PagesArgs {
+                no_build: true,
+                ..args.clone()
+            },
+            ctx,
+            &prepared.root,
+            &prepared.jobs,
+        )?;
+        let env = adm.env.clone();
+        adm.confirm(&pages_plan(&env, &prepared.jobs, &walked, &prepared.git))?;
+        prepared.walked = walked;
+    }
+    Ok(Some(prepared))
+}
+
+/// The environment whose guard a run passes: `--env` on a manifest run (not `--dir`).
+fn guarded_env(args: &PagesArgs, ctx: &Ctx) -> Result<Option<crate::manifest::Environment>> {
+    if args.dir.is_some() || ctx.settings.env.is_none() {
+        return Ok(None);
+    }
+    let m = ctx.load_manifest()?;
+    Ok(Some(ctx.settings.environment(&m)?.clone()))
+}
+
+/// Everything local first: builds, walks and special files of every site are checked before
+/// the first request, so a bad `_routes.json` in the second site does not leave the first
+/// deployed alone.
+fn build_and_walk(
+    args: &PagesArgs,
+    ctx: &Ctx,
+    root: &Path,
+    jobs: &[SiteJob],
+) -> Result<Vec<(pages::Site, SpecialFiles)>> {
     let mut walked = Vec::new();
-    for job in &jobs {
+    for job in jobs {
         if let Some(build) = job.build.as_deref().filter(|_| !args.no_build) {
             if ctx.settings.dry_run {
                 ctx.report
                     .info(&format!("{}: would run `{build}`", job.name));
             } else {
-                run_build(ctx, &root, job, build)?;
+                run_build(ctx, root, job, build)?;
             }
         }
         let dir = root.join(&job.dir);
         let site = walk(ctx, job, &dir)?;
         let special = site.special_files().map_err(|e| special_error(job, e))?;
-        warn_about_functions(ctx, job, &site, &root);
+        warn_about_functions(ctx, job, &site, root);
         walked.push((site, special));
     }
-    if ctx.settings.dry_run {
-        for (job, (site, special)) in jobs.iter().zip(&walked) {
-            dry_run(ctx, job, site, special);
+    Ok(walked)
+}
+
+/// What a Pages run changes, as the text an approver reads: per site the project, the branch
+/// (production or preview), and every file with its hash.
+fn pages_plan(
+    env: &str,
+    jobs: &[SiteJob],
+    walked: &[(pages::Site, SpecialFiles)],
+    git: &GitMeta,
+) -> crate::guard::ChangePlan {
+    let mut text = format!(
+        "pages on {env}: branch {}, commit {}\n",
+        git.branch.as_deref().unwrap_or("?"),
+        git.commit_hash.as_deref().unwrap_or("?")
+    );
+    for (job, (site, special)) in jobs.iter().zip(walked) {
+        let kind = match &job.production_branch {
+            Some(p) if git.branch.as_deref() == Some(p.as_str()) => "production",
+            Some(_) => "preview",
+            None => "production branch of the project",
+        };
+        text.push_str(&format!(
+            "site {} -> Pages project {} ({kind}), {} files:\n",
+            job.name,
+            job.project,
+            site.assets.len()
+        ));
+        for a in &site.assets {
+            text.push_str(&format!("  /{} {}\n", a.rel, a.hash));
         }
-        return Ok(Vec::new());
+        for (name, bytes) in special.parts() {
+            text.push_str(&format!(
+                "  {name}: blake3 {}\n",
+                blake3::hash(bytes).to_hex()
+            ));
+        }
     }
-    let git = git_meta(args, &root)?;
+    crate::guard::ChangePlan::new("pages", env, text)
+}
+
+/// Deploys prepared sites: the requests to Cloudflare, the summary and the outputs.
+pub fn deploy_prepared(
+    args: &PagesArgs,
+    ctx: &Ctx,
+    prepared: &Prepared,
+    make_client: &dyn Fn() -> Result<Cloudflare>,
+) -> Result<Vec<(String, PagesState)>> {
+    let (jobs, walked, git) = (&prepared.jobs, &prepared.walked, &prepared.git);
     let cf = make_client()?;
     let mut results = Vec::new();
     let mut summary = Summary::new(
@@ -126,8 +257,8 @@ pub fn run_with(
             "alias",
         ],
     );
-    for (job, (site, special)) in jobs.iter().zip(&walked) {
-        match deploy(args, ctx, &cf, job, site, special, &git) {
+    for (job, (site, special)) in jobs.iter().zip(walked) {
+        match deploy(args, ctx, &cf, job, site, special, git) {
             Ok((state, row)) => {
                 summary.row(row);
                 results.push((job.name.clone(), state));
@@ -230,7 +361,19 @@ fn select(m: &Manifest, ctx: &Ctx, root: &Path) -> Result<Vec<String>> {
     if ctx.settings.all {
         return Ok(sites);
     }
-    let affected = crate::changes::detect(m, root, ctx.settings.base.as_deref(), false, &[])?;
+    let env = ctx.settings.environment(m)?;
+    let release = super::units::release_base(ctx, env);
+    let affected = crate::changes::detect_from(
+        m,
+        root,
+        ctx.settings.base.as_deref(),
+        release.as_ref(),
+        false,
+        &[],
+    )?;
+    for n in &affected.notes {
+        ctx.report.info(&format!("pages: {n}"));
+    }
     let chosen: Vec<String> = sites.into_iter().filter(|s| affected.contains(s)).collect();
     ctx.report.info(&format!(
         "pages: affected sites: {} ({}; --all or --only to choose)",

@@ -10,21 +10,19 @@
 
 use super::Ctx;
 use super::up::{connect, lock_owner};
-use crate::approval::{self, Gate, PlanToApprove};
 use crate::deploy::lock::EnvLock;
 use crate::deploy::{HostDeploy, HostResult, UpRequest};
 use crate::error::{Error, Result};
+use crate::guard::{self, ChangePlan};
 use crate::ledger::record::{Deployment, Outcome, reason};
 use crate::ledger::store;
 use crate::ledger::{self, Units};
-use crate::manifest::{Approval, Environment, MIGRATIONS_UNIT, Manifest};
+use crate::manifest::{Environment, MIGRATIONS_UNIT, Manifest};
 use crate::report::Summary;
 use crate::state::{PagesState, ReleaseRecord};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// How long the gate waits for an approval in GitHub Actions.
-const APPROVAL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// How long a promoted Pages deployment may take to become live.
 const PAGES_WAIT: Duration = Duration::from_secs(600);
 
@@ -81,43 +79,37 @@ pub fn run(from: Option<&str>, to: Option<&str>, ctx: &Ctx) -> Result<()> {
         ));
     }
     report.summary(&plan);
-    if p.rows.is_empty() || ctx.settings.dry_run {
-        if ctx.settings.dry_run {
-            report.info("dry run: nothing was changed");
-        }
+    if p.rows.is_empty() {
         return Ok(());
     }
 
-    if target.approval == Approval::Required {
-        let text = p
-            .rows
-            .iter()
-            .map(|r| format!("{} ({}): {} → {}", r[0], r[1], r[2], r[3]))
-            .collect::<Vec<_>>()
-            .join("\n");
-        let hash = blake3::hash(
-            format!(
-                "promote\n{}\n{}\n{}\n{text}",
-                source.name, target.name, release.sha
-            )
-            .as_bytes(),
-        )
-        .to_hex()
-        .to_string();
-        let gate = Gate {
-            approvers: target.approvers.clone(),
-            timeout: APPROVAL_TIMEOUT,
+    let adm = guard::admit(ctx, &target, "promote", &store::repo_root(ctx), &|| {
+        promote_plan(ctx, &m, &source, &target, &release, &p)
+    })?;
+    if ctx.settings.dry_run {
+        report.info("dry run: nothing was changed");
+        return Ok(());
+    }
+    if adm.approval.is_some() {
+        // What was approved must still be what runs: read both environments again.
+        let src = store::load(ctx, &source)?;
+        let now = match src.current() {
+            Some(r) if r.number == release.number => {
+                let have = ledger::unit_versions(&store::load(ctx, &target)?.releases);
+                let want = ledger::state_at(&src.releases, r.number);
+                let p = promotion(&m, ctx, &want, &have);
+                promote_plan(ctx, &m, &source, &target, r, &p)?
+            }
+            _ => ChangePlan::new(
+                "promote",
+                &target.name,
+                format!(
+                    "{}'s live release is no longer {}",
+                    source.name, release.number
+                ),
+            ),
         };
-        approval::obtain(
-            report,
-            &gate,
-            &PlanToApprove {
-                env: &target.name,
-                action: "promote",
-                hash: &hash,
-                text: &text,
-            },
-        )?;
+        adm.confirm(&now)?;
     }
 
     // One lock for the target environment, on every host, for the whole promotion.
@@ -126,6 +118,7 @@ pub fn run(from: Option<&str>, to: Option<&str>, ctx: &Ctx) -> Result<()> {
     let deployment = Deployment::start(ctx, &target, &release.sha, "deploy:promote");
     let promoted_from = format!("{}/{}", source.name, release.number);
     let mut notes = vec![format!("promoted from release {promoted_from}")];
+    notes.extend(adm.notes());
     notes.extend(reason().map(|r| format!("reason: {r}")));
     let outcome = apply(ctx, &m, &source, &target, &release, &p, &notes);
     let (mut record, results) = match outcome {
@@ -149,6 +142,60 @@ pub fn run(from: Option<&str>, to: Option<&str>, ctx: &Ctx) -> Result<()> {
     let url = record.pages.values().next().map(|p| p.url.clone());
     deployment.finish(ctx, &target, Outcome::Release(&record), url.as_deref());
     Ok(())
+}
+
+/// What a promotion changes, as the text an approver reads: the units and their versions, and
+/// the exact SQL of the migrations it applies (their plan hash is covered, so `migrate` asks no
+/// second time).
+fn promote_plan(
+    ctx: &Ctx,
+    m: &Manifest,
+    source: &Environment,
+    target: &Environment,
+    release: &ReleaseRecord,
+    p: &Promotion,
+) -> Result<ChangePlan> {
+    let mut text = format!(
+        "promote release {} of {} (sha {}) to {}\n",
+        release.number, source.name, release.sha, target.name
+    );
+    for r in &p.rows {
+        text.push_str(&format!("{} ({}): {} -> {}\n", r[0], r[1], r[2], r[3]));
+    }
+    for (svc, (image, id)) in &p.images {
+        text.push_str(&format!("image of {svc}: {image} = {id}\n"));
+    }
+    let mut covers = None;
+    if let (Some(v), Some(migrations)) = (&p.migration, &m.migrations) {
+        let opts = migrate_options(ctx, source, release, v)?;
+        if let Some((hash, sql)) = super::migrate::preview(ctx, target, migrations, &opts)? {
+            text.push_str(&format!("\nmigrations (plan {hash}):\n{sql}"));
+            covers = Some(hash);
+        }
+    }
+    let plan = ChangePlan::new("promote", &target.name, text);
+    Ok(match covers {
+        Some(h) => plan.covering("migrate", &h),
+        None => plan,
+    })
+}
+
+/// The options of the migration a promotion runs: up to the source's version.
+fn migrate_options(
+    ctx: &Ctx,
+    source: &Environment,
+    release: &ReleaseRecord,
+    v: &str,
+) -> Result<super::migrate::Options> {
+    let version: u64 = v.parse().map_err(|_| {
+        Error::StageFailed(format!(
+            "release {} of {} records migration version `{v}`, which is not a number",
+            release.number, source.name
+        ))
+    })?;
+    let mut opts = super::migrate::Options::new(store::repo_root(ctx), ".");
+    opts.target = Some(version);
+    Ok(opts)
 }
 
 /// The source and target environments: `--to` (else `--env`) is the target, `--from` (else the
@@ -270,14 +317,7 @@ fn apply(
     // on a guarded environment it shows the exact SQL and binds the approval to it.
     let mut migrated = None;
     if let (Some(v), Some(migrations)) = (&p.migration, &m.migrations) {
-        let version: u64 = v.parse().map_err(|_| {
-            Error::StageFailed(format!(
-                "release {} of {} records migration version `{v}`, which is not a number",
-                release.number, source.name
-            ))
-        })?;
-        let mut opts = super::migrate::Options::new(store::repo_root(ctx), ".");
-        opts.target = Some(version);
+        let opts = migrate_options(ctx, source, release, v)?;
         let outcome = super::migrate::run_with(ctx, target, migrations, opts)?;
         migrated = outcome.version.map(|v| v.to_string());
     }

@@ -15,18 +15,19 @@ use crate::ledger::store;
 use crate::manifest::Environment;
 use crate::state::ReleaseRecord;
 
-/// `deploy-action pages`, recorded as a release of `--env` when it deployed something.
+/// `deploy-action pages`, recorded as a release of `--env` when it deployed something. The guard
+/// (rules, approval) runs inside [`super::pages::prepare`], before the GitHub deployment starts.
 pub fn pages(args: &PagesArgs, ctx: &Ctx) -> Result<()> {
-    let Some(env) = recorded_env(ctx)? else {
-        return super::pages::run(args, ctx).map(|_| ());
+    let Some(prepared) = super::pages::prepare(args, ctx)? else {
+        return Ok(());
     };
-    let (_, jobs) = super::pages::site_jobs(args, ctx)?;
-    if jobs.is_empty() {
-        return super::pages::run(args, ctx).map(|_| ());
-    }
+    let make_client = || super::pages::client(ctx);
+    let Some(env) = recorded_env(ctx)? else {
+        return super::pages::deploy_prepared(args, ctx, &prepared, &make_client).map(|_| ());
+    };
     let sha = git_sha(&store::repo_root(ctx));
     let deployment = Deployment::start(ctx, &env, &sha, "deploy:pages");
-    let results = match super::pages::run(args, ctx) {
+    let results = match super::pages::deploy_prepared(args, ctx, &prepared, &make_client) {
         Ok(r) => r,
         Err(e) => {
             deployment.finish(ctx, &env, Outcome::Failed, None);
@@ -34,6 +35,11 @@ pub fn pages(args: &PagesArgs, ctx: &Ctx) -> Result<()> {
         }
     };
     let units: Vec<String> = results.iter().map(|(s, _)| s.clone()).collect();
+    let notes = prepared
+        .admission
+        .as_ref()
+        .map(|a| a.notes())
+        .unwrap_or_default();
     let record = store::append(
         ctx,
         &env,
@@ -42,6 +48,7 @@ pub fn pages(args: &PagesArgs, ctx: &Ctx) -> Result<()> {
         &units,
         &|r: &mut ReleaseRecord| {
             r.pages.extend(results.iter().cloned());
+            r.notes.extend(notes.iter().cloned());
         },
     );
     let url = results.first().map(|(_, p)| p.url.clone());

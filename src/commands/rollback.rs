@@ -14,6 +14,7 @@ use crate::cmd::docker_engine as de;
 use crate::deploy::lock::EnvLock;
 use crate::deploy::{HostDeploy, HostResult, UpRequest};
 use crate::error::{Error, Result};
+use crate::guard::{self, ChangePlan};
 use crate::ledger::record::{Deployment, Outcome, reason};
 use crate::ledger::store;
 use crate::ledger::{self, Selector, TargetError};
@@ -30,16 +31,54 @@ struct Change {
     to: String,
 }
 
-pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
-    let m = ctx.load_manifest()?;
-    let env = ctx.settings.environment(&m)?.clone();
+/// What a rollback will do, chosen from the ledger.
+struct Choice {
+    loaded: store::Loaded,
+    target: ReleaseRecord,
+    abandoned: Option<ReleaseRecord>,
+    then: ledger::Units,
+    now: ledger::Units,
+    changes: Vec<Change>,
+    services: Vec<String>,
+    /// compose service → the image reference to deploy.
+    images: BTreeMap<String, String>,
+    sites: Vec<(String, PagesState)>,
+}
+
+impl Choice {
+    /// The text an approver reads; its hash is what the approval is bound to.
+    fn plan(&self, env: &str) -> ChangePlan {
+        let mut text = format!(
+            "rollback of {env} from release {} to release {} (sha {})\n",
+            self.abandoned
+                .as_ref()
+                .map_or_else(|| "none".into(), |r| r.number.to_string()),
+            self.target.number,
+            self.target.sha
+        );
+        for c in &self.changes {
+            text.push_str(&format!(
+                "{} ({}): {} -> {}\n",
+                c.unit, c.kind, c.from, c.to
+            ));
+        }
+        for (cs, image) in &self.images {
+            text.push_str(&format!("compose service {cs}: {image}\n"));
+        }
+        for (site, p) in &self.sites {
+            text.push_str(&format!("site {site}: deployment {}\n", p.deployment_id));
+        }
+        ChangePlan::new("rollback", env, text)
+    }
+}
+
+/// Reads the ledger and works out the release to go back to and what differs from now.
+fn choose(ctx: &Ctx, m: &Manifest, env: &Environment, to: Option<&str>) -> Result<Choice> {
     let report = &ctx.report;
     let selector = to.map(Selector::parse).transpose().map_err(Error::usage)?;
-    crate::changes::select_only(&m, &ctx.settings.only)?;
     let selected =
         |unit: &str| ctx.settings.only.is_empty() || ctx.settings.only.iter().any(|o| o == unit);
-
-    let loaded = store::load(ctx, &env)?;
+    let loaded = store::load(ctx, env)?;
     let releases = &loaded.releases;
     let target = match ledger::rollback_target(&env.name, releases, selector.as_ref()) {
         Ok(t) => t.clone(),
@@ -104,6 +143,37 @@ pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
             to: p.url.clone(),
         });
     }
+    Ok(Choice {
+        loaded,
+        target,
+        abandoned,
+        then,
+        now,
+        changes,
+        services,
+        images,
+        sites,
+    })
+}
+
+pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
+    let m = ctx.load_manifest()?;
+    let env = ctx.settings.environment(&m)?.clone();
+    let report = &ctx.report;
+    crate::changes::select_only(&m, &ctx.settings.only)?;
+    let choice = choose(ctx, &m, &env, to)?;
+    let Choice {
+        loaded,
+        target,
+        abandoned,
+        then,
+        now,
+        changes,
+        services,
+        images,
+        sites,
+    } = &choice;
+    let releases = &loaded.releases;
 
     report.stage_start("rollback", Some(&env.name));
     report.info(&format!(
@@ -119,7 +189,7 @@ pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
         format!("Rollback of {} to release {}", env.name, target.number),
         &["unit", "kind", "from", "to"],
     );
-    for c in &changes {
+    for c in changes {
         plan.row([c.unit.clone(), c.kind.into(), c.from.clone(), c.to.clone()]);
     }
     if changes.is_empty() {
@@ -128,14 +198,21 @@ pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
             target.number
         ));
     }
-    let migration_hint = migration_hint(&env, &then, &now, &ctx.settings.only);
+    let migration_hint = migration_hint(&env, then, now, &ctx.settings.only);
     if let Some(h) = &migration_hint {
         plan.note(h);
     }
     report.summary(&plan);
+    let adm = guard::admit(ctx, &env, "rollback", &store::repo_root(ctx), &|| {
+        Ok(choice.plan(&env.name))
+    })?;
     if ctx.settings.dry_run {
         report.info("dry run: nothing was changed");
         return Ok(());
+    }
+    if adm.approval.is_some() {
+        // What was approved must still be what runs: read the ledger again.
+        adm.confirm(&choose(ctx, &m, &env, to)?.plan(&env.name))?;
     }
 
     // One lock for the environment, on every host, for the whole rollback.
@@ -151,10 +228,11 @@ pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
                 .unwrap_or_default()
         )];
         n.extend(reason().map(|r| format!("reason: {r}")));
+        n.extend(adm.notes());
         n
     };
     let result = put_back(
-        ctx, &m, &env, releases, &target, &services, &images, &sites, &notes,
+        ctx, &m, &env, releases, target, services, images, sites, &notes,
     );
     let (record, results) = match result {
         Ok(r) => r,
@@ -165,7 +243,7 @@ pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
     };
 
     // The abandoned release is never chosen again.
-    if let Some(bad) = abandoned.filter(|a| a.number != record.number) {
+    if let Some(bad) = abandoned.as_ref().filter(|a| a.number != record.number) {
         let mut marked = bad.clone();
         marked.status = ReleaseStatusField(ReleaseStatus::Bad);
         marked.notes.push(format!(

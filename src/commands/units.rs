@@ -6,6 +6,30 @@ use crate::error::Result;
 use crate::manifest::{Environment, Manifest};
 use std::path::{Path, PathBuf};
 
+/// The live release of `env`, the base of change detection for a run on it, unless `--base`,
+/// `--all` or `--only` choose the units. A ledger that cannot be read is a warning (the run falls
+/// back to the GitHub event or HEAD~1), not an error.
+pub fn release_base(ctx: &Ctx, env: &Environment) -> Option<changes::ReleaseBase> {
+    let s = &ctx.settings;
+    if s.base.is_some() || s.all || !s.only.is_empty() {
+        return None;
+    }
+    match crate::ledger::store::load(ctx, env) {
+        Ok(loaded) => loaded.current().map(|r| changes::ReleaseBase {
+            env: env.name.clone(),
+            number: r.number,
+            sha: r.sha.clone(),
+        }),
+        Err(e) => {
+            ctx.report.warn(&format!(
+                "cannot read the releases of `{}` ({e}); changes are computed from the GitHub event or HEAD~1",
+                env.name
+            ));
+            None
+        }
+    }
+}
+
 /// The manifest, where it lives, and the units this run acts on.
 pub struct Loaded {
     pub manifest: Manifest,
@@ -25,7 +49,18 @@ impl Loaded {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         let s = &ctx.settings;
-        let affected = changes::detect(&manifest, &root, s.base.as_deref(), s.all, &s.only)?;
+        let release = match &s.env {
+            Some(_) => release_base(ctx, ctx.settings.environment(&manifest)?),
+            None => None,
+        };
+        let affected = changes::detect_from(
+            &manifest,
+            &root,
+            s.base.as_deref(),
+            release.as_ref(),
+            s.all,
+            &s.only,
+        )?;
         Ok(Loaded {
             manifest,
             root,
@@ -63,6 +98,9 @@ impl Loaded {
                 a.changed_files,
                 if a.changed_files == 1 { "" } else { "s" }
             ));
+        }
+        for n in &a.notes {
+            s.push_str(&format!("\n{n}"));
         }
         s
     }

@@ -103,8 +103,21 @@ fn select(
     if ctx.settings.all {
         return Ok(all);
     }
-    // Neither --only nor --all: the services the git changes affect (`paths:` globs).
-    let affected = crate::changes::detect(m, root, ctx.settings.base.as_deref(), false, &[])?;
+    // Neither --only nor --all: the services the git changes since the live release (else the
+    // event, else HEAD~1) affect (`paths:` globs).
+    let env = ctx.settings.environment(m)?;
+    let release = super::units::release_base(ctx, env);
+    let affected = crate::changes::detect_from(
+        m,
+        root,
+        ctx.settings.base.as_deref(),
+        release.as_ref(),
+        false,
+        &[],
+    )?;
+    for n in &affected.notes {
+        ctx.report.info(&format!("up: {n}"));
+    }
     ctx.report.info(&format!(
         "up: affected services: {} ({})",
         if affected.units.is_empty() {
@@ -144,6 +157,8 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
         report.info("up: no services selected; nothing to do");
         return Ok(());
     }
+    // The deploy rules before anything is built: a refused run should not cost a build.
+    let dirty = crate::guard::check_rules(ctx, &env, "up", &root)?;
     let sha = git_sha(&root);
 
     // compose service → image: --image first, then images built for this sha.
@@ -190,6 +205,17 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
         }
     }
 
+    let plan = || change_plan(&env, &m, &services, &images, &built, &root, args.force);
+    let adm = crate::guard::approve(ctx, &env, "up", dirty, &|| Ok(plan()))?;
+    if adm.approval.is_some() {
+        // Built again just before the first change: the compose files, the commit, the images.
+        adm.confirm(&plan())?;
+    }
+    let mut notes: Vec<String> = crate::ledger::record::reason()
+        .map(|r| format!("reason: {r}"))
+        .into_iter()
+        .collect();
+    notes.extend(adm.notes());
     let req = UpRequest {
         env: env.name.clone(),
         services: services.clone(),
@@ -203,10 +229,7 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
         repo_root: root,
         compose_pref: env_vars::get(env_vars::DEPLOY_COMPOSE),
         interactive: std::io::stdin().is_terminal(),
-        notes: crate::ledger::record::reason()
-            .map(|r| format!("reason: {r}"))
-            .into_iter()
-            .collect(),
+        notes,
         files_from: None,
     };
     report.stage_start("up", Some(&env.name));
@@ -224,6 +247,57 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// What `up` will change, as the text an approver reads: the commit, the hosts, each service's
+/// image (with the local image id of a built one), and the content hash of every file uploaded.
+fn change_plan(
+    env: &crate::manifest::Environment,
+    m: &Manifest,
+    services: &[String],
+    images: &BTreeMap<String, String>,
+    built: &[String],
+    root: &std::path::Path,
+    force: bool,
+) -> crate::guard::ChangePlan {
+    let mut text = format!(
+        "up on {} at {}\nhosts: {}\nservices:\n",
+        env.name,
+        git_sha(root),
+        env.hosts
+            .iter()
+            .map(Host::label)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for svc in services {
+        let cs = &m.services[svc].compose_service;
+        let what = match images.get(cs) {
+            Some(image) if built.contains(image) => {
+                let id = LocalExecutor
+                    .capture(&de::image_id(image))
+                    .ok()
+                    .filter(|o| o.success())
+                    .map(|o| o.stdout_str().trim().to_string())
+                    .unwrap_or_else(|| "not built yet".into());
+                format!("{image} (built here, image {id})")
+            }
+            Some(image) => format!("{image} (--image)"),
+            None => "the compose file's image".to_string(),
+        };
+        text.push_str(&format!("  {svc} (compose service {cs}): {what}\n"));
+    }
+    text.push_str("files uploaded:\n");
+    for (local, remote) in deploy::repo_uploads(env, root) {
+        let hash = std::fs::read(root.join(&local))
+            .map(|b| blake3::hash(&b).to_hex().to_string())
+            .unwrap_or_else(|_| "missing".into());
+        text.push_str(&format!("  {local} -> {remote} (blake3 {hash})\n"));
+    }
+    if force {
+        text.push_str("--force: recreate even when unchanged\n");
+    }
+    crate::guard::ChangePlan::new("up", &env.name, text)
 }
 
 /// Deploys `req` to the hosts of `env`: every host is reached and checked first (compose, the

@@ -648,38 +648,7 @@ impl HostDeploy<'_> {
 
     /// The files to upload: compose files and the env files they name that exist in the repository.
     fn uploads(&self) -> Vec<(String, String)> {
-        let dir = self.env.dir.trim_end_matches('/');
-        let mut out = Vec::new();
-        for f in &self.env.compose_files {
-            out.push((f.clone(), format!("{dir}/{f}")));
-            let local = self.req.repo_root.join(f);
-            let Ok(text) = std::fs::read_to_string(&local) else {
-                continue;
-            };
-            let Ok(value) = compose::yaml_value(&text) else {
-                continue;
-            };
-            let base = std::path::Path::new(f)
-                .parent()
-                .unwrap_or(std::path::Path::new(""));
-            let Some(services) = value.get("services").and_then(|s| s.as_object()) else {
-                continue;
-            };
-            for s in services.values() {
-                for e in compose::env_file_list(s.get("env_file")) {
-                    if e.starts_with('/') || e.contains("..") {
-                        continue;
-                    }
-                    let rel = base.join(&e).to_string_lossy().into_owned();
-                    if self.req.repo_root.join(&rel).is_file()
-                        && !out.iter().any(|(l, _)| *l == rel)
-                    {
-                        out.push((rel.clone(), format!("{dir}/{rel}")));
-                    }
-                }
-            }
-        }
-        out
+        repo_uploads(self.env, &self.req.repo_root)
     }
 
     /// The override file's text for `pins`.
@@ -2114,6 +2083,42 @@ impl HostDeploy<'_> {
 }
 
 /// Where the background `--dry-run up` of release `n` writes its answer (compose #12069).
+/// The files `up` uploads from the repository at `root` to each host: the environment's compose
+/// files and the env files they name that exist in the repository, as (local path relative to
+/// `root`, remote path under `dir`).
+pub fn repo_uploads(env: &Environment, root: &std::path::Path) -> Vec<(String, String)> {
+    let dir = env.dir.trim_end_matches('/');
+    let mut out = Vec::new();
+    for f in &env.compose_files {
+        out.push((f.clone(), format!("{dir}/{f}")));
+        let local = root.join(f);
+        let Ok(text) = std::fs::read_to_string(&local) else {
+            continue;
+        };
+        let Ok(value) = compose::yaml_value(&text) else {
+            continue;
+        };
+        let base = std::path::Path::new(f)
+            .parent()
+            .unwrap_or(std::path::Path::new(""));
+        let Some(services) = value.get("services").and_then(|s| s.as_object()) else {
+            continue;
+        };
+        for s in services.values() {
+            for e in compose::env_file_list(s.get("env_file")) {
+                if e.starts_with('/') || e.contains("..") {
+                    continue;
+                }
+                let rel = base.join(&e).to_string_lossy().into_owned();
+                if root.join(&rel).is_file() && !out.iter().any(|(l, _)| *l == rel) {
+                    out.push((rel.clone(), format!("{dir}/{rel}")));
+                }
+            }
+        }
+    }
+    out
+}
+
 fn dry_run_file_of(state_root: &str, n: u64) -> String {
     format!("{state_root}/dry-run-{n}.txt")
 }

@@ -20,6 +20,10 @@ pub enum Ty {
     Duration,
     /// A list of `local` or `ssh://user@host[:port]`.
     HostList,
+    /// `true` or `false`.
+    Bool,
+    /// A list of environment variable names (`[A-Za-z_][A-Za-z0-9_]*`).
+    EnvNameList,
     /// A mapping with exactly the keys of this table.
     Object(&'static Table),
     /// A mapping from names the user chooses to mappings of this table.
@@ -74,6 +78,7 @@ const fn f(
 pub const ENGINES: &[&str] = &["postgres", "sqlite"];
 pub const APPROVALS: &[&str] = &["none", "required"];
 pub const BACKUPS: &[&str] = &["auto", "always", "never"];
+pub const PULLS: &[&str] = &["always", "missing", "never"];
 
 pub static ROOT: Table = Table {
     what: "manifest",
@@ -167,6 +172,34 @@ pub static ENVIRONMENT: Table = Table {
             false,
             Some("[]"),
             "GitHub logins allowed to approve.",
+        ),
+        f(
+            "min_approvals",
+            Ty::Int { min: 1, max: 10 },
+            false,
+            Some("1"),
+            "How many distinct people must approve a run on an environment with `approval: required`.",
+        ),
+        f(
+            "allow_self_approval",
+            Ty::Bool,
+            false,
+            Some("false"),
+            "Whether the run's own actor (GITHUB_ACTOR) may approve it.",
+        ),
+        f(
+            "branches",
+            Ty::GlobList,
+            false,
+            Some("[] (any branch)"),
+            "The branches (globs, e.g. `release/*`) a run that changes this environment may come from; other refs exit 2.",
+        ),
+        f(
+            "secrets",
+            Ty::EnvNameList,
+            false,
+            Some("[]"),
+            "Variables of the runner's environment written to every service's env file on the hosts (0600), never printed.",
         ),
         f(
             "database",
@@ -292,6 +325,20 @@ pub static SERVICE: Table = Table {
             false,
             None,
             "The health gate checked after `up`.",
+        ),
+        f(
+            "secrets",
+            Ty::EnvNameList,
+            false,
+            Some("[]"),
+            "Variables of the runner's environment written to this service's env file on the hosts (0600), never printed.",
+        ),
+        f(
+            "pull",
+            Ty::Enum(PULLS),
+            false,
+            Some("always"),
+            "For an image the tool does not build: pull it before deploying `always`, only when `missing`, or `never`.",
         ),
     ],
 };
@@ -491,6 +538,6 @@ mod tests {
         let end = start + DOC[start..].find("```").expect("end of example");
         let m = crate::manifest::parse(crate::diag::Source::new("deploy.yml", &DOC[start..end]))
             .unwrap_or_else(|e| panic!("{}", e.render(false)));
-        assert_eq!(m.units().len(), 4);
+        assert_eq!(m.units().len(), 5);
     }
 }

@@ -5,6 +5,7 @@
 //! `schema.rs` prints the JSON Schema from the same key definitions.
 
 pub mod error;
+pub mod grammar;
 pub mod keys;
 pub mod model;
 pub mod raw;

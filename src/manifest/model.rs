@@ -80,6 +80,14 @@ pub struct Environment {
     pub keep_releases: u32,
     /// Back up the database before migrating: always on `approval: required`, or everywhere with `always`.
     pub backup: BackupPolicy,
+    /// How many distinct people must approve (`approval: required`); default 1.
+    pub min_approvals: u32,
+    /// Whether the run's own actor may approve it; default false.
+    pub allow_self_approval: bool,
+    /// Globs of the branches a changing run may come from; empty: any.
+    pub branches: Vec<String>,
+    /// Runner variables delivered to every service on the hosts as 0600 env files.
+    pub secrets: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -170,6 +178,23 @@ pub struct Service {
     pub build: Option<Build>,
     pub test: Option<String>,
     pub health: Option<Health>,
+    /// Runner variables delivered to this service on the hosts as a 0600 env file.
+    pub secrets: Vec<String>,
+    /// When to pull an image the tool does not build.
+    pub pull: Pull,
+}
+
+/// `pull:` of a service whose image comes from a registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pull {
+    /// Pull before every deploy (what `docker compose pull && up -d` does).
+    #[default]
+    Always,
+    /// Pull only when the image is not on the host.
+    Missing,
+    /// Never pull.
+    Never,
 }
 
 #[derive(Clone, Debug)]

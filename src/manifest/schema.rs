@@ -87,6 +87,10 @@ fn ty_schema(ty: &Ty) -> Value {
         Ty::HostList => {
             json!({"type": "array", "items": {"type": "string", "pattern": HOST_PATTERN}})
         }
+        Ty::Bool => json!({"type": "boolean"}),
+        Ty::EnvNameList => {
+            json!({"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}})
+        }
         Ty::Object(t) => table_schema(t),
         Ty::Named(t) => json!({
             "type": ["object", "null"],
@@ -138,6 +142,7 @@ mod tests {
                 "array" => v.is_array(),
                 "string" => v.is_string(),
                 "integer" => v.is_i64(),
+                "boolean" => v.is_boolean(),
                 "null" => v.is_null(),
                 other => panic!("type {other}"),
             });

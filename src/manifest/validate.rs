@@ -6,6 +6,7 @@
 //! Stays out of: YAML syntax (raw.rs), rendering (diag), and anything that needs I/O.
 
 use super::ManifestError;
+use super::grammar;
 use super::keys::{self, Table};
 use super::model::*;
 use super::raw::{Kind, Node, ScalarType};
@@ -132,13 +133,6 @@ impl<'a> Obj<'a> {
     fn req_string(&self, name: &str) -> Result<String> {
         let (k, v) = self.required(name)?;
         string(k, v)
-    }
-
-    fn string_list(&self, name: &str) -> Result<Vec<String>> {
-        match self.get(name) {
-            None => Ok(Vec::new()),
-            Some((k, v)) => Ok(string_list(k, v)?.into_iter().map(|(s, _)| s).collect()),
-        }
     }
 }
 
@@ -466,6 +460,62 @@ fn globs(k: &Node, v: &Node) -> Result<Vec<String>> {
     Ok(list.into_iter().map(|(s, _)| s).collect())
 }
 
+fn boolean(k: &Node, v: &Node) -> Result<bool> {
+    match (v.scalar_type(), v.scalar_text()) {
+        (Some(ScalarType::Bool), Some(t)) => Ok(matches!(t, "true" | "True" | "TRUE")),
+        _ => Err(wrong_type(k, v, "true or false")),
+    }
+}
+
+/// A list of environment variable names (`secrets:`), each checked, no duplicates.
+fn env_names(k: &Node, v: &Node) -> Result<Vec<String>> {
+    let list = string_list(k, v)?;
+    let mut out: Vec<String> = Vec::new();
+    for (name, node) in list {
+        if let Err(why) = grammar::env_name(&name) {
+            return Err(err_help(
+                node.span,
+                why,
+                format!(
+                    "`{}` lists the NAMES of variables set on the runner (e.g. from ${{{{ secrets.API_KEY }}}}), not their values",
+                    key_name(k)
+                ),
+            ));
+        }
+        if out.contains(&name) {
+            return Err(err(node.span, format!("`{name}` is listed twice")));
+        }
+        out.push(name);
+    }
+    Ok(out)
+}
+
+/// Checks a string value against a grammar; the error points at the value.
+fn checked(
+    o: &Obj,
+    name: &str,
+    check: fn(&str) -> std::result::Result<(), String>,
+    help: &str,
+) -> Result<Option<String>> {
+    let Some((k, v)) = o.get(name) else {
+        return Ok(None);
+    };
+    let s = string(k, v)?;
+    check(&s).map_err(|why| err_help(v.span, why, help))?;
+    Ok(Some(s))
+}
+
+/// A path in the repository (`compose_files`, a site's `dir`, …): relative and inside it.
+fn repo_path(node: &Node, path: &str) -> Result<()> {
+    grammar::repo_relative(path, false).map_err(|why| {
+        err_help(
+            node.span,
+            why,
+            "paths in deploy.yml are relative to the repository root and stay inside it",
+        )
+    })
+}
+
 /// Validates the raw tree into a [`Manifest`]. Errors have no source attached (the caller adds it).
 pub fn validate(root: &Node, source: &Source) -> Result<Manifest> {
     let at = Span {
@@ -619,6 +669,9 @@ fn environment(name: &str, k: &Node, v: &Node, project: &str) -> Result<Environm
     let dir = match o.get("dir") {
         Some((dk, dv)) => {
             let d = string(dk, dv)?;
+            if let Err(why) = grammar::host_path(&d) {
+                return Err(err_help(dv.span, why, format!("e.g. dir: /srv/{project}")));
+            }
             let any_ssh = hosts.iter().any(|h| matches!(h, Host::Ssh { .. }));
             if any_ssh && !d.starts_with('/') {
                 return Err(err_help(
@@ -673,15 +726,64 @@ fn environment(name: &str, k: &Node, v: &Node, project: &str) -> Result<Environm
             "e.g. url: https://shop.example.com",
         ));
     }
+    let mut compose_files = Vec::new();
+    if let Some((ck, cv)) = o.get("compose_files") {
+        for (f, node) in string_list(ck, cv)? {
+            repo_path(node, &f)?;
+            compose_files.push(f);
+        }
+    }
+    let compose_project = match checked(
+        &o,
+        "compose_project",
+        grammar::compose_project,
+        "e.g. compose_project: shop",
+    )? {
+        Some(p) => p,
+        None => {
+            if !hosts.is_empty()
+                && let Err(why) = grammar::compose_project(project)
+            {
+                return Err(err_help(
+                    k.span,
+                    format!(
+                        "environment `{name}` needs a `compose_project`: the default, the project name, cannot be one: {why}"
+                    ),
+                    format!(
+                        "add e.g. compose_project: {}",
+                        project.to_ascii_lowercase().replace(
+                            |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_',
+                            "-"
+                        )
+                    ),
+                ));
+            }
+            project.to_string()
+        }
+    };
+    let min_approvals = match o.get("min_approvals") {
+        Some((mk, mv)) => int(mk, mv, 1, 10)? as u32,
+        None => 1,
+    };
+    let allow_self_approval = match o.get("allow_self_approval") {
+        Some((ak, av)) => boolean(ak, av)?,
+        None => false,
+    };
+    let branches = match o.get("branches") {
+        Some((bk, bv)) => globs(bk, bv)?,
+        None => Vec::new(),
+    };
+    let secrets = match o.get("secrets") {
+        Some((sk, sv)) => env_names(sk, sv)?,
+        None => Vec::new(),
+    };
     Ok(Environment {
         name: name.to_string(),
         span: k.span,
         hosts,
         dir,
-        compose_files: o.string_list("compose_files")?,
-        compose_project: o
-            .string("compose_project")?
-            .unwrap_or_else(|| project.to_string()),
+        compose_files,
+        compose_project,
         approval,
         approvers: approvers(&o)?,
         database,
@@ -689,6 +791,10 @@ fn environment(name: &str, k: &Node, v: &Node, project: &str) -> Result<Environm
         promote_from: o.string("promote_from")?,
         keep_releases,
         backup,
+        min_approvals,
+        allow_self_approval,
+        branches,
+        secrets,
     })
 }
 
@@ -768,11 +874,21 @@ fn database(k: &Node, v: &Node, env: &str) -> Result<Database> {
         ));
     }
     let (ek, ev) = o.required("engine")?;
+    o.required("user")?;
+    o.required("name")?;
+    let req = |key: &str, check: fn(&str) -> std::result::Result<(), String>, help: &str| {
+        o.required(key)?;
+        checked(&o, key, check, help).map(Option::unwrap_or_default)
+    };
     Ok(Database::ComposeService {
-        service: o.req_string("compose_service")?,
+        service: req(
+            "compose_service",
+            grammar::compose_service,
+            "e.g. compose_service: db",
+        )?,
         engine: engine(ek, ev)?,
-        user: o.req_string("user")?,
-        name: o.req_string("name")?,
+        user: req("user", grammar::sql_identifier, "e.g. user: app")?,
+        name: req("name", grammar::sql_identifier, "e.g. name: app")?,
         span: k.span,
     })
 }
@@ -827,16 +943,45 @@ fn service(name: &str, k: &Node, v: &Node) -> Result<Service> {
             })
         }
     };
+    let compose_service = match checked(
+        &o,
+        "compose_service",
+        grammar::compose_service,
+        "the name of the service in the compose file, e.g. compose_service: api",
+    )? {
+        Some(c) => c,
+        None => {
+            grammar::compose_service(name).map_err(|why| {
+                err_help(
+                    k.span,
+                    why,
+                    "add `compose_service:` with the compose file's name for it",
+                )
+            })?;
+            name.to_string()
+        }
+    };
+    let pull = match o.get("pull") {
+        Some((pk, pv)) => match word(pk, pv, keys::PULLS)? {
+            "missing" => Pull::Missing,
+            "never" => Pull::Never,
+            _ => Pull::Always,
+        },
+        None => Pull::Always,
+    };
     Ok(Service {
         name: name.to_string(),
         span: k.span,
-        compose_service: o
-            .string("compose_service")?
-            .unwrap_or_else(|| name.to_string()),
+        compose_service,
         paths,
         build,
         test: o.string("test")?,
         health,
+        secrets: match o.get("secrets") {
+            Some((sk, sv)) => env_names(sk, sv)?,
+            None => Vec::new(),
+        },
+        pull,
     })
 }
 
@@ -882,23 +1027,62 @@ fn build(name: &str, k: &Node, v: &Node) -> Result<Build> {
             "e.g. build: { context: services/api, image: shop/api } or build: \"make api\"",
         ));
     }
+    let (_, cv) = o.required("context")?;
+    let context = o.req_string("context")?;
+    grammar::repo_relative(&context, true).map_err(|why| {
+        err_help(
+            cv.span,
+            why,
+            "the build context is a directory of the repository, e.g. context: services/api",
+        )
+    })?;
+    let dockerfile = match o.get("dockerfile") {
+        Some((dk, dv)) => {
+            let d = string(dk, dv)?;
+            repo_path(dv, &d)?;
+            d
+        }
+        None => "Dockerfile".to_string(),
+    };
+    o.required("image")?;
+    let image = checked(
+        &o,
+        "image",
+        grammar::image_name,
+        "the image name without a tag (the tool tags it), e.g. image: shop/api",
+    )?
+    .unwrap_or_default();
     Ok(Build::Docker {
-        context: o.req_string("context")?,
-        dockerfile: o
-            .string("dockerfile")?
-            .unwrap_or_else(|| "Dockerfile".to_string()),
-        image: o.req_string("image")?,
+        context,
+        dockerfile,
+        image,
         span: k.span,
     })
 }
 
 fn site(name: &str, k: &Node, v: &Node) -> Result<Site> {
     let o = Obj::new(v, &keys::SITE, k.span, format!("site `{name}`"))?;
+    o.required("project")?;
+    let project = checked(
+        &o,
+        "project",
+        grammar::pages_project,
+        "the Cloudflare Pages project name, e.g. project: shop-web",
+    )?
+    .unwrap_or_default();
+    let (_, dv) = o.required("dir")?;
+    let dir = o.req_string("dir")?;
+    repo_path(dv, &dir)?;
+    if let Some((_, bv)) = o.get("production_branch") {
+        let b = o.string("production_branch")?.unwrap_or_default();
+        grammar::branch_name(&b)
+            .map_err(|why| err_help(bv.span, why, "e.g. production_branch: main"))?;
+    }
     Ok(Site {
         name: name.to_string(),
         span: k.span,
-        project: o.req_string("project")?,
-        dir: o.req_string("dir")?,
+        project,
+        dir,
         build: o.string("build")?,
         paths: match o.get("paths") {
             Some((pk, pv)) => globs(pk, pv)?,
@@ -912,7 +1096,9 @@ fn site(name: &str, k: &Node, v: &Node) -> Result<Site> {
 
 fn migrations(k: &Node, v: &Node) -> Result<Migrations> {
     let o = Obj::new(v, &keys::MIGRATIONS, k.span, "`migrations`".into())?;
+    let (_, dv) = o.required("dir")?;
     let dir = o.req_string("dir")?;
+    repo_path(dv, &dir)?;
     let engine = match o.get("engine") {
         Some((ek, ev)) => engine(ek, ev)?,
         None => Engine::Sqlite,
@@ -978,7 +1164,15 @@ mod tests {
             200
         );
         assert_eq!(m.sites["web"].production_branch, "main");
-        assert_eq!(m.units().len(), 5);
+        assert_eq!(m.units().len(), 6);
+        let prod = &m.environments["production"];
+        assert_eq!(prod.min_approvals, 2);
+        assert!(!prod.allow_self_approval);
+        assert_eq!(prod.branches, ["main", "release/*"]);
+        assert_eq!(prod.secrets, ["SENTRY_DSN"]);
+        assert_eq!(m.services["api"].secrets, ["API_KEY", "PAYMENT_TOKEN"]);
+        assert_eq!(m.services["cache"].pull, Pull::Missing);
+        assert_eq!(m.services["api"].pull, Pull::Always);
     }
 
     #[test]
@@ -1197,6 +1391,104 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(m.environments["s"].dir, "deploy/dev");
+    }
+
+    /// Issue 10: `compose_files`, `sites.*.dir` and `migrations.dir` accepted absolute paths and
+    /// `..` escapes (a plan uploaded `../../../etc/shadow`).
+    #[test]
+    fn r10_repository_paths_must_be_relative_and_stay_inside() {
+        let env = "environments:\n  s:\n    hosts: [local]\n    dir: /srv\n";
+        let (l, c, m, h) = fail(&format!(
+            "{env}    compose_files: [compose.yml, ../../../etc/shadow]\n"
+        ));
+        assert_eq!((l, c), (7, 34));
+        assert!(m.contains("leads outside the repository"), "{m}");
+        assert!(h.unwrap().contains("relative to the repository root"));
+        let (l, _, m, _) = fail(&format!("{env}    compose_files: [/etc/shadow]\n"));
+        assert_eq!(l, 7);
+        assert!(m.contains("absolute"), "{m}");
+        let (l, c, m, _) = fail("sites:\n  web:\n    project: web\n    dir: /etc\n");
+        assert_eq!((l, c), (6, 10));
+        assert!(m.contains("absolute"), "{m}");
+        let (l, _, m, _) = fail("sites:\n  web:\n    project: web\n    dir: dist/../..\n");
+        assert_eq!(l, 6);
+        assert!(m.contains("outside"), "{m}");
+        let (l, _, m, _) = fail("migrations:\n  dir: ../other/migrations\n");
+        assert_eq!(l, 4);
+        assert!(m.contains("outside"), "{m}");
+        let (l, _, m, _) =
+            fail("services:\n  api:\n    build: { context: ../.., image: shop/api }\n");
+        assert_eq!(l, 5);
+        assert!(m.contains("outside"), "{m}");
+        // Inside, after `..`: fine; and the repository root is a valid build context.
+        parse(&format!(
+            "{HEAD}{env}    compose_files: [deploy/../compose.yml]\nservices:\n  api:\n    build: {{ context: ., image: shop/api }}\n"
+        ))
+        .unwrap();
+    }
+
+    /// Issue 10: `compose_service`, `image`, `compose_project`, the database user and similar
+    /// values went into argv unchecked (`--remove-orphans` became an option; NUL was accepted).
+    #[test]
+    fn r10_argv_values_are_checked_against_their_grammar() {
+        let (l, c, m, _) = fail("services:\n  api:\n    compose_service: --remove-orphans\n");
+        assert_eq!((l, c), (5, 22));
+        assert!(m.contains("not a compose service name"), "{m}");
+        let (l, _, m, _) = fail("services:\n  api:\n    compose_service: \"a\\0b\"\n");
+        assert_eq!(l, 5);
+        assert!(m.contains("not a compose service name"), "{m}");
+        let (l, _, m, _) =
+            fail("services:\n  api:\n    build: { context: api, image: \"--privileged\" }\n");
+        assert_eq!(l, 5);
+        assert!(m.contains("not an image name"), "{m}");
+        let (l, _, m, _) = fail(
+            "environments:\n  s:\n    hosts: [local]\n    dir: /srv\n    compose_project: \"-f\"\n",
+        );
+        assert_eq!(l, 7);
+        assert!(m.contains("not a compose project name"), "{m}");
+        let (l, _, m, _) = fail(
+            "environments:\n  s:\n    hosts: [local]\n    dir: /srv\n    database: { compose_service: db, engine: postgres, user: \"-U\", name: app }\n",
+        );
+        assert_eq!(l, 7);
+        assert!(m.contains("not a database identifier"), "{m}");
+        let (l, _, m, _) = fail("sites:\n  web:\n    project: \"--branch=x\"\n    dir: d\n");
+        assert_eq!(l, 5);
+        assert!(m.contains("Pages project"), "{m}");
+        let (l, _, m, _) = fail("environments:\n  s:\n    hosts: [local]\n    dir: \"-rf\"\n");
+        assert_eq!(l, 6);
+        assert!(m.contains("option"), "{m}");
+        // The default compose project is the project name: checked when there are hosts.
+        let e = parse(
+            "version: 1\nproject: Shop\nenvironments:\n  s:\n    hosts: [local]\n    dir: /srv\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("needs a `compose_project`"),
+            "{}",
+            e.message
+        );
+        assert_eq!(e.help.as_deref(), Some("add e.g. compose_project: shop"));
+    }
+
+    #[test]
+    fn second_wave_keys_are_typed() {
+        let env = "environments:\n  s:\n";
+        let (l, _, m, _) = fail(&format!("{env}    allow_self_approval: yes please\n"));
+        assert_eq!(l, 5);
+        assert!(m.contains("true or false"), "{m}");
+        let (_, _, m, _) = fail(&format!("{env}    min_approvals: 0\n"));
+        assert!(m.contains("between 1 and 10"), "{m}");
+        let (l, c, m, h) = fail(&format!("{env}    secrets: [API_KEY, \"sk-live-123\"]\n"));
+        assert_eq!((l, c), (5, 24));
+        assert!(m.contains("not an environment variable name"), "{m}");
+        assert!(h.unwrap().contains("NAMES"));
+        let (_, _, m, _) = fail(&format!("{env}    secrets: [A, A]\n"));
+        assert!(m.contains("listed twice"), "{m}");
+        let (_, _, m, h) = fail("services:\n  api:\n    pull: allways\n");
+        assert!(m.contains("unknown pull `allways`"), "{m}");
+        assert_eq!(h.as_deref(), Some("did you mean `always`?"));
+        let (_, _, m, _) = fail(&format!("{env}    branches: [\"[\"]\n"));
+        assert!(m.contains("invalid glob"), "{m}");
     }
 
     #[test]

@@ -84,6 +84,7 @@ mod tests {
             head: "cafe".into(),
             reason: Reason::All,
             changed_files: 0,
+            notes: Vec::new(),
         };
         let input = PlanInput {
             manifest: &m,

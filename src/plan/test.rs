@@ -47,6 +47,7 @@ mod tests {
             head: "h".into(),
             reason: Reason::All,
             changed_files: 0,
+            notes: Vec::new(),
         };
         let input = PlanInput {
             manifest: &m,
