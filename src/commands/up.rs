@@ -358,6 +358,12 @@ fn deploy_hosts(
     // One lock for the environment: taken on every host, in the manifest's order, before any
     // host changes; held until the last host is done (or failed), then released on all.
     let env_lock = if req.dry_run {
+        let hosts: Vec<String> = env.hosts.iter().map(Host::label).collect();
+        report.info(&format!(
+            "would take the {} lock on {} first (in this order), and release it on every host after the last one",
+            env.name,
+            hosts.join(", ")
+        ));
         None
     } else {
         match EnvLock::acquire_all(report, env, &req.owner, req.lock_wait) {

@@ -763,7 +763,7 @@ impl HostDeploy<'_> {
                 .info(&format!("  override.yml would pin: {:?}", view.pins));
         }
         self.report.info(
-            "  then: health gate, rollback of failed services, release tags, retention, audit log, unlock",
+            "  then: health gate, rollback of failed services, release tags, the record (durably), retention, audit log",
         );
         Ok(HostResult {
             host: self.label(),
