@@ -62,6 +62,10 @@ pub const DEPLOY_TEST_NO_RETRY_DELAY: &str = "DEPLOY_TEST_NO_RETRY_DELAY";
 /// `up`: force the compose flavor on every host (`v1` = `docker-compose`, `v2` = `docker compose`);
 /// detected per host when unset.
 pub const DEPLOY_COMPOSE: &str = "DEPLOY_COMPOSE";
+/// Test switch: how long a lock's heartbeat may be silent before the lock is reported as stale
+/// (a duration such as `3s`; default 2 minutes). The holder beats at a quarter of it, at most
+/// every 20 s, so a test sees a killed holder's lock reported stale within seconds.
+pub const DEPLOY_TEST_LOCK_STALE_AFTER: &str = "DEPLOY_TEST_LOCK_STALE_AFTER";
 /// Test switch: ship built images even when the host already has the same image id (the test
 /// host over SSH drives the same Docker engine as the runner).
 pub const DEPLOY_TEST_ALWAYS_SHIP: &str = "DEPLOY_TEST_ALWAYS_SHIP";

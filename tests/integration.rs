@@ -4,6 +4,7 @@
 mod action;
 mod build;
 mod changes;
+mod env_lock;
 mod errors;
 mod exec;
 mod fake_cloudflare;

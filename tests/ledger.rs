@@ -102,6 +102,7 @@ fn status_shows_current_release_units_lock_and_history_from_the_host() {
         command: "up".into(),
         hostname: "runner".into(),
         pid: 42,
+        ..Default::default()
     };
     std::fs::write(
         format!("{dir}/.deploy-action/lock/owner.json"),
@@ -172,7 +173,7 @@ fn local_tags_annotate_the_deployed_commit_with_the_record_and_move_the_pointer(
         release(2, ReleaseStatus::Live, &sha2, "web:v2"),
         release(3, ReleaseStatus::Failed, &sha1, "web:broken"),
     ] {
-        for cmd in ledger::git_tag_cmds(&r) {
+        for cmd in ledger::git_tag_cmds(&r, false) {
             let o = exec
                 .capture(&cmd.cwd(p.path().display().to_string()))
                 .unwrap();
@@ -984,4 +985,297 @@ fn rollback_puts_the_compose_configuration_back_with_the_images() {
             .unwrap()
             .contains("MARK=one")
     );
+}
+
+/// A project whose `dev` environment lives on `local` under `host`, with SQLite migrations: a
+/// `migrate` that applies something appends a release in a second.
+fn migrations_project(host: &std::path::Path) -> Project {
+    let p = Project::git();
+    p.manifest(&format!(
+        "version: 1\nproject: shop\nenvironments:\n  dev:\n    hosts: [\"local\"]\n    dir: {}\n    database: {{ url_env: DEV_DB }}\nmigrations:\n  dir: migrations\n  engine: sqlite\n  paths: [\"migrations/**\"]\n",
+        host.display()
+    ));
+    p.file("migrations/0001_a.sql", "CREATE TABLE a (id integer);\n");
+    p.file("migrations/0002_b.sql", "CREATE TABLE b (id integer);\n");
+    p.commit("migrations");
+    p
+}
+
+#[test]
+fn r10_non_ascii_sha_in_a_release_record_does_not_panic() {
+    let (p, dir) = project();
+    write_release(
+        &dir,
+        &release(
+            1,
+            ReleaseStatus::Superseded,
+            &format!("a{}", "é".repeat(20)),
+            "web:1",
+        ),
+    );
+    // A byte slice at 12 would cut a two-byte character in half.
+    let mut r2 = release(
+        2,
+        ReleaseStatus::Live,
+        &format!("a{}", "ß".repeat(40)),
+        "web:2",
+    );
+    r2.services.get_mut("web").unwrap().image_id = format!("sha256:a{}", "ü".repeat(30));
+    write_release(&dir, &r2);
+    p.run(&["status", "--env", "staging"])
+        .go()
+        .status(0)
+        .stdout_has(&format!("current release: 2 (a{},", "ß".repeat(11)))
+        .stdout_has(&format!("web:2 (a{})", "ü".repeat(11)));
+    p.run(&["rollback", "--env", "staging", "--dry-run"])
+        .go()
+        .status(0)
+        .stdout_has(&format!("to release 1 (a{})", "é".repeat(11)));
+}
+
+#[test]
+fn r10_lock_wait_99999999999999999999h_is_exit_2_not_a_panic() {
+    let host = tempfile::tempdir().unwrap();
+    let p = migrations_project(host.path());
+    for value in ["99999999999999999999h", "5124095576030432h"] {
+        p.run(&["up", "--env", "dev", "--lock-wait", value])
+            .go()
+            .status(2)
+            .stderr_has("--lock-wait: invalid duration")
+            .stderr_has("longer than the longest allowed (168h)");
+    }
+    // migrate's own --lock-wait (its --approval-timeout is the guard's, read only by a gate).
+    p.run(&[
+        "migrate",
+        "--env",
+        "dev",
+        "--lock-wait",
+        "99999999999999999999h",
+    ])
+    .env("DEV_DB", "sqlite://dev.db")
+    .go()
+    .status(2)
+    .stderr_has("--lock-wait: `99999999999999999999h` is not a duration");
+}
+
+#[test]
+fn r10_a_corrupt_newest_release_record_keeps_its_number_and_its_tag_is_never_moved() {
+    let host = tempfile::tempdir().unwrap();
+    let p = migrations_project(host.path());
+    let run = |args: &[&str]| p.run(args).env("DEV_DB", "sqlite://dev.db").go();
+    let rev = |r: &str| p.git_cmd(&["rev-parse", r]).trim().to_string();
+    run(&["migrate", "--env", "dev", "--target", "1", "--tag"])
+        .status(0)
+        .stdout_has("tagged deploy/dev/1, dev");
+    run(&["migrate", "--env", "dev", "--tag"])
+        .status(0)
+        .stdout_has("tagged deploy/dev/2, dev");
+    let tag2 = rev("deploy/dev/2");
+    let corrupt = host.path().join(".deploy-action/releases/2.json");
+    std::fs::write(&corrupt, "{\"number\": 2, \"env\": \"dev\", \"sha\"").unwrap();
+    p.file("migrations/0003_c.sql", "CREATE TABLE c (id integer);\n");
+    p.commit("c");
+    run(&["migrate", "--env", "dev", "--tag"])
+        .status(0)
+        .stdout_has("releases/2.json: not a release record")
+        .stdout_has("dev: release 3")
+        .stdout_has("tagged deploy/dev/3, dev");
+    assert_eq!(rev("deploy/dev/2"), tag2, "release 2's tag did not move");
+    assert_eq!(
+        std::fs::read_to_string(&corrupt).unwrap(),
+        "{\"number\": 2, \"env\": \"dev\", \"sha\"",
+        "the corrupt record was not overwritten"
+    );
+    assert_eq!(rev("dev^{commit}"), rev("HEAD"));
+
+    // A new ledger (the state directory was lost) numbers from 1 again: the tag of the old
+    // release 1 stays where it is, and so does the pointer.
+    let (tag1, pointer) = (rev("deploy/dev/1"), rev("dev"));
+    std::fs::remove_dir_all(host.path().join(".deploy-action")).unwrap();
+    p.file("migrations/0004_d.sql", "CREATE TABLE d (id integer);\n");
+    p.commit("d");
+    run(&["migrate", "--env", "dev", "--tag"])
+        .status(0)
+        .stdout_has("dev: release 1")
+        .stdout_has("deploy/dev/1 already exists and records another release");
+    assert_eq!(rev("deploy/dev/1"), tag1);
+    assert_eq!(rev("dev"), pointer);
+}
+
+#[test]
+fn r10_through_the_api_an_existing_release_tag_is_never_moved() {
+    let host = tempfile::tempdir().unwrap();
+    let p = migrations_project(host.path());
+    let gh = FakeGitHub::start();
+    let out_dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        p.run(args)
+            .env("DEV_DB", "sqlite://dev.db")
+            .envs(actions_env(&gh, out_dir.path()))
+            .go()
+    };
+    let refs = || gh.state.lock().unwrap().refs.clone();
+    run(&["migrate", "--env", "dev", "--target", "1"]).status(0);
+    run(&["migrate", "--env", "dev"]).status(0);
+    let before = refs();
+    std::fs::write(host.path().join(".deploy-action/releases/2.json"), "{").unwrap();
+    p.file("migrations/0003_c.sql", "CREATE TABLE c (id integer);\n");
+    p.commit("c");
+    run(&["migrate", "--env", "dev"])
+        .status(0)
+        .stdout_has("dev: release 3");
+    let after = refs();
+    assert_eq!(
+        after["refs/tags/deploy/dev/2"],
+        before["refs/tags/deploy/dev/2"]
+    );
+    assert_eq!(after["refs/tags/dev"], after["refs/tags/deploy/dev/3"]);
+
+    std::fs::remove_dir_all(host.path().join(".deploy-action")).unwrap();
+    p.file("migrations/0004_d.sql", "CREATE TABLE d (id integer);\n");
+    p.commit("d");
+    run(&["migrate", "--env", "dev"])
+        .status(0)
+        .stdout_has("dev: release 1")
+        .stdout_has("::warning::cannot tag deploy/dev/1: deploy/dev/1 already exists and records another release");
+    let last = refs();
+    assert_eq!(
+        last["refs/tags/deploy/dev/1"],
+        before["refs/tags/deploy/dev/1"]
+    );
+    assert_eq!(
+        last["refs/tags/dev"], after["refs/tags/dev"],
+        "the pointer stayed"
+    );
+    let moved: Vec<String> = gh
+        .log()
+        .into_iter()
+        .filter(|l| l.starts_with("PATCH") && l.contains("git/refs/tags/deploy/"))
+        .collect();
+    assert!(moved.is_empty(), "release tags were moved: {moved:?}");
+}
+
+#[test]
+fn r10_health_failure_text_is_masked_in_records_audit_lines_tags_and_deployments() {
+    use crate::up::Stack;
+    let gh = FakeGitHub::start();
+    let s = Stack::new("mask", "\"local\"", 5);
+    let secret = gh.token.clone();
+    // The health URL carries a secret, and fails (404): the failure text quotes the URL.
+    let yml = std::fs::read_to_string(s.project.path().join("deploy.yml")).unwrap();
+    let url = format!("http://127.0.0.1:{}/", s.web_port);
+    s.project.manifest(&yml.replace(
+        &format!("url: \"{url}\", timeout: 30s"),
+        &format!("url: \"{url}nope?key={secret}\", timeout: 3s"),
+    ));
+    s.project.commit("health url with a key");
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = s
+        .project
+        .run(&["up", "--env", "test", "--only", "web"])
+        .envs(actions_env(&gh, out_dir.path()))
+        .env("DEPLOY_REASON", format!("retry after rotating {secret}"))
+        .go();
+    out.status(1);
+    // Only the mask command itself names it.
+    let printed =
+        format!("{}\n{}", out.stdout, out.stderr).replace(&format!("::add-mask::{secret}"), "");
+    assert!(!printed.contains(&secret), "{printed}");
+    let r1 = s.record(1);
+    let notes = r1["notes"].to_string();
+    assert!(
+        notes.contains(&format!("GET {url}nope?key=***: status 404")),
+        "the failure text is recorded, masked: {notes}"
+    );
+    let on_host = sh_cat(s.host_dir.path());
+    assert!(on_host.contains("retry after rotating ***"), "{on_host}");
+    assert!(!on_host.contains(&secret), "{on_host}");
+    let st = gh.state.lock().unwrap();
+    let sent = serde_json::to_string(&(&st.tag_objects, &st.deployments, &st.statuses)).unwrap();
+    assert!(sent.contains("nope?key=***"), "{sent}");
+    assert!(!sent.contains(&secret), "{sent}");
+}
+
+/// Every release record and the audit log under `dir`, as one text.
+fn sh_cat(dir: &std::path::Path) -> String {
+    crate::up::sh(&format!(
+        "cat {0}/.deploy-action/releases/*.json {0}/.deploy-action/audit.log",
+        dir.display()
+    ))
+}
+
+/// A small tmpfs mounted over a directory for one test.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Tmpfs {
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mount tmpfs (the test runs as root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn r10_on_a_full_disk_the_release_is_not_live_until_its_record_is_written() {
+    use crate::env_lock::{Bg, command, slow_web};
+    use crate::up::{Stack, WEB_V2};
+    let s = Stack::new("full", "\"local\"", 5);
+    let _disk = Tmpfs::mount(s.host_dir.path(), "4m");
+    s.up(&["--all"]).status(0);
+    slow_web(&s, 6);
+    s.project.commit("web v2, slow to start");
+    let mut x = Bg::spawn(command(
+        s.project.path(),
+        &[],
+        &["up", "--env", "test", "--only", "web"],
+        &[],
+    ));
+    x.wait_for("local: health gate: web");
+    // The disk fills up while the new version starts.
+    crate::up::sh(&format!(
+        "dd if=/dev/zero of={}/fill bs=64k 2>/dev/null; true",
+        s.host_dir.path().display()
+    ));
+    let out = x.finish();
+    out.status(1)
+        .stderr_has("release 2 is not recorded as live: its record could not be written")
+        .stderr_has(&format!("What runs now: api runs {}", crate::up::WEB_V1))
+        .stderr_has(&format!("web runs {WEB_V2}"));
+    assert_eq!(s.record(2)["status"], "in_progress");
+    let audit = s.state("audit.log");
+    assert!(
+        !audit
+            .lines()
+            .any(|l| l.contains("\"release\":2") && l.contains("\"result\":\"live\"")),
+        "the audit log does not call release 2 live:\n{audit}"
+    );
+    assert!(
+        !s.host_dir.path().join(".deploy-action/lock").exists(),
+        "the lock is released on a full disk too"
+    );
+    assert_eq!(s.web_body(), "v2", "what the message said runs");
+    // Room again: the next run marks release 2 interrupted and records its own.
+    std::fs::remove_file(s.host_dir.path().join("fill")).unwrap();
+    s.up(&["--only", "web"]).status(0).stdout_has(
+        "release 2 was left in_progress by a run that did not finish; marked interrupted",
+    );
+    assert_eq!(s.record(2)["status"], "interrupted");
+    assert_eq!(s.record(3)["status"], "live");
 }

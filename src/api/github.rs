@@ -361,6 +361,16 @@ impl GitHub {
         Ok(object.sha)
     }
 
+    /// Creates `refs/tags/<tag>` pointing at `sha` with `POST …/git/refs`, and only creates it: an
+    /// existing ref is GitHub's 422 "Reference already exists", never moved.
+    pub fn create_tag_ref(&self, tag: &str, sha: &str) -> Result<(), GitHubError> {
+        let reference = &Reference::Tag(tag.to_string());
+        self.call("POST", &self.repo_path("git/refs"), || async move {
+            self.git().create_ref(reference, sha).await
+        })
+        .map(drop)
+    }
+
     /// Points `refs/tags/<tag>` at `sha`: `PATCH …/git/refs/tags/<tag>` with force, or
     /// `POST …/git/refs` when the ref does not exist yet (GitHub answers 422 or 404).
     pub fn set_tag_ref(&self, tag: &str, sha: &str) -> Result<(), GitHubError> {

@@ -419,6 +419,33 @@ impl Script {
         self
     }
 
+    /// Writes `content` to `path` durably as section `name` (release records): a unique
+    /// temporary file beside it, created exclusively by `mktemp`, then `chmod`, `sync FILE`
+    /// (fsync), the rename, and `sync DIR` (fsync of the directory). Once the section succeeded
+    /// the file survives a crash; a full disk or an I/O error fails the section and leaves the
+    /// old file as it was.
+    pub fn write_durable(&mut self, name: &str, path: &str, content: &str, mode: u32) -> &mut Self {
+        let p = std::path::Path::new(path);
+        let dir = p
+            .parent()
+            .map(|p| p.to_string_lossy().into_owned())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| ".".into());
+        let base = p
+            .file_name()
+            .map(|b| b.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let template = format!("{dir}/.{base}.XXXXXX");
+        let (d, t, p) = (shell_quote(&dir), shell_quote(&template), shell_quote(path));
+        self.start(name);
+        self.raw(&format!(
+            "( t=; mkdir -p {d} && t=$(mktemp {t}) && cat > \"$t\" && chmod {mode:o} \"$t\" && sync \"$t\" && mv -f \"$t\" {p} && sync {d} || {{ rc=$?; [ -z \"$t\" ] || rm -f \"$t\"; exit $rc; }} ) {}",
+            here_doc(content)
+        ));
+        self.end(name);
+        self
+    }
+
     /// The command: `sh -s` with the script on standard input.
     pub fn cmd(&self) -> Cmd {
         Cmd::new("sh").arg("-s").stdin(self.text.clone())

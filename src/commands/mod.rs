@@ -3,6 +3,7 @@
 pub mod build;
 pub mod check;
 pub mod exec;
+pub mod lock;
 pub mod migrate;
 pub mod pages;
 pub mod plan;
@@ -113,7 +114,7 @@ pub fn execute(command: Command, ctx: &Ctx) -> Result<()> {
         Command::Promote { from, to } => promote::run(from.as_deref(), to.as_deref(), ctx),
         Command::Rollback { to } => rollback::run(to.as_deref(), ctx),
         Command::Up(args) => up::run(&args, ctx),
-        Command::Lock(args) => up::lock(args.action, ctx),
+        Command::Lock(args) => lock::run(args.action, ctx),
         Command::Plan => plan::run(ctx),
         Command::Build(args) => build::run(ctx, &args),
         Command::Test(args) => test::run(ctx, &args),

@@ -10,6 +10,7 @@
 
 use super::Ctx;
 use super::up::{connect, lock_owner};
+use crate::deploy::lock::EnvLock;
 use crate::deploy::{HostDeploy, HostResult, UpRequest};
 use crate::error::{Error, Result};
 use crate::guard::{self, ChangePlan};
@@ -111,6 +112,9 @@ pub fn run(from: Option<&str>, to: Option<&str>, ctx: &Ctx) -> Result<()> {
         adm.confirm(&now)?;
     }
 
+    // One lock for the target environment, on every host, for the whole promotion.
+    let env_lock =
+        EnvLock::acquire_all(report, &target, &lock_owner("promote", &release.sha), None)?;
     let deployment = Deployment::start(ctx, &target, &release.sha, "deploy:promote");
     let promoted_from = format!("{}/{}", source.name, release.number);
     let mut notes = vec![format!("promoted from release {promoted_from}")];
@@ -126,6 +130,7 @@ pub fn run(from: Option<&str>, to: Option<&str>, ctx: &Ctx) -> Result<()> {
     };
     record.promoted_from = Some(promoted_from.clone());
     store::rewrite(ctx, &target, &record)?;
+    env_lock.release_all();
     if !results.is_empty() {
         super::up::summarize(ctx, &target.name, &target.hosts, &results);
     }

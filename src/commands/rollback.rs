@@ -11,6 +11,7 @@
 use super::Ctx;
 use super::up::{connect, lock_owner};
 use crate::cmd::docker_engine as de;
+use crate::deploy::lock::EnvLock;
 use crate::deploy::{HostDeploy, HostResult, UpRequest};
 use crate::error::{Error, Result};
 use crate::guard::{self, ChangePlan};
@@ -214,6 +215,8 @@ pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
         adm.confirm(&choose(ctx, &m, &env, to)?.plan(&env.name))?;
     }
 
+    // One lock for the environment, on every host, for the whole rollback.
+    let env_lock = EnvLock::acquire_all(report, &env, &lock_owner("rollback", &target.sha), None)?;
     let deployment = Deployment::start(ctx, &env, &target.sha, "deploy:rollback");
     let notes = {
         let mut n = vec![format!(
@@ -250,6 +253,7 @@ pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
         store::rewrite(ctx, &env, &marked)?;
         report.info(&format!("release {} marked bad", bad.number));
     }
+    env_lock.release_all();
     if let Some(h) = migration_hint {
         report.warn(&h);
     }

@@ -1,9 +1,11 @@
 //! `deploy-action status --env E [--json]`: the current release, each unit's version, the lock
-//! holder and the last 10 releases, read from every host of the environment.
+//! holder (with its heartbeat's age, and whether it looks stale) and the last 10 releases, read
+//! from every host of the environment.
 //!
 //! Changes nothing. Stays out of deciding anything: the choices live in `ledger/`.
 
 use super::Ctx;
+use crate::deploy::lock;
 use crate::error::Result;
 use crate::ledger::{self, store};
 use crate::report::summary::Summary;
@@ -32,7 +34,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             "services": units.services.iter().map(|(n, (rel, s))| (n.clone(), json!({"release": rel, "image": s.image, "image_id": s.image_id, "digest": s.digest}))).collect::<serde_json::Map<String, Value>>(),
             "pages": units.pages.iter().map(|(n, (rel, p))| (n.clone(), json!({"release": rel, "project": p.project, "deployment_id": p.deployment_id, "url": p.url, "alias_url": p.alias_url, "environment": p.environment, "branch": p.branch}))).collect::<serde_json::Map<String, Value>>(),
             "migration": units.migration.as_ref().map(|(rel, v)| json!({"release": rel, "version": v})),
-            "lock": lock,
+            "lock": lock.map(lock_json),
             "releases": history.iter().map(|r| json!({"number": r.number, "status": ledger::status_word(r.status.0), "sha": r.sha, "created_at": r.created_at, "finished_at": r.finished_at, "actor": r.actor, "run_url": r.run_url, "promoted_from": r.promoted_from, "notes": r.notes})).collect::<Vec<_>>(),
             "source": match loaded.source { store::Source::Hosts => "hosts", store::Source::Tags => "tags" },
             "hosts": hosts.iter().map(|(l, s)| json!({"host": l, "current": ledger::current(&s.ledger.releases).map(|r| r.number), "releases": s.ledger.releases.len(), "problems": s.ledger.problems.iter().map(|p| json!({"file": p.file, "message": p.message})).collect::<Vec<_>>()})).collect::<Vec<_>>(),
@@ -57,8 +59,12 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     }
     match lock {
         Some(o) => lines.push(format!(
-            "lock: held by {} ({}, {}) since {}",
-            o.actor, o.command, o.run_url, o.started_at
+            "lock: held by {} ({}, {}) since {}{}",
+            o.actor,
+            o.command,
+            o.run_url,
+            o.started_at,
+            lock::liveness(o)
         )),
         None => lines.push("lock: free".into()),
     }
@@ -114,4 +120,18 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     }
     ctx.report.summary(&table);
     Ok(())
+}
+
+/// The lock owner as `status --json` shows it: the owner file's fields, the heartbeat's age in
+/// seconds and, when it looks stale, why.
+fn lock_json(o: &LockOwner) -> Value {
+    let mut v = json!(o);
+    if let Some(map) = v.as_object_mut() {
+        map.insert(
+            "heartbeat_age_secs".into(),
+            json!(lock::heartbeat_age(o).map(|a| a.as_secs())),
+        );
+        map.insert("stale".into(), json!(lock::staleness(o)));
+    }
+    v
 }

@@ -1,11 +1,13 @@
-//! `deploy-action up` and `deploy-action lock`: resolve the services, images and hosts, then run
-//! [`HostDeploy`](crate::deploy::HostDeploy) host by host (stop at the first failing host), and
-//! report the per-host × service matrix, the job summary and the outputs.
+//! `deploy-action up`: resolve the services, images and hosts, check every host, take the
+//! environment lock on all of them ([`EnvLock`]), then run [`HostDeploy`](crate::deploy::HostDeploy)
+//! host by host (stop at the first failing host), release the lock on all, and report the
+//! per-host × service matrix, the job summary and the outputs.
 
 use super::Ctx;
-use crate::cli::{LockAction, UpArgs};
+use crate::cli::UpArgs;
 use crate::cmd::{Cmd, docker_engine as de};
-use crate::deploy::{self, HostDeploy, HostResult, UpRequest, lock};
+use crate::deploy::lock::{self, EnvLock};
+use crate::deploy::{self, HostDeploy, HostResult, UpRequest};
 use crate::env_vars;
 use crate::error::{Error, Result};
 use crate::exec::Executor;
@@ -15,7 +17,7 @@ use crate::ledger::record::Outcome;
 use crate::manifest::{Build, Host, Manifest};
 use crate::plan::up as pu;
 use crate::report::Summary;
-use crate::state::{LockOwner, StatePaths};
+use crate::state::LockOwner;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -71,6 +73,8 @@ pub fn lock_owner(command: &str, sha: &str) -> LockOwner {
         command: command.into(),
         hostname: lock::this_hostname(),
         pid: std::process::id(),
+        token: lock::run_token().to_string(),
+        heartbeat_at: String::new(),
     }
 }
 
@@ -135,7 +139,7 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
         .as_deref()
         .map(lock::parse_duration)
         .transpose()
-        .map_err(Error::usage)?;
+        .map_err(|e| Error::usage(format!("--lock-wait: {e}")))?;
     let overrides = pu::parse_image_overrides(&args.images).map_err(Error::usage)?;
     for svc in overrides.keys() {
         if !m.services.contains_key(svc) {
@@ -352,18 +356,57 @@ fn deploy_hosts(
             }
         }
     }
+    // One lock for the environment: taken on every host, in the manifest's order, before any
+    // host changes; held until the last host is done (or failed), then released on all.
+    let env_lock = if req.dry_run {
+        let hosts: Vec<String> = env.hosts.iter().map(Host::label).collect();
+        report.info(&format!(
+            "would take the {} lock on {} first (in this order), and release it on every host after the last one",
+            env.name,
+            hosts.join(", ")
+        ));
+        None
+    } else {
+        match EnvLock::acquire_all(report, env, &req.owner, req.lock_wait) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                for host in &env.hosts {
+                    results.push(HostResult::without_release(
+                        host,
+                        "not run: the environment lock was not taken",
+                    ));
+                }
+                return (results, Some(e));
+            }
+        }
+    };
+    let failure = deploy_each(ctx, env, m, req, built, ready, &mut results);
+    if let Some(l) = env_lock {
+        l.release_all();
+    }
+    (results, failure)
+}
+
+/// The hosts one after the other, under the environment lock; stops at the first failing host.
+fn deploy_each(
+    ctx: &Ctx,
+    env: &crate::manifest::Environment,
+    m: &Manifest,
+    req: &UpRequest,
+    built: &[String],
+    ready: Vec<(Box<dyn Executor>, crate::deploy::Preflight)>,
+    results: &mut Vec<HostResult>,
+) -> Option<Error> {
+    let report = &ctx.report;
     for (i, (mut ex, pre)) in ready.into_iter().enumerate() {
         let host = &env.hosts[i];
         if let Some(sig) = crate::deploy::cancel::requested() {
             let why = format!("{} before this host", crate::deploy::cancel::name(sig));
             results.push(HostResult::without_release(host, "not run: cancelled"));
-            return (
-                results,
-                Some(Error::StageFailed(format!(
-                    "up was cancelled ({why}); {} and later hosts were not touched",
-                    host.label()
-                ))),
-            );
+            return Some(Error::StageFailed(format!(
+                "up was cancelled ({why}); {} and later hosts were not touched",
+                host.label()
+            )));
         }
         let later = env.hosts.len() > i + 1;
         let shipped = if !built.is_empty() && *host != Host::Local && !req.dry_run {
@@ -416,7 +459,7 @@ fn deploy_hosts(
                     )),
                 };
                 results.push(r);
-                return (results, Some(e));
+                return Some(e);
             }
             Err(e) => {
                 results.push(HostResult::without_release(host, format!("failed: {e}")));
@@ -428,11 +471,11 @@ fn deploy_hosts(
                     },
                     other => Error::StageFailed(format!("{other}{tail}")),
                 };
-                return (results, Some(e));
+                return Some(e);
             }
         }
     }
-    (results, None)
+    None
 }
 
 pub fn summarize(ctx: &Ctx, env: &str, hosts: &[Host], results: &[HostResult]) {
@@ -556,71 +599,6 @@ pub fn summary_of(
         "hosts": results,
     });
     (s, outputs, json)
-}
-
-pub fn lock(action: LockAction, ctx: &Ctx) -> Result<()> {
-    let m = ctx.load_manifest()?;
-    let env = ctx.settings.environment(&m)?.clone();
-    let report = &ctx.report;
-    let paths = StatePaths::new(&env.dir);
-    let mut held = Vec::new();
-    for host in &env.hosts {
-        let mut ex = connect(host, report)?;
-        match lock::status(ex.as_mut(), &paths)? {
-            Some(owner) => {
-                report.info(&format!(
-                    "{}: {} lock {}",
-                    host.label(),
-                    env.name,
-                    lock::describe(&owner)
-                ));
-                held.push(host.clone());
-            }
-            None => report.info(&format!("{}: {} lock is free", host.label(), env.name)),
-        }
-    }
-    if action == LockAction::Status || held.is_empty() {
-        return Ok(());
-    }
-    if ctx.settings.dry_run {
-        report.info(&format!(
-            "would run on each holding host: {}",
-            de::rm_rf(&paths.lock_dir()).display()
-        ));
-        return Ok(());
-    }
-    if !ctx.settings.yes {
-        if !std::io::stdin().is_terminal() {
-            return Err(Error::usage_help(
-                "releasing a lock another run may still hold needs a confirmation",
-                "pass --yes to confirm without a terminal",
-            ));
-        }
-        report.info("Release the lock? A deploy still running would lose its protection. [y/N]");
-        let mut answer = String::new();
-        let _ = std::io::stdin().read_line(&mut answer);
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            return Err(Error::usage("cancelled: the lock was left in place"));
-        }
-    }
-    let owner = lock_owner("lock release", "-");
-    for host in &held {
-        let mut ex = connect(host, report)?;
-        lock::release(ex.as_mut(), &paths)?;
-        let entry = crate::state::AuditEntry {
-            time: deploy::clock::now_rfc3339(),
-            actor: owner.actor.clone(),
-            run_url: owner.run_url.clone(),
-            action: "lock.release".into(),
-            env: env.name.clone(),
-            result: "released".into(),
-            ..Default::default()
-        };
-        let line = serde_json::to_string(&entry).unwrap_or_default();
-        let _ = ex.capture(&de::append(&paths.audit_log(), &line));
-        report.info(&format!("{}: {} lock released", host.label(), env.name));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

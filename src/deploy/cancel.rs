@@ -3,8 +3,11 @@
 //! signal would leave the lock, an `in_progress` record and a half-deployed service behind, so the
 //! handler only records the signal: the deploy checks [`requested`] in its waits and between
 //! steps, stops waiting, rolls back what it was deploying without a health gate, records the
-//! release, releases the lock and exits 1 within a few seconds. A third signal exits at once (a
-//! person pressing Ctrl-C again and again means it).
+//! release, releases the environment lock on every host ([`super::lock::EnvLock`], also while it
+//! is still waiting to take it) and exits 1 within a few seconds. A third signal exits at once (a
+//! person pressing Ctrl-C again and again means it); a SIGKILL cannot be caught. Either leaves the
+//! lock behind: its heartbeat stops, so it is reported stale within minutes, and the next run
+//! marks the release left `in_progress` as `interrupted`.
 //!
 //! The handler is async-signal-safe: two atomics and `_exit`.
 
@@ -81,18 +84,21 @@ pub fn check() -> crate::error::Result<()> {
     }
 }
 
-/// Sleeps for `d`, waking early when a signal arrives; true when cancelled.
+/// Sleeps for `d`, waking early when a signal arrives; true when cancelled. A `d` beyond the
+/// clock's range sleeps until a signal (no overflow).
 pub fn sleep(d: Duration) -> bool {
-    let end = Instant::now() + d;
+    let end = Instant::now().checked_add(d);
     loop {
         if requested().is_some() {
             return true;
         }
         let now = Instant::now();
-        if now >= end {
-            return false;
-        }
-        std::thread::sleep((end - now).min(Duration::from_millis(50)));
+        let left = match end {
+            Some(end) if now >= end => return false,
+            Some(end) => end - now,
+            None => d,
+        };
+        std::thread::sleep(left.min(Duration::from_millis(50)));
     }
 }
 

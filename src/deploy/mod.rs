@@ -1,16 +1,23 @@
-//! Drives `up` on one host: preflight, lock, inspect, upload, record, tag, override, `compose up`,
+//! Drives `up` on one host: preflight, inspect, upload, record, tag, override, `compose up`,
 //! health gate, rollback of failed services, retention, audit. The policy lives here; the commands
-//! come from `cmd/` and `plan/up.rs`, and every process goes through an [`Executor`].
+//! come from `cmd/` and `plan/up.rs`, and every process goes through an [`Executor`]. The caller
+//! holds the environment lock on every host ([`lock::EnvLock`]); each host checks it still does.
 //!
 //! Round trips are what a deploy over SSH costs, so the host state operations of each phase run
 //! through one [`Script`] (one SSH channel): preflight (compose version, HTTP client, `--image`
-//! checks); start (lock + owner, records, pins, containers); prepare (files, their per-release
-//! copy, pins, `config`); record (protective tags, the `in_progress` record, audit); finish (release
-//! tags, records, retention, audit, unlock). `compose up` streams on its own channel, and each
-//! gate probe is one channel (plus one for the HTTP checks that are due).
+//! checks); start (this run's lock token, records, pins, containers); prepare (files, their
+//! per-release copy, pins, `config`); record (protective tags, the `in_progress` record, audit);
+//! finish (release tags, the record written durably, then superseded record, retention, audit).
+//! `compose up` streams on its own channel, and each gate probe is one channel (plus one for the
+//! HTTP checks that are due).
+//!
+//! A release is `live` only once its record says so on disk: records go through
+//! [`Script::write_durable`], and a record that cannot be written (a full disk) fails the run,
+//! saying what runs. A release a dead run left `in_progress` is marked `interrupted` by the next.
 //!
 //! A SIGINT or SIGTERM ([`cancel`]) stops the waiting: what was being deployed goes back to the
-//! previous images without a health gate, the release is recorded, the lock released.
+//! previous images without a health gate, the release is recorded, and the command releases the
+//! environment lock.
 //!
 //! Stays out of: choosing services and hosts (`commands/up.rs`), printing (everything goes through
 //! [`Report`]), building images (`build`).
@@ -214,6 +221,8 @@ fn by_service(list: Vec<de::ContainerInfo>) -> Containers {
 
 /// What the start script read under the lock.
 struct Start {
+    /// The number this run's release gets: above every record, readable or not.
+    next: u64,
     records: Vec<ReleaseRecord>,
     pins: BTreeMap<String, String>,
     before: Containers,
@@ -426,7 +435,12 @@ impl HostDeploy<'_> {
             result: result.into(),
             detail,
         };
-        serde_json::to_string(&entry).unwrap_or_default()
+        crate::ledger::store::audit_line(self.report, &entry)
+    }
+
+    /// A release record as written on the host: one line of JSON, masked.
+    fn record_json(&self, r: &ReleaseRecord) -> String {
+        crate::ledger::store::record_text(self.report, r)
     }
 
     /// Parses `config` output as the host resolved it.
@@ -440,7 +454,8 @@ impl HostDeploy<'_> {
         Ok(compose::parse_config(&value))
     }
 
-    /// The full run on this host: preflight, lock, deploy, always unlock.
+    /// The full run on this host: preflight, then the deploy. The caller holds the environment
+    /// lock ([`lock::EnvLock`]) for the whole run; this checks that it still does on this host.
     pub fn run(self) -> Result<HostResult> {
         self.run_with(None)
     }
@@ -456,23 +471,12 @@ impl HostDeploy<'_> {
             return self.dry_run(pre);
         }
         let start = self.start(true)?;
-        let mut unlocked = false;
-        let result = self.locked(&pre, start, &mut unlocked);
-        if !unlocked {
-            let paths = self.paths();
-            if let Err(e) = lock::release(self.ex, &paths) {
-                self.report.warn(&format!(
-                    "{}: could not release the lock: {e}",
-                    self.label()
-                ));
-            }
-        }
-        result
+        self.locked(&pre, start)
     }
 
-    /// The start script: with `take_lock`, the atomic `mkdir` of the lock and its owner file, then
-    /// (only when the lock was taken) the reads; without, the reads and the lock holder.
-    fn start_script(&self, take_lock: bool) -> Result<Script> {
+    /// The start script: with `held`, the check that this run holds the lock here (its token in
+    /// the owner file), then (only then) the reads; without (dry run), the reads and the holder.
+    fn start_script(&self, held: bool) -> Script {
         let paths = self.paths();
         let q = |s: &str| shell_quote(s).into_owned();
         let mut s = Script::new();
@@ -494,101 +498,67 @@ impl HostDeploy<'_> {
                 &de::inspect_project(&self.env.compose_project),
             );
         };
-        if take_lock {
-            let owner = serde_json::to_string_pretty(&self.req.owner)
-                .map_err(|e| Error::Other(e.into()))?;
-            let (root, lock) = (q(&paths.root), q(&paths.lock_dir()));
+        if held {
+            let lock = q(&paths.lock_dir());
             s.raw(&format!(
-                "if mkdir -p {root} && mkdir {lock} 2>/dev/null; then da_lock=taken; elif [ -d {lock} ]; then da_lock=held; else da_lock=error; fi"
+                "if {}; then da_lock=ours; elif [ -d {lock} ]; then da_lock=other; else da_lock=free; fi",
+                lock::owns_test(&paths, &self.req.owner.token)
             ));
             s.shell("lock", "echo \"$da_lock\"");
-            s.raw("if [ \"$da_lock\" = taken ]; then");
-            s.write("owner", &paths.lock_owner(), &owner, 0o644);
+            s.raw("if [ \"$da_lock\" = ours ]; then");
             reads(&mut s);
-            s.raw("elif [ \"$da_lock\" = held ]; then");
-            s.shell(
-                "holder",
-                &format!("cat {} 2>/dev/null; true", q(&paths.lock_owner())),
-            );
+            s.raw("else");
+            s.run("holder", &crate::ledger::lock_cmd(&paths));
             s.raw("fi");
         } else {
             s.run("holder", &crate::ledger::lock_cmd(&paths));
             reads(&mut s);
         }
-        Ok(s)
+        s
     }
 
-    /// Takes the lock (waiting up to `--lock-wait`) and reads the host's state, in one round trip
-    /// per attempt. A held lock is exit 4 with its holder. Without `take_lock` (dry run) only reads.
-    fn start(&mut self, take_lock: bool) -> Result<Start> {
-        let script = self.start_script(take_lock)?;
-        let begun = Instant::now();
-        let mut announced = false;
-        loop {
-            if take_lock && cancel::requested().is_some() {
-                return Err(Error::StageFailed(format!(
-                    "{}: {} before the lock was taken; nothing was changed",
+    /// Reads the host's state in one round trip; with `held`, refuses unless this run holds the
+    /// environment lock here (taken over by another run: exit 4 with the holder). Without
+    /// (dry run) only reads.
+    fn start(&mut self, held: bool) -> Result<Start> {
+        let script = self.start_script(held);
+        if held && cancel::requested().is_some() {
+            return Err(Error::StageFailed(format!(
+                "{}: {} before this host changed; nothing was changed here",
+                self.label(),
+                cancel::reason()
+            )));
+        }
+        let (out, secs) = self.script(&script)?;
+        let state = secs
+            .get("lock")
+            .map(|s| s.stdout.trim().to_string())
+            .unwrap_or_default();
+        if held && state != "ours" {
+            let holder = secs
+                .get("holder")
+                .map(|h| h.stdout.trim().to_string())
+                .filter(|h| !h.is_empty());
+            let env = &self.req.env;
+            return Err(match (state.as_str(), holder) {
+                ("other", Some(h)) => Error::LockHeld(format!(
+                    "{}: the {env} lock this run took was taken over: it is {}; nothing was changed here",
                     self.label(),
-                    cancel::reason()
-                )));
-            }
-            let (out, secs) = self.script(&script)?;
-            let state = secs
-                .get("lock")
-                .map(|s| s.stdout.trim().to_string())
-                .unwrap_or_default();
-            if take_lock && state == "held" {
-                let holder = lock::parse_owner(
-                    secs.get("holder")
-                        .map(|s| s.stdout.as_bytes())
-                        .unwrap_or_default(),
-                );
-                let waited = begun.elapsed();
-                match self.req.lock_wait {
-                    Some(w) if waited < w => {
-                        if !announced {
-                            self.report.info(&format!(
-                                "{}: the {} lock is {}; waiting up to {}s",
-                                self.label(),
-                                self.req.env,
-                                lock::describe(&holder),
-                                w.as_secs()
-                            ));
-                            announced = true;
-                        }
-                        cancel::sleep(Duration::from_millis(1000).min(w - waited));
-                        continue;
-                    }
-                    _ => {
-                        return Err(Error::LockHeld(format!(
-                            "{}: the {} lock is {}",
-                            self.label(),
-                            self.req.env,
-                            lock::describe(&holder)
-                        )));
-                    }
-                }
-            }
-            if take_lock && state != "taken" {
-                return Err(Error::StageFailed(format!(
-                    "{}: cannot take the lock {}: {}",
+                    lock::describe(&lock::parse_owner(h.as_bytes()))
+                )),
+                ("free", _) => Error::StageFailed(format!(
+                    "{}: this run does not hold the {env} lock here (it was released while the run went on); nothing was changed here",
+                    self.label()
+                )),
+                _ => Error::StageFailed(format!(
+                    "{}: cannot check the {env} lock {}: {}",
                     self.label(),
                     self.paths().lock_dir(),
                     out.stderr_tail(3)
-                )));
-            }
-            let read = self.read_start(&secs, &out);
-            return match read {
-                Ok(s) => Ok(s),
-                Err(e) => {
-                    if take_lock {
-                        let paths = self.paths();
-                        let _ = lock::release(self.ex, &paths);
-                    }
-                    Err(e)
-                }
-            };
+                )),
+            });
         }
+        self.read_start(&secs, &out)
     }
 
     fn read_start(&self, secs: &BTreeMap<String, Section>, out: &Output) -> Result<Start> {
@@ -609,7 +579,7 @@ impl HostDeploy<'_> {
         let ledger = crate::ledger::parse_listing(&records.stdout);
         for p in &ledger.problems {
             self.report.warn(&format!(
-                "{}: {}: {} (ignored)",
+                "{}: {}: {} (ignored; its number is not reused)",
                 self.label(),
                 p.file,
                 p.message
@@ -632,6 +602,7 @@ impl HostDeploy<'_> {
             .ok_or_else(|| failed("containers"))?;
         let list = de::parse_inspect(&containers.stdout).map_err(Error::StageFailed)?;
         Ok(Start {
+            next: ledger.next_number(),
             records: ledger.releases,
             pins: secs
                 .get("pins")
@@ -797,7 +768,7 @@ impl HostDeploy<'_> {
         let view = HostView {
             host: self.host.clone(),
             compose: c.clone(),
-            release: crate::ledger::next_number(&st.records),
+            release: st.next,
             uploads: self.uploads(),
             current: selected
                 .iter()
@@ -824,7 +795,7 @@ impl HostDeploy<'_> {
                 .info(&format!("  override.yml would pin: {:?}", view.pins));
         }
         self.report.info(
-            "  then: health gate, rollback of failed services, release tags, retention, audit log, unlock",
+            "  then: health gate, rollback of failed services, release tags, the record (durably), retention, audit log",
         );
         Ok(HostResult {
             host: self.label(),
@@ -864,17 +835,18 @@ impl HostDeploy<'_> {
         }
     }
 
-    /// Everything done while holding the lock. Sets `unlocked` once the finish script released it.
-    fn locked(&mut self, pre: &Preflight, st: Start, unlocked: &mut bool) -> Result<HostResult> {
+    /// Everything done while holding the lock.
+    fn locked(&mut self, pre: &Preflight, st: Start) -> Result<HostResult> {
         let flavor = pre.flavor.clone();
         let selected = self.selected_compose_services();
         let Start {
+            next: n,
             mut records,
             pins: old_pins,
             before,
             copies,
         } = st;
-        let n = crate::ledger::next_number(&records);
+        self.mark_interrupted(&mut records, &before, n)?;
         let prev_live = crate::ledger::current(&records).map(|r| r.number);
         self.confirm_images(&before)?;
 
@@ -973,17 +945,19 @@ impl HostDeploy<'_> {
                 );
             }
         }
-        s.write(
+        s.write_durable(
             "record",
             &self.paths().release(n),
-            &record_json(&record)?,
+            &self.record_json(&record),
             0o644,
         );
+        s.raw("if [ \"$da_rc\" -eq 0 ]; then");
         s.append(
             "audit",
             &self.paths().audit_log(),
             &self.audit_entry("up.start", Some(n), &selected, "started", None),
         );
+        s.raw("fi");
         let (out, secs) = self.script(&s)?;
         if !secs.get("record").is_some_and(Section::success) {
             return Err(Error::StageFailed(format!(
@@ -1014,7 +988,7 @@ impl HostDeploy<'_> {
                 untagged,
                 out.stderr_tail(3)
             ));
-            crate::ledger::store::write(self.ex, &self.env.dir, &record)?;
+            crate::ledger::store::write(self.ex, self.report, &self.env.dir, &record)?;
         }
         records.push(record.clone());
         self.report.info(&format!(
@@ -1048,7 +1022,7 @@ impl HostDeploy<'_> {
                 &[],
                 &copies,
                 audits,
-                unlocked,
+                &before,
             )?;
             return Err(Error::StageFailed(format!(
                 "{}: {} before compose up; nothing was changed",
@@ -1256,7 +1230,7 @@ impl HostDeploy<'_> {
             &new_tags,
             &copies,
             audits,
-            unlocked,
+            &after,
         )?;
 
         let elapsed = t0.elapsed().as_secs_f64();
@@ -1390,8 +1364,10 @@ impl HostDeploy<'_> {
         }
     }
 
-    /// The finish script: release tags, the record, the superseded one, retention, audit lines,
-    /// unlock. One round trip; a tag that failed is taken out of the record afterwards.
+    /// The finish script: release tags, the record (durably), then — only once the record is
+    /// written — the superseded one, retention and the audit lines. One round trip; a tag that
+    /// failed is taken out of the record afterwards. A record that cannot be written fails the
+    /// run, saying what runs (`running`): the release is not `live` until its record says so.
     #[allow(clippy::too_many_arguments)]
     fn finish(
         &mut self,
@@ -1403,67 +1379,44 @@ impl HostDeploy<'_> {
         new_tags: &[(String, String, String)],
         copies: &BTreeSet<u64>,
         audits: Vec<String>,
-        unlocked: &mut bool,
+        running: &Containers,
     ) -> Result<()> {
         let paths = self.paths();
         let mut s = Script::new();
         for (svc, id, tag) in new_tags {
             s.run(&format!("tag:{svc}"), &de::tag(id, tag));
         }
-        s.write(
+        s.write_durable(
             "record",
             &paths.release(record.number),
-            &record_json(record)?,
+            &self.record_json(record),
             0o644,
         );
+        s.raw("if [ \"$da_rc\" -eq 0 ]; then");
         if ok && let Some(p) = prev_live.and_then(|p| records.iter().find(|r| r.number == p)) {
             let mut p = p.clone();
             p.status = ReleaseStatusField(ReleaseStatus::Superseded);
-            s.write(
+            s.write_durable(
                 "superseded",
                 &paths.release(p.number),
-                &record_json(&p)?,
+                &self.record_json(&p),
                 0o644,
             );
         }
-        // Retention: the newest `keep_releases` records and every tag they (or the pins) name.
-        let mut all: Vec<ReleaseRecord> = records
-            .iter()
-            .filter(|r| r.number != record.number)
-            .cloned()
-            .collect();
-        all.push(record.clone());
-        let mut prune = pu::retention(&all, self.env.keep_releases);
-        let pinned: BTreeSet<&String> = pins.values().collect();
-        prune.tags.retain(|t| !pinned.contains(t));
-        if !prune.tags.is_empty() {
-            s.run("rmi", &Cmd::new("docker").arg("rmi").args(&prune.tags));
-        }
-        for n in &prune.records {
-            s.run(&format!("prune:{n}"), &de::rm_f(&paths.release(*n)));
-        }
-        // File copies go with their records; a copy whose record is gone (pruned by another
-        // command, or a run that never recorded) goes too.
-        let kept: BTreeSet<u64> = all
-            .iter()
-            .map(|r| r.number)
-            .filter(|n| !prune.records.contains(n))
-            .collect();
-        for n in copies.iter().filter(|n| !kept.contains(n)) {
-            s.run(&format!("prune-files:{n}"), &de::rm_rf(&self.files_dir(*n)));
-        }
+        let prune = self.retention(&mut s, record, records, pins, copies);
         for (i, line) in audits.iter().enumerate() {
             s.append(&format!("audit:{i}"), &paths.audit_log(), line);
         }
-        s.run("unlock", &de::rm_rf(&paths.lock_dir()));
+        s.raw("fi");
         let (out, secs) = self.script(&s)?;
-        *unlocked = secs.get("unlock").is_some_and(Section::success);
         if !secs.get("record").is_some_and(Section::success) {
+            let status = crate::ledger::status_word(record.status.0);
             return Err(Error::StageFailed(format!(
-                "{}: cannot write release record {}: {}",
+                "{}: release {n} is not recorded as {status}: its record could not be written ({}). What runs now: {}. The record stays in_progress until the next run marks it interrupted",
                 self.label(),
-                record.number,
-                out.stderr_tail(5)
+                out.stderr_tail(3).trim(),
+                crate::ledger::describe_running(&running_list(running)),
+                n = record.number,
             )));
         }
         if secs
@@ -1497,7 +1450,7 @@ impl HostDeploy<'_> {
                 untagged,
                 out.stderr_tail(3)
             ));
-            crate::ledger::store::write(self.ex, &self.env.dir, record)?;
+            crate::ledger::store::write(self.ex, self.report, &self.env.dir, record)?;
         }
         if !prune.records.is_empty() {
             self.report.info(&format!(
@@ -1508,6 +1461,71 @@ impl HostDeploy<'_> {
             ));
         }
         Ok(())
+    }
+
+    /// Adds retention to the finish script: the newest `keep_releases` records and every tag they
+    /// (or the pins) name are kept; file copies go with their records (a copy whose record is
+    /// gone, pruned by another command or never written, goes too).
+    fn retention(
+        &self,
+        s: &mut Script,
+        record: &ReleaseRecord,
+        records: &[ReleaseRecord],
+        pins: &BTreeMap<String, String>,
+        copies: &BTreeSet<u64>,
+    ) -> pu::Prune {
+        let paths = self.paths();
+        let mut all: Vec<ReleaseRecord> = records
+            .iter()
+            .filter(|r| r.number != record.number)
+            .cloned()
+            .collect();
+        all.push(record.clone());
+        let mut prune = pu::retention(&all, self.env.keep_releases);
+        let pinned: BTreeSet<&String> = pins.values().collect();
+        prune.tags.retain(|t| !pinned.contains(t));
+        if !prune.tags.is_empty() {
+            s.run("rmi", &Cmd::new("docker").arg("rmi").args(&prune.tags));
+        }
+        for n in &prune.records {
+            s.run(&format!("prune:{n}"), &de::rm_f(&paths.release(*n)));
+        }
+        let kept: BTreeSet<u64> = all
+            .iter()
+            .map(|r| r.number)
+            .filter(|n| !prune.records.contains(n))
+            .collect();
+        for n in copies.iter().filter(|n| !kept.contains(n)) {
+            s.run(&format!("prune-files:{n}"), &de::rm_rf(&self.files_dir(*n)));
+        }
+        prune
+    }
+
+    /// Marks the releases a dead run left `in_progress` (this run holds the lock, so nobody is
+    /// deploying them) as `interrupted`, saying what each service runs (`before`), with an audit
+    /// line.
+    fn mark_interrupted(
+        &mut self,
+        records: &mut [ReleaseRecord],
+        before: &Containers,
+        n: u64,
+    ) -> Result<()> {
+        if !records
+            .iter()
+            .any(|r| r.status.0 == ReleaseStatus::InProgress)
+        {
+            return Ok(());
+        }
+        let env = self.env;
+        crate::ledger::store::mark_interrupted(
+            self.ex,
+            self.report,
+            env,
+            &self.req.owner,
+            records,
+            &running_list(before),
+            &format!("release {n} ({})", self.req.owner.run_url),
+        )
     }
 
     fn manifest_name(&self, compose_service: &str) -> String {
@@ -2138,9 +2156,19 @@ fn dry_run_file_of(state_root: &str, n: u64) -> String {
     format!("{state_root}/dry-run-{n}.txt")
 }
 
-/// A release record as written on the host: one line of JSON.
-fn record_json(r: &ReleaseRecord) -> Result<String> {
-    serde_json::to_string(r).map_err(|e| Error::Other(e.into()))
+/// What each service runs, for messages and records.
+fn running_list(containers: &Containers) -> Vec<crate::ledger::Running> {
+    containers
+        .iter()
+        .map(|(svc, c)| {
+            (
+                svc.clone(),
+                c.image.clone(),
+                c.image_id.clone(),
+                c.id.clone(),
+            )
+        })
+        .collect()
 }
 
 /// The probe an HTTP check's answer gives.
@@ -2223,6 +2251,33 @@ mod tests {
             "{\"x\":1}\n{\"x\":2}\n"
         );
         assert_eq!(secs["cond"].stdout, "ran\n");
+    }
+
+    #[test]
+    fn a_durable_write_replaces_the_file_whole_and_fails_without_leaving_a_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("releases/7.json");
+        let mut s = Script::new();
+        s.write_durable("one", &file.to_string_lossy(), "{\"a\":1}", 0o644);
+        s.write_durable("two", &file.to_string_lossy(), "{\"a\":2}", 0o640);
+        // A parent that is a file: mkdir fails, the section says so.
+        let blocked = dir.path().join("releases/7.json/x.json");
+        s.write_durable("blocked", &blocked.to_string_lossy(), "{}", 0o644);
+        let out = LocalExecutor.capture(&s.cmd()).unwrap();
+        let secs = parse_sections(&out.stdout_str());
+        assert!(secs["one"].success() && secs["two"].success());
+        assert!(!secs["blocked"].success());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "{\"a\":2}\n");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        let names: Vec<String> = std::fs::read_dir(dir.path().join("releases"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["7.json"], "no temporary file is left behind");
     }
 
     #[test]

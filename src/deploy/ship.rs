@@ -23,7 +23,7 @@ pub fn ship(ex: &mut dyn Executor, report: &Report, image: &str) -> Result<()> {
     if remote.success() && remote.stdout_str().trim() == local_id && !always {
         report.info(&format!(
             "{label}: {image} already present ({})",
-            &local_id[..local_id.len().min(19)]
+            crate::ledger::first_chars(&local_id, 19)
         ));
         return Ok(());
     }

@@ -162,9 +162,85 @@ pub fn current(releases: &[ReleaseRecord]) -> Option<&ReleaseRecord> {
         .max_by_key(|r| r.number)
 }
 
-/// The number the next release gets.
+/// The number the next release gets after `releases` (parsed records only: prefer
+/// [`Ledger::next_number`], which also counts the files that could not be read).
 pub fn next_number(releases: &[ReleaseRecord]) -> u64 {
-    releases.iter().map(|r| r.number).max().unwrap_or(0) + 1
+    releases
+        .iter()
+        .map(|r| r.number)
+        .max()
+        .unwrap_or(0)
+        .saturating_add(1)
+}
+
+/// The release number in a record's file name (`…/releases/12.json`) or tag name
+/// (`deploy/production/12`), whether or not its content could be read.
+pub fn number_in_name(name: &str) -> Option<u64> {
+    let base = name.rsplit('/').next()?;
+    base.strip_suffix(".json").unwrap_or(base).parse().ok()
+}
+
+impl Ledger {
+    /// The number the next release gets: one above the highest number taken, by a record or by
+    /// the name of a file (or tag) that could not be read. A corrupt newest record keeps its
+    /// number: reusing it would overwrite the file and force a second release onto its tag.
+    pub fn next_number(&self) -> u64 {
+        let named = self
+            .problems
+            .iter()
+            .filter_map(|p| number_in_name(&p.file))
+            .max()
+            .unwrap_or(0);
+        next_number(&self.releases).max(named.saturating_add(1))
+    }
+}
+
+/// What one service runs, as read from its container: `(compose service, image, image id,
+/// container id)`.
+pub type Running = (String, String, String, String);
+
+/// "web runs shop/web:2 (image 1a2b3c4d5e6f, container 9f8e7d6c5b4a); api …", or "no container
+/// runs".
+pub fn describe_running(running: &[Running]) -> String {
+    if running.is_empty() {
+        return "no container of the project runs".into();
+    }
+    running
+        .iter()
+        .map(|(svc, image, id, container)| {
+            format!(
+                "{svc} runs {image} (image {}, container {})",
+                short_id(id),
+                first_chars(container, 12)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The releases a run left `in_progress` and that a later run, holding the lock (so no run is
+/// deploying them), finds: each marked `interrupted` with a note saying when, by which release,
+/// and what each service was found running.
+pub fn interrupted(
+    releases: &[ReleaseRecord],
+    running: &[Running],
+    found_by: &str,
+    now: &str,
+) -> Vec<ReleaseRecord> {
+    releases
+        .iter()
+        .filter(|r| r.status.0 == ReleaseStatus::InProgress)
+        .map(|r| {
+            let mut r = r.clone();
+            r.status = crate::state::ReleaseStatusField(ReleaseStatus::Interrupted);
+            r.notes.push(format!(
+                "interrupted: the run that made this release stopped before recording its outcome (killed, lost runner, full disk); found by {found_by} at {now}"
+            ));
+            r.notes
+                .push(format!("running then: {}", describe_running(running)));
+            r
+        })
+        .collect()
 }
 
 /// Whether a release can be gone back to: it went live once (and may since have been superseded)
@@ -294,23 +370,52 @@ pub fn status_word(s: ReleaseStatus) -> &'static str {
         ReleaseStatus::RolledBack => "rolled_back",
         ReleaseStatus::Bad => "bad",
         ReleaseStatus::Superseded => "superseded",
+        ReleaseStatus::Interrupted => "interrupted",
     }
+}
+
+/// The first `n` characters of `text` (whole characters: records, tags and hosts are outside
+/// data, and a byte slice of a non-ASCII value would panic).
+pub fn first_chars(text: &str, n: usize) -> &str {
+    text.char_indices().nth(n).map_or(text, |(i, _)| &text[..i])
 }
 
 /// A commit sha shortened for tables.
 pub fn short_sha(sha: &str) -> &str {
-    &sha[..sha.len().min(12)]
+    first_chars(sha, 12)
 }
 
 /// An image id (`sha256:…`) shortened for tables.
 pub fn short_id(id: &str) -> &str {
-    let s = id.strip_prefix("sha256:").unwrap_or(id);
-    &s[..s.len().min(12)]
+    first_chars(id.strip_prefix("sha256:").unwrap_or(id), 12)
 }
 
 /// The annotated tag of a release.
 pub fn tag_name(env: &str, number: u64) -> String {
     format!("deploy/{env}/{number}")
+}
+
+/// `value` as JSON with `mask` applied to every string in it: the one way records, audit lines
+/// and owner files are written, so that a secret in a note (a health check's failure text, a
+/// reason) never reaches a host, a tag or GitHub. Masking strings, not the JSON text, also
+/// catches a secret that JSON escaping would have changed.
+pub fn masked_json<T: serde::Serialize>(value: &T, mask: &dyn Fn(&str) -> String) -> String {
+    fn walk(v: &mut serde_json::Value, mask: &dyn Fn(&str) -> String) {
+        match v {
+            serde_json::Value::String(s) => *s = mask(s),
+            serde_json::Value::Array(a) => a.iter_mut().for_each(|x| walk(x, mask)),
+            serde_json::Value::Object(o) => o.values_mut().for_each(|x| walk(x, mask)),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+    walk(&mut v, mask);
+    v.to_string()
+}
+
+/// A release record with `mask` applied to every string in it (see [`masked_json`]).
+pub fn masked_record(record: &ReleaseRecord, mask: &dyn Fn(&str) -> String) -> ReleaseRecord {
+    serde_json::from_str(&masked_json(record, mask)).unwrap_or_else(|_| record.clone())
 }
 
 /// The message of the annotated tag: the release record as pretty JSON.
@@ -320,14 +425,24 @@ pub fn tag_message(record: &ReleaseRecord) -> String {
     s
 }
 
-/// The git commands that tag a release locally: the annotated tag on the deployed commit, then,
-/// for a live release, the pointer tag `<env>` moved to that tag. Both forced, so a re-run of the
-/// same release number (records are per host, tags per repository) replaces them.
-pub fn git_tag_cmds(record: &ReleaseRecord) -> Vec<Cmd> {
+/// Whether two records are the same release (a rewrite of it: marked bad, a note added), not
+/// two releases that were given the same number.
+pub fn same_release(a: &ReleaseRecord, b: &ReleaseRecord) -> bool {
+    a.env == b.env && a.number == b.number && a.sha == b.sha && a.created_at == b.created_at
+}
+
+/// The git commands that tag a release locally: the annotated tag `deploy/<env>/<n>` on the
+/// deployed commit, then, for a live release, the pointer tag `<env>` moved to that tag. The
+/// release tag is created, never moved: `replace` (forced) only when the existing tag is this
+/// same release being rewritten ([`same_release`]). Only the pointer tag moves.
+pub fn git_tag_cmds(record: &ReleaseRecord, replace: bool) -> Vec<Cmd> {
     let tag = tag_name(&record.env, record.number);
+    let force: &[&str] = if replace { &["--force"] } else { &[] };
     let mut cmds = vec![
         Cmd::new("git")
-            .args(["tag", "--force", "--annotate", "--cleanup=verbatim"])
+            .arg("tag")
+            .args(force.iter().copied())
+            .args(["--annotate", "--cleanup=verbatim"])
             .args(["--message", &tag_message(record)])
             .arg(tag.clone())
             .arg(format!("{}^{{commit}}", record.sha)),
@@ -553,7 +668,7 @@ mod tests {
     #[test]
     fn tag_commands_annotate_with_the_record_and_move_the_pointer_only_when_live() {
         let r = rel(7, ReleaseStatus::Live, "abc1234");
-        let cmds = git_tag_cmds(&r);
+        let cmds = git_tag_cmds(&r, false);
         assert_eq!(cmds.len(), 2);
         let first = cmds[0].argv_exposed();
         assert!(
@@ -567,7 +682,17 @@ mod tests {
             cmds[1].argv_exposed()[cmds[1].argv_exposed().len() - 2..],
             ["production".to_string(), "deploy/production/7".to_string()]
         );
-        assert_eq!(git_tag_cmds(&rel(8, ReleaseStatus::Failed, "abc")).len(), 1);
+        assert!(!first.contains(&"--force".to_string()), "{first:?}");
+        assert!(cmds[1].argv_exposed().contains(&"--force".to_string()));
+        assert!(
+            git_tag_cmds(&r, true)[0]
+                .argv_exposed()
+                .contains(&"--force".to_string())
+        );
+        assert_eq!(
+            git_tag_cmds(&rel(8, ReleaseStatus::Failed, "abc"), false).len(),
+            1
+        );
     }
 
     #[test]
@@ -618,6 +743,80 @@ mod tests {
             )
         );
         assert_eq!(u.migration, Some((1, "0001".into())));
+    }
+
+    #[test]
+    fn r10_a_corrupt_newest_release_record_keeps_its_number() {
+        let ok = serde_json::to_string(&rel(1, ReleaseStatus::Live, "a")).unwrap();
+        let text = format!(
+            "\n{FILE_MARK}/s/.deploy-action/releases/1.json\n{ok}\n{FILE_MARK}/s/.deploy-action/releases/2.json\n{{\"number\": 2,\n{FILE_MARK}/s/.deploy-action/releases/notes.json\n{{\n"
+        );
+        let l = parse_listing(&text);
+        assert_eq!(l.problems.len(), 2);
+        assert_eq!(next_number(&l.releases), 2, "the parsed records alone");
+        assert_eq!(l.next_number(), 3, "the unreadable 2.json keeps its number");
+        let tags = parse_tag_listing(&format!(
+            "deploy/production/1\0{ok}\u{1e}deploy/production/7\0not json\u{1e}"
+        ));
+        assert_eq!(tags.next_number(), 8);
+        assert_eq!(number_in_name("deploy/production/12"), Some(12));
+        assert_eq!(number_in_name("/x/releases/12.json"), Some(12));
+        assert_eq!(number_in_name("/x/releases/x.json"), None);
+        let max = Ledger {
+            releases: vec![rel(u64::MAX, ReleaseStatus::Live, "a")],
+            problems: vec![],
+        };
+        assert_eq!(max.next_number(), u64::MAX, "no overflow on outside data");
+    }
+
+    #[test]
+    fn r10_non_ascii_sha_in_a_release_record_does_not_panic() {
+        let sha = format!("a{}", "é".repeat(20));
+        assert_eq!(short_sha(&sha), format!("a{}", "é".repeat(11)));
+        assert_eq!(short_id(&format!("sha256:{sha}")), short_sha(&sha));
+        assert_eq!(short_sha("abc"), "abc");
+        assert_eq!(first_chars("", 12), "");
+    }
+
+    #[test]
+    fn masking_reaches_every_string_of_a_record_even_where_json_escapes_it() {
+        let mut r = rel(3, ReleaseStatus::RolledBack, "abc");
+        r.notes
+            .push("web: GET http://h/?key=s3\"cr3t: status 404".into());
+        r.run_url = "https://x/s3\"cr3t".into();
+        let mask = |t: &str| t.replace("s3\"cr3t", "***");
+        let text = masked_json(&r, &mask);
+        assert!(!text.contains("cr3t"), "{text}");
+        assert!(text.contains("key=***: status 404"), "{text}");
+        let back = masked_record(&r, &mask);
+        assert_eq!(back.run_url, "https://x/***");
+        assert_eq!(back.number, 3);
+    }
+
+    #[test]
+    fn an_in_progress_release_becomes_interrupted_with_what_runs() {
+        let rs = vec![
+            rel(1, ReleaseStatus::Live, "a"),
+            rel(2, ReleaseStatus::InProgress, "b"),
+        ];
+        let running = vec![(
+            "web".to_string(),
+            "shop/web:2".to_string(),
+            "sha256:0123456789abcdef".to_string(),
+            "fedcba9876543210".to_string(),
+        )];
+        let marked = interrupted(&rs, &running, "release 3", "2026-01-01T00:00:00Z");
+        assert_eq!(marked.len(), 1);
+        assert_eq!(marked[0].number, 2);
+        assert_eq!(status_word(marked[0].status.0), "interrupted");
+        assert!(!is_good(&marked[0]));
+        assert!(
+            marked[0].notes[1]
+                .contains("web runs shop/web:2 (image 0123456789ab, container fedcba987654)"),
+            "{:?}",
+            marked[0].notes
+        );
+        assert_eq!(describe_running(&[]), "no container of the project runs");
     }
 
     #[test]

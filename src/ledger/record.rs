@@ -41,9 +41,13 @@ pub fn github(ctx: &Ctx) -> Option<GitHub> {
     }
 }
 
-/// Tags a release: through the API in Actions, with git under `--tag`, else nothing. The pointer
-/// tag moves only for a live release. Returns the warnings (also reported).
+/// Tags a release: through the API in Actions, with git under `--tag`, else nothing. The record
+/// is masked first (the one place tags are written): its notes may carry a health check's failure
+/// text. `deploy/<env>/<n>` is created, never moved to another release (a corrupt or reused
+/// number must not rewrite history); only this same release may replace it (marked bad). The
+/// pointer tag moves only for a live release. Returns the warnings (also reported).
 pub fn publish_tags(ctx: &Ctx, record: &ReleaseRecord) -> Vec<String> {
+    let record = &super::masked_record(record, &|s| ctx.report.redact(s));
     let mut warnings = Vec::new();
     let mut tags = Vec::new();
     if let Some(gh) = github(ctx) {
@@ -65,18 +69,65 @@ pub fn publish_tags(ctx: &Ctx, record: &ReleaseRecord) -> Vec<String> {
     warnings
 }
 
-/// The annotated tag object, its ref (created or moved), and the pointer tag for a live release.
+/// Why an existing `deploy/<env>/<n>` tag is left alone: it records another release.
+fn not_moved(tag: &str, existing: &str) -> String {
+    format!(
+        "{tag} already exists and records another release ({existing}); it is never moved, so this release is not tagged and the pointer tag stays where it is"
+    )
+}
+
+/// What an existing tag's message says, for [`not_moved`].
+fn describe_tag_message(message: &str) -> (Option<ReleaseRecord>, String) {
+    match serde_json::from_str::<ReleaseRecord>(message) {
+        Ok(r) => {
+            let what = format!("sha {}, created {}", super::short_sha(&r.sha), r.created_at);
+            (Some(r), what)
+        }
+        Err(_) => (None, "its message is not a release record".into()),
+    }
+}
+
+/// The annotated tag object and its ref (created, or replaced when it is this same release),
+/// then the pointer tag for a live release.
 pub fn tag_through_api(
     gh: &GitHub,
     record: &ReleaseRecord,
     tags: &mut Vec<String>,
-) -> Result<(), GitHubError> {
+) -> Result<(), String> {
+    let api = |e: GitHubError| e.to_string();
     let tag = tag_name(&record.env, record.number);
-    let sha = gh.create_tag_object(&tag, &tag_message(record), &record.sha)?;
-    gh.set_tag_ref(&tag, &sha)?;
+    let full = format!("refs/tags/{tag}");
+    let existing = gh
+        .list_matching_refs(&format!("tags/{tag}"))
+        .map_err(api)?
+        .into_iter()
+        .find(|r| r.name == full);
+    let replace = match &existing {
+        None => false,
+        Some(r) => {
+            let message = if r.object_type == "tag" {
+                gh.get_tag_object(&r.sha).map_err(api)?.message
+            } else {
+                String::new()
+            };
+            let (old, what) = describe_tag_message(&message);
+            if !old.is_some_and(|o| super::same_release(&o, record)) {
+                return Err(not_moved(&tag, &what));
+            }
+            true
+        }
+    };
+    let sha = gh
+        .create_tag_object(&tag, &tag_message(record), &record.sha)
+        .map_err(api)?;
+    if replace {
+        gh.set_tag_ref(&tag, &sha).map_err(api)?;
+    } else {
+        gh.create_tag_ref(&tag, &sha).map_err(api)?;
+    }
     tags.push(tag);
     if record.status.0 == ReleaseStatus::Live {
-        gh.set_tag_ref(&record.env, &sha)?;
+        gh.set_tag_ref(&record.env, &sha).map_err(api)?;
         tags.push(record.env.clone());
     }
     Ok(())
@@ -89,7 +140,27 @@ fn tag_locally(
     warnings: &mut Vec<String>,
 ) {
     let dir = super::store::repo_root(ctx).display().to_string();
-    for cmd in git_tag_cmds(record) {
+    let tag = tag_name(&record.env, record.number);
+    let existing = LocalExecutor.capture(
+        &crate::cmd::Cmd::new("git")
+            .args(["for-each-ref", "--format=%(objecttype)%00%(contents)"])
+            .arg(format!("refs/tags/{tag}"))
+            .cwd(dir.clone()),
+    );
+    let replace = match existing {
+        Ok(o) if o.success() && !o.stdout.is_empty() => {
+            let text = o.stdout_str();
+            let message = text.strip_prefix("tag\0").unwrap_or("");
+            let (old, what) = describe_tag_message(message.trim_end_matches('\n'));
+            if !old.is_some_and(|o| super::same_release(&o, record)) {
+                warnings.push(not_moved(&tag, &what));
+                return;
+            }
+            true
+        }
+        _ => false,
+    };
+    for cmd in git_tag_cmds(record, replace) {
         let name = cmd
             .args
             .get(cmd.args.len().saturating_sub(2))
@@ -145,8 +216,10 @@ impl Deployment {
         let Some(gh) = &d.gh else {
             return d;
         };
+        // Everything sent to GitHub is masked here and in `finish` (the deployment's writer).
+        let reason = reason().map(|r| ctx.report.redact(&r));
         let payload =
-            serde_json::json!({ "tool": "deploy-action", "task": task, "reason": reason() });
+            serde_json::json!({ "tool": "deploy-action", "task": task, "reason": reason });
         let made = gh
             .create_deployment(
                 sha,
@@ -195,14 +268,15 @@ impl Deployment {
                 ReleaseStatus::RolledBack => ("failure", "failed and rolled back"),
                 ReleaseStatus::Bad => ("failure", "marked bad"),
                 ReleaseStatus::Failed | ReleaseStatus::InProgress => ("failure", "failed"),
+                ReleaseStatus::Interrupted => ("failure", "interrupted"),
             },
             Outcome::Done => ("success", "done"),
             Outcome::Failed => ("failure", "failed"),
         };
-        let description = match outcome {
+        let description = ctx.report.redact(&match outcome {
             Outcome::Release(r) => format!("release {} {what}", r.number),
             _ => what.to_string(),
-        };
+        });
         let url = env.url.as_deref().or(fallback_url);
         if let Err(e) = gh.deployment_status(id, state, self.log_url.as_deref(), url, &description)
         {

@@ -9,14 +9,17 @@
 //! Stays out of deploying (`deploy/` writes the records of `up`) and of GitHub deployments
 //! (`record.rs`).
 
-use super::{HostState, current, next_number, parse_tag_listing, read, tag_listing_cmd};
+use super::{HostState, Ledger, Running, current, parse_tag_listing, read, tag_listing_cmd};
+use crate::cmd::docker_engine::{self as de, Script, Section};
 use crate::commands::Ctx;
 use crate::commands::up::connect;
-use crate::deploy::{clock, lock};
+use crate::deploy::clock;
+use crate::deploy::lock::EnvLock;
 use crate::error::{Error, Result};
 use crate::exec::Executor;
 use crate::exec::local::LocalExecutor;
 use crate::manifest::Environment;
+use crate::report::Report;
 use crate::state::StatePaths;
 use crate::state::{AuditEntry, LockOwner, ReleaseRecord, ReleaseStatus, ReleaseStatusField};
 use std::path::Path;
@@ -63,7 +66,7 @@ pub fn load(ctx: &Ctx, env: &Environment) -> Result<Loaded> {
     if env.hosts.is_empty() {
         // A tag keeps the status its release was made with; the newest live one is current and
         // the older live ones were superseded by it.
-        let mut releases = read_tags(ctx, &env.name)?;
+        let mut releases = read_tags(ctx, &env.name)?.releases;
         if let Some(cur) = current(&releases).map(|r| r.number) {
             for r in releases.iter_mut() {
                 if r.number < cur && r.status.0 == ReleaseStatus::Live {
@@ -116,7 +119,7 @@ fn show(n: Option<u64>) -> String {
 
 /// The releases recorded as tags `deploy/<env>/<n>`: through the GitHub API in Actions (the
 /// checkout may predate tags made by earlier jobs), else with git in the repository.
-fn read_tags(ctx: &Ctx, env: &str) -> Result<Vec<ReleaseRecord>> {
+fn read_tags(ctx: &Ctx, env: &str) -> Result<Ledger> {
     if let Some(gh) = super::record::github(ctx) {
         return read_tags_through_api(ctx, &gh, env);
     }
@@ -128,23 +131,19 @@ fn read_tags(ctx: &Ctx, env: &str) -> Result<Vec<ReleaseRecord>> {
             root.display(),
             out.stderr_tail(2)
         ));
-        return Ok(Vec::new());
+        return Ok(Ledger::default());
     }
     let ledger = parse_tag_listing(&out.stdout_str());
     for p in &ledger.problems {
         ctx.report.warn(&format!("tag {}: {}", p.file, p.message));
     }
-    Ok(ledger.releases)
+    Ok(ledger)
 }
 
 /// How many of the newest tags the API path reads (one request each).
 const API_TAGS: usize = 30;
 
-fn read_tags_through_api(
-    ctx: &Ctx,
-    gh: &crate::api::github::GitHub,
-    env: &str,
-) -> Result<Vec<ReleaseRecord>> {
+fn read_tags_through_api(ctx: &Ctx, gh: &crate::api::github::GitHub, env: &str) -> Result<Ledger> {
     let prefix = format!("tags/deploy/{env}/");
     let refs = gh
         .list_matching_refs(&prefix)
@@ -170,17 +169,18 @@ fn read_tags_through_api(
     for p in &ledger.problems {
         ctx.report.warn(&format!("tag {}: {}", p.file, p.message));
     }
-    Ok(ledger.releases)
+    Ok(ledger)
 }
 
 /// A new release that is not an `up`: filled by `fill` from a record that already carries the
 /// environment's complete state (the services, Pages deployments and migration version of the
 /// current release), so the newest record always tells everything that runs.
 ///
-/// With hosts: under the environment lock on every host (waiting up to [`APPEND_LOCK_WAIT`] for
-/// a running deploy), numbered after that host's newest release, the previous live release marked
-/// superseded, one audit line. Without hosts: numbered after the newest tag; the record exists
-/// once `record::publish` tags it. Returns the first host's record.
+/// With hosts: under the environment lock on every host ([`EnvLock`], waiting up to
+/// [`APPEND_LOCK_WAIT`] for a running deploy; a command holding it already — promote, rollback —
+/// takes nothing twice), numbered after that host's highest release, the previous live release
+/// marked superseded, one audit line. Without hosts: numbered after the newest tag; the record
+/// exists once `record::publish` tags it. Returns the first host's record.
 pub fn append(
     ctx: &Ctx,
     env: &Environment,
@@ -190,38 +190,23 @@ pub fn append(
     fill: &dyn Fn(&mut ReleaseRecord),
 ) -> Result<ReleaseRecord> {
     if env.hosts.is_empty() {
-        let releases = read_tags(ctx, &env.name)?;
-        return Ok(new_record(env, owner, &releases, fill));
+        let ledger = read_tags(ctx, &env.name)?;
+        return Ok(new_record(env, owner, &ledger, fill));
     }
+    let lock = EnvLock::acquire_all(&ctx.report, env, owner, Some(APPEND_LOCK_WAIT))?;
     let mut first = None;
     for host in &env.hosts {
         let mut ex = connect(host, &ctx.report)?;
-        let paths = StatePaths::new(&env.dir);
-        lock::acquire(
-            ex.as_mut(),
-            &ctx.report,
-            host,
-            &paths,
-            owner,
-            &env.name,
-            Some(APPEND_LOCK_WAIT),
-        )?;
-        let written = append_locked(ex.as_mut(), env, owner, action, units, fill);
-        let released = lock::release(ex.as_mut(), &paths);
-        let record = written?;
-        if let Err(e) = released {
-            ctx.report.warn(&format!(
-                "{}: could not release the lock: {e}",
-                host.label()
-            ));
-        }
+        let record = append_locked(ex.as_mut(), &ctx.report, env, owner, action, units, fill)?;
         first.get_or_insert(record);
     }
+    lock.release_all();
     Ok(first.expect("at least one host"))
 }
 
 fn append_locked(
     ex: &mut dyn Executor,
+    report: &Report,
     env: &Environment,
     owner: &LockOwner,
     action: &str,
@@ -229,29 +214,98 @@ fn append_locked(
     fill: &dyn Fn(&mut ReleaseRecord),
 ) -> Result<ReleaseRecord> {
     let state = read(ex, &env.dir)?;
-    let record = new_record(env, owner, &state.ledger.releases, fill);
-    write(ex, &env.dir, &record)?;
-    if let Some(prev) = current(&state.ledger.releases)
+    for p in &state.ledger.problems {
+        report.warn(&format!(
+            "{}: {}: {} (ignored; its number is not reused)",
+            ex.label(),
+            p.file,
+            p.message
+        ));
+    }
+    let mut releases = state.ledger.releases.clone();
+    if releases
+        .iter()
+        .any(|r| r.status.0 == ReleaseStatus::InProgress)
+    {
+        let running = running(ex, &env.compose_project);
+        let found_by = format!("`{action}` of {}", owner.run_url);
+        mark_interrupted(ex, report, env, owner, &mut releases, &running, &found_by)?;
+    }
+    let ledger = Ledger {
+        releases: releases.clone(),
+        problems: state.ledger.problems.clone(),
+    };
+    let record = new_record(env, owner, &ledger, fill);
+    write(ex, report, &env.dir, &record)?;
+    if let Some(prev) = current(&releases)
         && prev.number != record.number
         && record.status.0 == ReleaseStatus::Live
     {
         let mut prev = prev.clone();
         prev.status = ReleaseStatusField(ReleaseStatus::Superseded);
-        write(ex, &env.dir, &prev)?;
+        write(ex, report, &env.dir, &prev)?;
     }
     // Old records go when no image tag depends on them (`up` prunes the rest with the images).
-    let mut all = state.ledger.releases.clone();
+    let mut all = releases;
     all.push(record.clone());
     let prune = crate::plan::up::retention(&all, env.keep_releases);
     if prune.tags.is_empty() {
         for n in prune.records {
-            let _ = ex.capture(&crate::cmd::docker_engine::rm_f(
-                &StatePaths::new(&env.dir).release(n),
-            ));
+            let _ = ex.capture(&de::rm_f(&StatePaths::new(&env.dir).release(n)));
         }
     }
-    audit(ex, env, owner, action, units, &record);
+    let entry = audit_entry(owner, env, action, units, Some(record.number));
+    audit(ex, report, &env.dir, &record_result(entry, &record));
     Ok(record)
+}
+
+/// What each service of the compose project runs on the host (none when it cannot be read).
+fn running(ex: &mut dyn Executor, project: &str) -> Vec<Running> {
+    let out = match ex.capture(&de::inspect_project(project)) {
+        Ok(o) if o.success() => o,
+        _ => return Vec::new(),
+    };
+    let mut list = de::parse_inspect(&out.stdout_str()).unwrap_or_default();
+    list.sort_by(|a, b| {
+        (&a.service, a.status != "running").cmp(&(&b.service, b.status != "running"))
+    });
+    list.dedup_by(|a, b| a.service == b.service);
+    list.into_iter()
+        .map(|c| (c.service, c.image, c.image_id, c.id))
+        .collect()
+}
+
+/// Marks the releases a dead run left `in_progress` as `interrupted` (the caller holds the lock,
+/// so no run is deploying them): rewrites each record, says what each service runs, and records
+/// that in the audit log. `releases` is updated in place.
+pub fn mark_interrupted(
+    ex: &mut dyn Executor,
+    report: &Report,
+    env: &Environment,
+    owner: &LockOwner,
+    releases: &mut [ReleaseRecord],
+    running: &[Running],
+    found_by: &str,
+) -> Result<()> {
+    let marked = super::interrupted(releases, running, found_by, &clock::now_rfc3339());
+    for r in marked {
+        report.warn(&format!(
+            "{}: release {} was left in_progress by a run that did not finish; marked interrupted. Running now: {}",
+            ex.label(),
+            r.number,
+            super::describe_running(running)
+        ));
+        write(ex, report, &env.dir, &r)?;
+        let mut entry = audit_entry(owner, env, "interrupted", &[], Some(r.number));
+        entry.result = super::status_word(ReleaseStatus::Interrupted).into();
+        entry.services = running.iter().map(|(s, ..)| s.clone()).collect();
+        entry.detail = Some(format!("running: {}", super::describe_running(running)));
+        audit(ex, report, &env.dir, &entry);
+        if let Some(slot) = releases.iter_mut().find(|x| x.number == r.number) {
+            *slot = r;
+        }
+    }
+    Ok(())
 }
 
 /// The next record: number, identity, status live, and the complete state of the current release
@@ -259,13 +313,13 @@ fn append_locked(
 fn new_record(
     env: &Environment,
     owner: &LockOwner,
-    releases: &[ReleaseRecord],
+    ledger: &Ledger,
     fill: &dyn Fn(&mut ReleaseRecord),
 ) -> ReleaseRecord {
     let now = clock::now_rfc3339();
-    let units = super::unit_versions(releases);
+    let units = super::unit_versions(&ledger.releases);
     let mut record = ReleaseRecord {
-        number: next_number(releases),
+        number: ledger.next_number(),
         env: env.name.clone(),
         sha: owner.sha.clone(),
         status: ReleaseStatusField(ReleaseStatus::Live),
@@ -290,15 +344,39 @@ fn new_record(
     record
 }
 
-/// Writes a record on one host (one line of JSON, atomically).
-pub fn write(ex: &mut dyn Executor, dir: &str, record: &ReleaseRecord) -> Result<()> {
-    let text = serde_json::to_string(record).map_err(|e| Error::Other(e.into()))?;
-    ex.upload(
+/// A record as written on a host: one line of JSON, every string masked (the one place records
+/// are serialized for the hosts).
+pub fn record_text(report: &Report, record: &ReleaseRecord) -> String {
+    super::masked_json(record, &|s| report.redact(s))
+}
+
+/// Writes a record on one host, durably ([`Script::write_durable`]): a release is recorded only
+/// once this returned Ok.
+pub fn write(
+    ex: &mut dyn Executor,
+    report: &Report,
+    dir: &str,
+    record: &ReleaseRecord,
+) -> Result<()> {
+    let mut s = Script::new();
+    s.write_durable(
+        "record",
         &StatePaths::new(dir).release(record.number),
-        text.as_bytes(),
+        &record_text(report, record),
         0o644,
-    )?;
-    Ok(())
+    );
+    let out = ex.capture(&s.cmd())?;
+    let secs = de::parse_sections(&out.stdout_str());
+    if secs.get("record").is_some_and(Section::success) {
+        Ok(())
+    } else {
+        Err(Error::StageFailed(format!(
+            "{}: cannot write release record {}: {}",
+            ex.label(),
+            record.number,
+            out.stderr_tail(3)
+        )))
+    }
 }
 
 /// Rewrites a release on every host (or its tag, for an environment without hosts): to mark it
@@ -313,36 +391,50 @@ pub fn rewrite(ctx: &Ctx, env: &Environment, record: &ReleaseRecord) -> Result<(
     }
     for host in &env.hosts {
         let mut ex = connect(host, &ctx.report)?;
-        write(ex.as_mut(), &env.dir, record)?;
+        write(ex.as_mut(), &ctx.report, &env.dir, record)?;
     }
     Ok(())
 }
 
-fn audit(
-    ex: &mut dyn Executor,
-    env: &Environment,
+/// An audit line's identity part.
+fn audit_entry(
     owner: &LockOwner,
+    env: &Environment,
     action: &str,
     units: &[String],
-    record: &ReleaseRecord,
-) {
-    let entry = AuditEntry {
+    release: Option<u64>,
+) -> AuditEntry {
+    AuditEntry {
         time: clock::now_rfc3339(),
         actor: owner.actor.clone(),
         run_url: owner.run_url.clone(),
         action: action.to_string(),
         env: env.name.clone(),
-        release: Some(record.number),
+        release,
         services: units.to_vec(),
-        result: super::status_word(record.status.0).to_string(),
-        detail: (!record.notes.is_empty()).then(|| record.notes.join("; ")),
-    };
-    if let Ok(line) = serde_json::to_string(&entry) {
-        let _ = ex.capture(&crate::cmd::docker_engine::append(
-            &StatePaths::new(&env.dir).audit_log(),
-            &line,
-        ));
+        ..Default::default()
     }
+}
+
+/// The entry with the record's result and notes.
+fn record_result(mut entry: AuditEntry, record: &ReleaseRecord) -> AuditEntry {
+    entry.result = super::status_word(record.status.0).to_string();
+    entry.detail = (!record.notes.is_empty()).then(|| record.notes.join("; "));
+    entry
+}
+
+/// An audit line as written: one line of JSON, every string masked (the one place audit lines
+/// are serialized).
+pub fn audit_line(report: &Report, entry: &AuditEntry) -> String {
+    super::masked_json(entry, &|s| report.redact(s))
+}
+
+/// Appends one line to the audit log (best effort: the log never fails a command).
+pub fn audit(ex: &mut dyn Executor, report: &Report, dir: &str, entry: &AuditEntry) {
+    let _ = ex.capture(&de::append(
+        &StatePaths::new(dir).audit_log(),
+        &audit_line(report, entry),
+    ));
 }
 
 /// Whether `dir` is inside a git work tree (tags need one).

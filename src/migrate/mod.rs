@@ -409,7 +409,10 @@ pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
         "h" => n * 3600.0,
         _ => return None,
     };
-    (secs.is_finite() && secs >= 0.0).then(|| std::time::Duration::from_secs_f64(secs))
+    // At most the longest flag duration: beyond it `from_secs_f64` panics (or a deadline overflows).
+    let max = crate::deploy::lock::MAX_FLAG_DURATION.as_secs_f64();
+    (secs.is_finite() && (0.0..=max).contains(&secs))
+        .then(|| std::time::Duration::from_secs_f64(secs))
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ impl StatePaths {
 }
 
 /// Who holds the environment lock.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockOwner {
     /// The GitHub Actions run URL, or `local` for a run from a terminal.
     pub run_url: String,
@@ -57,6 +57,15 @@ pub struct LockOwner {
     pub hostname: String,
     #[serde(default)]
     pub pid: u32,
+    /// A random token unique to the run: a lock is removed only by the run whose token it
+    /// carries (or by `lock release`, which compares it with the one it showed). Empty in owner
+    /// files written before tokens existed.
+    #[serde(default)]
+    pub token: String,
+    /// RFC 3339 UTC: the holder refreshes it while it runs; a lock whose heartbeat stopped is
+    /// reported as stale. Empty in owner files written before heartbeats existed.
+    #[serde(default)]
+    pub heartbeat_at: String,
 }
 
 /// The status of a release.
@@ -75,6 +84,9 @@ pub enum ReleaseStatus {
     Bad,
     /// Replaced by a newer release.
     Superseded,
+    /// Left `in_progress` by a run that died (killed, lost runner, full disk): the next run that
+    /// holds the lock marks it so, with what each service was found running.
+    Interrupted,
 }
 
 /// One service of a release: what runs, and what ran before.
