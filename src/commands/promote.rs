@@ -90,8 +90,12 @@ pub fn run(from: Option<&str>, to: Option<&str>, ctx: &Ctx) -> Result<()> {
         report.info("dry run: nothing was changed");
         return Ok(());
     }
+    // One lock for the target environment, on every host, for the whole promotion.
+    let env_lock =
+        EnvLock::acquire_all(report, &target, &lock_owner("promote", &release.sha), None)?;
     if adm.approval.is_some() {
-        // What was approved must still be what runs: read both environments again.
+        // What was approved must still be what runs: read both environments again, under the
+        // lock (leaving on an error releases it).
         let src = store::load(ctx, &source)?;
         let now = match src.current() {
             Some(r) if r.number == release.number => {
@@ -112,9 +116,6 @@ pub fn run(from: Option<&str>, to: Option<&str>, ctx: &Ctx) -> Result<()> {
         adm.confirm(&now)?;
     }
 
-    // One lock for the target environment, on every host, for the whole promotion.
-    let env_lock =
-        EnvLock::acquire_all(report, &target, &lock_owner("promote", &release.sha), None)?;
     let deployment = Deployment::start(ctx, &target, &release.sha, "deploy:promote");
     let promoted_from = format!("{}/{}", source.name, release.number);
     let mut notes = vec![format!("promoted from release {promoted_from}")];

@@ -210,13 +210,14 @@ pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
         report.info("dry run: nothing was changed");
         return Ok(());
     }
+    // One lock for the environment, on every host, for the whole rollback.
+    let env_lock = EnvLock::acquire_all(report, &env, &lock_owner("rollback", &target.sha), None)?;
     if adm.approval.is_some() {
-        // What was approved must still be what runs: read the ledger again.
+        // What was approved must still be what runs: read the ledger again, under the lock
+        // (leaving on an error releases it).
         adm.confirm(&choose(ctx, &m, &env, to)?.plan(&env.name))?;
     }
 
-    // One lock for the environment, on every host, for the whole rollback.
-    let env_lock = EnvLock::acquire_all(report, &env, &lock_owner("rollback", &target.sha), None)?;
     let deployment = Deployment::start(ctx, &env, &target.sha, "deploy:rollback");
     let notes = {
         let mut n = vec![format!(

@@ -208,10 +208,12 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
 
     let plan = || change_plan(&env, &m, &services, &images, &built, &root, args.force);
     let adm = crate::guard::approve(ctx, &env, "up", dirty, &|| Ok(plan()))?;
-    if adm.approval.is_some() {
-        // Built again just before the first change: the compose files, the commit, the images.
-        adm.confirm(&plan())?;
-    }
+    // Built again just before the first change, under the lock: the compose files, the commit,
+    // the images.
+    let confirm = || match adm.approval {
+        Some(_) => adm.confirm(&plan()),
+        None => Ok(()),
+    };
     let mut notes: Vec<String> = crate::ledger::record::reason()
         .map(|r| format!("reason: {r}"))
         .into_iter()
@@ -220,14 +222,14 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
     let req = UpRequest {
         env: env.name.clone(),
         services: services.clone(),
-        images,
+        images: images.clone(),
         user_images,
         force: args.force,
         lock_wait,
         dry_run: ctx.settings.dry_run,
         yes: ctx.settings.yes,
         owner: lock_owner("up", &sha),
-        repo_root: root,
+        repo_root: root.clone(),
         compose_pref: env_vars::get(env_vars::DEPLOY_COMPOSE),
         interactive: std::io::stdin().is_terminal(),
         notes,
@@ -236,7 +238,7 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
     report.stage_start("up", Some(&env.name));
     crate::deploy::cancel::install();
     let deployment = crate::ledger::record::Deployment::start(ctx, &env, &sha, "deploy");
-    let (results, failure) = deploy_hosts(ctx, &env, &m, &req, &built);
+    let (results, failure) = deploy_hosts(ctx, &env, &m, &req, &built, &confirm);
     // The release ledger: tags of the release just written, and the GitHub deployment's status.
     let outcome = match results.iter().find_map(|r| r.record.as_ref()) {
         Some(r) => Outcome::Release(r),
@@ -312,6 +314,7 @@ fn deploy_hosts(
     m: &Manifest,
     req: &UpRequest,
     built: &[String],
+    confirm: &dyn Fn() -> Result<()>,
 ) -> (Vec<HostResult>, Option<Error>) {
     let report = &ctx.report;
     let mut results: Vec<HostResult> = Vec::new();
@@ -380,6 +383,18 @@ fn deploy_hosts(
             }
         }
     };
+    if let Err(e) = confirm() {
+        for host in &env.hosts {
+            results.push(HostResult::without_release(
+                host,
+                "not run: the plan changed after it was approved",
+            ));
+        }
+        if let Some(l) = env_lock {
+            l.release_all();
+        }
+        return (results, Some(e));
+    }
     let failure = deploy_each(ctx, env, m, req, built, ready, &mut results);
     if let Some(l) = env_lock {
         l.release_all();
