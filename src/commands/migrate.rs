@@ -874,8 +874,8 @@ fn status(ctx: &Ctx, env: &Environment, files: &[Migration], applied: &[AppliedR
         let status = match &e.status {
             Status::Changed { recorded, current } => format!(
                 "changed (recorded {}…, file {}…)",
-                &recorded[..12.min(recorded.len())],
-                &current[..12.min(current.len())]
+                short(recorded),
+                short(current)
             ),
             s => s.label().to_string(),
         };
@@ -895,6 +895,12 @@ fn status(ctx: &Ctx, env: &Environment, files: &[Migration], applied: &[AppliedR
     }
     ctx.report.output("migration-version", &version);
     Ok(())
+}
+
+/// The first 12 characters of a checksum, for a table. The recorded one comes from the database
+/// (outside data, any text): cut by characters, never by bytes.
+fn short(checksum: &str) -> String {
+    checksum.chars().take(12).collect()
 }
 
 /// Writes and verifies a backup, then prunes old ones (keeping `opts.keep_backups`). Any failure
@@ -1002,4 +1008,15 @@ fn audit(
             .open(dir.join(format!("{}.log", env.name)))
             .and_then(|mut f| writeln!(f, "{line}"))
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short;
+
+    #[test]
+    fn checksums_are_cut_by_characters() {
+        assert_eq!(short("aéééééééééééééé"), "aééééééééééé");
+        assert_eq!(short("abc"), "abc");
+    }
 }

@@ -282,18 +282,23 @@ impl Database for PgDatabase {
                 &[],
             )
             .map_err(Self::other)?;
-        Ok(rows
-            .iter()
-            .map(|r| AppliedRow {
-                version: r.get::<_, i64>(0) as u64,
-                name: r.get(1),
-                checksum: r.get(2),
-                applied_at: r.get(3),
-                duration_ms: r.get(4),
-                applied_by: r.get(5),
-                release: r.get(6),
+        // try_get, never get: the table is outside data (made by hand, or by an older tool) and a
+        // NULL or another column type must be an error, not a panic.
+        let row = |r: &postgres::Row| -> Result<AppliedRow, postgres::Error> {
+            Ok(AppliedRow {
+                version: r.try_get::<_, i64>(0)? as u64,
+                name: r.try_get(1)?,
+                checksum: r.try_get(2)?,
+                applied_at: r.try_get(3)?,
+                duration_ms: r.try_get(4)?,
+                applied_by: r.try_get(5)?,
+                release: r.try_get(6)?,
             })
-            .collect())
+        };
+        rows.iter()
+            .map(row)
+            .collect::<Result<_, _>>()
+            .map_err(|e| DbError::Other(format!("{TABLE} cannot be read: {}", pg_message(&e))))
     }
 
     fn ensure_table(&mut self) -> Result<(), DbError> {
