@@ -94,3 +94,94 @@ fn r10_non_ascii_checksum_in_the_postgres_tracking_table_does_not_panic() {
     non_ascii_checksum_is_reported(&p, &db.url);
 }
 
+// ------------------------------------------------------------------------------------------ backups
+
+#[test]
+fn r10_backups_are_written_0600_in_a_0700_directory() {
+    let p = project("sqlite", "always");
+    // An existing directory open to everyone is tightened.
+    let dir = p.path().join(".deploy-action/backups/dev");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p.file("migrations/0001_a.sql", "CREATE TABLE a (id INT);\n");
+    migrate(&p, "sqlite://app.db", &[]).status(0);
+    p.file("migrations/0002_b.sql", "CREATE TABLE b (id INT);\n");
+    migrate(&p, "sqlite://app.db", &[]).status(0);
+    assert_eq!(mode(&dir), 0o700);
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    for f in &files {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+    // A new directory is created private, parents included.
+    let fresh = p.path().join("private/backups");
+    p.file("migrations/0003_c.sql", "CREATE TABLE c (id INT);\n");
+    migrate(
+        &p,
+        "sqlite://app.db",
+        &["--backup-dir", fresh.to_str().unwrap()],
+    )
+    .status(0);
+    assert_eq!(mode(&fresh), 0o700);
+    assert_eq!(mode(&p.path().join("private")), 0o700);
+    for f in std::fs::read_dir(&fresh).unwrap() {
+        assert_eq!(mode(&f.unwrap().path()), 0o600);
+    }
+}
+
+#[test]
+fn r10_pruning_prod_keeps_the_backups_of_prod_eu() {
+    let p = Project::git();
+    p.manifest(
+        "version: 1\nproject: shop\nenvironments:\n  prod:\n    hosts: [\"local\"]\n    dir: .\n    backup: always\n    database: { url_env: PROD_DB }\n  prod-eu:\n    hosts: [\"local\"]\n    dir: .\n    backup: always\n    database: { url_env: EU_DB }\nmigrations:\n  dir: migrations\n  engine: sqlite\n",
+    );
+    let shared = p.path().join("backups");
+    let run = |env: &str, keep: &str| {
+        p.run(&[
+            "migrate",
+            "--env",
+            env,
+            "--backup-dir",
+            shared.to_str().unwrap(),
+            "--keep-backups",
+            keep,
+        ])
+        .env("PROD_DB", "sqlite://prod.db")
+        .env("EU_DB", "sqlite://eu.db")
+        .go()
+    };
+    let names = || {
+        let mut v: Vec<String> = std::fs::read_dir(&shared)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    for i in 1..=2 {
+        p.file(
+            &format!("migrations/{i:04}_t{i}.sql"),
+            &format!("CREATE TABLE t{i} (id INT);\n"),
+        );
+        run("prod-eu", "5").status(0);
+    }
+    let eu: Vec<String> = names();
+    assert_eq!(eu.len(), 2, "{eu:?}");
+    for i in 3..=4 {
+        p.file(
+            &format!("migrations/{i:04}_t{i}.sql"),
+            &format!("CREATE TABLE t{i} (id INT);\n"),
+        );
+        run("prod", "1").status(0);
+    }
+    let all = names();
+    let prod: Vec<&String> = all.iter().filter(|n| n.starts_with("prod-2")).collect();
+    assert_eq!(prod.len(), 1, "prod keeps 1: {all:?}");
+    for e in &eu {
+        assert!(all.contains(e), "{e} (prod-eu) was pruned by prod: {all:?}");
+    }
+}
+

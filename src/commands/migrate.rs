@@ -904,7 +904,8 @@ fn short(checksum: &str) -> String {
 }
 
 /// Writes and verifies a backup, then prunes old ones (keeping `opts.keep_backups`). Any failure
-/// stops the migration. Returns the path and how it was verified.
+/// stops the migration. Returns the path and how it was verified. A backup holds the whole
+/// database: it is written 0600 into a 0700 directory (created so, or tightened).
 fn backup(
     opts: &Options,
     env: &Environment,
@@ -915,29 +916,28 @@ fn backup(
         .backup_dir
         .clone()
         .unwrap_or_else(|| opts.workdir.join(".deploy-action/backups").join(&env.name));
-    std::fs::create_dir_all(&dir).map_err(|e| {
+    private_dir(&dir).map_err(|e| {
         Error::StageFailed(format!(
-            "backup failed: cannot create {}: {e}",
+            "backup failed: cannot make {} a private (0700) directory: {e}; nothing was migrated",
             dir.display()
         ))
     })?;
     let stamp = crate::db::now_rfc3339().replace([':', '-'], "");
     let ext = db.backup_extension();
-    let mut path = dir.join(format!(
-        "{}-{stamp}-v{}.{ext}",
-        env.name,
-        version_text(version)
-    ));
-    let mut n = 1;
-    while path.exists() {
-        n += 1;
-        path = dir.join(format!(
-            "{}-{stamp}-v{}-{n}.{ext}",
-            env.name,
-            version_text(version)
-        ));
-    }
-    let how = match db.backup(&path) {
+    let stem = format!("{}-{stamp}-v{}", env.name, version_text(version));
+    let path = new_private_file(&dir, &stem, ext).map_err(|e| {
+        Error::StageFailed(format!(
+            "backup failed: cannot create a file in {}: {e}; nothing was migrated",
+            dir.display()
+        ))
+    })?;
+    let how = db.backup(&path).and_then(|how| {
+        // A tool may have replaced the file: it stays private whatever wrote it.
+        set_mode(&path, 0o600)
+            .map(|()| how)
+            .map_err(|e| DbError::Backup(format!("{}: {e}", path.display())))
+    });
+    let how = match how {
         Ok(how) => how,
         Err(e) => {
             let _ = std::fs::remove_file(&path);
@@ -948,8 +948,85 @@ fn backup(
     Ok((path, how))
 }
 
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+/// Creates `dir` and its missing parents with mode 0700; an existing `dir` open to group or
+/// others is tightened to 0700.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    if std::fs::metadata(dir)?.permissions().mode() & 0o077 != 0 {
+        set_mode(dir, 0o700)?;
+    }
+    Ok(())
+}
+
+/// Creates `<stem>.<ext>` in `dir` (`<stem>-2.<ext>`, … when taken) exclusively, with mode 0600
+/// from the start, and returns its path.
+fn new_private_file(dir: &Path, stem: &str, ext: &str) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::OpenOptionsExt;
+    for n in 1..=1000 {
+        let path = match n {
+            1 => dir.join(format!("{stem}.{ext}")),
+            n => dir.join(format!("{stem}-{n}.{ext}")),
+        };
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(_) => return Ok(path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        format!("{stem}.{ext} and 999 numbered variants exist"),
+    ))
+}
+
+/// Whether `name` is a backup of environment `env` written by [`backup`]:
+/// `<env>-<YYYYMMDDTHHMMSSZ>-v<version|none>[-<n>].<ext>`. Only the exact shape counts, so the
+/// backups of `prod-eu` are never taken for those of `prod` in a shared directory.
+pub fn is_backup_of(name: &str, env: &str, ext: &str) -> bool {
+    let Some(rest) = name
+        .strip_prefix(env)
+        .and_then(|r| r.strip_prefix('-'))
+        .and_then(|r| r.strip_suffix(ext))
+        .and_then(|r| r.strip_suffix('.'))
+    else {
+        return false;
+    };
+    let b = rest.as_bytes();
+    let digits = |r: std::ops::Range<usize>| {
+        b.get(r)
+            .is_some_and(|s| !s.is_empty() && s.iter().all(u8::is_ascii_digit))
+    };
+    let stamp =
+        b.len() > 18 && digits(0..8) && b[8] == b'T' && digits(9..15) && &b[15..18] == b"Z-v";
+    if !stamp {
+        return false;
+    }
+    let mut parts = rest[18..].splitn(2, '-');
+    let version = parts.next().unwrap_or_default();
+    let version_ok = version == "none" || digits(18..18 + version.len());
+    let n_ok = parts
+        .next()
+        .is_none_or(|n| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()));
+    version_ok && n_ok
+}
+
 /// Keeps the newest `keep` backups of `env` in `dir`: newest by modification time, then by name
-/// (two backups in the same second have the same time stamp in their names).
+/// (two backups in the same second have the same time stamp in their names). Other files, and the
+/// backups of other environments sharing the directory, are left alone.
 pub fn prune_backups(dir: &Path, env: &str, ext: &str, keep: usize) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
@@ -958,9 +1035,8 @@ pub fn prune_backups(dir: &Path, env: &str, ext: &str, keep: usize) {
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            let ours = name.starts_with(&format!("{env}-")) && name.ends_with(&format!(".{ext}"));
             let modified = e.metadata().and_then(|m| m.modified()).ok()?;
-            ours.then_some((modified, name))
+            is_backup_of(&name, env, ext).then_some((modified, name))
         })
         .collect();
     files.sort();
@@ -1012,7 +1088,43 @@ fn audit(
 
 #[cfg(test)]
 mod tests {
-    use super::short;
+    use super::{is_backup_of, short};
+
+    #[test]
+    fn backups_of_prod_are_not_those_of_prod_eu() {
+        let ext = "sqlite3";
+        assert!(is_backup_of(
+            "prod-20240229T123456Z-v3.sqlite3",
+            "prod",
+            ext
+        ));
+        assert!(is_backup_of(
+            "prod-20240229T123456Z-vnone.sqlite3",
+            "prod",
+            ext
+        ));
+        assert!(is_backup_of(
+            "prod-20240229T123456Z-v3-2.sqlite3",
+            "prod",
+            ext
+        ));
+        assert!(is_backup_of(
+            "prod-eu-20240229T123456Z-v3.sqlite3",
+            "prod-eu",
+            ext
+        ));
+        for other in [
+            "prod-eu-20240229T123456Z-v3.sqlite3",
+            "prod-20240229T123456Z-v3.dump",
+            "prod-20240229T123456Z-v3-.sqlite3",
+            "prod-2024022T123456Z-v3.sqlite3",
+            "prod-20240229T123456Z-vx.sqlite3",
+            "prod-notes.sqlite3",
+            "prod.sqlite3",
+        ] {
+            assert!(!is_backup_of(other, "prod", ext), "{other}");
+        }
+    }
 
     #[test]
     fn checksums_are_cut_by_characters() {
