@@ -51,6 +51,149 @@ fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
+// ------------------------------------------------------------------------------------------- TLS
+
+#[test]
+fn r10_pg_sslmode_require_connects_over_tls() {
+    let db = ScratchPg::new("tls_require");
+    let p = project("postgres", "never");
+    p.file("migrations/0001_proof.sql", TLS_PROOF);
+    migrate(&p, &with_query(&db.url, "sslmode=require"), &[])
+        .status(0)
+        .stdout_has("(sslmode=require)")
+        .nowhere(&password());
+    assert_eq!(proof(&db), vec!["true"]);
+}
+
+#[test]
+fn r10_pg_default_sslmode_prefer_uses_tls_when_the_server_offers_it() {
+    let db = ScratchPg::new("tls_prefer");
+    let p = project("postgres", "never");
+    p.file("migrations/0001_proof.sql", TLS_PROOF);
+    migrate(&p, &db.url, &[])
+        .status(0)
+        .stdout_has("(sslmode=prefer)");
+    assert_eq!(proof(&db), vec!["true"]);
+}
+
+#[test]
+fn r10_pg_sslmode_disable_stays_plain() {
+    let db = ScratchPg::new("tls_disable");
+    let p = project("postgres", "never");
+    p.file("migrations/0001_proof.sql", TLS_PROOF);
+    migrate(&p, &with_query(&db.url, "sslmode=disable"), &[]).status(0);
+    assert_eq!(proof(&db), vec!["false"]);
+}
+
+#[test]
+fn r10_pg_verify_full_with_the_right_ca_connects_and_backs_up() {
+    let db = ScratchPg::new("tls_full");
+    let ca = services::var("DA_TEST_PG_CA_FILE");
+    let p = project("postgres", "always");
+    p.file("migrations/0001_proof.sql", TLS_PROOF);
+    let query = format!("sslmode=verify-full&sslrootcert={ca}");
+    // By IP address (the certificate names 127.0.0.1); the backup is pg_dump, libpq, same URL.
+    migrate(&p, &with_query(&db.url, &query), &[])
+        .status(0)
+        .stdout_has(&format!("(sslmode=verify-full, sslrootcert={ca})"))
+        .stdout_has("backup written and verified")
+        .nowhere(&password());
+    assert_eq!(proof(&db), vec!["true"]);
+    let backups: Vec<_> = std::fs::read_dir(p.path().join(".deploy-action/backups/dev"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert_eq!(mode(&backups[0]), 0o600);
+    // By host name (the certificate names localhost too).
+    let by_name = with_query(&db.url.replace("127.0.0.1", "localhost"), &query);
+    migrate(&p, &by_name, &[])
+        .status(0)
+        .stdout_has("nothing to migrate");
+}
+
+#[test]
+fn r10_pg_verify_full_with_a_wrong_ca_fails_clearly_without_the_password() {
+    let db = ScratchPg::new("tls_wrong_ca");
+    let wrong = services::var("DA_TEST_PG_WRONG_CA_FILE");
+    let p = project("postgres", "never");
+    p.file("migrations/0001_proof.sql", TLS_PROOF);
+    let url = with_query(&db.url, &format!("sslmode=verify-full&sslrootcert={wrong}"));
+    migrate(&p, &url, &[])
+        .status(1)
+        .stderr_has("cannot connect to the database")
+        .stderr_has("invalid peer certificate")
+        .stderr_has(&format!(
+            "the server's TLS certificate was refused when checked for sslmode=verify-full, sslrootcert={wrong}"
+        ))
+        .nowhere(&password())
+        .nowhere("panicked");
+    assert!(
+        db.query_strings("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
+            .is_empty()
+    );
+}
+
+#[test]
+fn r10_pg_verify_full_checks_the_host_name_and_verify_ca_does_not() {
+    let db = ScratchPg::new("tls_name");
+    let ca = services::var("DA_TEST_PG_CA_FILE");
+    let p = project("postgres", "never");
+    p.file("migrations/0001_proof.sql", TLS_PROOF);
+    // The TLS name is `wrong.example`; the TCP address is the test server.
+    let url = |mode: &str| {
+        with_query(
+            &db.url.replace("127.0.0.1", "wrong.example"),
+            &format!("hostaddr=127.0.0.1&sslmode={mode}&sslrootcert={ca}"),
+        )
+    };
+    migrate(&p, &url("verify-full"), &[])
+        .status(1)
+        .stderr_has("not valid for name \"wrong.example\"")
+        .stderr_has("use sslmode=verify-ca to check the chain only")
+        .nowhere(&password());
+    migrate(&p, &url("verify-ca"), &[]).status(0);
+    assert_eq!(proof(&db), vec!["true"]);
+}
+
+#[test]
+fn r10_pg_unix_socket_needs_no_tls_whatever_sslmode_says() {
+    let db = ScratchPg::new("tls_socket");
+    let p = project("postgres", "never");
+    p.file("migrations/0001_proof.sql", TLS_PROOF);
+    let url = format!(
+        "postgres://deploy:{}@/{}?host={}&port={}&sslmode=require",
+        password(),
+        db.name,
+        services::var("DA_TEST_PG_SOCKET_DIR"),
+        services::var("DA_TEST_PG_PORT")
+    );
+    migrate(&p, &url, &[]).status(0).nowhere(&password());
+    assert_eq!(proof(&db), vec!["false"]);
+}
+
+#[test]
+fn r10_pg_unusable_tls_settings_are_input_errors() {
+    let db = ScratchPg::new("tls_bad");
+    let p = project("postgres", "never");
+    p.file("migrations/0001_proof.sql", TLS_PROOF);
+    migrate(&p, &with_query(&db.url, "sslmode=allow"), &[])
+        .status(2)
+        .stderr_has("sslmode=allow is not supported")
+        .nowhere(&password());
+    migrate(
+        &p,
+        &with_query(
+            &db.url,
+            "sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+        ),
+        &[],
+    )
+    .status(2)
+    .stderr_has("sslrootcert=/nonexistent/ca.pem: cannot read it")
+    .nowhere(&password());
+}
+
 // ----------------------------------------------------------------- non-ASCII checksum in the table
 
 /// 'a' and then 2-byte characters: byte 12 falls inside a character.

@@ -214,7 +214,7 @@ fn open_db<'e>(
             "add `database: { url_env: DATABASE_URL }` or `database: { compose_service: db, engine: postgres, user: app, name: app }`",
         ));
     };
-    let fail = |e: DbError| Error::StageFailed(e.to_string());
+    let fail = db_error;
     match config {
         DbConfig::UrlEnv { var, .. } => {
             let url = env_vars::get(var).ok_or_else(|| {
@@ -443,6 +443,15 @@ restore the file, or pass --accept-changed {} to re-baseline it on purpose",
 fn lock_err(e: DbError) -> Error {
     match e {
         DbError::LockTimeout { .. } => Error::LockHeld(e.to_string()),
+        other => db_error(other),
+    }
+}
+
+/// Settings that cannot be used (a bad URL, sslmode, sslrootcert) are input errors (exit 2);
+/// everything else a database says is a failed stage (exit 1).
+fn db_error(e: DbError) -> Error {
+    match e {
+        DbError::Config(m) => Error::usage(m),
         other => Error::StageFailed(other.to_string()),
     }
 }

@@ -2,13 +2,15 @@
 //!
 //! [`Database`] is what `commands/migrate.rs` needs: read the tracking table, take and release the
 //! migration lock, run one migration together with its bookkeeping, and write a verified backup.
-//! `sqlite.rs` (rusqlite, embedded), `postgres.rs` (rust-postgres, sync), `compose.rs` (psql inside a
-//! compose service on the environment's host, through an [`Executor`](crate::exec::Executor)).
+//! `sqlite.rs` (rusqlite, embedded), `postgres.rs` (rust-postgres, sync, TLS from `tls.rs`),
+//! `compose.rs` (psql inside a compose service on the environment's host, through an
+//! [`Executor`](crate::exec::Executor)).
 //! Deciding what to run is `migrate/`'s business, not this layer's.
 
 pub mod compose;
 pub mod postgres;
 pub mod sqlite;
+pub mod tls;
 
 use crate::migrate::{AppliedRow, SqlFile};
 use std::path::Path;
@@ -19,6 +21,10 @@ use std::time::Duration;
 pub enum DbError {
     #[error("cannot connect to the database: {0}")]
     Connect(String),
+    /// The database settings cannot be used as given (a bad URL, `sslmode`, `sslrootcert`): an
+    /// input error (exit 2).
+    #[error("{0}")]
+    Config(String),
     /// A migration's statement failed; its transaction was rolled back.
     #[error("{message}")]
     Statement {
