@@ -5,8 +5,12 @@
 
 use crate::harness::{Outcome, Project, services};
 use crate::migrate::ScratchPg;
+use deploy_action::db::sqlite::SqliteDatabase;
+use deploy_action::db::{Bookkeeping, Database, DbError};
+use deploy_action::migrate::SqlFile;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::time::Duration;
 
 /// A migration that records whether its own connection is encrypted.
 const TLS_PROOF: &str = "CREATE TABLE tls_proof AS SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid();\n";
@@ -328,3 +332,127 @@ fn r10_pruning_prod_keeps_the_backups_of_prod_eu() {
     }
 }
 
+// ------------------------------------------------------------------- transaction control refused
+
+#[test]
+fn r10_sqlite_commit_in_a_migration_is_refused_before_anything_runs() {
+    let p = project("sqlite", "always");
+    p.file("migrations/0001_ok.sql", "CREATE TABLE ok (id INT);\n")
+        .file(
+            "migrations/0002_half.sql",
+            "CREATE TABLE half (id INT);\nINSERT INTO half VALUES (1);\n  COMMIT;\nINSERT INTO missing VALUES (1);\n",
+        );
+    for args in [&["--dry-run"][..], &[]] {
+        migrate(&p, "sqlite://app.db", args)
+            .status(2)
+            .stderr_has("migrations/0002_half.sql:3:3: `COMMIT` controls the transaction")
+            .stderr_has("nothing was run")
+            .stderr_has("-- deploy-action: no-transaction")
+            .nowhere("rolled back whole");
+    }
+    // Nothing ran: no database file, no backup.
+    assert!(!p.path().join("app.db").exists());
+    assert!(!p.path().join(".deploy-action/backups").exists());
+    // Marked no-transaction, the same kind of file runs (its statements one by one).
+    p.file(
+        "migrations/0002_half.sql",
+        "-- deploy-action: no-transaction\nBEGIN;\nCREATE TABLE half (id INT);\nCOMMIT;\n",
+    );
+    migrate(&p, "sqlite://app.db", &[]).status(0);
+}
+
+#[test]
+fn r10_pg_transaction_control_in_a_migration_is_refused_before_anything_runs() {
+    let db = ScratchPg::new("txctl");
+    let p = project("postgres", "never");
+    p.file("migrations/0001_ok.sql", "CREATE TABLE ok (id INT);\n")
+        .file(
+            "migrations/0002_bad.sql",
+            "-- a comment saying COMMIT;\nCREATE TABLE t (id INT);\nstart transaction isolation level serializable;\n",
+        );
+    migrate(&p, &db.url, &[])
+        .status(2)
+        .stderr_has("migrations/0002_bad.sql:3:1: `START TRANSACTION` controls the transaction")
+        .nowhere(&password());
+    assert!(
+        db.query_strings("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
+            .is_empty(),
+        "nothing ran, not even 0001 or the tracking table"
+    );
+}
+
+#[test]
+fn r10_legal_begin_and_end_in_bodies_are_not_refused() {
+    // PostgreSQL: a DO block, a plpgsql function and a BEGIN ATOMIC function.
+    let db = ScratchPg::new("txbodies");
+    let p = project("postgres", "never");
+    p.file(
+        "migrations/0001_bodies.sql",
+        "CREATE TABLE t (id INT);\n\
+DO $$ BEGIN INSERT INTO t VALUES (1); END $$;\n\
+CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $f$ BEGIN RETURN 2; END; $f$;\n\
+CREATE FUNCTION g(a int) RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n  SELECT CASE WHEN a > 0 THEN 3 ELSE 0 END;\nEND;\n\
+INSERT INTO t SELECT f() UNION ALL SELECT g(1);\n",
+    );
+    migrate(&p, &db.url, &[]).status(0);
+    assert_eq!(
+        db.query_strings("SELECT id::text FROM t ORDER BY id"),
+        vec!["1", "2", "3"]
+    );
+    // SQLite: a trigger body.
+    let p = project("sqlite", "never");
+    p.file(
+        "migrations/0001_trigger.sql",
+        "CREATE TABLE a (id INT);\nCREATE TABLE log (m TEXT);\n\
+CREATE TRIGGER a_ins AFTER INSERT ON a BEGIN\n  INSERT INTO log VALUES (CASE WHEN new.id > 1 THEN 'big' ELSE 'small' END);\nEND;\n\
+INSERT INTO a VALUES (2);\n",
+    );
+    migrate(&p, "sqlite://app.db", &[]).status(0);
+    let c = rusqlite::Connection::open(p.path().join("app.db")).unwrap();
+    let m: String = c.query_row("SELECT m FROM log", [], |r| r.get(0)).unwrap();
+    assert_eq!(m, "big");
+}
+
+/// The driver's own guard, for a COMMIT the scanner would not see: the migration's error is kept
+/// and it is never reported as rolled back.
+#[test]
+fn r10_sqlite_a_migration_that_ends_the_transaction_is_never_reported_rolled_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let book = |v: u64| Bookkeeping::Insert {
+        version: v,
+        name: "x".into(),
+        checksum: "c".into(),
+        applied_by: "t".into(),
+        release: None,
+    };
+    let file = SqlFile::new(
+        "0001_x.sql",
+        "CREATE TABLE half (id INT);\nCOMMIT;\nINSERT INTO missing VALUES (1);\n",
+    );
+    for locked in [true, false] {
+        let _ = std::fs::remove_file(&path);
+        let mut db = SqliteDatabase::open(&path, "app.db", Duration::from_secs(5)).unwrap();
+        if locked {
+            db.lock(Duration::from_secs(5)).unwrap();
+        }
+        db.ensure_table().unwrap();
+        let err = db.run(&file, &book(1)).unwrap_err();
+        let DbError::NotRolledBack { message, .. } = &err else {
+            panic!("expected NotRolledBack, got {err:?}");
+        };
+        assert!(message.contains("no such table: missing"), "{message}");
+        assert!(message.contains("stays committed"), "{message}");
+        drop(db);
+        // What the message claims: the part before COMMIT is there.
+        let c = rusqlite::Connection::open(&path).unwrap();
+        let n: i64 = c
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'half'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 1, "locked={locked}");
+    }
+}

@@ -24,6 +24,7 @@ use crate::manifest::{
     Approval as ApprovalPolicy, BackupPolicy, Database as DbConfig, Engine, Environment, Host,
     Migrations,
 };
+use crate::migrate::tx_control::{self, Dialect};
 use crate::migrate::{self, AppliedRow, Entry, Migration, SqlFile, Status};
 use crate::report::Summary;
 use std::path::{Path, PathBuf};
@@ -440,6 +441,40 @@ restore the file, or pass --accept-changed {} to re-baseline it on purpose",
     }
 }
 
+/// Exit 2, naming file:line:column, when a migration that runs inside deploy-action's transaction
+/// contains transaction control (it would commit part of itself; see `migrate::tx_control`).
+fn refuse_transaction_control(steps: &Steps, dialect: Dialect, dir: &Path) -> Result<()> {
+    let found: Vec<String> = steps
+        .steps
+        .iter()
+        .filter(|(_, f)| !f.no_transaction)
+        .filter_map(|(_, f)| {
+            tx_control::find(&f.sql, dialect).map(|t| {
+                format!(
+                    "{}/{}:{}:{}: `{}` controls the transaction, but this migration runs inside deploy-action's own transaction",
+                    dir.display(),
+                    f.file,
+                    t.line,
+                    t.column,
+                    t.keyword
+                )
+            })
+        })
+        .collect();
+    if found.is_empty() {
+        return Ok(());
+    }
+    Err(Error::usage_help(
+        format!("{}\nnothing was run", found.join("\n")),
+        format!(
+            "each migration runs in one transaction together with its row in the tracking table, so it must not \
+BEGIN, COMMIT, END, ROLLBACK, SAVEPOINT or RELEASE itself: remove the statement, or put `{}` on the file's first \
+line to run its statements one by one without a transaction",
+            migrate::NO_TRANSACTION_MARKER
+        ),
+    ))
+}
+
 fn lock_err(e: DbError) -> Error {
     match e {
         DbError::LockTimeout { .. } => Error::LockHeld(e.to_string()),
@@ -488,6 +523,8 @@ pub fn run_with(
     }
 
     let steps = plan_steps(&opts, &files, &applied, &dir)?;
+    // Before the dry run's text, the gate, the lock and the backup: nothing runs.
+    refuse_transaction_control(&steps, db.dialect(), &dir)?;
     for note in &steps.notes {
         report.info(note);
     }
@@ -688,6 +725,7 @@ fn locked(
     // What runs must be exactly what was approved (and what the backup precedes).
     let applied = db.applied().map_err(lock_err)?;
     let steps = plan_steps(opts, &files, &applied, dir)?;
+    refuse_transaction_control(&steps, db.dialect(), dir)?;
     // (Without a gate the plan made under the lock is simply the plan.)
     if approval.is_some() && steps.hash() != approved_hash {
         let e = plan_changed(&steps.hash());
@@ -790,12 +828,15 @@ fn locked(
                     "failed".into(),
                 ]);
                 let (statement, message) = match &e {
-                    DbError::Statement { statement, message } => {
+                    DbError::Statement { statement, message }
+                    | DbError::NotRolledBack { statement, message } => {
                         (statement.clone(), message.clone())
                     }
                     other => (None, other.to_string()),
                 };
-                let rolled = if f.no_transaction {
+                let rolled = if matches!(e, DbError::NotRolledBack { .. }) {
+                    "it could NOT be rolled back: part of it may be applied (even recorded); check the database and the tracking table before running again"
+                } else if f.no_transaction {
                     "it ran without a transaction: statements before the failing one stay applied, and it is not recorded"
                 } else {
                     "it was rolled back whole; earlier migrations stay applied"

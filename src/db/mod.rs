@@ -12,6 +12,7 @@ pub mod postgres;
 pub mod sqlite;
 pub mod tls;
 
+use crate::migrate::tx_control::Dialect;
 use crate::migrate::{AppliedRow, SqlFile};
 use std::path::Path;
 use std::time::Duration;
@@ -28,6 +29,13 @@ pub enum DbError {
     /// A migration's statement failed; its transaction was rolled back.
     #[error("{message}")]
     Statement {
+        statement: Option<String>,
+        message: String,
+    },
+    /// A transactional migration could not be rolled back as a whole: the file ended the
+    /// transaction itself, or closing it failed. Part of it may be applied, even recorded.
+    #[error("{message}")]
+    NotRolledBack {
         statement: Option<String>,
         message: String,
     },
@@ -96,6 +104,9 @@ pub trait Database {
 
     /// The extension of backup files (`sqlite3`, `dump`).
     fn backup_extension(&self) -> &'static str;
+
+    /// The SQL dialect of the migrations run here.
+    fn dialect(&self) -> Dialect;
 }
 
 /// A PostgreSQL string literal that reads the same whatever `standard_conforming_strings` says.

@@ -524,6 +524,10 @@ impl Database for PgDatabase {
     fn backup_extension(&self) -> &'static str {
         "dump"
     }
+
+    fn dialect(&self) -> crate::migrate::tx_control::Dialect {
+        crate::migrate::tx_control::Dialect::Postgres
+    }
 }
 
 /// Why a dump could not be verified.
