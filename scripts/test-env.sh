@@ -10,6 +10,10 @@
 # DA_TEST_SSH_PORT (2222), DA_TEST_PG_PORT (54329), DA_TEST_DOCKERD_FLAGS (extra dockerd flags),
 # DA_TEST_KEEP_CONTAINERS=1 (`down` keeps containers: for when other test runs share the engine).
 #
+# PostgreSQL offers TLS (ssl=on, never required): a test CA and a server certificate for 127.0.0.1 and
+# localhost are made once under $DA_TEST_DIR/pg/tls; the env file names the CA (DA_TEST_PG_CA_FILE) and an
+# unrelated CA for negative tests (DA_TEST_PG_WRONG_CA_FILE).
+#
 # Findings on the Firecracker sandbox (kernel 6.18, cgroup v1 hybrid, ext4 root, iptables-nft):
 #   - dockerd 20.10 from docker.io works with NO extra flags: storage driver overlay2 (extfs backing,
 #     d_type ok), cgroupfs driver on cgroup v1, iptables via the nft backend, default docker0 bridge.
