@@ -53,6 +53,9 @@ pub const GITHUB_ACTOR: &str = "GITHUB_ACTOR";
 pub const GITHUB_WORKSPACE: &str = "GITHUB_WORKSPACE";
 /// The directory of pg_dump / pg_restore used for migration backups (default: PATH).
 pub const DEPLOY_PG_BIN: &str = "DEPLOY_PG_BIN";
+/// The system's CA bundle (OpenSSL's convention): the roots PostgreSQL `sslmode=verify-full` checks
+/// against when the URL gives no `sslrootcert`.
+pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
 /// Disables colour (https://no-color.org).
 pub const NO_COLOR: &str = "NO_COLOR";
 /// Test switch: never draw progress bars or spinners.

@@ -16,6 +16,7 @@ mod harness;
 mod ledger;
 mod migrate;
 mod migrate_gate;
+mod migrate_r10;
 mod pages;
 mod plan;
 mod smoke;

@@ -25,6 +25,7 @@ use crate::manifest::{
     Approval as ApprovalPolicy, BackupPolicy, Database as DbConfig, Engine, Environment, Host,
     Migrations,
 };
+use crate::migrate::tx_control::{self, Dialect};
 use crate::migrate::{self, AppliedRow, Entry, Migration, SqlFile, Status};
 use crate::report::Summary;
 use std::path::{Path, PathBuf};
@@ -212,7 +213,7 @@ fn open_db<'e>(
             "add `database: { url_env: DATABASE_URL }` or `database: { compose_service: db, engine: postgres, user: app, name: app }`",
         ));
     };
-    let fail = |e: DbError| Error::StageFailed(e.to_string());
+    let fail = db_error;
     match config {
         DbConfig::UrlEnv { var, .. } => {
             let url = env_vars::get(var).ok_or_else(|| {
@@ -438,9 +439,52 @@ restore the file, or pass --accept-changed {} to re-baseline it on purpose",
     }
 }
 
+/// Exit 2, naming file:line:column, when a migration that runs inside deploy-action's transaction
+/// contains transaction control (it would commit part of itself; see `migrate::tx_control`).
+fn refuse_transaction_control(steps: &Steps, dialect: Dialect, dir: &Path) -> Result<()> {
+    let found: Vec<String> = steps
+        .steps
+        .iter()
+        .filter(|(_, f)| !f.no_transaction)
+        .filter_map(|(_, f)| {
+            tx_control::find(&f.sql, dialect).map(|t| {
+                format!(
+                    "{}/{}:{}:{}: `{}` controls the transaction, but this migration runs inside deploy-action's own transaction",
+                    dir.display(),
+                    f.file,
+                    t.line,
+                    t.column,
+                    t.keyword
+                )
+            })
+        })
+        .collect();
+    if found.is_empty() {
+        return Ok(());
+    }
+    Err(Error::usage_help(
+        format!("{}\nnothing was run", found.join("\n")),
+        format!(
+            "each migration runs in one transaction together with its row in the tracking table, so it must not \
+BEGIN, COMMIT, END, ROLLBACK, SAVEPOINT or RELEASE itself: remove the statement, or put `{}` on the file's first \
+line to run its statements one by one without a transaction",
+            migrate::NO_TRANSACTION_MARKER
+        ),
+    ))
+}
+
 fn lock_err(e: DbError) -> Error {
     match e {
         DbError::LockTimeout { .. } => Error::LockHeld(e.to_string()),
+        other => db_error(other),
+    }
+}
+
+/// Settings that cannot be used (a bad URL, sslmode, sslrootcert) are input errors (exit 2);
+/// everything else a database says is a failed stage (exit 1).
+fn db_error(e: DbError) -> Error {
+    match e {
+        DbError::Config(m) => Error::usage(m),
         other => Error::StageFailed(other.to_string()),
     }
 }
@@ -477,6 +521,8 @@ pub fn run_with(
     }
 
     let steps = plan_steps(&opts, &files, &applied, &dir)?;
+    // Before the dry run's text, the gate, the lock and the backup: nothing runs.
+    refuse_transaction_control(&steps, db.dialect(), &dir)?;
     for note in &steps.notes {
         report.info(note);
     }
@@ -731,6 +777,7 @@ fn locked(
     // What runs must be exactly what was approved (and what the backup precedes).
     let applied = db.applied().map_err(lock_err)?;
     let steps = plan_steps(opts, &files, &applied, dir)?;
+    refuse_transaction_control(&steps, db.dialect(), dir)?;
     // (Without a gate the plan made under the lock is simply the plan.)
     if approval.is_some() && steps.hash() != approved_hash {
         let e = plan_changed(&steps.hash());
@@ -833,12 +880,15 @@ fn locked(
                     "failed".into(),
                 ]);
                 let (statement, message) = match &e {
-                    DbError::Statement { statement, message } => {
+                    DbError::Statement { statement, message }
+                    | DbError::NotRolledBack { statement, message } => {
                         (statement.clone(), message.clone())
                     }
                     other => (None, other.to_string()),
                 };
-                let rolled = if f.no_transaction {
+                let rolled = if matches!(e, DbError::NotRolledBack { .. }) {
+                    "it could NOT be rolled back: part of it may be applied (even recorded); check the database and the tracking table before running again"
+                } else if f.no_transaction {
                     "it ran without a transaction: statements before the failing one stay applied, and it is not recorded"
                 } else {
                     "it was rolled back whole; earlier migrations stay applied"
@@ -926,8 +976,8 @@ fn status(ctx: &Ctx, env: &Environment, files: &[Migration], applied: &[AppliedR
         let status = match &e.status {
             Status::Changed { recorded, current } => format!(
                 "changed (recorded {}…, file {}…)",
-                &recorded[..12.min(recorded.len())],
-                &current[..12.min(current.len())]
+                short(recorded),
+                short(current)
             ),
             s => s.label().to_string(),
         };
@@ -949,8 +999,15 @@ fn status(ctx: &Ctx, env: &Environment, files: &[Migration], applied: &[AppliedR
     Ok(())
 }
 
+/// The first 12 characters of a checksum, for a table. The recorded one comes from the database
+/// (outside data, any text): cut by characters, never by bytes.
+fn short(checksum: &str) -> String {
+    checksum.chars().take(12).collect()
+}
+
 /// Writes and verifies a backup, then prunes old ones (keeping `opts.keep_backups`). Any failure
-/// stops the migration. Returns the path and how it was verified.
+/// stops the migration. Returns the path and how it was verified. A backup holds the whole
+/// database: it is written 0600 into a 0700 directory (created so, or tightened).
 fn backup(
     opts: &Options,
     env: &Environment,
@@ -961,29 +1018,28 @@ fn backup(
         .backup_dir
         .clone()
         .unwrap_or_else(|| opts.workdir.join(".deploy-action/backups").join(&env.name));
-    std::fs::create_dir_all(&dir).map_err(|e| {
+    private_dir(&dir).map_err(|e| {
         Error::StageFailed(format!(
-            "backup failed: cannot create {}: {e}",
+            "backup failed: cannot make {} a private (0700) directory: {e}; nothing was migrated",
             dir.display()
         ))
     })?;
     let stamp = crate::db::now_rfc3339().replace([':', '-'], "");
     let ext = db.backup_extension();
-    let mut path = dir.join(format!(
-        "{}-{stamp}-v{}.{ext}",
-        env.name,
-        version_text(version)
-    ));
-    let mut n = 1;
-    while path.exists() {
-        n += 1;
-        path = dir.join(format!(
-            "{}-{stamp}-v{}-{n}.{ext}",
-            env.name,
-            version_text(version)
-        ));
-    }
-    let how = match db.backup(&path) {
+    let stem = format!("{}-{stamp}-v{}", env.name, version_text(version));
+    let path = new_private_file(&dir, &stem, ext).map_err(|e| {
+        Error::StageFailed(format!(
+            "backup failed: cannot create a file in {}: {e}; nothing was migrated",
+            dir.display()
+        ))
+    })?;
+    let how = db.backup(&path).and_then(|how| {
+        // A tool may have replaced the file: it stays private whatever wrote it.
+        set_mode(&path, 0o600)
+            .map(|()| how)
+            .map_err(|e| DbError::Backup(format!("{}: {e}", path.display())))
+    });
+    let how = match how {
         Ok(how) => how,
         Err(e) => {
             let _ = std::fs::remove_file(&path);
@@ -994,8 +1050,85 @@ fn backup(
     Ok((path, how))
 }
 
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+/// Creates `dir` and its missing parents with mode 0700; an existing `dir` open to group or
+/// others is tightened to 0700.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    if std::fs::metadata(dir)?.permissions().mode() & 0o077 != 0 {
+        set_mode(dir, 0o700)?;
+    }
+    Ok(())
+}
+
+/// Creates `<stem>.<ext>` in `dir` (`<stem>-2.<ext>`, … when taken) exclusively, with mode 0600
+/// from the start, and returns its path.
+fn new_private_file(dir: &Path, stem: &str, ext: &str) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::OpenOptionsExt;
+    for n in 1..=1000 {
+        let path = match n {
+            1 => dir.join(format!("{stem}.{ext}")),
+            n => dir.join(format!("{stem}-{n}.{ext}")),
+        };
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(_) => return Ok(path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        format!("{stem}.{ext} and 999 numbered variants exist"),
+    ))
+}
+
+/// Whether `name` is a backup of environment `env` written by [`backup`]:
+/// `<env>-<YYYYMMDDTHHMMSSZ>-v<version|none>[-<n>].<ext>`. Only the exact shape counts, so the
+/// backups of `prod-eu` are never taken for those of `prod` in a shared directory.
+pub fn is_backup_of(name: &str, env: &str, ext: &str) -> bool {
+    let Some(rest) = name
+        .strip_prefix(env)
+        .and_then(|r| r.strip_prefix('-'))
+        .and_then(|r| r.strip_suffix(ext))
+        .and_then(|r| r.strip_suffix('.'))
+    else {
+        return false;
+    };
+    let b = rest.as_bytes();
+    let digits = |r: std::ops::Range<usize>| {
+        b.get(r)
+            .is_some_and(|s| !s.is_empty() && s.iter().all(u8::is_ascii_digit))
+    };
+    let stamp =
+        b.len() > 18 && digits(0..8) && b[8] == b'T' && digits(9..15) && &b[15..18] == b"Z-v";
+    if !stamp {
+        return false;
+    }
+    let mut parts = rest[18..].splitn(2, '-');
+    let version = parts.next().unwrap_or_default();
+    let version_ok = version == "none" || digits(18..18 + version.len());
+    let n_ok = parts
+        .next()
+        .is_none_or(|n| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()));
+    version_ok && n_ok
+}
+
 /// Keeps the newest `keep` backups of `env` in `dir`: newest by modification time, then by name
-/// (two backups in the same second have the same time stamp in their names).
+/// (two backups in the same second have the same time stamp in their names). Other files, and the
+/// backups of other environments sharing the directory, are left alone.
 pub fn prune_backups(dir: &Path, env: &str, ext: &str, keep: usize) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
@@ -1004,9 +1137,8 @@ pub fn prune_backups(dir: &Path, env: &str, ext: &str, keep: usize) {
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            let ours = name.starts_with(&format!("{env}-")) && name.ends_with(&format!(".{ext}"));
             let modified = e.metadata().and_then(|m| m.modified()).ok()?;
-            ours.then_some((modified, name))
+            is_backup_of(&name, env, ext).then_some((modified, name))
         })
         .collect();
     files.sort();
@@ -1054,4 +1186,51 @@ fn audit(
             .open(dir.join(format!("{}.log", env.name)))
             .and_then(|mut f| writeln!(f, "{line}"))
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{is_backup_of, short};
+
+    #[test]
+    fn backups_of_prod_are_not_those_of_prod_eu() {
+        let ext = "sqlite3";
+        assert!(is_backup_of(
+            "prod-20240229T123456Z-v3.sqlite3",
+            "prod",
+            ext
+        ));
+        assert!(is_backup_of(
+            "prod-20240229T123456Z-vnone.sqlite3",
+            "prod",
+            ext
+        ));
+        assert!(is_backup_of(
+            "prod-20240229T123456Z-v3-2.sqlite3",
+            "prod",
+            ext
+        ));
+        assert!(is_backup_of(
+            "prod-eu-20240229T123456Z-v3.sqlite3",
+            "prod-eu",
+            ext
+        ));
+        for other in [
+            "prod-eu-20240229T123456Z-v3.sqlite3",
+            "prod-20240229T123456Z-v3.dump",
+            "prod-20240229T123456Z-v3-.sqlite3",
+            "prod-2024022T123456Z-v3.sqlite3",
+            "prod-20240229T123456Z-vx.sqlite3",
+            "prod-notes.sqlite3",
+            "prod.sqlite3",
+        ] {
+            assert!(!is_backup_of(other, "prod", ext), "{other}");
+        }
+    }
+
+    #[test]
+    fn checksums_are_cut_by_characters() {
+        assert_eq!(short("aéééééééééééééé"), "aééééééééééé");
+        assert_eq!(short("abc"), "abc");
+    }
 }

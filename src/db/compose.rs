@@ -487,7 +487,7 @@ SELECT version, name, checksum, applied_at, duration_ms, applied_by, coalesce(re
             script.push_str(&super::pg_record_sql(book));
             script.push_str("COMMIT;\n");
         }
-        let (status, _, err) = self.psql(script)?;
+        let (status, out, err) = self.psql(script)?;
         if status != 0 {
             if err.contains(LOCK_LOST) {
                 return Err(DbError::Other(format!(
@@ -517,6 +517,16 @@ SELECT version, name, checksum, applied_at, duration_ms, applied_by, coalesce(re
                 })
                 .collect::<Vec<_>>()
                 .join("\n");
+            // Never an empty reason: what psql (or docker compose) said, wherever it said it.
+            let message = if message.is_empty() {
+                let tail: Vec<&str> = out.lines().rev().take(5).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                format!("psql exited with {status}: {}", tail.join("\n"))
+                    .trim_end_matches(": ")
+                    .to_string()
+            } else {
+                message
+            };
             return Err(DbError::Statement { statement, message });
         }
         Ok(started.elapsed().as_millis() as u64)
@@ -585,6 +595,10 @@ SELECT version, name, checksum, applied_at, duration_ms, applied_by, coalesce(re
 
     fn backup_extension(&self) -> &'static str {
         "dump"
+    }
+
+    fn dialect(&self) -> crate::migrate::tx_control::Dialect {
+        crate::migrate::tx_control::Dialect::Postgres
     }
 }
 

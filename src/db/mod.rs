@@ -2,14 +2,17 @@
 //!
 //! [`Database`] is what `commands/migrate.rs` needs: read the tracking table, take and release the
 //! migration lock, run one migration together with its bookkeeping, and write a verified backup.
-//! `sqlite.rs` (rusqlite, embedded), `postgres.rs` (rust-postgres, sync), `compose.rs` (psql inside a
-//! compose service on the environment's host, through an [`Executor`](crate::exec::Executor)).
+//! `sqlite.rs` (rusqlite, embedded), `postgres.rs` (rust-postgres, sync, TLS from `tls.rs`),
+//! `compose.rs` (psql inside a compose service on the environment's host, through an
+//! [`Executor`](crate::exec::Executor)).
 //! Deciding what to run is `migrate/`'s business, not this layer's.
 
 pub mod compose;
 pub mod postgres;
 pub mod sqlite;
+pub mod tls;
 
+use crate::migrate::tx_control::Dialect;
 use crate::migrate::{AppliedRow, SqlFile};
 use std::path::Path;
 use std::time::Duration;
@@ -19,9 +22,20 @@ use std::time::Duration;
 pub enum DbError {
     #[error("cannot connect to the database: {0}")]
     Connect(String),
+    /// The database settings cannot be used as given (a bad URL, `sslmode`, `sslrootcert`): an
+    /// input error (exit 2).
+    #[error("{0}")]
+    Config(String),
     /// A migration's statement failed; its transaction was rolled back.
     #[error("{message}")]
     Statement {
+        statement: Option<String>,
+        message: String,
+    },
+    /// A transactional migration could not be rolled back as a whole: the file ended the
+    /// transaction itself, or closing it failed. Part of it may be applied, even recorded.
+    #[error("{message}")]
+    NotRolledBack {
         statement: Option<String>,
         message: String,
     },
@@ -90,6 +104,9 @@ pub trait Database {
 
     /// The extension of backup files (`sqlite3`, `dump`).
     fn backup_extension(&self) -> &'static str;
+
+    /// The SQL dialect of the migrations run here.
+    fn dialect(&self) -> Dialect;
 }
 
 /// A PostgreSQL string literal that reads the same whatever `standard_conforming_strings` says.

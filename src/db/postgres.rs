@@ -1,4 +1,5 @@
-//! PostgreSQL through the synchronous `postgres` crate (rust-postgres), no TLS.
+//! PostgreSQL through the synchronous `postgres` crate (rust-postgres), with TLS by rustls as the
+//! URL's `sslmode` and `sslrootcert` say (libpq's meaning, default `prefer`; see `tls.rs`).
 //!
 //! The lock is a session advisory lock taken by a `pg_try_advisory_lock` retry loop on a dedicated
 //! connection: never a blocking `pg_advisory_lock`, which deadlocks against CREATE INDEX
@@ -8,13 +9,16 @@
 //! statement, then its row is recorded. Backups are
 //! `pg_dump -Fc` run on this machine and verified with `pg_restore -l` and `pg_restore -f /dev/null`.
 //! The password reaches pg_dump through `PGPASSWORD` in its environment, never its command line
-//! (which `ps` shows to every user of the machine).
+//! (which `ps` shows to every user of the machine). pg_dump is libpq: it reads the same `sslmode`
+//! and `sslrootcert` from the URL; for `verify-ca`/`verify-full` without `sslrootcert` it is given
+//! the system's CA bundle (`PGSSLROOTCERT`), as this side uses the system's roots then.
 
+use super::tls::{self, SslMode, TlsOptions};
 use super::{Bookkeeping, Database, DbError, create_table_sql, now_rfc3339};
 use crate::cmd::{Cmd, Secret};
 use crate::exec::{Executor, local::LocalExecutor};
 use crate::migrate::{AppliedRow, SqlFile, TABLE, split_statements, statement_at};
-use postgres::{Client, Config, NoTls};
+use postgres::{Client, Config};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -33,6 +37,8 @@ const BATCH_PREFIX: &str = "BEGIN;\n";
 pub struct PgDatabase {
     url: Secret,
     config: Config,
+    tls: tls::Connector,
+    tls_options: TlsOptions,
     client: Client,
     lock_conn: Option<Client>,
     label: String,
@@ -50,14 +56,59 @@ pub fn tool(name: &str) -> String {
 /// `pg_dump -Fc` of the database at `url` into `dest`. The password goes in `PGPASSWORD` (a
 /// secret in the child's environment), never in the arguments that `ps` shows.
 pub fn pg_dump_cmd(url: &str, dest: &str) -> Cmd {
+    let mut dbname = url_without_password(url);
+    let bundle = system_roots_for_libpq(url);
+    if bundle.is_some() {
+        dbname = without_param(&dbname, "sslrootcert");
+    }
     let mut cmd = Cmd::new(tool("pg_dump"))
         .args(["-Fc", "--no-password", "-f", dest])
         .arg("--dbname")
-        .arg(url_without_password(url));
+        .arg(dbname);
     if let Some(pw) = url_password(url) {
         cmd = cmd.env("PGPASSWORD", Secret::new(pw));
     }
+    if let Some(bundle) = bundle {
+        cmd = cmd.env("PGSSLROOTCERT", bundle);
+    }
     cmd
+}
+
+/// For `verify-ca`/`verify-full` checked against the system's roots (no `sslrootcert`, or
+/// `sslrootcert=system`, which libpq before 16 reads as a file name): the system's CA bundle,
+/// since libpq would otherwise look for `~/.postgresql/root.crt`.
+fn system_roots_for_libpq(url: &str) -> Option<String> {
+    let (_, opts) = tls::split_url(url).ok()?;
+    let verify = matches!(opts.mode, SslMode::VerifyCa | SslMode::VerifyFull);
+    if !verify || opts.roots() != tls::Roots::System {
+        return None;
+    }
+    let candidates = [
+        crate::env_vars::get(crate::env_vars::SSL_CERT_FILE),
+        Some("/etc/ssl/certs/ca-certificates.crt".into()),
+        Some("/etc/pki/tls/certs/ca-bundle.crt".into()),
+        Some("/etc/ssl/cert.pem".into()),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| Path::new(p).is_file())
+}
+
+/// The URL without the query parameter `key`.
+fn without_param(url: &str, key: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|kv| kv.split_once('=').map_or(*kv, |(k, _)| k) != key)
+        .collect();
+    if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    }
 }
 
 /// The URL with the password taken out of both places it can be (`user:pw@`, `?password=`).
@@ -93,13 +144,40 @@ pub fn url_without_password(url: &str) -> String {
 
 /// The password in a PostgreSQL URL, to register with the masker before anything prints.
 pub fn url_password(url: &str) -> Option<String> {
-    Config::from_str(url).ok().and_then(|c| {
+    // Without the TLS parameters, which the driver's parser does not know (verify-full, sslrootcert).
+    let (url, _) = tls::split_url(url).ok()?;
+    Config::from_str(&url).ok().and_then(|c| {
         c.get_password()
             .map(|p| String::from_utf8_lossy(p).into_owned())
     })
 }
 
-fn label_of(config: &Config) -> String {
+/// A failed connection, saying so plainly when the server's TLS certificate was refused.
+fn connect_error(label: &str, e: &postgres::Error, tls: &TlsOptions) -> DbError {
+    let mut msg = format!("{label}: {}", pg_message(e));
+    if let Some(rustls::Error::InvalidCertificate(why)) = tls::tls_error(e) {
+        use rustls::CertificateError as C;
+        let hint = match why {
+            C::NotValidForName | C::NotValidForNameContext { .. } => {
+                "connect by a name the certificate is issued for, or use sslmode=verify-ca to check the chain only"
+            }
+            C::Expired
+            | C::ExpiredContext { .. }
+            | C::NotValidYet
+            | C::NotValidYetContext { .. } => {
+                "the certificate is outside its validity period (or this machine's clock is wrong)"
+            }
+            _ => "give the CA that signed it with sslrootcert=<file> in the URL",
+        };
+        msg.push_str(&format!(
+            "\nthe server's TLS certificate was refused when checked for {}: {hint}",
+            tls.describe()
+        ));
+    }
+    DbError::Connect(msg)
+}
+
+fn label_of(config: &Config, tls: &TlsOptions) -> String {
     let user = config.get_user().unwrap_or("?");
     let host = config
         .get_hosts()
@@ -111,23 +189,46 @@ fn label_of(config: &Config) -> String {
         .unwrap_or_else(|| "localhost".into());
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let db = config.get_dbname().unwrap_or(user);
-    format!("{user}@{host}:{port}/{db}")
+    let unix = matches!(
+        config.get_hosts().first(),
+        Some(postgres::config::Host::Unix(_))
+    );
+    if unix {
+        format!("{user}@{host}:{port}/{db}")
+    } else {
+        format!("{user}@{host}:{port}/{db} ({})", tls.describe())
+    }
 }
 
 impl PgDatabase {
-    /// Connects to `url` (`postgres://user:pass@host:port/db`, or `?host=/socket/dir`).
+    /// Connects to `url` (`postgres://user:pass@host:port/db`, or `?host=/socket/dir`), over TLS
+    /// as its `sslmode` says. A URL that cannot be used is [`DbError::Config`].
     pub fn connect(url: &str, application_name: &str) -> Result<PgDatabase, DbError> {
-        let mut config = Config::from_str(url)
-            .map_err(|e| DbError::Connect(format!("the database URL is not valid: {e}")))?;
+        let invalid = |e: String| DbError::Config(format!("the database URL is not valid: {e}"));
+        let (driver_url, tls_options) = tls::split_url(url).map_err(invalid)?;
+        let mut config = Config::from_str(&driver_url).map_err(|e| invalid(e.to_string()))?;
         config.application_name(application_name);
         config.connect_timeout(Duration::from_secs(15));
-        let label = label_of(&config);
+        let unix_only = config
+            .get_hosts()
+            .iter()
+            .all(|h| matches!(h, postgres::config::Host::Unix(_)));
+        // No TLS over a socket, whatever sslmode says (the server never offers it there).
+        config.ssl_mode(if unix_only && !config.get_hosts().is_empty() {
+            postgres::config::SslMode::Disable
+        } else {
+            tls_options.mode.driver()
+        });
+        let tls = tls::connector(&tls_options).map_err(DbError::Config)?;
+        let label = label_of(&config, &tls_options);
         let client = config
-            .connect(NoTls)
-            .map_err(|e| DbError::Connect(format!("{label}: {}", pg_message(&e))))?;
+            .connect(tls.clone())
+            .map_err(|e| connect_error(&label, &e, &tls_options))?;
         Ok(PgDatabase {
             url: Secret::new(url),
             config,
+            tls,
+            tls_options,
             client,
             lock_conn: None,
             label,
@@ -282,18 +383,23 @@ impl Database for PgDatabase {
                 &[],
             )
             .map_err(Self::other)?;
-        Ok(rows
-            .iter()
-            .map(|r| AppliedRow {
-                version: r.get::<_, i64>(0) as u64,
-                name: r.get(1),
-                checksum: r.get(2),
-                applied_at: r.get(3),
-                duration_ms: r.get(4),
-                applied_by: r.get(5),
-                release: r.get(6),
+        // try_get, never get: the table is outside data (made by hand, or by an older tool) and a
+        // NULL or another column type must be an error, not a panic.
+        let row = |r: &postgres::Row| -> Result<AppliedRow, postgres::Error> {
+            Ok(AppliedRow {
+                version: r.try_get::<_, i64>(0)? as u64,
+                name: r.try_get(1)?,
+                checksum: r.try_get(2)?,
+                applied_at: r.try_get(3)?,
+                duration_ms: r.try_get(4)?,
+                applied_by: r.try_get(5)?,
+                release: r.try_get(6)?,
             })
-            .collect())
+        };
+        rows.iter()
+            .map(row)
+            .collect::<Result<_, _>>()
+            .map_err(|e| DbError::Other(format!("{TABLE} cannot be read: {}", pg_message(&e))))
     }
 
     fn ensure_table(&mut self) -> Result<(), DbError> {
@@ -307,8 +413,8 @@ impl Database for PgDatabase {
         let mut config = self.config.clone();
         config.application_name(&format!("{} (lock)", self.application_name));
         let mut conn = config
-            .connect(NoTls)
-            .map_err(|e| DbError::Connect(format!("{}: {}", self.label, pg_message(&e))))?;
+            .connect(self.tls.clone())
+            .map_err(|e| connect_error(&self.label, &e, &self.tls_options))?;
         let started = Instant::now();
         loop {
             let got: bool = conn
@@ -418,6 +524,10 @@ impl Database for PgDatabase {
     fn backup_extension(&self) -> &'static str {
         "dump"
     }
+
+    fn dialect(&self) -> crate::migrate::tx_control::Dialect {
+        crate::migrate::tx_control::Dialect::Postgres
+    }
 }
 
 /// Why a dump could not be verified.
@@ -494,6 +604,19 @@ mod tests {
             pg_dump_cmd("postgres://app@/app?host=/run/pg", "/tmp/x")
                 .env
                 .is_empty()
+        );
+        // With TLS parameters the driver's own parser would refuse, the password still goes.
+        let cmd = pg_dump_cmd(
+            "postgres://app:s3cret@db/app?sslmode=verify-full&sslrootcert=/ca.pem",
+            "/tmp/x",
+        );
+        let (k, v) = &cmd.env[0];
+        assert_eq!((k.as_str(), v.expose()), ("PGPASSWORD", "s3cret"));
+        assert!(
+            cmd.args
+                .iter()
+                .any(|a| a.expose()
+                    == "postgres://app@db/app?sslmode=verify-full&sslrootcert=/ca.pem")
         );
     }
 

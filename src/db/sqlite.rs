@@ -183,6 +183,23 @@ impl SqliteDatabase {
     }
 }
 
+/// Closing a migration's transaction failed (`end` is what closed it): keep the migration's own
+/// error, add why closing failed, and never claim it was rolled back whole.
+fn not_rolled_back(result: Result<u64, DbError>, end: &str, e: &rusqlite::Error) -> DbError {
+    let (statement, first) = match result {
+        Ok(_) => (None, "the migration ran".to_string()),
+        Err(DbError::Statement { statement, message }) => (statement, message),
+        Err(other) => (None, other.to_string()),
+    };
+    DbError::NotRolledBack {
+        statement,
+        message: format!(
+            "{first}\nthen `{end}` failed: {e}; the migration most likely ended deploy-action's transaction \
+itself (a COMMIT, END or ROLLBACK in the file), so what ran before that point stays committed"
+        ),
+    }
+}
+
 impl Database for SqliteDatabase {
     fn describe(&self) -> String {
         format!("sqlite {}", self.label)
@@ -270,10 +287,13 @@ impl Database for SqliteDatabase {
             let result = Self::run_statements(conn, &file.sql);
             let ms = started.elapsed().as_millis() as u64;
             let recorded = result.and_then(|()| Self::record(conn, book, ms).map_err(&fail));
-            if self.locked {
-                self.begin_exclusive(self.lock_wait)?;
-            }
-            return recorded.map(|()| ms);
+            let relocked = if self.locked {
+                self.begin_exclusive(self.lock_wait)
+            } else {
+                Ok(())
+            };
+            // The migration's own error first: it is what the user must see.
+            return recorded.and(relocked).map(|()| ms);
         }
         let conn = self.conn()?;
         let in_outer = !conn.is_autocommit();
@@ -295,8 +315,11 @@ impl Database for SqliteDatabase {
             }
             (Err(_), false) => "ROLLBACK",
         };
-        conn.execute_batch(end).map_err(&fail)?;
-        result
+        match conn.execute_batch(end) {
+            Ok(()) => result,
+            Err(e) if busy_code(&e) => Err(fail(e)),
+            Err(e) => Err(not_rolled_back(result, end, &e)),
+        }
     }
 
     fn rebaseline(&mut self, version: u64, checksum: &str) -> Result<(), DbError> {
@@ -338,10 +361,14 @@ impl Database for SqliteDatabase {
                 }
             }
         })();
-        if relock {
-            self.begin_exclusive(self.lock_wait)?;
-        }
+        // The copy's own error first; then whether the lock came back.
+        let relocked = if relock {
+            self.begin_exclusive(self.lock_wait)
+        } else {
+            Ok(())
+        };
         copied?;
+        relocked?;
         let check = Connection::open_with_flags(dest, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .and_then(|c| c.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)))
             .map_err(|e| bad(format!("verification failed: {e}")))?;
@@ -353,6 +380,10 @@ impl Database for SqliteDatabase {
 
     fn backup_extension(&self) -> &'static str {
         "sqlite3"
+    }
+
+    fn dialect(&self) -> crate::migrate::tx_control::Dialect {
+        crate::migrate::tx_control::Dialect::Sqlite
     }
 }
 

@@ -1,9 +1,12 @@
 //! Migrations, the pure part: file names to versions, the `no-transaction` marker, checksums that
 //! ignore line endings, the comparison of files with applied rows, the plan hash the approval gate
-//! binds to, and a statement splitter that knows SQL quoting.
+//! binds to, a statement splitter that knows SQL quoting, and (`tx_control.rs`) the scanner that
+//! finds transaction-control statements a transactional migration must not contain.
 //!
 //! Stays out of I/O: the caller reads the directory and hands over (file name, text) pairs; `db/`
 //! talks to databases, `commands/migrate.rs` glues the two.
+
+pub mod tx_control;
 
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
