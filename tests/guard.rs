@@ -9,7 +9,11 @@ use crate::harness::{Outcome, Project};
 use crate::up::{Stack, WEB_V1, WEB_V2, free_port, service_yaml, sh};
 
 /// The environment of a run in GitHub Actions against the local GitHub fake.
-fn actions_env(p: &Project, gh: &FakeGitHub, actor: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn actions_env(
+    p: &Project,
+    gh: &FakeGitHub,
+    actor: &str,
+) -> Vec<(&'static str, String)> {
     vec![
         ("GITHUB_ACTIONS", "true".into()),
         ("GITHUB_TOKEN", gh.token.clone()),

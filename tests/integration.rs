@@ -19,5 +19,6 @@ mod migrate_gate;
 mod migrate_r10;
 mod pages;
 mod plan;
+mod secrets;
 mod smoke;
 mod up;

@@ -39,6 +39,8 @@ struct Promotion {
     migration: Option<String>,
     /// unit, kind, from, to.
     rows: Vec<[String; 4]>,
+    /// The target's `secrets:` values, written with the services (read before anything changes).
+    secrets: crate::deploy::secrets::Values,
 }
 
 pub fn run(from: Option<&str>, to: Option<&str>, ctx: &Ctx) -> Result<()> {
@@ -56,7 +58,10 @@ pub fn run(from: Option<&str>, to: Option<&str>, ctx: &Ctx) -> Result<()> {
     };
     let have = ledger::unit_versions(&store::load(ctx, &target)?.releases);
     let want = ledger::state_at(&src.releases, release.number);
-    let p = promotion(&m, ctx, &want, &have);
+    let mut p = promotion(&m, ctx, &want, &have);
+    if !p.services.is_empty() {
+        p.secrets = crate::deploy::secrets::resolve(&m, &target, &|n| std::env::var(n).ok())?;
+    }
 
     report.stage_start("promote", Some(&target.name));
     let mut plan = Summary::new(
@@ -101,8 +106,9 @@ pub fn run(from: Option<&str>, to: Option<&str>, ctx: &Ctx) -> Result<()> {
             Some(r) if r.number == release.number => {
                 let have = ledger::unit_versions(&store::load(ctx, &target)?.releases);
                 let want = ledger::state_at(&src.releases, r.number);
-                let p = promotion(&m, ctx, &want, &have);
-                promote_plan(ctx, &m, &source, &target, r, &p)?
+                let mut again = promotion(&m, ctx, &want, &have);
+                again.secrets = p.secrets.clone();
+                promote_plan(ctx, &m, &source, &target, r, &again)?
             }
             _ => ChangePlan::new(
                 "promote",
@@ -165,6 +171,12 @@ fn promote_plan(
     }
     for (svc, (image, id)) in &p.images {
         text.push_str(&format!("image of {svc}: {image} = {id}\n"));
+    }
+    let prints = crate::deploy::secrets::fingerprints(&m.project, &target.name, &p.secrets);
+    for (svc, names) in prints {
+        for (name, print) in names {
+            text.push_str(&format!("secret {name} for {svc}: {print}\n"));
+        }
     }
     let mut covers = None;
     if let (Some(v), Some(migrations)) = (&p.migration, &m.migrations) {
@@ -419,7 +431,7 @@ fn promote_services(
         .iter()
         .map(|(cs, (image, _))| (cs.clone(), image.clone()))
         .collect();
-    let req = UpRequest::recorded(
+    let mut req = UpRequest::recorded(
         &target.name,
         p.services.clone(),
         images,
@@ -427,6 +439,7 @@ fn promote_services(
         store::repo_root(ctx),
         notes.to_vec(),
     );
+    req.secrets = p.secrets.clone();
     let mut first = None;
     for host in &target.hosts {
         let mut ex = connect(host, report)?;

@@ -111,7 +111,8 @@ fn choose(ctx: &Ctx, m: &Manifest, env: &Environment, to: Option<&str>) -> Resul
             continue;
         }
         let current = now.services.get(cs).map(|(_, s)| s);
-        if current.is_some_and(|c| ledger::same_image(c, st)) {
+        // Unchanged only when it runs the same image with the same secrets.
+        if current.is_some_and(|c| ledger::same_image(c, st) && c.secrets == st.secrets) {
             continue;
         }
         services.push(key.to_string());
@@ -123,7 +124,15 @@ fn choose(ctx: &Ctx, m: &Manifest, env: &Environment, to: Option<&str>) -> Resul
             unit: key.to_string(),
             kind: "service",
             from: current.map_or_else(|| "(none)".into(), |c| c.image.clone()),
-            to: format!("{} ({})", st.image, ledger::short_id(&st.image_id)),
+            to: format!(
+                "{} ({}){}",
+                st.image,
+                ledger::short_id(&st.image_id),
+                match current {
+                    Some(c) if ledger::same_image(c, st) => ", the secrets it ran with",
+                    _ => "",
+                }
+            ),
         });
     }
     let mut sites: Vec<(String, PagesState)> = Vec::new();

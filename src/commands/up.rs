@@ -157,6 +157,8 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
         report.info("up: no services selected; nothing to do");
         return Ok(());
     }
+    // Every `secrets:` variable must be set: exit 2 before anything is built or changed.
+    let secret_values = deploy::secrets::resolve(&m, &env, &|n| std::env::var(n).ok())?;
     // The deploy rules before anything is built: a refused run should not cost a build.
     let dirty = crate::guard::check_rules(ctx, &env, "up", &root)?;
     let sha = git_sha(&root);
@@ -206,7 +208,17 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
         }
     }
 
-    let plan = || change_plan(&env, &m, &services, &images, &built, &root, args.force);
+    let prints = deploy::secrets::fingerprints(&m.project, &env.name, &secret_values);
+    let plan = || {
+        let mut p = change_plan(&env, &m, &services, &images, &built, &root, args.force);
+        for (svc, names) in &prints {
+            for (name, print) in names {
+                p.text
+                    .push_str(&format!("secret {name} for {svc}: {print}\n"));
+            }
+        }
+        p
+    };
     let adm = crate::guard::approve(ctx, &env, "up", dirty, &|| Ok(plan()))?;
     // Built again just before the first change, under the lock: the compose files, the commit,
     // the images.
@@ -234,6 +246,7 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
         interactive: std::io::stdin().is_terminal(),
         notes,
         files_from: None,
+        secrets: secret_values,
     };
     report.stage_start("up", Some(&env.name));
     crate::deploy::cancel::install();

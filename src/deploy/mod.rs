@@ -25,6 +25,7 @@
 pub mod cancel;
 pub mod clock;
 pub mod lock;
+pub mod secrets;
 pub mod ship;
 
 use crate::cmd::compose::{self, Compose, Flavor, ServiceConfig, UpOptions};
@@ -87,6 +88,9 @@ pub struct UpRequest {
     /// `.deploy-action/files/<n>`) instead of uploading the repository's: a rollback puts the
     /// configuration back with the images.
     pub files_from: Option<u64>,
+    /// The `secrets:` values written to the hosts (read by the command before anything changed).
+    /// Not used with `files_from`: a rollback restores the secrets files its release ran with.
+    pub secrets: secrets::Values,
 }
 
 impl UpRequest {
@@ -115,6 +119,7 @@ impl UpRequest {
             interactive: false,
             notes,
             files_from: None,
+            secrets: secrets::Values::new(),
         }
     }
 }
@@ -671,10 +676,88 @@ impl HostDeploy<'_> {
             .map(|s| {
                 (
                     s.compose_service.clone(),
-                    pu::secrets_file_ref(&self.env.dir, &self.env.compose_files, &s.compose_service),
+                    pu::secrets_file_ref(
+                        &self.env.dir,
+                        &self.env.compose_files,
+                        &s.compose_service,
+                    ),
                 )
             })
             .collect()
+    }
+
+    /// Adds to `s` the secrets files of this release: with the repository's files, each service's
+    /// values (0600, in 0700 directories) and their copy for release `n`; a service that no
+    /// longer has secrets loses its file. Restoring release files (rollback), the restored copy
+    /// is what runs. Either way every file the override names exists (empty when nothing was ever
+    /// written), so compose can read it.
+    fn write_secrets(&self, s: &mut Script, n: u64, flavor: &Flavor) -> Result<()> {
+        let dir = self.env.dir.trim_end_matches('/');
+        let env_dir = format!("{dir}/.deploy-action/env");
+        let copy_dir = format!("{}/.deploy-action/env", self.files_dir(n));
+        let q = |p: &str| shell_quote(p).into_owned();
+        s.shell(
+            "secrets-dir",
+            &format!(
+                "mkdir -p {e} {c} && chmod 700 {e} {c}",
+                e = q(&env_dir),
+                c = q(&copy_dir)
+            ),
+        );
+        let wanted = self.secret_files();
+        if self.req.files_from.is_none() {
+            for (svc, values) in &self.req.secrets {
+                let text = secrets::file_text(values, flavor.is_v1())?;
+                let rel = pu::secrets_file(svc);
+                s.write(
+                    &format!("secrets:{svc}"),
+                    &format!("{dir}/{rel}"),
+                    &text,
+                    0o600,
+                );
+                s.write(
+                    &format!("secrets-copy:{svc}"),
+                    &format!("{}/{rel}", self.files_dir(n)),
+                    &text,
+                    0o600,
+                );
+            }
+            for svc in self.manifest.services.values() {
+                let cs = &svc.compose_service;
+                if !wanted.contains_key(cs) {
+                    s.run(
+                        &format!("secrets-drop:{cs}"),
+                        &Cmd::new("rm")
+                            .arg("-f")
+                            .arg(format!("{dir}/{}", pu::secrets_file(cs))),
+                    );
+                }
+            }
+        }
+        for cs in wanted.keys() {
+            let f = q(&format!("{dir}/{}", pu::secrets_file(cs)));
+            s.shell(
+                &format!("secrets-exists:{cs}"),
+                &format!("[ -e {f} ] || ( umask 077 && : > {f} )"),
+            );
+        }
+        Ok(())
+    }
+
+    /// The fingerprints of the secrets `svc` runs with after this release: those written now, or,
+    /// restoring release `n`'s files, those release `n` recorded.
+    fn secret_prints(&self, svc: &str, records: &[ReleaseRecord]) -> BTreeMap<String, String> {
+        match self.req.files_from {
+            Some(n) => records
+                .iter()
+                .find(|r| r.number == n)
+                .and_then(|r| r.services.get(svc))
+                .map(|st| st.secrets.clone())
+                .unwrap_or_default(),
+            None => secrets::fingerprints(&self.manifest.project, &self.req.env, &self.req.secrets)
+                .remove(svc)
+                .unwrap_or_default(),
+        }
     }
 
     /// Whether compose reads the override file: when it pins an image or names a secrets file (v1
@@ -1180,6 +1263,7 @@ impl HostDeploy<'_> {
                     release_tag,
                     deployed: selected.contains(svc),
                     tried: tried.filter(|t| !t.is_empty()),
+                    secrets: self.secret_prints(svc, &records),
                     ..Default::default()
                 },
             );
@@ -1342,6 +1426,7 @@ impl HostDeploy<'_> {
                 }
             }
         }
+        self.write_secrets(&mut s, n, &c.flavor)?;
         s.write("pins", &self.override_path(), &self.pins_text(pins), 0o644);
         s.run("config", &c.config());
         let (out, secs) = self.script(&s)?;

@@ -113,6 +113,9 @@ pub struct ServiceState {
     /// The image this release tried and gave up on (failed or rolled back); `image` is what runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tried: Option<String>,
+    /// The `secrets:` the service was given: name → fingerprint (a hash, never the value).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
 }
 
 /// A Pages deployment made by a release: enough to show it, roll production back to it, and create
