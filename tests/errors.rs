@@ -315,3 +315,78 @@ fn an_unclosed_list_points_back_at_its_bracket() {
         "{stderr}"
     );
 }
+
+/// Issue 10: `compose_files`, `sites.*.dir` and `migrations.dir` accepted absolute paths and `..`
+/// escapes (a plan uploaded `../../../etc/shadow`): exit 2 with the location.
+#[test]
+fn r10_paths_outside_the_repository_are_refused_with_their_location() {
+    let stderr = check_fails(&format!(
+        "{HEAD}environments:\n  prod:\n    hosts: [local]\n    dir: /srv\n    compose_files: [../../../etc/shadow]\n"
+    ));
+    assert_eq!(
+        stderr,
+        "error: `../../../etc/shadow` leads outside the repository (`..`)
+  --> deploy.yml:7:21
+  |
+7 |     compose_files: [../../../etc/shadow]
+  |                     ^^^^^^^^^^^^^^^^^^^
+  = help: paths in deploy.yml are relative to the repository root and stay inside it
+"
+    );
+    let stderr = check_fails(&format!("{HEAD}migrations:\n  dir: /var/lib/migrations\n"));
+    assert!(stderr.contains("--> deploy.yml:4:8"), "{stderr}");
+}
+
+/// Issue 10: values that go into argv are checked against their grammar when the manifest is
+/// loaded (`--remove-orphans` as a compose service became an option; NUL was accepted).
+#[test]
+fn r10_argv_values_are_refused_with_their_location() {
+    let stderr = check_fails(&format!(
+        "{HEAD}services:\n  api:\n    compose_service: --remove-orphans\n"
+    ));
+    assert!(
+        stderr.starts_with("error: `--remove-orphans` is not a compose service name")
+            && stderr.contains("--> deploy.yml:5:22"),
+        "{stderr}"
+    );
+}
+
+/// Issue 10: a site's `dir` that is a symlink to a directory outside the repository would publish
+/// files from outside it: exit 2 before anything is built or sent.
+#[test]
+fn r10_a_site_dir_symlinked_outside_the_repository_is_refused() {
+    let p = Project::git();
+    p.manifest(&format!(
+        "{HEAD}environments:\n  prod: {{}}\nsites:\n  web:\n    project: web\n    dir: dist\n"
+    ));
+    std::os::unix::fs::symlink("/etc", p.path().join("dist")).unwrap();
+    p.commit("site");
+    let out = p
+        .run(&[
+            "pages",
+            "--env",
+            "prod",
+            "--all",
+            "--branch",
+            "main",
+            "--dry-run",
+        ])
+        .go();
+    out.status(2)
+        .stderr_has("site `web`: dir `dist` leads outside the repository (to /etc)");
+}
+
+/// Issue 10: `--image` values go into the override file and docker's argv: checked too.
+#[test]
+fn r10_image_flag_is_checked_against_its_grammar() {
+    let p = Project::git();
+    p.manifest(&format!(
+        "{HEAD}environments:\n  prod:\n    hosts: [local]\n    dir: /tmp\nservices:\n  web: {{}}\n"
+    ));
+    p.commit("m");
+    let out = p
+        .run(&["up", "--env", "prod", "--image", "web=--privileged"])
+        .go();
+    out.status(2)
+        .stderr_has("--image \"web=--privileged\": `--privileged` is not an image reference");
+}

@@ -498,7 +498,7 @@ pub fn run_with(
     opts: Options,
 ) -> Result<MigrateOutcome> {
     let report = &ctx.report;
-    let dir = opts.root.join(&migrations.dir);
+    let dir = super::units::inside_repo(&opts.root, &migrations.dir, "migrations.dir")?;
     let files = read_dir(&dir)?;
     let mut exec = None;
     let mut db = open_db(ctx, env, migrations, &opts.root, opts.lock_wait, &mut exec)?;
@@ -678,7 +678,7 @@ pub fn preview(
     migrations: &Migrations,
     opts: &Options,
 ) -> Result<Option<(String, String)>> {
-    let dir = opts.root.join(&migrations.dir);
+    let dir = super::units::inside_repo(&opts.root, &migrations.dir, "migrations.dir")?;
     let files = read_dir(&dir)?;
     let mut exec = None;
     let mut db = open_db(ctx, env, migrations, &opts.root, opts.lock_wait, &mut exec)?;

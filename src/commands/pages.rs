@@ -349,7 +349,14 @@ pub fn site_jobs(args: &PagesArgs, ctx: &Ctx) -> Result<(PathBuf, Vec<SiteJob>)>
             production_branch: Some(s.production_branch.clone()).filter(|b| !b.is_empty()),
             scrub: super::build::child_scrub(&manifest, &s.name),
         })
-        .collect();
+        .collect::<Vec<_>>();
+    for job in &jobs {
+        super::units::inside_repo(
+            &root,
+            &job.dir.to_string_lossy(),
+            &format!("site `{}`: dir", job.name),
+        )?;
+    }
     Ok((root, jobs))
 }
 

@@ -6,6 +6,28 @@ use crate::error::Result;
 use crate::manifest::{Environment, Manifest};
 use std::path::{Path, PathBuf};
 
+/// `rel` (a path the manifest names: a site's `dir`, `migrations.dir`, a compose file) resolved
+/// under the repository `root`, refusing (exit 2) one that leads outside it through a symlink; the
+/// manifest already refused absolute paths and `..` escapes. A path that does not exist is
+/// returned as is (the command says what is missing).
+pub fn inside_repo(root: &Path, rel: &str, what: &str) -> Result<PathBuf> {
+    let joined = root.join(rel);
+    let (Ok(real), Ok(top)) = (std::fs::canonicalize(&joined), std::fs::canonicalize(root)) else {
+        return Ok(joined);
+    };
+    if real.starts_with(&top) {
+        Ok(joined)
+    } else {
+        Err(crate::error::Error::usage_help(
+            format!(
+                "{what} `{rel}` leads outside the repository (to {}) through a symlink",
+                real.display()
+            ),
+            "paths in deploy.yml name files of the repository; copy what it needs into it",
+        ))
+    }
+}
+
 /// The live release of `env`, the base of change detection for a run on it, unless `--base`,
 /// `--all` or `--only` choose the units. A ledger that cannot be read is a warning (the run falls
 /// back to the GitHub event or HEAD~1), not an error.

@@ -157,6 +157,9 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
         report.info("up: no services selected; nothing to do");
         return Ok(());
     }
+    for (local, _) in deploy::repo_uploads(&env, &root) {
+        super::units::inside_repo(&root, &local, "compose file")?;
+    }
     // Every `secrets:` variable must be set: exit 2 before anything is built or changed.
     let secret_values = deploy::secrets::resolve(&m, &env, &|n| std::env::var(n).ok())?;
     // The deploy rules before anything is built: a refused run should not cost a build.

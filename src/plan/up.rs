@@ -33,6 +33,9 @@ pub fn parse_image_overrides(values: &[String]) -> Result<BTreeMap<String, Strin
                 "--image {v:?}: expected SERVICE=IMAGE, e.g. api=shop/api:1.4"
             ));
         }
+        if let Err(why) = crate::manifest::grammar::image_reference(reference) {
+            return Err(format!("--image {v:?}: {why}"));
+        }
         if out.insert(svc.to_string(), reference.to_string()).is_some() {
             return Err(format!("--image names `{svc}` twice"));
         }
