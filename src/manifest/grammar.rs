@@ -137,7 +137,7 @@ pub fn image_reference(reference: &str) -> Result<(), String> {
                 && alg
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b))
-                && hex.len() >= 32
+                && !hex.is_empty()
                 && hex.bytes().all(|b| b.is_ascii_hexdigit())
         });
         if !ok {
