@@ -19,5 +19,6 @@ mod migrate_gate;
 mod migrate_r10;
 mod pages;
 mod plan;
+mod pull;
 mod smoke;
 mod up;
