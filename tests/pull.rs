@@ -50,7 +50,10 @@ impl Repo {
             dir.path().display(),
             latest = self.latest()
         ));
-        assert!(built.ends_with("pushed"), "build and push of {local}: {built}");
+        assert!(
+            built.ends_with("pushed"),
+            "build and push of {local}: {built}"
+        );
         let id = sh(&format!("docker image inspect -f '{{{{.Id}}}}' {local}"));
         let digests = sh(&format!(
             "docker image inspect -f '{{{{json .RepoDigests}}}}' {local}"
@@ -70,7 +73,10 @@ impl Repo {
 
     /// The id the host's `:latest` names.
     fn host_latest_id(&self) -> String {
-        sh(&format!("docker image inspect -f '{{{{.Id}}}}' {}", self.latest()))
+        sh(&format!(
+            "docker image inspect -f '{{{{.Id}}}}' {}",
+            self.latest()
+        ))
     }
 }
 
@@ -122,7 +128,9 @@ fn r10_a_registry_image_whose_tag_moved_is_pulled_and_its_digest_recorded() {
         s.host_dir.path().display(),
         s.name
     );
-    s.up(&["--all", "--dry-run"]).status(0).stdout_has(&pull_step);
+    s.up(&["--all", "--dry-run"])
+        .status(0)
+        .stdout_has(&pull_step);
     s.project
         .run(&["plan", "--env", "test", "--all"])
         .go()
@@ -147,13 +155,11 @@ fn r10_a_registry_image_whose_tag_moved_is_pulled_and_its_digest_recorded() {
     set_pull(&s, Some("never"));
     let dry = s.up(&["--only", "web", "--dry-run"]);
     assert!(!dry.status(0).stdout.contains(&pull_step), "{}", dry.stdout);
-    s.up(&["--only", "web"])
-        .status(0)
-        .stdout_has(&format!(
-            "web: {} not pulled: pull: never; the host's image {}",
-            repo.latest(),
-            &v1.id[..19]
-        ));
+    s.up(&["--only", "web"]).status(0).stdout_has(&format!(
+        "web: {} not pulled: pull: never; the host's image {}",
+        repo.latest(),
+        &v1.id[..19]
+    ));
     assert_eq!(s.web_body(), "v1", "pull: never keeps v1");
     assert_eq!(s.record(2)["services"]["web"]["digest"], v1.digest.as_str());
 

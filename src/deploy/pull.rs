@@ -100,6 +100,12 @@ impl HostDeploy<'_> {
                 )),
             }
         }
+        self.run_pulls(c, &pulls)
+    }
+
+    /// The pulls, with what each image is after it: one round trip. Says per service whether the
+    /// image changed; fails naming every image that could not be pulled.
+    fn run_pulls(&mut self, c: &Compose, pulls: &[(&Wanted, Option<&ImageInfo>)]) -> Result<()> {
         if pulls.is_empty() {
             return Ok(());
         }
