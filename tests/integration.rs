@@ -20,5 +20,6 @@ mod migrate_r10;
 mod pages;
 mod plan;
 mod secrets;
+mod pull;
 mod smoke;
 mod up;

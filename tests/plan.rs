@@ -206,11 +206,14 @@ fn plan_json_is_one_object_with_affected_and_steps() {
             "up:lock@local",
             "up:upload:compose.yml@local",
             "up:upload:compose.staging.yml@local",
+            // api's image is not built by `docker build` here: it comes from a registry.
+            "up:api:pull@local",
             "up:api@local",
             "up:release@local",
             "up:lock@deploy@staging.example.com:22",
             "up:upload:compose.yml@deploy@staging.example.com:22",
             "up:upload:compose.staging.yml@deploy@staging.example.com:22",
+            "up:api:pull@deploy@staging.example.com:22",
             "up:api@deploy@staging.example.com:22",
             "up:release@deploy@staging.example.com:22",
         ]
@@ -224,7 +227,7 @@ fn plan_json_is_one_object_with_affected_and_steps() {
         "sh -c 'echo building api > api.built'"
     );
     assert_eq!(
-        steps[10]["target"]["host"],
+        steps[11]["target"]["host"],
         "ssh://deploy@staging.example.com:22"
     );
     assert_eq!(steps[3]["action"]["kind"], "upload");

@@ -168,6 +168,92 @@ pub fn repository(reference: &str) -> &str {
     }
 }
 
+/// Whether a reference names its image by digest (`repo@sha256:…`): what it names never changes.
+pub fn is_digest_ref(reference: &str) -> bool {
+    reference.contains('@')
+}
+
+/// A repository as docker shows it in `RepoDigests`: Docker Hub's `docker.io/` (and
+/// `index.docker.io/`) and its `library/` dropped, so `docker.io/library/nginx:1` → `nginx`.
+pub fn familiar_repository(reference: &str) -> &str {
+    let repo = repository(reference);
+    let repo = repo
+        .strip_prefix("docker.io/")
+        .or_else(|| repo.strip_prefix("index.docker.io/"))
+        .unwrap_or(repo);
+    match repo.strip_prefix("library/") {
+        Some(rest) if !rest.contains('/') => rest,
+        _ => repo,
+    }
+}
+
+/// The repo digest (`repo@sha256:…`) that names `image`: the one of its own repository, else the
+/// first. `None` when the image has none (built or loaded on the host, never pushed or pulled).
+pub fn pick_digest(image: &str, repo_digests: &[String]) -> Option<String> {
+    let repo = familiar_repository(image);
+    repo_digests
+        .iter()
+        .find(|d| familiar_repository(d) == repo)
+        .or(repo_digests.first())
+        .cloned()
+}
+
+/// Whether `repo_digests` holds a digest of `image`'s own repository: the image on the host came
+/// from (or went to) that registry, rather than being built or loaded there.
+pub fn has_own_digest(image: &str, repo_digests: &[String]) -> bool {
+    let repo = familiar_repository(image);
+    repo_digests.iter().any(|d| familiar_repository(d) == repo)
+}
+
+/// The `sha256:…` part of a repo digest or digest reference (the whole text when it has no `@`).
+pub fn digest_part(reference: &str) -> &str {
+    reference
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .unwrap_or(reference)
+}
+
+/// `docker image inspect --format '{{.Id}} {{json .RepoDigests}}' REFS…`: one line per image found
+/// (read with [`parse_image_infos`]); a non-zero exit when one is missing.
+pub fn image_infos(references: &[String]) -> Cmd {
+    Cmd::new("docker")
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{.Id}} {{json .RepoDigests}}",
+        ])
+        .args(references)
+}
+
+/// What a host has of an image: its id and its repo digests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageInfo {
+    pub id: String,
+    pub repo_digests: Vec<String>,
+}
+
+/// Parses [`image_infos`] output; lines that are not `ID [digests…]` are skipped.
+pub fn parse_image_infos(text: &str) -> Vec<ImageInfo> {
+    text.lines()
+        .filter_map(|l| {
+            let (id, digests) = l.trim().split_once(' ')?;
+            if !id.starts_with("sha256:") {
+                return None;
+            }
+            let repo_digests: Vec<String> = match serde_json::from_str(digests.trim()) {
+                Ok(Some(v)) => v,
+                Ok(None) => Vec::new(),
+                Err(_) => return None,
+            };
+            Some(ImageInfo {
+                id: id.to_string(),
+                repo_digests,
+            })
+        })
+        .collect()
+}
+
 // ---- the state directory on the host ----
 
 /// `mkdir -p DIR`.
@@ -549,6 +635,47 @@ mod tests {
         assert_eq!(repository("reg:5000/shop/api"), "reg:5000/shop/api");
         assert_eq!(repository("shop/api@sha256:abc"), "shop/api");
         assert_eq!(repository("nginx"), "nginx");
+    }
+
+    #[test]
+    fn digests_are_picked_by_repository_and_parsed_from_inspect() {
+        let d = |s: &str| s.to_string();
+        let digests = [
+            d("127.0.0.1:5005/other/web@sha256:aa"),
+            d("127.0.0.1:5005/shop/web@sha256:bb"),
+        ];
+        assert_eq!(
+            pick_digest("127.0.0.1:5005/shop/web:latest", &digests).as_deref(),
+            Some("127.0.0.1:5005/shop/web@sha256:bb")
+        );
+        assert_eq!(
+            pick_digest("shop/web:v1", &digests).as_deref(),
+            Some("127.0.0.1:5005/other/web@sha256:aa"),
+            "no digest of its own repository: the first"
+        );
+        assert_eq!(pick_digest("shop/web:v1", &[]), None);
+        // Docker Hub names as RepoDigests show them.
+        let hub = [d("nginx@sha256:cc")];
+        assert!(has_own_digest("docker.io/library/nginx:1.27", &hub));
+        assert!(has_own_digest("nginx", &hub));
+        assert!(!has_own_digest("shop/nginx:1", &hub));
+        assert!(!has_own_digest(
+            "127.0.0.1:5005/shop/web:latest",
+            &digests[..1]
+        ));
+        assert_eq!(familiar_repository("docker.io/org/api:1"), "org/api");
+        assert_eq!(digest_part("r/x@sha256:ff"), "sha256:ff");
+        assert!(is_digest_ref("r/x@sha256:ff") && !is_digest_ref("r:5000/x:1"));
+        let infos = parse_image_infos(
+            "sha256:11 [\"r/x@sha256:ff\"]\nsha256:22 []\nsha256:33 null\nError: No such image: y\n",
+        );
+        assert_eq!(infos.len(), 3);
+        assert_eq!(infos[0].repo_digests, ["r/x@sha256:ff"]);
+        assert!(infos[1].repo_digests.is_empty() && infos[2].id == "sha256:33");
+        assert_eq!(
+            image_infos(&[d("sha256:11"), d("r/x:1")]).display(),
+            "docker image inspect --format '{{.Id}} {{json .RepoDigests}}' sha256:11 r/x:1"
+        );
     }
 
     #[test]

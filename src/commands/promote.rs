@@ -10,6 +10,7 @@
 
 use super::Ctx;
 use super::up::{connect, lock_owner};
+use crate::cmd::docker_engine as de;
 use crate::deploy::lock::EnvLock;
 use crate::deploy::{HostDeploy, HostResult, UpRequest};
 use crate::error::{Error, Result};
@@ -33,6 +34,9 @@ struct Promotion {
     services: Vec<String>,
     /// compose service → (image reference, image id) from the source.
     images: BTreeMap<String, (String, String)>,
+    /// compose service → the source's repo digest (`repo@sha256:…`): deployed by it, pulled on
+    /// the target from its registry, instead of shipped by id.
+    digests: BTreeMap<String, String>,
     /// site → the source's Pages deployment.
     sites: Vec<(String, PagesState)>,
     /// The migration version to reach, when it differs.
@@ -170,7 +174,12 @@ fn promote_plan(
         text.push_str(&format!("{} ({}): {} -> {}\n", r[0], r[1], r[2], r[3]));
     }
     for (svc, (image, id)) in &p.images {
-        text.push_str(&format!("image of {svc}: {image} = {id}\n"));
+        let by = p
+            .digests
+            .get(svc)
+            .map(|d| format!(", deployed by digest {d}"))
+            .unwrap_or_default();
+        text.push_str(&format!("image of {svc}: {image} = {id}{by}\n"));
     }
     let prints = crate::deploy::secrets::fingerprints(&m.project, &target.name, &p.secrets);
     for (svc, names) in prints {
@@ -276,11 +285,21 @@ fn promotion(m: &Manifest, ctx: &Ctx, want: &Units, have: &Units) -> Promotion {
             svc.compose_service.clone(),
             (w.image.clone(), w.image_id.clone()),
         );
+        if let Some(d) = &w.digest {
+            p.digests.insert(svc.compose_service.clone(), d.clone());
+        }
         p.rows.push([
             key.clone(),
             "service".into(),
             h.map_or_else(|| "(none)".into(), |h| h.image.clone()),
-            format!("{} ({})", w.image, ledger::short_id(&w.image_id)),
+            match &w.digest {
+                Some(d) => format!(
+                    "{} ({}, by digest {d})",
+                    w.image,
+                    ledger::short_id(&w.image_id)
+                ),
+                None => format!("{} ({})", w.image, ledger::short_id(&w.image_id)),
+            },
         ]);
     }
     for (site, (_, w)) in &want.pages {
@@ -405,8 +424,9 @@ fn apply(
     }
 }
 
-/// Ships the source's images to every target host (by id, from the source's first host) and
-/// deploys them through the `up` runner; checks the recorded ids are the source's.
+/// Deploys the source's images on every target host through the `up` runner: by repo digest
+/// where the source recorded one (pulled on the target from its registry), else shipped by id from
+/// the source's first host; checks the target runs the source's images (same id or digest).
 #[allow(clippy::too_many_arguments)]
 fn promote_services(
     ctx: &Ctx,
@@ -429,7 +449,7 @@ fn promote_services(
     let images = p
         .images
         .iter()
-        .map(|(cs, (image, _))| (cs.clone(), image.clone()))
+        .map(|(cs, (image, _))| (cs.clone(), p.digests.get(cs).unwrap_or(image).clone()))
         .collect();
     let mut req = UpRequest::recorded(
         &target.name,
@@ -443,8 +463,20 @@ fn promote_services(
     let mut first = None;
     for host in &target.hosts {
         let mut ex = connect(host, report)?;
-        for (image, id) in p.images.values() {
-            crate::deploy::ship::ship_between(src.as_mut(), ex.as_mut(), report, image, id)?;
+        for (cs, (image, id)) in &p.images {
+            match p.digests.get(cs) {
+                Some(d) => report.info(&format!(
+                    "{}: {cs}: {image} is deployed by its digest {d} (pulled from its registry where missing)",
+                    host.label()
+                )),
+                None => crate::deploy::ship::ship_between(
+                    src.as_mut(),
+                    ex.as_mut(),
+                    report,
+                    image,
+                    id,
+                )?,
+            }
         }
         let r = HostDeploy {
             ex: ex.as_mut(),
@@ -468,12 +500,13 @@ fn promote_services(
         let Some(written) = written else { continue };
         // The exact artifacts: the ids now running must be the source's.
         for (cs, (_, id)) in &p.images {
-            let running = written
-                .services
-                .get(cs)
-                .map(|s| s.image_id.as_str())
-                .unwrap_or("");
-            if !id.is_empty() && running != id {
+            let now = written.services.get(cs);
+            let running = now.map(|s| s.image_id.as_str()).unwrap_or("");
+            let same_digest = match (now.and_then(|s| s.digest.as_deref()), p.digests.get(cs)) {
+                (Some(a), Some(b)) => de::digest_part(a) == de::digest_part(b),
+                _ => false,
+            };
+            if !id.is_empty() && running != id && !same_digest {
                 return Err(Error::StageFailed(format!(
                     "{}: {cs} runs image {running}, not {id} from {}",
                     host.label(),

@@ -40,8 +40,12 @@ struct Choice {
     now: ledger::Units,
     changes: Vec<Change>,
     services: Vec<String>,
-    /// compose service → the image reference to deploy.
+    /// compose service → the image reference to deploy: the release's tag on the hosts, else its
+    /// repo digest, else its recorded reference.
     images: BTreeMap<String, String>,
+    /// compose service → the release's repo digest (`repo@sha256:…`), deployed (and pulled)
+    /// where the release tag is gone, so a moved tag never changes what comes back.
+    digests: BTreeMap<String, String>,
     sites: Vec<(String, PagesState)>,
 }
 
@@ -63,7 +67,11 @@ impl Choice {
             ));
         }
         for (cs, image) in &self.images {
-            text.push_str(&format!("compose service {cs}: {image}\n"));
+            let digest = match self.digests.get(cs) {
+                Some(d) if d != image => format!(" (where it is gone: {d})"),
+                _ => String::new(),
+            };
+            text.push_str(&format!("compose service {cs}: {image}{digest}\n"));
         }
         for (site, p) in &self.sites {
             text.push_str(&format!("site {site}: deployment {}\n", p.deployment_id));
@@ -99,6 +107,7 @@ fn choose(ctx: &Ctx, m: &Manifest, env: &Environment, to: Option<&str>) -> Resul
     let mut changes = Vec::new();
     let mut services = Vec::new();
     let mut images = BTreeMap::new();
+    let mut digests = BTreeMap::new();
     for (cs, (_, st)) in &then.services {
         let Some(key) = by_compose.get(cs.as_str()) else {
             report.warn(&format!(
@@ -118,8 +127,14 @@ fn choose(ctx: &Ctx, m: &Manifest, env: &Environment, to: Option<&str>) -> Resul
         services.push(key.to_string());
         images.insert(
             cs.clone(),
-            st.release_tag.clone().unwrap_or_else(|| st.image.clone()),
+            st.release_tag
+                .clone()
+                .or_else(|| st.digest.clone())
+                .unwrap_or_else(|| st.image.clone()),
         );
+        if let Some(d) = &st.digest {
+            digests.insert(cs.clone(), d.clone());
+        }
         changes.push(Change {
             unit: key.to_string(),
             kind: "service",
@@ -161,6 +176,7 @@ fn choose(ctx: &Ctx, m: &Manifest, env: &Environment, to: Option<&str>) -> Resul
         changes,
         services,
         images,
+        digests,
         sites,
     })
 }
@@ -180,6 +196,7 @@ pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
         changes,
         services,
         images,
+        digests,
         sites,
     } = &choice;
     let releases = &loaded.releases;
@@ -241,9 +258,11 @@ pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
         n.extend(adm.notes());
         n
     };
-    let result = put_back(
-        ctx, &m, &env, releases, target, services, images, sites, &notes,
-    );
+    let result = on_the_hosts(ctx, &env, target, images, digests).and_then(|images| {
+        put_back(
+            ctx, &m, &env, releases, target, services, &images, sites, &notes,
+        )
+    });
     let (record, results) = match result {
         Ok(r) => r,
         Err(e) => {
@@ -296,20 +315,6 @@ fn put_back(
     let mut record = None;
     let mut results = Vec::new();
     if !services.is_empty() {
-        // The images must still be on every host (retention keeps the last `keep_releases`).
-        for host in &env.hosts {
-            let mut ex = connect(host, report)?;
-            for image in images.values() {
-                if !ex.capture(&de::image_id(image))?.success() {
-                    return Err(Error::StageFailed(format!(
-                        "{}: image {image} of release {} is no longer on the host (retention keeps the last {} releases); roll back to a newer release or deploy an image with `up --image`",
-                        host.label(),
-                        target.number,
-                        env.keep_releases
-                    )));
-                }
-            }
-        }
         // The configuration goes back with the images: the compose and env files of the newest
         // `up` release up to the target, when every host still keeps them.
         let files_from = releases
@@ -398,6 +403,51 @@ fn put_back(
             Ok((r, results))
         }
     }
+}
+
+/// The images to deploy, checked on every host before any changes: the release's tag where every
+/// host still has it (retention keeps the last `keep_releases`), else its repo digest (pulled by
+/// the `up` runner where missing), else an error naming the image (exit 1, nothing changed).
+fn on_the_hosts(
+    ctx: &Ctx,
+    env: &Environment,
+    target: &ReleaseRecord,
+    images: &BTreeMap<String, String>,
+    digests: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>> {
+    let report = &ctx.report;
+    let mut out = images.clone();
+    if images.is_empty() {
+        return Ok(out);
+    }
+    for host in &env.hosts {
+        let mut ex = connect(host, report)?;
+        for (cs, image) in images {
+            if de::is_digest_ref(image) || ex.capture(&de::image_id(image))?.success() {
+                continue;
+            }
+            match digests.get(cs) {
+                Some(d) => {
+                    if out.insert(cs.clone(), d.clone()).as_ref() != Some(d) {
+                        report.info(&format!(
+                            "{}: {image} of release {} is no longer on the host; {cs} goes back by its digest {d} (pulled where missing)",
+                            host.label(),
+                            target.number
+                        ));
+                    }
+                }
+                None => {
+                    return Err(Error::StageFailed(format!(
+                        "{}: image {image} of release {} is no longer on the host (retention keeps the last {} releases) and the release recorded no repo digest to pull it by; roll back to a newer release or deploy an image with `up --image`",
+                        host.label(),
+                        target.number,
+                        env.keep_releases
+                    )));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Puts one site back on a recorded deployment: production deployments through Cloudflare's

@@ -6,8 +6,10 @@
 //! Round trips are what a deploy over SSH costs, so the host state operations of each phase run
 //! through one [`Script`] (one SSH channel): preflight (compose version, HTTP client, `--image`
 //! checks); start (this run's lock token, records, pins, containers); prepare (files, their
-//! per-release copy, pins, `config`); record (protective tags, the `in_progress` record, audit);
-//! finish (release tags, the record written durably, then superseded record, retention, audit).
+//! per-release copy, pins, `config`); pull ([`pull`]: what the host has of the registry images,
+//! then their pulls); record (protective tags, the `in_progress` record, audit); digests (the
+//! repo digests of what runs and ran); finish (release tags, the record written durably, then
+//! superseded record, retention, audit).
 //! `compose up` streams on its own channel, and each gate probe is one channel (plus one for the
 //! HTTP checks that are due).
 //!
@@ -26,6 +28,7 @@ pub mod cancel;
 pub mod clock;
 pub mod lock;
 pub mod secrets;
+mod pull;
 pub mod ship;
 
 use crate::cmd::compose::{self, Compose, Flavor, ServiceConfig, UpOptions};
@@ -863,6 +866,7 @@ impl HostDeploy<'_> {
                 .collect(),
             pins: new_pins,
             ship: vec![],
+            pulls: self.pull_preview(&selected),
         };
         let steps = pu::host_steps(&view, &self.req.env, &selected, &self.up_options());
         self.report.info(&format!(
@@ -960,6 +964,11 @@ impl HostDeploy<'_> {
                 ),
                 format!("compose services: {}", names.join(", ")),
             ));
+        }
+        // Registry images, as compose resolves them with the pins: before anything changes.
+        if let Err(e) = self.pull_images(&c, &config, &selected) {
+            self.undo_prepare(n, &old_pins);
+            return Err(e);
         }
         if !flavor.is_v1() {
             let dependents = compose::reverse_dependents(&config, &selected);
@@ -1298,6 +1307,7 @@ impl HostDeploy<'_> {
         } else {
             "failed"
         };
+        self.record_digests(&mut record);
         audits.push(self.audit_entry(
             "up",
             Some(n),

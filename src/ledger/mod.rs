@@ -528,8 +528,16 @@ pub fn state_at(releases: &[ReleaseRecord], n: u64) -> Units {
     units
 }
 
-/// Whether two service states run the same image (by id when both know it).
+/// Whether two service states run the same image: by repo digest when both have one (the same
+/// content, whatever repository or host it came through), else by id when both know it, else by
+/// reference.
 pub fn same_image(a: &crate::state::ServiceState, b: &crate::state::ServiceState) -> bool {
+    use crate::cmd::docker_engine::digest_part;
+    if let (Some(x), Some(y)) = (&a.digest, &b.digest)
+        && digest_part(x) == digest_part(y)
+    {
+        return true;
+    }
     if !a.image_id.is_empty() && !b.image_id.is_empty() {
         a.image_id == b.image_id
     } else {
@@ -550,6 +558,29 @@ mod tests {
             status: ReleaseStatusField(status),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn the_same_digest_is_the_same_image_whatever_the_repository_or_id() {
+        use crate::state::ServiceState;
+        let st = |image: &str, id: &str, digest: Option<&str>| ServiceState {
+            image: image.into(),
+            image_id: id.into(),
+            digest: digest.map(String::from),
+            ..Default::default()
+        };
+        let a = st("r/web:latest", "sha256:11", Some("r/web@sha256:aa"));
+        assert!(same_image(
+            &a,
+            &st("r/web@sha256:aa", "sha256:99", Some("mirror/web@sha256:aa"))
+        ));
+        // A moved tag: same reference, another digest and id.
+        assert!(!same_image(
+            &a,
+            &st("r/web:latest", "sha256:22", Some("r/web@sha256:bb"))
+        ));
+        assert!(same_image(&a, &st("other:1", "sha256:11", None)));
+        assert!(same_image(&st("x:1", "", None), &st("x:1", "", None)));
     }
 
     #[test]

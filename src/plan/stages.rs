@@ -42,7 +42,8 @@ pub fn plan_all(input: &PlanInput) -> Plan {
 }
 
 /// What `up` does on each host of the environment for the affected services: take the lock,
-/// upload the compose files, `compose up --no-deps` each service, run its health gate, record the
+/// upload the compose files, pull each registry image (a service the tool does not build, as its
+/// `pull:` says), `compose up --no-deps` each service, run its health gate, record the
 /// release and release the lock. (Images are built in the `build` stage; the runner ships them and
 /// rolls back a service that fails its gate.)
 pub fn up(input: &PlanInput) -> Vec<Step> {
@@ -96,14 +97,32 @@ pub fn up(input: &PlanInput) -> Vec<Step> {
             ));
         }
         for (unit, service) in &services {
-            let mut cmd = Cmd::new("docker")
+            let mut compose = Cmd::new("docker")
                 .arg("compose")
                 .arg("-p")
                 .arg(&env.compose_project);
             for f in &env.compose_files {
-                cmd = cmd.arg("-f").arg(f);
+                compose = compose.arg("-f").arg(f);
             }
-            let cmd = cmd
+            // An image the tool does not build comes from a registry: pulled first, per `pull:`.
+            let built = matches!(service.build, Some(crate::manifest::Build::Docker { .. }));
+            let when = super::up::pull_when(service.pull, None, false, None)
+                .filter(|w| !built && *w != super::up::PullWhen::Never);
+            if let Some(when) = when {
+                steps.push(step(
+                    format!("up:{unit}:pull@{at}"),
+                    Some(unit),
+                    Action::Run {
+                        cmd: compose
+                            .clone()
+                            .arg("pull")
+                            .arg(&service.compose_service)
+                            .cwd(&env.dir),
+                    },
+                    super::up::pull_why(when).into(),
+                ));
+            }
+            let cmd = compose
                 .args(["up", "-d", "--no-deps"])
                 .arg(&service.compose_service)
                 .cwd(&env.dir);
@@ -200,6 +219,41 @@ mod tests {
             up.describe(),
             "cd /srv/shop && docker compose -p shop -f compose.yml -f compose.staging.yml up -d --no-deps api"
         );
+    }
+
+    #[test]
+    fn a_registry_image_is_pulled_before_its_service_is_recreated() {
+        let mut m = crate::changes::tests::sample();
+        let api = m.services.get_mut("api").unwrap();
+        api.build = None;
+        let a = affected(&["api"]);
+        let steps = |m: &Manifest| -> Vec<String> {
+            let input = PlanInput {
+                manifest: m,
+                env: m.environments.get("staging"),
+                affected: &a,
+                root: None,
+            };
+            plan_all(&input)
+                .steps
+                .iter()
+                .filter(|s| s.target.label() == "local")
+                .map(|s| s.describe())
+                .collect()
+        };
+        let lines = steps(&m);
+        let pull =
+            "cd /srv/shop && docker compose -p shop -f compose.yml -f compose.staging.yml pull api";
+        let at = |l: &str| lines.iter().position(|x| x == l).unwrap();
+        assert!(
+            at(pull) + 1
+                == at(
+                    "cd /srv/shop && docker compose -p shop -f compose.yml -f compose.staging.yml up -d --no-deps api"
+                ),
+            "{lines:#?}"
+        );
+        m.services.get_mut("api").unwrap().pull = crate::manifest::Pull::Never;
+        assert!(!steps(&m).iter().any(|l| l.contains(" pull ")));
     }
 
     #[test]

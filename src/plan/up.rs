@@ -6,9 +6,9 @@
 
 use super::{Action, Step, Target};
 use crate::cmd::compose::{Compose, UpOptions};
-use crate::cmd::docker_engine::ContainerInfo;
+use crate::cmd::docker_engine::{ContainerInfo, ImageInfo};
 use crate::cmd::{Cmd, docker_engine as de};
-use crate::manifest::Host;
+use crate::manifest::{Host, Pull};
 use crate::state::{ReleaseRecord, ReleaseStatus, StatePaths};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -356,6 +356,85 @@ impl Stability {
     }
 }
 
+/// When `up` pulls a selected service's image, after the compose files are uploaded and before
+/// `compose up`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PullWhen {
+    /// `pull: always`: every deploy, so a moved tag is followed.
+    Always,
+    /// `pull: missing`, or a digest reference (what it names never changes): when the host lacks it.
+    Missing,
+    /// `pull: never`: the host's image, whatever it is.
+    Never,
+}
+
+/// Whether `up` considers pulling a service's image. `pinned`: the image this run pins for the
+/// service (`--image` when `user`, else one built by the tool or recorded by a release); `image`:
+/// the reference compose resolves, when known. `None`: not the pull step's business — an
+/// `--image` is checked before any host changes, a built image is shipped, and a release's tag
+/// is on the host; a recorded digest reference is pulled when missing.
+pub fn pull_when(
+    policy: Pull,
+    pinned: Option<&str>,
+    user: bool,
+    image: Option<&str>,
+) -> Option<PullWhen> {
+    if user {
+        return None;
+    }
+    if let Some(p) = pinned {
+        return de::is_digest_ref(p).then_some(PullWhen::Missing);
+    }
+    match policy {
+        Pull::Never => Some(PullWhen::Never),
+        _ if image.is_some_and(de::is_digest_ref) => Some(PullWhen::Missing),
+        Pull::Missing => Some(PullWhen::Missing),
+        Pull::Always => Some(PullWhen::Always),
+    }
+}
+
+/// Why the pull step runs, as the dry run prints it.
+pub fn pull_why(when: PullWhen) -> &'static str {
+    match when {
+        PullWhen::Always => {
+            "pull: always, so a moved tag is followed (an image the host has with no digest from its registry was built or loaded there and is left alone)"
+        }
+        PullWhen::Missing => {
+            "pull: missing (or a digest reference): only when the host lacks the image"
+        }
+        PullWhen::Never => "pull: never",
+    }
+}
+
+/// What the pull step does with one image, once the host's copy is known (`local`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PullDecision {
+    Pull,
+    /// Not pulled, and why.
+    Keep(String),
+}
+
+pub fn pull_decision(when: PullWhen, image: &str, local: Option<&ImageInfo>) -> PullDecision {
+    let keep = |why: String| PullDecision::Keep(why);
+    match (when, local) {
+        (PullWhen::Never, Some(_)) => keep("pull: never".into()),
+        (PullWhen::Never, None) => keep(
+            "pull: never, and the host does not have it (compose may pull it when it creates the container)"
+                .into(),
+        ),
+        (_, None) => PullDecision::Pull,
+        (PullWhen::Missing, Some(_)) if de::is_digest_ref(image) => {
+            keep("the host has it, and a digest reference never changes".into())
+        }
+        (PullWhen::Missing, Some(_)) => keep("the host has it (pull: missing)".into()),
+        (PullWhen::Always, Some(i)) if !de::has_own_digest(image, &i.repo_digests) => keep(format!(
+            "the host has it with no digest from {} (built or loaded there, not pulled from a registry)",
+            de::familiar_repository(image)
+        )),
+        (PullWhen::Always, Some(_)) => PullDecision::Pull,
+    }
+}
+
 /// What `up` knows about a host before changing it (read-only inspection).
 #[derive(Clone, Debug)]
 pub struct HostView {
@@ -370,6 +449,8 @@ pub struct HostView {
     pub pins: BTreeMap<String, String>,
     /// Local images to ship to this host: (reference).
     pub ship: Vec<String>,
+    /// The selected services whose image the pull step considers ([`pull_when`]).
+    pub pulls: Vec<(String, PullWhen)>,
 }
 
 /// The forward steps of one host, in order: what `--dry-run` prints and what runs before the gate.
@@ -431,6 +512,24 @@ pub fn host_steps(view: &HostView, env: &str, services: &[String], opts: &UpOpti
         ));
     }
     steps.push(step(
+        "override",
+        None,
+        Action::Upload {
+            local: "(generated)".into(),
+            remote: format!("{}/{OVERRIDE_FILE}", view.compose.dir.trim_end_matches('/')),
+            mode: 0o644,
+        },
+        "image pins (--image, rollbacks)",
+    ));
+    for (svc, when) in view.pulls.iter().filter(|(_, w)| *w != PullWhen::Never) {
+        steps.push(step(
+            "pull",
+            Some(svc),
+            run(view.compose.pull(std::slice::from_ref(svc))),
+            pull_why(*when),
+        ));
+    }
+    steps.push(step(
         "record",
         None,
         Action::Upload {
@@ -453,16 +552,6 @@ pub fn host_steps(view: &HostView, env: &str, services: &[String], opts: &UpOpti
             ));
         }
     }
-    steps.push(step(
-        "override",
-        None,
-        Action::Upload {
-            local: "(generated)".into(),
-            remote: format!("{}/{OVERRIDE_FILE}", view.compose.dir.trim_end_matches('/')),
-            mode: 0o644,
-        },
-        "image pins (--image, rollbacks)",
-    ));
     steps.push(step(
         "compose-up",
         None,
@@ -788,6 +877,10 @@ mod tests {
             .into(),
             pins: BTreeMap::new(),
             ship: vec![],
+            pulls: vec![
+                ("api".to_string(), PullWhen::Always),
+                ("web".to_string(), PullWhen::Never),
+            ],
         };
         let steps = host_steps(
             &view,
@@ -808,5 +901,64 @@ mod tests {
             lines.last().unwrap(),
             "cd /srv/shop && docker compose -p shop -f compose.yml -f .deploy-action/override.yml up -d --no-deps --wait --wait-timeout 60 api"
         );
+        // The pull runs with the pins written, before the record and `compose up`; `never` has
+        // no step.
+        let pull = "cd /srv/shop && docker compose -p shop -f compose.yml -f .deploy-action/override.yml pull api";
+        let at = |l: &str| lines.iter().position(|x| x.starts_with(l)).unwrap();
+        assert_eq!(lines.iter().filter(|l| l.contains(" pull ")).count(), 1);
+        assert!(at("upload (generated)") < at(pull) && at(pull) < at("upload (release 4)"));
+        assert!(steps[at(pull)].why.contains("pull: always"));
+    }
+
+    #[test]
+    fn pull_policy_and_what_the_host_has_decide_the_pull() {
+        use PullWhen::*;
+        // Images the tool brings itself are not the pull step's business; a recorded digest is.
+        assert_eq!(pull_when(Pull::Always, Some("r/x:1"), true, None), None);
+        assert_eq!(
+            pull_when(Pull::Always, Some("shop/api:abc"), false, None),
+            None
+        );
+        assert_eq!(
+            pull_when(Pull::Never, Some("r/x@sha256:ff"), false, None),
+            Some(Missing)
+        );
+        assert_eq!(
+            pull_when(Pull::Always, None, false, Some("r/x:1")),
+            Some(Always)
+        );
+        assert_eq!(
+            pull_when(Pull::Always, None, false, Some("r/x@sha256:ff")),
+            Some(Missing)
+        );
+        assert_eq!(pull_when(Pull::Missing, None, false, None), Some(Missing));
+        assert_eq!(
+            pull_when(Pull::Never, None, false, Some("r/x:1")),
+            Some(Never)
+        );
+
+        let from_registry = ImageInfo {
+            id: "sha256:11".into(),
+            repo_digests: vec!["127.0.0.1:5005/shop/web@sha256:aa".into()],
+        };
+        let built = ImageInfo {
+            id: "sha256:22".into(),
+            repo_digests: vec!["127.0.0.1:5005/other@sha256:bb".into()],
+        };
+        let img = "127.0.0.1:5005/shop/web:latest";
+        assert_eq!(
+            pull_decision(Always, img, Some(&from_registry)),
+            PullDecision::Pull
+        );
+        assert_eq!(pull_decision(Always, img, None), PullDecision::Pull);
+        assert_eq!(pull_decision(Missing, img, None), PullDecision::Pull);
+        let kept = |d: PullDecision| match d {
+            PullDecision::Keep(why) => why,
+            PullDecision::Pull => panic!("pulled"),
+        };
+        assert!(kept(pull_decision(Always, img, Some(&built))).contains("built or loaded there"));
+        assert!(kept(pull_decision(Missing, img, Some(&from_registry))).contains("pull: missing"));
+        assert!(kept(pull_decision(Never, img, None)).contains("does not have it"));
+        assert!(kept(pull_decision(Never, img, Some(&from_registry))).contains("pull: never"));
     }
 }

@@ -90,3 +90,21 @@ pub fn require_postgres() -> String {
     );
     url
 }
+
+/// Fails unless the test registry (`DA_TEST_REGISTRY`, e.g. `127.0.0.1:5005`) answers the
+/// registry API; returns its address.
+#[track_caller]
+pub fn require_registry() -> String {
+    let addr = var("DA_TEST_REGISTRY");
+    let ok = std::process::Command::new("curl")
+        .args(["-fsS", "-m", "5", "-o", "/dev/null"])
+        .arg(format!("http://{addr}/v2/"))
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "the container registry does not answer on http://{addr}/v2/: run `{SETUP}`"
+    );
+    addr
+}
