@@ -19,7 +19,7 @@ mod migrate_gate;
 mod migrate_r10;
 mod pages;
 mod plan;
-mod secrets;
 mod pull;
+mod secrets;
 mod smoke;
 mod up;

@@ -27,8 +27,8 @@
 pub mod cancel;
 pub mod clock;
 pub mod lock;
-pub mod secrets;
 mod pull;
+pub mod secrets;
 pub mod ship;
 
 use crate::cmd::compose::{self, Compose, Flavor, ServiceConfig, UpOptions};
