@@ -57,7 +57,7 @@ IMAGE_REPO=deploy-action-test/web
 IMAGE_RECIPE=1   # bump when the image recipe below changes, to force a rebuild
 APT_PACKAGES=(docker.io docker-compose openssh-server openssh-client postgresql busybox-static
   musl-tools hyperfine sqlite3 jq curl git python3-venv iproute2 procps util-linux ca-certificates
-  docker-registry)
+  docker-registry openssl)
 TRIXIE_SOURCE=/etc/apt/sources.list.d/deploy-action-test-trixie.sources
 ENV_FILE="$STATE/env"
 CMD="${1:-up}"
