@@ -23,6 +23,7 @@ pub mod commands;
 pub mod db;
 pub mod deploy;
 pub mod diag;
+pub mod engine;
 pub mod env_vars;
 pub mod error;
 pub mod exec;

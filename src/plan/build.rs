@@ -59,6 +59,7 @@ pub fn plan(input: &PlanInput) -> Vec<Step> {
             target: Target::Local,
             action: Action::Run { cmd },
             why,
+            guard: Default::default(),
             origin: Some(origin),
         });
     }

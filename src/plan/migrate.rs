@@ -81,6 +81,7 @@ fn steps(env: &Environment, m: &Migrations, root: Option<&str>) -> Vec<Step> {
         target: target.clone(),
         action,
         why,
+        guard: Default::default(),
         origin: Some(m.span),
     };
     let mut out = Vec::new();

@@ -32,9 +32,48 @@ pub struct Step {
     pub action: Action,
     /// Why this step is in the plan, in a few words.
     pub why: String,
+    /// When the step runs: always, or only on one branch of an earlier result (the rollback
+    /// branch after a failed gate).
+    #[serde(skip_serializing_if = "Guard::is_always")]
+    pub guard: Guard,
     /// The manifest entry that configured it.
     #[serde(skip)]
     pub origin: Option<Span>,
+}
+
+/// When a step runs. The runner evaluates it against what earlier steps found; a dry run cannot,
+/// and shows the step with its condition.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(tag = "when", rename_all = "snake_case")]
+pub enum Guard {
+    /// Every time.
+    #[default]
+    Always,
+    /// Only when the health gate failed for one of `units` (the rollback branch).
+    GateFailed { units: Vec<String> },
+    /// Only for the units among `units` that passed the health gate.
+    GatePassed { units: Vec<String> },
+}
+
+impl Guard {
+    pub fn is_always(&self) -> bool {
+        *self == Guard::Always
+    }
+
+    /// The condition in words, for a dry run (`None` for [`Guard::Always`]).
+    pub fn describe(&self) -> Option<String> {
+        match self {
+            Guard::Always => None,
+            Guard::GateFailed { units } => Some(format!(
+                "if the health gate fails for {}",
+                units.join(" or ")
+            )),
+            Guard::GatePassed { units } => Some(format!(
+                "for what passed the health gate of {}",
+                units.join(", ")
+            )),
+        }
+    }
 }
 
 /// Where a step runs.

@@ -35,6 +35,7 @@ pub fn plan(input: &PlanInput) -> Vec<Step> {
                     "`pages` builds the site into {} first (skip with --no-build)",
                     site.dir
                 ),
+                guard: Default::default(),
                 origin: Some(site.span),
             });
         }
@@ -53,6 +54,7 @@ pub fn plan(input: &PlanInput) -> Vec<Step> {
                 production_branch: site.production_branch.clone(),
             },
             why: "direct upload, byte-compatible with wrangler: files are hashed, and only the hashes Cloudflare lacks are sent".into(),
+            guard: Default::default(),
             origin: Some(site.span),
         });
     }

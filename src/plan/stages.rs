@@ -71,6 +71,7 @@ pub fn up(input: &PlanInput) -> Vec<Step> {
             target: Target::Host(host.clone()),
             action,
             why,
+            guard: Default::default(),
             origin: unit
                 .and_then(|u| input.manifest.services.get(u))
                 .map(|s| s.span)

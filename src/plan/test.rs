@@ -27,6 +27,7 @@ pub fn plan(input: &PlanInput) -> Vec<Step> {
             target: Target::Local,
             action: Action::Run { cmd },
             why: "run the service's tests".into(),
+            guard: Default::default(),
             origin: Some(service.span),
         });
     }

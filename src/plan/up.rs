@@ -464,6 +464,7 @@ pub fn host_steps(view: &HostView, env: &str, services: &[String], opts: &UpOpti
         target: target.clone(),
         action,
         why: why.into(),
+        guard: Default::default(),
         origin: None,
     };
     let run = |cmd: Cmd| Action::Run { cmd };
