@@ -20,6 +20,7 @@ pub mod changes;
 pub mod cli;
 pub mod cmd;
 pub mod commands;
+pub mod context;
 pub mod db;
 pub mod deploy;
 pub mod diag;
@@ -56,7 +57,7 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
     };
     let settings = settings::Settings::from_args(&cli.global);
     let report = report::Report::from_env(settings.json);
-    let ctx = commands::Ctx::new(settings, report);
+    let ctx = context::Ctx::new(settings, report);
     match commands::execute(cli.command, &ctx) {
         Ok(()) => exit::Exit::Success.code(),
         Err(err) => {

@@ -3,7 +3,7 @@
 use crate::cli::GlobalArgs;
 use crate::error::{Error, Result};
 use crate::manifest::{self, Environment, Manifest};
-// The manifest is loaded by `commands::Ctx::load_manifest`, which also registers its secrets.
+// The manifest is loaded by `context::Ctx::load_manifest`, which also registers its secrets.
 use std::path::PathBuf;
 
 /// What every command knows about how it was asked to run.

@@ -787,7 +787,7 @@ fn deploy_in_process(
     branch: &str,
 ) -> deploy_action::state::PagesState {
     use deploy_action::cli::PagesArgs;
-    use deploy_action::commands::Ctx;
+    use deploy_action::context::Ctx;
     let ctx = Ctx::new(
         deploy_action::settings::Settings::default(),
         deploy_action::report::Report::buffered(false, None),

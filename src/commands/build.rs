@@ -3,9 +3,9 @@
 //! `--keep-going`; end with a table (unit, host, duration, result). In GitHub Actions both write
 //! the outputs `affected` (as `plan` does) and `<stage>-failed`.
 
-use super::Ctx;
 use super::units::Loaded;
 use crate::cli::BuildArgs;
+use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::exec::Executor;
 use crate::exec::local::LocalExecutor;

@@ -3,9 +3,9 @@
 //! or could not be reached (the others still run and are reported). `--dry-run` prints the
 //! command per host and runs nothing.
 
-use super::Ctx;
 use crate::cli::ExecArgs;
 use crate::cmd::Cmd;
+use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::exec::dry_run::Recording;
 use crate::exec::pool::ExecutorPool;

@@ -4,9 +4,9 @@
 //!
 //! Glue only: the lock itself is `deploy/lock.rs`'.
 
-use super::Ctx;
 use super::up::{connect, lock_owner};
 use crate::cli::LockAction;
+use crate::context::Ctx;
 use crate::deploy::lock::{self, Released, Shown};
 use crate::error::{Error, Result};
 use crate::ledger::store;

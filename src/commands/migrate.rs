@@ -12,7 +12,7 @@
 
 use crate::approval::Approval;
 use crate::cli::{MigrateAction, MigrateArgs};
-use crate::commands::Ctx;
+use crate::context::Ctx;
 use crate::db::compose::{ComposeDatabase, ComposeTarget, ExecutorOpener};
 use crate::db::postgres::PgDatabase;
 use crate::db::sqlite::SqliteDatabase;

@@ -10,7 +10,6 @@
 //! Glue only: the walk and hashes are in `pages/`, the HTTP in `api/cloudflare.rs`, the printing in
 //! `report/`.
 
-use super::Ctx;
 use crate::api::cloudflare::{
     CODE_PROJECT_NOT_FOUND, CfError, Cloudflare, Config, Deployment, DeploymentRequest,
     PollOutcome, REQUEST_TIMEOUT, UploadFile,
@@ -19,6 +18,7 @@ use crate::api::http::HttpClient;
 use crate::api::retry::RetryPolicy;
 use crate::cli::PagesArgs;
 use crate::cmd::Cmd;
+use crate::context::Ctx;
 use crate::env_vars as ev;
 use crate::error::{Error, Result};
 use crate::exec::{Executor, local::LocalExecutor};

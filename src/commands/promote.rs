@@ -8,9 +8,9 @@
 //! the `up` runner's, Pages the `pages` command's, SQL the `migrate` command's; this file decides
 //! what goes where and records the release as promoted.
 
-use super::Ctx;
 use super::up::{connect, lock_owner};
 use crate::cmd::docker_engine as de;
+use crate::context::Ctx;
 use crate::deploy::lock::EnvLock;
 use crate::deploy::{HostDeploy, HostResult, UpRequest};
 use crate::error::{Error, Result};

@@ -6,9 +6,9 @@
 //!
 //! Glue only: the records are `ledger/`'s business, the deploys `pages.rs`' and `migrate.rs`'.
 
-use super::Ctx;
 use super::up::{git_sha, lock_owner};
 use crate::cli::PagesArgs;
+use crate::context::Ctx;
 use crate::error::Result;
 use crate::ledger::record::{Deployment, Outcome};
 use crate::ledger::store;

@@ -8,9 +8,9 @@
 //! The choices (which release, which units differ) live in `ledger/`; compose handling in
 //! `deploy/`; this file is the glue.
 
-use super::Ctx;
 use super::up::{connect, lock_owner};
 use crate::cmd::docker_engine as de;
+use crate::context::Ctx;
 use crate::deploy::lock::EnvLock;
 use crate::deploy::{HostDeploy, HostResult, UpRequest};
 use crate::error::{Error, Result};

@@ -4,7 +4,7 @@
 //!
 //! Changes nothing. Stays out of deciding anything: the choices live in `ledger/`.
 
-use super::Ctx;
+use crate::context::Ctx;
 use crate::deploy::lock;
 use crate::error::Result;
 use crate::ledger::{self, store};

@@ -1,8 +1,8 @@
 //! `test`: the `test:` commands of the affected services, run like `build` (see `build.rs`), with
 //! the same outputs (`affected`, `test-failed`).
 
-use super::Ctx;
 use crate::cli::BuildArgs;
+use crate::context::Ctx;
 use crate::error::Result;
 
 pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {

@@ -1,7 +1,7 @@
 //! What plan, build and test share: load the manifest, pick the environment, find the affected units.
 
-use super::Ctx;
 use crate::changes::{self, Affected};
+use crate::context::Ctx;
 use crate::error::Result;
 use crate::manifest::{Environment, Manifest};
 use std::path::{Path, PathBuf};

@@ -3,9 +3,9 @@
 //! host by host (stop at the first failing host), release the lock on all, and report the
 //! per-host × service matrix, the job summary and the outputs.
 
-use super::Ctx;
 use crate::cli::UpArgs;
 use crate::cmd::{Cmd, docker_engine as de};
+use crate::context::Ctx;
 use crate::deploy::lock::{self, EnvLock};
 use crate::deploy::{self, HostDeploy, HostResult, UpRequest};
 use crate::env_vars;

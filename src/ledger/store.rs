@@ -11,8 +11,8 @@
 
 use super::{HostState, Ledger, Running, current, parse_tag_listing, read, tag_listing_cmd};
 use crate::cmd::docker_engine::{self as de, Script, Section};
-use crate::commands::Ctx;
 use crate::commands::up::connect;
+use crate::context::Ctx;
 use crate::deploy::clock;
 use crate::deploy::lock::EnvLock;
 use crate::error::{Error, Result};
