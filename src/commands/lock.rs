@@ -4,11 +4,12 @@
 //!
 //! Glue only: the lock itself is `deploy/lock.rs`'.
 
-use super::up::{connect, lock_owner};
+use super::up::lock_owner;
 use crate::cli::LockAction;
 use crate::context::Ctx;
 use crate::deploy::lock::{self, Released, Shown};
 use crate::error::{Error, Result};
+use crate::exec;
 use crate::ledger::store;
 use crate::manifest::Host;
 use crate::state::{AuditEntry, StatePaths};
@@ -21,7 +22,7 @@ pub fn run(action: LockAction, ctx: &Ctx) -> Result<()> {
     let paths = StatePaths::new(&env.dir);
     let mut held: Vec<(Host, Shown)> = Vec::new();
     for host in &env.hosts {
-        let mut ex = connect(host, report)?;
+        let mut ex = exec::connect(host, &|w: &str| report.warn(w))?;
         match lock::status(ex.as_mut(), &paths)? {
             Some(shown) => {
                 report.info(&format!(
@@ -52,7 +53,7 @@ pub fn run(action: LockAction, ctx: &Ctx) -> Result<()> {
     confirm(ctx)?;
     let mut changed = Vec::new();
     for (host, shown) in &held {
-        let mut ex = connect(host, report)?;
+        let mut ex = exec::connect(host, &|w: &str| report.warn(w))?;
         match lock::release_shown(ex.as_mut(), &paths, shown)? {
             Released::Released => {
                 let by = lock_owner("lock release", "-");

@@ -13,23 +13,21 @@
 use crate::approval::Approval;
 use crate::cli::{MigrateAction, MigrateArgs};
 use crate::context::Ctx;
-use crate::db::compose::{ComposeDatabase, ComposeTarget, ExecutorOpener};
+use crate::db::compose::{ComposeDatabase, ComposeTarget};
 use crate::db::postgres::PgDatabase;
 use crate::db::sqlite::SqliteDatabase;
 use crate::db::{Bookkeeping, Database, DbError};
 use crate::env_vars;
 use crate::error::{Error, Result};
-use crate::exec::Executor;
+use crate::exec::{Executor, ExecutorOpener};
 use crate::guard::{self, ChangePlan};
 use crate::manifest::{
-    Approval as ApprovalPolicy, BackupPolicy, Database as DbConfig, Engine, Environment, Host,
-    Migrations,
+    Approval as ApprovalPolicy, BackupPolicy, Database as DbConfig, Engine, Environment, Migrations,
 };
 use crate::migrate::tx_control::{self, Dialect};
 use crate::migrate::{self, AppliedRow, Entry, Migration, SqlFile, Status};
 use crate::report::Summary;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Backups kept per environment unless `--keep-backups` says otherwise.
@@ -183,18 +181,9 @@ fn executor_for(ctx: &Ctx, env: &Environment) -> Result<(Box<dyn Executor>, Exec
             env.name
         )));
     };
-    let exec = crate::commands::up::connect(host, &ctx.report)?;
-    let opener: ExecutorOpener = match host.clone() {
-        Host::Local => Arc::new(|| Ok(Box::new(crate::exec::local::LocalExecutor) as _)),
-        Host::Ssh { user, host, port } => {
-            let target = crate::exec::ssh::SshTarget { user, host, port };
-            // The first connection already reported any notice (an accepted key, bad lines).
-            Arc::new(move || {
-                crate::exec::ssh::SshExecutor::connect(&target, &|_: &str| {})
-                    .map(|e| Box::new(e) as _)
-            })
-        }
-    };
+    let exec = crate::exec::connect(host, &|w: &str| ctx.report.warn(w))?;
+    // The first connection already reported any notice (an accepted key, bad lines).
+    let opener = crate::exec::opener(host);
     Ok((exec, opener))
 }
 

@@ -8,12 +8,13 @@
 //! the `up` runner's, Pages the `pages` command's, SQL the `migrate` command's; this file decides
 //! what goes where and records the release as promoted.
 
-use super::up::{connect, lock_owner};
+use super::up::lock_owner;
 use crate::cmd::docker_engine as de;
 use crate::context::Ctx;
 use crate::deploy::lock::EnvLock;
 use crate::deploy::{HostDeploy, HostResult, UpRequest};
 use crate::error::{Error, Result};
+use crate::exec;
 use crate::guard::{self, ChangePlan};
 use crate::ledger::record::{Deployment, Outcome, reason};
 use crate::ledger::store;
@@ -445,7 +446,7 @@ fn promote_services(
             source.name
         )));
     };
-    let mut src = connect(src_host, report)?;
+    let mut src = exec::connect(src_host, &|w: &str| report.warn(w))?;
     let images = p
         .images
         .iter()
@@ -462,7 +463,7 @@ fn promote_services(
     req.secrets = p.secrets.clone();
     let mut first = None;
     for host in &target.hosts {
-        let mut ex = connect(host, report)?;
+        let mut ex = exec::connect(host, &|w: &str| report.warn(w))?;
         for (cs, (image, id)) in &p.images {
             match p.digests.get(cs) {
                 Some(d) => report.info(&format!(

@@ -8,12 +8,13 @@
 //! The choices (which release, which units differ) live in `ledger/`; compose handling in
 //! `deploy/`; this file is the glue.
 
-use super::up::{connect, lock_owner};
+use super::up::lock_owner;
 use crate::cmd::docker_engine as de;
 use crate::context::Ctx;
 use crate::deploy::lock::EnvLock;
 use crate::deploy::{HostDeploy, HostResult, UpRequest};
 use crate::error::{Error, Result};
+use crate::exec;
 use crate::guard::{self, ChangePlan};
 use crate::ledger::record::{Deployment, Outcome, reason};
 use crate::ledger::store;
@@ -325,7 +326,7 @@ fn put_back(
         let mut kept = files_from.is_some();
         if let Some(n) = files_from {
             for host in &env.hosts {
-                let mut ex = connect(host, report)?;
+                let mut ex = exec::connect(host, &|w: &str| report.warn(w))?;
                 let dir = crate::deploy::files_dir(&env.dir, n);
                 if !ex
                     .capture(&crate::cmd::Cmd::new("test").arg("-d").arg(dir))?
@@ -352,7 +353,7 @@ fn put_back(
             )
         };
         for host in &env.hosts {
-            let mut ex = connect(host, report)?;
+            let mut ex = exec::connect(host, &|w: &str| report.warn(w))?;
             let r = HostDeploy {
                 ex: ex.as_mut(),
                 report,
@@ -421,7 +422,7 @@ fn on_the_hosts(
         return Ok(out);
     }
     for host in &env.hosts {
-        let mut ex = connect(host, report)?;
+        let mut ex = exec::connect(host, &|w: &str| report.warn(w))?;
         for (cs, image) in images {
             if de::is_digest_ref(image) || ex.capture(&de::image_id(image))?.success() {
                 continue;

@@ -10,9 +10,9 @@ use crate::deploy::lock::{self, EnvLock};
 use crate::deploy::{self, HostDeploy, HostResult, UpRequest};
 use crate::env_vars;
 use crate::error::{Error, Result};
+use crate::exec;
 use crate::exec::Executor;
 use crate::exec::local::LocalExecutor;
-use crate::exec::ssh::{SshExecutor, SshTarget};
 use crate::ledger::record::Outcome;
 use crate::manifest::{Build, Host, Manifest};
 use crate::plan::up as pu;
@@ -21,22 +21,6 @@ use crate::state::LockOwner;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::path::PathBuf;
-
-/// Opens an executor for a host: child processes for `local`, one SSH session otherwise (strict
-/// host-key checking; notices such as an accepted new key go to the report).
-pub fn connect(host: &Host, report: &crate::report::Report) -> Result<Box<dyn Executor>> {
-    match host {
-        Host::Local => Ok(Box::new(LocalExecutor)),
-        Host::Ssh { user, host, port } => Ok(Box::new(SshExecutor::connect(
-            &SshTarget {
-                user: user.clone(),
-                host: host.clone(),
-                port: *port,
-            },
-            &|w: &str| report.warn(w),
-        )?)),
-    }
-}
 
 fn repo_root(ctx: &Ctx) -> PathBuf {
     match ctx.settings.manifest_path.parent() {
@@ -337,18 +321,20 @@ fn deploy_hosts(
     // Reach and check every host before changing any.
     let mut ready = Vec::new();
     for (i, host) in env.hosts.iter().enumerate() {
-        let checked = connect(host, report).and_then(|mut ex| {
-            let pre = HostDeploy {
-                ex: ex.as_mut(),
-                report,
-                host: host.clone(),
-                env,
-                manifest: m,
-                req,
-            }
-            .preflight()?;
-            Ok((ex, pre))
-        });
+        let checked = exec::connect(host, &|w: &str| report.warn(w))
+            .map_err(Error::from)
+            .and_then(|mut ex| {
+                let pre = HostDeploy {
+                    ex: ex.as_mut(),
+                    report,
+                    host: host.clone(),
+                    env,
+                    manifest: m,
+                    req,
+                }
+                .preflight()?;
+                Ok((ex, pre))
+            });
         match checked {
             Ok(r) => ready.push(r),
             Err(e) => {

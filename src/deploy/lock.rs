@@ -329,18 +329,7 @@ fn answer(stdout: &str) -> (String, String) {
 /// An executor for the heartbeat thread, which keeps its own connections (notices go nowhere:
 /// the run's own connection to the host has reported them already).
 fn open_quiet(host: &Host) -> Result<Box<dyn Executor>> {
-    use crate::exec::ssh::{SshExecutor, SshTarget};
-    match host {
-        Host::Local => Ok(Box::new(crate::exec::local::LocalExecutor)),
-        Host::Ssh { user, host, port } => Ok(Box::new(SshExecutor::connect(
-            &SshTarget {
-                user: user.clone(),
-                host: host.clone(),
-                port: *port,
-            },
-            &|_: &str| {},
-        )?)),
-    }
+    Ok(crate::exec::connect(host, &|_: &str| {})?)
 }
 
 /// The background heartbeat: refreshes the owner file on every host this run locked, every
@@ -488,7 +477,8 @@ impl<'r> EnvLock<'r> {
         };
         let begun = Instant::now();
         for host in &env.hosts {
-            let taken = crate::commands::up::connect(host, report)
+            let taken = crate::exec::connect(host, &|w: &str| report.warn(w))
+                .map_err(Error::from)
                 .and_then(|ex| lock.take(host, ex, wait, begun));
             if let Err(e) = taken {
                 let released = lock.release_taken();

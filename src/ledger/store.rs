@@ -11,11 +11,11 @@
 
 use super::{HostState, Ledger, Running, current, parse_tag_listing, read, tag_listing_cmd};
 use crate::cmd::docker_engine::{self as de, Script, Section};
-use crate::commands::up::connect;
 use crate::context::Ctx;
 use crate::deploy::clock;
 use crate::deploy::lock::EnvLock;
 use crate::error::{Error, Result};
+use crate::exec;
 use crate::exec::Executor;
 use crate::exec::local::LocalExecutor;
 use crate::manifest::Environment;
@@ -82,7 +82,7 @@ pub fn load(ctx: &Ctx, env: &Environment) -> Result<Loaded> {
     }
     let mut hosts = Vec::new();
     for host in &env.hosts {
-        let mut ex = connect(host, &ctx.report)?;
+        let mut ex = exec::connect(host, &|w: &str| ctx.report.warn(w))?;
         let state = read(ex.as_mut(), &env.dir)?;
         for p in &state.ledger.problems {
             ctx.report
@@ -196,7 +196,7 @@ pub fn append(
     let lock = EnvLock::acquire_all(&ctx.report, env, owner, Some(APPEND_LOCK_WAIT))?;
     let mut first = None;
     for host in &env.hosts {
-        let mut ex = connect(host, &ctx.report)?;
+        let mut ex = exec::connect(host, &|w: &str| ctx.report.warn(w))?;
         let record = append_locked(ex.as_mut(), &ctx.report, env, owner, action, units, fill)?;
         first.get_or_insert(record);
     }
@@ -390,7 +390,7 @@ pub fn rewrite(ctx: &Ctx, env: &Environment, record: &ReleaseRecord) -> Result<(
         return Ok(());
     }
     for host in &env.hosts {
-        let mut ex = connect(host, &ctx.report)?;
+        let mut ex = exec::connect(host, &|w: &str| ctx.report.warn(w))?;
         write(ex.as_mut(), &ctx.report, &env.dir, record)?;
     }
     Ok(())
