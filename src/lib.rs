@@ -16,8 +16,10 @@
 
 pub mod api;
 pub mod approval;
+pub mod cancel;
 pub mod changes;
 pub mod cli;
+pub mod clock;
 pub mod cmd;
 pub mod commands;
 pub mod context;

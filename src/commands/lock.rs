@@ -7,9 +7,9 @@
 use super::up::lock_owner;
 use crate::cli::LockAction;
 use crate::context::Ctx;
-use crate::deploy::lock::{self, Released, Shown};
 use crate::error::{Error, Result};
 use crate::exec;
+use crate::ledger::lock::{self, Released, Shown};
 use crate::ledger::store;
 use crate::manifest::Host;
 use crate::state::{AuditEntry, StatePaths};
@@ -58,7 +58,7 @@ pub fn run(action: LockAction, ctx: &Ctx) -> Result<()> {
             Released::Released => {
                 let by = lock_owner("lock release", "-");
                 let entry = AuditEntry {
-                    time: crate::deploy::clock::now_rfc3339(),
+                    time: crate::clock::now_rfc3339(),
                     actor: by.actor.clone(),
                     run_url: by.run_url.clone(),
                     action: "lock.release".into(),

@@ -106,7 +106,7 @@ pub fn run(args: MigrateArgs, ctx: &Ctx) -> Result<()> {
         )
     })?;
     let dur = |flag: &str, v: &str| {
-        migrate::parse_duration(v).ok_or_else(|| {
+        crate::settings::parse_precise_duration(v).ok_or_else(|| {
             Error::usage_help(
                 format!("{flag}: `{v}` is not a duration"),
                 "write it like 500ms, 30s, 2m or 1h",

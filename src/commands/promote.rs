@@ -11,11 +11,11 @@
 use super::up::lock_owner;
 use crate::cmd::docker_engine as de;
 use crate::context::Ctx;
-use crate::deploy::lock::EnvLock;
 use crate::deploy::{HostDeploy, HostResult, UpRequest};
 use crate::error::{Error, Result};
 use crate::exec;
 use crate::guard::{self, ChangePlan};
+use crate::ledger::lock::EnvLock;
 use crate::ledger::record::{Deployment, Outcome, reason};
 use crate::ledger::store;
 use crate::ledger::{self, Units};
@@ -354,8 +354,8 @@ fn apply(
         let outcome = super::migrate::run_with(ctx, target, migrations, opts)?;
         migrated = outcome.version.map(|v| v.to_string());
     }
-    crate::deploy::cancel::install();
-    crate::deploy::cancel::check()?;
+    crate::cancel::install();
+    crate::cancel::check()?;
     let mut record: Option<ReleaseRecord> = None;
     let mut results = Vec::new();
     if !p.services.is_empty() {
@@ -370,7 +370,7 @@ fn apply(
             &mut results,
         )?);
     }
-    crate::deploy::cancel::check()?;
+    crate::cancel::check()?;
     let mut pages = BTreeMap::new();
     if !p.sites.is_empty() {
         let cf = super::pages::client(ctx)?;

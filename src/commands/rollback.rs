@@ -11,11 +11,11 @@
 use super::up::lock_owner;
 use crate::cmd::docker_engine as de;
 use crate::context::Ctx;
-use crate::deploy::lock::EnvLock;
 use crate::deploy::{HostDeploy, HostResult, UpRequest};
 use crate::error::{Error, Result};
 use crate::exec;
 use crate::guard::{self, ChangePlan};
+use crate::ledger::lock::EnvLock;
 use crate::ledger::record::{Deployment, Outcome, reason};
 use crate::ledger::store;
 use crate::ledger::{self, Selector, TargetError};
@@ -375,7 +375,7 @@ fn put_back(
             }
         }
     }
-    crate::deploy::cancel::check()?;
+    crate::cancel::check()?;
     let mut new_pages = BTreeMap::new();
     for (site, p) in sites {
         new_pages.insert(site.clone(), pages_back(ctx, site, p)?);

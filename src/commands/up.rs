@@ -6,13 +6,13 @@
 use crate::cli::UpArgs;
 use crate::cmd::{Cmd, docker_engine as de};
 use crate::context::Ctx;
-use crate::deploy::lock::{self, EnvLock};
 use crate::deploy::{self, HostDeploy, HostResult, UpRequest};
 use crate::env_vars;
 use crate::error::{Error, Result};
 use crate::exec;
 use crate::exec::Executor;
 use crate::exec::local::LocalExecutor;
+use crate::ledger::lock::{self, EnvLock};
 use crate::ledger::record::Outcome;
 use crate::manifest::{Build, Host, Manifest};
 use crate::plan::up as pu;
@@ -53,7 +53,7 @@ pub fn lock_owner(command: &str, sha: &str) -> LockOwner {
         run_url,
         actor: env_vars::actor(),
         sha: sha.into(),
-        started_at: deploy::clock::now_rfc3339(),
+        started_at: crate::clock::now_rfc3339(),
         command: command.into(),
         hostname: lock::this_hostname(),
         pid: std::process::id(),
@@ -121,7 +121,7 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
     let lock_wait = args
         .lock_wait
         .as_deref()
-        .map(lock::parse_duration)
+        .map(crate::settings::parse_duration)
         .transpose()
         .map_err(|e| Error::usage(format!("--lock-wait: {e}")))?;
     let overrides = pu::parse_image_overrides(&args.images).map_err(Error::usage)?;
@@ -236,7 +236,7 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
         secrets: secret_values,
     };
     report.stage_start("up", Some(&env.name));
-    crate::deploy::cancel::install();
+    crate::cancel::install();
     let deployment = crate::ledger::record::Deployment::start(ctx, &env, &sha, "deploy");
     let (results, failure) = deploy_hosts(ctx, &env, &m, &req, &built, &confirm);
     // The release ledger: tags of the release just written, and the GitHub deployment's status.
@@ -417,8 +417,8 @@ fn deploy_each(
     let report = &ctx.report;
     for (i, (mut ex, pre)) in ready.into_iter().enumerate() {
         let host = &env.hosts[i];
-        if let Some(sig) = crate::deploy::cancel::requested() {
-            let why = format!("{} before this host", crate::deploy::cancel::name(sig));
+        if let Some(sig) = crate::cancel::requested() {
+            let why = format!("{} before this host", crate::cancel::name(sig));
             results.push(HostResult::without_release(host, "not run: cancelled"));
             return Some(Error::StageFailed(format!(
                 "up was cancelled ({why}); {} and later hosts were not touched",

@@ -24,9 +24,6 @@
 //! Stays out of: choosing services and hosts (`commands/up.rs`), printing (everything goes through
 //! [`Report`]), building images (`build`).
 
-pub mod cancel;
-pub mod clock;
-pub mod lock;
 mod pull;
 pub mod secrets;
 pub mod ship;
@@ -36,6 +33,7 @@ use crate::cmd::docker_engine::{self as de, Script, Section, parse_sections};
 use crate::cmd::{Cmd, shell_quote};
 use crate::error::{Error, Result};
 use crate::exec::{Executor, Output, Stream};
+use crate::ledger::lock;
 use crate::manifest::{Environment, Health, Host, Manifest};
 use crate::plan::up::{self as pu, HostView, OVERRIDE_FILE, Probe, Seen, Stability, Verdict};
 use crate::report::Report;
@@ -43,6 +41,7 @@ use crate::state::{
     AuditEntry, LockOwner, ReleaseRecord, ReleaseStatus, ReleaseStatusField, ServiceState,
     StatePaths,
 };
+use crate::{cancel, clock};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -9,11 +9,11 @@
 //! Stays out of deploying (`deploy/` writes the records of `up`) and of GitHub deployments
 //! (`record.rs`).
 
+use super::lock::EnvLock;
 use super::{HostState, Ledger, Running, current, parse_tag_listing, read, tag_listing_cmd};
+use crate::clock;
 use crate::cmd::docker_engine::{self as de, Script, Section};
 use crate::context::Ctx;
-use crate::deploy::clock;
-use crate::deploy::lock::EnvLock;
 use crate::error::{Error, Result};
 use crate::exec;
 use crate::exec::Executor;
