@@ -1,16 +1,18 @@
 //! The run's context: what every command gets — the resolved settings, the reporter, and the
 //! approvals this run obtained — and the one way to load the manifest (which registers its secrets
-//! with the reporter before anything can print them).
+//! with the reporter before anything can print them), and [`inside_repo`], how a path the manifest
+//! names is resolved under the repository.
 //!
 //! Stays out of deciding anything: commands, `ledger/` and `guard/` read it; it imports no layer
 //! above `report/`, `settings.rs` and `approval.rs`.
 
 use crate::approval::Admission;
 use crate::env_vars;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::manifest::{self, Database, Manifest};
 use crate::report::Report;
 use crate::settings::Settings;
+use std::path::{Path, PathBuf};
 
 /// What every command gets: the resolved settings and the reporter, and the approvals this run
 /// obtained (so that a command run by another asks no second time: see `guard`).
@@ -71,5 +73,27 @@ impl Ctx {
             }
         }
         Ok(m)
+    }
+}
+
+/// `rel` (a path the manifest names: a site's `dir`, `migrations.dir`, a compose file) resolved
+/// under the repository `root`, refusing (exit 2) one that leads outside it through a symlink; the
+/// manifest already refused absolute paths and `..` escapes. A path that does not exist is
+/// returned as is (the command says what is missing).
+pub fn inside_repo(root: &Path, rel: &str, what: &str) -> Result<PathBuf> {
+    let joined = root.join(rel);
+    let (Ok(real), Ok(top)) = (std::fs::canonicalize(&joined), std::fs::canonicalize(root)) else {
+        return Ok(joined);
+    };
+    if real.starts_with(&top) {
+        Ok(joined)
+    } else {
+        Err(Error::usage_help(
+            format!(
+                "{what} `{rel}` leads outside the repository (to {}) through a symlink",
+                real.display()
+            ),
+            "paths in deploy.yml name files of the repository; copy what it needs into it",
+        ))
     }
 }

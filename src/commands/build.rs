@@ -9,7 +9,6 @@ use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::exec::Executor;
 use crate::exec::local::LocalExecutor;
-use crate::manifest::Manifest;
 use crate::plan::stages::{PlanInput, StagePlanner};
 use crate::plan::{Action, Step};
 use crate::report::Summary;
@@ -129,7 +128,9 @@ pub fn run_stage(ctx: &Ctx, stage: &str, planner: StagePlanner, args: &BuildArgs
             r.group_start(&format!("{stage} {unit}"));
             let spinner = r.step_start(&format!("{stage} {unit}"));
             let started = Instant::now();
-            let cmd = cmd.clone().scrub_env(child_scrub(&loaded.manifest, unit));
+            let cmd = cmd
+                .clone()
+                .scrub_env(crate::cmd::unit_child_scrub(&loaded.manifest, unit));
             r.info(&format!("$ {}", cmd.display()));
             let status = r.relaying(|| {
                 executor.run(&cmd, None, &mut |stream, line| r.relay(unit, stream, line))
@@ -219,20 +220,6 @@ pub fn run_stage(ctx: &Ctx, stage: &str, planner: StagePlanner, args: &BuildArgs
             failed_units.join(", ")
         )))
     }
-}
-
-/// The variables the children of `unit` (its build and test commands, its `docker build`, a
-/// site's Pages build) must not inherit: the tool's own secrets and those the manifest names
-/// ([`Manifest::secret_vars`]: database URL variables, `secrets:` lists), except what the unit's
-/// `env:` lets through. See [`crate::cmd::child_scrub`].
-pub fn child_scrub(m: &Manifest, unit: &str) -> Vec<String> {
-    let manifest_secrets = m.secret_vars();
-    let allowed = match (m.services.get(unit), m.sites.get(unit)) {
-        (Some(s), _) => s.env.as_slice(),
-        (None, Some(s)) => s.env.as_slice(),
-        (None, None) => &[],
-    };
-    crate::cmd::child_scrub(manifest_secrets, allowed)
 }
 
 /// `850ms`, `12.3s`, `2m05s`.

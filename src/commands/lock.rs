@@ -4,11 +4,11 @@
 //!
 //! Glue only: the lock itself is `deploy/lock.rs`'.
 
-use super::up::lock_owner;
 use crate::cli::LockAction;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::exec;
+use crate::ledger::identity::lock_owner;
 use crate::ledger::lock::{self, Released, Shown};
 use crate::ledger::store;
 use crate::manifest::Host;

@@ -487,7 +487,7 @@ pub fn run_with(
     opts: Options,
 ) -> Result<MigrateOutcome> {
     let report = &ctx.report;
-    let dir = super::units::inside_repo(&opts.root, &migrations.dir, "migrations.dir")?;
+    let dir = crate::context::inside_repo(&opts.root, &migrations.dir, "migrations.dir")?;
     let files = read_dir(&dir)?;
     let mut exec = None;
     let mut db = open_db(ctx, env, migrations, &opts.root, opts.lock_wait, &mut exec)?;
@@ -667,7 +667,7 @@ pub fn preview(
     migrations: &Migrations,
     opts: &Options,
 ) -> Result<Option<(String, String)>> {
-    let dir = super::units::inside_repo(&opts.root, &migrations.dir, "migrations.dir")?;
+    let dir = crate::context::inside_repo(&opts.root, &migrations.dir, "migrations.dir")?;
     let files = read_dir(&dir)?;
     let mut exec = None;
     let mut db = open_db(ctx, env, migrations, &opts.root, opts.lock_wait, &mut exec)?;

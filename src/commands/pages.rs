@@ -57,7 +57,7 @@ pub struct SiteJob {
     pub build: Option<String>,
     /// The manifest's `production_branch` (the project's own wins when the API reports it).
     pub production_branch: Option<String>,
-    /// The variables the build must not inherit ([`super::build::child_scrub`]).
+    /// The variables the build must not inherit ([`crate::cmd::unit_child_scrub`]).
     pub scrub: Vec<String>,
 }
 
@@ -347,11 +347,11 @@ pub fn site_jobs(args: &PagesArgs, ctx: &Ctx) -> Result<(PathBuf, Vec<SiteJob>)>
             dir: PathBuf::from(&s.dir),
             build: s.build.clone(),
             production_branch: Some(s.production_branch.clone()).filter(|b| !b.is_empty()),
-            scrub: super::build::child_scrub(&manifest, &s.name),
+            scrub: crate::cmd::unit_child_scrub(&manifest, &s.name),
         })
         .collect::<Vec<_>>();
     for job in &jobs {
-        super::units::inside_repo(
+        crate::context::inside_repo(
             &root,
             &job.dir.to_string_lossy(),
             &format!("site `{}`: dir", job.name),
@@ -373,7 +373,7 @@ fn select(m: &Manifest, ctx: &Ctx, root: &Path) -> Result<Vec<String>> {
         return Ok(sites);
     }
     let env = ctx.settings.environment(m)?;
-    let release = super::units::release_base(ctx, env);
+    let release = crate::ledger::store::release_base(ctx, env);
     let affected = crate::changes::detect_from(
         m,
         root,

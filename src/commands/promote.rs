@@ -8,13 +8,13 @@
 //! the `up` runner's, Pages the `pages` command's, SQL the `migrate` command's; this file decides
 //! what goes where and records the release as promoted.
 
-use super::up::lock_owner;
 use crate::cmd::docker_engine as de;
 use crate::context::Ctx;
 use crate::deploy::{HostDeploy, HostResult, UpRequest};
 use crate::error::{Error, Result};
 use crate::exec;
 use crate::guard::{self, ChangePlan};
+use crate::ledger::identity::lock_owner;
 use crate::ledger::lock::EnvLock;
 use crate::ledger::record::{Deployment, Outcome, reason};
 use crate::ledger::store;
@@ -144,7 +144,7 @@ pub fn run(from: Option<&str>, to: Option<&str>, ctx: &Ctx) -> Result<()> {
     store::rewrite(ctx, &target, &record)?;
     env_lock.release_all();
     if !results.is_empty() {
-        super::up::summarize(ctx, &target.name, &target.hosts, &results);
+        crate::deploy::summary::summarize(&ctx.report, &target.name, &target.hosts, &results);
     }
     report.output("release", &record.number.to_string());
     report.info(&format!(
@@ -492,7 +492,7 @@ fn promote_services(
         let written = r.record.clone();
         results.push(r);
         if !ok {
-            super::up::summarize(ctx, &target.name, &target.hosts, results);
+            crate::deploy::summary::summarize(&ctx.report, &target.name, &target.hosts, results);
             return Err(Error::StageFailed(format!(
                 "promote failed on {}; the previous version is serving",
                 host.label()

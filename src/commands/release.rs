@@ -6,10 +6,10 @@
 //!
 //! Glue only: the records are `ledger/`'s business, the deploys `pages.rs`' and `migrate.rs`'.
 
-use super::up::{git_sha, lock_owner};
 use crate::cli::PagesArgs;
 use crate::context::Ctx;
 use crate::error::Result;
+use crate::ledger::identity::{git_sha, lock_owner};
 use crate::ledger::record::{Deployment, Outcome};
 use crate::ledger::store;
 use crate::manifest::Environment;

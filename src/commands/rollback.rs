@@ -8,13 +8,13 @@
 //! The choices (which release, which units differ) live in `ledger/`; compose handling in
 //! `deploy/`; this file is the glue.
 
-use super::up::lock_owner;
 use crate::cmd::docker_engine as de;
 use crate::context::Ctx;
 use crate::deploy::{HostDeploy, HostResult, UpRequest};
 use crate::error::{Error, Result};
 use crate::exec;
 use crate::guard::{self, ChangePlan};
+use crate::ledger::identity::lock_owner;
 use crate::ledger::lock::EnvLock;
 use crate::ledger::record::{Deployment, Outcome, reason};
 use crate::ledger::store;
@@ -287,7 +287,7 @@ pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
     if let Some(h) = migration_hint {
         report.warn(&h);
     }
-    super::up::summarize(ctx, &env.name, &env.hosts, &results);
+    crate::deploy::summary::summarize(&ctx.report, &env.name, &env.hosts, &results);
     report.output("release", &record.number.to_string());
     report.info(&format!(
         "{} is on release {} (the artifacts of release {})",
@@ -367,7 +367,7 @@ fn put_back(
             record.get_or_insert(r.record.clone());
             results.push(r);
             if !ok {
-                super::up::summarize(ctx, &env.name, &env.hosts, &results);
+                crate::deploy::summary::summarize(&ctx.report, &env.name, &env.hosts, &results);
                 return Err(Error::StageFailed(format!(
                     "the rollback failed on {}: the health gate put the services back on what they ran before",
                     host.label()

@@ -6,52 +6,6 @@ use crate::error::Result;
 use crate::manifest::{Environment, Manifest};
 use std::path::{Path, PathBuf};
 
-/// `rel` (a path the manifest names: a site's `dir`, `migrations.dir`, a compose file) resolved
-/// under the repository `root`, refusing (exit 2) one that leads outside it through a symlink; the
-/// manifest already refused absolute paths and `..` escapes. A path that does not exist is
-/// returned as is (the command says what is missing).
-pub fn inside_repo(root: &Path, rel: &str, what: &str) -> Result<PathBuf> {
-    let joined = root.join(rel);
-    let (Ok(real), Ok(top)) = (std::fs::canonicalize(&joined), std::fs::canonicalize(root)) else {
-        return Ok(joined);
-    };
-    if real.starts_with(&top) {
-        Ok(joined)
-    } else {
-        Err(crate::error::Error::usage_help(
-            format!(
-                "{what} `{rel}` leads outside the repository (to {}) through a symlink",
-                real.display()
-            ),
-            "paths in deploy.yml name files of the repository; copy what it needs into it",
-        ))
-    }
-}
-
-/// The live release of `env`, the base of change detection for a run on it, unless `--base`,
-/// `--all` or `--only` choose the units. A ledger that cannot be read is a warning (the run falls
-/// back to the GitHub event or HEAD~1), not an error.
-pub fn release_base(ctx: &Ctx, env: &Environment) -> Option<changes::ReleaseBase> {
-    let s = &ctx.settings;
-    if s.base.is_some() || s.all || !s.only.is_empty() {
-        return None;
-    }
-    match crate::ledger::store::load(ctx, env) {
-        Ok(loaded) => loaded.current().map(|r| changes::ReleaseBase {
-            env: env.name.clone(),
-            number: r.number,
-            sha: r.sha.clone(),
-        }),
-        Err(e) => {
-            ctx.report.warn(&format!(
-                "cannot read the releases of `{}` ({e}); changes are computed from the GitHub event or HEAD~1",
-                env.name
-            ));
-            None
-        }
-    }
-}
-
 /// The manifest, where it lives, and the units this run acts on.
 pub struct Loaded {
     pub manifest: Manifest,
@@ -72,7 +26,9 @@ impl Loaded {
             .unwrap_or_else(|| PathBuf::from("."));
         let s = &ctx.settings;
         let release = match &s.env {
-            Some(_) => release_base(ctx, ctx.settings.environment(&manifest)?),
+            Some(_) => {
+                crate::ledger::store::release_base(ctx, ctx.settings.environment(&manifest)?)
+            }
             None => None,
         };
         let affected = changes::detect_from(

@@ -21,12 +21,16 @@
 //! previous images without a health gate, the release is recorded, and the command releases the
 //! environment lock.
 //!
+//! Beside it: `summary.rs` (the host × service matrix of a multi-host run), `ship.rs`, `pull.rs`,
+//! `secrets.rs`.
+//!
 //! Stays out of: choosing services and hosts (`commands/up.rs`), printing (everything goes through
 //! [`Report`]), building images (`build`).
 
 mod pull;
 pub mod secrets;
 pub mod ship;
+pub mod summary;
 
 use crate::cmd::compose::{self, Compose, Flavor, ServiceConfig, UpOptions};
 use crate::cmd::docker_engine::{self as de, Script, Section, parse_sections};

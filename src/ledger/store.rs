@@ -448,3 +448,27 @@ pub fn is_git_repo(dir: &Path) -> bool {
         .map(|o| o.success())
         .unwrap_or(false)
 }
+
+/// The live release of `env`, the base of change detection for a run on it, unless `--base`,
+/// `--all` or `--only` choose the units. A ledger that cannot be read is a warning (the run falls
+/// back to the GitHub event or HEAD~1), not an error.
+pub fn release_base(ctx: &Ctx, env: &Environment) -> Option<crate::changes::ReleaseBase> {
+    let s = &ctx.settings;
+    if s.base.is_some() || s.all || !s.only.is_empty() {
+        return None;
+    }
+    match load(ctx, env) {
+        Ok(loaded) => loaded.current().map(|r| crate::changes::ReleaseBase {
+            env: env.name.clone(),
+            number: r.number,
+            sha: r.sha.clone(),
+        }),
+        Err(e) => {
+            ctx.report.warn(&format!(
+                "cannot read the releases of `{}` ({e}); changes are computed from the GitHub event or HEAD~1",
+                env.name
+            ));
+            None
+        }
+    }
+}
