@@ -142,7 +142,15 @@ pub fn run(args: MigrateArgs, ctx: &Ctx) -> Result<()> {
         workdir: PathBuf::from("."),
     };
     let result = run_with(ctx, env, migrations, opts);
-    super::release::migrated(ctx, env, result)
+    crate::ledger::publish::migrated(
+        ctx,
+        env,
+        result.map(|o| crate::ledger::publish::Migrated {
+            applied: o.applied,
+            reverted: o.reverted,
+            version: o.version,
+        }),
+    )
 }
 
 /// Reads `NNNN_name.sql` files from `dir` (exit 2 when missing or unreadable).

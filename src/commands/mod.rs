@@ -8,7 +8,6 @@ pub mod migrate;
 pub mod pages;
 pub mod plan;
 pub mod promote;
-pub mod release;
 pub mod rollback;
 pub mod status;
 pub mod test;
@@ -54,6 +53,6 @@ pub fn execute(command: Command, ctx: &Ctx) -> Result<()> {
         Command::Build(args) => build::run(ctx, &args),
         Command::Test(args) => test::run(ctx, &args),
         Command::Exec(args) => exec::run(ctx, &args),
-        Command::Pages(args) => release::pages(&args, ctx),
+        Command::Pages(args) => pages::run(&args, ctx),
     }
 }

@@ -373,7 +373,7 @@ fn apply(
     crate::cancel::check()?;
     let mut pages = BTreeMap::new();
     if !p.sites.is_empty() {
-        let cf = super::pages::client(ctx)?;
+        let cf = crate::deploy::pages::client(ctx)?;
         for (site, state) in &p.sites {
             let branch = m
                 .sites
@@ -386,7 +386,7 @@ fn apply(
                 state.deployment_id,
                 state.project
             ));
-            let git = super::pages::GitMeta {
+            let git = crate::deploy::pages::GitMeta {
                 branch: Some(branch),
                 commit_hash: state
                     .commit_hash
@@ -398,7 +398,7 @@ fn apply(
                 )),
                 commit_dirty: Some(false),
             };
-            let new = super::pages::redeploy(&cf, state, &git, PAGES_WAIT)?;
+            let new = crate::deploy::pages::redeploy(&cf, state, &git, PAGES_WAIT)?;
             report.info(&format!("{site}: {} ({})", new.url, new.environment));
             pages.insert(site.clone(), new);
         }

@@ -461,12 +461,12 @@ fn pages_back(ctx: &Ctx, site: &str, p: &PagesState) -> Result<PagesState> {
         ));
         return Ok(p.clone());
     }
-    let cf = super::pages::client(ctx)?;
+    let cf = crate::deploy::pages::client(ctx)?;
     ctx.report.info(&format!(
         "{site}: rolling Cloudflare Pages project {} back to deployment {}",
         p.project, p.deployment_id
     ));
-    super::pages::rollback_to(&cf, p)
+    crate::deploy::pages::rollback_to(&cf, p)
 }
 
 /// The `migrate down` command when the database is at another version than the target ran with.

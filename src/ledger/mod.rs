@@ -12,6 +12,7 @@ use crate::state::{LockOwner, ReleaseRecord, ReleaseStatus, StatePaths};
 
 pub mod identity;
 pub mod lock;
+pub mod publish;
 pub mod record;
 pub mod store;
 
