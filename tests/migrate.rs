@@ -6,8 +6,8 @@
 //! the real binary (see `migrate_gate.rs`).
 
 use crate::harness::{Project, Run, services};
-use deploy_action::commands::migrate::{MigrateOutcome, Mode, Options, run_with};
 use deploy_action::context::Ctx;
+use deploy_action::deploy::migrate::{MigrateOutcome, Mode, Options, run_with};
 use deploy_action::diag::Span;
 use deploy_action::error::Error;
 use deploy_action::manifest::{

@@ -191,7 +191,8 @@ fn promote_plan(
     let mut covers = None;
     if let (Some(v), Some(migrations)) = (&p.migration, &m.migrations) {
         let opts = migrate_options(ctx, source, release, v)?;
-        if let Some((hash, sql)) = super::migrate::preview(ctx, target, migrations, &opts)? {
+        if let Some((hash, sql)) = crate::deploy::migrate::preview(ctx, target, migrations, &opts)?
+        {
             text.push_str(&format!("\nmigrations (plan {hash}):\n{sql}"));
             covers = Some(hash);
         }
@@ -209,14 +210,14 @@ fn migrate_options(
     source: &Environment,
     release: &ReleaseRecord,
     v: &str,
-) -> Result<super::migrate::Options> {
+) -> Result<crate::deploy::migrate::Options> {
     let version: u64 = v.parse().map_err(|_| {
         Error::StageFailed(format!(
             "release {} of {} records migration version `{v}`, which is not a number",
             release.number, source.name
         ))
     })?;
-    let mut opts = super::migrate::Options::new(store::repo_root(ctx), ".");
+    let mut opts = crate::deploy::migrate::Options::new(store::repo_root(ctx), ".");
     opts.target = Some(version);
     Ok(opts)
 }
@@ -351,7 +352,7 @@ fn apply(
     let mut migrated = None;
     if let (Some(v), Some(migrations)) = (&p.migration, &m.migrations) {
         let opts = migrate_options(ctx, source, release, v)?;
-        let outcome = super::migrate::run_with(ctx, target, migrations, opts)?;
+        let outcome = crate::deploy::migrate::run_with(ctx, target, migrations, opts)?;
         migrated = outcome.version.map(|v| v.to_string());
     }
     crate::cancel::install();

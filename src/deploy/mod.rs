@@ -21,13 +21,15 @@
 //! previous images without a health gate, the release is recorded, and the command releases the
 //! environment lock.
 //!
-//! Beside it: `pages.rs` (sites to Cloudflare Pages, and their redeploy and rollback for promote
-//! and rollback), `summary.rs` (the host × service matrix of a multi-host run), `ship.rs`,
-//! `pull.rs`, `secrets.rs`.
+//! Beside it, the other kinds of units and the parts `up` shares: `migrate.rs` (SQL migrations),
+//! `pages.rs` (sites to Cloudflare Pages, and their redeploy and rollback for promote and
+//! rollback), `summary.rs` (the host × service matrix of a multi-host run), `ship.rs`, `pull.rs`,
+//! `secrets.rs`.
 //!
 //! Stays out of: choosing services and hosts (`commands/up.rs`), printing (everything goes through
 //! [`Report`]), building images (`build`).
 
+pub mod migrate;
 pub mod pages;
 mod pull;
 pub mod secrets;
