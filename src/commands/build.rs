@@ -1,7 +1,7 @@
-//! `build` (and, through [`run_stage`](super::units::run_stage), `test`): run the affected units' commands locally, one
+//! `build` (and, through [`run_stage`], `test`): run the affected units' commands locally, one
 //! after the other, relaying output with a per-unit prefix; stop at the first failure unless
 //! `--keep-going`; end with a table (unit, host, duration, result). In GitHub Actions both write
-//! the outputs `affected` (as `plan` does) and `<stage>-failed`.
+//! the outputs `affected` (as `plan` does) and `<stage>-failed`. The runner is in `units.rs`.
 
 use super::units::run_stage;
 use crate::cli::BuildArgs;
