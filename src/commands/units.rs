@@ -42,7 +42,8 @@ impl Loaded {
             }
             None => None,
         };
-        let affected = changes::detect_from(
+        let affected = changes::git::detect_from(
+            &mut crate::exec::local::LocalExecutor,
             &manifest,
             &root,
             s.base.as_deref(),

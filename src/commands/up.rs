@@ -49,7 +49,8 @@ fn select(
     // event, else HEAD~1) affect (`paths:` globs).
     let env = ctx.settings.environment(m)?;
     let release = crate::ledger::store::release_base(ctx, env);
-    let affected = crate::changes::detect_from(
+    let affected = crate::changes::git::detect_from(
+        &mut crate::exec::local::LocalExecutor,
         m,
         root,
         ctx.settings.base.as_deref(),

@@ -374,7 +374,8 @@ fn select(m: &Manifest, ctx: &Ctx, root: &Path) -> Result<Vec<String>> {
     }
     let env = ctx.settings.environment(m)?;
     let release = crate::ledger::store::release_base(ctx, env);
-    let affected = crate::changes::detect_from(
+    let affected = crate::changes::git::detect_from(
+        &mut crate::exec::local::LocalExecutor,
         m,
         root,
         ctx.settings.base.as_deref(),
