@@ -22,6 +22,7 @@ pub use crate::approval::{Admission, ChangePlan, plan_changed};
 use crate::context::Ctx;
 use crate::env_vars;
 use crate::error::{Error, Result};
+use crate::exec::local::LocalExecutor;
 use crate::manifest::{Approval as ApprovalPolicy, Environment};
 use std::path::Path;
 use std::time::Duration;
@@ -42,7 +43,7 @@ pub fn policy(env: &Environment) -> Policy {
 pub fn check_rules(ctx: &Ctx, env: &Environment, command: &str, root: &Path) -> Result<bool> {
     let mut broken: Vec<Error> = Vec::new();
     if !env.branches.is_empty() {
-        let r = rules::current_ref(root);
+        let r = rules::current_ref(&mut LocalExecutor, root);
         if !rules::allowed(&env.branches, &r) {
             broken.push(Error::usage_help(
                 format!(
@@ -59,7 +60,7 @@ pub fn check_rules(ctx: &Ctx, env: &Environment, command: &str, root: &Path) -> 
         }
     }
     let mut dirty = false;
-    let files = rules::dirty_files(root).unwrap_or_default();
+    let files = rules::dirty_files(&mut LocalExecutor, root).unwrap_or_default();
     if ctx.settings.allow_dirty && env.approval == ApprovalPolicy::Required {
         broken.push(Error::usage_help(
             format!(
