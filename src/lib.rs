@@ -57,22 +57,29 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
             return code;
         }
     };
-    let settings = settings::Settings::from_args(&cli.global);
+    let json = cli.global.json;
+    let (settings, command) = match settings::resolve(cli) {
+        Ok(resolved) => resolved,
+        Err(err) => return fail(&report::Report::from_env(json), &err),
+    };
     let report = report::Report::from_env(settings.json);
     let ctx = context::Ctx::new(settings, report);
-    match commands::execute(cli.command, &ctx) {
+    match commands::execute(command, &ctx) {
         Ok(()) => exit::Exit::Success.code(),
-        Err(err) => {
-            if let error::Error::Manifest(m) = &err {
-                let loc = m.location();
-                ctx.report.error(
-                    &err.render(ctx.report.color()),
-                    loc.as_ref().map(|(f, l, c)| (f.as_str(), *l, *c)),
-                );
-            } else {
-                ctx.report.error(&err.render(ctx.report.color()), None);
-            }
-            err.exit().code()
-        }
+        Err(err) => fail(&ctx.report, &err),
     }
+}
+
+/// Reports `err` (with its `deploy.yml` location, for a manifest error) and returns its exit code.
+fn fail(report: &report::Report, err: &error::Error) -> u8 {
+    if let error::Error::Manifest(m) = err {
+        let loc = m.location();
+        report.error(
+            &err.render(report.color()),
+            loc.as_ref().map(|(f, l, c)| (f.as_str(), *l, *c)),
+        );
+    } else {
+        report.error(&err.render(report.color()), None);
+    }
+    err.exit().code()
 }

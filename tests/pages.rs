@@ -786,13 +786,13 @@ fn deploy_in_process(
     dir: &std::path::Path,
     branch: &str,
 ) -> deploy_action::state::PagesState {
-    use deploy_action::cli::PagesArgs;
     use deploy_action::context::Ctx;
+    use deploy_action::settings::PagesSettings;
     let ctx = Ctx::new(
         deploy_action::settings::Settings::default(),
         deploy_action::report::Report::buffered(false, None),
     );
-    let args = PagesArgs {
+    let args = PagesSettings {
         branch: Some(branch.into()),
         commit_hash: Some("0123abcd".into()),
         commit_message: Some("deploy".into()),

@@ -4,10 +4,10 @@
 //! the outputs `affected` (as `plan` does) and `<stage>-failed`. The runner is in `units.rs`.
 
 use super::units::run_stage;
-use crate::cli::BuildArgs;
 use crate::context::Ctx;
 use crate::error::Result;
+use crate::settings::BuildSettings;
 
-pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
+pub fn run(ctx: &Ctx, args: &BuildSettings) -> Result<()> {
     run_stage(ctx, "build", crate::plan::build::plan, args)
 }

@@ -4,7 +4,6 @@
 //!
 //! Glue only: the lock itself is `deploy/lock.rs`'.
 
-use crate::cli::LockAction;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::exec;
@@ -12,6 +11,7 @@ use crate::ledger::identity::lock_owner;
 use crate::ledger::lock::{self, Released, Shown};
 use crate::ledger::store;
 use crate::manifest::Host;
+use crate::settings::LockAction;
 use crate::state::{AuditEntry, StatePaths};
 use std::io::IsTerminal;
 

@@ -4,15 +4,15 @@
 //!
 //! Glue only.
 
-use crate::cli::{MigrateAction, MigrateArgs};
 use crate::context::Ctx;
 use crate::deploy::migrate::{Mode, Options, run_with};
 use crate::error::{Error, Result};
 use crate::ledger::publish;
+use crate::settings::{MigrateAction, MigrateSettings};
 use std::path::{Path, PathBuf};
 
 /// Entry point from the command line.
-pub fn run(args: MigrateArgs, ctx: &Ctx) -> Result<()> {
+pub fn run(args: MigrateSettings, ctx: &Ctx) -> Result<()> {
     let manifest = ctx.load_manifest()?;
     let env = ctx.settings.environment(&manifest)?;
     let migrations = manifest.migrations.as_ref().ok_or_else(|| {
@@ -21,14 +21,6 @@ pub fn run(args: MigrateArgs, ctx: &Ctx) -> Result<()> {
             "add `migrations: { dir: migrations, engine: postgres }`",
         )
     })?;
-    let dur = |flag: &str, v: &str| {
-        crate::settings::parse_precise_duration(v).ok_or_else(|| {
-            Error::usage_help(
-                format!("{flag}: `{v}` is not a duration"),
-                "write it like 500ms, 30s, 2m or 1h",
-            )
-        })
-    };
     let root = ctx
         .settings
         .manifest_path
@@ -37,20 +29,15 @@ pub fn run(args: MigrateArgs, ctx: &Ctx) -> Result<()> {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
     let mode = match args.action {
-        None => Mode::Up,
-        Some(MigrateAction::Status) => Mode::Status,
-        Some(MigrateAction::Down { to }) => Mode::Down { to },
+        MigrateAction::Up => Mode::Up,
+        MigrateAction::Status => Mode::Status,
+        MigrateAction::Down { to } => Mode::Down { to },
     };
-    if let (Some(v), false) = (args.target, mode == Mode::Up) {
-        return Err(Error::usage(format!(
-            "--target {v} applies migrations up to a version; it does not go with `migrate status` or `migrate down` (use `down --to`)"
-        )));
-    }
     let opts = Options {
         mode,
         dry_run: ctx.settings.dry_run,
         accept_changed: args.accept_changed,
-        lock_wait: dur("--lock-wait", &args.lock_wait)?,
+        lock_wait: args.lock_wait,
         backup_dir: args.backup_dir,
         keep_backups: usize::try_from(args.keep_backups).unwrap_or(usize::MAX),
         target: args.target,

@@ -1,4 +1,6 @@
-//! Glue, one short file per subcommand: settings → plan → executor → report.
+//! Glue, one short file per subcommand: settings → plan → executor → report. [`execute`]
+//! dispatches on the resolved [`CommandSettings`]; `units.rs` is what the command files share
+//! (none imports another).
 
 pub mod build;
 pub mod check;
@@ -14,19 +16,14 @@ pub mod test;
 pub mod units;
 pub mod up;
 
-use crate::cli::Command;
 use crate::context::Ctx;
 use crate::error::Result;
+use crate::settings::CommandSettings;
 
 /// Prints the completion script. A closed stdout (`completions bash | head -3`) is a clean exit, as
-/// for every other command; clap_complete would panic writing to it, so the script is generated
-/// into memory first.
-fn completions(shell: clap_complete::Shell, ctx: &Ctx) -> Result<()> {
-    use clap::CommandFactory;
-    let mut cmd = crate::cli::Cli::command();
-    let mut script = Vec::new();
-    clap_complete::generate(shell, &mut cmd, "deploy-action", &mut script);
-    match ctx.report.raw_stdout(&script) {
+/// for every other command (the script was generated into memory by `settings.rs`).
+fn completions(script: &[u8], ctx: &Ctx) -> Result<()> {
+    match ctx.report.raw_stdout(script) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(
             crate::error::Error::StageFailed(format!("cannot write the completion script: {e}")),
         ),
@@ -34,25 +31,25 @@ fn completions(shell: clap_complete::Shell, ctx: &Ctx) -> Result<()> {
     }
 }
 
-pub fn execute(command: Command, ctx: &Ctx) -> Result<()> {
+pub fn execute(command: CommandSettings, ctx: &Ctx) -> Result<()> {
     match command {
-        Command::Schema => {
+        CommandSettings::Schema => {
             ctx.report
                 .info(&crate::manifest::schema::json_schema_text());
             Ok(())
         }
-        Command::Check => check::run(ctx),
-        Command::Completions { shell } => completions(shell, ctx),
-        Command::Migrate(args) => migrate::run(args, ctx),
-        Command::Status => status::run(ctx),
-        Command::Promote { from, to } => promote::run(from.as_deref(), to.as_deref(), ctx),
-        Command::Rollback { to } => rollback::run(to.as_deref(), ctx),
-        Command::Up(args) => up::run(&args, ctx),
-        Command::Lock(args) => lock::run(args.action, ctx),
-        Command::Plan => plan::run(ctx),
-        Command::Build(args) => build::run(ctx, &args),
-        Command::Test(args) => test::run(ctx, &args),
-        Command::Exec(args) => exec::run(ctx, &args),
-        Command::Pages(args) => pages::run(&args, ctx),
+        CommandSettings::Check => check::run(ctx),
+        CommandSettings::Completions(script) => completions(&script, ctx),
+        CommandSettings::Migrate(s) => migrate::run(s, ctx),
+        CommandSettings::Status => status::run(ctx),
+        CommandSettings::Promote(s) => promote::run(s.from.as_deref(), s.to.as_deref(), ctx),
+        CommandSettings::Rollback(s) => rollback::run(s.to.as_deref(), ctx),
+        CommandSettings::Up(s) => up::run(&s, ctx),
+        CommandSettings::Lock(action) => lock::run(action, ctx),
+        CommandSettings::Plan => plan::run(ctx),
+        CommandSettings::Build(s) => build::run(ctx, &s),
+        CommandSettings::Test(s) => test::run(ctx, &s),
+        CommandSettings::Exec(s) => exec::run(ctx, &s),
+        CommandSettings::Pages(s) => pages::run(&s, ctx),
     }
 }

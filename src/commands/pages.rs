@@ -5,13 +5,13 @@
 //!
 //! Glue only.
 
-use crate::cli::PagesArgs;
 use crate::context::Ctx;
 use crate::deploy::pages;
 use crate::error::Result;
 use crate::ledger::publish;
+use crate::settings::PagesSettings;
 
-pub fn run(args: &PagesArgs, ctx: &Ctx) -> Result<()> {
+pub fn run(args: &PagesSettings, ctx: &Ctx) -> Result<()> {
     let Some(prepared) = pages::prepare(args, ctx)? else {
         return Ok(());
     };

@@ -2,10 +2,10 @@
 //! the same outputs (`affected`, `test-failed`).
 
 use super::units::run_stage;
-use crate::cli::BuildArgs;
 use crate::context::Ctx;
 use crate::error::Result;
+use crate::settings::BuildSettings;
 
-pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
+pub fn run(ctx: &Ctx, args: &BuildSettings) -> Result<()> {
     run_stage(ctx, "test", crate::plan::test::plan, args)
 }

@@ -4,7 +4,6 @@
 //! The one module the command files share (none imports another).
 
 use crate::changes::{self, Affected};
-use crate::cli::BuildArgs;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::exec::Executor;
@@ -13,6 +12,7 @@ use crate::manifest::{Environment, Manifest};
 use crate::plan::stages::{PlanInput, StagePlanner};
 use crate::plan::{Action, Step};
 use crate::report::Summary;
+use crate::settings::BuildSettings;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -164,7 +164,12 @@ pub struct UnitResult {
 }
 
 /// Runs one local stage (`build`, `test`) for the affected units.
-pub fn run_stage(ctx: &Ctx, stage: &str, planner: StagePlanner, args: &BuildArgs) -> Result<()> {
+pub fn run_stage(
+    ctx: &Ctx,
+    stage: &str,
+    planner: StagePlanner,
+    args: &BuildSettings,
+) -> Result<()> {
     let loaded = Loaded::load(ctx)?;
     let env = loaded.environment(ctx, false)?;
     let input = PlanInput {

@@ -3,7 +3,6 @@
 //! host by host (stop at the first failing host), release the lock on all, and report the
 //! per-host × service matrix, the job summary and the outputs.
 
-use crate::cli::UpArgs;
 use crate::cmd::docker_engine as de;
 use crate::context::Ctx;
 use crate::deploy::{self, HostDeploy, HostResult, UpRequest};
@@ -16,7 +15,7 @@ use crate::ledger::identity::{git_sha, lock_owner};
 use crate::ledger::lock::EnvLock;
 use crate::ledger::record::Outcome;
 use crate::manifest::{Build, Host, Manifest};
-use crate::plan::up as pu;
+use crate::settings::UpSettings;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 
@@ -73,17 +72,12 @@ fn select(
     Ok(all.into_iter().filter(|s| affected.contains(s)).collect())
 }
 
-pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
+pub fn run(args: &UpSettings, ctx: &Ctx) -> Result<()> {
     let m = ctx.load_manifest()?;
     let env = ctx.settings.environment(&m)?.clone();
     let report = &ctx.report;
-    let lock_wait = args
-        .lock_wait
-        .as_deref()
-        .map(crate::settings::parse_duration)
-        .transpose()
-        .map_err(|e| Error::usage(format!("--lock-wait: {e}")))?;
-    let overrides = pu::parse_image_overrides(&args.images).map_err(Error::usage)?;
+    let lock_wait = args.lock_wait;
+    let overrides = &args.images;
     for svc in overrides.keys() {
         if !m.services.contains_key(svc) {
             let names: Vec<&str> = m.services.keys().map(String::as_str).collect();
@@ -112,7 +106,7 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
     // compose service → image: --image first, then images built for this sha.
     let mut images: BTreeMap<String, String> = BTreeMap::new();
     let mut user_images = BTreeSet::new();
-    for (svc, image) in &overrides {
+    for (svc, image) in overrides {
         let cs = m.services[svc].compose_service.clone();
         user_images.insert(cs.clone());
         images.insert(cs, image.clone());

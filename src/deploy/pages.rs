@@ -16,7 +16,6 @@ use crate::api::cloudflare::{
 };
 use crate::api::http::HttpClient;
 use crate::api::retry::RetryPolicy;
-use crate::cli::PagesArgs;
 use crate::cmd::Cmd;
 use crate::context::Ctx;
 use crate::env_vars as ev;
@@ -25,6 +24,7 @@ use crate::exec::{Executor, local::LocalExecutor};
 use crate::manifest::Manifest;
 use crate::pages::{self, SpecialError, SpecialFiles, WalkError};
 use crate::report::{Summary, progress::human_bytes};
+use crate::settings::PagesSettings;
 use crate::state::PagesState;
 use base64::Engine as _;
 use std::collections::{BTreeMap, HashSet};
@@ -71,14 +71,14 @@ pub struct GitMeta {
 }
 
 /// Runs the subcommand; returns the deployment of each site (for the release record).
-pub fn run(args: &PagesArgs, ctx: &Ctx) -> Result<Vec<(String, PagesState)>> {
+pub fn run(args: &PagesSettings, ctx: &Ctx) -> Result<Vec<(String, PagesState)>> {
     run_with(args, ctx, &|| client(ctx))
 }
 
 /// [`run`] with the Cloudflare client made by `make_client` (called once, and only when there is
 /// something to deploy): for callers and tests that configure the client themselves.
 pub fn run_with(
-    args: &PagesArgs,
+    args: &PagesSettings,
     ctx: &Ctx,
     make_client: &dyn Fn() -> Result<Cloudflare>,
 ) -> Result<Vec<(String, PagesState)>> {
@@ -102,7 +102,7 @@ pub struct Prepared {
 /// Builds, walks and hashes every site, then (with `--env`) passes the guard: the deploy rules and,
 /// on a guarded environment, the approval of exactly these files (the plan holds every file's
 /// hash). `None`: nothing to deploy, or a dry run (which printed what it would send).
-pub fn prepare(args: &PagesArgs, ctx: &Ctx) -> Result<Option<Prepared>> {
+pub fn prepare(args: &PagesSettings, ctx: &Ctx) -> Result<Option<Prepared>> {
     let (root, jobs) = site_jobs(args, ctx)?;
     if jobs.is_empty() {
         ctx.report.info("pages: no sites to deploy");
@@ -147,7 +147,7 @@ pub fn prepare(args: &PagesArgs, ctx: &Ctx) -> Result<Option<Prepared>> {
     if let Some(adm) = prepared.admission.as_ref().filter(|a| a.approval.is_some()) {
         // Walked again after the approval: what is uploaded must be what was approved.
         let walked = build_and_walk(
-            &PagesArgs {
+            &PagesSettings {
                 no_build: true,
                 ..args.clone()
             },
@@ -163,7 +163,7 @@ pub fn prepare(args: &PagesArgs, ctx: &Ctx) -> Result<Option<Prepared>> {
 }
 
 /// The environment whose guard a run passes: `--env` on a manifest run (not `--dir`).
-fn guarded_env(args: &PagesArgs, ctx: &Ctx) -> Result<Option<crate::manifest::Environment>> {
+fn guarded_env(args: &PagesSettings, ctx: &Ctx) -> Result<Option<crate::manifest::Environment>> {
     if args.dir.is_some() || ctx.settings.env.is_none() {
         return Ok(None);
     }
@@ -175,7 +175,7 @@ fn guarded_env(args: &PagesArgs, ctx: &Ctx) -> Result<Option<crate::manifest::En
 /// the first request, so a bad `_routes.json` in the second site does not leave the first
 /// deployed alone.
 fn build_and_walk(
-    args: &PagesArgs,
+    args: &PagesSettings,
     ctx: &Ctx,
     root: &Path,
     jobs: &[SiteJob],
@@ -239,7 +239,7 @@ fn pages_plan(
 
 /// Deploys prepared sites: the requests to Cloudflare, the summary and the outputs.
 pub fn deploy_prepared(
-    args: &PagesArgs,
+    args: &PagesSettings,
     ctx: &Ctx,
     prepared: &Prepared,
     make_client: &dyn Fn() -> Result<Cloudflare>,
@@ -313,7 +313,7 @@ fn report_outputs(ctx: &Ctx, results: &[(String, PagesState)]) {
 
 /// The repository root and the sites to deploy: `--project/--dir`, else the manifest's sites that
 /// `--only`, `--all` or the git changes select (the same change detection as `plan` and `up`).
-pub fn site_jobs(args: &PagesArgs, ctx: &Ctx) -> Result<(PathBuf, Vec<SiteJob>)> {
+pub fn site_jobs(args: &PagesSettings, ctx: &Ctx) -> Result<(PathBuf, Vec<SiteJob>)> {
     if let (Some(project), Some(dir)) = (&args.project, &args.dir) {
         return Ok((
             PathBuf::from("."),
@@ -545,7 +545,7 @@ fn dry_run(ctx: &Ctx, job: &SiteJob, site: &pages::Site, special: &SpecialFiles)
 }
 
 /// The branch, commit and dirty flag: flags first, then the Actions variables, then git.
-fn git_meta(args: &PagesArgs, root: &Path) -> Result<GitMeta> {
+fn git_meta(args: &PagesSettings, root: &Path) -> Result<GitMeta> {
     let git = |a: &[&str]| -> Option<String> {
         let out = LocalExecutor
             .capture(
@@ -625,7 +625,7 @@ fn cf_error(what: &str, project: &str, e: CfError) -> Error {
 
 /// The upload and deployment of one walked site.
 fn deploy(
-    args: &PagesArgs,
+    args: &PagesSettings,
     ctx: &Ctx,
     cf: &Cloudflare,
     job: &SiteJob,
