@@ -7,12 +7,18 @@
 //! (pure)     (git)     (pure)          (exec/)    (report/)
 //! ```
 //!
-//! - `manifest/`, `diag/`, `cmd/`, `plan/`, `state/` are pure: no processes, no network, no terminal,
-//!   no clock.
-//! - `exec/` is the only layer that starts processes or opens SSH sessions; `api/` the only one that
-//!   talks HTTP; `db/` the only one that opens database connections.
+//! - `manifest/`, `diag/`, `cmd/`, `plan/`, `state/`, `migrate/` and `changes.rs` are pure: no
+//!   processes, no network, no terminal, no clock. `settings.rs` resolves the command line (no clap
+//!   type gets past it).
+//! - `exec/` is the only layer that starts processes or opens SSH sessions (`exec::connect` reaches
+//!   a manifest host; `changes/git.rs` reads git through it); `api/` the only one that talks HTTP;
+//!   `db/` the only one that opens database connections.
 //! - `report/` is the only layer that prints.
-//! - `commands/` glues them, one short file per subcommand.
+//! - Above them the run: `context.rs` (settings, report, the run's approvals), `guard/` and
+//!   `approval.rs`, `ledger/` (releases, the environment lock, publishing a release), `deploy/`
+//!   (the runners: compose services, Pages sites, migrations).
+//! - `commands/` glues them, one short file per subcommand; nothing else imports it, and no command
+//!   file imports another. `tests/layers.rs` holds the table of allowed imports and checks it.
 
 pub mod api;
 pub mod approval;

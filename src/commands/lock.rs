@@ -2,7 +2,7 @@
 //! the run, the heartbeat's age, whether it looks stale — and, for `release`, removing it where
 //! its owner is still the one shown (a run that took the lock in between keeps it: exit 4).
 //!
-//! Glue only: the lock itself is `deploy/lock.rs`'.
+//! Glue only: the lock itself is `ledger/lock.rs`'.
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
