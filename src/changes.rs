@@ -3,21 +3,22 @@
 //! The affected units are those whose `paths:` globs match a file listed by
 //! `git diff --name-only BASE HEAD` (relative to the repository root, the directory holding deploy.yml).
 //! `--all` and `--only` override. Everything here is pure (glob matching, reading the GitHub event,
-//! choosing the base) except [`detect`], the one function that runs git (through duct, streaming its
-//! output so a 100k-file diff never sits in memory). It stays out of printing: the caller reports.
+//! choosing the base); [`git`] is the reader: it runs git through an
+//! [`Executor`](crate::exec::Executor) (the diff goes to a file and is read back entry by entry, so a
+//! 100k-file diff never sits in memory), reads the event payload, and hands the rest to the pure
+//! part. It stays out of printing: the caller reports.
 //!
 //! Range semantics: for a pull request and for `--base REF` we diff from the merge base
 //! (`git diff BASE...HEAD`), so changes that landed on the base branch after the branch was cut do not
 //! count — what users mean by "what this branch changes". For a push we diff the trees of the pushed
 //! range (`before` → HEAD) directly, so a force push is compared with what was there before it.
 
+pub mod git;
+
 use crate::diag::suggest;
-use crate::env_vars;
 use crate::manifest::Manifest;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::Serialize;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
 
 /// The units a run acts on, and how they were chosen.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -395,19 +396,6 @@ pub fn choose_base(
     }
 }
 
-/// Whether `sha` names a commit of the repository at `root` (a full hex sha that git resolves).
-fn is_commit(root: &Path, sha: &str) -> bool {
-    sha.len() >= 7
-        && sha.bytes().all(|b| b.is_ascii_hexdigit())
-        && git_line(
-            root,
-            &["rev-parse", "--verify", "-q", &format!("{sha}^{{commit}}")],
-        )
-        .ok()
-        .flatten()
-        .is_some()
-}
-
 /// The message for a base commit that is not in the clone.
 pub fn missing_base_error(base: &str, from: BaseFrom, shallow: bool) -> ChangesError {
     let what = match from {
@@ -432,317 +420,6 @@ pub fn missing_base_error(base: &str, from: BaseFrom, shallow: bool) -> ChangesE
     });
     help.push_str("`); or pass --all / --only UNIT to skip change detection");
     ChangesError::new(format!("{what} is not in this clone"), Some(help))
-}
-
-// ---------------------------------------------------------------------------------------------
-// The one function that runs git
-
-/// How to find the base outside of `--base`: the GitHub event when in Actions.
-fn event_from_env() -> Result<EventBase, ChangesError> {
-    if !env_vars::in_github_actions() {
-        return Ok(EventBase::None);
-    }
-    let (Some(name), Some(path)) = (
-        env_vars::get(env_vars::GITHUB_EVENT_NAME),
-        env_vars::get(env_vars::GITHUB_EVENT_PATH),
-    ) else {
-        return Ok(EventBase::None);
-    };
-    if !matches!(
-        name.as_str(),
-        "push" | "pull_request" | "pull_request_target"
-    ) {
-        return Ok(EventBase::None);
-    }
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        ChangesError::new(
-            format!("cannot read the GitHub event payload {path}: {e}"),
-            Some("pass --base REF to choose the base commit yourself".into()),
-        )
-    })?;
-    event_base(&name, &text)
-}
-
-fn git(root: &Path, args: &[&str]) -> Result<std::process::Output, ChangesError> {
-    duct::cmd("git", args)
-        .dir(root)
-        .stdout_capture()
-        .stderr_capture()
-        .stdin_null()
-        .unchecked()
-        .run()
-        .map_err(|e| {
-            ChangesError::new(
-                format!("cannot run git: {e}"),
-                Some(
-                    "install git, or pass --all / --only UNIT to skip change detection".to_string(),
-                ),
-            )
-        })
-}
-
-fn git_line(root: &Path, args: &[&str]) -> Result<Option<String>, ChangesError> {
-    let out = git(root, args)?;
-    Ok(out
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()))
-}
-
-/// Resolves the affected units: `--only`, `--all`, else a git diff from the chosen base to HEAD in
-/// `root` (the directory holding deploy.yml; paths are matched relative to it).
-pub fn detect(
-    m: &Manifest,
-    root: &Path,
-    base_flag: Option<&str>,
-    all: bool,
-    only: &[String],
-) -> Result<Affected, ChangesError> {
-    detect_from(m, root, base_flag, None, all, only)
-}
-
-/// [`detect`] for a run on an environment: without `--base`, the diff starts at the commit of the
-/// environment's live release (`release`), so a unit whose deploy failed or was rolled back is
-/// deployed again by the next run even when that push did not touch it. When that commit is not
-/// in the clone (a shallow checkout), the GitHub event or `HEAD~1` is used and a note says so.
-pub fn detect_from(
-    m: &Manifest,
-    root: &Path,
-    base_flag: Option<&str>,
-    release: Option<&ReleaseBase>,
-    all: bool,
-    only: &[String],
-) -> Result<Affected, ChangesError> {
-    let root = if root.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        root
-    };
-    let head_sha = || -> Result<Option<String>, ChangesError> {
-        git_line(root, &["rev-parse", "--verify", "-q", "HEAD^{commit}"])
-    };
-    if !only.is_empty() || all {
-        let units = if all {
-            all_units(m)
-        } else {
-            select_only(m, only)?
-        };
-        let head = head_sha()
-            .ok()
-            .flatten()
-            .or_else(|| env_vars::get(env_vars::GITHUB_SHA))
-            .unwrap_or_else(|| "HEAD".into());
-        return Ok(Affected {
-            units,
-            base: None,
-            head,
-            reason: if all { Reason::All } else { Reason::Only },
-            changed_files: 0,
-            notes: Vec::new(),
-        });
-    }
-
-    let mut notes = Vec::new();
-    let release_usable = match (base_flag, release) {
-        (None, Some(rel)) => {
-            let ok = is_commit(root, &rel.sha);
-            if !ok {
-                notes.push(format!(
-                    "the commit of {}'s live release {} ({}) is not in this clone, so changes are computed from \
-the push or HEAD~1 instead: a unit whose last deploy failed is deployed again only when it changed (fetch \
-the history, e.g. actions/checkout with `fetch-depth: 0`)",
-                    rel.env,
-                    rel.number,
-                    short(&rel.sha)
-                ));
-            }
-            ok
-        }
-        _ => false,
-    };
-    // The event is only read when it is the base (an explicit --base or a live release wins).
-    let event = if base_flag.is_some() || release_usable {
-        EventBase::None
-    } else {
-        event_from_env()?
-    };
-    let choice = choose_base(base_flag, release, release_usable, event);
-    if let (true, Some(rel)) = (release_usable, release) {
-        notes.push(format!(
-            "base: release {} of {}, the live release, built from {}: every unit changed since what {} runs now \
-is affected (pass --base REF to compare with something else)",
-            rel.number,
-            rel.env,
-            short(&rel.sha),
-            rel.env
-        ));
-    }
-    if let Some((base_ref, _)) = &choice
-        && base_ref.starts_with('-')
-    {
-        return Err(ChangesError::new(
-            format!("`{base_ref}` is not a git revision"),
-            Some("pass a branch, tag or commit to --base".into()),
-        ));
-    }
-
-    // The common case in one git call: both commits exist.
-    let fast = match &choice {
-        Some((base_ref, _)) => git_line(
-            root,
-            &[
-                "rev-parse",
-                "HEAD^{commit}",
-                &format!("{base_ref}^{{commit}}"),
-                "--",
-            ],
-        )?
-        .and_then(|out| {
-            let mut it = out.lines().map(str::trim).filter(|l| !l.is_empty());
-            match (it.next(), it.next()) {
-                (Some(h), Some(b)) => Some((h.to_string(), b.to_string())),
-                _ => None,
-            }
-        }),
-        None => None,
-    };
-
-    let (head, base, from) = match (fast, choice) {
-        (Some((head, base)), Some((_, from))) => (head, base, from),
-        (_, choice) => {
-            let Some(head) = head_sha()? else {
-                let inside = git_line(root, &["rev-parse", "--is-inside-work-tree"])?;
-                let message = if inside.as_deref() == Some("true") {
-                    "this git repository has no commit yet: nothing to compare".to_string()
-                } else {
-                    format!(
-                        "{} is not in a git repository: cannot find changed files",
-                        root.display()
-                    )
-                };
-                return Err(ChangesError::new(
-                    message,
-                    Some("pass --all or --only UNIT to choose the units yourself".into()),
-                ));
-            };
-            let Some((base_ref, from)) = choice else {
-                return Ok(Affected {
-                    units: all_units(m),
-                    base: None,
-                    head,
-                    reason: Reason::NewBranch,
-                    changed_files: 0,
-                    notes,
-                });
-            };
-            let shallow = git_line(root, &["rev-parse", "--is-shallow-repository"])?.as_deref()
-                == Some("true");
-            match git_line(
-                root,
-                &[
-                    "rev-parse",
-                    "--verify",
-                    "-q",
-                    &format!("{base_ref}^{{commit}}"),
-                ],
-            )? {
-                Some(base) => (head, base, from),
-                None if from == BaseFrom::Parent && !shallow => {
-                    // HEAD~1 does not exist in a complete history: HEAD is the first commit.
-                    return Ok(Affected {
-                        units: all_units(m),
-                        base: None,
-                        head,
-                        reason: Reason::FirstCommit,
-                        changed_files: 0,
-                        notes,
-                    });
-                }
-                None => return Err(missing_base_error(&base_ref, from, shallow)),
-            }
-        }
-    };
-    let base_ref = base.clone();
-
-    let range = if from.merge_base() {
-        format!("{base}...{head}")
-    } else {
-        format!("{base}..{head}")
-    };
-    let diff_args = |range: &str| {
-        vec![
-            "-c".to_string(),
-            "core.quotePath=false".to_string(),
-            "diff".to_string(),
-            "--name-only".to_string(),
-            "--no-renames".to_string(),
-            "--relative".to_string(),
-            "-z".to_string(),
-            range.to_string(),
-            "--".to_string(),
-        ]
-    };
-    let mut matcher = UnitMatcher::for_manifest(m)?;
-    let reader = duct::cmd("git", diff_args(&range))
-        .dir(root)
-        .stdin_null()
-        .stderr_capture()
-        .reader()
-        .map_err(|e| ChangesError::new(format!("cannot run git diff: {e}"), None))?;
-    let mut changed = 0usize;
-    let mut buf = Vec::with_capacity(256);
-    let mut reader = BufReader::with_capacity(64 * 1024, reader);
-    let read_result: std::io::Result<()> = (|| {
-        loop {
-            buf.clear();
-            if reader.read_until(0, &mut buf)? == 0 {
-                return Ok(());
-            }
-            if buf.last() == Some(&0) {
-                buf.pop();
-            }
-            if buf.is_empty() {
-                continue;
-            }
-            changed += 1;
-            matcher.add_path(&String::from_utf8_lossy(&buf));
-        }
-    })();
-    if let Err(e) = read_result {
-        // A failed git diff (no merge base in a shallow clone, say) surfaces here.
-        let text = e.to_string();
-        let shallow = git_line(root, &["rev-parse", "--is-shallow-repository"])
-            .ok()
-            .flatten()
-            .as_deref()
-            == Some("true");
-        let mut err = if from.merge_base() && (shallow || text.contains("merge base")) {
-            missing_base_error(&base_ref, from, shallow)
-        } else {
-            ChangesError::new(format!("git diff {range} failed: {text}"), None)
-        };
-        if !err.message.contains(&range) {
-            err.message = format!("{} (git diff {range})", err.message);
-        }
-        return Err(err);
-    }
-    let display_range = format!(
-        "{}{}{}",
-        short(&base),
-        if from.merge_base() { "..." } else { ".." },
-        short(&head)
-    );
-    Ok(Affected {
-        units: matcher.matched(),
-        base: Some(base),
-        head,
-        reason: Reason::Diff {
-            from,
-            range: display_range,
-        },
-        changed_files: changed,
-        notes,
-    })
 }
 
 /// The first 12 characters of a sha, for display (char-safe: shas come from outside data).

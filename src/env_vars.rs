@@ -3,7 +3,7 @@
 //! Secrets among them are registered with the masker before anything could print them:
 //! [`SECRET_VARS`] and the files of [`SECRET_FILE_VARS`] when the reporter starts, and the password
 //! of each environment's `database.url_env` URL as soon as the manifest is loaded
-//! (`commands::Ctx::load_manifest`).
+//! (`context::Ctx::load_manifest`).
 
 /// Private key text for SSH (masked).
 pub const DEPLOY_SSH_KEY: &str = "DEPLOY_SSH_KEY";

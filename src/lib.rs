@@ -7,19 +7,28 @@
 //! (pure)     (git)     (pure)          (exec/)    (report/)
 //! ```
 //!
-//! - `manifest/`, `diag/`, `cmd/`, `plan/`, `state/` are pure: no processes, no network, no terminal,
-//!   no clock.
-//! - `exec/` is the only layer that starts processes or opens SSH sessions; `api/` the only one that
-//!   talks HTTP; `db/` the only one that opens database connections.
+//! - `manifest/`, `diag/`, `cmd/`, `plan/`, `state/`, `migrate/` and `changes.rs` are pure: no
+//!   processes, no network, no terminal, no clock. `settings.rs` resolves the command line (no clap
+//!   type gets past it).
+//! - `exec/` is the only layer that starts processes or opens SSH sessions (`exec::connect` reaches
+//!   a manifest host; `changes/git.rs` reads git through it); `api/` the only one that talks HTTP;
+//!   `db/` the only one that opens database connections.
 //! - `report/` is the only layer that prints.
-//! - `commands/` glues them, one short file per subcommand.
+//! - Above them the run: `context.rs` (settings, report, the run's approvals), `guard/` and
+//!   `approval.rs`, `ledger/` (releases, the environment lock, publishing a release), `deploy/`
+//!   (the runners: compose services, Pages sites, migrations).
+//! - `commands/` glues them, one short file per subcommand; nothing else imports it, and no command
+//!   file imports another. `tests/layers.rs` holds the table of allowed imports and checks it.
 
 pub mod api;
 pub mod approval;
+pub mod cancel;
 pub mod changes;
 pub mod cli;
+pub mod clock;
 pub mod cmd;
 pub mod commands;
+pub mod context;
 pub mod db;
 pub mod deploy;
 pub mod diag;
@@ -55,22 +64,29 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
             return code;
         }
     };
-    let settings = settings::Settings::from_args(&cli.global);
+    let json = cli.global.json;
+    let (settings, command) = match settings::resolve(cli) {
+        Ok(resolved) => resolved,
+        Err(err) => return fail(&report::Report::from_env(json), &err),
+    };
     let report = report::Report::from_env(settings.json);
-    let ctx = commands::Ctx::new(settings, report);
-    match commands::execute(cli.command, &ctx) {
+    let ctx = context::Ctx::new(settings, report);
+    match commands::execute(command, &ctx) {
         Ok(()) => exit::Exit::Success.code(),
-        Err(err) => {
-            if let error::Error::Manifest(m) = &err {
-                let loc = m.location();
-                ctx.report.error(
-                    &err.render(ctx.report.color()),
-                    loc.as_ref().map(|(f, l, c)| (f.as_str(), *l, *c)),
-                );
-            } else {
-                ctx.report.error(&err.render(ctx.report.color()), None);
-            }
-            err.exit().code()
-        }
+        Err(err) => fail(&ctx.report, &err),
     }
+}
+
+/// Reports `err` (with its `deploy.yml` location, for a manifest error) and returns its exit code.
+fn fail(report: &report::Report, err: &error::Error) -> u8 {
+    if let error::Error::Manifest(m) = err {
+        let loc = m.location();
+        report.error(
+            &err.render(report.color()),
+            loc.as_ref().map(|(f, l, c)| (f.as_str(), *l, *c)),
+        );
+    } else {
+        report.error(&err.render(report.color()), None);
+    }
+    err.exit().code()
 }

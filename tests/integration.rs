@@ -13,6 +13,7 @@ mod github;
 mod github_api;
 mod guard;
 mod harness;
+mod layers;
 mod ledger;
 mod migrate;
 mod migrate_gate;

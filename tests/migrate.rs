@@ -2,12 +2,12 @@
 //! migration leaves nothing of itself, changed files refused, two concurrent migrators, CREATE INDEX
 //! CONCURRENTLY with the marker, dry-run, down, backups restored and compared.
 //!
-//! These drive `commands::migrate::run_with` with environments built in code; the gate's tests run
+//! These drive `deploy::migrate::run_with` with environments built in code; the gate's tests run
 //! the real binary (see `migrate_gate.rs`).
 
 use crate::harness::{Project, Run, services};
-use deploy_action::commands::Ctx;
-use deploy_action::commands::migrate::{MigrateOutcome, Mode, Options, run_with};
+use deploy_action::context::Ctx;
+use deploy_action::deploy::migrate::{MigrateOutcome, Mode, Options, run_with};
 use deploy_action::diag::Span;
 use deploy_action::error::Error;
 use deploy_action::manifest::{

@@ -786,13 +786,13 @@ fn deploy_in_process(
     dir: &std::path::Path,
     branch: &str,
 ) -> deploy_action::state::PagesState {
-    use deploy_action::cli::PagesArgs;
-    use deploy_action::commands::Ctx;
+    use deploy_action::context::Ctx;
+    use deploy_action::settings::PagesSettings;
     let ctx = Ctx::new(
         deploy_action::settings::Settings::default(),
         deploy_action::report::Report::buffered(false, None),
     );
-    let args = PagesArgs {
+    let args = PagesSettings {
         branch: Some(branch.into()),
         commit_hash: Some("0123abcd".into()),
         commit_message: Some("deploy".into()),
@@ -803,8 +803,7 @@ fn deploy_in_process(
         project: Some("shop-web".into()),
         wait_timeout: 60,
     };
-    let mut out =
-        deploy_action::commands::pages::run_with(&args, &ctx, &|| Ok(client(cf))).unwrap();
+    let mut out = deploy_action::deploy::pages::run_with(&args, &ctx, &|| Ok(client(cf))).unwrap();
     assert_eq!(out.len(), 1);
     out.remove(0).1
 }
@@ -827,8 +826,8 @@ fn client(cf: &FakeCloudflare) -> deploy_action::api::cloudflare::Cloudflare {
     )
 }
 
-fn git_for(branch: &str) -> deploy_action::commands::pages::GitMeta {
-    deploy_action::commands::pages::GitMeta {
+fn git_for(branch: &str) -> deploy_action::deploy::pages::GitMeta {
+    deploy_action::deploy::pages::GitMeta {
         branch: Some(branch.into()),
         commit_hash: Some("0123abcd".into()),
         commit_message: Some("promote".into()),
@@ -838,7 +837,7 @@ fn git_for(branch: &str) -> deploy_action::commands::pages::GitMeta {
 
 #[test]
 fn a_recorded_deployment_is_redeployed_to_production_without_uploads() {
-    use deploy_action::commands::pages::redeploy;
+    use deploy_action::deploy::pages::redeploy;
     let p = tricky_site();
     p.file("site/_worker.js", "export default {}\n").file(
         "site/_routes.json",
@@ -881,7 +880,7 @@ fn a_recorded_deployment_is_redeployed_to_production_without_uploads() {
 
 #[test]
 fn a_redeploy_refuses_what_it_cannot_send() {
-    use deploy_action::commands::pages::redeploy;
+    use deploy_action::deploy::pages::redeploy;
     let p = tricky_site();
     let cf = FakeCloudflare::start();
     let state = deploy_in_process(&cf, &p.path().join("site"), "staging");
@@ -936,7 +935,7 @@ fn special_files_too_big_for_the_record_are_marked_omitted() {
 
 #[test]
 fn production_is_rolled_back_to_a_recorded_deployment() {
-    use deploy_action::commands::pages::rollback_to;
+    use deploy_action::deploy::pages::rollback_to;
     let p = tricky_site();
     let cf = FakeCloudflare::start();
     let v1 = deploy_in_process(&cf, &p.path().join("site"), "main");

@@ -291,6 +291,20 @@ pub fn shell_quote(s: &str) -> Cow<'_, str> {
     }
 }
 
+/// The variables the children of `unit` (its build and test commands, its `docker build`, a
+/// site's Pages build) must not inherit: the tool's own secrets and those the manifest names
+/// ([`Manifest::secret_vars`](crate::manifest::Manifest::secret_vars): database URL variables, `secrets:` lists), except what the unit's
+/// `env:` lets through. See [`child_scrub`].
+pub fn unit_child_scrub(m: &crate::manifest::Manifest, unit: &str) -> Vec<String> {
+    let manifest_secrets = m.secret_vars();
+    let allowed = match (m.services.get(unit), m.sites.get(unit)) {
+        (Some(s), _) => s.env.as_slice(),
+        (None, Some(s)) => s.env.as_slice(),
+        (None, None) => &[],
+    };
+    child_scrub(manifest_secrets, allowed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //! their hosts, units with their kinds); `--json` prints the same as one JSON object. Errors exit 2.
 //! Stays out of: git, hosts, anything beyond reading the manifest.
 
-use super::Ctx;
+use crate::context::Ctx;
 use crate::error::Result;
 use crate::manifest::Manifest;
 use serde_json::json;

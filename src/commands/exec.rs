@@ -3,14 +3,14 @@
 //! or could not be reached (the others still run and are reported). `--dry-run` prints the
 //! command per host and runs nothing.
 
-use super::Ctx;
-use crate::cli::ExecArgs;
 use crate::cmd::Cmd;
+use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::exec::dry_run::Recording;
 use crate::exec::pool::ExecutorPool;
 use crate::manifest::Host;
 use crate::report::Summary;
+use crate::settings::ExecSettings;
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,7 @@ pub struct HostResult {
     pub reason: Option<&'static str>,
 }
 
-pub fn run(ctx: &Ctx, args: &ExecArgs) -> Result<()> {
+pub fn run(ctx: &Ctx, args: &ExecSettings) -> Result<()> {
     let manifest = ctx.load_manifest()?;
     let env = ctx.settings.environment(&manifest)?;
     if env.hosts.is_empty() {

@@ -2,15 +2,16 @@
 //! the run, the heartbeat's age, whether it looks stale — and, for `release`, removing it where
 //! its owner is still the one shown (a run that took the lock in between keeps it: exit 4).
 //!
-//! Glue only: the lock itself is `deploy/lock.rs`'.
+//! Glue only: the lock itself is `ledger/lock.rs`'.
 
-use super::Ctx;
-use super::up::{connect, lock_owner};
-use crate::cli::LockAction;
-use crate::deploy::lock::{self, Released, Shown};
+use crate::context::Ctx;
 use crate::error::{Error, Result};
+use crate::exec;
+use crate::ledger::identity::lock_owner;
+use crate::ledger::lock::{self, Released, Shown};
 use crate::ledger::store;
 use crate::manifest::Host;
+use crate::settings::LockAction;
 use crate::state::{AuditEntry, StatePaths};
 use std::io::IsTerminal;
 
@@ -21,7 +22,7 @@ pub fn run(action: LockAction, ctx: &Ctx) -> Result<()> {
     let paths = StatePaths::new(&env.dir);
     let mut held: Vec<(Host, Shown)> = Vec::new();
     for host in &env.hosts {
-        let mut ex = connect(host, report)?;
+        let mut ex = exec::connect(host, &|w: &str| report.warn(w))?;
         match lock::status(ex.as_mut(), &paths)? {
             Some(shown) => {
                 report.info(&format!(
@@ -52,12 +53,12 @@ pub fn run(action: LockAction, ctx: &Ctx) -> Result<()> {
     confirm(ctx)?;
     let mut changed = Vec::new();
     for (host, shown) in &held {
-        let mut ex = connect(host, report)?;
+        let mut ex = exec::connect(host, &|w: &str| report.warn(w))?;
         match lock::release_shown(ex.as_mut(), &paths, shown)? {
             Released::Released => {
                 let by = lock_owner("lock release", "-");
                 let entry = AuditEntry {
-                    time: crate::deploy::clock::now_rfc3339(),
+                    time: crate::clock::now_rfc3339(),
                     actor: by.actor.clone(),
                     run_url: by.run_url.clone(),
                     action: "lock.release".into(),

@@ -1,8 +1,8 @@
 //! `plan`: what every stage would do for each affected unit, with the exact commands and the host
 //! they run on. No side effects (git is only read).
 
-use super::Ctx;
 use super::units::Loaded;
+use crate::context::Ctx;
 use crate::error::Result;
 use crate::plan::stages::{self, PlanInput};
 use crate::report::Summary;

@@ -8,13 +8,14 @@
 //! the `up` runner's, Pages the `pages` command's, SQL the `migrate` command's; this file decides
 //! what goes where and records the release as promoted.
 
-use super::Ctx;
-use super::up::{connect, lock_owner};
 use crate::cmd::docker_engine as de;
-use crate::deploy::lock::EnvLock;
+use crate::context::Ctx;
 use crate::deploy::{HostDeploy, HostResult, UpRequest};
 use crate::error::{Error, Result};
+use crate::exec;
 use crate::guard::{self, ChangePlan};
+use crate::ledger::identity::lock_owner;
+use crate::ledger::lock::EnvLock;
 use crate::ledger::record::{Deployment, Outcome, reason};
 use crate::ledger::store;
 use crate::ledger::{self, Units};
@@ -143,7 +144,7 @@ pub fn run(from: Option<&str>, to: Option<&str>, ctx: &Ctx) -> Result<()> {
     store::rewrite(ctx, &target, &record)?;
     env_lock.release_all();
     if !results.is_empty() {
-        super::up::summarize(ctx, &target.name, &target.hosts, &results);
+        crate::deploy::summary::summarize(&ctx.report, &target.name, &target.hosts, &results);
     }
     report.output("release", &record.number.to_string());
     report.info(&format!(
@@ -190,7 +191,8 @@ fn promote_plan(
     let mut covers = None;
     if let (Some(v), Some(migrations)) = (&p.migration, &m.migrations) {
         let opts = migrate_options(ctx, source, release, v)?;
-        if let Some((hash, sql)) = super::migrate::preview(ctx, target, migrations, &opts)? {
+        if let Some((hash, sql)) = crate::deploy::migrate::preview(ctx, target, migrations, &opts)?
+        {
             text.push_str(&format!("\nmigrations (plan {hash}):\n{sql}"));
             covers = Some(hash);
         }
@@ -208,14 +210,14 @@ fn migrate_options(
     source: &Environment,
     release: &ReleaseRecord,
     v: &str,
-) -> Result<super::migrate::Options> {
+) -> Result<crate::deploy::migrate::Options> {
     let version: u64 = v.parse().map_err(|_| {
         Error::StageFailed(format!(
             "release {} of {} records migration version `{v}`, which is not a number",
             release.number, source.name
         ))
     })?;
-    let mut opts = super::migrate::Options::new(store::repo_root(ctx), ".");
+    let mut opts = crate::deploy::migrate::Options::new(store::repo_root(ctx), ".");
     opts.target = Some(version);
     Ok(opts)
 }
@@ -350,11 +352,11 @@ fn apply(
     let mut migrated = None;
     if let (Some(v), Some(migrations)) = (&p.migration, &m.migrations) {
         let opts = migrate_options(ctx, source, release, v)?;
-        let outcome = super::migrate::run_with(ctx, target, migrations, opts)?;
+        let outcome = crate::deploy::migrate::run_with(ctx, target, migrations, opts)?;
         migrated = outcome.version.map(|v| v.to_string());
     }
-    crate::deploy::cancel::install();
-    crate::deploy::cancel::check()?;
+    crate::cancel::install();
+    crate::cancel::check()?;
     let mut record: Option<ReleaseRecord> = None;
     let mut results = Vec::new();
     if !p.services.is_empty() {
@@ -369,10 +371,10 @@ fn apply(
             &mut results,
         )?);
     }
-    crate::deploy::cancel::check()?;
+    crate::cancel::check()?;
     let mut pages = BTreeMap::new();
     if !p.sites.is_empty() {
-        let cf = super::pages::client(ctx)?;
+        let cf = crate::deploy::pages::client(ctx)?;
         for (site, state) in &p.sites {
             let branch = m
                 .sites
@@ -385,7 +387,7 @@ fn apply(
                 state.deployment_id,
                 state.project
             ));
-            let git = super::pages::GitMeta {
+            let git = crate::deploy::pages::GitMeta {
                 branch: Some(branch),
                 commit_hash: state
                     .commit_hash
@@ -397,7 +399,7 @@ fn apply(
                 )),
                 commit_dirty: Some(false),
             };
-            let new = super::pages::redeploy(&cf, state, &git, PAGES_WAIT)?;
+            let new = crate::deploy::pages::redeploy(&cf, state, &git, PAGES_WAIT)?;
             report.info(&format!("{site}: {} ({})", new.url, new.environment));
             pages.insert(site.clone(), new);
         }
@@ -445,7 +447,7 @@ fn promote_services(
             source.name
         )));
     };
-    let mut src = connect(src_host, report)?;
+    let mut src = exec::connect(src_host, &|w: &str| report.warn(w))?;
     let images = p
         .images
         .iter()
@@ -462,7 +464,7 @@ fn promote_services(
     req.secrets = p.secrets.clone();
     let mut first = None;
     for host in &target.hosts {
-        let mut ex = connect(host, report)?;
+        let mut ex = exec::connect(host, &|w: &str| report.warn(w))?;
         for (cs, (image, id)) in &p.images {
             match p.digests.get(cs) {
                 Some(d) => report.info(&format!(
@@ -491,7 +493,7 @@ fn promote_services(
         let written = r.record.clone();
         results.push(r);
         if !ok {
-            super::up::summarize(ctx, &target.name, &target.hosts, results);
+            crate::deploy::summary::summarize(&ctx.report, &target.name, &target.hosts, results);
             return Err(Error::StageFailed(format!(
                 "promote failed on {}; the previous version is serving",
                 host.label()

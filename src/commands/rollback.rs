@@ -8,13 +8,14 @@
 //! The choices (which release, which units differ) live in `ledger/`; compose handling in
 //! `deploy/`; this file is the glue.
 
-use super::Ctx;
-use super::up::{connect, lock_owner};
 use crate::cmd::docker_engine as de;
-use crate::deploy::lock::EnvLock;
+use crate::context::Ctx;
 use crate::deploy::{HostDeploy, HostResult, UpRequest};
 use crate::error::{Error, Result};
+use crate::exec;
 use crate::guard::{self, ChangePlan};
+use crate::ledger::identity::lock_owner;
+use crate::ledger::lock::EnvLock;
 use crate::ledger::record::{Deployment, Outcome, reason};
 use crate::ledger::store;
 use crate::ledger::{self, Selector, TargetError};
@@ -286,7 +287,7 @@ pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
     if let Some(h) = migration_hint {
         report.warn(&h);
     }
-    super::up::summarize(ctx, &env.name, &env.hosts, &results);
+    crate::deploy::summary::summarize(&ctx.report, &env.name, &env.hosts, &results);
     report.output("release", &record.number.to_string());
     report.info(&format!(
         "{} is on release {} (the artifacts of release {})",
@@ -325,7 +326,7 @@ fn put_back(
         let mut kept = files_from.is_some();
         if let Some(n) = files_from {
             for host in &env.hosts {
-                let mut ex = connect(host, report)?;
+                let mut ex = exec::connect(host, &|w: &str| report.warn(w))?;
                 let dir = crate::deploy::files_dir(&env.dir, n);
                 if !ex
                     .capture(&crate::cmd::Cmd::new("test").arg("-d").arg(dir))?
@@ -352,7 +353,7 @@ fn put_back(
             )
         };
         for host in &env.hosts {
-            let mut ex = connect(host, report)?;
+            let mut ex = exec::connect(host, &|w: &str| report.warn(w))?;
             let r = HostDeploy {
                 ex: ex.as_mut(),
                 report,
@@ -366,7 +367,7 @@ fn put_back(
             record.get_or_insert(r.record.clone());
             results.push(r);
             if !ok {
-                super::up::summarize(ctx, &env.name, &env.hosts, &results);
+                crate::deploy::summary::summarize(&ctx.report, &env.name, &env.hosts, &results);
                 return Err(Error::StageFailed(format!(
                     "the rollback failed on {}: the health gate put the services back on what they ran before",
                     host.label()
@@ -374,7 +375,7 @@ fn put_back(
             }
         }
     }
-    crate::deploy::cancel::check()?;
+    crate::cancel::check()?;
     let mut new_pages = BTreeMap::new();
     for (site, p) in sites {
         new_pages.insert(site.clone(), pages_back(ctx, site, p)?);
@@ -421,7 +422,7 @@ fn on_the_hosts(
         return Ok(out);
     }
     for host in &env.hosts {
-        let mut ex = connect(host, report)?;
+        let mut ex = exec::connect(host, &|w: &str| report.warn(w))?;
         for (cs, image) in images {
             if de::is_digest_ref(image) || ex.capture(&de::image_id(image))?.success() {
                 continue;
@@ -460,12 +461,12 @@ fn pages_back(ctx: &Ctx, site: &str, p: &PagesState) -> Result<PagesState> {
         ));
         return Ok(p.clone());
     }
-    let cf = super::pages::client(ctx)?;
+    let cf = crate::deploy::pages::client(ctx)?;
     ctx.report.info(&format!(
         "{site}: rolling Cloudflare Pages project {} back to deployment {}",
         p.project, p.deployment_id
     ));
-    super::pages::rollback_to(&cf, p)
+    crate::deploy::pages::rollback_to(&cf, p)
 }
 
 /// The `migrate down` command when the database is at another version than the target ran with.

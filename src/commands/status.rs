@@ -4,9 +4,9 @@
 //!
 //! Changes nothing. Stays out of deciding anything: the choices live in `ledger/`.
 
-use super::Ctx;
-use crate::deploy::lock;
+use crate::context::Ctx;
 use crate::error::Result;
+use crate::ledger::lock;
 use crate::ledger::{self, store};
 use crate::report::summary::Summary;
 use crate::state::{LockOwner, ReleaseRecord};

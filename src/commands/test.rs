@@ -1,10 +1,11 @@
-//! `test`: the `test:` commands of the affected services, run like `build` (see `build.rs`), with
+//! `test`: the `test:` commands of the affected services, run like `build` (see [`run_stage`]), with
 //! the same outputs (`affected`, `test-failed`).
 
-use super::Ctx;
-use crate::cli::BuildArgs;
+use super::units::run_stage;
+use crate::context::Ctx;
 use crate::error::Result;
+use crate::settings::BuildSettings;
 
-pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
-    super::build::run_stage(ctx, "test", crate::plan::test::plan, args)
+pub fn run(ctx: &Ctx, args: &BuildSettings) -> Result<()> {
+    run_stage(ctx, "test", crate::plan::test::plan, args)
 }

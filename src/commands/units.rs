@@ -1,56 +1,21 @@
-//! What plan, build and test share: load the manifest, pick the environment, find the affected units.
+//! What plan, build and test share: load the manifest, pick the environment, find the affected
+//! units; and [`run_stage`], the local stage runner of `build` and `test`.
+//!
+//! The one module the command files share (none imports another).
 
-use super::Ctx;
 use crate::changes::{self, Affected};
-use crate::error::Result;
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+use crate::exec::Executor;
+use crate::exec::local::LocalExecutor;
 use crate::manifest::{Environment, Manifest};
+use crate::plan::stages::{PlanInput, StagePlanner};
+use crate::plan::{Action, Step};
+use crate::report::Summary;
+use crate::settings::BuildSettings;
+use serde::Serialize;
 use std::path::{Path, PathBuf};
-
-/// `rel` (a path the manifest names: a site's `dir`, `migrations.dir`, a compose file) resolved
-/// under the repository `root`, refusing (exit 2) one that leads outside it through a symlink; the
-/// manifest already refused absolute paths and `..` escapes. A path that does not exist is
-/// returned as is (the command says what is missing).
-pub fn inside_repo(root: &Path, rel: &str, what: &str) -> Result<PathBuf> {
-    let joined = root.join(rel);
-    let (Ok(real), Ok(top)) = (std::fs::canonicalize(&joined), std::fs::canonicalize(root)) else {
-        return Ok(joined);
-    };
-    if real.starts_with(&top) {
-        Ok(joined)
-    } else {
-        Err(crate::error::Error::usage_help(
-            format!(
-                "{what} `{rel}` leads outside the repository (to {}) through a symlink",
-                real.display()
-            ),
-            "paths in deploy.yml name files of the repository; copy what it needs into it",
-        ))
-    }
-}
-
-/// The live release of `env`, the base of change detection for a run on it, unless `--base`,
-/// `--all` or `--only` choose the units. A ledger that cannot be read is a warning (the run falls
-/// back to the GitHub event or HEAD~1), not an error.
-pub fn release_base(ctx: &Ctx, env: &Environment) -> Option<changes::ReleaseBase> {
-    let s = &ctx.settings;
-    if s.base.is_some() || s.all || !s.only.is_empty() {
-        return None;
-    }
-    match crate::ledger::store::load(ctx, env) {
-        Ok(loaded) => loaded.current().map(|r| changes::ReleaseBase {
-            env: env.name.clone(),
-            number: r.number,
-            sha: r.sha.clone(),
-        }),
-        Err(e) => {
-            ctx.report.warn(&format!(
-                "cannot read the releases of `{}` ({e}); changes are computed from the GitHub event or HEAD~1",
-                env.name
-            ));
-            None
-        }
-    }
-}
+use std::time::{Duration, Instant};
 
 /// The manifest, where it lives, and the units this run acts on.
 pub struct Loaded {
@@ -72,10 +37,13 @@ impl Loaded {
             .unwrap_or_else(|| PathBuf::from("."));
         let s = &ctx.settings;
         let release = match &s.env {
-            Some(_) => release_base(ctx, ctx.settings.environment(&manifest)?),
+            Some(_) => {
+                crate::ledger::store::release_base(ctx, ctx.settings.environment(&manifest)?)
+            }
             None => None,
         };
-        let affected = changes::detect_from(
+        let affected = changes::git::detect_from(
+            &mut crate::exec::local::LocalExecutor,
             &manifest,
             &root,
             s.base.as_deref(),
@@ -151,5 +119,246 @@ impl Loaded {
             Some(crate::manifest::UnitKind::Migrations) => "migrations",
             None => "unit",
         }
+    }
+}
+
+/// How one unit's command ended.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Failed,
+    /// Not run: an earlier unit failed (without `--keep-going`).
+    Skipped,
+    /// The unit has no command for this stage.
+    NothingToDo,
+    /// `--dry-run`: printed, not run.
+    DryRun,
+}
+
+impl Outcome {
+    fn label(&self, exit_code: Option<i32>) -> String {
+        match (self, exit_code) {
+            (Outcome::Ok, _) => "ok".into(),
+            (Outcome::Failed, Some(c)) => format!("FAILED (exit {c})"),
+            (Outcome::Failed, None) => "FAILED (did not start)".into(),
+            (Outcome::Skipped, _) => "skipped (an earlier unit failed)".into(),
+            (Outcome::NothingToDo, _) => "nothing to do".into(),
+            (Outcome::DryRun, _) => "dry run".into(),
+        }
+    }
+}
+
+/// One unit's result, as `--json` prints it.
+#[derive(Clone, Debug, Serialize)]
+pub struct UnitResult {
+    pub unit: String,
+    pub command: Option<String>,
+    pub host: String,
+    pub result: Outcome,
+    pub exit_code: Option<i32>,
+    pub duration_ms: u64,
+    /// Why a command could not start, when it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Runs one local stage (`build`, `test`) for the affected units.
+pub fn run_stage(
+    ctx: &Ctx,
+    stage: &str,
+    planner: StagePlanner,
+    args: &BuildSettings,
+) -> Result<()> {
+    let loaded = Loaded::load(ctx)?;
+    let env = loaded.environment(ctx, false)?;
+    let input = PlanInput {
+        manifest: &loaded.manifest,
+        env,
+        affected: &loaded.affected,
+        root: loaded.cmd_root(),
+    };
+    let steps = planner(&input);
+    let r = &ctx.report;
+    let dry = ctx.settings.dry_run;
+
+    r.stage_start(
+        if dry {
+            format!("{stage} (dry run)")
+        } else {
+            stage.to_string()
+        }
+        .as_str(),
+        env.map(|e| e.name.as_str()),
+    );
+    r.note(&loaded.describe());
+    // The same `affected` output as `plan` (a JSON array of unit names), written before any unit
+    // runs so that it is there even when one fails.
+    r.output(
+        "affected",
+        &serde_json::to_string(&loaded.affected.units).unwrap_or_else(|_| "[]".into()),
+    );
+
+    let mut results: Vec<UnitResult> = Vec::new();
+    let mut failed = false;
+    let mut executor = LocalExecutor;
+    for unit in &loaded.affected.units {
+        let step: Option<&Step> = steps.iter().find(|s| s.unit.as_deref() == Some(unit));
+        let Some(step) = step else {
+            results.push(UnitResult {
+                unit: unit.clone(),
+                command: None,
+                host: "local".into(),
+                result: Outcome::NothingToDo,
+                exit_code: None,
+                duration_ms: 0,
+                error: None,
+            });
+            continue;
+        };
+        let Action::Run { cmd } = &step.action else {
+            continue;
+        };
+        let mut res = UnitResult {
+            unit: unit.clone(),
+            command: Some(cmd.display()),
+            host: step.target.label(),
+            result: Outcome::DryRun,
+            exit_code: None,
+            duration_ms: 0,
+            error: None,
+        };
+        if dry {
+            r.info(&format!("{unit}: would run: {}", cmd.display()));
+        } else if failed && !args.keep_going {
+            res.result = Outcome::Skipped;
+        } else {
+            r.group_start(&format!("{stage} {unit}"));
+            let spinner = r.step_start(&format!("{stage} {unit}"));
+            let started = Instant::now();
+            let cmd = cmd
+                .clone()
+                .scrub_env(crate::cmd::unit_child_scrub(&loaded.manifest, unit));
+            r.info(&format!("$ {}", cmd.display()));
+            let status = r.relaying(|| {
+                executor.run(&cmd, None, &mut |stream, line| r.relay(unit, stream, line))
+            });
+            r.step_done(spinner);
+            res.duration_ms = started.elapsed().as_millis() as u64;
+            match status {
+                Ok(0) => {
+                    res.result = Outcome::Ok;
+                    res.exit_code = Some(0);
+                }
+                Ok(code) => {
+                    res.result = Outcome::Failed;
+                    res.exit_code = Some(code);
+                }
+                Err(e) => {
+                    res.result = Outcome::Failed;
+                    res.error = Some(e.to_string());
+                }
+            }
+            r.group_end();
+            if res.result == Outcome::Failed {
+                failed = true;
+                match &res.error {
+                    Some(e) => r.error(&format!("{stage} {unit}: {e}"), None),
+                    None => r.error(
+                        &format!(
+                            "{stage} {unit} failed with exit code {}",
+                            res.exit_code.unwrap_or(-1)
+                        ),
+                        None,
+                    ),
+                }
+            }
+        }
+        results.push(res);
+    }
+
+    let title = match env {
+        Some(e) => format!("{stage} ({})", e.name),
+        None => stage.to_string(),
+    };
+    let mut summary = Summary::new(title, &["unit", "host", "duration", "result"]);
+    for res in &results {
+        summary.row([
+            res.unit.clone(),
+            res.host.clone(),
+            if matches!(res.result, Outcome::Ok | Outcome::Failed) {
+                format_duration(Duration::from_millis(res.duration_ms))
+            } else {
+                "-".into()
+            },
+            res.result.label(res.exit_code),
+        ]);
+    }
+    if results.is_empty() {
+        summary.note("No unit is affected: nothing to do.");
+    }
+    summary.note(loaded.describe());
+    r.summary(&summary);
+
+    let failed_units: Vec<&str> = results
+        .iter()
+        .filter(|x| x.result == Outcome::Failed)
+        .map(|x| x.unit.as_str())
+        .collect();
+    r.output(
+        &format!("{stage}-failed"),
+        &serde_json::to_string(&failed_units).unwrap_or_default(),
+    );
+    if ctx.settings.json {
+        r.json_document(&serde_json::json!({
+            "stage": stage,
+            "dry_run": dry,
+            "affected": loaded.affected.units,
+            "base": loaded.affected.base,
+            "head": loaded.affected.head,
+            "env": env.map(|e| e.name.clone()),
+            "results": results,
+        }));
+    }
+    if failed_units.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::StageFailed(format!(
+            "{stage} failed: {}",
+            failed_units.join(", ")
+        )))
+    }
+}
+
+/// `850ms`, `12.3s`, `2m05s`.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(format_duration(Duration::from_millis(850)), "850ms");
+        assert_eq!(format_duration(Duration::from_millis(12_340)), "12.3s");
+        assert_eq!(format_duration(Duration::from_secs(125)), "2m05s");
+    }
+
+    #[test]
+    fn outcome_labels_and_json_names() {
+        assert_eq!(Outcome::Failed.label(Some(2)), "FAILED (exit 2)");
+        assert_eq!(
+            serde_json::to_value(Outcome::NothingToDo).unwrap(),
+            "nothing_to_do"
+        );
     }
 }

@@ -3,80 +3,21 @@
 //! host by host (stop at the first failing host), release the lock on all, and report the
 //! per-host × service matrix, the job summary and the outputs.
 
-use super::Ctx;
-use crate::cli::UpArgs;
-use crate::cmd::{Cmd, docker_engine as de};
-use crate::deploy::lock::{self, EnvLock};
+use crate::cmd::docker_engine as de;
+use crate::context::Ctx;
 use crate::deploy::{self, HostDeploy, HostResult, UpRequest};
 use crate::env_vars;
 use crate::error::{Error, Result};
+use crate::exec;
 use crate::exec::Executor;
 use crate::exec::local::LocalExecutor;
-use crate::exec::ssh::{SshExecutor, SshTarget};
+use crate::ledger::identity::{git_sha, lock_owner};
+use crate::ledger::lock::EnvLock;
 use crate::ledger::record::Outcome;
 use crate::manifest::{Build, Host, Manifest};
-use crate::plan::up as pu;
-use crate::report::Summary;
-use crate::state::LockOwner;
+use crate::settings::UpSettings;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
-use std::path::PathBuf;
-
-/// Opens an executor for a host: child processes for `local`, one SSH session otherwise (strict
-/// host-key checking; notices such as an accepted new key go to the report).
-pub fn connect(host: &Host, report: &crate::report::Report) -> Result<Box<dyn Executor>> {
-    match host {
-        Host::Local => Ok(Box::new(LocalExecutor)),
-        Host::Ssh { user, host, port } => Ok(Box::new(SshExecutor::connect(
-            &SshTarget {
-                user: user.clone(),
-                host: host.clone(),
-                port: *port,
-            },
-            &|w: &str| report.warn(w),
-        )?)),
-    }
-}
-
-fn repo_root(ctx: &Ctx) -> PathBuf {
-    match ctx.settings.manifest_path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
-/// The git sha being deployed: GITHUB_SHA, else `git rev-parse HEAD` in the repository.
-pub fn git_sha(root: &std::path::Path) -> String {
-    if let Some(s) = env_vars::get(env_vars::GITHUB_SHA) {
-        return s;
-    }
-    LocalExecutor
-        .capture(
-            &Cmd::new("git")
-                .args(["rev-parse", "HEAD"])
-                .cwd(root.to_string_lossy()),
-        )
-        .ok()
-        .filter(|o| o.success())
-        .map(|o| o.stdout_str().trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// Who is deploying, from where.
-pub fn lock_owner(command: &str, sha: &str) -> LockOwner {
-    let run_url = crate::ledger::record::run_url().unwrap_or_else(|| "local".into());
-    LockOwner {
-        run_url,
-        actor: env_vars::actor(),
-        sha: sha.into(),
-        started_at: deploy::clock::now_rfc3339(),
-        command: command.into(),
-        hostname: lock::this_hostname(),
-        pid: std::process::id(),
-        token: lock::run_token().to_string(),
-        heartbeat_at: String::new(),
-    }
-}
 
 /// The manifest services to deploy: `--only` (services among the names), `--all`, the `--image`
 /// services, or the services the git changes affect.
@@ -106,8 +47,9 @@ fn select(
     // Neither --only nor --all: the services the git changes since the live release (else the
     // event, else HEAD~1) affect (`paths:` globs).
     let env = ctx.settings.environment(m)?;
-    let release = super::units::release_base(ctx, env);
-    let affected = crate::changes::detect_from(
+    let release = crate::ledger::store::release_base(ctx, env);
+    let affected = crate::changes::git::detect_from(
+        &mut crate::exec::local::LocalExecutor,
         m,
         root,
         ctx.settings.base.as_deref(),
@@ -130,17 +72,12 @@ fn select(
     Ok(all.into_iter().filter(|s| affected.contains(s)).collect())
 }
 
-pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
+pub fn run(args: &UpSettings, ctx: &Ctx) -> Result<()> {
     let m = ctx.load_manifest()?;
     let env = ctx.settings.environment(&m)?.clone();
     let report = &ctx.report;
-    let lock_wait = args
-        .lock_wait
-        .as_deref()
-        .map(lock::parse_duration)
-        .transpose()
-        .map_err(|e| Error::usage(format!("--lock-wait: {e}")))?;
-    let overrides = pu::parse_image_overrides(&args.images).map_err(Error::usage)?;
+    let lock_wait = args.lock_wait;
+    let overrides = &args.images;
     for svc in overrides.keys() {
         if !m.services.contains_key(svc) {
             let names: Vec<&str> = m.services.keys().map(String::as_str).collect();
@@ -151,14 +88,14 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
         }
     }
     let image_svcs: BTreeSet<String> = overrides.keys().cloned().collect();
-    let root = repo_root(ctx);
+    let root = crate::ledger::store::repo_root(ctx);
     let services = select(&m, ctx, &root, &image_svcs)?;
     if services.is_empty() {
         report.info("up: no services selected; nothing to do");
         return Ok(());
     }
     for (local, _) in deploy::repo_uploads(&env, &root) {
-        super::units::inside_repo(&root, &local, "compose file")?;
+        crate::context::inside_repo(&root, &local, "compose file")?;
     }
     // Every `secrets:` variable must be set: exit 2 before anything is built or changed.
     let secret_values = deploy::secrets::resolve(&m, &env, &|n| std::env::var(n).ok())?;
@@ -169,7 +106,7 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
     // compose service → image: --image first, then images built for this sha.
     let mut images: BTreeMap<String, String> = BTreeMap::new();
     let mut user_images = BTreeSet::new();
-    for (svc, image) in &overrides {
+    for (svc, image) in overrides {
         let cs = m.services[svc].compose_service.clone();
         user_images.insert(cs.clone());
         images.insert(cs, image.clone());
@@ -191,7 +128,7 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
                 let tag = format!("{image}:{sha}");
                 let ctx_dir = root.join(context).to_string_lossy().into_owned();
                 let cmd = de::build(&ctx_dir, dockerfile, &tag)
-                    .scrub_env(super::build::child_scrub(&m, svc));
+                    .scrub_env(crate::cmd::unit_child_scrub(&m, svc));
                 if ctx.settings.dry_run {
                     report.info(&format!("local: would run {}", cmd.display()));
                 } else {
@@ -252,7 +189,7 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
         secrets: secret_values,
     };
     report.stage_start("up", Some(&env.name));
-    crate::deploy::cancel::install();
+    crate::cancel::install();
     let deployment = crate::ledger::record::Deployment::start(ctx, &env, &sha, "deploy");
     let (results, failure) = deploy_hosts(ctx, &env, &m, &req, &built, &confirm);
     // The release ledger: tags of the release just written, and the GitHub deployment's status.
@@ -261,7 +198,7 @@ pub fn run(args: &UpArgs, ctx: &Ctx) -> Result<()> {
         None => Outcome::Failed,
     };
     deployment.finish(ctx, &env, outcome, None);
-    summarize(ctx, &env.name, &env.hosts, &results);
+    crate::deploy::summary::summarize(&ctx.report, &env.name, &env.hosts, &results);
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
@@ -337,18 +274,20 @@ fn deploy_hosts(
     // Reach and check every host before changing any.
     let mut ready = Vec::new();
     for (i, host) in env.hosts.iter().enumerate() {
-        let checked = connect(host, report).and_then(|mut ex| {
-            let pre = HostDeploy {
-                ex: ex.as_mut(),
-                report,
-                host: host.clone(),
-                env,
-                manifest: m,
-                req,
-            }
-            .preflight()?;
-            Ok((ex, pre))
-        });
+        let checked = exec::connect(host, &|w: &str| report.warn(w))
+            .map_err(Error::from)
+            .and_then(|mut ex| {
+                let pre = HostDeploy {
+                    ex: ex.as_mut(),
+                    report,
+                    host: host.clone(),
+                    env,
+                    manifest: m,
+                    req,
+                }
+                .preflight()?;
+                Ok((ex, pre))
+            });
         match checked {
             Ok(r) => ready.push(r),
             Err(e) => {
@@ -431,8 +370,8 @@ fn deploy_each(
     let report = &ctx.report;
     for (i, (mut ex, pre)) in ready.into_iter().enumerate() {
         let host = &env.hosts[i];
-        if let Some(sig) = crate::deploy::cancel::requested() {
-            let why = format!("{} before this host", crate::deploy::cancel::name(sig));
+        if let Some(sig) = crate::cancel::requested() {
+            let why = format!("{} before this host", crate::cancel::name(sig));
             results.push(HostResult::without_release(host, "not run: cancelled"));
             return Some(Error::StageFailed(format!(
                 "up was cancelled ({why}); {} and later hosts were not touched",
@@ -507,206 +446,4 @@ fn deploy_each(
         }
     }
     None
-}
-
-pub fn summarize(ctx: &Ctx, env: &str, hosts: &[Host], results: &[HostResult]) {
-    let report = &ctx.report;
-    let (summary, outputs, json) = summary_of(env, hosts, results);
-    report.summary(&summary);
-    if let Some(n) = &outputs.release {
-        report.output("release", n);
-    }
-    report.output("services", &outputs.services);
-    if report.json() {
-        report.json_document(&json);
-    }
-}
-
-/// The outputs of `up`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UpOutputs {
-    /// `release`: the highest release number a host got, if any.
-    pub release: Option<String>,
-    /// `services`: JSON array of `{host, service, old, new, health, result}`.
-    pub services: String,
-}
-
-/// The per host × service matrix, the outputs (`release` when a host got one, `services`) and the
-/// `--json` document. Every host of `hosts` has a row: its services, its error (unreachable, lock
-/// held, cancelled), or `not run` for a host after the one that stopped the run.
-pub fn summary_of(
-    env: &str,
-    hosts: &[Host],
-    results: &[HostResult],
-) -> (Summary, UpOutputs, serde_json::Value) {
-    let mut s = Summary::new(
-        format!("up {env}"),
-        &[
-            "host",
-            "service",
-            "old image",
-            "new image",
-            "health",
-            "duration",
-            "result",
-        ],
-    );
-    for r in results {
-        if r.services.is_empty() {
-            s.row([
-                r.host.clone(),
-                "-".into(),
-                "".into(),
-                "".into(),
-                "".into(),
-                "".into(),
-                r.error.clone().unwrap_or_else(|| "nothing deployed".into()),
-            ]);
-        }
-        for sv in &r.services {
-            s.row([
-                r.host.clone(),
-                sv.service.clone(),
-                sv.old_image.clone(),
-                sv.new_image.clone(),
-                sv.health.clone(),
-                format!("{:.1}s", sv.duration_secs),
-                sv.result.clone(),
-            ]);
-        }
-    }
-    for h in hosts.iter().skip(results.len()) {
-        s.row([
-            h.label(),
-            "-".into(),
-            "".into(),
-            "".into(),
-            "".into(),
-            "".into(),
-            "not run".into(),
-        ]);
-    }
-    for r in results {
-        if let Some(n) = r.release {
-            s.note(format!(
-                "{}: release {n}{}",
-                r.host,
-                if r.rolled_back { " (rolled back)" } else { "" }
-            ));
-        }
-        if let (Some(e), false) = (&r.error, r.services.is_empty()) {
-            s.note(format!("{}: {e}", r.host));
-        }
-        for sv in r.services.iter().filter(|sv| !sv.rollback.is_empty()) {
-            let exact = if sv.rollback_exact.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " (this host's exact previous image: `{}`)",
-                    sv.rollback_exact
-                )
-            };
-            s.note(format!(
-                "roll back {} on {} by hand: `{}`{exact}",
-                sv.service, r.host, sv.rollback
-            ));
-        }
-    }
-    let release = results.iter().filter_map(|r| r.release).max();
-    let services: serde_json::Value = results
-        .iter()
-        .flat_map(|r| r.services.iter().map(move |sv| (r, sv)))
-        .map(|(r, sv)| {
-            serde_json::json!({"host": r.host, "service": sv.service, "old": sv.old_image,
-                "new": sv.new_image, "health": sv.health, "result": sv.result})
-        })
-        .collect();
-    let outputs = UpOutputs {
-        release: release.map(|n| n.to_string()),
-        services: services.to_string(),
-    };
-    let json = serde_json::json!({
-        "env": env, "release": release, "services": services,
-        "hosts": results,
-    });
-    (s, outputs, json)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::deploy::ServiceResult;
-
-    fn host(port: u16) -> Host {
-        Host::Ssh {
-            user: "deploy".into(),
-            host: "10.0.0.1".into(),
-            port,
-        }
-    }
-
-    #[test]
-    fn a_later_host_failing_keeps_the_matrix_outputs_and_the_first_hosts_release() {
-        let hosts = [host(1), host(2), host(3)];
-        let first = HostResult {
-            host: hosts[0].label(),
-            release: Some(7),
-            ok: true,
-            rolled_back: false,
-            services: vec![ServiceResult {
-                service: "web".into(),
-                old_image: "shop/web:1".into(),
-                new_image: "shop/web:2".into(),
-                health: "healthy".into(),
-                duration_secs: 1.5,
-                result: "deployed".into(),
-                rollback: "deploy-action rollback --env production --only web".into(),
-                rollback_exact: "deploy-action up --env production --only web --image web=shop/web:shop.web-release-7-before --yes".into(),
-            }],
-            error: None,
-            record: None,
-        };
-        let second = HostResult::without_release(
-            &hosts[1],
-            "failed: deploy@10.0.0.1:2: cannot connect: connection refused",
-        );
-        let (s, outputs, json) = summary_of("production", &hosts, &[first, second]);
-        let md = s.to_markdown();
-        assert!(
-            md.contains(
-                "| deploy@10.0.0.1:1 | web | shop/web:1 | shop/web:2 | healthy | 1.5s | deployed |"
-            ),
-            "{md}"
-        );
-        assert!(
-            md.contains(
-                "| deploy@10.0.0.1:2 | - |  |  |  |  | failed: deploy@10.0.0.1:2: cannot connect"
-            ),
-            "{md}"
-        );
-        assert!(
-            md.contains("| deploy@10.0.0.1:3 | - |  |  |  |  | not run |"),
-            "{md}"
-        );
-        assert!(
-            md.contains("`deploy-action rollback --env production --only web`"),
-            "{md}"
-        );
-        assert!(
-            md.contains("--image web=shop/web:shop.web-release-7-before"),
-            "{md}"
-        );
-        assert_eq!(outputs.release.as_deref(), Some("7"));
-        assert!(
-            outputs.services.contains("\"service\":\"web\""),
-            "{outputs:?}"
-        );
-        assert_eq!(json["hosts"].as_array().unwrap().len(), 2);
-        assert!(
-            json["hosts"][1]["error"]
-                .as_str()
-                .unwrap()
-                .contains("cannot connect")
-        );
-    }
 }

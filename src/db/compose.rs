@@ -20,11 +20,12 @@
 
 use super::{Bookkeeping, Database, DbError, create_table_sql};
 use crate::cmd::Cmd;
-use crate::exec::{ExecError, Executor, Stream};
+// The lock session's thread opens its own executor through an [`ExecutorOpener`] (for SSH a
+// second connection, so the lock session and the migrations never wait on each other).
+use crate::exec::{ExecError, Executor, ExecutorOpener, Stream};
 use crate::migrate::{AppliedRow, SqlFile, TABLE, split_statements, statement_at};
 use std::io::Read;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -94,10 +95,6 @@ impl ComposeTarget {
         cmd
     }
 }
-
-/// Opens another executor for the host of the service, on the lock session's thread (for SSH a
-/// second connection, so the lock session and the migrations never wait on each other).
-pub type ExecutorOpener = Arc<dyn Fn() -> Result<Box<dyn Executor>, ExecError> + Send + Sync>;
 
 /// The `application_name` of migration sessions, and of the lock session.
 pub const APP_NAME: &str = "deploy-action migrate";

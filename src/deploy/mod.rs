@@ -21,21 +21,27 @@
 //! previous images without a health gate, the release is recorded, and the command releases the
 //! environment lock.
 //!
+//! Beside it, the other kinds of units and the parts `up` shares: `migrate.rs` (SQL migrations),
+//! `pages.rs` (sites to Cloudflare Pages, and their redeploy and rollback for promote and
+//! rollback), `summary.rs` (the host × service matrix of a multi-host run), `ship.rs`, `pull.rs`,
+//! `secrets.rs`.
+//!
 //! Stays out of: choosing services and hosts (`commands/up.rs`), printing (everything goes through
 //! [`Report`]), building images (`build`).
 
-pub mod cancel;
-pub mod clock;
-pub mod lock;
+pub mod migrate;
+pub mod pages;
 mod pull;
 pub mod secrets;
 pub mod ship;
+pub mod summary;
 
 use crate::cmd::compose::{self, Compose, Flavor, ServiceConfig, UpOptions};
 use crate::cmd::docker_engine::{self as de, Script, Section, parse_sections};
 use crate::cmd::{Cmd, shell_quote};
 use crate::error::{Error, Result};
 use crate::exec::{Executor, Output, Stream};
+use crate::ledger::lock;
 use crate::manifest::{Environment, Health, Host, Manifest};
 use crate::plan::up::{self as pu, HostView, OVERRIDE_FILE, Probe, Seen, Stability, Verdict};
 use crate::report::Report;
@@ -43,6 +49,7 @@ use crate::state::{
     AuditEntry, LockOwner, ReleaseRecord, ReleaseStatus, ReleaseStatusField, ServiceState,
     StatePaths,
 };
+use crate::{cancel, clock};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

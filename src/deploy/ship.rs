@@ -1,5 +1,6 @@
 //! Ships a locally built image to a host: registry push/pull when the image names a registry,
-//! otherwise `docker save | gzip` streamed through the executor into `gunzip | docker load`.
+//! otherwise `docker save | gzip` (through the local executor, into a temporary file) fed through
+//! the host's executor into `gunzip | docker load`. Every process runs through an [`Executor`].
 //! Skipped when the host already has the same image id.
 
 use crate::cmd::docker_engine as de;
@@ -7,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::exec::Executor;
 use crate::exec::local::LocalExecutor;
 use crate::report::Report;
-use std::process::{Command, Stdio};
+use std::io::Seek;
 
 pub fn ship(ex: &mut dyn Executor, report: &Report, image: &str) -> Result<()> {
     let label = ex.label();
@@ -50,27 +51,26 @@ pub fn ship(ex: &mut dyn Executor, report: &Report, image: &str) -> Result<()> {
     report.info(&format!(
         "{label}: shipping {image} (docker save | gzip → docker load)"
     ));
-    let save = de::save_gzip(image);
-    let mut child = Command::new(&save.program)
-        .args(save.args.iter().map(|a| a.expose()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    // Through the executors: `docker save | gzip` here into a temporary file, then that file fed
+    // to `gunzip | docker load` on the host (as `ship_between` does).
+    let file = tempfile::tempfile()
+        .map_err(|e| Error::StageFailed(format!("cannot make a temporary file: {e}")))?;
+    let saved = LocalExecutor
+        .capture_to_file(&de::save_gzip(image), &file)
         .map_err(|e| Error::StageFailed(format!("cannot start docker save: {e}")))?;
-    let mut out = child.stdout.take().expect("piped stdout");
-    let status = ex.run(&de::load_gzip(), Some(&mut out), &mut |s, l| {
-        report.relay(&label, s, l)
-    })?;
-    drop(out);
-    let saved = child
-        .wait_with_output()
-        .map_err(|e| Error::StageFailed(format!("docker save: {e}")))?;
-    if !saved.status.success() {
+    if !saved.success() {
         return Err(Error::StageFailed(format!(
             "docker save {image} failed: {}",
             String::from_utf8_lossy(&saved.stderr).trim()
         )));
     }
+    let mut reader = std::io::BufReader::new(&file);
+    reader
+        .seek(std::io::SeekFrom::Start(0))
+        .map_err(|e| Error::StageFailed(format!("cannot read the saved image: {e}")))?;
+    let status = ex.run(&de::load_gzip(), Some(&mut reader), &mut |s, l| {
+        report.relay(&label, s, l)
+    })?;
     if status != 0 {
         return Err(Error::StageFailed(format!(
             "{label}: docker load failed (exit {status})"
@@ -118,7 +118,6 @@ pub fn ship_between(
             )));
         }
         let mut reader = std::io::BufReader::new(&file);
-        use std::io::Seek;
         reader
             .seek(std::io::SeekFrom::Start(0))
             .map_err(|e| Error::StageFailed(format!("cannot read the saved image: {e}")))?;

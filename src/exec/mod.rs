@@ -2,9 +2,12 @@
 //!
 //! `local.rs` runs child processes, `ssh.rs` keeps one authenticated session per host and reuses it
 //! for every step, `dry_run.rs` records and prints. The same [`Plan`](crate::plan::Plan) runs on all.
+//! [`connect`] is the one way to reach a manifest host.
 
 use crate::cmd::Cmd;
+use crate::manifest::Host;
 use std::io::Read;
+use std::sync::Arc;
 
 pub mod dry_run;
 pub mod known_hosts;
@@ -88,4 +91,31 @@ pub trait Executor {
 
     /// Writes `data` to `remote_path` on the target with `mode`, creating parent directories.
     fn upload(&mut self, remote_path: &str, data: &[u8], mode: i32) -> Result<(), ExecError>;
+}
+
+/// Opens an executor for a host: child processes for `local`, one SSH session otherwise (strict
+/// host-key checking; notices such as an accepted new key go to `warn`).
+pub fn connect(host: &Host, warn: &dyn Fn(&str)) -> Result<Box<dyn Executor>, ExecError> {
+    match host {
+        Host::Local => Ok(Box::new(local::LocalExecutor)),
+        Host::Ssh { user, host, port } => Ok(Box::new(ssh::SshExecutor::connect(
+            &ssh::SshTarget {
+                user: user.clone(),
+                host: host.clone(),
+                port: *port,
+            },
+            warn,
+        )?)),
+    }
+}
+
+/// How to open one more executor for a host, from any thread (the compose-mode migration lock
+/// keeps a session of its own).
+pub type ExecutorOpener = Arc<dyn Fn() -> Result<Box<dyn Executor>, ExecError> + Send + Sync>;
+
+/// An [`ExecutorOpener`] for `host`: each call connects again (notices go nowhere: the run's first
+/// connection to the host has reported them already).
+pub fn opener(host: &Host) -> ExecutorOpener {
+    let host = host.clone();
+    Arc::new(move || connect(&host, &|_: &str| {}))
 }

@@ -15,131 +15,17 @@
 
 pub mod rules;
 
-use crate::approval::{self, Approval, Gate, PlanToApprove, Policy};
-use crate::commands::Ctx;
+use crate::approval::{self, Gate, PlanToApprove, Policy};
+// The plan an approval is bound to and the admission a run gets live with the approval gate
+// (`approval.rs`), below the run's context, which remembers admissions.
+pub use crate::approval::{Admission, ChangePlan, plan_changed};
+use crate::context::Ctx;
 use crate::env_vars;
 use crate::error::{Error, Result};
+use crate::exec::local::LocalExecutor;
 use crate::manifest::{Approval as ApprovalPolicy, Environment};
 use std::path::Path;
 use std::time::Duration;
-
-/// What a run will change, in words people read before approving; its hash is what an approval
-/// is bound to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ChangePlan {
-    pub command: String,
-    pub env: String,
-    pub text: String,
-    /// Plans of inner commands this one runs, as (what, hash): `("migrate", <hash>)`.
-    pub covers: Vec<(String, String)>,
-    /// A hash the command computes itself (migrate's `plan-hash` output), used instead of
-    /// [`ChangePlan::hash`]'s own.
-    own_hash: Option<String>,
-}
-
-impl ChangePlan {
-    pub fn new(command: &str, env: &str, text: impl Into<String>) -> ChangePlan {
-        ChangePlan {
-            command: command.to_string(),
-            env: env.to_string(),
-            text: text.into(),
-            covers: Vec::new(),
-            own_hash: None,
-        }
-    }
-
-    /// The plan is bound to `hash`, which the command computed over the same content (migrate's
-    /// plan hash, which its `plan-hash` output and approval comments already name).
-    pub fn hashed_as(mut self, hash: &str) -> ChangePlan {
-        self.own_hash = Some(hash.to_string());
-        self
-    }
-
-    /// This plan also covers the inner command `what`, whose own plan hashes to `hash`.
-    pub fn covering(mut self, what: &str, hash: &str) -> ChangePlan {
-        self.covers.push((what.to_string(), hash.to_string()));
-        self
-    }
-
-    /// The hash an approval is bound to: the command, the environment, the text and the inner
-    /// plans' hashes.
-    pub fn hash(&self) -> String {
-        if let Some(h) = &self.own_hash {
-            return h.clone();
-        }
-        let mut h = blake3::Hasher::new();
-        h.update(b"deploy-action change plan 1\n");
-        for part in [&self.command, &self.env, &self.text] {
-            h.update(&(part.len() as u64).to_le_bytes());
-            h.update(part.as_bytes());
-        }
-        for (what, hash) in &self.covers {
-            h.update(format!("\ncovers {what} {hash}").as_bytes());
-        }
-        h.finalize().to_hex().to_string()
-    }
-}
-
-/// A run that may go ahead: the approval it obtained (on a guarded environment) and for which
-/// plan.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Admission {
-    pub env: String,
-    pub command: String,
-    /// The hash of the plan that was approved (or, in a dry run, would be); `None` when the
-    /// environment needs no approval.
-    pub plan_hash: Option<String>,
-    pub approval: Option<Approval>,
-    pub covers: Vec<(String, String)>,
-    /// `--allow-dirty` let a dirty working tree through.
-    pub dirty: bool,
-}
-
-impl Admission {
-    /// Refuses (exit 3) when `now`, the plan built again just before the first change, is not
-    /// the plan that was approved. Nothing to check when no approval was needed.
-    pub fn confirm(&self, now: &ChangePlan) -> Result<()> {
-        match &self.plan_hash {
-            Some(approved) if self.approval.is_some() && *approved != now.hash() => {
-                Err(plan_changed(&now.command, approved, &now.hash()))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// The hash this approval holds for the inner command `what`, if it covers it.
-    pub fn covered(&self, what: &str) -> Option<&str> {
-        self.covers
-            .iter()
-            .find(|(w, _)| w == what)
-            .map(|(_, h)| h.as_str())
-    }
-
-    /// Lines for the release record: who approved which plan, and a dirty tree.
-    pub fn notes(&self) -> Vec<String> {
-        let mut notes = Vec::new();
-        if let Some(a) = &self.approval {
-            notes.push(format!(
-                "approved by {} ({}) for plan {}",
-                a.approver, a.method, a.plan_hash
-            ));
-        }
-        if self.dirty {
-            notes.push(
-                "deployed from a working tree with uncommitted changes (--allow-dirty)".into(),
-            );
-        }
-        notes
-    }
-}
-
-/// Exit 3: what would run now is not the plan that was approved.
-pub fn plan_changed(command: &str, approved: &str, now: &str) -> Error {
-    Error::Approval(format!(
-        "the plan of `{command}` changed after it was approved (approved {approved}, now {now}); nothing was \
-changed: approve the new plan"
-    ))
-}
 
 /// The gate's policy for `env`: its `min_approvals`, `allow_self_approval` and the run's actor.
 pub fn policy(env: &Environment) -> Policy {
@@ -157,7 +43,7 @@ pub fn policy(env: &Environment) -> Policy {
 pub fn check_rules(ctx: &Ctx, env: &Environment, command: &str, root: &Path) -> Result<bool> {
     let mut broken: Vec<Error> = Vec::new();
     if !env.branches.is_empty() {
-        let r = rules::current_ref(root);
+        let r = rules::current_ref(&mut LocalExecutor, root);
         if !rules::allowed(&env.branches, &r) {
             broken.push(Error::usage_help(
                 format!(
@@ -174,7 +60,7 @@ pub fn check_rules(ctx: &Ctx, env: &Environment, command: &str, root: &Path) -> 
         }
     }
     let mut dirty = false;
-    let files = rules::dirty_files(root).unwrap_or_default();
+    let files = rules::dirty_files(&mut LocalExecutor, root).unwrap_or_default();
     if ctx.settings.allow_dirty && env.approval == ApprovalPolicy::Required {
         broken.push(Error::usage_help(
             format!(
@@ -321,6 +207,7 @@ pub fn admitted(ctx: &Ctx, env: &str) -> Option<Admission> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::approval::Approval;
 
     #[test]
     fn the_hash_binds_command_environment_text_and_inner_plans() {

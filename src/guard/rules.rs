@@ -1,8 +1,10 @@
 //! Deploy rules: which refs may change an environment (`branches:`), and whether the working tree
 //! is clean. Deciding is pure ([`allowed`], [`parse_porcelain`]); reading the ref and the status
-//! ([`current_ref`], [`dirty_files`]) runs git read-only.
+//! ([`current_ref`], [`dirty_files`]) runs git read-only, through an [`Executor`].
 
+use crate::cmd::Cmd;
 use crate::env_vars;
+use crate::exec::{Executor, Output};
 use globset::{GlobBuilder, GlobMatcher};
 use std::path::Path;
 
@@ -98,31 +100,27 @@ pub fn parse_porcelain(out: &[u8]) -> Vec<String> {
     files
 }
 
-fn git(root: &Path, args: &[&str]) -> Option<std::process::Output> {
-    duct::cmd("git", args)
-        .dir(root)
-        .stdout_capture()
-        .stderr_capture()
-        .stdin_null()
-        .unchecked()
-        .run()
-        .ok()
+fn git(ex: &mut dyn Executor, root: &Path, args: &[&str]) -> Option<Output> {
+    ex.capture(
+        &Cmd::new("git")
+            .args(args.iter().copied())
+            .cwd(root.to_string_lossy()),
+    )
+    .ok()
 }
 
 /// The ref this run comes from: `GITHUB_REF` in GitHub Actions, else the checked-out branch of
 /// the repository at `root`.
-pub fn current_ref(root: &Path) -> GitRef {
+pub fn current_ref(ex: &mut dyn Executor, root: &Path) -> GitRef {
     if env_vars::in_github_actions()
         && let Some(r) = env_vars::get(env_vars::GITHUB_REF)
     {
         return GitRef::from_full(&r);
     }
-    match git(root, &["symbolic-ref", "-q", "HEAD"]) {
-        Some(o) if o.status.success() => {
-            GitRef::from_full(String::from_utf8_lossy(&o.stdout).trim())
-        }
-        Some(_) => match git(root, &["rev-parse", "--short=12", "HEAD"]) {
-            Some(o) if o.status.success() => {
+    match git(ex, root, &["symbolic-ref", "-q", "HEAD"]) {
+        Some(o) if o.success() => GitRef::from_full(String::from_utf8_lossy(&o.stdout).trim()),
+        Some(_) => match git(ex, root, &["rev-parse", "--short=12", "HEAD"]) {
+            Some(o) if o.success() => {
                 GitRef::Detached(String::from_utf8_lossy(&o.stdout).trim().to_string())
             }
             _ => GitRef::Unknown(format!("{} is not a git repository", root.display())),
@@ -134,8 +132,9 @@ pub fn current_ref(root: &Path) -> GitRef {
 /// The tracked files with uncommitted changes in the repository at `root` (staged or not),
 /// leaving out the tool's own state (`.deploy-action/`: audit log, backups, caches); `None` when
 /// `root` is not a git repository (nothing is tracked there).
-pub fn dirty_files(root: &Path) -> Option<Vec<String>> {
+pub fn dirty_files(ex: &mut dyn Executor, root: &Path) -> Option<Vec<String>> {
     let out = git(
+        ex,
         root,
         &[
             "status",
@@ -147,7 +146,7 @@ pub fn dirty_files(root: &Path) -> Option<Vec<String>> {
             ":(exclude,glob)**/.deploy-action/**",
         ],
     )?;
-    out.status.success().then(|| parse_porcelain(&out.stdout))
+    out.success().then(|| parse_porcelain(&out.stdout))
 }
 
 #[cfg(test)]

@@ -10,6 +10,9 @@ use crate::cmd::Cmd;
 use crate::exec::{ExecError, Executor};
 use crate::state::{LockOwner, ReleaseRecord, ReleaseStatus, StatePaths};
 
+pub mod identity;
+pub mod lock;
+pub mod publish;
 pub mod record;
 pub mod store;
 

@@ -8,7 +8,7 @@
 
 use super::{git_tag_cmds, tag_message, tag_name};
 use crate::api::github::{GitHub, GitHubError};
-use crate::commands::Ctx;
+use crate::context::Ctx;
 use crate::env_vars;
 use crate::exec::Executor;
 use crate::exec::local::LocalExecutor;

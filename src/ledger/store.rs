@@ -9,13 +9,13 @@
 //! Stays out of deploying (`deploy/` writes the records of `up`) and of GitHub deployments
 //! (`record.rs`).
 
+use super::lock::EnvLock;
 use super::{HostState, Ledger, Running, current, parse_tag_listing, read, tag_listing_cmd};
+use crate::clock;
 use crate::cmd::docker_engine::{self as de, Script, Section};
-use crate::commands::Ctx;
-use crate::commands::up::connect;
-use crate::deploy::clock;
-use crate::deploy::lock::EnvLock;
+use crate::context::Ctx;
 use crate::error::{Error, Result};
+use crate::exec;
 use crate::exec::Executor;
 use crate::exec::local::LocalExecutor;
 use crate::manifest::Environment;
@@ -82,7 +82,7 @@ pub fn load(ctx: &Ctx, env: &Environment) -> Result<Loaded> {
     }
     let mut hosts = Vec::new();
     for host in &env.hosts {
-        let mut ex = connect(host, &ctx.report)?;
+        let mut ex = exec::connect(host, &|w: &str| ctx.report.warn(w))?;
         let state = read(ex.as_mut(), &env.dir)?;
         for p in &state.ledger.problems {
             ctx.report
@@ -196,7 +196,7 @@ pub fn append(
     let lock = EnvLock::acquire_all(&ctx.report, env, owner, Some(APPEND_LOCK_WAIT))?;
     let mut first = None;
     for host in &env.hosts {
-        let mut ex = connect(host, &ctx.report)?;
+        let mut ex = exec::connect(host, &|w: &str| ctx.report.warn(w))?;
         let record = append_locked(ex.as_mut(), &ctx.report, env, owner, action, units, fill)?;
         first.get_or_insert(record);
     }
@@ -390,7 +390,7 @@ pub fn rewrite(ctx: &Ctx, env: &Environment, record: &ReleaseRecord) -> Result<(
         return Ok(());
     }
     for host in &env.hosts {
-        let mut ex = connect(host, &ctx.report)?;
+        let mut ex = exec::connect(host, &|w: &str| ctx.report.warn(w))?;
         write(ex.as_mut(), &ctx.report, &env.dir, record)?;
     }
     Ok(())
@@ -447,4 +447,28 @@ pub fn is_git_repo(dir: &Path) -> bool {
         )
         .map(|o| o.success())
         .unwrap_or(false)
+}
+
+/// The live release of `env`, the base of change detection for a run on it, unless `--base`,
+/// `--all` or `--only` choose the units. A ledger that cannot be read is a warning (the run falls
+/// back to the GitHub event or HEAD~1), not an error.
+pub fn release_base(ctx: &Ctx, env: &Environment) -> Option<crate::changes::ReleaseBase> {
+    let s = &ctx.settings;
+    if s.base.is_some() || s.all || !s.only.is_empty() {
+        return None;
+    }
+    match load(ctx, env) {
+        Ok(loaded) => loaded.current().map(|r| crate::changes::ReleaseBase {
+            env: env.name.clone(),
+            number: r.number,
+            sha: r.sha.clone(),
+        }),
+        Err(e) => {
+            ctx.report.warn(&format!(
+                "cannot read the releases of `{}` ({e}); changes are computed from the GitHub event or HEAD~1",
+                env.name
+            ));
+            None
+        }
+    }
 }

@@ -4,7 +4,7 @@
 //! finds transaction-control statements a transactional migration must not contain.
 //!
 //! Stays out of I/O: the caller reads the directory and hands over (file name, text) pairs; `db/`
-//! talks to databases, `commands/migrate.rs` glues the two.
+//! talks to databases, `deploy/migrate.rs` puts the two together.
 
 pub mod tx_control;
 
@@ -397,49 +397,9 @@ pub fn statement_at(sql: &str, position: usize) -> Option<String> {
         .map(|(_, s)| s.clone())
 }
 
-/// Parses `500ms`, `30s`, `2m`, `1h` or a plain number of seconds.
-pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let secs = match unit.trim() {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return None,
-    };
-    // At most the longest flag duration: beyond it `from_secs_f64` panics (or a deadline overflows).
-    let max = crate::deploy::lock::MAX_FLAG_DURATION.as_secs_f64();
-    (secs.is_finite() && (0.0..=max).contains(&secs))
-        .then(|| std::time::Duration::from_secs_f64(secs))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(
-            parse_duration("90s"),
-            Some(std::time::Duration::from_secs(90))
-        );
-        assert_eq!(
-            parse_duration("2m"),
-            Some(std::time::Duration::from_secs(120))
-        );
-        assert_eq!(
-            parse_duration("250ms"),
-            Some(std::time::Duration::from_millis(250))
-        );
-        assert_eq!(parse_duration("5"), Some(std::time::Duration::from_secs(5)));
-        assert_eq!(parse_duration("soon"), None);
-        assert_eq!(parse_duration("5d"), None);
-    }
 
     fn files(names: &[(&str, &str)]) -> Vec<(String, String)> {
         names

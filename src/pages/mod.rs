@@ -4,7 +4,7 @@
 //! `_routes.json`) and split the missing files into upload buckets.
 //!
 //! Pure apart from reading the site directory (walk/hash); no network, no terminal, no clock. The
-//! HTTP side lives in `api/cloudflare.rs`; the glue in `commands/pages.rs`.
+//! HTTP side lives in `api/cloudflare.rs`; the deploy in `deploy/pages.rs`.
 
 pub mod bucket;
 pub mod content_type;

@@ -3,7 +3,7 @@
 //! signal would leave the lock, an `in_progress` record and a half-deployed service behind, so the
 //! handler only records the signal: the deploy checks [`requested`] in its waits and between
 //! steps, stops waiting, rolls back what it was deploying without a health gate, records the
-//! release, releases the environment lock on every host ([`super::lock::EnvLock`], also while it
+//! release, releases the environment lock on every host ([`crate::ledger::lock::EnvLock`], also while it
 //! is still waiting to take it) and exits 1 within a few seconds. A third signal exits at once (a
 //! person pressing Ctrl-C again and again means it); a SIGKILL cannot be caught. Either leaves the
 //! lock behind: its heartbeat stops, so it is reported stale within minutes, and the next run

@@ -5,7 +5,7 @@
 //! [`EnvLock`] is the one way a run takes it (`up`, `promote`, `rollback`, and the records that
 //! `pages` and `migrate` append): every host in the manifest's order before anything changes,
 //! held for the whole run, refreshed by a heartbeat thread, and released on every host at the end
-//! — after a failure and after SIGINT/SIGTERM too ([`super::cancel`] only records the signal, so
+//! — after a failure and after SIGINT/SIGTERM too ([`crate::cancel`] only records the signal, so
 //! the run reaches its release). A held lock on any host releases the ones already taken and
 //! exits 4 naming the holder; `--lock-wait` waits instead (holding the earlier hosts: a fixed
 //! order cannot deadlock). So two runs never interleave across hosts.
@@ -20,7 +20,6 @@
 //! or meets on a later host the very lock it took on an earlier one (two hosts sharing a
 //! directory) — takes nothing twice.
 
-use super::{cancel, clock};
 use crate::cmd::{Cmd, shell_quote};
 use crate::env_vars;
 use crate::error::{Error, Result};
@@ -28,6 +27,7 @@ use crate::exec::Executor;
 use crate::manifest::{Environment, Host};
 use crate::report::Report;
 use crate::state::{LockOwner, StatePaths};
+use crate::{cancel, clock};
 use std::sync::OnceLock;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -36,15 +36,13 @@ use std::time::{Duration, Instant};
 pub const STALE_AFTER: Duration = Duration::from_secs(120);
 /// How often the holder refreshes the heartbeat, at most (see [`heartbeat_every`]).
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(20);
-/// The longest duration a flag (`--lock-wait`, `--approval-timeout`) accepts.
-pub const MAX_FLAG_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How often a run waiting for a held lock asks again.
 const WAIT_POLL: Duration = Duration::from_secs(1);
 
 /// When a lock counts as stale: [`STALE_AFTER`], or `DEPLOY_TEST_LOCK_STALE_AFTER`.
 pub fn stale_after() -> Duration {
     env_vars::get(env_vars::DEPLOY_TEST_LOCK_STALE_AFTER)
-        .and_then(|v| parse_duration(&v).ok())
+        .and_then(|v| crate::settings::parse_duration(&v).ok())
         .unwrap_or(STALE_AFTER)
 }
 
@@ -156,34 +154,6 @@ pub fn this_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
-}
-
-/// A parser for `--lock-wait` values: `90`, `90s`, `5m`, `1h`, at most [`MAX_FLAG_DURATION`].
-pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
-    let t = text.trim();
-    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let invalid = || format!("invalid duration {text:?}: use e.g. 90s, 5m, 1h");
-    let too_long = || {
-        format!(
-            "invalid duration {text:?}: longer than the longest allowed ({}h)",
-            MAX_FLAG_DURATION.as_secs() / 3600
-        )
-    };
-    let unit_secs: u64 = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => return Err(invalid()),
-    };
-    if num.is_empty() {
-        return Err(invalid());
-    }
-    // All digits: a number that does not fit is too long, not malformed.
-    let n: u64 = num.parse().map_err(|_| too_long())?;
-    match n.checked_mul(unit_secs).map(Duration::from_secs) {
-        Some(d) if d <= MAX_FLAG_DURATION => Ok(d),
-        _ => Err(too_long()),
-    }
 }
 
 /// A path quoted for the shell.
@@ -329,18 +299,7 @@ fn answer(stdout: &str) -> (String, String) {
 /// An executor for the heartbeat thread, which keeps its own connections (notices go nowhere:
 /// the run's own connection to the host has reported them already).
 fn open_quiet(host: &Host) -> Result<Box<dyn Executor>> {
-    use crate::exec::ssh::{SshExecutor, SshTarget};
-    match host {
-        Host::Local => Ok(Box::new(crate::exec::local::LocalExecutor)),
-        Host::Ssh { user, host, port } => Ok(Box::new(SshExecutor::connect(
-            &SshTarget {
-                user: user.clone(),
-                host: host.clone(),
-                port: *port,
-            },
-            &|_: &str| {},
-        )?)),
-    }
+    Ok(crate::exec::connect(host, &|_: &str| {})?)
 }
 
 /// The background heartbeat: refreshes the owner file on every host this run locked, every
@@ -488,7 +447,8 @@ impl<'r> EnvLock<'r> {
         };
         let begun = Instant::now();
         for host in &env.hosts {
-            let taken = crate::commands::up::connect(host, report)
+            let taken = crate::exec::connect(host, &|w: &str| report.warn(w))
+                .map_err(Error::from)
                 .and_then(|ex| lock.take(host, ex, wait, begun));
             if let Err(e) = taken {
                 let released = lock.release_taken();
@@ -667,30 +627,6 @@ mod tests {
             pid,
             ..Default::default()
         }
-    }
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5d").is_err());
-        assert!(parse_duration("h").is_err());
-    }
-
-    #[test]
-    fn r10_lock_wait_99999999999999999999h_is_an_error_not_a_panic_or_a_wrap() {
-        let e = parse_duration("99999999999999999999h").unwrap_err();
-        assert!(e.contains("longer than the longest allowed (168h)"), "{e}");
-        // Fits in u64 but wraps when multiplied by 3600 (what release builds did).
-        assert!(parse_duration("5124095576030432h").is_err());
-        assert!(parse_duration("18446744073709551615").is_err());
-        assert!(parse_duration("169h").is_err());
-        assert_eq!(
-            parse_duration("168h").unwrap(),
-            Duration::from_secs(168 * 3600)
-        );
     }
 
     #[test]

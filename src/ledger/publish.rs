@@ -4,45 +4,40 @@
 //! record on the environment's hosts (or its tag, for an environment without hosts) that carries
 //! the environment's whole state forward.
 //!
-//! Glue only: the records are `ledger/`'s business, the deploys `pages.rs`' and `migrate.rs`'.
+//! Stays out of deploying: the caller hands over what changed (`commands/pages.rs` the sites'
+//! deployments, `commands/migrate.rs` the versions); the records are `store.rs`' business, the
+//! GitHub deployments `record.rs`'.
 
-use super::Ctx;
-use super::up::{git_sha, lock_owner};
-use crate::cli::PagesArgs;
+use super::identity::{git_sha, lock_owner};
+use super::record::{Deployment, Outcome};
+use super::store;
+use crate::context::Ctx;
 use crate::error::Result;
-use crate::ledger::record::{Deployment, Outcome};
-use crate::ledger::store;
 use crate::manifest::Environment;
-use crate::state::ReleaseRecord;
+use crate::state::{PagesState, ReleaseRecord};
 
-/// `deploy-action pages`, recorded as a release of `--env` when it deployed something. The guard
-/// (rules, approval) runs inside [`super::pages::prepare`], before the GitHub deployment starts.
-pub fn pages(args: &PagesArgs, ctx: &Ctx) -> Result<()> {
-    let Some(prepared) = super::pages::prepare(args, ctx)? else {
-        return Ok(());
-    };
-    let make_client = || super::pages::client(ctx);
-    let Some(env) = recorded_env(ctx)? else {
-        return super::pages::deploy_prepared(args, ctx, &prepared, &make_client).map(|_| ());
-    };
+/// A `pages` run on `env` that deploys through `deploy`, recorded as a release when it deployed
+/// something: a GitHub deployment (task `deploy:pages`) around it, then a release carrying the
+/// sites' deployments and `notes` (the admission's).
+pub fn pages(
+    ctx: &Ctx,
+    env: &Environment,
+    notes: &[String],
+    deploy: impl FnOnce() -> Result<Vec<(String, PagesState)>>,
+) -> Result<()> {
     let sha = git_sha(&store::repo_root(ctx));
-    let deployment = Deployment::start(ctx, &env, &sha, "deploy:pages");
-    let results = match super::pages::deploy_prepared(args, ctx, &prepared, &make_client) {
+    let deployment = Deployment::start(ctx, env, &sha, "deploy:pages");
+    let results = match deploy() {
         Ok(r) => r,
         Err(e) => {
-            deployment.finish(ctx, &env, Outcome::Failed, None);
+            deployment.finish(ctx, env, Outcome::Failed, None);
             return Err(e);
         }
     };
     let units: Vec<String> = results.iter().map(|(s, _)| s.clone()).collect();
-    let notes = prepared
-        .admission
-        .as_ref()
-        .map(|a| a.notes())
-        .unwrap_or_default();
     let record = store::append(
         ctx,
-        &env,
+        env,
         &lock_owner("pages", &sha),
         "pages",
         &units,
@@ -52,17 +47,24 @@ pub fn pages(args: &PagesArgs, ctx: &Ctx) -> Result<()> {
         },
     );
     let url = results.first().map(|(_, p)| p.url.clone());
-    finish(ctx, &env, deployment, record, url.as_deref())
+    finish(ctx, env, deployment, record, url.as_deref())
+}
+
+/// What a `migrate` changed, for its release.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Migrated {
+    /// The versions applied, in order.
+    pub applied: Vec<u64>,
+    /// The versions reverted (`down`), newest first.
+    pub reverted: Vec<u64>,
+    /// The database's version afterwards.
+    pub version: Option<u64>,
 }
 
 /// Records a `migrate` (or `migrate down`) that changed the database: a release carrying the new
 /// migration version, and a GitHub deployment (task `deploy:migrations`). A run that failed with
 /// exit 1 is reported as a failed GitHub deployment; one that changed nothing records nothing.
-pub fn migrated(
-    ctx: &Ctx,
-    env: &Environment,
-    result: Result<super::migrate::MigrateOutcome>,
-) -> Result<()> {
+pub fn migrated(ctx: &Ctx, env: &Environment, result: Result<Migrated>) -> Result<()> {
     if ctx.settings.dry_run {
         return result.map(|_| ());
     }
@@ -114,7 +116,7 @@ fn list(versions: &[u64]) -> String {
 }
 
 /// The environment whose ledger a real run records, when `--env` names one.
-fn recorded_env(ctx: &Ctx) -> Result<Option<Environment>> {
+pub fn recorded_env(ctx: &Ctx) -> Result<Option<Environment>> {
     if ctx.settings.dry_run || ctx.settings.env.is_none() {
         return Ok(None);
     }
