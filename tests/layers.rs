@@ -46,6 +46,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("report", &["env_vars", "exec"]),
     ("api", &["cmd", "env_vars", "pages"]),
     ("db", &["cmd", "env_vars", "exec", "migrate"]),
+    // The engine: runs plans' steps (no unit kind of its own).
+    (
+        "engine",
+        &["cancel", "cmd", "error", "exec", "plan", "report"],
+    ),
     // The run: approvals, its context, the guard, the ledger, the deploy engine.
     ("approval", &["api", "env_vars", "error", "report"]),
     (
@@ -80,6 +85,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "context",
             "db",
             "diag",
+            "engine",
             "env_vars",
             "error",
             "exec",
@@ -109,6 +115,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "context",
             "db",
             "deploy",
+            "engine",
             "diag",
             "env_vars",
             "error",

@@ -62,7 +62,7 @@ impl Clock for RealClock {
         Instant::now()
     }
     fn sleep(&self, d: Duration) -> bool {
-        crate::deploy::cancel::sleep(d)
+        crate::cancel::sleep(d)
     }
 }
 
