@@ -11,6 +11,9 @@ pub enum Check<T> {
     Done(T),
     /// Not yet: ask again after the back-off.
     Again,
+    /// Not yet: ask again after this delay instead of the back-off (the check knows when the
+    /// next answer can change, a health gate's stability window say); still cut to the deadline.
+    After(std::time::Duration),
 }
 
 /// How a poll ended.
@@ -78,9 +81,11 @@ pub fn poll<T>(
 ) -> Polled<T> {
     let mut round = 0u32;
     loop {
-        if let Check::Done(v) = check(round) {
-            return Polled::Done(v);
-        }
+        let delay = match check(round) {
+            Check::Done(v) => return Polled::Done(v),
+            Check::Again => backoff.delay(round),
+            Check::After(d) => d,
+        };
         if cancelled() {
             return Polled::Cancelled;
         }
@@ -88,7 +93,7 @@ pub fn poll<T>(
         if now >= deadline {
             return Polled::TimedOut;
         }
-        let wait = backoff.delay(round).min(deadline - now);
+        let wait = delay.min(deadline - now);
         if clock.sleep(wait) {
             return Polled::Cancelled;
         }
@@ -188,6 +193,26 @@ mod tests {
         );
         assert_eq!(r, Polled::Cancelled);
         assert_eq!(rounds.get(), 2);
+    }
+
+    #[test]
+    fn a_check_may_set_its_own_delay() {
+        let c = FakeClock::new();
+        let r: Polled<()> = poll(
+            &c,
+            c.now() + Duration::from_secs(2),
+            Backoff::fixed(Duration::from_millis(250)),
+            &|| false,
+            &mut |n| match n {
+                0 => Check::After(Duration::from_millis(700)),
+                _ => Check::Again,
+            },
+        );
+        assert_eq!(r, Polled::TimedOut);
+        assert_eq!(
+            c.slept.borrow()[..3],
+            [700, 250, 250].map(Duration::from_millis)
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The dry-run executor: records every command and upload, runs nothing, answers success with
 //! empty output. Used by `--dry-run` (the caller prints the record) and by tests asserting on steps.
+//! [`ReadThrough`] is the dry run of one real target: it records every change and sends reads
+//! ([`Executor::read`]) to the target, so a dry run plans from what the host really is.
 
 use super::{ExecError, Executor, Output, Stream};
 use crate::cmd::Cmd;
@@ -95,6 +97,61 @@ impl Executor for DryRunExecutor {
         });
         Ok(())
     }
+
+    fn records(&self) -> bool {
+        true
+    }
+}
+
+/// A dry run of one real target: changes are recorded (as [`DryRunExecutor`] does), reads go to
+/// the target.
+pub struct ReadThrough {
+    recorder: DryRunExecutor,
+    target: Box<dyn Executor>,
+}
+
+impl ReadThrough {
+    pub fn new(target: Box<dyn Executor>, recording: Recording) -> Self {
+        ReadThrough {
+            recorder: DryRunExecutor::new(target.label(), recording),
+            target,
+        }
+    }
+}
+
+impl Executor for ReadThrough {
+    fn label(&self) -> String {
+        self.target.label()
+    }
+
+    fn run(
+        &mut self,
+        cmd: &Cmd,
+        input: Option<&mut dyn Read>,
+        on_line: &mut dyn FnMut(Stream, &str),
+    ) -> Result<i32, ExecError> {
+        self.recorder.run(cmd, input, on_line)
+    }
+
+    fn capture(&mut self, cmd: &Cmd) -> Result<Output, ExecError> {
+        self.recorder.capture(cmd)
+    }
+
+    fn capture_to_file(&mut self, cmd: &Cmd, file: &std::fs::File) -> Result<Output, ExecError> {
+        self.recorder.capture_to_file(cmd, file)
+    }
+
+    fn upload(&mut self, remote_path: &str, data: &[u8], mode: i32) -> Result<(), ExecError> {
+        self.recorder.upload(remote_path, data, mode)
+    }
+
+    fn read(&mut self, cmd: &Cmd) -> Result<Output, ExecError> {
+        self.target.capture(cmd)
+    }
+
+    fn records(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
@@ -127,6 +184,27 @@ mod tests {
                     bytes: 3
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn read_through_reads_the_target_and_records_every_change() {
+        let rec = Recording::default();
+        let mut ex = ReadThrough::new(Box::new(crate::exec::local::LocalExecutor), rec.clone());
+        assert!(ex.records());
+        let read = ex.read(&Cmd::new("echo").arg("real")).unwrap();
+        assert_eq!(read.stdout_str(), "real\n");
+        let changed = ex
+            .capture(&Cmd::new("touch").arg("/nonexistent/x"))
+            .unwrap();
+        assert!(changed.success() && changed.stdout.is_empty());
+        assert_eq!(
+            rec.list(),
+            [Recorded::Run {
+                host: "local".into(),
+                command: "touch /nonexistent/x".into(),
+                stdin_bytes: 0
+            }]
         );
     }
 }

@@ -91,6 +91,19 @@ pub trait Executor {
 
     /// Writes `data` to `remote_path` on the target with `mode`, creating parent directories.
     fn upload(&mut self, remote_path: &str, data: &[u8], mode: i32) -> Result<(), ExecError>;
+
+    /// Runs a command that changes nothing a run owns (a read, or work in a scratch directory it
+    /// removes again) and collects its output: the target's answer on every executor, a dry run's
+    /// included ([`dry_run::ReadThrough`]), so what a dry run plans from is what the host is.
+    fn read(&mut self, cmd: &Cmd) -> Result<Output, ExecError> {
+        self.capture(cmd)
+    }
+
+    /// Whether this executor records instead of running (a dry run): its answers are empty
+    /// successes, which the callers take as "would have worked".
+    fn records(&self) -> bool {
+        false
+    }
 }
 
 /// Opens an executor for a host: child processes for `local`, one SSH session otherwise (strict

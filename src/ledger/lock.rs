@@ -418,6 +418,9 @@ pub struct EnvLock<'r> {
     /// The hosts whose lock this guard took, in order, with the connection that took it.
     taken: Vec<(Host, Box<dyn Executor>)>,
     heartbeat: Option<Heartbeat>,
+    /// `--lock-wait`, counted from `begun` for every host together.
+    wait: Option<Duration>,
+    begun: Instant,
 }
 
 impl<'r> EnvLock<'r> {
@@ -431,46 +434,73 @@ impl<'r> EnvLock<'r> {
         owner: &LockOwner,
         wait: Option<Duration>,
     ) -> Result<EnvLock<'r>> {
+        let mut lock = EnvLock::begin(report, env, owner, wait);
+        for host in &env.hosts {
+            lock.take_host(host)?;
+        }
+        lock.hold();
+        Ok(lock)
+    }
+
+    /// A lock of `env` that holds no host yet ([`EnvLock::take_host`] takes them one by one, in
+    /// the manifest's order; [`EnvLock::hold`] starts the heartbeat once all are taken). `wait`
+    /// counts from now, for all the hosts together.
+    pub fn begin(
+        report: &'r Report,
+        env: &Environment,
+        owner: &LockOwner,
+        wait: Option<Duration>,
+    ) -> EnvLock<'r> {
         cancel::install();
         let mut owner: LockOwner =
             serde_json::from_str(&crate::ledger::masked_json(owner, &|s| report.redact(s)))
                 .unwrap_or_else(|_| owner.clone());
         owner.token = run_token().to_string();
         owner.heartbeat_at = clock::now_rfc3339();
-        let mut lock = EnvLock {
+        EnvLock {
             report,
             env: env.name.clone(),
             paths: StatePaths::new(&env.dir),
             owner,
             taken: Vec::new(),
             heartbeat: None,
-        };
-        let begun = Instant::now();
-        for host in &env.hosts {
-            let taken = crate::exec::connect(host, &|w: &str| report.warn(w))
-                .map_err(Error::from)
-                .and_then(|ex| lock.take(host, ex, wait, begun));
-            if let Err(e) = taken {
-                let released = lock.release_taken();
-                if !released.is_empty() {
-                    report.info(&format!(
-                        "released the {} lock again on {}: nothing was changed",
-                        lock.env,
-                        released.join(", ")
-                    ));
-                }
-                return Err(e);
-            }
+            wait,
+            begun: Instant::now(),
         }
-        if !lock.taken.is_empty() {
-            let hosts = lock.taken.iter().map(|(h, _)| h.clone()).collect();
-            lock.heartbeat = Some(Heartbeat::start(
+    }
+
+    /// Takes the lock on one more host (see [`EnvLock::acquire_all`]). On an error the hosts
+    /// taken so far are released again, saying so.
+    pub fn take_host(&mut self, host: &Host) -> Result<()> {
+        let report = self.report;
+        let (wait, begun) = (self.wait, self.begun);
+        let taken = crate::exec::connect(host, &|w: &str| report.warn(w))
+            .map_err(Error::from)
+            .and_then(|ex| self.take(host, ex, wait, begun));
+        if let Err(e) = taken {
+            let released = self.release_taken();
+            if !released.is_empty() {
+                report.info(&format!(
+                    "released the {} lock again on {}: nothing was changed",
+                    self.env,
+                    released.join(", ")
+                ));
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Every host is taken: the heartbeat keeps the owner files fresh until the release.
+    pub fn hold(&mut self) {
+        if !self.taken.is_empty() && self.heartbeat.is_none() {
+            let hosts = self.taken.iter().map(|(h, _)| h.clone()).collect();
+            self.heartbeat = Some(Heartbeat::start(
                 hosts,
-                lock.paths.clone(),
-                lock.owner.clone(),
+                self.paths.clone(),
+                self.owner.clone(),
             ));
         }
-        Ok(lock)
     }
 
     /// The owner written on the hosts (with this run's token).
