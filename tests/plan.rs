@@ -38,15 +38,30 @@ fn plan_shows_exact_commands_and_hosts() {
         ),
     );
     step_line(o, "build", "local", "sh -c 'echo building web'");
-    // up runs on every host of the environment, restarting only the service.
+    // up runs on every host of the environment, restarting only the services, with the image
+    // built at this commit pinned by the override file (and shipped to the host that is not
+    // local); the hosts are locked first.
     for host in ["local", "deploy@staging.example.com:22"] {
         step_line(
             o,
             "up",
             host,
-            "cd /srv/shop && docker compose -p shop -f compose.yml -f compose.staging.yml up -d --no-deps api",
+            "cd /srv/shop && docker compose -p shop -f compose.yml -f compose.staging.yml -f .deploy-action/override.yml up -d --no-deps api worker",
         );
+        step_line(
+            o,
+            "up",
+            host,
+            "take the staging lock: mkdir /srv/shop/.deploy-action/lock",
+        );
+        step_line(o, "up", host, "health gate: api running");
     }
+    step_line(
+        o,
+        "up",
+        "deploy@staging.example.com:22",
+        &format!("ship shop/worker:{head} unless the host has the same image id"),
+    );
     // Every stage says what it would do: the site is built and uploaded by `pages`, and `migrate`
     // says that this environment has no database to migrate.
     step_line(o, "pages", "local", "sh -c 'echo building web'");
@@ -204,18 +219,22 @@ fn plan_json_is_one_object_with_affected_and_steps() {
             "build:api",
             "test:api",
             "up:lock@local",
-            "up:upload:compose.yml@local",
-            "up:upload:compose.staging.yml@local",
-            // api's image is not built by `docker build` here: it comes from a registry.
-            "up:api:pull@local",
-            "up:api@local",
-            "up:release@local",
             "up:lock@deploy@staging.example.com:22",
-            "up:upload:compose.yml@deploy@staging.example.com:22",
-            "up:upload:compose.staging.yml@deploy@staging.example.com:22",
-            "up:api:pull@deploy@staging.example.com:22",
-            "up:api@deploy@staging.example.com:22",
-            "up:release@deploy@staging.example.com:22",
+            "up:files@local",
+            // api's image is not built by `docker build` here: it comes from a registry.
+            "up:pull@local",
+            "up:record@local",
+            "up:compose-up@local",
+            "up:gate@local",
+            "up:rollback@local",
+            "up:finish@local",
+            "up:files@deploy@staging.example.com:22",
+            "up:pull@deploy@staging.example.com:22",
+            "up:record@deploy@staging.example.com:22",
+            "up:compose-up@deploy@staging.example.com:22",
+            "up:gate@deploy@staging.example.com:22",
+            "up:rollback@deploy@staging.example.com:22",
+            "up:finish@deploy@staging.example.com:22",
         ]
     );
     assert_eq!(steps[0]["stage"], "build");
@@ -230,7 +249,10 @@ fn plan_json_is_one_object_with_affected_and_steps() {
         steps[11]["target"]["host"],
         "ssh://deploy@staging.example.com:22"
     );
-    assert_eq!(steps[3]["action"]["kind"], "upload");
+    assert_eq!(steps[4]["action"]["kind"], "compose");
+    assert_eq!(steps[4]["action"]["op"], "files");
+    // The rollback branch runs only when the gate fails.
+    assert_eq!(steps[9]["guard"]["when"], "gate_failed");
     // Human text never pollutes stdout in --json mode.
     assert!(out.stdout.trim_start().starts_with('{') && out.stdout.trim_end().ends_with('}'));
 }

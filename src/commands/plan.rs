@@ -1,11 +1,17 @@
 //! `plan`: what every stage would do for each affected unit, with the exact commands and the host
-//! they run on. No side effects (git is only read).
+//! they run on. No side effects (git and `up`'s hosts are only read: `up`'s steps are planned
+//! from the same inspection `up` makes, so they are the steps `up` walks).
 
 use super::units::Loaded;
 use crate::context::Ctx;
+use crate::deploy::UpRequest;
 use crate::error::Result;
+use crate::ledger::identity::{git_sha, lock_owner};
+use crate::manifest::Environment;
 use crate::plan::stages::{self, PlanInput};
+use crate::plan::up::UpHosts;
 use crate::report::Summary;
+use std::collections::BTreeMap;
 
 pub fn run(ctx: &Ctx) -> Result<()> {
     let loaded = Loaded::load(ctx)?;
@@ -16,7 +22,8 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         affected: &loaded.affected,
         root: loaded.cmd_root(),
     };
-    let plan = stages::plan_all(&input);
+    let up = env.map(|e| up_hosts(ctx, &loaded, e));
+    let plan = stages::plan_all_with(&input, up.as_ref());
     let a = &loaded.affected;
     let r = &ctx.report;
 
@@ -37,64 +44,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         });
         r.json_document(&doc);
     } else {
-        r.stage_start("plan", env.map(|e| e.name.as_str()));
-        r.note(&loaded.describe());
-        let width = plan
-            .steps
-            .iter()
-            .map(|s| s.target.label().len())
-            .max()
-            .unwrap_or(5)
-            .max(5);
-        let stage_width = plan
-            .steps
-            .iter()
-            .map(|s| s.stage.len())
-            .max()
-            .unwrap_or(0)
-            .max(6);
-        // Steps that belong to the environment rather than a unit: lock, compose files, record.
-        let shared: Vec<_> = plan.steps.iter().filter(|s| s.unit.is_none()).collect();
-        if let (Some(e), false) = (env, shared.is_empty()) {
-            r.info(&format!(
-                "\nenvironment {} (around the units' steps)",
-                e.name
-            ));
-            for s in shared {
-                r.info(&format!(
-                    "  {:<stage_width$} {:<width$}  {}",
-                    s.stage,
-                    s.target.label(),
-                    s.describe()
-                ));
-            }
-        }
-        for unit in &a.units {
-            r.info(&format!("\n{unit} ({})", loaded.kind(unit)));
-            let steps: Vec<_> = plan
-                .steps
-                .iter()
-                .filter(|s| s.unit.as_deref() == Some(unit))
-                .collect();
-            if steps.is_empty() {
-                r.info("  nothing to do in these stages");
-            }
-            for s in steps {
-                r.info(&format!(
-                    "  {:<stage_width$} {:<width$}  {}",
-                    s.stage,
-                    s.target.label(),
-                    s.describe()
-                ));
-            }
-        }
-        let rest = loaded.unaffected();
-        if !rest.is_empty() {
-            r.note(&format!("\nunchanged: {}", rest.join(", ")));
-        }
-        if env.is_none() && !loaded.manifest.environments.is_empty() {
-            r.note("pass --env ENV to see the deploy stages");
-        }
+        print_plan(ctx, &loaded, env, &plan);
     }
 
     let mut summary = Summary::new(
@@ -118,4 +68,105 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         ctx.report.summary_markdown_only(&summary);
     }
     Ok(())
+}
+
+/// What `up` would deploy (the affected services, the images it would build at this commit) and
+/// what its hosts are now, read as `up` reads them; nothing is read when no service is affected.
+fn up_hosts(ctx: &Ctx, loaded: &Loaded, env: &Environment) -> UpHosts {
+    let m = &loaded.manifest;
+    let units = &loaded.affected.units;
+    let mut view = UpHosts::from_manifest(m, env, units, &loaded.affected.head);
+    let services: Vec<String> = loaded
+        .affected
+        .units
+        .iter()
+        .filter(|u| m.services.contains_key(*u))
+        .cloned()
+        .collect();
+    if services.is_empty() {
+        return view;
+    }
+    let sha = git_sha(&loaded.root);
+    let builds = crate::plan::up::host::docker_builds(m, &services, &sha, &BTreeMap::new());
+    let mut req = UpRequest::recorded(
+        &env.name,
+        services,
+        builds
+            .iter()
+            .map(|b| (b.compose_service.clone(), b.tag.clone()))
+            .collect(),
+        lock_owner("plan", &sha),
+        loaded.root.clone(),
+        Vec::new(),
+    );
+    req.built = builds.into_iter().map(|b| b.tag).collect();
+    let mut input = crate::deploy::fanout::up_input(env, m, &req);
+    input.secrets = view.input.secrets.clone();
+    view.input = input;
+    view.hosts = crate::deploy::fanout::inspect_hosts(&ctx.report, env, m, &req);
+    view
+}
+
+/// The plan on the console: the environment's shared steps, then each unit's.
+fn print_plan(ctx: &Ctx, loaded: &Loaded, env: Option<&Environment>, plan: &crate::plan::Plan) {
+    let r = &ctx.report;
+    let a = &loaded.affected;
+    r.stage_start("plan", env.map(|e| e.name.as_str()));
+    r.note(&loaded.describe());
+    let width = plan
+        .steps
+        .iter()
+        .map(|s| s.target.label().len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let stage_width = plan
+        .steps
+        .iter()
+        .map(|s| s.stage.len())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    // Steps that belong to the environment rather than a unit: lock, compose files, record.
+    let shared: Vec<_> = plan.steps.iter().filter(|s| s.unit.is_none()).collect();
+    if let (Some(e), false) = (env, shared.is_empty()) {
+        r.info(&format!(
+            "\nenvironment {} (around the units' steps)",
+            e.name
+        ));
+        for s in shared {
+            r.info(&format!(
+                "  {:<stage_width$} {:<width$}  {}",
+                s.stage,
+                s.target.label(),
+                s.describe()
+            ));
+        }
+    }
+    for unit in &a.units {
+        r.info(&format!("\n{unit} ({})", loaded.kind(unit)));
+        let steps: Vec<_> = plan
+            .steps
+            .iter()
+            .filter(|s| s.unit.as_deref() == Some(unit))
+            .collect();
+        if steps.is_empty() {
+            r.info("  nothing to do in these stages");
+        }
+        for s in steps {
+            r.info(&format!(
+                "  {:<stage_width$} {:<width$}  {}",
+                s.stage,
+                s.target.label(),
+                s.describe()
+            ));
+        }
+    }
+    let rest = loaded.unaffected();
+    if !rest.is_empty() {
+        r.note(&format!("\nunchanged: {}", rest.join(", ")));
+    }
+    if env.is_none() && !loaded.manifest.environments.is_empty() {
+        r.note("pass --env ENV to see the deploy stages");
+    }
 }

@@ -10,9 +10,9 @@
 
 use crate::cmd::docker_engine as de;
 use crate::context::Ctx;
-use crate::deploy::{HostDeploy, HostResult, UpRequest};
+use crate::deploy::fanout::Fanout;
+use crate::deploy::{HostResult, UpRequest};
 use crate::error::{Error, Result};
-use crate::exec;
 use crate::guard::{self, ChangePlan};
 use crate::ledger::identity::lock_owner;
 use crate::ledger::lock::EnvLock;
@@ -69,27 +69,7 @@ pub fn run(from: Option<&str>, to: Option<&str>, ctx: &Ctx) -> Result<()> {
     }
 
     report.stage_start("promote", Some(&target.name));
-    let mut plan = Summary::new(
-        format!(
-            "Promote release {} of {} ({}) to {}",
-            release.number,
-            source.name,
-            ledger::short_sha(&release.sha),
-            target.name
-        ),
-        &["unit", "kind", "from", "to"],
-    );
-    for r in &p.rows {
-        plan.row(r.clone());
-    }
-    if p.rows.is_empty() {
-        plan.note(format!(
-            "{} already runs the artifacts of release {} of {}",
-            target.name, release.number, source.name
-        ));
-    }
-    report.summary(&plan);
-    if p.rows.is_empty() {
+    if !show_plan(ctx, &source, &target, &release, &p) {
         return Ok(());
     }
 
@@ -97,34 +77,13 @@ pub fn run(from: Option<&str>, to: Option<&str>, ctx: &Ctx) -> Result<()> {
         promote_plan(ctx, &m, &source, &target, &release, &p)
     })?;
     if ctx.settings.dry_run {
-        report.info("dry run: nothing was changed");
-        return Ok(());
+        return preview(ctx, &m, &source, &target, &release, &p);
     }
     // One lock for the target environment, on every host, for the whole promotion.
     let env_lock =
         EnvLock::acquire_all(report, &target, &lock_owner("promote", &release.sha), None)?;
     if adm.approval.is_some() {
-        // What was approved must still be what runs: read both environments again, under the
-        // lock (leaving on an error releases it).
-        let src = store::load(ctx, &source)?;
-        let now = match src.current() {
-            Some(r) if r.number == release.number => {
-                let have = ledger::unit_versions(&store::load(ctx, &target)?.releases);
-                let want = ledger::state_at(&src.releases, r.number);
-                let mut again = promotion(&m, ctx, &want, &have);
-                again.secrets = p.secrets.clone();
-                promote_plan(ctx, &m, &source, &target, r, &again)?
-            }
-            _ => ChangePlan::new(
-                "promote",
-                &target.name,
-                format!(
-                    "{}'s live release is no longer {}",
-                    source.name, release.number
-                ),
-            ),
-        };
-        adm.confirm(&now)?;
+        adm.confirm(&plan_now(ctx, &m, &source, &target, &release, &p)?)?;
     }
 
     let deployment = Deployment::start(ctx, &target, &release.sha, "deploy:promote");
@@ -144,7 +103,13 @@ pub fn run(from: Option<&str>, to: Option<&str>, ctx: &Ctx) -> Result<()> {
     store::rewrite(ctx, &target, &record)?;
     env_lock.release_all();
     if !results.is_empty() {
-        crate::deploy::summary::summarize(&ctx.report, &target.name, &target.hosts, &results);
+        crate::deploy::summary::summarize(
+            &ctx.report,
+            &target.name,
+            &target.hosts,
+            &results.results,
+            &results.trace,
+        );
     }
     report.output("release", &record.number.to_string());
     report.info(&format!(
@@ -154,6 +119,66 @@ pub fn run(from: Option<&str>, to: Option<&str>, ctx: &Ctx) -> Result<()> {
     let url = record.pages.values().next().map(|p| p.url.clone());
     deployment.finish(ctx, &target, Outcome::Release(&record), url.as_deref());
     Ok(())
+}
+
+/// The plan table (units, kinds, from, to); false when there is nothing to promote.
+fn show_plan(
+    ctx: &Ctx,
+    source: &Environment,
+    target: &Environment,
+    release: &ReleaseRecord,
+    p: &Promotion,
+) -> bool {
+    let mut plan = Summary::new(
+        format!(
+            "Promote release {} of {} ({}) to {}",
+            release.number,
+            source.name,
+            ledger::short_sha(&release.sha),
+            target.name
+        ),
+        &["unit", "kind", "from", "to"],
+    );
+    for r in &p.rows {
+        plan.row(r.clone());
+    }
+    if p.rows.is_empty() {
+        plan.note(format!(
+            "{} already runs the artifacts of release {} of {}",
+            target.name, release.number, source.name
+        ));
+    }
+    ctx.report.summary(&plan);
+    !p.rows.is_empty()
+}
+
+/// What was approved must still be what runs: both environments read again, under the lock.
+fn plan_now(
+    ctx: &Ctx,
+    m: &Manifest,
+    source: &Environment,
+    target: &Environment,
+    release: &ReleaseRecord,
+    p: &Promotion,
+) -> Result<ChangePlan> {
+    let src = store::load(ctx, source)?;
+    Ok(match src.current() {
+        Some(r) if r.number == release.number => {
+            let have = ledger::unit_versions(&store::load(ctx, target)?.releases);
+            let want = ledger::state_at(&src.releases, r.number);
+            let mut again = promotion(m, ctx, &want, &have);
+            again.secrets = p.secrets.clone();
+            promote_plan(ctx, m, source, target, r, &again)?
+        }
+        _ => ChangePlan::new(
+            "promote",
+            &target.name,
+            format!(
+                "{}'s live release is no longer {}",
+                source.name, release.number
+            ),
+        ),
+    })
 }
 
 /// What a promotion changes, as the text an approver reads: the units and their versions, and
@@ -344,7 +369,7 @@ fn apply(
     release: &ReleaseRecord,
     p: &Promotion,
     notes: &[String],
-) -> Result<(ReleaseRecord, Vec<HostResult>)> {
+) -> Result<(ReleaseRecord, Ran)> {
     let report = &ctx.report;
     let owner = lock_owner("promote", &release.sha);
     // Migrations first (the schema before the code that needs it), through migrate's own gate:
@@ -358,18 +383,11 @@ fn apply(
     crate::cancel::install();
     crate::cancel::check()?;
     let mut record: Option<ReleaseRecord> = None;
-    let mut results = Vec::new();
+    let mut results = Ran::default();
     if !p.services.is_empty() {
-        record = Some(promote_services(
-            ctx,
-            m,
-            source,
-            target,
-            p,
-            notes,
-            &owner,
-            &mut results,
-        )?);
+        let (r, ran) = promote_services(ctx, m, source, target, p, notes, &owner, false)?;
+        record = Some(r);
+        results = ran;
     }
     crate::cancel::check()?;
     let mut pages = BTreeMap::new();
@@ -426,9 +444,56 @@ fn apply(
     }
 }
 
-/// Deploys the source's images on every target host through the `up` runner: by repo digest
-/// where the source recorded one (pulled on the target from its registry), else shipped by id from
-/// the source's first host; checks the target runs the source's images (same id or digest).
+/// The compose hosts' results and the steps walked.
+#[derive(Default)]
+struct Ran {
+    results: Vec<HostResult>,
+    trace: crate::engine::runner::Trace,
+}
+
+impl Ran {
+    fn is_empty(&self) -> bool {
+        self.results.is_empty()
+    }
+}
+
+/// `--dry-run`: the services' steps as the fan-out would walk them on the target's hosts
+/// (checked and read for real, nothing changed); the migrations and Pages deployments are the
+/// rows of the plan above.
+fn preview(
+    ctx: &Ctx,
+    m: &Manifest,
+    source: &Environment,
+    target: &Environment,
+    release: &ReleaseRecord,
+    p: &Promotion,
+) -> Result<()> {
+    if !p.services.is_empty() {
+        let owner = lock_owner("promote", &release.sha);
+        let notes = vec![format!(
+            "promoted from release {}/{}",
+            source.name, release.number
+        )];
+        let ran = promote_services(ctx, m, source, target, p, &notes, &owner, true);
+        match ran {
+            Ok((_, ran)) => crate::deploy::summary::summarize(
+                &ctx.report,
+                &target.name,
+                &target.hosts,
+                &ran.results,
+                &ran.trace,
+            ),
+            Err(e) => return Err(e),
+        }
+    }
+    ctx.report.info("dry run: nothing was changed");
+    Ok(())
+}
+
+/// Deploys the source's images on every target host through the fan-out: by repo digest where
+/// the source recorded one (pulled on the target from its registry), else shipped by id from the
+/// source's first host; checks after each host that it runs the source's images (same id or
+/// digest). Returns the first host's record.
 #[allow(clippy::too_many_arguments)]
 fn promote_services(
     ctx: &Ctx,
@@ -438,8 +503,8 @@ fn promote_services(
     p: &Promotion,
     notes: &[String],
     owner: &crate::state::LockOwner,
-    results: &mut Vec<HostResult>,
-) -> Result<ReleaseRecord> {
+    dry_run: bool,
+) -> Result<(ReleaseRecord, Ran)> {
     let report = &ctx.report;
     let Some(src_host) = source.hosts.first() else {
         return Err(Error::StageFailed(format!(
@@ -447,7 +512,6 @@ fn promote_services(
             source.name
         )));
     };
-    let mut src = exec::connect(src_host, &|w: &str| report.warn(w))?;
     let images = p
         .images
         .iter()
@@ -462,61 +526,83 @@ fn promote_services(
         notes.to_vec(),
     );
     req.secrets = p.secrets.clone();
-    let mut first = None;
-    for host in &target.hosts {
-        let mut ex = exec::connect(host, &|w: &str| report.warn(w))?;
-        for (cs, (image, id)) in &p.images {
-            match p.digests.get(cs) {
-                Some(d) => report.info(&format!(
-                    "{}: {cs}: {image} is deployed by its digest {d} (pulled from its registry where missing)",
-                    host.label()
-                )),
-                None => crate::deploy::ship::ship_between(
-                    src.as_mut(),
-                    ex.as_mut(),
-                    report,
-                    image,
-                    id,
-                )?,
+    req.ship_from = Some(src_host.clone());
+    for (cs, (image, id)) in &p.images {
+        match p.digests.get(cs) {
+            Some(d) => {
+                for host in &target.hosts {
+                    report.info(&format!(
+                        "{}: {cs}: {image} is deployed by its digest {d} (pulled from its registry where missing)",
+                        host.label()
+                    ));
+                }
+            }
+            None => {
+                req.ship_ids.insert(cs.clone(), id.clone());
             }
         }
-        let r = HostDeploy {
-            ex: ex.as_mut(),
-            report,
-            host: host.clone(),
-            env: target,
-            manifest: m,
-            req: &req,
-        }
-        .run()?;
-        let ok = r.ok;
-        let written = r.record.clone();
-        results.push(r);
-        if !ok {
-            crate::deploy::summary::summarize(&ctx.report, &target.name, &target.hosts, results);
+    }
+    let check = |host: &crate::manifest::Host, r: &HostResult| runs_the_source(host, r, p, source);
+    let run = Fanout {
+        report,
+        env: target,
+        manifest: m,
+        req: &req,
+        stage: "promote",
+        dry_run,
+        confirm: &|| Ok(()),
+        after_host: &check,
+    }
+    .run();
+    let ran = Ran {
+        results: run.results,
+        trace: run.trace,
+    };
+    if let Some(e) = run.failure {
+        crate::deploy::summary::summarize(
+            &ctx.report,
+            &target.name,
+            &target.hosts,
+            &ran.results,
+            &ran.trace,
+        );
+        return Err(e);
+    }
+    let first = ran.results.iter().find_map(|r| r.record.clone());
+    match (first, dry_run) {
+        (Some(r), _) => Ok((r, ran)),
+        (None, true) => Ok((ReleaseRecord::default(), ran)),
+        (None, false) => Err(Error::StageFailed(format!(
+            "environment `{}` has no hosts",
+            target.name
+        ))),
+    }
+}
+
+/// The exact artifacts: the ids a host runs now must be the source's.
+fn runs_the_source(
+    host: &crate::manifest::Host,
+    r: &HostResult,
+    p: &Promotion,
+    source: &Environment,
+) -> Result<()> {
+    let Some(written) = &r.record else {
+        return Ok(());
+    };
+    for (cs, (_, id)) in &p.images {
+        let now = written.services.get(cs);
+        let running = now.map(|s| s.image_id.as_str()).unwrap_or("");
+        let same_digest = match (now.and_then(|s| s.digest.as_deref()), p.digests.get(cs)) {
+            (Some(a), Some(b)) => de::digest_part(a) == de::digest_part(b),
+            _ => false,
+        };
+        if !id.is_empty() && running != id && !same_digest {
             return Err(Error::StageFailed(format!(
-                "promote failed on {}; the previous version is serving",
-                host.label()
+                "{}: {cs} runs image {running}, not {id} from {}",
+                host.label(),
+                source.name
             )));
         }
-        let Some(written) = written else { continue };
-        // The exact artifacts: the ids now running must be the source's.
-        for (cs, (_, id)) in &p.images {
-            let now = written.services.get(cs);
-            let running = now.map(|s| s.image_id.as_str()).unwrap_or("");
-            let same_digest = match (now.and_then(|s| s.digest.as_deref()), p.digests.get(cs)) {
-                (Some(a), Some(b)) => de::digest_part(a) == de::digest_part(b),
-                _ => false,
-            };
-            if !id.is_empty() && running != id && !same_digest {
-                return Err(Error::StageFailed(format!(
-                    "{}: {cs} runs image {running}, not {id} from {}",
-                    host.label(),
-                    source.name
-                )));
-            }
-        }
-        first.get_or_insert(written);
     }
-    first.ok_or_else(|| Error::StageFailed(format!("environment `{}` has no hosts", target.name)))
+    Ok(())
 }

@@ -10,7 +10,8 @@
 
 use crate::cmd::docker_engine as de;
 use crate::context::Ctx;
-use crate::deploy::{HostDeploy, HostResult, UpRequest};
+use crate::deploy::fanout::Fanout;
+use crate::deploy::{HostResult, UpRequest};
 use crate::error::{Error, Result};
 use crate::exec;
 use crate::guard::{self, ChangePlan};
@@ -192,13 +193,11 @@ pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
         loaded,
         target,
         abandoned,
-        then,
-        now,
-        changes,
         services,
         images,
         digests,
         sites,
+        ..
     } = &choice;
     let releases = &loaded.releases;
 
@@ -212,30 +211,12 @@ pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
         target.number,
         ledger::short_sha(&target.sha)
     ));
-    let mut plan = Summary::new(
-        format!("Rollback of {} to release {}", env.name, target.number),
-        &["unit", "kind", "from", "to"],
-    );
-    for c in changes {
-        plan.row([c.unit.clone(), c.kind.into(), c.from.clone(), c.to.clone()]);
-    }
-    if changes.is_empty() {
-        plan.note(format!(
-            "release {} runs the same images and Pages deployments as the current release",
-            target.number
-        ));
-    }
-    let migration_hint = migration_hint(&env, then, now, &ctx.settings.only);
-    if let Some(h) = &migration_hint {
-        plan.note(h);
-    }
-    report.summary(&plan);
+    let migration_hint = show_plan(ctx, &env, &choice);
     let adm = guard::admit(ctx, &env, "rollback", &store::repo_root(ctx), &|| {
         Ok(choice.plan(&env.name))
     })?;
     if ctx.settings.dry_run {
-        report.info("dry run: nothing was changed");
-        return Ok(());
+        return preview(ctx, &m, &env, &choice);
     }
     // One lock for the environment, on every host, for the whole rollback.
     let env_lock = EnvLock::acquire_all(report, &env, &lock_owner("rollback", &target.sha), None)?;
@@ -274,20 +255,19 @@ pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
 
     // The abandoned release is never chosen again.
     if let Some(bad) = abandoned.as_ref().filter(|a| a.number != record.number) {
-        let mut marked = bad.clone();
-        marked.status = ReleaseStatusField(ReleaseStatus::Bad);
-        marked.notes.push(format!(
-            "abandoned: rolled back to release {} by release {}",
-            target.number, record.number
-        ));
-        store::rewrite(ctx, &env, &marked)?;
-        report.info(&format!("release {} marked bad", bad.number));
+        mark_bad(ctx, &env, bad, target, &record)?;
     }
     env_lock.release_all();
     if let Some(h) = migration_hint {
         report.warn(&h);
     }
-    crate::deploy::summary::summarize(&ctx.report, &env.name, &env.hosts, &results);
+    crate::deploy::summary::summarize(
+        &ctx.report,
+        &env.name,
+        &env.hosts,
+        &results.results,
+        &results.trace,
+    );
     report.output("release", &record.number.to_string());
     report.info(&format!(
         "{} is on release {} (the artifacts of release {})",
@@ -296,6 +276,159 @@ pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
     let url = record.pages.values().next().map(|p| p.url.clone());
     deployment.finish(ctx, &env, Outcome::Release(&record), url.as_deref());
     Ok(())
+}
+
+/// The plan table; returns the `migrate down` hint when the database is elsewhere.
+fn show_plan(ctx: &Ctx, env: &Environment, choice: &Choice) -> Option<String> {
+    let mut plan = Summary::new(
+        format!(
+            "Rollback of {} to release {}",
+            env.name, choice.target.number
+        ),
+        &["unit", "kind", "from", "to"],
+    );
+    for c in &choice.changes {
+        plan.row([c.unit.clone(), c.kind.into(), c.from.clone(), c.to.clone()]);
+    }
+    if choice.changes.is_empty() {
+        plan.note(format!(
+            "release {} runs the same images and Pages deployments as the current release",
+            choice.target.number
+        ));
+    }
+    let hint = migration_hint(env, &choice.then, &choice.now, &ctx.settings.only);
+    if let Some(h) = &hint {
+        plan.note(h);
+    }
+    ctx.report.summary(&plan);
+    hint
+}
+
+/// Marks the abandoned release `bad`: it is never chosen again.
+fn mark_bad(
+    ctx: &Ctx,
+    env: &Environment,
+    bad: &ReleaseRecord,
+    target: &ReleaseRecord,
+    record: &ReleaseRecord,
+) -> Result<()> {
+    let mut marked = bad.clone();
+    marked.status = ReleaseStatusField(ReleaseStatus::Bad);
+    marked.notes.push(format!(
+        "abandoned: rolled back to release {} by release {}",
+        target.number, record.number
+    ));
+    store::rewrite(ctx, env, &marked)?;
+    ctx.report
+        .info(&format!("release {} marked bad", bad.number));
+    Ok(())
+}
+
+/// The compose hosts' results and the steps walked.
+#[derive(Default)]
+struct Ran {
+    results: Vec<HostResult>,
+    trace: crate::engine::runner::Trace,
+}
+
+/// `--dry-run`: the services' steps as the fan-out would walk them (the hosts checked and read
+/// for real, nothing changed); the Pages deployments are the rows of the plan above.
+fn preview(ctx: &Ctx, m: &Manifest, env: &Environment, choice: &Choice) -> Result<()> {
+    if !choice.services.is_empty() {
+        let images = on_the_hosts(ctx, env, &choice.target, &choice.images, &choice.digests)?;
+        let req = request(
+            ctx,
+            env,
+            &choice.loaded.releases,
+            &choice.target,
+            &choice.services,
+            &images,
+            &[],
+        )?;
+        let run = fan_out(ctx, m, env, &req, true);
+        crate::deploy::summary::summarize(
+            &ctx.report,
+            &env.name,
+            &env.hosts,
+            &run.results,
+            &run.trace,
+        );
+        if let Some(e) = run.failure {
+            return Err(e);
+        }
+    }
+    ctx.report.info("dry run: nothing was changed");
+    Ok(())
+}
+
+/// The request of the services' deploy: the release's images and, when every host still keeps
+/// them, the compose and env files of the newest `up` release up to the target.
+fn request(
+    ctx: &Ctx,
+    env: &Environment,
+    releases: &[ReleaseRecord],
+    target: &ReleaseRecord,
+    services: &[String],
+    images: &BTreeMap<String, String>,
+    notes: &[String],
+) -> Result<UpRequest> {
+    let report = &ctx.report;
+    let owner = lock_owner("rollback", &target.sha);
+    let files_from = releases
+        .iter()
+        .filter(|r| r.number <= target.number && r.services.values().any(|s| s.deployed))
+        .map(|r| r.number)
+        .max();
+    let mut kept = files_from.is_some();
+    if let Some(n) = files_from {
+        for host in &env.hosts {
+            let mut ex = exec::connect(host, &|w: &str| report.warn(w))?;
+            let dir = crate::deploy::files_dir(&env.dir, n);
+            if !ex
+                .read(&crate::cmd::Cmd::new("test").arg("-d").arg(dir))?
+                .success()
+            {
+                kept = false;
+            }
+        }
+        if !kept {
+            report.warn(&format!(
+                "the compose files of release {n} are not kept on every host; the repository's current compose files are used"
+            ));
+        }
+    }
+    Ok(UpRequest {
+        files_from: files_from.filter(|_| kept),
+        ..UpRequest::recorded(
+            &env.name,
+            services.to_vec(),
+            images.clone(),
+            owner,
+            store::repo_root(ctx),
+            notes.to_vec(),
+        )
+    })
+}
+
+/// The services' deploy on every host (see [`Fanout`]).
+fn fan_out(
+    ctx: &Ctx,
+    m: &Manifest,
+    env: &Environment,
+    req: &UpRequest,
+    dry_run: bool,
+) -> crate::deploy::fanout::Outcome {
+    Fanout {
+        report: &ctx.report,
+        env,
+        manifest: m,
+        req,
+        stage: "rollback",
+        dry_run,
+        confirm: &|| Ok(()),
+        after_host: &|_, _| Ok(()),
+    }
+    .run()
 }
 
 /// Puts the services and sites back and returns the new release record.
@@ -310,69 +443,27 @@ fn put_back(
     images: &BTreeMap<String, String>,
     sites: &[(String, PagesState)],
     notes: &[String],
-) -> Result<(ReleaseRecord, Vec<HostResult>)> {
-    let report = &ctx.report;
+) -> Result<(ReleaseRecord, Ran)> {
     let owner = lock_owner("rollback", &target.sha);
     let mut record = None;
-    let mut results = Vec::new();
+    let mut ran = Ran::default();
     if !services.is_empty() {
-        // The configuration goes back with the images: the compose and env files of the newest
-        // `up` release up to the target, when every host still keeps them.
-        let files_from = releases
-            .iter()
-            .filter(|r| r.number <= target.number && r.services.values().any(|s| s.deployed))
-            .map(|r| r.number)
-            .max();
-        let mut kept = files_from.is_some();
-        if let Some(n) = files_from {
-            for host in &env.hosts {
-                let mut ex = exec::connect(host, &|w: &str| report.warn(w))?;
-                let dir = crate::deploy::files_dir(&env.dir, n);
-                if !ex
-                    .capture(&crate::cmd::Cmd::new("test").arg("-d").arg(dir))?
-                    .success()
-                {
-                    kept = false;
-                }
-            }
-            if !kept {
-                report.warn(&format!(
-                    "the compose files of release {n} are not kept on every host; the repository's current compose files are used"
-                ));
-            }
-        }
-        let req = UpRequest {
-            files_from: files_from.filter(|_| kept),
-            ..UpRequest::recorded(
-                &env.name,
-                services.to_vec(),
-                images.clone(),
-                owner.clone(),
-                store::repo_root(ctx),
-                notes.to_vec(),
-            )
+        let req = request(ctx, env, releases, target, services, images, notes)?;
+        let run = fan_out(ctx, m, env, &req, false);
+        record = run.results.iter().find_map(|r| r.record.clone());
+        ran = Ran {
+            results: run.results,
+            trace: run.trace,
         };
-        for host in &env.hosts {
-            let mut ex = exec::connect(host, &|w: &str| report.warn(w))?;
-            let r = HostDeploy {
-                ex: ex.as_mut(),
-                report,
-                host: host.clone(),
-                env,
-                manifest: m,
-                req: &req,
-            }
-            .run()?;
-            let ok = r.ok;
-            record.get_or_insert(r.record.clone());
-            results.push(r);
-            if !ok {
-                crate::deploy::summary::summarize(&ctx.report, &env.name, &env.hosts, &results);
-                return Err(Error::StageFailed(format!(
-                    "the rollback failed on {}: the health gate put the services back on what they ran before",
-                    host.label()
-                )));
-            }
+        if let Some(e) = run.failure {
+            crate::deploy::summary::summarize(
+                &ctx.report,
+                &env.name,
+                &env.hosts,
+                &ran.results,
+                &ran.trace,
+            );
+            return Err(e);
         }
     }
     crate::cancel::check()?;
@@ -380,13 +471,13 @@ fn put_back(
     for (site, p) in sites {
         new_pages.insert(site.clone(), pages_back(ctx, site, p)?);
     }
-    match record.flatten() {
+    match record {
         Some(mut r) => {
             if !new_pages.is_empty() {
                 r.pages.extend(new_pages);
                 store::rewrite(ctx, env, &r)?;
             }
-            Ok((r, results))
+            Ok((r, ran))
         }
         None => {
             let units: Vec<String> = sites.iter().map(|(s, _)| s.clone()).collect();
@@ -401,7 +492,7 @@ fn put_back(
                     r.notes.extend(notes.iter().cloned());
                 },
             )?;
-            Ok((r, results))
+            Ok((r, ran))
         }
     }
 }

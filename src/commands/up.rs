@@ -1,20 +1,20 @@
-//! `deploy-action up`: resolve the services, images and hosts, check every host, take the
-//! environment lock on all of them ([`EnvLock`]), then run [`HostDeploy`](crate::deploy::HostDeploy)
-//! host by host (stop at the first failing host), release the lock on all, and report the
-//! per-host × service matrix, the job summary and the outputs.
+//! `deploy-action up`: resolve the services, images and hosts, build, pass the guard, then hand
+//! the run to the fan-out ([`Fanout`]: every host checked, the environment lock on all, each
+//! host's plan walked by the engine, `--dry-run` the same walk on recording executors), and
+//! report the per-host × service matrix, the job summary, the outputs and (`--json`) the steps.
 
 use crate::cmd::docker_engine as de;
 use crate::context::Ctx;
-use crate::deploy::{self, HostDeploy, HostResult, UpRequest};
+use crate::deploy::fanout::Fanout;
+use crate::deploy::{self, UpRequest};
 use crate::env_vars;
 use crate::error::{Error, Result};
-use crate::exec;
 use crate::exec::Executor;
+use crate::exec::dry_run::{DryRunExecutor, Recording};
 use crate::exec::local::LocalExecutor;
 use crate::ledger::identity::{git_sha, lock_owner};
-use crate::ledger::lock::EnvLock;
 use crate::ledger::record::Outcome;
-use crate::manifest::{Build, Host, Manifest};
+use crate::manifest::{Host, Manifest};
 use crate::settings::UpSettings;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
@@ -78,15 +78,7 @@ pub fn run(args: &UpSettings, ctx: &Ctx) -> Result<()> {
     let report = &ctx.report;
     let lock_wait = args.lock_wait;
     let overrides = &args.images;
-    for svc in overrides.keys() {
-        if !m.services.contains_key(svc) {
-            let names: Vec<&str> = m.services.keys().map(String::as_str).collect();
-            return Err(Error::usage_help(
-                format!("--image: no service named `{svc}`"),
-                format!("services: {}", names.join(", ")),
-            ));
-        }
-    }
+    known_services(&m, overrides)?;
     let image_svcs: BTreeSet<String> = overrides.keys().cloned().collect();
     let root = crate::ledger::store::repo_root(ctx);
     let services = select(&m, ctx, &root, &image_svcs)?;
@@ -103,50 +95,7 @@ pub fn run(args: &UpSettings, ctx: &Ctx) -> Result<()> {
     let dirty = crate::guard::check_rules(ctx, &env, "up", &root)?;
     let sha = git_sha(&root);
 
-    // compose service → image: --image first, then images built for this sha.
-    let mut images: BTreeMap<String, String> = BTreeMap::new();
-    let mut user_images = BTreeSet::new();
-    for (svc, image) in overrides {
-        let cs = m.services[svc].compose_service.clone();
-        user_images.insert(cs.clone());
-        images.insert(cs, image.clone());
-    }
-    let mut built: Vec<String> = Vec::new();
-    if !args.no_build {
-        for svc in &services {
-            let s = &m.services[svc];
-            if let (
-                Some(Build::Docker {
-                    context,
-                    dockerfile,
-                    image,
-                    ..
-                }),
-                false,
-            ) = (&s.build, images.contains_key(&s.compose_service))
-            {
-                let tag = format!("{image}:{sha}");
-                let ctx_dir = root.join(context).to_string_lossy().into_owned();
-                let cmd = de::build(&ctx_dir, dockerfile, &tag)
-                    .scrub_env(crate::cmd::unit_child_scrub(&m, svc));
-                if ctx.settings.dry_run {
-                    report.info(&format!("local: would run {}", cmd.display()));
-                } else {
-                    report.group_start(&format!("build {svc}: {tag}"));
-                    let status =
-                        LocalExecutor.run(&cmd, None, &mut |st, l| report.relay(svc, st, l))?;
-                    report.group_end();
-                    if status != 0 {
-                        return Err(Error::StageFailed(format!(
-                            "docker build of {svc} failed (exit {status})"
-                        )));
-                    }
-                }
-                images.insert(s.compose_service.clone(), tag.clone());
-                built.push(tag);
-            }
-        }
-    }
+    let (images, user_images, built) = images_to_run(ctx, args, &m, &services, &sha, &root)?;
 
     let prints = deploy::secrets::fingerprints(&m.project, &env.name, &secret_values);
     let plan = || {
@@ -176,9 +125,9 @@ pub fn run(args: &UpSettings, ctx: &Ctx) -> Result<()> {
         services: services.clone(),
         images: images.clone(),
         user_images,
+        built: built.clone(),
         force: args.force,
         lock_wait,
-        dry_run: ctx.settings.dry_run,
         yes: ctx.settings.yes,
         owner: lock_owner("up", &sha),
         repo_root: root.clone(),
@@ -187,19 +136,84 @@ pub fn run(args: &UpSettings, ctx: &Ctx) -> Result<()> {
         notes,
         files_from: None,
         secrets: secret_values,
+        ship_ids: BTreeMap::new(),
+        ship_from: None,
     };
-    report.stage_start("up", Some(&env.name));
+    deploy(ctx, &env, &m, &req, &confirm)
+}
+
+/// `--image` names manifest services only.
+fn known_services(m: &Manifest, overrides: &BTreeMap<String, String>) -> Result<()> {
+    for svc in overrides.keys() {
+        if !m.services.contains_key(svc) {
+            let names: Vec<&str> = m.services.keys().map(String::as_str).collect();
+            return Err(Error::usage_help(
+                format!("--image: no service named `{svc}`"),
+                format!("services: {}", names.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// compose service → image: `--image` first, then the images built for this commit. Returns
+/// the images, the `--image` services, and the built tags.
+#[allow(clippy::type_complexity)]
+fn images_to_run(
+    ctx: &Ctx,
+    args: &UpSettings,
+    m: &Manifest,
+    services: &[String],
+    sha: &str,
+    root: &std::path::Path,
+) -> Result<(BTreeMap<String, String>, BTreeSet<String>, Vec<String>)> {
+    let mut images: BTreeMap<String, String> = BTreeMap::new();
+    let mut user_images = BTreeSet::new();
+    for (svc, image) in &args.images {
+        let cs = m.services[svc].compose_service.clone();
+        user_images.insert(cs.clone());
+        images.insert(cs, image.clone());
+    }
+    let mut built: Vec<String> = Vec::new();
+    if !args.no_build {
+        for (cs, tag) in build_images(ctx, m, services, sha, root, &images)? {
+            images.insert(cs, tag.clone());
+            built.push(tag);
+        }
+    }
+    Ok((images, user_images, built))
+}
+
+/// The fan-out, then the ledger's deployment status and the report.
+fn deploy(
+    ctx: &Ctx,
+    env: &crate::manifest::Environment,
+    m: &Manifest,
+    req: &UpRequest,
+    confirm: &dyn Fn() -> Result<()>,
+) -> Result<()> {
+    ctx.report.stage_start("up", Some(&env.name));
     crate::cancel::install();
-    let deployment = crate::ledger::record::Deployment::start(ctx, &env, &sha, "deploy");
-    let (results, failure) = deploy_hosts(ctx, &env, &m, &req, &built, &confirm);
+    let deployment = crate::ledger::record::Deployment::start(ctx, env, &req.owner.sha, "deploy");
+    let run = Fanout {
+        report: &ctx.report,
+        env,
+        manifest: m,
+        req,
+        stage: "up",
+        dry_run: ctx.settings.dry_run,
+        confirm,
+        after_host: &|_, _| Ok(()),
+    }
+    .run();
     // The release ledger: tags of the release just written, and the GitHub deployment's status.
-    let outcome = match results.iter().find_map(|r| r.record.as_ref()) {
+    let outcome = match run.results.iter().find_map(|r| r.record.as_ref()) {
         Some(r) => Outcome::Release(r),
         None => Outcome::Failed,
     };
-    deployment.finish(ctx, &env, outcome, None);
-    crate::deploy::summary::summarize(&ctx.report, &env.name, &env.hosts, &results);
-    match failure {
+    deployment.finish(ctx, env, outcome, None);
+    crate::deploy::summary::summarize(&ctx.report, &env.name, &env.hosts, &run.results, &run.trace);
+    match run.failure {
         Some(e) => Err(e),
         None => Ok(()),
     }
@@ -256,194 +270,43 @@ fn change_plan(
     crate::guard::ChangePlan::new("up", &env.name, text)
 }
 
-/// Deploys `req` to the hosts of `env`: every host is reached and checked first (compose, the
-/// `--image` references) so that a problem on a later host is found before any host changes; then
-/// host by host, stopping at the first failing one. Returns a result for every host that was
-/// reached or failed (a later host not reached has none: the summary shows it as `not run`), and
-/// the error that stopped the run.
-fn deploy_hosts(
+/// Builds the docker images of `services` that `pinned` (`--image`) does not name, tagged with
+/// the commit: (compose service, tag) each. A dry run's local executor records the builds.
+fn build_images(
     ctx: &Ctx,
-    env: &crate::manifest::Environment,
     m: &Manifest,
-    req: &UpRequest,
-    built: &[String],
-    confirm: &dyn Fn() -> Result<()>,
-) -> (Vec<HostResult>, Option<Error>) {
+    services: &[String],
+    sha: &str,
+    root: &std::path::Path,
+    pinned: &BTreeMap<String, String>,
+) -> Result<Vec<(String, String)>> {
     let report = &ctx.report;
-    let mut results: Vec<HostResult> = Vec::new();
-    // Reach and check every host before changing any.
-    let mut ready = Vec::new();
-    for (i, host) in env.hosts.iter().enumerate() {
-        let checked = exec::connect(host, &|w: &str| report.warn(w))
-            .map_err(Error::from)
-            .and_then(|mut ex| {
-                let pre = HostDeploy {
-                    ex: ex.as_mut(),
-                    report,
-                    host: host.clone(),
-                    env,
-                    manifest: m,
-                    req,
-                }
-                .preflight()?;
-                Ok((ex, pre))
-            });
-        match checked {
-            Ok(r) => ready.push(r),
-            Err(e) => {
-                for earlier in &env.hosts[..i] {
-                    results.push(HostResult::without_release(
-                        earlier,
-                        format!("not run: {} failed its check", host.label()),
-                    ));
-                }
-                results.push(HostResult::without_release(
-                    host,
-                    format!("failed before any host changed: {e}"),
-                ));
-                let e = match e {
-                    Error::Usage { message, help } => Error::Usage {
-                        message: format!("{message}; no host was changed"),
-                        help,
-                    },
-                    other => Error::StageFailed(format!(
-                        "{other}; no host was changed (every host is checked before the first is deployed)"
-                    )),
-                };
-                return (results, Some(e));
-            }
-        }
-    }
-    // One lock for the environment: taken on every host, in the manifest's order, before any
-    // host changes; held until the last host is done (or failed), then released on all.
-    let env_lock = if req.dry_run {
-        let hosts: Vec<String> = env.hosts.iter().map(Host::label).collect();
-        report.info(&format!(
-            "would take the {} lock on {} first (in this order), and release it on every host after the last one",
-            env.name,
-            hosts.join(", ")
-        ));
-        None
+    let mut local: Box<dyn Executor> = if ctx.settings.dry_run {
+        Box::new(DryRunExecutor::new("local", Recording::default()))
     } else {
-        match EnvLock::acquire_all(report, env, &req.owner, req.lock_wait) {
-            Ok(l) => Some(l),
-            Err(e) => {
-                for host in &env.hosts {
-                    results.push(HostResult::without_release(
-                        host,
-                        "not run: the environment lock was not taken",
-                    ));
-                }
-                return (results, Some(e));
-            }
-        }
+        Box::new(LocalExecutor)
     };
-    if let Err(e) = confirm() {
-        for host in &env.hosts {
-            results.push(HostResult::without_release(
-                host,
-                "not run: the plan changed after it was approved",
-            ));
+    let mut out = Vec::new();
+    for b in crate::plan::up::host::docker_builds(m, services, sha, pinned) {
+        let ctx_dir = root.join(&b.context).to_string_lossy().into_owned();
+        let cmd = de::build(&ctx_dir, &b.dockerfile, &b.tag)
+            .scrub_env(crate::cmd::unit_child_scrub(m, &b.service));
+        if local.records() {
+            report.info(&format!("local: would run {}", cmd.display()));
+        } else {
+            report.group_start(&format!("build {}: {}", b.service, b.tag));
         }
-        if let Some(l) = env_lock {
-            l.release_all();
+        let svc = &b.service;
+        let status = local.run(&cmd, None, &mut |st, l| report.relay(svc, st, l))?;
+        if !local.records() {
+            report.group_end();
         }
-        return (results, Some(e));
-    }
-    let failure = deploy_each(ctx, env, m, req, built, ready, &mut results);
-    if let Some(l) = env_lock {
-        l.release_all();
-    }
-    (results, failure)
-}
-
-/// The hosts one after the other, under the environment lock; stops at the first failing host.
-fn deploy_each(
-    ctx: &Ctx,
-    env: &crate::manifest::Environment,
-    m: &Manifest,
-    req: &UpRequest,
-    built: &[String],
-    ready: Vec<(Box<dyn Executor>, crate::deploy::Preflight)>,
-    results: &mut Vec<HostResult>,
-) -> Option<Error> {
-    let report = &ctx.report;
-    for (i, (mut ex, pre)) in ready.into_iter().enumerate() {
-        let host = &env.hosts[i];
-        if let Some(sig) = crate::cancel::requested() {
-            let why = format!("{} before this host", crate::cancel::name(sig));
-            results.push(HostResult::without_release(host, "not run: cancelled"));
-            return Some(Error::StageFailed(format!(
-                "up was cancelled ({why}); {} and later hosts were not touched",
-                host.label()
+        if status != 0 {
+            return Err(Error::StageFailed(format!(
+                "docker build of {svc} failed (exit {status})"
             )));
         }
-        let later = env.hosts.len() > i + 1;
-        let shipped = if !built.is_empty() && *host != Host::Local && !req.dry_run {
-            built
-                .iter()
-                .try_for_each(|image| deploy::ship::ship(ex.as_mut(), report, image))
-        } else {
-            Ok(())
-        };
-        let run = shipped.and_then(|()| {
-            HostDeploy {
-                ex: ex.as_mut(),
-                report,
-                host: host.clone(),
-                env,
-                manifest: m,
-                req,
-            }
-            .run_with(Some(pre))
-        });
-        let tail = if later {
-            "; later hosts were not touched"
-        } else {
-            ""
-        };
-        match run {
-            Ok(r) if r.ok => results.push(r),
-            Ok(r) => {
-                let failed: Vec<String> = r
-                    .services
-                    .iter()
-                    .filter(|sv| sv.result != "deployed")
-                    .map(|sv| format!("{} {}", sv.service, sv.result))
-                    .collect();
-                let serving = if r.rolled_back {
-                    "; the previous version is serving"
-                } else {
-                    ""
-                };
-                let e = match &r.error {
-                    Some(why) => Error::StageFailed(format!(
-                        "up on {} was {why}: {}{serving}{tail}",
-                        host.label(),
-                        failed.join(", ")
-                    )),
-                    None => Error::StageFailed(format!(
-                        "up failed on {}: {}{serving}{tail}",
-                        host.label(),
-                        failed.join(", ")
-                    )),
-                };
-                results.push(r);
-                return Some(e);
-            }
-            Err(e) => {
-                results.push(HostResult::without_release(host, format!("failed: {e}")));
-                let e = match e {
-                    Error::LockHeld(msg) => Error::LockHeld(format!("{msg}{tail}")),
-                    Error::Usage { message, help } => Error::Usage {
-                        message: format!("{message}{tail}"),
-                        help,
-                    },
-                    other => Error::StageFailed(format!("{other}{tail}")),
-                };
-                return Some(e);
-            }
-        }
+        out.push((b.compose_service, b.tag));
     }
-    None
+    Ok(out)
 }

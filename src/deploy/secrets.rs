@@ -17,19 +17,7 @@ pub type Values = BTreeMap<String, Vec<(String, Secret)>>;
 
 /// The variable names each compose service gets: the environment's `secrets:` and its own.
 pub fn names(m: &Manifest, env: &Environment) -> BTreeMap<String, Vec<String>> {
-    let mut out = BTreeMap::new();
-    for s in m.services.values() {
-        let mut names: Vec<String> = env.secrets.clone();
-        for n in &s.secrets {
-            if !names.contains(n) {
-                names.push(n.clone());
-            }
-        }
-        if !names.is_empty() {
-            out.insert(s.compose_service.clone(), names);
-        }
-    }
-    out
+    pu::secret_names(m, env)
 }
 
 /// Reads the values from the runner's environment through `get`. Every variable that is not set

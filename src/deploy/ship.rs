@@ -6,20 +6,31 @@
 use crate::cmd::docker_engine as de;
 use crate::error::{Error, Result};
 use crate::exec::Executor;
-use crate::exec::local::LocalExecutor;
 use crate::report::Report;
 use std::io::Seek;
 
-pub fn ship(ex: &mut dyn Executor, report: &Report, image: &str) -> Result<()> {
+/// Ships `image`, built on this machine (`local`), to the host of `ex`. Both are read for the
+/// image id (a dry run's too); the shipping itself is recorded in a dry run.
+pub fn ship(
+    ex: &mut dyn Executor,
+    local: &mut dyn Executor,
+    report: &Report,
+    image: &str,
+) -> Result<()> {
     let label = ex.label();
-    let local = LocalExecutor.capture(&de::image_id(image))?;
+    let local_exec = local;
+    let local = local_exec.read(&de::image_id(image))?;
+    if !local.success() && local_exec.records() {
+        // A dry run built nothing: the image would be shipped once built.
+        return Ok(());
+    }
     if !local.success() {
         return Err(Error::StageFailed(format!(
             "local image {image} is missing"
         )));
     }
     let local_id = local.stdout_str().trim().to_string();
-    let remote = ex.capture(&de::image_id(image))?;
+    let remote = ex.read(&de::image_id(image))?;
     let always = crate::env_vars::get(crate::env_vars::DEPLOY_TEST_ALWAYS_SHIP).is_some();
     if remote.success() && remote.stdout_str().trim() == local_id && !always {
         report.info(&format!(
@@ -30,7 +41,7 @@ pub fn ship(ex: &mut dyn Executor, report: &Report, image: &str) -> Result<()> {
     }
     if de::names_registry(image) {
         report.info(&format!("{label}: shipping {image} through its registry"));
-        let status = LocalExecutor.run(&de::push(image), None, &mut |s, l| {
+        let status = local_exec.run(&de::push(image), None, &mut |s, l| {
             report.relay("push", s, l)
         })?;
         if status != 0 {
@@ -55,7 +66,7 @@ pub fn ship(ex: &mut dyn Executor, report: &Report, image: &str) -> Result<()> {
     // to `gunzip | docker load` on the host (as `ship_between` does).
     let file = tempfile::tempfile()
         .map_err(|e| Error::StageFailed(format!("cannot make a temporary file: {e}")))?;
-    let saved = LocalExecutor
+    let saved = local_exec
         .capture_to_file(&de::save_gzip(image), &file)
         .map_err(|e| Error::StageFailed(format!("cannot start docker save: {e}")))?;
     if !saved.success() {
@@ -92,7 +103,7 @@ pub fn ship_between(
 ) -> Result<()> {
     let label = dst.label();
     let always = crate::env_vars::get(crate::env_vars::DEPLOY_TEST_ALWAYS_SHIP).is_some();
-    let named = dst.capture(&de::image_id(reference))?;
+    let named = dst.read(&de::image_id(reference))?;
     if named.success() && named.stdout_str().trim() == id && !always {
         report.info(&format!(
             "{label}: {reference} is already image {}",
@@ -100,7 +111,7 @@ pub fn ship_between(
         ));
         return Ok(());
     }
-    let present = dst.capture(&de::image_id(id))?.success();
+    let present = dst.read(&de::image_id(id))?.success();
     if !present || always {
         report.info(&format!(
             "{label}: shipping image {} ({reference}) from {} (docker save | gzip → docker load)",

@@ -1,16 +1,25 @@
 //! The outcome of a multi-host run (`up`, `promote`, `rollback`) as people and machines read it:
 //! the host × service matrix for the console and the job summary, the outputs (`release`,
-//! `services`) and the `--json` document.
+//! `services`) and the `--json` document, whose `steps` are the steps the run walked
+//! (`{id, walked, describe}`: a dry run's list is the real run's, `walked` aside).
 //!
 //! Pure apart from handing them to the [`Report`]; stays out of deploying.
 
 use super::HostResult;
+use crate::engine::runner::Trace;
 use crate::manifest::Host;
 use crate::report::{Report, Summary};
 
 /// Prints the matrix (console and job summary) and writes the outputs and the `--json` document.
-pub fn summarize(report: &Report, env: &str, hosts: &[Host], results: &[HostResult]) {
-    let (summary, outputs, json) = summary_of(env, hosts, results);
+pub fn summarize(
+    report: &Report,
+    env: &str,
+    hosts: &[Host],
+    results: &[HostResult],
+    steps: &Trace,
+) {
+    let (summary, outputs, mut json) = summary_of(env, hosts, results);
+    json["steps"] = serde_json::to_value(&steps.0).unwrap_or_default();
     report.summary(&summary);
     if let Some(n) = &outputs.release {
         report.output("release", n);

@@ -151,6 +151,8 @@ pub enum Action {
     },
     /// Back up a database and verify the backup before it changes.
     Backup { database: DbSource, to: String },
+    /// A step of a compose service deploy (`up`, `promote`, `rollback`): see [`up::action`].
+    Compose(up::ComposeAction),
 }
 
 /// Where `migrate` finds an environment's database (what `plan` can say without connecting).
@@ -202,7 +204,7 @@ pub fn engine_name(e: Engine) -> &'static str {
     }
 }
 
-fn ser_cmd<S: serde::Serializer>(c: &Cmd, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn ser_cmd<S: serde::Serializer>(c: &Cmd, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&c.display())
 }
 
@@ -258,6 +260,7 @@ impl Step {
                 engine_name(*engine),
                 database.describe()
             ),
+            Action::Compose(a) => a.describe(),
             Action::Backup { database, to } => {
                 format!(
                     "back up {} into {to} and verify it, before migrating",

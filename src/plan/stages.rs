@@ -3,9 +3,9 @@
 //! Each planner is a plain function from [`PlanInput`] to steps. Adding a stage is one line in
 //! [`STAGES`]. The deploy stages (`up`, `pages`, `migrate`) plan only with an environment.
 
-use super::{Action, Plan, Step, Target};
+use super::up::{HostState, UpHosts};
+use super::{Plan, Step};
 use crate::changes::Affected;
-use crate::cmd::Cmd;
 use crate::manifest::{Environment, Manifest};
 
 /// Everything a stage planner may look at.
@@ -33,139 +33,51 @@ pub const STAGES: &[(&str, StagePlanner)] = &[
 
 /// Every stage's steps, in stage order.
 pub fn plan_all(input: &PlanInput) -> Plan {
-    Plan {
-        steps: STAGES
-            .iter()
-            .flat_map(|(_, planner)| planner(input))
-            .collect(),
-    }
+    plan_all_with(input, None)
 }
 
-/// What `up` does on each host of the environment for the affected services: take the lock,
-/// upload the compose files, pull each registry image (a service the tool does not build, as its
-/// `pull:` says), `compose up --no-deps` each service, run its health gate, record the
-/// release and release the lock. (Images are built in the `build` stage; the runner ships them and
-/// rolls back a service that fails its gate.)
+/// What `up` does for the affected services, planned from the manifest alone (every host
+/// [`HostState::unknown`]). `plan` reads the hosts and uses [`plan_all_with`].
 pub fn up(input: &PlanInput) -> Vec<Step> {
     let Some(env) = input.env else {
         return Vec::new();
     };
-    let services: Vec<(&String, &crate::manifest::Service)> = input
-        .affected
-        .units
-        .iter()
-        .filter_map(|u| input.manifest.services.get(u).map(|s| (u, s)))
-        .collect();
-    if services.is_empty() {
+    let units = &input.affected.units;
+    let up = UpHosts::from_manifest(input.manifest, env, units, &input.affected.head);
+    up_with(input, &up)
+}
+
+/// Every stage's steps, with `up`'s planned from the state its hosts are in (read by the caller,
+/// the same inspection `up` makes).
+pub fn plan_all_with(input: &PlanInput, up_hosts: Option<&UpHosts>) -> Plan {
+    Plan {
+        steps: STAGES
+            .iter()
+            .flat_map(|(name, planner)| match (*name, up_hosts) {
+                ("up", Some(u)) => up_with(input, u),
+                _ => planner(input),
+            })
+            .collect(),
+    }
+}
+
+/// The environment lock on every host, then each host's whole run as
+/// [`super::up::host_plan`] plans it: the steps `up` walks, with the same ids. A host whose state
+/// is unknown (or refused) is planned from the manifest alone.
+fn up_with(input: &PlanInput, up: &UpHosts) -> Vec<Step> {
+    let Some(env) = input.env else {
+        return Vec::new();
+    };
+    if up.input.services.is_empty() {
         return Vec::new();
     }
-    let state = crate::state::StatePaths::new(&env.dir);
-    let dir = env.dir.trim_end_matches('/');
-    let mut steps = Vec::new();
-    for host in &env.hosts {
-        let at = host.label();
-        let step = |id: String, unit: Option<&String>, action: Action, why: String| Step {
-            id,
-            stage: "up".into(),
-            unit: unit.cloned(),
-            target: Target::Host(host.clone()),
-            action,
-            why,
-            guard: Default::default(),
-            origin: unit
-                .and_then(|u| input.manifest.services.get(u))
-                .map(|s| s.span)
-                .or(Some(env.span)),
-        };
-        steps.push(step(
-            format!("up:lock@{at}"),
-            None,
-            Action::Run {
-                cmd: Cmd::new("mkdir").arg(state.lock_dir()),
-            },
-            "take the environment lock (exit 4 while another run holds it)".into(),
-        ));
-        for f in &env.compose_files {
-            steps.push(step(
-                format!("up:upload:{f}@{at}"),
-                None,
-                Action::Upload {
-                    local: f.clone(),
-                    remote: format!("{dir}/{f}"),
-                    mode: 0o644,
-                },
-                "the compose file from this commit (and the env files it names)".into(),
-            ));
-        }
-        for (unit, service) in &services {
-            let mut compose = Cmd::new("docker")
-                .arg("compose")
-                .arg("-p")
-                .arg(&env.compose_project);
-            for f in &env.compose_files {
-                compose = compose.arg("-f").arg(f);
-            }
-            // An image the tool does not build comes from a registry: pulled first, per `pull:`.
-            let built = matches!(service.build, Some(crate::manifest::Build::Docker { .. }));
-            let when = super::up::pull_when(service.pull, None, false, None)
-                .filter(|w| !built && *w != super::up::PullWhen::Never);
-            if let Some(when) = when {
-                steps.push(step(
-                    format!("up:{unit}:pull@{at}"),
-                    Some(unit),
-                    Action::Run {
-                        cmd: compose
-                            .clone()
-                            .arg("pull")
-                            .arg(&service.compose_service)
-                            .cwd(&env.dir),
-                    },
-                    super::up::pull_why(when).into(),
-                ));
-            }
-            let cmd = compose
-                .args(["up", "-d", "--no-deps"])
-                .arg(&service.compose_service)
-                .cwd(&env.dir);
-            steps.push(step(
-                format!("up:{unit}@{at}"),
-                Some(unit),
-                Action::Run { cmd },
-                format!(
-                    "restart only `{}` with the new image; the others keep their containers",
-                    service.compose_service
-                ),
-            ));
-            if let Some(h) = service
-                .health
-                .as_ref()
-                .and_then(|h| h.url.as_ref().map(|u| (h, u)))
-            {
-                let (h, url) = h;
-                steps.push(step(
-                    format!("up:{unit}:health@{at}"),
-                    Some(unit),
-                    Action::HttpCheck {
-                        url: url.clone(),
-                        expect_status: h.expect_status,
-                        contains: h.contains.clone(),
-                        timeout_secs: h.timeout.as_secs(),
-                    },
-                    "health gate, from the host; a failing service goes back to its previous image"
-                        .into(),
-                ));
-            }
-        }
-        steps.push(step(
-            format!("up:release@{at}"),
-            None,
-            Action::Upload {
-                local: "(release record)".into(),
-                remote: format!("{}/<n>.json", state.releases_dir()),
-                mode: 0o644,
-            },
-            "record the release, then release the lock".into(),
-        ));
+    let mut steps = super::up::lock_steps(env, up.lock_wait);
+    let unknown = HostState::unknown();
+    for (host, state) in &up.hosts {
+        let st = state.as_ref().unwrap_or(&unknown);
+        let plan = super::up::host_plan(&up.input, input.manifest, env, host, st)
+            .or_else(|_| super::up::host_plan(&up.input, input.manifest, env, host, &unknown));
+        steps.extend(plan.map(|p| p.steps).unwrap_or_default());
     }
     steps
 }
@@ -197,28 +109,40 @@ mod tests {
                 "build:web",
                 "test:api",
                 "up:lock@local",
-                "up:upload:compose.yml@local",
-                "up:upload:compose.staging.yml@local",
-                "up:api@local",
-                "up:release@local",
                 "up:lock@deploy@staging.example.com:22",
-                "up:upload:compose.yml@deploy@staging.example.com:22",
-                "up:upload:compose.staging.yml@deploy@staging.example.com:22",
-                "up:api@deploy@staging.example.com:22",
-                "up:release@deploy@staging.example.com:22",
+                "up:files@local",
+                "up:record@local",
+                "up:compose-up@local",
+                "up:gate@local",
+                "up:rollback@local",
+                "up:finish@local",
+                "up:ship:api@deploy@staging.example.com:22",
+                "up:files@deploy@staging.example.com:22",
+                "up:record@deploy@staging.example.com:22",
+                "up:compose-up@deploy@staging.example.com:22",
+                "up:gate@deploy@staging.example.com:22",
+                "up:rollback@deploy@staging.example.com:22",
+                "up:finish@deploy@staging.example.com:22",
                 "pages:web:build",
                 "pages:web",
                 "migrate:migrations",
             ]
         );
-        let up = &plan_all(&input).steps[6];
-        assert_eq!(
-            plan_all(&input).steps[3].describe(),
-            "mkdir /srv/shop/.deploy-action/lock"
+        // The image built at this commit is pinned (and shipped to the host that is not local).
+        let up = &plan_all(&input).steps[7];
+        assert!(
+            plan_all(&input).steps[3]
+                .describe()
+                .starts_with("take the staging lock: mkdir /srv/shop/.deploy-action/lock")
         );
         assert_eq!(
             up.describe(),
-            "cd /srv/shop && docker compose -p shop -f compose.yml -f compose.staging.yml up -d --no-deps api"
+            "cd /srv/shop && docker compose -p shop -f compose.yml -f compose.staging.yml -f .deploy-action/override.yml up -d --no-deps api"
+        );
+        assert!(
+            plan_all(&input).steps[5]
+                .describe()
+                .ends_with("pinning api=shop/api:0123456789abcdef0123456789abcdef01234567")
         );
     }
 
@@ -246,13 +170,9 @@ mod tests {
         let pull =
             "cd /srv/shop && docker compose -p shop -f compose.yml -f compose.staging.yml pull api";
         let at = |l: &str| lines.iter().position(|x| x == l).unwrap();
-        assert!(
-            at(pull) + 1
-                == at(
-                    "cd /srv/shop && docker compose -p shop -f compose.yml -f compose.staging.yml up -d --no-deps api"
-                ),
-            "{lines:#?}"
-        );
+        let up = "cd /srv/shop && docker compose -p shop -f compose.yml -f compose.staging.yml up -d --no-deps api";
+        // Pulled after the files are installed, before the record and `compose up`.
+        assert!(at(pull) + 2 == at(up), "{lines:#?}");
         m.services.get_mut("api").unwrap().pull = crate::manifest::Pull::Never;
         assert!(!steps(&m).iter().any(|l| l.contains(" pull ")));
     }
@@ -279,7 +199,9 @@ mod tests {
             v[last]["target"]["host"],
             "ssh://deploy@staging.example.com:22"
         );
-        assert_eq!(v[4]["action"]["kind"], "upload");
+        assert_eq!(v[4]["action"]["kind"], "compose");
+        assert_eq!(v[4]["action"]["op"], "files");
+        assert_eq!(v[4]["action"]["uploads"][0]["local"], "compose.yml");
         assert!(v[0].get("origin").is_none(), "spans stay out of the JSON");
     }
 

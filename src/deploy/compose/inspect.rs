@@ -1,0 +1,527 @@
+//! What a host is, before the run changes it: everything here reads (through
+//! [`Executor::read`], so a dry run reads the real host too) or works in a scratch directory it
+//! removes. Two parts:
+//!
+//! - [`check`], for every host before the lock: compose flavour and version, the HTTP client,
+//!   every `--image` (present, or pullable), the containers (for `--image`'s confirmation), and
+//!   `docker compose config` of the files this run installs, resolved on a staged copy in a
+//!   `mktemp -d` directory with an override holding only this run's pins. A selected service
+//!   compose does not know stops the run here, before anything changed (exit 2).
+//! - [`read`], per host under the lock: that this run holds it, the release records, the pins,
+//!   the kept file copies, the containers, and what the host has of the images the pull step
+//!   considers.
+//!
+//! Together they are the [`HostState`] the planner plans from. One round trip each (the staged
+//! configuration is a second one for [`check`]).
+
+use super::{Containers, HostCtx, by_service, read_script};
+use crate::cancel;
+use crate::cmd::compose::{self as cc, Compose, Flavor, ServiceConfig};
+use crate::cmd::docker_engine::{self as de, ImageInfo, Script, Section};
+use crate::cmd::shell_quote;
+use crate::error::{Error, Result};
+use crate::exec::{Executor, Output};
+use crate::ledger::lock;
+use crate::plan::up::{self as pu, HostState, OVERRIDE_FILE};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What [`check`] learnt.
+#[derive(Clone, Debug)]
+pub struct Checked {
+    pub flavor: Flavor,
+    pub http_client: String,
+    pub config: BTreeMap<String, ServiceConfig>,
+    /// The containers now (for `--image`'s confirmation; [`read`] reads them again under the
+    /// lock).
+    pub containers: Containers,
+}
+
+/// The read-only checks of a host before any host changes (see the module header).
+pub fn check(ex: &mut dyn Executor, hc: HostCtx) -> Result<Checked> {
+    let (flavor, http_client, containers) = preflight(ex, hc)?;
+    let config = staged_config(ex, hc, &flavor)?;
+    if let Some(r) = pu::host::missing_services(&config, &hc.selected(), &hc.env.compose_files) {
+        return Err(Error::usage_help(r.message, r.help));
+    }
+    Ok(Checked {
+        flavor,
+        http_client,
+        config,
+        containers,
+    })
+}
+
+/// The preflight script: compose v2 (else v1) version, the HTTP client, the `--image`
+/// references, the containers. A missing `--image` is pulled (a dry run says it would be).
+fn preflight(ex: &mut dyn Executor, hc: HostCtx) -> Result<(Flavor, String, Containers)> {
+    let pref = hc.req.compose_pref.clone();
+    let try_v2 = pref.as_deref() != Some("v1");
+    let try_v1 = pref.as_deref() != Some("v2");
+    let mut s = Script::new();
+    if try_v2 {
+        s.run("compose-v2", &cc::version_probe_v2());
+    }
+    if try_v1 {
+        if try_v2 {
+            s.raw("if [ \"$da_rc\" -ne 0 ]; then");
+        }
+        s.run("compose-v1", &cc::version_probe_v1());
+        if try_v2 {
+            s.raw("fi");
+        }
+    }
+    s.run("http-client", &de::http_client_probe());
+    let images = user_images(hc);
+    for (i, (_, image)) in images.iter().enumerate() {
+        s.run(&format!("image:{i}"), &de::image_id(image));
+    }
+    s.run("containers", &de::inspect_project(&hc.env.compose_project));
+    let secs = read_script(ex, &s)?.secs;
+    let flavor = flavor_of(ex, hc, &secs, try_v1)?;
+    let http_client = secs
+        .get("http-client")
+        .map(|s| s.stdout.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "none".into());
+    let missing: Vec<&(String, String)> = images
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| {
+            !secs
+                .get(&format!("image:{i}"))
+                .is_some_and(Section::success)
+        })
+        .map(|(_, x)| x)
+        .collect();
+    pull_missing(ex, hc, &missing)?;
+    let containers = secs
+        .get("containers")
+        .filter(|c| c.success())
+        .and_then(|c| de::parse_inspect(&c.stdout).ok())
+        .map(by_service)
+        .unwrap_or_default();
+    Ok((flavor, http_client, containers))
+}
+
+/// The `--image` references: (compose service, reference).
+fn user_images(hc: HostCtx) -> Vec<(String, String)> {
+    hc.req
+        .images
+        .iter()
+        .filter(|(svc, _)| hc.req.user_images.contains(*svc))
+        .map(|(svc, i)| (svc.clone(), i.clone()))
+        .collect()
+}
+
+/// The compose flavor the probes found, with the warnings it deserves.
+fn flavor_of(
+    ex: &mut dyn Executor,
+    hc: HostCtx,
+    secs: &BTreeMap<String, Section>,
+    try_v1: bool,
+) -> Result<Flavor> {
+    let version = |name: &str| {
+        secs.get(name)
+            .filter(|s| s.success())
+            .and_then(|s| cc::parse_version(&s.stdout))
+    };
+    let mut flavor = match version("compose-v2") {
+        Some(v) if v.major >= 2 => Some(Flavor::V2(v)),
+        _ => None,
+    };
+    if flavor.is_none() && try_v1 {
+        let v1 = match version("compose-v1") {
+            Some(v) => Some(v),
+            // v2 answered with something that is not a v2 version: ask v1 on its own.
+            None if !secs.contains_key("compose-v1") => ex
+                .read(&cc::version_probe_v1())
+                .ok()
+                .filter(Output::success)
+                .and_then(|o| cc::parse_version(&o.stdout_str())),
+            None => None,
+        };
+        flavor = v1.map(|v| {
+            if v.major >= 2 {
+                Flavor::V2(v)
+            } else {
+                Flavor::V1(v)
+            }
+        });
+    }
+    let label = hc.label();
+    let Some(flavor) = flavor else {
+        return Err(Error::StageFailed(format!(
+            "{label}: neither `docker compose` nor `docker-compose` works on this host"
+        )));
+    };
+    hc.report.info(&format!("{label}: {}", flavor.label()));
+    if flavor.has_no_deps_hash_bug() {
+        hc.report.warn(&format!(
+            "{label}: {} has compose bug #12069 (2.26.0–2.29.2): after `up --no-deps`, a later plain `docker compose up` may recreate a service with depends_on needlessly; deploy-action asks `docker compose --dry-run up` to avoid it, or to tell when it cannot. Upgrade to ≥ 2.29.3.",
+            flavor.label()
+        ));
+    }
+    if flavor.is_v1() {
+        hc.report.warn(&format!(
+            "{label}: docker-compose {} (v1) is unmaintained since 2023; `--wait` is emulated by polling `docker inspect`",
+            flavor.version()
+        ));
+    }
+    Ok(flavor)
+}
+
+/// Pulls the `--image` references the host lacks; one that cannot be pulled is exit 2 before any
+/// host changes. A dry run says it would pull them.
+fn pull_missing(ex: &mut dyn Executor, hc: HostCtx, missing: &[&(String, String)]) -> Result<()> {
+    let label = hc.label();
+    for (svc, image) in missing {
+        if ex.records() {
+            hc.report.info(&format!(
+                "{label}: {image} is not on the host; `up` would pull it"
+            ));
+            continue;
+        }
+        let pulled = ex.capture(&de::pull(image))?;
+        if !pulled.success() {
+            return Err(Error::usage_help(
+                format!(
+                    "{label}: image `{image}` for `{svc}` is not on the host and cannot be pulled"
+                ),
+                format!("docker pull said: {}", pulled.stderr_tail(3).trim()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `docker compose config` of the files this run installs, resolved on the host in a scratch
+/// directory (`mktemp -d`, removed at the end of the same script): the repository's compose and
+/// env files (or the release copy a rollback restores), the live directory's `.env` and the env
+/// files compose names that the repository lacks, and an override with this run's pins only.
+fn staged_config(
+    ex: &mut dyn Executor,
+    hc: HostCtx,
+    flavor: &Flavor,
+) -> Result<BTreeMap<String, ServiceConfig>> {
+    let live = hc.env.dir.trim_end_matches('/');
+    let q = |p: &str| shell_quote(p).into_owned();
+    let mut s = Script::new();
+    s.raw("da_scratch=$(mktemp -d) && cd \"$da_scratch\" || exit 1");
+    match hc.req.files_from {
+        Some(n) => {
+            s.shell(
+                "restore",
+                &format!("cp -R {}/. .", q(&pu::files_dir(&hc.env.dir, n))),
+            );
+        }
+        None => stage_uploads(&mut s, hc)?,
+    }
+    for rel in std::iter::once(".env".to_string()).chain(unstaged_env_files(hc)) {
+        let (from, to) = (q(&format!("{live}/{rel}")), q(&rel));
+        s.shell(
+            &format!("live:{rel}"),
+            &format!("[ ! -f {from} ] || [ -e {to} ] || {{ mkdir -p \"$(dirname {to})\" && cp {from} {to}; }}"),
+        );
+    }
+    let selected = hc.selected();
+    let pins: BTreeMap<String, String> = hc
+        .req
+        .images
+        .iter()
+        .filter(|(s, _)| selected.contains(s))
+        .map(|(s, i)| (s.clone(), i.clone()))
+        .collect();
+    let mut files = hc.env.compose_files.clone();
+    if !pins.is_empty() {
+        s.write("pins", OVERRIDE_FILE, &hc.pins_text(&pins, false), 0o644);
+        files.push(OVERRIDE_FILE.to_string());
+    }
+    let c = Compose {
+        flavor: flavor.clone(),
+        project: hc.env.compose_project.clone(),
+        files,
+        dir: ".".into(),
+    };
+    s.run("config", &c.config());
+    s.raw("cd / && rm -rf \"$da_scratch\"");
+    let ran = read_script(ex, &s)?;
+    let label = hc.label();
+    for (name, sec) in &ran.secs {
+        if name != "config" && !sec.success() {
+            return Err(Error::StageFailed(format!(
+                "{label}: staging the files for `config` failed ({name}): {}",
+                ran.out.stderr_tail(5)
+            )));
+        }
+    }
+    match ran.secs.get("config") {
+        Some(cfg) if cfg.success() => parse_config(flavor, &cfg.stdout),
+        _ => Err(Error::StageFailed(format!(
+            "{label}: the compose configuration is invalid:\n{}",
+            ran.out.stderr_tail(20)
+        ))),
+    }
+}
+
+/// Writes the repository's compose and env files into the scratch directory (relative paths).
+fn stage_uploads(s: &mut Script, hc: HostCtx) -> Result<()> {
+    for (i, (local, _)) in super::super::repo_uploads(hc.env, &hc.req.repo_root)
+        .iter()
+        .enumerate()
+    {
+        let data = std::fs::read(hc.req.repo_root.join(local))
+            .map_err(|e| Error::usage(format!("cannot read {local} from the repository: {e}")))?;
+        let text = String::from_utf8_lossy(&data).replace('\0', "");
+        let mode = pu::upload_mode(&hc.env.compose_files, local);
+        s.write(&format!("stage:{i}"), local, &text, mode);
+    }
+    Ok(())
+}
+
+/// The relative env files the compose files name that the repository does not have (the host's
+/// own, copied into the scratch directory when it has them).
+fn unstaged_env_files(hc: HostCtx) -> Vec<String> {
+    let uploaded: BTreeSet<String> = super::super::repo_uploads(hc.env, &hc.req.repo_root)
+        .into_iter()
+        .map(|(l, _)| l)
+        .collect();
+    let mut out = Vec::new();
+    for f in &hc.env.compose_files {
+        let Ok(text) = std::fs::read_to_string(hc.req.repo_root.join(f)) else {
+            continue;
+        };
+        let Ok(value) = cc::yaml_value(&text) else {
+            continue;
+        };
+        let base = std::path::Path::new(f)
+            .parent()
+            .unwrap_or(std::path::Path::new(""));
+        let Some(services) = value.get("services").and_then(|s| s.as_object()) else {
+            continue;
+        };
+        for svc in services.values() {
+            for e in cc::env_file_list(svc.get("env_file")) {
+                let rel = base.join(&e).to_string_lossy().into_owned();
+                if !e.starts_with('/') && !e.contains("..") && !uploaded.contains(&rel) {
+                    out.push(rel);
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Parses `config` output as the host resolved it.
+fn parse_config(flavor: &Flavor, text: &str) -> Result<BTreeMap<String, ServiceConfig>> {
+    let value: serde_json::Value = if flavor.has_config_json() {
+        serde_json::from_str(text).map_err(|e| Error::Other(e.into()))?
+    } else {
+        cc::yaml_value(text).map_err(|e| Error::StageFailed(format!("compose config: {e}")))?
+    };
+    Ok(cc::parse_config(&value))
+}
+
+/// Shows current → new for the `--image` services on every host and asks once, unless `--yes`
+/// (a dry run only shows). Before the lock: a refusal changes nothing.
+pub fn confirm_images(hc: HostCtx, hosts: &[(String, &Containers)], dry_run: bool) -> Result<()> {
+    let req = hc.req;
+    if req.user_images.is_empty() {
+        return Ok(());
+    }
+    for (label, before) in hosts {
+        for s in &req.user_images {
+            let cur = before
+                .get(s)
+                .map(|c| c.image.as_str())
+                .unwrap_or("(not running)");
+            hc.report.info(&format!(
+                "{label}: {s}: {cur} → {}",
+                req.images.get(s).map(String::as_str).unwrap_or("?")
+            ));
+        }
+    }
+    if req.yes || dry_run {
+        return Ok(());
+    }
+    if !req.interactive {
+        return Err(Error::usage_help(
+            "--image changes what runs on the host and needs a confirmation",
+            "pass --yes to confirm without a terminal",
+        ));
+    }
+    hc.report.info("Deploy these images? [y/N]");
+    let mut answer = String::new();
+    let _ = std::io::stdin().read_line(&mut answer);
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(Error::usage("cancelled: nothing was changed"))
+    }
+}
+
+/// The start read under the lock (see the module header). `held`: the run holds the environment
+/// lock, and this host must say so (its token in the owner file), else exit 4 (taken over) or 1;
+/// without (a dry run, `plan`), a holder is only reported.
+pub fn read(ex: &mut dyn Executor, hc: HostCtx, checked: Checked, held: bool) -> Result<HostState> {
+    let label = hc.label();
+    if held && cancel::requested().is_some() {
+        return Err(Error::StageFailed(format!(
+            "{label}: {} before this host changed; nothing was changed here",
+            cancel::reason()
+        )));
+    }
+    let images = pull_candidates(hc, &checked.config);
+    let ran = read_script(ex, &start_script(hc, &images))?;
+    let (out, secs) = (&ran.out, &ran.secs);
+    let state = secs
+        .get("lock")
+        .map(|s| s.stdout.trim().to_string())
+        .unwrap_or_default();
+    let holder = secs
+        .get("holder")
+        .map(|h| h.stdout.trim().to_string())
+        .filter(|h| !h.is_empty());
+    if held && state != "ours" {
+        let env = &hc.req.env;
+        return Err(match (state.as_str(), holder) {
+            ("other", Some(h)) => Error::LockHeld(format!(
+                "{label}: the {env} lock this run took was taken over: it is {}; nothing was changed here",
+                lock::describe(&lock::parse_owner(h.as_bytes()))
+            )),
+            ("free", _) => Error::StageFailed(format!(
+                "{label}: this run does not hold the {env} lock here (it was released while the run went on); nothing was changed here"
+            )),
+            _ => Error::StageFailed(format!(
+                "{label}: cannot check the {env} lock {}: {}",
+                hc.paths().lock_dir(),
+                out.stderr_tail(3)
+            )),
+        });
+    }
+    if !held
+        && state != "free"
+        && let Some(Ok(Some(owner))) = holder.map(|h| crate::ledger::parse_lock(&h))
+    {
+        hc.report.warn(&format!(
+            "{label}: the {} lock is {}; a real run would exit 4",
+            hc.req.env,
+            lock::describe(&owner)
+        ));
+    }
+    state_of(hc, checked, secs, out, &images)
+}
+
+/// The images of the selected services as compose resolves them: what the pull step considers.
+fn pull_candidates(hc: HostCtx, config: &BTreeMap<String, ServiceConfig>) -> Vec<String> {
+    let mut images: Vec<String> = hc
+        .selected()
+        .iter()
+        .filter_map(|s| config.get(s)?.image.clone())
+        .collect();
+    images.sort();
+    images.dedup();
+    images
+}
+
+/// The lock state (`ours`, `other`, `free`), the holder, the records, pins, copies, containers,
+/// and the images.
+fn start_script(hc: HostCtx, images: &[String]) -> Script {
+    let paths = hc.paths();
+    let q = |s: &str| shell_quote(s).into_owned();
+    let mut s = Script::new();
+    s.raw(&format!(
+        "if {}; then da_lock=ours; elif [ -d {} ]; then da_lock=other; else da_lock=free; fi",
+        lock::owns_test(&paths, &hc.req.owner.token),
+        q(&paths.lock_dir())
+    ));
+    s.shell("lock", "echo \"$da_lock\"");
+    s.run("holder", &crate::ledger::lock_cmd(&paths));
+    s.run("records", &crate::ledger::list_cmd(&paths));
+    s.shell(
+        "pins",
+        &format!("cat {} 2>/dev/null; true", q(&hc.override_path())),
+    );
+    s.shell(
+        "copies",
+        &format!(
+            "ls {} 2>/dev/null; true",
+            q(&format!("{}/files", paths.root))
+        ),
+    );
+    s.run("containers", &de::inspect_project(&hc.env.compose_project));
+    for (i, image) in images.iter().enumerate() {
+        s.run(
+            &format!("have:{i}"),
+            &de::image_infos(std::slice::from_ref(image)),
+        );
+    }
+    s
+}
+
+/// The host's state from the start read's sections.
+fn state_of(
+    hc: HostCtx,
+    checked: Checked,
+    secs: &BTreeMap<String, Section>,
+    out: &Output,
+    images: &[String],
+) -> Result<HostState> {
+    let label = hc.label();
+    let failed = |name: &str| {
+        Error::StageFailed(format!(
+            "{label}: reading the state ({name}) failed: {}",
+            out.stderr_tail(5)
+        ))
+    };
+    let records = secs
+        .get("records")
+        .filter(|s| s.success())
+        .ok_or_else(|| failed("release records"))?;
+    let ledger = crate::ledger::parse_listing(&records.stdout);
+    for p in &ledger.problems {
+        hc.report.warn(&format!(
+            "{label}: {}: {} (ignored; its number is not reused)",
+            p.file, p.message
+        ));
+    }
+    let containers = secs
+        .get("containers")
+        .filter(|s| s.success())
+        .ok_or_else(|| failed("containers"))?;
+    let list = de::parse_inspect(&containers.stdout).map_err(Error::StageFailed)?;
+    let have: BTreeMap<String, Option<ImageInfo>> = images
+        .iter()
+        .enumerate()
+        .map(|(i, image)| {
+            let info = secs
+                .get(&format!("have:{i}"))
+                .filter(|sec| sec.success())
+                .and_then(|sec| de::parse_image_infos(&sec.stdout).into_iter().next());
+            (image.clone(), info)
+        })
+        .collect();
+    Ok(HostState {
+        flavor: checked.flavor,
+        http_client: checked.http_client,
+        next: ledger.next_number(),
+        records: ledger.releases,
+        pins: secs
+            .get("pins")
+            .map(|s| pu::parse_override(&s.stdout))
+            .unwrap_or_default(),
+        before: by_service(list),
+        copies: secs
+            .get("copies")
+            .map(|s| {
+                s.stdout
+                    .split_whitespace()
+                    .filter_map(|n| n.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        config: Some(checked.config),
+        images: have,
+    })
+}
