@@ -304,10 +304,15 @@ impl Fanout<'_> {
         );
         trace.0.extend(walked.0);
         result?;
+        let planned = d.planned_images();
         let result = d.into_result().ok_or_else(|| {
             Error::StageFailed(format!("{label}: the run ended without a result"))
         })?;
-        Ok(if dry_run { result.as_dry_run() } else { result })
+        Ok(if dry_run {
+            result.as_dry_run(&planned)
+        } else {
+            result
+        })
     }
 
     /// What every host's plan is made from.
@@ -546,4 +551,87 @@ pub fn inspect_hosts(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::ServiceResult;
+    use crate::state::LockOwner;
+
+    fn manifest() -> Manifest {
+        crate::manifest::parse(crate::diag::Source::new(
+            "deploy.yml",
+            "version: 1\nproject: shop\nenvironments:\n  staging:\n    hosts: [local, \"ssh://deploy@h2\"]\n    dir: /srv/shop\nservices:\n  web: {}\n",
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_failed_host_stops_the_run_with_what_failed_and_what_serves() {
+        let m = manifest();
+        let env = &m.environments["staging"];
+        let report = Report::buffered(false, None);
+        let req = UpRequest::recorded(
+            "staging",
+            vec!["web".into()],
+            Default::default(),
+            LockOwner::default(),
+            ".".into(),
+            Vec::new(),
+        );
+        let f = Fanout {
+            report: &report,
+            env,
+            manifest: &m,
+            req: &req,
+            stage: "up",
+            dry_run: false,
+            confirm: &|| Ok(()),
+            after_host: &|_, _| Ok(()),
+        };
+        let rolled_back = HostResult {
+            host: "local".into(),
+            release: Some(3),
+            ok: false,
+            rolled_back: true,
+            services: vec![ServiceResult {
+                service: "web".into(),
+                old_image: String::new(),
+                new_image: String::new(),
+                health: String::new(),
+                duration_secs: 0.0,
+                result: "rolled back".into(),
+                rollback: String::new(),
+                rollback_exact: String::new(),
+            }],
+            error: None,
+            record: None,
+        };
+        let mut results = Vec::new();
+        let tail = "; later hosts were not touched";
+        let e = f
+            .judge(&Host::Local, Ok(rolled_back), tail, &mut results)
+            .unwrap();
+        assert_eq!(
+            e.to_string(),
+            "up failed on local: web rolled back; the previous version is serving; later hosts were not touched"
+        );
+        let e = f
+            .judge(
+                &Host::Local,
+                Err(Error::LockHeld("local: the staging lock is held by x".into())),
+                tail,
+                &mut results,
+            )
+            .unwrap();
+        assert!(matches!(e, Error::LockHeld(ref m) if m.ends_with(tail)), "{e}");
+        assert_eq!(results.len(), 2);
+        assert_eq!(
+            results[1].error.as_deref(),
+            Some("failed: local: the staging lock is held by x")
+        );
+        // Every host is its own batch, in the manifest's order (issue 14 groups them here).
+        assert_eq!(f.order(Vec::new()).len(), 0);
+    }
 }

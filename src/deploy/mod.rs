@@ -156,13 +156,15 @@ impl HostResult {
         }
     }
 
-    /// What a dry run says of the host: no release, every service `dry-run`.
-    pub fn as_dry_run(mut self) -> HostResult {
+    /// What a dry run says of the host: no release, every service `dry-run` with the image it
+    /// would run (`planned`, by compose service).
+    pub fn as_dry_run(mut self, planned: &BTreeMap<String, String>) -> HostResult {
         self.release = None;
         self.record = None;
         self.ok = true;
         self.rolled_back = false;
         for s in &mut self.services {
+            s.new_image = planned.get(&s.service).cloned().unwrap_or_default();
             s.health = "-".into();
             s.duration_secs = 0.0;
             s.result = "dry-run".into();

@@ -11,8 +11,7 @@
 //!   the kept file copies, the containers, and what the host has of the images the pull step
 //!   considers.
 //!
-//! Together they are the [`HostState`] the planner plans from. One round trip each (the staged
-//! configuration is a second one for [`check`]).
+//! Together they are the [`HostState`] the planner plans from. One round trip each.
 
 use super::{Containers, HostCtx, by_service, read_script};
 use crate::cancel;
@@ -36,10 +35,56 @@ pub struct Checked {
     pub containers: Containers,
 }
 
-/// The read-only checks of a host before any host changes (see the module header).
+/// The read-only checks of a host before any host changes (see the module header): one round
+/// trip, the preflight and the staged `config` (for both compose flavors when the flavor is not
+/// known yet: the script runs the one the probes found).
 pub fn check(ex: &mut dyn Executor, hc: HostCtx) -> Result<Checked> {
-    let (flavor, http_client, containers) = preflight(ex, hc)?;
-    let config = staged_config(ex, hc, &flavor)?;
+    let pref = hc.req.compose_pref.clone();
+    let (try_v2, try_v1) = (pref.as_deref() != Some("v1"), pref.as_deref() != Some("v2"));
+    let images = user_images(hc);
+    let mut s = Script::new();
+    preflight_sections(&mut s, hc, try_v2, try_v1, &images);
+    stage_sections(&mut s, hc)?;
+    config_sections(&mut s, hc, try_v2, try_v1);
+    s.raw("cd / && [ -z \"$da_scratch\" ] || rm -rf \"$da_scratch\"");
+    let ran = read_script(ex, &s)?;
+    let flavor = flavor_of(ex, hc, &ran.secs, try_v1)?;
+    let http_client = ran
+        .secs
+        .get("http-client")
+        .map(|s| s.stdout.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "none".into());
+    let missing: Vec<&(String, String)> = images
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| {
+            !ran.secs
+                .get(&format!("image:{i}"))
+                .is_some_and(Section::success)
+        })
+        .map(|(_, x)| x)
+        .collect();
+    pull_missing(ex, hc, &missing)?;
+    let containers = ran
+        .secs
+        .get("containers")
+        .filter(|c| c.success())
+        .and_then(|c| de::parse_inspect(&c.stdout).ok())
+        .map(by_service)
+        .unwrap_or_default();
+    let config = match config_of(hc, &flavor, &ran)? {
+        Some(c) => c,
+        // The probes disagreed with the flavor the script guessed: resolve it on its own.
+        None => {
+            let mut s = Script::new();
+            stage_sections(&mut s, hc)?;
+            s.run("config", &staged_compose(hc, &flavor).config());
+            s.raw("cd / && [ -z \"$da_scratch\" ] || rm -rf \"$da_scratch\"");
+            let ran = read_script(ex, &s)?;
+            config_of_section(hc, &flavor, &ran, "config")?
+        }
+    };
     if let Some(r) = pu::host::missing_services(&config, &hc.selected(), &hc.env.compose_files) {
         return Err(Error::usage_help(r.message, r.help));
     }
@@ -51,19 +96,23 @@ pub fn check(ex: &mut dyn Executor, hc: HostCtx) -> Result<Checked> {
     })
 }
 
-/// The preflight script: compose v2 (else v1) version, the HTTP client, the `--image`
-/// references, the containers. A missing `--image` is pulled (a dry run says it would be).
-fn preflight(ex: &mut dyn Executor, hc: HostCtx) -> Result<(Flavor, String, Containers)> {
-    let pref = hc.req.compose_pref.clone();
-    let try_v2 = pref.as_deref() != Some("v1");
-    let try_v1 = pref.as_deref() != Some("v2");
-    let mut s = Script::new();
+/// The preflight: compose v2 (else v1) version, the HTTP client, the `--image` references, the
+/// containers.
+fn preflight_sections(
+    s: &mut Script,
+    hc: HostCtx,
+    try_v2: bool,
+    try_v1: bool,
+    images: &[(String, String)],
+) {
+    s.raw("da_v2=1");
     if try_v2 {
         s.run("compose-v2", &cc::version_probe_v2());
+        s.raw("da_v2=$da_rc");
     }
     if try_v1 {
         if try_v2 {
-            s.raw("if [ \"$da_rc\" -ne 0 ]; then");
+            s.raw("if [ \"$da_v2\" -ne 0 ]; then");
         }
         s.run("compose-v1", &cc::version_probe_v1());
         if try_v2 {
@@ -71,36 +120,73 @@ fn preflight(ex: &mut dyn Executor, hc: HostCtx) -> Result<(Flavor, String, Cont
         }
     }
     s.run("http-client", &de::http_client_probe());
-    let images = user_images(hc);
     for (i, (_, image)) in images.iter().enumerate() {
         s.run(&format!("image:{i}"), &de::image_id(image));
     }
     s.run("containers", &de::inspect_project(&hc.env.compose_project));
-    let secs = read_script(ex, &s)?.secs;
-    let flavor = flavor_of(ex, hc, &secs, try_v1)?;
-    let http_client = secs
-        .get("http-client")
-        .map(|s| s.stdout.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "none".into());
-    let missing: Vec<&(String, String)> = images
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| {
-            !secs
-                .get(&format!("image:{i}"))
-                .is_some_and(Section::success)
-        })
-        .map(|(_, x)| x)
-        .collect();
-    pull_missing(ex, hc, &missing)?;
-    let containers = secs
-        .get("containers")
-        .filter(|c| c.success())
-        .and_then(|c| de::parse_inspect(&c.stdout).ok())
-        .map(by_service)
-        .unwrap_or_default();
-    Ok((flavor, http_client, containers))
+}
+
+/// `config` of the staged files, in the scratch directory: for the flavor the probe found.
+fn config_sections(s: &mut Script, hc: HostCtx, try_v2: bool, try_v1: bool) {
+    let v2 = Flavor::V2(semver::Version::new(2, 0, 0));
+    let v1 = Flavor::V1(semver::Version::new(1, 0, 0));
+    s.raw("if [ -n \"$da_staged\" ]; then");
+    match (try_v2, try_v1) {
+        (true, true) => {
+            s.raw("if [ \"$da_v2\" -eq 0 ]; then");
+            s.run("config-v2", &staged_compose(hc, &v2).config());
+            s.raw("else");
+            s.run("config-v1", &staged_compose(hc, &v1).config());
+            s.raw("fi");
+        }
+        (true, false) => {
+            s.run("config-v2", &staged_compose(hc, &v2).config());
+        }
+        _ => {
+            s.run("config-v1", &staged_compose(hc, &v1).config());
+        }
+    }
+    s.raw("fi");
+}
+
+/// The resolved configuration from the script's `config` section for `flavor`; `None` when the
+/// script ran the other flavor's.
+fn config_of(
+    hc: HostCtx,
+    flavor: &Flavor,
+    ran: &super::Ran,
+) -> Result<Option<BTreeMap<String, ServiceConfig>>> {
+    let name = if flavor.is_v1() { "config-v1" } else { "config-v2" };
+    let other = if flavor.is_v1() { "config-v2" } else { "config-v1" };
+    if !ran.secs.contains_key(name) && ran.secs.contains_key(other) {
+        return Ok(None);
+    }
+    config_of_section(hc, flavor, ran, name).map(Some)
+}
+
+/// The configuration in section `name`, or why there is none (staging or `config` failed).
+fn config_of_section(
+    hc: HostCtx,
+    flavor: &Flavor,
+    ran: &super::Ran,
+    name: &str,
+) -> Result<BTreeMap<String, ServiceConfig>> {
+    let label = hc.label();
+    for (section, sec) in &ran.secs {
+        if section.starts_with("stage") && !sec.success() {
+            return Err(Error::StageFailed(format!(
+                "{label}: staging the files for `config` failed ({section}): {}",
+                ran.out.stderr_tail(5)
+            )));
+        }
+    }
+    match ran.secs.get(name) {
+        Some(cfg) if cfg.success() => parse_config(flavor, &cfg.stdout),
+        _ => Err(Error::StageFailed(format!(
+            "{label}: the compose configuration is invalid:\n{}",
+            ran.out.stderr_tail(20)
+        ))),
+    }
 }
 
 /// The `--image` references: (compose service, reference).
@@ -184,9 +270,7 @@ fn pull_missing(ex: &mut dyn Executor, hc: HostCtx, missing: &[&(String, String)
         let pulled = ex.capture(&de::pull(image))?;
         if !pulled.success() {
             return Err(Error::usage_help(
-                format!(
-                    "{label}: image `{image}` for `{svc}` is not on the host and cannot be pulled"
-                ),
+                format!("{label}: image `{image}` for `{svc}` is not on the host and cannot be pulled"),
                 format!("docker pull said: {}", pulled.stderr_tail(3).trim()),
             ));
         }
@@ -194,72 +278,59 @@ fn pull_missing(ex: &mut dyn Executor, hc: HostCtx, missing: &[&(String, String)
     Ok(())
 }
 
-/// `docker compose config` of the files this run installs, resolved on the host in a scratch
-/// directory (`mktemp -d`, removed at the end of the same script): the repository's compose and
-/// env files (or the release copy a rollback restores), the live directory's `.env` and the env
-/// files compose names that the repository lacks, and an override with this run's pins only.
-fn staged_config(
-    ex: &mut dyn Executor,
-    hc: HostCtx,
-    flavor: &Flavor,
-) -> Result<BTreeMap<String, ServiceConfig>> {
+/// The files this run installs, staged in a scratch directory (`mktemp -d`; the caller's script
+/// removes it): the repository's compose and env files (or the release copy a rollback
+/// restores), the live directory's `.env` and the env files compose names that the repository
+/// lacks, and an override with this run's pins only. `$da_staged` says the directory is there.
+fn stage_sections(s: &mut Script, hc: HostCtx) -> Result<()> {
     let live = hc.env.dir.trim_end_matches('/');
     let q = |p: &str| shell_quote(p).into_owned();
-    let mut s = Script::new();
-    s.raw("da_scratch=$(mktemp -d) && cd \"$da_scratch\" || exit 1");
+    s.raw("da_staged=; da_scratch=$(mktemp -d) && cd \"$da_scratch\" && da_staged=1");
+    s.raw("if [ -n \"$da_staged\" ]; then");
     match hc.req.files_from {
         Some(n) => {
-            s.shell(
-                "restore",
-                &format!("cp -R {}/. .", q(&pu::files_dir(&hc.env.dir, n))),
-            );
+            let from = q(&pu::files_dir(&hc.env.dir, n));
+            s.shell("stage:restore", &format!("cp -R {from}/. ."));
         }
-        None => stage_uploads(&mut s, hc)?,
+        None => stage_uploads(s, hc)?,
     }
     for rel in std::iter::once(".env".to_string()).chain(unstaged_env_files(hc)) {
         let (from, to) = (q(&format!("{live}/{rel}")), q(&rel));
         s.shell(
-            &format!("live:{rel}"),
+            &format!("stage:live:{rel}"),
             &format!("[ ! -f {from} ] || [ -e {to} ] || {{ mkdir -p \"$(dirname {to})\" && cp {from} {to}; }}"),
         );
     }
+    let pins = staged_pins(hc);
+    if !pins.is_empty() {
+        s.write("stage:pins", OVERRIDE_FILE, &hc.pins_text(&pins, false), 0o644);
+    }
+    s.raw("fi");
+    Ok(())
+}
+
+/// This run's pins of the selected services (the override `config` resolves with).
+fn staged_pins(hc: HostCtx) -> BTreeMap<String, String> {
     let selected = hc.selected();
-    let pins: BTreeMap<String, String> = hc
-        .req
+    hc.req
         .images
         .iter()
         .filter(|(s, _)| selected.contains(s))
         .map(|(s, i)| (s.clone(), i.clone()))
-        .collect();
+        .collect()
+}
+
+/// The compose invocation in the scratch directory (relative files, the override when it pins).
+fn staged_compose(hc: HostCtx, flavor: &Flavor) -> Compose {
     let mut files = hc.env.compose_files.clone();
-    if !pins.is_empty() {
-        s.write("pins", OVERRIDE_FILE, &hc.pins_text(&pins, false), 0o644);
+    if !staged_pins(hc).is_empty() {
         files.push(OVERRIDE_FILE.to_string());
     }
-    let c = Compose {
+    Compose {
         flavor: flavor.clone(),
         project: hc.env.compose_project.clone(),
         files,
         dir: ".".into(),
-    };
-    s.run("config", &c.config());
-    s.raw("cd / && rm -rf \"$da_scratch\"");
-    let ran = read_script(ex, &s)?;
-    let label = hc.label();
-    for (name, sec) in &ran.secs {
-        if name != "config" && !sec.success() {
-            return Err(Error::StageFailed(format!(
-                "{label}: staging the files for `config` failed ({name}): {}",
-                ran.out.stderr_tail(5)
-            )));
-        }
-    }
-    match ran.secs.get("config") {
-        Some(cfg) if cfg.success() => parse_config(flavor, &cfg.stdout),
-        _ => Err(Error::StageFailed(format!(
-            "{label}: the compose configuration is invalid:\n{}",
-            ran.out.stderr_tail(20)
-        ))),
     }
 }
 
@@ -524,4 +595,125 @@ fn state_of(
         config: Some(checked.config),
         images: have,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::UpRequest;
+    use crate::manifest::Host;
+    use crate::report::Report;
+    use crate::state::LockOwner;
+
+    fn manifest() -> crate::manifest::Manifest {
+        crate::manifest::parse(crate::diag::Source::new(
+            "deploy.yml",
+            "version: 1\nproject: shop\nenvironments:\n  staging:\n    hosts: [local]\n    dir: /srv/shop\n    compose_files: [compose.yml]\nservices:\n  web: {}\n",
+        ))
+        .unwrap()
+    }
+
+    fn section(stdout: &str) -> Section {
+        Section {
+            status: 0,
+            stdout: stdout.into(),
+        }
+    }
+
+    #[test]
+    fn the_start_read_becomes_the_hosts_state() {
+        let m = manifest();
+        let env = &m.environments["staging"];
+        let report = Report::buffered(false, None);
+        let req = UpRequest::recorded(
+            "staging",
+            vec!["web".into()],
+            Default::default(),
+            LockOwner::default(),
+            ".".into(),
+            Vec::new(),
+        );
+        let hc = HostCtx {
+            report: &report,
+            host: &Host::Local,
+            env,
+            manifest: &m,
+            req: &req,
+        };
+        let record = |n: u64, status: crate::state::ReleaseStatus| {
+            let r = crate::state::ReleaseRecord {
+                number: n,
+                status: crate::state::ReleaseStatusField(status),
+                ..Default::default()
+            };
+            format!(
+                "\n==> deploy-action-file /srv/shop/.deploy-action/releases/{n}.json\n{}\n",
+                serde_json::to_string(&r).unwrap()
+            )
+        };
+        let listing = format!(
+            "{}{}\n==> deploy-action-file /srv/shop/.deploy-action/releases/7.json\nnot json\n",
+            record(2, crate::state::ReleaseStatus::Superseded),
+            record(3, crate::state::ReleaseStatus::Live)
+        );
+        let containers = r#"[{"Id":"c1","Name":"/shop-web-1","Image":"sha256:aa","Config":{"Image":"shop/web:1","Labels":{"com.docker.compose.service":"web","com.docker.compose.project":"shop"}},"State":{"Status":"running"}}]"#;
+        let secs: BTreeMap<String, Section> = [
+            ("lock", section("ours\n")),
+            ("records", section(&listing)),
+            (
+                "pins",
+                section("services:\n  \"web\":\n    image: \"shop/web:9\"\n"),
+            ),
+            ("copies", section("2\n3\nnotanumber\n")),
+            ("containers", section(containers)),
+            ("have:0", section("sha256:bb [\"shop/web@sha256:cc\"]\n")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let checked = Checked {
+            flavor: Flavor::V2(semver::Version::new(2, 30, 0)),
+            http_client: "curl".into(),
+            config: BTreeMap::new(),
+            containers: Containers::new(),
+        };
+        let st = state_of(
+            hc,
+            checked,
+            &secs,
+            &Output::default(),
+            &["shop/web:1".to_string()],
+        )
+        .unwrap();
+        assert_eq!(st.next, 8, "a corrupt newest record keeps its number");
+        assert_eq!(
+            st.records.iter().map(|r| r.number).collect::<Vec<_>>(),
+            [2, 3]
+        );
+        assert_eq!(st.pins["web"], "shop/web:9");
+        assert_eq!(st.copies, [2, 3].into());
+        assert_eq!(st.before["web"].image, "shop/web:1");
+        assert_eq!(
+            st.images["shop/web:1"].as_ref().unwrap().repo_digests,
+            ["shop/web@sha256:cc"]
+        );
+        assert!(
+            report
+                .printed()
+                .iter()
+                .any(|(_, l)| l.contains("7.json") && l.contains("its number is not reused")),
+            "the corrupt record is reported"
+        );
+        // Without the containers section the read fails, naming what it could not read.
+        let mut broken = secs.clone();
+        broken.remove("containers");
+        let checked = Checked {
+            flavor: Flavor::V2(semver::Version::new(2, 30, 0)),
+            http_client: "curl".into(),
+            config: BTreeMap::new(),
+            containers: Containers::new(),
+        };
+        let e = state_of(hc, checked, &broken, &Output::default(), &[]).unwrap_err();
+        assert!(e.to_string().contains("reading the state (containers) failed"), "{e}");
+    }
 }

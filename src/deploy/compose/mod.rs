@@ -302,6 +302,24 @@ impl<'a> HostDeploy<'a> {
         })?)
     }
 
+    /// The image each selected service runs after this run, as planned: its pin, else what
+    /// compose resolves.
+    pub fn planned_images(&self) -> BTreeMap<String, String> {
+        self.selected
+            .iter()
+            .map(|s| {
+                let config = self.state.config.as_ref().and_then(|c| c.get(s));
+                let image = self
+                    .pins
+                    .get(s)
+                    .cloned()
+                    .or_else(|| config.and_then(|c| c.image.clone()))
+                    .unwrap_or_default();
+                (s.clone(), image)
+            })
+            .collect()
+    }
+
     /// The host's result (made by the finish step; a run that stopped before has none).
     pub fn into_result(self) -> Option<HostResult> {
         self.run.result

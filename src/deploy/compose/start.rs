@@ -142,11 +142,13 @@ pub fn record(d: &mut HostDeploy, n: u64, protect: &[Protect]) -> Result<()> {
     }
     d.run.records.push(record.clone());
     d.run.record = Some(record);
-    hc.report.info(&format!(
-        "{}: release {n}: deploying {}",
-        d.label(),
-        d.selected.join(", ")
-    ));
+    if !ran.recorded {
+        hc.report.info(&format!(
+            "{}: release {n}: deploying {}",
+            d.label(),
+            d.selected.join(", ")
+        ));
+    }
     Ok(())
 }
 
