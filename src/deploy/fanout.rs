@@ -620,12 +620,17 @@ mod tests {
         let e = f
             .judge(
                 &Host::Local,
-                Err(Error::LockHeld("local: the staging lock is held by x".into())),
+                Err(Error::LockHeld(
+                    "local: the staging lock is held by x".into(),
+                )),
                 tail,
                 &mut results,
             )
             .unwrap();
-        assert!(matches!(e, Error::LockHeld(ref m) if m.ends_with(tail)), "{e}");
+        assert!(
+            matches!(e, Error::LockHeld(ref m) if m.ends_with(tail)),
+            "{e}"
+        );
         assert_eq!(results.len(), 2);
         assert_eq!(
             results[1].error.as_deref(),

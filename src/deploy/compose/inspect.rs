@@ -156,8 +156,16 @@ fn config_of(
     flavor: &Flavor,
     ran: &super::Ran,
 ) -> Result<Option<BTreeMap<String, ServiceConfig>>> {
-    let name = if flavor.is_v1() { "config-v1" } else { "config-v2" };
-    let other = if flavor.is_v1() { "config-v2" } else { "config-v1" };
+    let name = if flavor.is_v1() {
+        "config-v1"
+    } else {
+        "config-v2"
+    };
+    let other = if flavor.is_v1() {
+        "config-v2"
+    } else {
+        "config-v1"
+    };
     if !ran.secs.contains_key(name) && ran.secs.contains_key(other) {
         return Ok(None);
     }
@@ -270,7 +278,9 @@ fn pull_missing(ex: &mut dyn Executor, hc: HostCtx, missing: &[&(String, String)
         let pulled = ex.capture(&de::pull(image))?;
         if !pulled.success() {
             return Err(Error::usage_help(
-                format!("{label}: image `{image}` for `{svc}` is not on the host and cannot be pulled"),
+                format!(
+                    "{label}: image `{image}` for `{svc}` is not on the host and cannot be pulled"
+                ),
                 format!("docker pull said: {}", pulled.stderr_tail(3).trim()),
             ));
         }
@@ -303,7 +313,12 @@ fn stage_sections(s: &mut Script, hc: HostCtx) -> Result<()> {
     }
     let pins = staged_pins(hc);
     if !pins.is_empty() {
-        s.write("stage:pins", OVERRIDE_FILE, &hc.pins_text(&pins, false), 0o644);
+        s.write(
+            "stage:pins",
+            OVERRIDE_FILE,
+            &hc.pins_text(&pins, false),
+            0o644,
+        );
     }
     s.raw("fi");
     Ok(())
@@ -714,6 +729,10 @@ mod tests {
             containers: Containers::new(),
         };
         let e = state_of(hc, checked, &broken, &Output::default(), &[]).unwrap_err();
-        assert!(e.to_string().contains("reading the state (containers) failed"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("reading the state (containers) failed"),
+            "{e}"
+        );
     }
 }

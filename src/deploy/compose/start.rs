@@ -6,7 +6,7 @@
 
 use super::{Containers, HostCtx, HostDeploy};
 use crate::cancel;
-use crate::cmd::compose::{self as cc, UpOptions};
+use crate::cmd::compose as cc;
 use crate::cmd::docker_engine::{self as de, Script};
 use crate::cmd::{Cmd, shell_quote};
 use crate::error::{Error, Result};
@@ -182,7 +182,7 @@ pub fn up(d: &mut HostDeploy, planned: &Cmd, check: Check12069) -> Result<()> {
     }
     d.run.compose_status = status;
     if check == Check12069::Background && !opts.with_deps && status == 0 && !d.ex.records() {
-        start_background_dry_run(d, &selected, &opts);
+        start_background_dry_run(d, &selected);
     }
     Ok(())
 }
@@ -190,7 +190,7 @@ pub fn up(d: &mut HostDeploy, planned: &Cmd, check: Check12069) -> Result<()> {
 /// Compose #12069 after `--no-deps`: `--dry-run up` runs on the host while the gate waits; its
 /// answer lands in a file the finish step reads (and its process is stopped if it has not
 /// finished).
-fn start_background_dry_run(d: &mut HostDeploy, selected: &[String], _opts: &UpOptions) {
+fn start_background_dry_run(d: &mut HostDeploy, selected: &[String]) {
     let file = dry_run_file_of(&d.hc.paths().root, d.state.next);
     let line = d.compose.dry_run_up(selected).to_shell_line();
     let (f, tmp, pid) = (
@@ -281,6 +281,68 @@ mod tests {
             },
         )]
         .into()
+    }
+
+    #[test]
+    fn the_record_before_the_change_carries_the_environment_and_what_ran() {
+        let m = crate::manifest::parse(crate::diag::Source::new(
+            "deploy.yml",
+            "version: 1\nproject: shop\nenvironments:\n  staging:\n    hosts: [local]\n    dir: /srv/shop\nservices:\n  api: {}\n",
+        ))
+        .unwrap();
+        let report = crate::report::Report::buffered(false, None);
+        let owner = crate::state::LockOwner {
+            sha: "abc".into(),
+            actor: "ann".into(),
+            ..Default::default()
+        };
+        let req = crate::deploy::UpRequest::recorded(
+            "staging",
+            vec!["api".into()],
+            Default::default(),
+            owner,
+            ".".into(),
+            vec!["reason: hotfix".into()],
+        );
+        let hc = HostCtx {
+            report: &report,
+            host: &crate::manifest::Host::Local,
+            env: &m.environments["staging"],
+            manifest: &m,
+            req: &req,
+        };
+        let mut migrated = ReleaseRecord {
+            number: 3,
+            status: ReleaseStatusField(ReleaseStatus::Live),
+            migration_version: Some("7".into()),
+            ..Default::default()
+        };
+        migrated.notes.push("old".into());
+        let protect = [Protect {
+            service: "api".into(),
+            image_id: "sha256:aa".into(),
+            tag: "shop/api:shop.api-release-4-before".into(),
+        }];
+        let r = initial_record(
+            hc,
+            4,
+            "2026-01-01T00:00:00Z",
+            &[migrated],
+            &protect,
+            &containers(),
+        );
+        assert_eq!(r.number, 4);
+        assert_eq!(r.status.0, ReleaseStatus::InProgress);
+        assert_eq!((r.sha.as_str(), r.actor.as_str()), ("abc", "ann"));
+        assert_eq!(r.migration_version.as_deref(), Some("7"), "carried forward");
+        assert_eq!(r.notes, ["reason: hotfix"]);
+        let before = &r.previous["api"];
+        assert_eq!(before.image, "shop/api:1");
+        assert_eq!(before.container_id.as_deref(), Some("c1"));
+        assert_eq!(
+            before.release_tag.as_deref(),
+            Some("shop/api:shop.api-release-4-before")
+        );
     }
 
     #[test]
