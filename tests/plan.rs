@@ -54,7 +54,13 @@ fn plan_shows_exact_commands_and_hosts() {
         o,
         "pages",
         "local",
-        "upload clients/web/dist to Cloudflare Pages project shop-web (only files it lacks); production branch main",
+        "walk and hash clients/web/dist as wrangler does",
+    );
+    step_line(
+        o,
+        "pages",
+        "local",
+        "Cloudflare: create the deployment of shop-web from the manifest and the special files: production on branch main",
     );
     step_line(
         o,
@@ -110,12 +116,30 @@ fn plan_shows_the_migrate_gate_backup_and_database_and_the_pages_upload() {
         .go();
     out.status(0).nowhere("Plan-Pw-123");
     let o = &out.stdout;
-    // A site without a build command is only uploaded; the production branch is the manifest's.
+    // A site without a build command is only walked and uploaded, after the environment's
+    // approval; the production branch is the manifest's.
     step_line(
         o,
         "pages",
         "local",
-        "upload clients/web/dist to Cloudflare Pages project shop-web (only files it lacks); production branch release, other branches get a preview",
+        "approval for production by alice or bob of every file and its hash, before the first request to Cloudflare",
+    );
+    step_line(
+        o,
+        "pages",
+        "local",
+        "Cloudflare: upload to shop-web the files check-missing found missing (decided at run time",
+    );
+    step_line(
+        o,
+        "pages",
+        "local",
+        "Cloudflare: create the deployment of shop-web from the manifest and the special files: production on branch release, a preview on any other branch",
+    );
+    assert!(
+        !o.lines()
+            .any(|l| l.trim_start().starts_with("pages ") && l.contains("sh -c")),
+        "no build: {o}"
     );
     // The gate runs here, before anything is written; the backup and the migration run where the
     // database is: the compose service on the environment's first host.
@@ -161,17 +185,36 @@ fn plan_json_carries_the_pages_and_migrate_steps() {
     let steps = doc["steps"].as_array().unwrap();
     let ids: Vec<&str> = steps.iter().map(|s| s["id"].as_str().unwrap()).collect();
     // staging: no approval, `backup: auto` → no gate and no backup.
-    assert_eq!(ids, ["pages:web", "migrate:migrations"]);
+    assert_eq!(
+        ids,
+        [
+            "pages:web:walk",
+            "pages:git",
+            "pages:start",
+            "pages:web:check-missing",
+            "pages:web:upload",
+            "pages:web:upsert-hashes",
+            "pages:web:deploy",
+            "pages:web:wait",
+            "pages:record",
+            "migrate:migrations"
+        ]
+    );
     assert_eq!(
         steps[0]["action"],
-        serde_json::json!({"kind": "pages_upload", "dir": "clients/web/dist",
-            "project": "shop-web", "production_branch": "release"})
+        serde_json::json!({"kind": "pages", "op": "walk", "dir": "clients/web/dist"})
     );
-    assert_eq!(steps[1]["stage"], "migrate");
-    assert_eq!(steps[1]["unit"], "migrations");
-    assert_eq!(steps[1]["target"], "local");
     assert_eq!(
-        steps[1]["action"],
+        steps[6]["action"],
+        serde_json::json!({"kind": "pages", "op": "deploy", "project": "shop-web",
+            "production_branch": "release"})
+    );
+    let migrate = &steps[9];
+    assert_eq!(migrate["stage"], "migrate");
+    assert_eq!(migrate["unit"], "migrations");
+    assert_eq!(migrate["target"], "local");
+    assert_eq!(
+        migrate["action"],
         serde_json::json!({"kind": "migrate", "dir": "db/migrations", "engine": "postgres",
             "database": {"kind": "url_env", "var": "STAGING_DATABASE_URL"}})
     );

@@ -136,13 +136,8 @@ pub enum Action {
         #[serde(skip_serializing_if = "Vec::is_empty")]
         approvers: Vec<String>,
     },
-    /// Upload a directory to a Cloudflare Pages project (only the files Cloudflare lacks) and
-    /// create a deployment: production on `production_branch`, a preview on any other branch.
-    PagesUpload {
-        dir: String,
-        project: String,
-        production_branch: String,
-    },
+    /// A step of a Cloudflare Pages run (walk, check-missing, uploads, the deployment, …).
+    Pages(pages::PagesAction),
     /// Apply the pending SQL migrations of `dir`, one transaction each, under a lock.
     Migrate {
         dir: String,
@@ -242,13 +237,7 @@ impl Step {
                     ),
                 }
             }
-            Action::PagesUpload {
-                dir,
-                project,
-                production_branch,
-            } => format!(
-                "upload {dir} to Cloudflare Pages project {project} (only files it lacks); production branch {production_branch}, other branches get a preview"
-            ),
+            Action::Pages(a) => a.describe(),
             Action::Migrate {
                 dir,
                 engine,

@@ -207,7 +207,15 @@ mod tests {
                 "up:api@deploy@staging.example.com:22",
                 "up:release@deploy@staging.example.com:22",
                 "pages:web:build",
-                "pages:web",
+                "pages:web:walk",
+                "pages:git",
+                "pages:start",
+                "pages:web:check-missing",
+                "pages:web:upload",
+                "pages:web:upsert-hashes",
+                "pages:web:deploy",
+                "pages:web:wait",
+                "pages:record",
                 "migrate:migrations",
             ]
         );
