@@ -123,13 +123,6 @@ impl<'a> Performer<'a> {
             .ok_or_else(|| internal(step, "names no site of the run"))
     }
 
-    fn walked(&self, i: usize, step: &Step) -> Result<&Walked> {
-        self.sites[i]
-            .walked
-            .as_ref()
-            .ok_or_else(|| internal(step, "comes before its site's walk"))
-    }
-
     fn git(&self) -> GitMeta {
         self.git.clone().unwrap_or_default()
     }
@@ -204,11 +197,8 @@ impl<'a> Performer<'a> {
 
     /// The Cloudflare steps of site `i`.
     fn remote(&mut self, i: usize, step: &Step, action: &PagesAction) -> Result<()> {
-        self.walked(i, step)?;
         let ctx = self.ctx;
         let git = self.git();
-        let wait = Duration::from_secs(self.args.wait_timeout);
-        let concurrency = self.args.concurrency;
         self.connect()?;
         let Side::Real {
             client: Some(cf), ..
@@ -219,14 +209,16 @@ impl<'a> Performer<'a> {
         let site = &mut self.sites[i];
         let (name, project) = (site.job.plan.name.as_str(), site.job.plan.project.as_str());
         let what = format!("site `{name}`");
-        let w = site.walked.as_ref().expect("walked: checked above");
+        let Some(w) = site.walked.as_ref() else {
+            return Err(internal(step, "comes before its site's walk"));
+        };
         match action {
             PagesAction::CheckMissing { .. } => {
                 let branch = site.job.plan.production_branch.as_deref();
                 site.remote = remote::check_missing(ctx, cf, name, project, branch, w)?;
             }
-            PagesAction::Upload { .. } => {
-                remote::upload(ctx, cf, name, project, &site.remote, concurrency)?
+            PagesAction::Upload { concurrency, .. } => {
+                remote::upload(ctx, cf, name, project, &site.remote, *concurrency)?
             }
             PagesAction::UpsertHashes { .. } => remote::upsert(ctx, cf, name, &site.remote),
             PagesAction::Deploy { .. } => {
@@ -237,7 +229,8 @@ impl<'a> Performer<'a> {
                 site.remote.request = Some(request);
                 site.remote.created = Some(d);
             }
-            PagesAction::Wait { .. } => {
+            PagesAction::Wait { timeout_secs, .. } => {
+                let wait = Duration::from_secs(*timeout_secs);
                 let created = site
                     .remote
                     .created
