@@ -65,11 +65,7 @@ pub fn run_with(
         let recording = dry_run::DryRunExecutor::new("local", Default::default());
         (Box::new(recording), Side::Recording)
     } else {
-        let side = Side::Real {
-            make_client,
-            client: None,
-        };
-        (Box::new(LocalExecutor), side)
+        (Box::new(LocalExecutor), Side::Real { make_client })
     };
     let mut performer = Performer::new(ctx, args, setup, build, side);
     let mut shown = report::DryRunSteps(ctx);

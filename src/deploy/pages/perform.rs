@@ -33,7 +33,6 @@ pub enum Side<'a> {
     /// first request).
     Real {
         make_client: &'a dyn Fn() -> Result<Cloudflare>,
-        client: Option<Cloudflare>,
     },
     /// A dry run: builds are recorded, nothing is sent.
     Recording,
@@ -57,6 +56,8 @@ pub struct Performer<'a> {
     /// The builds' executor: local, or recording.
     build: Box<dyn Executor>,
     side: Side<'a>,
+    /// The Cloudflare client of the real side, once made.
+    client: Option<Cloudflare>,
     git: Option<GitMeta>,
     admission: Admission,
     release: Option<PagesRelease>,
@@ -102,6 +103,7 @@ impl<'a> Performer<'a> {
             recorded: setup.recorded,
             build,
             side,
+            client: None,
             git: None,
             admission,
             release: None,
@@ -129,12 +131,8 @@ impl<'a> Performer<'a> {
 
     /// Makes the Cloudflare client before the first request (the real side).
     fn connect(&mut self) -> Result<()> {
-        if let Side::Real {
-            make_client,
-            client: client @ None,
-        } = &mut self.side
-        {
-            *client = Some(make_client()?);
+        if let (Side::Real { make_client }, None) = (&self.side, &self.client) {
+            self.client = Some(make_client()?);
         }
         Ok(())
     }
@@ -200,10 +198,7 @@ impl<'a> Performer<'a> {
         let ctx = self.ctx;
         let git = self.git();
         self.connect()?;
-        let Side::Real {
-            client: Some(cf), ..
-        } = &self.side
-        else {
+        let Some(cf) = &self.client else {
             return Ok(());
         };
         let site = &mut self.sites[i];
