@@ -323,3 +323,109 @@ impl Perform for Performer<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::runner::{self, Quiet, Walked as W};
+    use crate::exec::dry_run::{DryRunExecutor, Recording};
+    use crate::plan::pages::{SitePlan, steps};
+
+    fn ctx(dry_run: bool) -> Ctx {
+        Ctx::new(
+            crate::settings::Settings {
+                dry_run,
+                ..Default::default()
+            },
+            crate::report::Report::buffered(false, None),
+        )
+    }
+
+    /// One site in a temporary directory, with a build command.
+    fn setup(dir: &std::path::Path) -> Setup {
+        std::fs::write(dir.join("index.html"), "<h1>hi</h1>\n").unwrap();
+        let plan = SitePlan {
+            name: "web".into(),
+            project: "shop-web".into(),
+            dir: dir.display().to_string(),
+            build: Some(crate::cmd::Cmd::shell("exit 7")),
+            production_branch: Some("main".into()),
+            origin: None,
+        };
+        Setup {
+            root: dir.to_path_buf(),
+            sites: vec![SiteJob {
+                plan,
+                path: dir.to_path_buf(),
+            }],
+            guarded: None,
+            recorded: None,
+            dirty: false,
+        }
+    }
+
+    fn args() -> PagesSettings {
+        PagesSettings {
+            branch: Some("main".into()),
+            concurrency: 3,
+            wait_timeout: 600,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_recording_side_walks_every_step_records_the_build_and_sends_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, args) = (ctx(true), args());
+        let setup = setup(dir.path());
+        let plan = steps(&setup.request(&args));
+        let rec = Recording::default();
+        let build = Box::new(DryRunExecutor::new("local", rec.clone()));
+        let mut p = Performer::new(&ctx, &args, setup, build, Side::Recording);
+        let mut state = RunState {
+            dry_run: true,
+            ..RunState::default()
+        };
+        let (trace, outcome) = runner::run(&plan, &mut p, &mut Quiet, &mut state);
+        assert!(outcome.is_ok(), "{outcome:?}");
+        let ids: Vec<&str> = plan.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(trace.ids(), ids);
+        assert!(trace.0.iter().all(|e| e.walked == W::Performed));
+        assert_eq!(rec.list().len(), 1, "the build is recorded, not run");
+        assert!(p.client.is_none(), "no client, no request");
+        assert_eq!(p.sites[0].walked.as_ref().unwrap().site.assets.len(), 1);
+        let printed: Vec<String> = ctx.report.printed().into_iter().map(|(_, l)| l).collect();
+        assert!(
+            printed.iter().any(|l| l.contains("/index.html")),
+            "the file table: {printed:?}"
+        );
+        assert_eq!(p.finish(&trace, outcome).unwrap(), Vec::new());
+    }
+
+    #[test]
+    fn the_real_side_stops_at_the_first_failing_step_with_its_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, args) = (ctx(false), args());
+        let setup = setup(dir.path());
+        let mut plan = steps(&setup.request(&args));
+        let make_client = || -> Result<Cloudflare> { Err(Error::usage("no credentials")) };
+        let side = Side::Real {
+            make_client: &make_client,
+        };
+        let build = Box::new(crate::exec::local::LocalExecutor);
+        let mut p = Performer::new(&ctx, &args, setup, build, side);
+        let (trace, outcome) = runner::run(&plan, &mut p, &mut Quiet, &mut RunState::default());
+        let e = outcome.unwrap_err();
+        assert!(e.to_string().contains("exit status 7"), "{e}");
+        assert_eq!(trace.ids(), ["pages:web:build"]);
+        // Without the build: the client is made at the first request, and its error stops there.
+        plan.remove(0);
+        let (trace, outcome) = runner::run(&plan, &mut p, &mut Quiet, &mut RunState::default());
+        assert_eq!(outcome.unwrap_err().exit().code(), 2);
+        assert_eq!(
+            trace.ids(),
+            ["pages:web:walk", "pages:git", "pages:web:check-missing"]
+        );
+        assert!(p.finish(&trace, Err(Error::usage("x"))).is_err());
+    }
+}

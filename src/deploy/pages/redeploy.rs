@@ -60,6 +60,60 @@ pub fn redeploy(
             "{what}: no branch given; leaving it out would deploy to production"
         )));
     };
+    let files = recorded_files(&what, state)?;
+    let production_branch = cf.get_project(project).map_err(err)?.production_branch;
+    let token = cf.start_upload_session(project).map_err(err)?;
+    if state.manifest.len() as u64 > token.max_file_count_allowed {
+        return Err(Error::usage(format!(
+            "{what}: {} files, but Pages only supports up to {} files in a deployment for this project (the upload token's max_file_count_allowed)",
+            state.manifest.len(),
+            token.max_file_count_allowed
+        )));
+    }
+    let mut seen = HashSet::new();
+    let distinct: Vec<String> = state
+        .manifest
+        .values()
+        .filter(|h| seen.insert(h.as_str()))
+        .cloned()
+        .collect();
+    let missing: HashSet<String> = cf
+        .check_missing(&distinct)
+        .map_err(err)?
+        .into_iter()
+        .collect();
+    if !missing.is_empty() {
+        return Err(lost_files(&what, state, &missing));
+    }
+    // Only a cache hint; the deployment does not depend on it.
+    let _ = cf.upsert_hashes(&distinct);
+    let request = DeploymentRequest {
+        manifest: state.manifest.clone(),
+        branch: Some(branch.clone()),
+        commit_hash: git.commit_hash.clone(),
+        commit_message: git.commit_message.clone(),
+        commit_dirty: git.commit_dirty,
+        files,
+    };
+    let created = remote::create(cf, &what, project, &request, None, &|_, _| {})?;
+    let d = remote::wait(cf, &what, project, &created, wait)?;
+    Ok(PagesState {
+        project: project.clone(),
+        deployment_id: d.id.clone(),
+        url: d.url.clone(),
+        alias_url: d.alias(),
+        environment: environment_of(&d, production_branch.as_deref(), git),
+        manifest: state.manifest.clone(),
+        branch: Some(branch),
+        commit_hash: git.commit_hash.clone(),
+        special_files: state.special_files.clone(),
+        special_files_omitted: Vec::new(),
+    })
+}
+
+/// The special files of a record, decoded, in the order they are sent; exit 2 when the record
+/// cannot be redeployed (no manifest, special files omitted, a bad or unknown special file).
+fn recorded_files(what: &str, state: &PagesState) -> Result<Vec<(String, Vec<u8>)>> {
     if state.manifest.is_empty() {
         return Err(Error::usage(format!(
             "{what}: the record holds no manifest, so the deployment cannot be recreated from it; deploy the site again with `deploy-action pages`"
@@ -91,71 +145,28 @@ pub fn redeploy(
             "{what}: the record holds an unknown special file `{other}`"
         )));
     }
+    Ok(files)
+}
 
-    let production_branch = cf.get_project(project).map_err(err)?.production_branch;
-    let token = cf.start_upload_session(project).map_err(err)?;
-    if state.manifest.len() as u64 > token.max_file_count_allowed {
-        return Err(Error::usage(format!(
-            "{what}: {} files, but Pages only supports up to {} files in a deployment for this project (the upload token's max_file_count_allowed)",
-            state.manifest.len(),
-            token.max_file_count_allowed
-        )));
-    }
-    let mut seen = HashSet::new();
-    let distinct: Vec<String> = state
+/// Exit 1: Cloudflare no longer stores the files of `missing` (hashes), named by path.
+fn lost_files(what: &str, state: &PagesState, missing: &HashSet<String>) -> Error {
+    let paths: Vec<&str> = state
         .manifest
-        .values()
-        .filter(|h| seen.insert(h.as_str()))
-        .cloned()
+        .iter()
+        .filter(|(_, h)| missing.contains(*h))
+        .map(|(p, _)| p.as_str())
         .collect();
-    let missing: HashSet<String> = cf
-        .check_missing(&distinct)
-        .map_err(err)?
-        .into_iter()
-        .collect();
-    if !missing.is_empty() {
-        let paths: Vec<&str> = state
-            .manifest
-            .iter()
-            .filter(|(_, h)| missing.contains(*h))
-            .map(|(p, _)| p.as_str())
-            .collect();
-        let shown: Vec<&str> = paths.iter().take(10).copied().collect();
-        return Err(Error::StageFailed(format!(
-            "{what}: Cloudflare no longer has {} of its files ({}{}); a redeploy cannot upload bytes it does not have: deploy the site again with `deploy-action pages`",
-            paths.len(),
-            shown.join(", "),
-            if paths.len() > shown.len() {
-                ", …"
-            } else {
-                ""
-            }
-        )));
-    }
-    // Only a cache hint; the deployment does not depend on it.
-    let _ = cf.upsert_hashes(&distinct);
-    let request = DeploymentRequest {
-        manifest: state.manifest.clone(),
-        branch: Some(branch.clone()),
-        commit_hash: git.commit_hash.clone(),
-        commit_message: git.commit_message.clone(),
-        commit_dirty: git.commit_dirty,
-        files,
-    };
-    let created = remote::create(cf, &what, project, &request, None, &|_, _| {})?;
-    let d = remote::wait(cf, &what, project, &created, wait)?;
-    Ok(PagesState {
-        project: project.clone(),
-        deployment_id: d.id.clone(),
-        url: d.url.clone(),
-        alias_url: d.alias(),
-        environment: environment_of(&d, production_branch.as_deref(), git),
-        manifest: state.manifest.clone(),
-        branch: Some(branch),
-        commit_hash: git.commit_hash.clone(),
-        special_files: state.special_files.clone(),
-        special_files_omitted: Vec::new(),
-    })
+    let shown: Vec<&str> = paths.iter().take(10).copied().collect();
+    Error::StageFailed(format!(
+        "{what}: Cloudflare no longer has {} of its files ({}{}); a redeploy cannot upload bytes it does not have: deploy the site again with `deploy-action pages`",
+        paths.len(),
+        shown.join(", "),
+        if paths.len() > shown.len() {
+            ", …"
+        } else {
+            ""
+        }
+    ))
 }
 
 /// Makes the recorded production deployment live again (Pages rollback: instant, nothing is
@@ -228,5 +239,53 @@ mod tests {
         let (kept, omitted) = record_special_files(&big);
         assert!(kept.is_empty());
         assert_eq!(omitted, ["_headers", "_worker.bundle"]);
+    }
+
+    #[test]
+    fn a_record_gives_back_its_special_files_or_says_why_it_cannot() {
+        let mut state = PagesState {
+            manifest: [("/a.html".to_string(), "h1".to_string())].into(),
+            ..Default::default()
+        };
+        state
+            .special_files
+            .insert("_routes.json".into(), "e30=".into());
+        state.special_files.insert("_headers".into(), "eA==".into());
+        let files = recorded_files("redeploy", &state).unwrap();
+        assert_eq!(
+            files,
+            [
+                ("_headers".to_string(), b"x".to_vec()),
+                ("_routes.json".to_string(), b"{}".to_vec())
+            ],
+            "in the order they are sent"
+        );
+        let mut bad = state.clone();
+        bad.special_files.insert("_worker.js".into(), "eA==".into());
+        let e = recorded_files("redeploy", &bad).unwrap_err();
+        assert_eq!(e.exit().code(), 2);
+        assert!(e.to_string().contains("unknown special file `_worker.js`"));
+        bad.special_files.remove("_worker.js");
+        bad.special_files
+            .insert("_redirects".into(), "not base64!".into());
+        assert!(
+            recorded_files("redeploy", &bad)
+                .unwrap_err()
+                .to_string()
+                .contains("`_redirects` is not valid base64")
+        );
+        let empty = PagesState::default();
+        assert!(
+            recorded_files("redeploy", &empty)
+                .unwrap_err()
+                .to_string()
+                .contains("holds no manifest")
+        );
+        let lost = lost_files("redeploy", &state, &["h1".to_string()].into());
+        assert_eq!(lost.exit().code(), 1);
+        assert!(
+            lost.to_string()
+                .contains("no longer has 1 of its files (/a.html)")
+        );
     }
 }
