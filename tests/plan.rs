@@ -137,15 +137,25 @@ fn plan_shows_the_migrate_gate_backup_and_database_and_the_pages_upload() {
         "deploy@prod-1.example.com:22",
         "apply pending db/migrations/*.sql (postgres) to database `shop` (user app) in compose service `db`",
     );
+    // The steps `migrate` runs, in order: the same as a run's, with the pending files (known once
+    // the database is read) as one step.
     let lines: Vec<&str> = o
         .lines()
         .filter(|l| l.trim_start().starts_with("migrate "))
         .collect();
-    assert_eq!(lines.len(), 3, "gate, backup, apply: {o}");
-    assert!(
-        lines[0].contains("approval") && lines[1].contains("back up"),
-        "{o}"
-    );
+    let expected = [
+        "approval",
+        "take the migration lock",
+        "back up",
+        "create the tracking table",
+        "apply pending",
+        "record the release of production",
+        "release the migration lock",
+    ];
+    assert_eq!(lines.len(), expected.len(), "{o}");
+    for (line, what) in lines.iter().zip(expected) {
+        assert!(line.contains(what), "`{what}` expected in `{line}`: {o}");
+    }
     // Nothing was written: no backup directory, no tracking, git untouched.
     assert!(!p.path().join(".deploy-action").exists());
     assert_eq!(p.git_cmd(&["status", "--porcelain"]), "");
@@ -160,18 +170,34 @@ fn plan_json_carries_the_pages_and_migrate_steps() {
     assert_eq!(doc["affected"], serde_json::json!(["web", "migrations"]));
     let steps = doc["steps"].as_array().unwrap();
     let ids: Vec<&str> = steps.iter().map(|s| s["id"].as_str().unwrap()).collect();
-    // staging: no approval, `backup: auto` → no gate and no backup.
-    assert_eq!(ids, ["pages:web", "migrate:migrations"]);
+    // staging: no approval, `backup: auto` → the deploy rules and no backup.
+    assert_eq!(
+        ids,
+        [
+            "pages:web",
+            "migrate:migrations:gate",
+            "migrate:migrations:lock",
+            "migrate:migrations:table",
+            "migrate:migrations:apply",
+            "migrate:migrations:release",
+            "migrate:migrations:unlock",
+        ]
+    );
     assert_eq!(
         steps[0]["action"],
         serde_json::json!({"kind": "pages_upload", "dir": "clients/web/dist",
             "project": "shop-web", "production_branch": "release"})
     );
-    assert_eq!(steps[1]["stage"], "migrate");
-    assert_eq!(steps[1]["unit"], "migrations");
-    assert_eq!(steps[1]["target"], "local");
     assert_eq!(
         steps[1]["action"],
+        serde_json::json!({"kind": "migration", "step": "rules", "environment": "staging"})
+    );
+    assert_eq!(steps[4]["stage"], "migrate");
+    assert_eq!(steps[4]["unit"], "migrations");
+    assert_eq!(steps[4]["target"], "local");
+    assert_eq!(steps[4]["guard"]["when"], "outstanding");
+    assert_eq!(
+        steps[4]["action"],
         serde_json::json!({"kind": "migrate", "dir": "db/migrations", "engine": "postgres",
             "database": {"kind": "url_env", "var": "STAGING_DATABASE_URL"}})
     );

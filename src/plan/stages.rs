@@ -208,7 +208,7 @@ mod tests {
                 "up:release@deploy@staging.example.com:22",
                 "pages:web:build",
                 "pages:web",
-                "migrate:migrations",
+                "migrate:migrations:apply",
             ]
         );
         let up = &plan_all(&input).steps[6];
