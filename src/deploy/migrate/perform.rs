@@ -16,7 +16,7 @@ use crate::env_vars;
 use crate::error::{Error, Result};
 use crate::ledger::publish;
 use crate::manifest::Environment;
-use crate::plan::migrate::{MigrationAction, Pending, work_ids};
+use crate::plan::migrate::{Direction, MigrationAction, Pending, work_ids};
 use crate::plan::{Action, Step};
 use std::collections::BTreeSet;
 
@@ -263,8 +263,8 @@ planned; nothing was applied, run again"
             None => {
                 let done = self.log.done.clone();
                 let (applied, reverted) = match r.pending.direction {
-                    crate::plan::migrate::Direction::Up => (done, Vec::new()),
-                    crate::plan::migrate::Direction::Down => (Vec::new(), done),
+                    Direction::Up => (done, Vec::new()),
+                    Direction::Down => (Vec::new(), done),
                 };
                 Ok(publish::Migrated {
                     applied,
