@@ -1016,6 +1016,7 @@ fn i11_a_dry_run_of_pages_walks_the_steps_the_real_run_takes() {
     assert_eq!(
         ids,
         [
+            "pages:rules",
             "pages:web:build",
             "pages:web:walk",
             "pages:docs:walk",

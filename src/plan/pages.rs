@@ -1,4 +1,5 @@
-//! The `pages` stage plan: the whole run, as data. For each site: its build (on the runner, unless
+//! The `pages` stage plan: the whole run, as data. On a manifest run with `--env`, the
+//! environment's deploy rules first; for each site: its build (on the runner, unless
 //! `--no-build`), then the walk and hash of its directory; the git metadata of the deployments;
 //! the approval (on an environment with `approval: required`); the GitHub deployment of the
 //! environment; for each site: check-missing, the uploads, upsert-hashes, the deployment and the
@@ -76,6 +77,8 @@ pub struct Request {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum PagesAction {
+    /// The deploy rules of the environment (`branches:`, a clean working tree). Read-only.
+    Rules { environment: String },
     /// Walk and hash the site directory, read its special files, check the limits. Read-only.
     Walk { dir: String },
     /// The branch, commit and dirty flag of the deployments. Read-only.
@@ -109,6 +112,9 @@ impl PagesAction {
     /// The step in words (what `plan`, `--dry-run` and the trace say).
     pub fn describe(&self) -> String {
         match self {
+            PagesAction::Rules { environment } => format!(
+                "the deploy rules of {environment}: the run's ref against `branches:`, a clean working tree unless --allow-dirty (exit 2 before anything runs; a dry run warns)"
+            ),
             PagesAction::Walk { dir } => format!(
                 "walk and hash {dir} as wrangler does, read its special files, check the limits (read-only: a dry run does it too)"
             ),
@@ -198,6 +204,16 @@ pub fn manifest_site(
 /// The steps of a run, in order.
 pub fn steps(req: &Request) -> Vec<Step> {
     let mut out = Vec::new();
+    let env = req.env.as_ref();
+    if let Some(env) = env.filter(|e| e.guarded && !req.sites.is_empty()) {
+        out.push(run_step(
+            "pages:rules",
+            PagesAction::Rules {
+                environment: env.name.clone(),
+            },
+            "every change to an environment passes its guard, before the builds",
+        ));
+    }
     for site in &req.sites {
         if let Some(cmd) = &site.build {
             out.push(site_step(
@@ -228,7 +244,6 @@ pub fn steps(req: &Request) -> Vec<Step> {
         PagesAction::GitMeta,
         "a detached HEAD is never a branch: a real run without one stops (exit 2)",
     ));
-    let env = req.env.as_ref();
     if let Some(env) = env.filter(|e| e.guarded && e.approval) {
         out.push(run_step(
             "pages:approval",
@@ -415,6 +430,7 @@ mod tests {
         assert_eq!(
             ids(&steps),
             [
+                "pages:rules",
                 "pages:web:build",
                 "pages:web:walk",
                 "pages:docs:walk",
@@ -434,8 +450,8 @@ mod tests {
             ]
         );
         assert!(steps.iter().all(|s| s.guard.is_always()));
-        assert_eq!(steps[1].unit.as_deref(), Some("web"));
-        assert_eq!(steps[3].unit, None, "the git metadata is the run's");
+        assert_eq!(steps[2].unit.as_deref(), Some("web"));
+        assert_eq!(steps[4].unit, None, "the git metadata is the run's");
     }
 
     #[test]
@@ -448,6 +464,7 @@ mod tests {
         };
         let s = steps(&request(vec![site("web", false)], Some(env.clone())));
         let at = |id: &str| s.iter().position(|x| x.id == id).unwrap();
+        assert_eq!(at("pages:rules"), 0, "the rules before the builds");
         assert!(at("pages:web:walk") < at("pages:approval"));
         assert!(at("pages:approval") < at("pages:start"));
         assert_eq!(
@@ -461,6 +478,7 @@ mod tests {
         };
         let s = steps(&request(vec![site("web", false)], Some(unguarded)));
         assert!(!ids(&s).contains(&"pages:approval"));
+        assert!(!ids(&s).contains(&"pages:rules"));
         assert!(ids(&s).contains(&"pages:record"));
     }
 
@@ -503,6 +521,7 @@ mod tests {
         assert_eq!(
             ids(&steps),
             [
+                "pages:rules",
                 "pages:web:build",
                 "pages:web:walk",
                 "pages:git",
@@ -521,17 +540,17 @@ mod tests {
                 .all(|s| s.stage == "pages" && s.target == Target::Local)
         );
         assert_eq!(
-            steps[0].describe(),
+            steps[1].describe(),
             "cd /repo && sh -c 'npm ci && npm run build'"
         );
         assert!(
-            steps[1]
+            steps[2]
                 .describe()
                 .starts_with("walk and hash /repo/clients/web/dist as wrangler does"),
             "{}",
             steps[1].describe()
         );
-        let v = serde_json::to_value(&steps[7].action).unwrap();
+        let v = serde_json::to_value(&steps[8].action).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"kind": "pages", "op": "deploy", "project": "shop-web",

@@ -206,6 +206,7 @@ mod tests {
                 "up:upload:compose.staging.yml@deploy@staging.example.com:22",
                 "up:api@deploy@staging.example.com:22",
                 "up:release@deploy@staging.example.com:22",
+                "pages:rules",
                 "pages:web:build",
                 "pages:web:walk",
                 "pages:git",
@@ -216,7 +217,7 @@ mod tests {
                 "pages:web:deploy",
                 "pages:web:wait",
                 "pages:record",
-                "migrate:migrations",
+                "migrate:migrations:apply",
             ]
         );
         let up = &plan_all(&input).steps[6];

@@ -84,7 +84,7 @@ impl<'a> Performer<'a> {
             plan_hash: None,
             approval: None,
             covers: Vec::new(),
-            dirty: setup.dirty,
+            dirty: false,
         };
         Performer {
             ctx,
@@ -146,6 +146,17 @@ impl<'a> Performer<'a> {
             self.ctx.report.summary(&table);
         }
         self.sites[i].walked = Some(w);
+        Ok(())
+    }
+
+    /// The deploy rules (exit 2 on a broken one; a dry run warns). `--allow-dirty` letting a
+    /// dirty tree through goes into the release's notes.
+    fn rules(&mut self, step: &Step) -> Result<()> {
+        let env = self
+            .guarded
+            .as_ref()
+            .ok_or_else(|| internal(step, "needs a guarded environment"))?;
+        self.admission.dirty = crate::guard::check_rules(self.ctx, env, "pages", &self.root)?;
         Ok(())
     }
 
@@ -309,6 +320,7 @@ impl Perform for Performer<'_> {
                 let i = self.site_index(step)?;
                 self.walk(i)
             }
+            PagesAction::Rules { .. } => self.rules(step),
             PagesAction::GitMeta => self.git_meta(),
             PagesAction::Approval { .. } => self.approve(step),
             PagesAction::Start { .. } => {
@@ -360,7 +372,6 @@ mod tests {
             }],
             guarded: None,
             recorded: None,
-            dirty: false,
         }
     }
 

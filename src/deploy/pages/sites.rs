@@ -1,7 +1,7 @@
 //! What a `pages` run is about, read before its plan: the sites (`--project/--dir`, else the
 //! manifest's sites that `--only`, `--all` or the git changes select), the environment whose guard
-//! it passes and whose release it records, and — a step of the run, after the builds — the git
-//! metadata of the deployments.
+//! it passes and whose release it records; and, for steps of the run, the git metadata of the
+//! deployments (after the builds).
 //!
 //! Stays out of the steps themselves (`perform.rs`) and of the plan (`plan/pages.rs`).
 
@@ -40,8 +40,6 @@ pub struct Setup {
     pub guarded: Option<Environment>,
     /// The environment whose release the run records: `--env`.
     pub recorded: Option<Environment>,
-    /// `--allow-dirty` let a dirty working tree through the guard's rules.
-    pub dirty: bool,
 }
 
 impl Setup {
@@ -59,8 +57,7 @@ impl Setup {
     }
 }
 
-/// The sites and environments of a run, the guard's rules checked (exit 2 on a broken one; a dry
-/// run warns). `None`: no site to deploy (said).
+/// The sites and environments of a run. `None`: no site to deploy (said).
 pub fn setup(args: &PagesSettings, ctx: &Ctx) -> Result<Option<Setup>> {
     let (root, sites) = site_jobs(args, ctx)?;
     if sites.is_empty() {
@@ -68,10 +65,6 @@ pub fn setup(args: &PagesSettings, ctx: &Ctx) -> Result<Option<Setup>> {
         return Ok(None);
     }
     let guarded = guarded_env(args, ctx)?;
-    let dirty = match &guarded {
-        Some(e) => crate::guard::check_rules(ctx, e, "pages", &root)?,
-        None => false,
-    };
     let recorded = match (&guarded, &ctx.settings.env) {
         (Some(e), _) => Some(e.clone()),
         (None, Some(_)) => Some(ctx.settings.environment(&ctx.load_manifest()?)?.clone()),
@@ -82,7 +75,6 @@ pub fn setup(args: &PagesSettings, ctx: &Ctx) -> Result<Option<Setup>> {
         sites,
         guarded,
         recorded,
-        dirty,
     }))
 }
 
