@@ -19,6 +19,7 @@ mod ledger;
 mod migrate;
 mod migrate_gate;
 mod migrate_r10;
+mod migrate_trace;
 mod pages;
 mod plan;
 mod pull;

@@ -31,7 +31,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("manifest", &["diag"]),
     ("cmd", &["env_vars", "manifest"]),
     ("changes", &["diag", "error", "manifest"]),
-    ("plan", &["changes", "cmd", "diag", "manifest", "state"]),
+    (
+        "plan",
+        &["changes", "cmd", "diag", "manifest", "migrate", "state"],
+    ),
     ("settings", &["cli", "diag", "error", "manifest", "plan"]),
     // The error type wraps the layers' errors (the executor's among them).
     ("error", &["exec", "exit", "manifest"]),

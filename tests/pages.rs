@@ -957,3 +957,146 @@ fn production_is_rolled_back_to_a_recorded_deployment() {
     assert!(e.to_string().contains("preview deployment"), "{e}");
     assert_eq!(cf.count(Route::Rollback), 1);
 }
+
+/// The `steps` of a `--json` document: (id, how it was walked, description).
+fn steps_of(doc: &serde_json::Value) -> Vec<(String, String, String)> {
+    doc["steps"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no steps: {doc:#}"))
+        .iter()
+        .map(|s| {
+            let text = |k: &str| s[k].as_str().unwrap_or_default().to_string();
+            (text("id"), text("walked"), text("describe"))
+        })
+        .collect()
+}
+
+/// Issue 11, the plan is the whole run: `pages --dry-run` walks exactly the steps the real run
+/// then takes against the local Cloudflare API, in order and with the same descriptions — two
+/// sites, a build, a guarded environment approved through GitHub, the GitHub deployment and the
+/// release record — and `plan --env` lists the same steps. The traces are in `--json`.
+#[test]
+fn i11_a_dry_run_of_pages_walks_the_steps_the_real_run_takes() {
+    use crate::fake_github::{FakeGitHub, comment, hash_in};
+    let host = tempfile::tempdir().unwrap();
+    let p = Project::git();
+    p.manifest(&format!(
+        "version: 1\nproject: shop\nenvironments:\n  production:\n    hosts: [\"local\"]\n    dir: {}\n    approval: required\n    approvers: [alice]\nsites:\n  web:\n    project: shop-web\n    dir: clients/web/dist\n    build: \"echo built > clients/web/dist/built.txt\"\n    production_branch: main\n  docs:\n    project: shop-docs\n    dir: clients/docs/dist\n",
+        host.path().display()
+    ))
+    .file("clients/web/dist/index.html", "<h1>web</h1>\n")
+    .file("clients/docs/dist/index.html", "<h1>docs</h1>\n");
+    p.commit("two sites");
+    let cf = FakeCloudflare::start();
+    let gh = FakeGitHub::start()
+        .comments(|issue| vec![comment("alice", &format!("approve {}", hash_in(issue)))]);
+    let pages = |extra: &[&str]| {
+        let mut args = vec!["pages", "--env", "production", "--all", "--branch", "main"];
+        args.extend(extra);
+        run(&p, &args)
+            .envs(cf.env())
+            .envs(crate::guard::actions_env(&p, &gh, "dave"))
+            .go()
+    };
+
+    let dry = pages(&["--dry-run", "--json"]);
+    dry.status(0).stderr_has("/index.html");
+    assert_eq!(cf.total_requests(), 0, "a dry run sends nothing");
+    assert!(
+        !p.path().join("clients/web/dist/built.txt").exists(),
+        "a dry run records the build, and runs nothing"
+    );
+    let real = pages(&["--json"]);
+    real.status(0).stderr_has("approved by alice");
+    assert!(p.path().join("clients/web/dist/built.txt").exists());
+    assert_eq!(cf.deployments().len(), 2);
+
+    let (dry, real) = (steps_of(&dry.json()), steps_of(&real.json()));
+    let ids: Vec<&str> = real.iter().map(|(id, _, _)| id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "pages:rules",
+            "pages:web:build",
+            "pages:web:walk",
+            "pages:docs:walk",
+            "pages:git",
+            "pages:approval",
+            "pages:start",
+            "pages:web:check-missing",
+            "pages:web:upload",
+            "pages:web:upsert-hashes",
+            "pages:web:deploy",
+            "pages:web:wait",
+            "pages:docs:check-missing",
+            "pages:docs:upload",
+            "pages:docs:upsert-hashes",
+            "pages:docs:deploy",
+            "pages:docs:wait",
+            "pages:record",
+        ]
+    );
+    assert_eq!(dry, real, "the same steps, walked the same way");
+    assert!(real.iter().all(|(_, walked, _)| walked == "performed"));
+
+    // `plan` shows the same steps, in the same words.
+    let plan = p
+        .run(&["plan", "--env", "production", "--all", "--json"])
+        .go();
+    plan.status(0);
+    let doc = plan.json();
+    let planned: Vec<&str> = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["stage"] == "pages")
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(planned, ids);
+    let text = p.run(&["plan", "--env", "production", "--all"]).go();
+    for (_, _, describe) in &real {
+        text.stdout_has(describe);
+    }
+
+    // The record step recorded the release; the start step made the GitHub deployment.
+    let tasks: Vec<String> = gh
+        .state
+        .lock()
+        .unwrap()
+        .deployments
+        .iter()
+        .map(|d| d["task"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(tasks, ["deploy:pages"]);
+    assert!(host.path().join(".deploy-action/releases/1.json").exists());
+}
+
+/// Issue 11: a directory deployed without a manifest walks the same steps dry and for real.
+#[test]
+fn i11_a_dry_run_of_a_directory_walks_the_steps_the_real_run_takes() {
+    let p = tricky_site();
+    let cf = FakeCloudflare::start();
+    let mut args = BASE_ARGS.to_vec();
+    args.extend(["--branch", "main", "--json"]);
+    let real = run(&p, &args).envs(cf.env()).go();
+    real.status(0);
+    args.push("--dry-run");
+    let dry = run(&p, &args).go();
+    dry.status(0);
+    let (dry, real) = (steps_of(&dry.json()), steps_of(&real.json()));
+    let ids: Vec<&str> = dry.iter().map(|(id, _, _)| id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "pages:shop-web:walk",
+            "pages:git",
+            "pages:shop-web:check-missing",
+            "pages:shop-web:upload",
+            "pages:shop-web:upsert-hashes",
+            "pages:shop-web:deploy",
+            "pages:shop-web:wait",
+        ]
+    );
+    assert_eq!(dry, real);
+    assert_eq!(cf.deployments().len(), 1);
+}

@@ -69,7 +69,13 @@ fn plan_shows_exact_commands_and_hosts() {
         o,
         "pages",
         "local",
-        "upload clients/web/dist to Cloudflare Pages project shop-web (only files it lacks); production branch main",
+        "walk and hash clients/web/dist as wrangler does",
+    );
+    step_line(
+        o,
+        "pages",
+        "local",
+        "Cloudflare: create the deployment of shop-web from the manifest and the special files: production on branch main",
     );
     step_line(
         o,
@@ -125,12 +131,30 @@ fn plan_shows_the_migrate_gate_backup_and_database_and_the_pages_upload() {
         .go();
     out.status(0).nowhere("Plan-Pw-123");
     let o = &out.stdout;
-    // A site without a build command is only uploaded; the production branch is the manifest's.
+    // A site without a build command is only walked and uploaded, after the environment's
+    // approval; the production branch is the manifest's.
     step_line(
         o,
         "pages",
         "local",
-        "upload clients/web/dist to Cloudflare Pages project shop-web (only files it lacks); production branch release, other branches get a preview",
+        "approval for production by alice or bob of every file and its hash, before the first request to Cloudflare",
+    );
+    step_line(
+        o,
+        "pages",
+        "local",
+        "Cloudflare: upload to shop-web the files check-missing found missing (decided at run time",
+    );
+    step_line(
+        o,
+        "pages",
+        "local",
+        "Cloudflare: create the deployment of shop-web from the manifest and the special files: production on branch release, a preview on any other branch",
+    );
+    assert!(
+        !o.lines()
+            .any(|l| l.trim_start().starts_with("pages ") && l.contains("sh -c")),
+        "no build: {o}"
     );
     // The gate runs here, before anything is written; the backup and the migration run where the
     // database is: the compose service on the environment's first host.
@@ -152,15 +176,25 @@ fn plan_shows_the_migrate_gate_backup_and_database_and_the_pages_upload() {
         "deploy@prod-1.example.com:22",
         "apply pending db/migrations/*.sql (postgres) to database `shop` (user app) in compose service `db`",
     );
+    // The steps `migrate` runs, in order: the same as a run's, with the pending files (known once
+    // the database is read) as one step.
     let lines: Vec<&str> = o
         .lines()
         .filter(|l| l.trim_start().starts_with("migrate "))
         .collect();
-    assert_eq!(lines.len(), 3, "gate, backup, apply: {o}");
-    assert!(
-        lines[0].contains("approval") && lines[1].contains("back up"),
-        "{o}"
-    );
+    let expected = [
+        "approval",
+        "take the migration lock",
+        "back up",
+        "create the tracking table",
+        "apply pending",
+        "record the release of production",
+        "release the migration lock",
+    ];
+    assert_eq!(lines.len(), expected.len(), "{o}");
+    for (line, what) in lines.iter().zip(expected) {
+        assert!(line.contains(what), "`{what}` expected in `{line}`: {o}");
+    }
     // Nothing was written: no backup directory, no tracking, git untouched.
     assert!(!p.path().join(".deploy-action").exists());
     assert_eq!(p.git_cmd(&["status", "--porcelain"]), "");
@@ -175,18 +209,51 @@ fn plan_json_carries_the_pages_and_migrate_steps() {
     assert_eq!(doc["affected"], serde_json::json!(["web", "migrations"]));
     let steps = doc["steps"].as_array().unwrap();
     let ids: Vec<&str> = steps.iter().map(|s| s["id"].as_str().unwrap()).collect();
-    // staging: no approval, `backup: auto` → no gate and no backup.
-    assert_eq!(ids, ["pages:web", "migrate:migrations"]);
+    // staging: no approval, `backup: auto` → the deploy rules and no backup.
+    assert_eq!(
+        ids,
+        [
+            "pages:rules",
+            "pages:web:walk",
+            "pages:git",
+            "pages:start",
+            "pages:web:check-missing",
+            "pages:web:upload",
+            "pages:web:upsert-hashes",
+            "pages:web:deploy",
+            "pages:web:wait",
+            "pages:record",
+            "migrate:migrations:gate",
+            "migrate:migrations:lock",
+            "migrate:migrations:table",
+            "migrate:migrations:apply",
+            "migrate:migrations:release",
+            "migrate:migrations:unlock",
+        ]
+    );
     assert_eq!(
         steps[0]["action"],
-        serde_json::json!({"kind": "pages_upload", "dir": "clients/web/dist",
-            "project": "shop-web", "production_branch": "release"})
+        serde_json::json!({"kind": "pages", "op": "rules", "environment": "staging"})
     );
-    assert_eq!(steps[1]["stage"], "migrate");
-    assert_eq!(steps[1]["unit"], "migrations");
-    assert_eq!(steps[1]["target"], "local");
     assert_eq!(
         steps[1]["action"],
+        serde_json::json!({"kind": "pages", "op": "walk", "dir": "clients/web/dist"})
+    );
+    assert_eq!(
+        steps[7]["action"],
+        serde_json::json!({"kind": "pages", "op": "deploy", "project": "shop-web",
+            "production_branch": "release"})
+    );
+    assert_eq!(
+        steps[10]["action"],
+        serde_json::json!({"kind": "migration", "step": "rules", "environment": "staging"})
+    );
+    assert_eq!(steps[13]["stage"], "migrate");
+    assert_eq!(steps[13]["unit"], "migrations");
+    assert_eq!(steps[13]["target"], "local");
+    assert_eq!(steps[13]["guard"]["when"], "outstanding");
+    assert_eq!(
+        steps[13]["action"],
         serde_json::json!({"kind": "migrate", "dir": "db/migrations", "engine": "postgres",
             "database": {"kind": "url_env", "var": "STAGING_DATABASE_URL"}})
     );

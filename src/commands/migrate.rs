@@ -1,13 +1,12 @@
 //! `deploy-action migrate [status | down --to V]`: the command line resolved into
-//! [`Options`], the migrations run by `deploy/migrate.rs`, and a run that changed the database
-//! recorded as a release (`ledger/publish.rs`).
+//! [`Options`] and the migrations run by `deploy/migrate/` as a plan, whose release step records
+//! a run that changed the database as a release (`Options::record`, through `ledger/publish.rs`).
 //!
 //! Glue only.
 
 use crate::context::Ctx;
 use crate::deploy::migrate::{Mode, Options, run_with};
 use crate::error::{Error, Result};
-use crate::ledger::publish;
 use crate::settings::{MigrateAction, MigrateSettings};
 use std::path::{Path, PathBuf};
 
@@ -43,15 +42,7 @@ pub fn run(args: MigrateSettings, ctx: &Ctx) -> Result<()> {
         target: args.target,
         root,
         workdir: PathBuf::from("."),
+        record: true,
     };
-    let result = run_with(ctx, env, migrations, opts);
-    publish::migrated(
-        ctx,
-        env,
-        result.map(|o| publish::Migrated {
-            applied: o.applied,
-            reverted: o.reverted,
-            version: o.version,
-        }),
-    )
+    run_with(ctx, env, migrations, opts).map(|_| ())
 }

@@ -1,30 +1,15 @@
-//! `deploy-action pages`: the affected sites deployed to Cloudflare Pages (`deploy/pages.rs`: the
-//! guard, the builds, the walk, the uploads), recorded as a release of `--env` when it deployed
-//! something (`ledger/publish.rs`). The guard (rules, approval) runs inside
-//! [`pages::prepare`], before the GitHub deployment starts.
+//! `deploy-action pages`: the affected sites deployed to Cloudflare Pages. The run is a plan of
+//! steps that the engine walks (`deploy/pages/`): the builds, the walks, the guard's approval, the
+//! uploads and deployments, and on `--env` the release record (`ledger/publish.rs`), as steps of
+//! the plan. `--dry-run` walks the same steps with nothing sent.
 //!
 //! Glue only.
 
 use crate::context::Ctx;
 use crate::deploy::pages;
 use crate::error::Result;
-use crate::ledger::publish;
 use crate::settings::PagesSettings;
 
 pub fn run(args: &PagesSettings, ctx: &Ctx) -> Result<()> {
-    let Some(prepared) = pages::prepare(args, ctx)? else {
-        return Ok(());
-    };
-    let make_client = || pages::client(ctx);
-    let Some(env) = publish::recorded_env(ctx)? else {
-        return pages::deploy_prepared(args, ctx, &prepared, &make_client).map(|_| ());
-    };
-    let notes = prepared
-        .admission
-        .as_ref()
-        .map(|a| a.notes())
-        .unwrap_or_default();
-    publish::pages(ctx, &env, &notes, || {
-        pages::deploy_prepared(args, ctx, &prepared, &make_client)
-    })
+    pages::run(args, ctx).map(|_| ())
 }

@@ -1,6 +1,6 @@
 //! Database drivers for `migrate`: the only layer that opens database connections.
 //!
-//! [`Database`] is what `deploy/migrate.rs` needs: read the tracking table, take and release the
+//! [`Database`] is what `deploy/migrate/` needs: read the tracking table, take and release the
 //! migration lock, run one migration together with its bookkeeping, and write a verified backup.
 //! `sqlite.rs` (rusqlite, embedded), `postgres.rs` (rust-postgres, sync, TLS from `tls.rs`),
 //! `compose.rs` (psql inside a compose service on the environment's host, through an

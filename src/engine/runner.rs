@@ -17,6 +17,12 @@ pub struct RunState {
     pub gate_failed: BTreeSet<String>,
     /// Units whose health gate passed.
     pub gate_passed: BTreeSet<String>,
+    /// A step failed in a way the plan has a branch for (a migration that failed and was rolled
+    /// back): the steps guarded by [`Guard::Outstanding`] are skipped from then on.
+    pub failed: bool,
+    /// Steps (ids) found done already when the target was read again under the lock (a migration
+    /// another run applied meanwhile): their [`Guard::Outstanding`] skips them.
+    pub done: BTreeSet<String>,
 }
 
 /// Whether a guarded step runs.
@@ -36,6 +42,11 @@ impl RunState {
             _ if self.dry_run => Admit::Maybe,
             Guard::GateFailed { units } if any(units, &self.gate_failed) => Admit::Yes,
             Guard::GatePassed { units } if any(units, &self.gate_passed) => Admit::Yes,
+            Guard::Outstanding { steps }
+                if !self.failed && steps.iter().any(|s| !self.done.contains(s)) =>
+            {
+                Admit::Yes
+            }
             _ => Admit::No,
         }
     }
@@ -243,6 +254,30 @@ mod tests {
             plan()[2].guard.describe().as_deref(),
             Some("if the health gate fails for web")
         );
+    }
+
+    #[test]
+    fn outstanding_steps_stop_after_a_failure_and_skip_what_was_done_meanwhile() {
+        let g = |ids: &[&str]| Guard::Outstanding {
+            steps: ids.iter().map(|s| s.to_string()).collect(),
+        };
+        let mut state = RunState::default();
+        assert_eq!(state.admits(&g(&["a", "b"])), Admit::Yes);
+        state.done.insert("a".into());
+        assert_eq!(state.admits(&g(&["a"])), Admit::No);
+        assert_eq!(
+            state.admits(&g(&["a", "b"])),
+            Admit::Yes,
+            "b is still to do"
+        );
+        state.failed = true;
+        assert_eq!(state.admits(&g(&["b"])), Admit::No);
+        assert_eq!(state.admits(&Guard::Always), Admit::Yes);
+        let dry = RunState {
+            dry_run: true,
+            ..RunState::default()
+        };
+        assert_eq!(dry.admits(&g(&["a"])), Admit::Maybe);
     }
 
     #[test]

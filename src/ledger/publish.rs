@@ -4,8 +4,8 @@
 //! record on the environment's hosts (or its tag, for an environment without hosts) that carries
 //! the environment's whole state forward.
 //!
-//! Stays out of deploying: the caller hands over what changed (`commands/pages.rs` the sites'
-//! deployments, `commands/migrate.rs` the versions); the records are `store.rs`' business, the
+//! Stays out of deploying: the caller hands over what changed (the steps of `deploy/pages` the
+//! sites' deployments, `commands/migrate.rs` the versions); the records are `store.rs`' business, the
 //! GitHub deployments `record.rs`'.
 
 use super::identity::{git_sha, lock_owner};
@@ -16,38 +16,57 @@ use crate::error::Result;
 use crate::manifest::Environment;
 use crate::state::{PagesState, ReleaseRecord};
 
-/// A `pages` run on `env` that deploys through `deploy`, recorded as a release when it deployed
-/// something: a GitHub deployment (task `deploy:pages`) around it, then a release carrying the
-/// sites' deployments and `notes` (the admission's).
-pub fn pages(
-    ctx: &Ctx,
-    env: &Environment,
-    notes: &[String],
-    deploy: impl FnOnce() -> Result<Vec<(String, PagesState)>>,
-) -> Result<()> {
-    let sha = git_sha(&store::repo_root(ctx));
-    let deployment = Deployment::start(ctx, env, &sha, "deploy:pages");
-    let results = match deploy() {
-        Ok(r) => r,
-        Err(e) => {
-            deployment.finish(ctx, env, Outcome::Failed, None);
-            return Err(e);
+/// A `pages` run's release on an environment: its GitHub deployment (task `deploy:pages`), set in
+/// progress when the run starts changing the environment ([`PagesRelease::start`]), then either a
+/// failure ([`PagesRelease::failed`]) or a release carrying the sites' deployments and the
+/// admission's notes ([`PagesRelease::record`]). The steps of `deploy/pages` call these.
+pub struct PagesRelease {
+    env: Environment,
+    sha: String,
+    deployment: Deployment,
+}
+
+impl PagesRelease {
+    /// The GitHub deployment of `env` in progress (in Actions; nothing elsewhere or in a dry run).
+    pub fn start(ctx: &Ctx, env: &Environment) -> PagesRelease {
+        let sha = git_sha(&store::repo_root(ctx));
+        let deployment = Deployment::start(ctx, env, &sha, "deploy:pages");
+        PagesRelease {
+            env: env.clone(),
+            sha,
+            deployment,
         }
-    };
-    let units: Vec<String> = results.iter().map(|(s, _)| s.clone()).collect();
-    let record = store::append(
-        ctx,
-        env,
-        &lock_owner("pages", &sha),
-        "pages",
-        &units,
-        &|r: &mut ReleaseRecord| {
-            r.pages.extend(results.iter().cloned());
-            r.notes.extend(notes.iter().cloned());
-        },
-    );
-    let url = results.first().map(|(_, p)| p.url.clone());
-    finish(ctx, env, deployment, record, url.as_deref())
+    }
+
+    /// The run failed: its GitHub deployment says so; no release.
+    pub fn failed(self, ctx: &Ctx) {
+        self.deployment
+            .finish(ctx, &self.env, Outcome::Failed, None);
+    }
+
+    /// Records the release of what the run deployed (`results`, per site) with `notes`, then
+    /// finishes the GitHub deployment. A ledger that cannot be written is a warning.
+    pub fn record(
+        self,
+        ctx: &Ctx,
+        results: &[(String, PagesState)],
+        notes: &[String],
+    ) -> Result<()> {
+        let units: Vec<String> = results.iter().map(|(s, _)| s.clone()).collect();
+        let record = store::append(
+            ctx,
+            &self.env,
+            &lock_owner("pages", &self.sha),
+            "pages",
+            &units,
+            &|r: &mut ReleaseRecord| {
+                r.pages.extend(results.iter().cloned());
+                r.notes.extend(notes.iter().cloned());
+            },
+        );
+        let url = results.first().map(|(_, p)| p.url.clone());
+        finish(ctx, &self.env, self.deployment, record, url.as_deref())
+    }
 }
 
 /// What a `migrate` changed, for its release.

@@ -4,7 +4,7 @@
 //! finds transaction-control statements a transactional migration must not contain.
 //!
 //! Stays out of I/O: the caller reads the directory and hands over (file name, text) pairs; `db/`
-//! talks to databases, `deploy/migrate.rs` puts the two together.
+//! talks to databases, `plan/migrate.rs` decides what to run, `deploy/migrate/` runs it.
 
 pub mod tx_control;
 

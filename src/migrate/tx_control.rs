@@ -2,7 +2,7 @@
 //! transaction: `BEGIN`, `COMMIT`, `END`, `ROLLBACK`, `SAVEPOINT`, `RELEASE`, and PostgreSQL's
 //! `START TRANSACTION`, `ABORT` and `PREPARE TRANSACTION`. Such a statement would end (or nest
 //! into) the transaction that holds the migration and its tracking row, so part of the file
-//! would stay applied while the run reports it rolled back. `deploy/migrate.rs` refuses the
+//! would stay applied while the run reports it rolled back. `plan/migrate/pending.rs` refuses the
 //! file before anything runs; files marked no-transaction are not checked.
 //!
 //! A small scanner, not a parser: it looks at the first word of each statement and skips what

@@ -53,6 +53,10 @@ pub enum Guard {
     GateFailed { units: Vec<String> },
     /// Only for the units among `units` that passed the health gate.
     GatePassed { units: Vec<String> },
+    /// Only while one of `steps` (ids) is still to do and no earlier step failed: a migration
+    /// after a failed one is not run, nor one that another run applied while this one waited for
+    /// the lock.
+    Outstanding { steps: Vec<String> },
 }
 
 impl Guard {
@@ -72,6 +76,13 @@ impl Guard {
                 "for what passed the health gate of {}",
                 units.join(", ")
             )),
+            Guard::Outstanding { steps } if steps.len() == 1 => Some(
+                "unless another run did it while this one waited for the lock, or an earlier migration failed"
+                    .into(),
+            ),
+            Guard::Outstanding { .. } => Some(
+                "unless another run did all of it while this one waited for the lock".into(),
+            ),
         }
     }
 }
@@ -136,14 +147,10 @@ pub enum Action {
         #[serde(skip_serializing_if = "Vec::is_empty")]
         approvers: Vec<String>,
     },
-    /// Upload a directory to a Cloudflare Pages project (only the files Cloudflare lacks) and
-    /// create a deployment: production on `production_branch`, a preview on any other branch.
-    PagesUpload {
-        dir: String,
-        project: String,
-        production_branch: String,
-    },
-    /// Apply the pending SQL migrations of `dir`, one transaction each, under a lock.
+    /// A step of a Cloudflare Pages run (walk, check-missing, uploads, the deployment, …).
+    Pages(pages::PagesAction),
+    /// Apply the pending SQL migrations of `dir`, one transaction each (what `plan` shows: which
+    /// files are pending is known once the database is read; a run has one step per file).
     Migrate {
         dir: String,
         engine: Engine,
@@ -153,6 +160,8 @@ pub enum Action {
     Backup { database: DbSource, to: String },
     /// A step of a compose service deploy (`up`, `promote`, `rollback`): see [`up::action`].
     Compose(up::ComposeAction),
+    /// A step only `migrate` takes: its lock, its tracking table, one migration file, its release.
+    Migration(migrate::MigrationAction),
 }
 
 /// Where `migrate` finds an environment's database (what `plan` can say without connecting).
@@ -244,19 +253,13 @@ impl Step {
                     ),
                 }
             }
-            Action::PagesUpload {
-                dir,
-                project,
-                production_branch,
-            } => format!(
-                "upload {dir} to Cloudflare Pages project {project} (only files it lacks); production branch {production_branch}, other branches get a preview"
-            ),
+            Action::Pages(a) => a.describe(),
             Action::Migrate {
                 dir,
                 engine,
                 database,
             } => format!(
-                "apply pending {dir}/*.sql ({}) to {}: one transaction each, under a lock",
+                "apply pending {dir}/*.sql ({}) to {}: one step per file, each in one transaction with its tracking row",
                 engine_name(*engine),
                 database.describe()
             ),
@@ -267,6 +270,7 @@ impl Step {
                     database.describe()
                 )
             }
+            Action::Migration(m) => m.describe(),
         }
     }
 }

@@ -123,9 +123,18 @@ mod tests {
                 "up:gate@deploy@staging.example.com:22",
                 "up:rollback@deploy@staging.example.com:22",
                 "up:finish@deploy@staging.example.com:22",
+                "pages:rules",
                 "pages:web:build",
-                "pages:web",
-                "migrate:migrations",
+                "pages:web:walk",
+                "pages:git",
+                "pages:start",
+                "pages:web:check-missing",
+                "pages:web:upload",
+                "pages:web:upsert-hashes",
+                "pages:web:deploy",
+                "pages:web:wait",
+                "pages:record",
+                "migrate:migrations:apply",
             ]
         );
         // The image built at this commit is pinned (and shipped to the host that is not local).
