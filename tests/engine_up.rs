@@ -220,3 +220,37 @@ fn r11_a_dry_run_of_rollback_walks_the_steps_rollback_walks() {
     assert_eq!(walked(&real, "up:rollback@local"), "skipped");
     all_performed_but_the_rollback(&real);
 }
+
+/// The demo's environment `dir` is relative (`.deploy-action/local`, resolved against the
+/// repository for `local`): the check before any host changes stages a rollback's files in a
+/// scratch directory, and must find the release copy and the live `.env` from where it started.
+#[test]
+fn r11_a_rollback_of_an_environment_whose_dir_is_relative_restores_the_release_files() {
+    let s = Stack::new("reldir", "\"local\"", 5);
+    let manifest = std::fs::read_to_string(s.project.path().join("deploy.yml")).unwrap();
+    let absolute = format!("dir: {}", s.host_dir.path().display());
+    assert!(manifest.contains(&absolute), "{manifest}");
+    s.project
+        .manifest(&manifest.replace(&absolute, "dir: .deploy-action/host"));
+    s.project.commit("a relative dir");
+    s.up(&["--all"]).status(0);
+    s.compose(WEB_V2, WEB_V1);
+    s.project.commit("web v2");
+    s.up(&["--only", "web"]).status(0);
+    assert_eq!(s.web_body(), "v2");
+    let dry = s
+        .project
+        .run(&["rollback", "--env", "test", "--dry-run"])
+        .go();
+    dry.status(0);
+    let real = s.project.run(&["rollback", "--env", "test"]).go();
+    real.status(0);
+    assert_eq!(s.web_body(), "v1");
+    assert!(
+        s.project
+            .path()
+            .join(".deploy-action/host/compose.yml")
+            .is_file(),
+        "the environment lives under the repository"
+    );
+}

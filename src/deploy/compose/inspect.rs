@@ -295,17 +295,19 @@ fn pull_missing(ex: &mut dyn Executor, hc: HostCtx, missing: &[&(String, String)
 fn stage_sections(s: &mut Script, hc: HostCtx) -> Result<()> {
     let live = hc.env.dir.trim_end_matches('/');
     let q = |p: &str| shell_quote(p).into_owned();
-    s.raw("da_staged=; da_scratch=$(mktemp -d) && cd \"$da_scratch\" && da_staged=1");
+    s.raw(
+        "da_home=$(pwd); da_staged=; da_scratch=$(mktemp -d) && cd \"$da_scratch\" && da_staged=1",
+    );
     s.raw("if [ -n \"$da_staged\" ]; then");
     match hc.req.files_from {
         Some(n) => {
-            let from = q(&pu::files_dir(&hc.env.dir, n));
+            let from = from_home(&pu::files_dir(&hc.env.dir, n));
             s.shell("stage:restore", &format!("cp -R {from}/. ."));
         }
         None => stage_uploads(s, hc)?,
     }
     for rel in std::iter::once(".env".to_string()).chain(unstaged_env_files(hc)) {
-        let (from, to) = (q(&format!("{live}/{rel}")), q(&rel));
+        let (from, to) = (from_home(&format!("{live}/{rel}")), q(&rel));
         s.shell(
             &format!("stage:live:{rel}"),
             &format!("[ ! -f {from} ] || [ -e {to} ] || {{ mkdir -p \"$(dirname {to})\" && cp {from} {to}; }}"),
@@ -322,6 +324,18 @@ fn stage_sections(s: &mut Script, hc: HostCtx) -> Result<()> {
     }
     s.raw("fi");
     Ok(())
+}
+
+/// A host path for the staging script, which works in its scratch directory: an absolute path
+/// quoted, a relative one (an environment `dir` relative to where commands start: the repository
+/// for `local`, the login directory over SSH) resolved against `$da_home`, where the script began.
+fn from_home(path: &str) -> String {
+    let quoted = shell_quote(path).into_owned();
+    if path.starts_with('/') {
+        quoted
+    } else {
+        format!("\"$da_home\"/{quoted}")
+    }
 }
 
 /// This run's pins of the selected services (the override `config` resolves with).
@@ -633,6 +647,16 @@ mod tests {
             status: 0,
             stdout: stdout.into(),
         }
+    }
+
+    #[test]
+    fn staging_paths_relative_to_where_the_script_began_are_resolved_against_it() {
+        assert_eq!(from_home("/srv/shop/.env"), "/srv/shop/.env");
+        assert_eq!(
+            from_home(".deploy-action/local/.deploy-action/files/1"),
+            "\"$da_home\"/.deploy-action/local/.deploy-action/files/1"
+        );
+        assert_eq!(from_home("my app/.env"), "\"$da_home\"/'my app/.env'");
     }
 
     #[test]
