@@ -45,6 +45,40 @@ impl Output {
     }
 }
 
+/// The last lines a child wrote to stderr, kept while its output is relayed as it comes: the
+/// error that reports its failure shows them (the failing tool's own message reaches the user).
+#[derive(Clone, Debug)]
+pub struct StderrTail {
+    lines: std::collections::VecDeque<String>,
+    max: usize,
+}
+
+impl StderrTail {
+    /// Keeps at most `max` lines, the last ones.
+    pub fn new(max: usize) -> StderrTail {
+        StderrTail {
+            lines: std::collections::VecDeque::with_capacity(max.min(64)),
+            max,
+        }
+    }
+
+    /// Keeps `line` if it came from stderr.
+    pub fn keep(&mut self, stream: Stream, line: &str) {
+        if stream != Stream::Stderr || self.max == 0 {
+            return;
+        }
+        if self.lines.len() == self.max {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(line.to_string());
+    }
+
+    /// The lines kept, joined by newlines.
+    pub fn text(&self) -> String {
+        self.lines.iter().map(String::as_str).collect::<Vec<_>>().join("\n")
+    }
+}
+
 /// Errors an executor reports (not a command's non-zero exit, which is a normal [`Output`]).
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum ExecError {
@@ -118,4 +152,22 @@ pub type ExecutorOpener = Arc<dyn Fn() -> Result<Box<dyn Executor>, ExecError> +
 pub fn opener(host: &Host) -> ExecutorOpener {
     let host = host.clone();
     Arc::new(move || connect(&host, &|_: &str| {}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stderr_tail_keeps_the_last_stderr_lines_only() {
+        let mut t = StderrTail::new(2);
+        t.keep(Stream::Stderr, "one");
+        t.keep(Stream::Stdout, "not this");
+        t.keep(Stream::Stderr, "two");
+        t.keep(Stream::Stderr, "three");
+        assert_eq!(t.text(), "two\nthree");
+        let mut none = StderrTail::new(0);
+        none.keep(Stream::Stderr, "x");
+        assert_eq!(none.text(), "");
+    }
 }

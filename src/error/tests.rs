@@ -1,0 +1,233 @@
+//! The rendering of each kind of error, and the exit code each maps to.
+
+use super::*;
+use crate::diag::Source;
+
+const YAML: &str = "version: 1\nproject: shop\nservices:\n  api:\n    build: make api\n    health:\n      url: http://127.0.0.1:3000/health\n";
+
+/// The span of the first `needle` in [`YAML`].
+fn at(needle: &str) -> Option<Span> {
+    let offset = YAML.find(needle)?;
+    let line = YAML[..offset].matches('\n').count() as u32 + 1;
+    let start = YAML[..offset].rfind('\n').map_or(0, |i| i + 1);
+    Some(Span {
+        offset,
+        len: needle.len(),
+        line,
+        col: (offset - start) as u32 + 1,
+    })
+}
+
+fn source() -> Source {
+    Source::new("deploy.yml", YAML)
+}
+
+#[test]
+fn a_failed_command_shows_its_status_its_stderr_tail_and_its_build_entry() {
+    let e: Error = CommandFailure::new("local", "build api", &Cmd::shell("make api"))
+        .unit("api")
+        .status(2)
+        .stderr("make: *** No rule to make target 'api'.  Stop.")
+        .origin(at("build"))
+        .into();
+    assert_eq!(e.exit(), Exit::StageFailed);
+    assert_eq!(
+        e.render(Some(&source()), false),
+        "error: build api failed (exit status 2): `make api`
+  --> deploy.yml:5:5
+  |
+5 |     build: make api
+  |     ^^^^^
+  = stderr: make: *** No rule to make target 'api'.  Stop.
+"
+    );
+    assert_eq!(
+        e.location(Some(&source())),
+        Some(("deploy.yml".to_string(), 5, 5))
+    );
+    // Without the manifest's text: the message and the tail, no excerpt.
+    assert_eq!(
+        e.render(None, false),
+        "error: build api failed (exit status 2): `make api`\n  = stderr: make: *** No rule to make target 'api'.  Stop.\n"
+    );
+    assert_eq!(e.location(None), None);
+}
+
+#[test]
+fn a_command_on_a_host_names_it_and_one_that_could_not_start_says_why() {
+    let cmd = Cmd::new("docker").arg("load");
+    let e: Error = CommandFailure::new("deploy@h:22", "docker load", &cmd)
+        .status(1)
+        .stderr("line 1\nline 2")
+        .into();
+    assert_eq!(
+        e.to_string(),
+        "deploy@h:22: docker load failed (exit status 1): `docker load`\n  stderr:\n    line 1\n    line 2"
+    );
+    assert_eq!(e.host(), Some("deploy@h:22"));
+    let e: Error = CommandFailure::new("local", "test api", &Cmd::shell("cargo test"))
+        .stderr("local: cannot start `sh`: No such file or directory")
+        .into();
+    assert_eq!(
+        e.to_string(),
+        "test api could not start: `cargo test`\n  cause: local: cannot start `sh`: No such file or directory"
+    );
+}
+
+#[test]
+fn a_failed_health_gate_points_at_the_health_entry() {
+    let e: Error = GateFailure::new("api: not healthy within 60s (HTTP 503)")
+        .host("deploy@h:22")
+        .unit("api")
+        .origin(at("health"))
+        .help("the previous version is serving")
+        .into();
+    assert_eq!(
+        e.render(Some(&source()), false),
+        "error: deploy@h:22: api: not healthy within 60s (HTTP 503)
+  --> deploy.yml:6:5
+  |
+6 |     health:
+  |     ^^^^^^
+  = help: the previous version is serving
+"
+    );
+    assert_eq!(e.unit(), Some("api"));
+}
+
+#[test]
+fn an_api_error_gives_help_by_its_status() {
+    let e: Error = RemoteFailure::new(
+        "Cloudflare",
+        "site `web`",
+        "POST https://api.cloudflare.com/x: HTTP 503: unavailable",
+    )
+    .status(Some(503))
+    .into();
+    assert_eq!(
+        e.render(None, false),
+        "error: site `web`: POST https://api.cloudflare.com/x: HTTP 503: unavailable
+  = help: the failure is on Cloudflare's side: running again usually works
+"
+    );
+    let refused: Error = RemoteFailure::new("GitHub", "cannot list the tags", "HTTP 403")
+        .status(Some(403))
+        .into();
+    assert!(
+        refused
+            .render(None, false)
+            .contains("= help: GitHub refused the credentials or what they may do"),
+        "{}",
+        refused.render(None, false)
+    );
+    // No status (0: no answer came), no guess.
+    let e: Error = RemoteFailure::new("Cloudflare", "", "lost")
+        .status(Some(0))
+        .into();
+    assert_eq!(e.render(None, false), "error: lost\n");
+}
+
+#[test]
+fn a_record_that_cannot_be_written_names_the_host_the_file_and_the_stderr() {
+    let e: Error = RecordFailure::new(
+        "deploy@h:22",
+        "write release record 7",
+        "/srv/shop/.deploy-action/releases/7.json",
+    )
+    .stderr("mv: cannot move: No space left on device")
+    .into();
+    assert_eq!(
+        e.to_string(),
+        "deploy@h:22: cannot write release record 7 (/srv/shop/.deploy-action/releases/7.json)\n  stderr: mv: cannot move: No space left on device"
+    );
+    assert_eq!(e.exit(), Exit::StageFailed);
+}
+
+#[test]
+fn a_failed_migration_shows_the_statement_and_the_database_message() {
+    let e: Error = MigrationFailure {
+        file: "migrations/0002_b.sql".into(),
+        aftermath: "it was rolled back whole; earlier migrations stay applied".into(),
+        statement: Some("INSERT INTO nope VALUES (1)".into()),
+        database: "relation \"nope\" does not exist".into(),
+        origin: at("services"),
+    }
+    .into();
+    let shown = e.render(Some(&source()), false);
+    assert!(shown.starts_with("error: migrations/0002_b.sql failed; it was rolled back whole; earlier migrations stay applied\n  --> deploy.yml:3:1\n"), "{shown}");
+    assert!(
+        shown.ends_with(
+            "  = statement: INSERT INTO nope VALUES (1)\n  = database: relation \"nope\" does not exist\n"
+        ),
+        "{shown}"
+    );
+    assert_eq!(e.unit(), Some("migrations"));
+}
+
+#[test]
+fn tallies_cancellations_and_bugs() {
+    let e = Error::Failed {
+        stage: "exec".into(),
+        failed: vec!["a".into(), "b".into()],
+        of: 3,
+        noun: Noun::Host,
+    };
+    assert_eq!(e.to_string(), "exec failed on 2 of 3 hosts: a, b");
+    let e = Error::Failed {
+        stage: "build".into(),
+        failed: vec!["api".into()],
+        of: 1,
+        noun: Noun::Unit,
+    };
+    assert_eq!(e.to_string(), "build failed for 1 of 1 unit: api");
+    let e = Error::Cancelled {
+        host: Some("local".into()),
+        reason: "cancelled by SIGTERM".into(),
+        consequence: "nothing was changed".into(),
+    };
+    assert_eq!(e.to_string(), "cancelled by SIGTERM; nothing was changed");
+    let e = Error::Bug("pages: step x is not a pages step".into());
+    assert_eq!(
+        e.render(None, false),
+        "error: pages: step x is not a pages step (a bug: please report it)\n  = help: deploy-action went wrong, not your deploy: please report it\n"
+    );
+}
+
+#[test]
+fn each_kind_has_its_exit_code() {
+    let io = std::io::Error::other("disk full");
+    let cases: Vec<(Error, u8)> = vec![
+        (Error::usage("x"), 2),
+        (Error::io("cannot write x", None, &io), 1),
+        (Error::Bug("b".into()), 1),
+        (Error::StageFailed("legacy".into()), 1),
+        (Error::Approval("a".into()), 3),
+        (Error::LockHeld("l".into()), 4),
+        (GateFailure::new("g").into(), 1),
+        (RemoteFailure::new("GitHub", "w", "m").into(), 1),
+    ];
+    for (e, code) in cases {
+        assert_eq!(e.exit().code(), code, "{e:?}");
+    }
+}
+
+#[test]
+fn what_an_error_says_wins_over_what_the_step_fills_in() {
+    let mine = at("health");
+    let e: Error = GateFailure::new("g").unit("api").origin(mine).into();
+    let e = e.within(Some("web"), at("build"));
+    assert_eq!((e.unit(), e.origin()), (Some("api"), mine));
+    let e: Error = RemoteFailure::new("Cloudflare", "w", "m").into();
+    let e = e.within(Some("web"), at("build"));
+    assert_eq!((e.unit(), e.origin()), (Some("web"), at("build")));
+    // Errors without a place keep none.
+    let e = Error::usage("u").within(Some("web"), at("build"));
+    assert_eq!((e.unit(), e.origin()), (None, None));
+}
+
+#[test]
+fn colour_is_passed_in() {
+    let e: Error = GateFailure::new("g").into();
+    assert!(e.render(None, true).contains("\x1b["));
+    assert!(!e.render(None, false).contains('\x1b'));
+}
