@@ -1,6 +1,9 @@
 //! Bad manifests through the real binary (`deploy-action check`): the exact rendered error on stderr,
-//! exit 2, the GitHub Actions annotation, and the valid full example.
+//! exit 2, the GitHub Actions annotation, and the valid full example. Runtime errors too: a failed
+//! command with the tail of its stderr and its `build:` entry, a failed migration at its
+//! `migrations:` entry, an error of the Cloudflare API with its help.
 
+use crate::fake_cloudflare::{FakeCloudflare, Fault, Route};
 use crate::harness::Project;
 
 const HEAD: &str = "version: 1\nproject: shop\n";
@@ -389,4 +392,127 @@ fn r10_image_flag_is_checked_against_its_grammar() {
         .go();
     out.status(2)
         .stderr_has("--image \"web=--privileged\": `--privileged` is not an image reference");
+}
+
+/// The last error a run printed: stderr from its last line that starts with `error:`.
+fn last_error(stderr: &str) -> &str {
+    let at = stderr
+        .rfind("\nerror: ")
+        .map(|i| i + 1)
+        .or_else(|| stderr.starts_with("error: ").then_some(0))
+        .unwrap_or_else(|| panic!("no error in:\n{stderr}"));
+    &stderr[at..]
+}
+
+/// The errors a run printed, each from its `error:` line to the next.
+fn errors(stderr: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in stderr.lines() {
+        if line.starts_with("error: ") {
+            out.push(String::new());
+        }
+        if let Some(e) = out.last_mut() {
+            e.push_str(line);
+            e.push('\n');
+        }
+    }
+    out
+}
+
+/// Issue 11: a failed command shows its exit status, the command as written and the last lines
+/// of its stderr, at the `build:` entry that configured it; then the stage's tally.
+#[test]
+fn a_failed_command_shows_its_stderr_tail_at_its_build_entry() {
+    let p = Project::git();
+    p.manifest(
+        "version: 1\nproject: shop\nservices:\n  api:\n    paths: [\"api/**\"]\n    build: \"echo ok; echo 'cc: libfoo.h: not found' >&2; echo 'make: Error 1' >&2; exit 2\"\n",
+    )
+    .file("api/main.c", "int main() {}\n");
+    p.commit("api");
+    let out = p.run(&["build", "--all"]).go();
+    out.status(1).stdout_has("FAILED (exit 2)");
+    assert_eq!(
+        errors(&out.stderr),
+        [
+            "error: build api failed (exit status 2): `echo ok; echo 'cc: libfoo.h: not found' >&2; echo 'make: Error 1' >&2; exit 2`
+  --> deploy.yml:6:5
+  |
+6 |     build: \"echo ok; echo 'cc: libfoo.h: not found' >&2; echo 'make: Error 1' >&2; exit 2\"
+  |     ^^^^^
+  = stderr:
+      cc: libfoo.h: not found
+      make: Error 1
+",
+            "error: build failed for 1 of 1 unit: api\n",
+        ]
+    );
+    // In GitHub Actions the error is annotated at that line.
+    let out = p.run(&["build", "--all"]).env("GITHUB_ACTIONS", "true").go();
+    out.status(1)
+        .stdout_has("::error file=deploy.yml,line=6,col=5::build api failed (exit status 2)");
+}
+
+/// Issue 11: a failed migration points at the `migrations:` entry, with the failing statement
+/// and what the database said.
+#[test]
+fn a_failed_migration_points_at_its_migrations_entry() {
+    let p = Project::git();
+    p.manifest(
+        "version: 1\nproject: shop\nenvironments:\n  dev:\n    hosts: [\"local\"]\n    dir: .\n    database: { url_env: APP_DB }\nmigrations:\n  dir: migrations\n  engine: sqlite\n",
+    )
+    .file("migrations/0001_init.sql", "CREATE TABLE a (id int);\n")
+    .file("migrations/0002_bad.sql", "INSERT INTO nope VALUES (1);\n");
+    p.commit("migrations");
+    let db = p.path().join("app.db");
+    let out = p
+        .run(&["migrate", "--env", "dev"])
+        .env("APP_DB", format!("sqlite://{}", db.display()))
+        .go();
+    out.status(1);
+    assert_eq!(
+        last_error(&out.stderr),
+        "error: ./migrations/0002_bad.sql failed; it was rolled back whole; earlier migrations stay applied
+  --> deploy.yml:8:1
+  |
+8 | migrations:
+  | ^^^^^^^^^^
+  = statement: INSERT INTO nope VALUES (1)
+  = database: no such table: nope
+"
+    );
+}
+
+/// Issue 11: an error of the Cloudflare API names the site, the request and what Cloudflare
+/// said, points at the site's entry and says where the failure lies.
+#[test]
+fn an_api_error_names_the_request_and_points_at_the_site() {
+    let p = Project::git();
+    p.manifest(&format!(
+        "version: 1\nproject: shop\nenvironments:\n  staging:\n    hosts: [\"local\"]\n    dir: {}\nsites:\n  web:\n    project: shop-web\n    dir: dist\n",
+        p.path().display()
+    ))
+    .file("dist/index.html", "<h1>hi</h1>\n");
+    p.commit("site");
+    let cf = FakeCloudflare::start();
+    cf.always(Route::Upload, Fault::Unknown8000000);
+    let out = p
+        .run(&["pages", "--env", "staging", "--all", "--branch", "main"])
+        .envs(cf.env())
+        .env("DEPLOY_PAGES_HASH_CACHE", "off")
+        .go();
+    out.status(1);
+    // The URL's port and the time the retries took vary.
+    let shown = last_error(&out.stderr).replace(&cf.base_url(), "http://CF");
+    let (before, after) = shown.split_once(" retries in ").expect("the retries");
+    let shown = format!("{before} retries in Xs:{}", after.split_once("s:").unwrap().1);
+    assert_eq!(
+        shown,
+        "error: site `web`: the request failed after 5 retries in Xs: POST http://CF/pages/assets/upload: HTTP 500, code 8000000: An unknown error occurred
+  --> deploy.yml:8:3
+  |
+8 |   web:
+  |   ^^^
+  = help: the failure is on Cloudflare's side: running again usually works
+"
+    );
 }

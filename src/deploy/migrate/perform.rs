@@ -13,7 +13,7 @@ use crate::context::Ctx;
 use crate::db::Database;
 use crate::engine::runner::{self, Perform, Quiet, RunState};
 use crate::env_vars;
-use crate::error::{Error, Result};
+use crate::error::{Error, GateFailure, Result};
 use crate::ledger::publish;
 use crate::manifest::Environment;
 use crate::plan::migrate::{Direction, MigrationAction, Pending, work_ids};
@@ -92,20 +92,19 @@ impl Perform for Performer<'_, '_> {
             }
             Action::Migration(MigrationAction::Lock { .. }) => self.lock(state),
             Action::Backup { .. } => self.backup(),
-            Action::Migration(MigrationAction::Table) => self
-                .db
-                .ensure_table()
-                .map_err(|e| Error::StageFailed(e.to_string())),
+            Action::Migration(MigrationAction::Table) => {
+                self.db.ensure_table().map_err(inspect::db_error)
+            }
             Action::Migration(MigrationAction::Rebaseline { version, checksum }) => {
                 self.rebaseline(*version, checksum)
             }
             Action::Migration(a @ MigrationAction::Apply { .. }) => {
-                self.apply(a, state);
+                self.apply(a, step, state);
                 Ok(())
             }
             Action::Migration(MigrationAction::Release { .. }) => self.release(),
             Action::Migration(MigrationAction::Unlock) => self.unlock(),
-            _ => Err(Error::StageFailed(format!(
+            _ => Err(Error::Bug(format!(
                 "migrate cannot perform step {}: {}",
                 step.id,
                 step.describe()
@@ -157,10 +156,12 @@ impl Performer<'_, '_> {
                 return Err(e);
             }
             if let Some(new) = still.iter().find(|id| !planned.contains(id)) {
-                return Err(Error::StageFailed(format!(
+                return Err(GateFailure::new(format!(
                     "the tracking table changed while this run waited for the lock: {new} is to do now, and it was not \
 planned; nothing was applied, run again"
-                )));
+                ))
+                .unit(crate::manifest::MIGRATIONS_UNIT)
+                .into());
             }
         }
         let still: BTreeSet<&String> = still.iter().collect();
@@ -192,7 +193,7 @@ planned; nothing was applied, run again"
     fn rebaseline(&mut self, version: u64, checksum: &str) -> Result<()> {
         self.db
             .rebaseline(version, checksum)
-            .map_err(|e| Error::StageFailed(e.to_string()))?;
+            .map_err(inspect::db_error)?;
         self.run.ctx.report.warn(&format!(
             "version {version}: recorded checksum re-baselined to {checksum} (--accept-changed)"
         ));
@@ -207,7 +208,7 @@ planned; nothing was applied, run again"
 
     /// Runs one file with its row. A failure is recorded in the log and in `state` (the later
     /// migrations' guards skip them), not returned.
-    fn apply(&mut self, action: &MigrationAction, state: &mut RunState) {
+    fn apply(&mut self, action: &MigrationAction, step: &Step, state: &mut RunState) {
         let (
             MigrationAction::Apply {
                 direction,
@@ -248,7 +249,9 @@ planned; nothing was applied, run again"
                     .rows
                     .push([v, name.clone(), String::new(), "failed".into()]);
                 let dir = self.run.seen.dir.display().to_string();
-                self.log.failure = Some(apply::failure(&dir, &file, &e));
+                let mut failure = apply::failure(&dir, &file, &e);
+                failure.origin = step.origin;
+                self.log.failure = Some(failure);
                 state.failed = true;
             }
         }
@@ -259,7 +262,7 @@ planned; nothing was applied, run again"
         let r = self.run;
         self.log.released = true;
         let result = match &self.log.failure {
-            Some(msg) => Err(Error::StageFailed(msg.clone())),
+            Some(f) => Err(f.clone().into()),
             None => {
                 let done = self.log.done.clone();
                 let (applied, reverted) = match r.pending.direction {
@@ -293,9 +296,7 @@ planned; nothing was applied, run again"
                     .warn(&format!("releasing the migration lock: {e}"));
                 Ok(())
             }
-            Err(e) => Err(Error::StageFailed(format!(
-                "releasing the migration lock: {e}"
-            ))),
+            Err(e) => Err(inspect::db_failure("releasing the migration lock", &e).into()),
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::approval::Approval;
 use crate::context::Ctx;
 use crate::engine::runner::{Trace, Walked};
 use crate::env_vars;
-use crate::error::{Error, Result};
+use crate::error::{MigrationFailure, Result};
 use crate::manifest::Environment;
 use crate::migrate::{self, AppliedRow, Migration, Status};
 use crate::plan::migrate::{Direction, MigrationAction, Pending};
@@ -32,8 +32,8 @@ pub struct Log {
     pub done: Vec<u64>,
     /// The database's version now.
     pub version: Option<u64>,
-    /// The failed migration's message (the run exits 1 after the release and the unlock).
-    pub failure: Option<String>,
+    /// The failed migration (the run exits 1 after the release and the unlock).
+    pub failure: Option<MigrationFailure>,
     /// Another run did everything while this one waited for the lock.
     pub nothing_left: bool,
     /// The release step ran (it recorded the run, or its failure).
@@ -156,10 +156,13 @@ pub fn finish(
         result,
         log.approval.as_ref(),
         log.backup.as_deref(),
-        log.failure.as_deref(),
+        log.failure
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
     );
-    if let Some(msg) = log.failure {
-        return Err(Error::StageFailed(msg));
+    if let Some(f) = log.failure {
+        return Err(f.into());
     }
     let (applied, reverted) = match run.direction {
         Direction::Down => (Vec::new(), log.done),
