@@ -126,7 +126,10 @@ mod tests {
             "a cancelled sleep returns at once"
         );
         let e = check().unwrap_err();
-        assert!(matches!(e, crate::error::Error::Cancelled { host: None, .. }));
+        assert!(matches!(
+            e,
+            crate::error::Error::Cancelled { host: None, .. }
+        ));
         assert_eq!(e.exit(), crate::exit::Exit::StageFailed);
         assert_eq!(
             e.to_string(),

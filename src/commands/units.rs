@@ -6,8 +6,8 @@
 use crate::changes::{self, Affected};
 use crate::context::Ctx;
 use crate::error::{CommandFailure, Error, Noun, Result, STDERR_TAIL_LINES};
-use crate::exec::{Executor, StderrTail};
 use crate::exec::local::LocalExecutor;
+use crate::exec::{Executor, StderrTail};
 use crate::manifest::{Environment, Manifest};
 use crate::plan::stages::{PlanInput, StagePlanner};
 use crate::plan::{Action, Step};

@@ -157,7 +157,11 @@ mod tests {
             statement: None,
             message: "boom".into(),
         };
-        assert!(failure("m", &f, &e).aftermath.contains("could NOT be rolled back"));
+        assert!(
+            failure("m", &f, &e)
+                .aftermath
+                .contains("could NOT be rolled back")
+        );
         let marked = SqlFile::new("0003_c.sql", "-- deploy-action: no-transaction\nVACUUM;");
         let e = DbError::Other("x".into());
         let f = failure("m", &marked, &e);

@@ -156,10 +156,7 @@ pub fn finish(
         result,
         log.approval.as_ref(),
         log.backup.as_deref(),
-        log.failure
-            .as_ref()
-            .map(ToString::to_string)
-            .as_deref(),
+        log.failure.as_ref().map(ToString::to_string).as_deref(),
     );
     if let Some(f) = log.failure {
         return Err(f.into());
