@@ -447,7 +447,10 @@ fn a_failed_command_shows_its_stderr_tail_at_its_build_entry() {
         ]
     );
     // In GitHub Actions the error is annotated at that line.
-    let out = p.run(&["build", "--all"]).env("GITHUB_ACTIONS", "true").go();
+    let out = p
+        .run(&["build", "--all"])
+        .env("GITHUB_ACTIONS", "true")
+        .go();
     out.status(1)
         .stdout_has("::error file=deploy.yml,line=6,col=5::build api failed (exit status 2)");
 }
@@ -504,7 +507,10 @@ fn an_api_error_names_the_request_and_points_at_the_site() {
     // The URL's port and the time the retries took vary.
     let shown = last_error(&out.stderr).replace(&cf.base_url(), "http://CF");
     let (before, after) = shown.split_once(" retries in ").expect("the retries");
-    let shown = format!("{before} retries in Xs:{}", after.split_once("s:").unwrap().1);
+    let shown = format!(
+        "{before} retries in Xs:{}",
+        after.split_once("s:").unwrap().1
+    );
     assert_eq!(
         shown,
         "error: site `web`: the request failed after 5 retries in Xs: POST http://CF/pages/assets/upload: HTTP 500, code 8000000: An unknown error occurred
@@ -514,5 +520,97 @@ fn an_api_error_names_the_request_and_points_at_the_site() {
   |   ^^^
   = help: the failure is on Cloudflare's side: running again usually works
 "
+    );
+}
+
+/// The ```text block of the Markdown `doc` that contains `needle`, without the indentation of
+/// a block inside a list item.
+fn doc_block(doc: &str, needle: &str) -> String {
+    let mut block: Option<Vec<&str>> = None;
+    for line in doc.lines() {
+        let fence = line.trim_start();
+        match &mut block {
+            None if fence == "```text" => block = Some(Vec::new()),
+            Some(lines) if fence == "```" => {
+                let indent = line.len() - fence.len();
+                let text: String = lines
+                    .iter()
+                    .map(|l| format!("{}\n", l.get(indent..).unwrap_or("")))
+                    .collect();
+                if text.contains(needle) {
+                    return text;
+                }
+                block = None;
+            }
+            Some(lines) => lines.push(line),
+            None => {}
+        }
+    }
+    panic!("no ```text block with {needle:?}")
+}
+
+/// The result table's `api` row with its duration (which varies) replaced.
+fn without_duration(text: &str) -> String {
+    text.lines()
+        .map(|l| match l.strip_prefix("api     local  ") {
+            Some(rest) if rest.len() >= 10 => format!("api     local  DURATION  {}\n", &rest[10..]),
+            _ => format!("{l}\n"),
+        })
+        .collect()
+}
+
+/// Issue 11: the failed build that README.md and docs/stages.md show is what the binary prints:
+/// its stderr exactly (README), the whole run with stdout and stderr together (stages.md), and
+/// its annotations in GitHub Actions.
+#[test]
+fn the_failed_build_the_docs_show_is_what_a_user_sees() {
+    let p = Project::git();
+    p.manifest(
+        "version: 1\nproject: shop\nservices:\n  api:\n    paths: [\"services/api/**\"]\n    build: make api\n  worker:\n    build: make worker\nsites:\n  web:\n    project: shop-web\n    dir: dist\n    build: npm run build\n",
+    )
+    .file("Makefile", "api:\n\t@echo \"cc: libfoo.h: not found\" >&2; exit 1\n")
+    .file("services/api/main.c", "int main() {}\n");
+    p.commit("shop");
+    let out = p.run(&["build", "--all"]).env("LC_ALL", "C").go();
+    out.status(1);
+    let readme = include_str!("../README.md");
+    assert_eq!(out.stderr, doc_block(readme, "error: build api failed"));
+    // stages.md interleaves both streams as a terminal does: each of its lines is the next line
+    // of one of them, and it has every line of both.
+    let stages = include_str!("../docs/stages.md");
+    let whole = without_duration(&doc_block(stages, "error: build api failed"));
+    let stdout = without_duration(&out.stdout);
+    let (mut o, mut e) = (stdout.lines().peekable(), out.stderr.lines().peekable());
+    for line in whole.lines() {
+        if e.peek() == Some(&line) {
+            e.next();
+        } else {
+            assert_eq!(
+                o.next(),
+                Some(line),
+                "docs/stages.md:\n{whole}\n--- stdout\n{stdout}"
+            );
+        }
+    }
+    assert_eq!(
+        (o.next(), e.next()),
+        (None, None),
+        "docs/stages.md:\n{whole}"
+    );
+    let out = p
+        .run(&["build", "--all"])
+        .env("LC_ALL", "C")
+        .env("GITHUB_ACTIONS", "true")
+        .go();
+    out.status(1);
+    let annotations: String = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("::error"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        annotations,
+        doc_block(stages, "::error file=deploy.yml,line=6")
     );
 }
