@@ -614,3 +614,34 @@ fn the_failed_build_the_docs_show_is_what_a_user_sees() {
         doc_block(stages, "::error file=deploy.yml,line=6")
     );
 }
+
+/// Issue 11: a `build: |` script of several lines made a message of several lines, and its
+/// annotation ended in the middle of the quoted command. The message names it by its first line;
+/// the excerpt shows the entry.
+#[test]
+fn r11_a_multi_line_build_script_gives_a_one_line_error_and_annotation() {
+    let p = Project::git();
+    p.manifest(
+        "version: 1\nproject: shop\nservices:\n  api:\n    build: |\n      echo step one\n      echo 'it broke' >&2\n      exit 3\n",
+    );
+    p.commit("api");
+    let out = p.run(&["build", "--all"]).go();
+    out.status(1);
+    assert_eq!(
+        errors(&out.stderr)[0],
+        "error: build api failed (exit status 3): `echo step one …`
+  --> deploy.yml:5:5
+  |
+5 |     build: |
+  |     ^^^^^
+  = stderr: it broke
+"
+    );
+    let out = p
+        .run(&["build", "--all"])
+        .env("GITHUB_ACTIONS", "true")
+        .go();
+    out.status(1).stdout_has(
+        "::error file=deploy.yml,line=5,col=5::build api failed (exit status 3): `echo step one …`\n",
+    );
+}

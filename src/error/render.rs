@@ -8,7 +8,7 @@ use super::{
     CommandFailure, Error, GateFailure, MigrationFailure, Noun, RecordFailure, RemoteFailure,
 };
 use crate::diag::Source;
-use crate::diag::render::{Diagnostic, Note, render};
+use crate::diag::render::{Diagnostic, Note, render, shorten_quoted};
 use std::fmt;
 
 impl Error {
@@ -121,7 +121,12 @@ impl CommandFailure {
             "cause"
         };
         Diagnostic {
-            message: format!("{}{} {outcome}: `{}`", on(&self.host), self.what, self.cmd),
+            message: format!(
+                "{}{} {outcome}: `{}`",
+                on(&self.host),
+                self.what,
+                one_line(&self.cmd)
+            ),
             span: self.origin,
             notes: vec![Note::new(label, self.stderr_tail.clone())],
             help: self.help.clone(),
@@ -204,6 +209,17 @@ fn on(host: &str) -> String {
     }
 }
 
+/// A command as a message quotes it, on one line: a script of several lines (a `build: |` block)
+/// by its first line and `…`; the excerpt shows where the rest is.
+fn one_line(cmd: &str) -> String {
+    let mut lines = cmd.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or_default();
+    match lines.next() {
+        Some(_) => format!("{first} …"),
+        None => first.to_string(),
+    }
+}
+
 /// `a: b`, or whichever of them is not empty.
 fn joined(a: &str, b: &str) -> String {
     match (a.is_empty(), b.is_empty()) {
@@ -214,8 +230,9 @@ fn joined(a: &str, b: &str) -> String {
 }
 
 /// The message and its notes on plain lines: `label: text`, or `label:` and the text's lines.
+/// Quoted values in the message are cut as [`render`] cuts them.
 fn write_plain(d: &Diagnostic, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    f.write_str(&d.message)?;
+    f.write_str(&shorten_quoted(&d.message))?;
     for note in d.notes.iter().filter(|n| !n.text.trim().is_empty()) {
         match note.lines().as_slice() {
             [] => {}

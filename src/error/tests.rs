@@ -231,3 +231,41 @@ fn colour_is_passed_in() {
     assert!(e.render(None, true).contains("\x1b["));
     assert!(!e.render(None, false).contains('\x1b'));
 }
+
+#[test]
+fn a_multi_line_script_is_named_by_its_first_line() {
+    let script = "echo step one\n\n  echo 'it broke' >&2\nexit 3\n";
+    let e: Error = CommandFailure::new("local", "build api", &Cmd::shell(script))
+        .status(3)
+        .stderr("it broke")
+        .into();
+    assert_eq!(
+        e.render(None, false),
+        "error: build api failed (exit status 3): `echo step one …`\n  = stderr: it broke\n"
+    );
+    assert_eq!(
+        e.to_string(),
+        "build api failed (exit status 3): `echo step one …`\n  stderr: it broke"
+    );
+    // A script of one line (a `|` block ends with a newline) is shown whole.
+    let e: Error = CommandFailure::new("local", "build api", &Cmd::shell("make api\n"))
+        .status(2)
+        .into();
+    assert_eq!(
+        e.to_string(),
+        "build api failed (exit status 2): `make api`"
+    );
+}
+
+#[test]
+fn a_long_command_is_cut_in_the_message_and_in_its_display() {
+    let script = format!("echo {}", "x".repeat(100_000));
+    let e: Error = CommandFailure::new("local", "build api", &Cmd::shell(&script))
+        .status(1)
+        .into();
+    for shown in [e.render(None, false), e.to_string()] {
+        assert!(shown.len() < 200, "{} bytes", shown.len());
+        assert!(shown.contains("`echo xxx"), "{shown}");
+        assert!(shown.contains('…'), "{shown}");
+    }
+}
