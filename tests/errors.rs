@@ -645,3 +645,51 @@ fn r11_a_multi_line_build_script_gives_a_one_line_error_and_annotation() {
         "::error file=deploy.yml,line=5,col=5::build api failed (exit status 3): `echo step one …`\n",
     );
 }
+
+/// Issue 11: what an error quotes from outside (a child's stderr tail, a failing statement) is
+/// masked wherever the error goes: the console, the annotation, and the local audit log of
+/// `migrate`, which wrote a failed migration's statement as it was.
+#[test]
+fn r11_a_secret_in_an_errors_notes_is_masked_on_the_console_and_in_the_audit_log() {
+    const PW: &str = "s3cretpw4711";
+    let p = Project::git();
+    p.manifest(&format!(
+        "version: 1\nproject: shop\nenvironments:\n  dev:\n    hosts: [\"local\"]\n    dir: .\n    database: {{ url_env: APP_DB }}\n  prod:\n    database: {{ url_env: PROD_DB }}\nservices:\n  api:\n    build: \"echo 'login {PW} refused' >&2; exit 1\"\nmigrations:\n  dir: migrations\n  engine: sqlite\n"
+    ))
+    .file(
+        "migrations/0001_bad.sql",
+        &format!("INSERT INTO nope VALUES ('{PW}');\n"),
+    );
+    p.commit("shop");
+    let prod = format!("postgres://app:{PW}@db.invalid/app");
+    let out = p
+        .run(&["build", "--only", "api"])
+        .env("PROD_DB", &prod)
+        .env("GITHUB_ACTIONS", "true")
+        .go();
+    out.status(1)
+        .stderr_has("  = stderr: login *** refused\n")
+        .stdout_has("::error file=deploy.yml,line=12,col=5::build api failed (exit status 1)");
+    assert!(!out.stderr.contains(PW), "{}", out.stderr);
+    let registered = format!("::add-mask::{PW}\n");
+    assert!(
+        !out.stdout.replacen(&registered, "", 1).contains(PW),
+        "{}",
+        out.stdout
+    );
+    let out = p
+        .run(&["migrate", "--env", "dev"])
+        .env("PROD_DB", &prod)
+        .env(
+            "APP_DB",
+            format!("sqlite://{}", p.path().join("app.db").display()),
+        )
+        .go();
+    out.status(1)
+        .stderr_has("  = statement: INSERT INTO nope VALUES ('***')\n")
+        .nowhere(PW);
+    let audit = std::fs::read_to_string(p.path().join(".deploy-action/audit/dev.log"))
+        .expect("the audit log of dev");
+    assert!(audit.contains("INSERT INTO nope VALUES"), "{audit}");
+    assert!(!audit.contains(PW), "{audit}");
+}

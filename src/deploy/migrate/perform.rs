@@ -7,7 +7,7 @@
 //! skipped by their guard), the release step records the failure and the unlock step runs; the
 //! run then exits 1. Any other error stops the walk, and [`run`] releases a lock still held.
 
-use super::report::{self, Log, Walk, audit};
+use super::report::{self, Detail, Log, Walk, audit};
 use super::{MigrateOutcome, Options, Seen, apply, backup, gate, inspect};
 use crate::context::Ctx;
 use crate::db::Database;
@@ -120,7 +120,7 @@ impl Performer<'_, '_> {
         let text = r.pending.text();
         let approval = gate::admit(r.ctx, r.env, r.stage, r.opts, &text, &self.hash)?;
         if let Some(a) = &approval {
-            gate::recheck(r.env, r.stage, r.opts, r.seen, a, &self.hash)?;
+            gate::recheck(r.ctx, r.env, r.stage, r.opts, r.seen, a, &self.hash)?;
         }
         self.log.approval = approval;
         Ok(())
@@ -144,15 +144,12 @@ impl Performer<'_, '_> {
             if let Some(a) = &self.log.approval {
                 let e = gate::plan_changed(&self.hash, &now.hash());
                 let msg = e.to_string();
-                audit(
-                    r.opts,
-                    r.env,
-                    r.stage,
-                    "plan-changed",
-                    Some(a),
-                    None,
-                    Some(&msg),
-                );
+                let detail = Detail {
+                    approval: Some(a),
+                    message: Some(&msg),
+                    ..Detail::default()
+                };
+                audit(r.ctx, r.opts, r.env, r.stage, "plan-changed", detail);
                 return Err(e);
             }
             if let Some(new) = still.iter().find(|id| !planned.contains(id)) {
@@ -176,8 +173,12 @@ planned; nothing was applied, run again"
         let (path, how) =
             backup::write(r.opts, r.env, self.db, self.log.version).inspect_err(|e| {
                 let msg = e.to_string();
-                let a = self.log.approval.as_ref();
-                audit(r.opts, r.env, r.stage, "backup-failed", a, None, Some(&msg));
+                let detail = Detail {
+                    approval: self.log.approval.as_ref(),
+                    message: Some(&msg),
+                    ..Detail::default()
+                };
+                audit(r.ctx, r.opts, r.env, r.stage, "backup-failed", detail);
             })?;
         r.ctx.report.info(&format!(
             "backup written and verified ({how}): {}",

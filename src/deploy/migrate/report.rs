@@ -149,15 +149,13 @@ pub fn finish(
             "steps": run.trace,
         }));
     }
-    audit(
-        opts,
-        env,
-        stage,
-        result,
-        log.approval.as_ref(),
-        log.backup.as_deref(),
-        log.failure.as_ref().map(ToString::to_string).as_deref(),
-    );
+    let failure = log.failure.as_ref().map(ToString::to_string);
+    let detail = Detail {
+        approval: log.approval.as_ref(),
+        backup: log.backup.as_deref(),
+        message: failure.as_deref(),
+    };
+    audit(ctx, opts, env, stage, result, detail);
     if let Some(f) = log.failure {
         return Err(f.into());
     }
@@ -267,15 +265,25 @@ pub fn status(ctx: &Ctx, env: &Environment, files: &[Migration], applied: &[Appl
     ctx.report.output("migration-version", &version);
 }
 
-/// Appends one line to `.deploy-action/audit/<env>.log` in the working directory.
+/// What an audit line of `migrate` says besides its result.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Detail<'a> {
+    pub approval: Option<&'a Approval>,
+    pub backup: Option<&'a Path>,
+    /// An error's text: masked before it is written, since it can quote the outside (a failing
+    /// statement, what the database or a backup tool said).
+    pub message: Option<&'a str>,
+}
+
+/// Appends one line to `.deploy-action/audit/<env>.log` in the working directory, with every
+/// secret the run knows masked.
 pub fn audit(
+    ctx: &Ctx,
     opts: &Options,
     env: &Environment,
     action: &str,
     result: &str,
-    approval: Option<&Approval>,
-    backup: Option<&Path>,
-    detail: Option<&str>,
+    detail: Detail<'_>,
 ) {
     let entry = crate::state::AuditEntry {
         time: crate::db::now_rfc3339(),
@@ -288,9 +296,9 @@ pub fn audit(
         result: result.to_string(),
         detail: Some(
             serde_json::json!({
-                "approval": approval,
-                "backup": backup.map(|p| p.display().to_string()),
-                "message": detail,
+                "approval": detail.approval,
+                "backup": detail.backup.map(|p| p.display().to_string()),
+                "message": detail.message.map(|m| ctx.report.redact(m)),
             })
             .to_string(),
         ),
