@@ -166,7 +166,7 @@ impl RecordFailure {
             format!(" ({})", self.path)
         };
         Diagnostic {
-            message: format!("{}: cannot {}{path}", self.host, self.what),
+            message: format!("{}cannot {}{path}", on(&self.host), self.what),
             notes: vec![Note::new("stderr", self.stderr_tail.clone())],
             ..Default::default()
         }

@@ -269,3 +269,92 @@ fn a_long_command_is_cut_in_the_message_and_in_its_display() {
         assert!(shown.contains('…'), "{shown}");
     }
 }
+
+#[test]
+fn a_record_on_this_machine_does_not_name_it() {
+    let e: Error = RecordFailure::new("local", "remove the dev lock", "/srv/.deploy-action/lock")
+        .stderr("rm: Permission denied")
+        .into();
+    assert_eq!(
+        e.to_string(),
+        "cannot remove the dev lock (/srv/.deploy-action/lock)\n  stderr: rm: Permission denied"
+    );
+}
+
+/// One value of every variant.
+fn one_of_each() -> Vec<Error> {
+    let exec = |host: &str| ExecError::Connect {
+        host: host.into(),
+        message: "refused".into(),
+    };
+    vec![
+        Error::usage("u"),
+        Error::Manifest(ManifestError::unsupported("m")),
+        CommandFailure::new("local", "build api", &Cmd::shell("make")).into(),
+        RemoteFailure::new("GitHub", "w", "m").into(),
+        RecordFailure::new("h", "write x", "/x").into(),
+        GateFailure::new("g").into(),
+        MigrationFailure::default().into(),
+        Error::io("cannot read x", None, &std::io::Error::other("gone")),
+        Error::Cancelled {
+            host: None,
+            reason: "cancelled by SIGINT".into(),
+            consequence: "nothing was changed".into(),
+        },
+        Error::Failed {
+            stage: "build".into(),
+            failed: vec!["api".into()],
+            of: 2,
+            noun: Noun::Unit,
+        },
+        Error::Bug("b".into()),
+        Error::StageFailed("legacy".into()),
+        Error::Approval("a".into()),
+        Error::LockHeld("l".into()),
+        Error::Exec(exec("deploy@h:22")),
+        Error::Other(anyhow::anyhow!("o")),
+    ]
+}
+
+/// The exit codes of DESIGN.md, stated here apart from [`Error::exit`]. The match is exhaustive: a
+/// new variant does not compile until it is given its code here too.
+#[test]
+fn every_variant_has_the_exit_code_of_the_contract() {
+    for e in one_of_each() {
+        let contract = match &e {
+            Error::Usage { .. } | Error::Manifest(_) => 2,
+            Error::Approval(_) => 3,
+            Error::LockHeld(_) => 4,
+            Error::Command(_)
+            | Error::Remote(_)
+            | Error::Record(_)
+            | Error::Gate(_)
+            | Error::Migration(_)
+            | Error::Io { .. }
+            | Error::Cancelled { .. }
+            | Error::Failed { .. }
+            | Error::Bug(_)
+            | Error::StageFailed(_)
+            | Error::Exec(_)
+            | Error::Other(_) => 1,
+        };
+        assert_eq!(e.exit().code(), contract, "{e:?}");
+    }
+}
+
+/// `render` (the console) and `Display` (logs, audit lines, deployment statuses) say the same
+/// first line, and neither is empty, for every variant.
+#[test]
+fn every_variant_renders_the_same_first_line_both_ways() {
+    for e in one_of_each() {
+        let shown = e.render(None, false);
+        let plain = e.to_string();
+        let first = plain.lines().next().unwrap_or_default();
+        assert!(!first.trim().is_empty(), "{e:?}");
+        assert_eq!(
+            shown.lines().next(),
+            Some(format!("error: {first}").as_str()),
+            "{e:?}"
+        );
+    }
+}
