@@ -76,11 +76,18 @@ pub fn reason() -> String {
 /// arrived, the next phase does not start.
 pub fn check() -> crate::error::Result<()> {
     match requested() {
-        Some(_) => Err(crate::error::Error::StageFailed(format!(
-            "{}; the phases after it did not run",
-            reason()
-        ))),
+        Some(_) => Err(cancelled(None, "the phases after it did not run")),
         None => Ok(()),
+    }
+}
+
+/// The error of a run a signal stopped (on `host`, if on one), saying what was left undone:
+/// `deploy@h:22: cancelled by SIGTERM; nothing was changed here`.
+pub fn cancelled(host: Option<String>, consequence: impl Into<String>) -> crate::error::Error {
+    crate::error::Error::Cancelled {
+        host,
+        reason: reason(),
+        consequence: consequence.into(),
     }
 }
 
@@ -117,6 +124,20 @@ mod tests {
         assert!(
             sleep(Duration::from_secs(3600)),
             "a cancelled sleep returns at once"
+        );
+        let e = check().unwrap_err();
+        assert!(matches!(
+            e,
+            crate::error::Error::Cancelled { host: None, .. }
+        ));
+        assert_eq!(e.exit().code(), 1, "a cancelled run is a failed stage");
+        assert_eq!(
+            e.to_string(),
+            "cancelled by SIGINT; the phases after it did not run"
+        );
+        assert_eq!(
+            cancelled(Some("deploy@h:22".into()), "nothing was changed here").to_string(),
+            "deploy@h:22: cancelled by SIGINT; nothing was changed here"
         );
     }
 }

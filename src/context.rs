@@ -7,6 +7,7 @@
 //! above `report/`, `settings.rs` and `approval.rs`.
 
 use crate::approval::Admission;
+use crate::diag::Source;
 use crate::env_vars;
 use crate::error::{Error, Result};
 use crate::manifest::{self, Database, Manifest};
@@ -20,6 +21,8 @@ pub struct Ctx {
     pub settings: Settings,
     pub report: Report,
     admissions: std::sync::Mutex<Vec<Admission>>,
+    /// The manifest this run loaded: runtime errors point into it.
+    source: std::sync::OnceLock<Source>,
 }
 
 impl Ctx {
@@ -28,7 +31,20 @@ impl Ctx {
             settings,
             report,
             admissions: std::sync::Mutex::new(Vec::new()),
+            source: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The text of the manifest this run loaded, if it loaded one: what a runtime error's
+    /// origin points into.
+    pub fn manifest_source(&self) -> Option<&Source> {
+        self.source.get()
+    }
+
+    /// Reports `err` as it is rendered in one place ([`Error::render`]): with the excerpt of its
+    /// `deploy.yml` entry and, in GitHub Actions, an annotation at that line.
+    pub fn report_error(&self, err: &Error) {
+        report_error(&self.report, err, self.manifest_source());
     }
 
     /// Remembers an approval obtained by this run.
@@ -55,6 +71,7 @@ impl Ctx {
     /// load the manifest.
     pub fn load_manifest(&self) -> Result<Manifest> {
         let m = manifest::load_file(&self.settings.manifest_path)?;
+        let _ = self.source.set(m.source.clone());
         for env in m.environments.values() {
             if let Some(Database::UrlEnv { var, .. }) = &env.database
                 && let Some(url) = env_vars::get(var)
@@ -74,6 +91,16 @@ impl Ctx {
         }
         Ok(m)
     }
+}
+
+/// Reports `err` to `report`, its origin shown from `source` (see [`Ctx::report_error`]; before
+/// a context exists, `source` is `None`).
+pub fn report_error(report: &Report, err: &Error, source: Option<&Source>) {
+    let loc = err.location(source);
+    report.error(
+        &err.render(source, report.color()),
+        loc.as_ref().map(|(f, l, c)| (f.as_str(), *l, *c)),
+    );
 }
 
 /// `rel` (a path the manifest names: a site's `dir`, `migrations.dir`, a compose file) resolved

@@ -73,20 +73,15 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
     let ctx = context::Ctx::new(settings, report);
     match commands::execute(command, &ctx) {
         Ok(()) => exit::Exit::Success.code(),
-        Err(err) => fail(&ctx.report, &err),
+        Err(err) => {
+            ctx.report_error(&err);
+            err.exit().code()
+        }
     }
 }
 
-/// Reports `err` (with its `deploy.yml` location, for a manifest error) and returns its exit code.
+/// Reports `err` (with its `deploy.yml` location when it has one) and returns its exit code.
 fn fail(report: &report::Report, err: &error::Error) -> u8 {
-    if let error::Error::Manifest(m) = err {
-        let loc = m.location();
-        report.error(
-            &err.render(report.color()),
-            loc.as_ref().map(|(f, l, c)| (f.as_str(), *l, *c)),
-        );
-    } else {
-        report.error(&err.render(report.color()), None);
-    }
+    context::report_error(report, err, None);
     err.exit().code()
 }

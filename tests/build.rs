@@ -65,7 +65,7 @@ fn a_failed_build_is_exit_1_and_stops_the_rest() {
     let out = p.run(&["build", "--all"]).go();
     out.status(1)
         .stderr_has("broken | about to fail")
-        .stderr_has("build broken failed with exit code 7")
+        .stderr_has("build broken failed (exit status 7): `echo about to fail >&2; exit 7`")
         .stdout_has("FAILED (exit 7)")
         .stdout_has("skipped (an earlier unit failed)");
     assert!(p.path().join("api.built").exists(), "api ran before broken");

@@ -1,6 +1,9 @@
 //! Bad manifests through the real binary (`deploy-action check`): the exact rendered error on stderr,
-//! exit 2, the GitHub Actions annotation, and the valid full example.
+//! exit 2, the GitHub Actions annotation, and the valid full example. Runtime errors too: a failed
+//! command with the tail of its stderr and its `build:` entry, a failed migration at its
+//! `migrations:` entry, an error of the Cloudflare API with its help.
 
+use crate::fake_cloudflare::{FakeCloudflare, Fault, Route};
 use crate::harness::Project;
 
 const HEAD: &str = "version: 1\nproject: shop\n";
@@ -389,4 +392,304 @@ fn r10_image_flag_is_checked_against_its_grammar() {
         .go();
     out.status(2)
         .stderr_has("--image \"web=--privileged\": `--privileged` is not an image reference");
+}
+
+/// The last error a run printed: stderr from its last line that starts with `error:`.
+fn last_error(stderr: &str) -> &str {
+    let at = stderr
+        .rfind("\nerror: ")
+        .map(|i| i + 1)
+        .or_else(|| stderr.starts_with("error: ").then_some(0))
+        .unwrap_or_else(|| panic!("no error in:\n{stderr}"));
+    &stderr[at..]
+}
+
+/// The errors a run printed, each from its `error:` line to the next.
+fn errors(stderr: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in stderr.lines() {
+        if line.starts_with("error: ") {
+            out.push(String::new());
+        }
+        if let Some(e) = out.last_mut() {
+            e.push_str(line);
+            e.push('\n');
+        }
+    }
+    out
+}
+
+/// Issue 11: a failed command shows its exit status, the command as written and the last lines
+/// of its stderr, at the `build:` entry that configured it; then the stage's tally.
+#[test]
+fn a_failed_command_shows_its_stderr_tail_at_its_build_entry() {
+    let p = Project::git();
+    p.manifest(
+        "version: 1\nproject: shop\nservices:\n  api:\n    paths: [\"api/**\"]\n    build: \"echo ok; echo 'cc: libfoo.h: not found' >&2; echo 'make: Error 1' >&2; exit 2\"\n",
+    )
+    .file("api/main.c", "int main() {}\n");
+    p.commit("api");
+    let out = p.run(&["build", "--all"]).go();
+    out.status(1).stdout_has("FAILED (exit 2)");
+    assert_eq!(
+        errors(&out.stderr),
+        [
+            "error: build api failed (exit status 2): `echo ok; echo 'cc: libfoo.h: not found' >&2; echo 'make: Error 1' >&2; exit 2`
+  --> deploy.yml:6:5
+  |
+6 |     build: \"echo ok; echo 'cc: libfoo.h: not found' >&2; echo 'make: Error 1' >&2; exit 2\"
+  |     ^^^^^
+  = stderr:
+      cc: libfoo.h: not found
+      make: Error 1
+",
+            "error: build failed for 1 of 1 unit: api\n",
+        ]
+    );
+    // In GitHub Actions the error is annotated at that line.
+    let out = p
+        .run(&["build", "--all"])
+        .env("GITHUB_ACTIONS", "true")
+        .go();
+    out.status(1)
+        .stdout_has("::error file=deploy.yml,line=6,col=5::build api failed (exit status 2)");
+}
+
+/// Issue 11: a failed migration points at the `migrations:` entry, with the failing statement
+/// and what the database said.
+#[test]
+fn a_failed_migration_points_at_its_migrations_entry() {
+    let p = Project::git();
+    p.manifest(
+        "version: 1\nproject: shop\nenvironments:\n  dev:\n    hosts: [\"local\"]\n    dir: .\n    database: { url_env: APP_DB }\nmigrations:\n  dir: migrations\n  engine: sqlite\n",
+    )
+    .file("migrations/0001_init.sql", "CREATE TABLE a (id int);\n")
+    .file("migrations/0002_bad.sql", "INSERT INTO nope VALUES (1);\n");
+    p.commit("migrations");
+    let db = p.path().join("app.db");
+    let out = p
+        .run(&["migrate", "--env", "dev"])
+        .env("APP_DB", format!("sqlite://{}", db.display()))
+        .go();
+    out.status(1);
+    assert_eq!(
+        last_error(&out.stderr),
+        "error: ./migrations/0002_bad.sql failed; it was rolled back whole; earlier migrations stay applied
+  --> deploy.yml:8:1
+  |
+8 | migrations:
+  | ^^^^^^^^^^
+  = statement: INSERT INTO nope VALUES (1)
+  = database: no such table: nope
+"
+    );
+}
+
+/// Issue 11: an error of the Cloudflare API names the site, the request and what Cloudflare
+/// said, points at the site's entry and says where the failure lies.
+#[test]
+fn an_api_error_names_the_request_and_points_at_the_site() {
+    let p = Project::git();
+    p.manifest(&format!(
+        "version: 1\nproject: shop\nenvironments:\n  staging:\n    hosts: [\"local\"]\n    dir: {}\nsites:\n  web:\n    project: shop-web\n    dir: dist\n",
+        p.path().display()
+    ))
+    .file("dist/index.html", "<h1>hi</h1>\n");
+    p.commit("site");
+    let cf = FakeCloudflare::start();
+    cf.always(Route::Upload, Fault::Unknown8000000);
+    let out = p
+        .run(&["pages", "--env", "staging", "--all", "--branch", "main"])
+        .envs(cf.env())
+        .env("DEPLOY_PAGES_HASH_CACHE", "off")
+        .go();
+    out.status(1);
+    // The URL's port and the time the retries took vary.
+    let shown = last_error(&out.stderr).replace(&cf.base_url(), "http://CF");
+    let (before, after) = shown.split_once(" retries in ").expect("the retries");
+    let shown = format!(
+        "{before} retries in Xs:{}",
+        after.split_once("s:").unwrap().1
+    );
+    assert_eq!(
+        shown,
+        "error: site `web`: the request failed after 5 retries in Xs: POST http://CF/pages/assets/upload: HTTP 500, code 8000000: An unknown error occurred
+  --> deploy.yml:8:3
+  |
+8 |   web:
+  |   ^^^
+  = help: the failure is on Cloudflare's side: running again usually works
+"
+    );
+}
+
+/// The ```text block of the Markdown `doc` that contains `needle`, without the indentation of
+/// a block inside a list item.
+fn doc_block(doc: &str, needle: &str) -> String {
+    let mut block: Option<Vec<&str>> = None;
+    for line in doc.lines() {
+        let fence = line.trim_start();
+        match &mut block {
+            None if fence == "```text" => block = Some(Vec::new()),
+            Some(lines) if fence == "```" => {
+                let indent = line.len() - fence.len();
+                let text: String = lines
+                    .iter()
+                    .map(|l| format!("{}\n", l.get(indent..).unwrap_or("")))
+                    .collect();
+                if text.contains(needle) {
+                    return text;
+                }
+                block = None;
+            }
+            Some(lines) => lines.push(line),
+            None => {}
+        }
+    }
+    panic!("no ```text block with {needle:?}")
+}
+
+/// The result table's `api` row with its duration (which varies) replaced.
+fn without_duration(text: &str) -> String {
+    text.lines()
+        .map(|l| match l.strip_prefix("api     local  ") {
+            Some(rest) if rest.len() >= 10 => format!("api     local  DURATION  {}\n", &rest[10..]),
+            _ => format!("{l}\n"),
+        })
+        .collect()
+}
+
+/// Issue 11: the failed build that README.md and docs/stages.md show is what the binary prints:
+/// its stderr exactly (README), the whole run with stdout and stderr together (stages.md), and
+/// its annotations in GitHub Actions.
+#[test]
+fn the_failed_build_the_docs_show_is_what_a_user_sees() {
+    let p = Project::git();
+    p.manifest(
+        "version: 1\nproject: shop\nservices:\n  api:\n    paths: [\"services/api/**\"]\n    build: make api\n  worker:\n    build: make worker\nsites:\n  web:\n    project: shop-web\n    dir: dist\n    build: npm run build\n",
+    )
+    .file("Makefile", "api:\n\t@echo \"cc: libfoo.h: not found\" >&2; exit 1\n")
+    .file("services/api/main.c", "int main() {}\n");
+    p.commit("shop");
+    let out = p.run(&["build", "--all"]).env("LC_ALL", "C").go();
+    out.status(1);
+    let readme = include_str!("../README.md");
+    assert_eq!(out.stderr, doc_block(readme, "error: build api failed"));
+    // stages.md interleaves both streams as a terminal does: each of its lines is the next line
+    // of one of them, and it has every line of both.
+    let stages = include_str!("../docs/stages.md");
+    let whole = without_duration(&doc_block(stages, "error: build api failed"));
+    let stdout = without_duration(&out.stdout);
+    let (mut o, mut e) = (stdout.lines().peekable(), out.stderr.lines().peekable());
+    for line in whole.lines() {
+        if e.peek() == Some(&line) {
+            e.next();
+        } else {
+            assert_eq!(
+                o.next(),
+                Some(line),
+                "docs/stages.md:\n{whole}\n--- stdout\n{stdout}"
+            );
+        }
+    }
+    assert_eq!(
+        (o.next(), e.next()),
+        (None, None),
+        "docs/stages.md:\n{whole}"
+    );
+    let out = p
+        .run(&["build", "--all"])
+        .env("LC_ALL", "C")
+        .env("GITHUB_ACTIONS", "true")
+        .go();
+    out.status(1);
+    let annotations: String = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("::error"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        annotations,
+        doc_block(stages, "::error file=deploy.yml,line=6")
+    );
+}
+
+/// Issue 11: a `build: |` script of several lines made a message of several lines, and its
+/// annotation ended in the middle of the quoted command. The message names it by its first line;
+/// the excerpt shows the entry.
+#[test]
+fn r11_a_multi_line_build_script_gives_a_one_line_error_and_annotation() {
+    let p = Project::git();
+    p.manifest(
+        "version: 1\nproject: shop\nservices:\n  api:\n    build: |\n      echo step one\n      echo 'it broke' >&2\n      exit 3\n",
+    );
+    p.commit("api");
+    let out = p.run(&["build", "--all"]).go();
+    out.status(1);
+    assert_eq!(
+        errors(&out.stderr)[0],
+        "error: build api failed (exit status 3): `echo step one …`
+  --> deploy.yml:5:5
+  |
+5 |     build: |
+  |     ^^^^^
+  = stderr: it broke
+"
+    );
+    let out = p
+        .run(&["build", "--all"])
+        .env("GITHUB_ACTIONS", "true")
+        .go();
+    out.status(1).stdout_has(
+        "::error file=deploy.yml,line=5,col=5::build api failed (exit status 3): `echo step one …`\n",
+    );
+}
+
+/// Issue 11: what an error quotes from outside (a child's stderr tail, a failing statement) is
+/// masked wherever the error goes: the console, the annotation, and the local audit log of
+/// `migrate`, which wrote a failed migration's statement as it was.
+#[test]
+fn r11_a_secret_in_an_errors_notes_is_masked_on_the_console_and_in_the_audit_log() {
+    const PW: &str = "s3cretpw4711";
+    let p = Project::git();
+    p.manifest(&format!(
+        "version: 1\nproject: shop\nenvironments:\n  dev:\n    hosts: [\"local\"]\n    dir: .\n    database: {{ url_env: APP_DB }}\n  prod:\n    database: {{ url_env: PROD_DB }}\nservices:\n  api:\n    build: \"echo 'login {PW} refused' >&2; exit 1\"\nmigrations:\n  dir: migrations\n  engine: sqlite\n"
+    ))
+    .file(
+        "migrations/0001_bad.sql",
+        &format!("INSERT INTO nope VALUES ('{PW}');\n"),
+    );
+    p.commit("shop");
+    let prod = format!("postgres://app:{PW}@db.invalid/app");
+    let out = p
+        .run(&["build", "--only", "api"])
+        .env("PROD_DB", &prod)
+        .env("GITHUB_ACTIONS", "true")
+        .go();
+    out.status(1)
+        .stderr_has("  = stderr: login *** refused\n")
+        .stdout_has("::error file=deploy.yml,line=12,col=5::build api failed (exit status 1)");
+    assert!(!out.stderr.contains(PW), "{}", out.stderr);
+    let registered = format!("::add-mask::{PW}\n");
+    assert!(
+        !out.stdout.replacen(&registered, "", 1).contains(PW),
+        "{}",
+        out.stdout
+    );
+    let out = p
+        .run(&["migrate", "--env", "dev"])
+        .env("PROD_DB", &prod)
+        .env(
+            "APP_DB",
+            format!("sqlite://{}", p.path().join("app.db").display()),
+        )
+        .go();
+    out.status(1)
+        .stderr_has("  = statement: INSERT INTO nope VALUES ('***')\n")
+        .nowhere(PW);
+    let audit = std::fs::read_to_string(p.path().join(".deploy-action/audit/dev.log"))
+        .expect("the audit log of dev");
+    assert!(audit.contains("INSERT INTO nope VALUES"), "{audit}");
+    assert!(!audit.contains(PW), "{audit}");
 }

@@ -100,7 +100,11 @@ services:
     out.status(1)
         .stdout_has("::group::build good")
         .stdout_has("::endgroup::")
-        .stdout_has("::error::build bad failed with exit code 4");
+        // Annotated at its `build:` entry (issue 11), then the stage's tally.
+        .stdout_has(
+            "::error file=deploy.yml,line=9,col=5::build bad failed (exit status 4): `exit 4`\n",
+        )
+        .stdout_has("::error::build failed for 1 of 2 units: bad\n");
     let md = gh.summary();
     assert!(md.contains("### build"), "{md}");
     assert!(md.contains("| unit | host | duration | result |"), "{md}");

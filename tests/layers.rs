@@ -36,8 +36,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["changes", "cmd", "diag", "manifest", "migrate", "state"],
     ),
     ("settings", &["cli", "diag", "error", "manifest", "plan"]),
-    // The error type wraps the layers' errors (the executor's among them).
-    ("error", &["exec", "exit", "manifest"]),
+    // The error type wraps the layers' errors (the executor's among them), and renders them.
+    ("error", &["cmd", "diag", "exec", "exit", "manifest"]),
     // Effects: processes and SSH, HTTP, databases, the clock, signals, printing.
     ("clock", &[]),
     ("cancel", &["error"]),
@@ -59,7 +59,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "context",
         &[
-            "approval", "env_vars", "error", "manifest", "report", "settings",
+            "approval", "diag", "env_vars", "error", "manifest", "report", "settings",
         ],
     ),
     (

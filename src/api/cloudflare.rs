@@ -152,6 +152,15 @@ impl CfError {
         }
     }
 
+    /// The HTTP status of the answer, when one came, looking through retries.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            CfError::Api { status, .. } | CfError::Malformed { status, .. } => Some(*status),
+            CfError::Retried(r) => r.last.status(),
+            _ => None,
+        }
+    }
+
     /// The upload token was refused: 8000013, or a plain-text `Expired JWT`.
     fn is_jwt_refused(&self) -> bool {
         match self {

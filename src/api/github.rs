@@ -69,6 +69,16 @@ pub enum GitHubError {
     },
 }
 
+impl GitHubError {
+    /// The HTTP status of the answer, when one came.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            GitHubError::Http { status, .. } if *status != 0 => Some(*status),
+            _ => None,
+        }
+    }
+}
+
 /// A git reference, as `git/matching-refs` lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GitRef {

@@ -196,6 +196,17 @@ impl Cmd {
         self.render(false)
     }
 
+    /// The command as an error message names it: the script of a `sh -c SCRIPT` command as the
+    /// manifest wrote it (a `build:` or `test:` line), else [`Cmd::display`]. Secrets as `***`.
+    pub fn shown(&self) -> String {
+        match self.args.as_slice() {
+            [c, script] if self.program == "sh" && c.display() == "-c" => {
+                script.display().to_string()
+            }
+            _ => self.display(),
+        }
+    }
+
     /// The command as one POSIX shell line with real values, for an executor that must go through a
     /// remote shell (SSH `exec` takes a single string).
     pub fn to_shell_line(&self) -> String {
@@ -332,6 +343,17 @@ mod tests {
         let c = Cmd::shell("make").scrub_env(list.clone());
         assert_eq!(c.scrub, list);
         assert_eq!(c.display(), "sh -c make", "not shown");
+    }
+
+    #[test]
+    fn a_shell_command_is_shown_as_its_script_and_others_as_displayed() {
+        let c = Cmd::shell("npm run build").cwd("/repo");
+        assert_eq!(c.shown(), "npm run build");
+        let c = Cmd::new("psql")
+            .arg("-c")
+            .secret(Secret::new("pw"))
+            .cwd("/r");
+        assert_eq!(c.shown(), "cd /r && psql -c ***");
     }
 
     #[test]

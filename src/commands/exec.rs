@@ -5,7 +5,7 @@
 
 use crate::cmd::Cmd;
 use crate::context::Ctx;
-use crate::error::{Error, Result};
+use crate::error::{Error, Noun, Result};
 use crate::exec::dry_run::Recording;
 use crate::exec::pool::ExecutorPool;
 use crate::manifest::Host;
@@ -103,10 +103,10 @@ pub fn run(ctx: &Ctx, args: &ExecSettings) -> Result<()> {
         ]);
     }
     r.summary(&table);
-    let bad: Vec<&str> = results
+    let bad: Vec<String> = results
         .iter()
         .filter(|x| matches!(x.result, "failed" | "unreachable"))
-        .map(|x| x.host.as_str())
+        .map(|x| x.host.clone())
         .collect();
     if ctx.settings.json {
         r.json_document(&serde_json::json!({
@@ -120,12 +120,12 @@ pub fn run(ctx: &Ctx, args: &ExecSettings) -> Result<()> {
     if bad.is_empty() {
         Ok(())
     } else {
-        Err(Error::StageFailed(format!(
-            "exec failed on {} of {} hosts: {}",
-            bad.len(),
-            results.len(),
-            bad.join(", ")
-        )))
+        Err(Error::Failed {
+            stage: "exec".into(),
+            failed: bad,
+            of: results.len(),
+            noun: Noun::Host,
+        })
     }
 }
 
@@ -159,7 +159,6 @@ fn run_on(
             reason: None,
         },
         Err(e) => {
-            r.error(&format!("error: {e}"), None);
             use crate::exec::ExecError as E;
             let (unreachable, reason) = match &e {
                 E::Connect { .. } => (true, "cannot connect"),
@@ -168,12 +167,14 @@ fn run_on(
                 E::Spawn { .. } => (false, "cannot start"),
                 E::Io { .. } => (false, "connection error"),
             };
+            let error = Some(first_line(&e.to_string()));
+            ctx.report_error(&Error::Exec(e));
             HostResult {
                 host: label,
                 result: if unreachable { "unreachable" } else { "failed" },
                 exit_code: None,
                 duration_ms,
-                error: Some(first_line(&e.to_string())),
+                error,
                 reason: Some(reason),
             }
         }

@@ -5,7 +5,7 @@
 //! Glue only: the lock itself is `ledger/lock.rs`'.
 
 use crate::context::Ctx;
-use crate::error::{Error, Result};
+use crate::error::{Error, RecordFailure, Result};
 use crate::exec;
 use crate::ledger::identity::lock_owner;
 use crate::ledger::lock::{self, Released, Shown};
@@ -84,12 +84,11 @@ pub fn run(action: LockAction, ctx: &Ctx) -> Result<()> {
                 env.name,
                 lock::describe(&now)
             )),
-            Released::Failed(why) => {
-                return Err(Error::StageFailed(format!(
-                    "{}: cannot remove the {} lock: {why}",
-                    host.label(),
-                    env.name
-                )));
+            Released::Failed(stderr) => {
+                let what = format!("remove the {} lock", env.name);
+                return Err(RecordFailure::new(host.label(), what, paths.lock_dir())
+                    .stderr(stderr)
+                    .into());
             }
         }
     }

@@ -24,9 +24,11 @@ use crate::settings::CommandSettings;
 /// for every other command (the script was generated into memory by `settings.rs`).
 fn completions(script: &[u8], ctx: &Ctx) -> Result<()> {
     match ctx.report.raw_stdout(script) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(
-            crate::error::Error::StageFailed(format!("cannot write the completion script: {e}")),
-        ),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(crate::error::Error::io(
+            "cannot write the completion script",
+            None,
+            &e,
+        )),
         _ => Ok(()),
     }
 }

@@ -5,9 +5,9 @@
 
 use crate::changes::{self, Affected};
 use crate::context::Ctx;
-use crate::error::{Error, Result};
-use crate::exec::Executor;
+use crate::error::{CommandFailure, Error, Noun, Result, STDERR_TAIL_LINES};
 use crate::exec::local::LocalExecutor;
+use crate::exec::{Executor, StderrTail};
 use crate::manifest::{Environment, Manifest};
 use crate::plan::stages::{PlanInput, StagePlanner};
 use crate::plan::{Action, Step};
@@ -240,8 +240,12 @@ pub fn run_stage(
                 .clone()
                 .scrub_env(crate::cmd::unit_child_scrub(&loaded.manifest, unit));
             r.info(&format!("$ {}", cmd.display()));
+            let mut tail = StderrTail::new(STDERR_TAIL_LINES);
             let status = r.relaying(|| {
-                executor.run(&cmd, None, &mut |stream, line| r.relay(unit, stream, line))
+                executor.run(&cmd, None, &mut |stream, line| {
+                    tail.keep(stream, line);
+                    r.relay(unit, stream, line)
+                })
             });
             r.step_done(spinner);
             res.duration_ms = started.elapsed().as_millis() as u64;
@@ -262,16 +266,14 @@ pub fn run_stage(
             r.group_end();
             if res.result == Outcome::Failed {
                 failed = true;
-                match &res.error {
-                    Some(e) => r.error(&format!("{stage} {unit}: {e}"), None),
-                    None => r.error(
-                        &format!(
-                            "{stage} {unit} failed with exit code {}",
-                            res.exit_code.unwrap_or(-1)
-                        ),
-                        None,
-                    ),
-                }
+                let f = CommandFailure::new(&res.host, format!("{stage} {unit}"), &cmd)
+                    .unit(unit)
+                    .origin(step.origin);
+                let f = match (&res.error, res.exit_code) {
+                    (Some(why), _) => f.stderr(why),
+                    (None, code) => f.status(code.unwrap_or(-1)).stderr(tail.text()),
+                };
+                ctx.report_error(&f.into());
             }
         }
         results.push(res);
@@ -300,10 +302,10 @@ pub fn run_stage(
     summary.note(loaded.describe());
     r.summary(&summary);
 
-    let failed_units: Vec<&str> = results
+    let failed_units: Vec<String> = results
         .iter()
         .filter(|x| x.result == Outcome::Failed)
-        .map(|x| x.unit.as_str())
+        .map(|x| x.unit.clone())
         .collect();
     r.output(
         &format!("{stage}-failed"),
@@ -323,10 +325,12 @@ pub fn run_stage(
     if failed_units.is_empty() {
         Ok(())
     } else {
-        Err(Error::StageFailed(format!(
-            "{stage} failed: {}",
-            failed_units.join(", ")
-        )))
+        Err(Error::Failed {
+            stage: stage.to_string(),
+            failed: failed_units,
+            of: results.len(),
+            noun: Noun::Unit,
+        })
     }
 }
 

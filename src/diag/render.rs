@@ -1,10 +1,12 @@
 //! Renders a diagnostic: `error: message`, ` --> file:line:column`, the offending line with a caret,
+//! notes (`= stderr:` with the last lines of a child's error output, `= statement: …`), then
 //! `help: did you mean ...`. Colour is passed in, never detected here.
 //!
 //! Sizes are bounded whatever the input: a line longer than [`MAX_EXCERPT`] characters is shown as a
-//! window around the column with `…` where text was left out, and a `quoted` value longer than
+//! window around the column with `…` where text was left out, a `quoted` value longer than
 //! [`MAX_QUOTED`] characters in the message or help is cut the same way (a manifest with one
-//! 200 KB line must not give a 200 KB error).
+//! 200 KB line must not give a 200 KB error), and a note shows at most its last [`MAX_NOTE_LINES`]
+//! lines of at most [`MAX_NOTE_LINE`] characters each.
 
 use super::{Source, Span};
 use std::fmt::Write;
@@ -15,13 +17,60 @@ pub const MAX_EXCERPT: usize = 120;
 const EXCERPT_LEAD: usize = 40;
 /// The most characters of a `quoted` value a message shows.
 pub const MAX_QUOTED: usize = 80;
+/// The most lines of a note shown (its last ones: the end of a child's stderr says why it failed).
+pub const MAX_NOTE_LINES: usize = 20;
+/// The most characters of one line of a note.
+pub const MAX_NOTE_LINE: usize = 300;
 
 /// One diagnostic ready to render.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Diagnostic {
     pub message: String,
     pub span: Option<Span>,
+    /// What else is known, in order: `stderr` with a child's last lines, `statement`, `host`.
+    pub notes: Vec<Note>,
     pub help: Option<String>,
+}
+
+/// A labelled part of a diagnostic: `= label: text` on one line, or `= label:` followed by the
+/// text's lines, indented.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub label: String,
+    pub text: String,
+}
+
+impl Note {
+    pub fn new(label: impl Into<String>, text: impl Into<String>) -> Note {
+        Note {
+            label: label.into(),
+            text: text.into(),
+        }
+    }
+
+    /// The lines shown: the last [`MAX_NOTE_LINES`], each cut to [`MAX_NOTE_LINE`] characters,
+    /// with a first line saying how many were left out.
+    pub fn lines(&self) -> Vec<String> {
+        let all: Vec<&str> = self.text.trim_end().lines().collect();
+        let skip = all.len().saturating_sub(MAX_NOTE_LINES);
+        let mut out = Vec::with_capacity(all.len() - skip + 1);
+        if skip > 0 {
+            out.push(format!("… ({skip} earlier lines)"));
+        }
+        out.extend(all[skip..].iter().map(|l| cut_line(l)));
+        out
+    }
+}
+
+/// `line` without its trailing `\r`, cut to [`MAX_NOTE_LINE`] characters with `…`.
+fn cut_line(line: &str) -> String {
+    let line = line.trim_end_matches('\r');
+    if line.chars().count() <= MAX_NOTE_LINE {
+        return line.to_string();
+    }
+    let mut s: String = line.chars().take(MAX_NOTE_LINE - 1).collect();
+    s.push('…');
+    s
 }
 
 /// Renders `diag` against `source` (if any) as plain or coloured text.
@@ -56,6 +105,21 @@ pub fn render(diag: &Diagnostic, source: Option<&Source>, color: bool) -> String
                 " ".repeat(pad_width),
                 "^".repeat(caret_width)
             );
+        }
+    }
+    for note in &diag.notes {
+        let lines = note.lines();
+        match lines.as_slice() {
+            [] => {}
+            [one] => {
+                let _ = writeln!(out, "  {blue}={reset} {bold}{}{reset}: {one}", note.label);
+            }
+            many => {
+                let _ = writeln!(out, "  {blue}={reset} {bold}{}{reset}:", note.label);
+                for l in many {
+                    let _ = writeln!(out, "      {l}");
+                }
+            }
         }
     }
     if let Some(help) = &diag.help {
@@ -174,6 +238,7 @@ mod tests {
             message: "bad".into(),
             span: Some(span),
             help: Some("did you mean `x`?".into()),
+            ..Default::default()
         };
         render(&diag, Some(&Source::new("deploy.yml", text)), false)
     }
@@ -251,10 +316,57 @@ mod tests {
         assert!(out.contains("2 |  b: 1\n  |  ^\n"), "{out}");
         let diag = Diagnostic {
             message: "bad".into(),
-            span: None,
-            help: None,
+            ..Default::default()
         };
         assert!(render(&diag, None, true).contains("\x1b["));
         assert!(!render(&diag, None, false).contains('\x1b'));
+    }
+
+    #[test]
+    fn notes_come_after_the_excerpt_and_before_the_help() {
+        let text = "services:\n  api:\n    build: make\n";
+        let offset = text.find("build").unwrap();
+        let diag = Diagnostic {
+            message: "build api failed (exit status 2): `make`".into(),
+            span: Some(Span {
+                offset,
+                len: 5,
+                line: 3,
+                col: 5,
+            }),
+            notes: vec![
+                Note::new("host", "local"),
+                Note::new("stderr", "make: *** No rule\nmake: stop.\n"),
+            ],
+            help: Some("run it yourself".into()),
+        };
+        assert_eq!(
+            render(&diag, Some(&Source::new("deploy.yml", text)), false),
+            "error: build api failed (exit status 2): `make`
+  --> deploy.yml:3:5
+  |
+3 |     build: make
+  |     ^^^^^
+  = host: local
+  = stderr:
+      make: *** No rule
+      make: stop.
+  = help: run it yourself
+"
+        );
+    }
+
+    #[test]
+    fn a_long_note_keeps_its_last_lines_and_cuts_long_ones() {
+        let text: String = (1..=50).map(|i| format!("line {i}\n")).collect();
+        let shown = Note::new("stderr", text).lines();
+        assert_eq!(shown.len(), MAX_NOTE_LINES + 1);
+        assert_eq!(shown[0], "… (30 earlier lines)");
+        assert_eq!(shown[1], "line 31");
+        assert_eq!(shown.last().unwrap(), "line 50");
+        let long = Note::new("stderr", "x".repeat(100_000)).lines();
+        assert_eq!(long[0].chars().count(), MAX_NOTE_LINE);
+        assert!(long[0].ends_with('…'));
+        assert!(Note::new("stderr", "").lines().is_empty());
     }
 }

@@ -113,7 +113,8 @@ impl Observe for Quiet {
 }
 
 /// Walks `steps` in order. A step's error stops the walk: the trace so far and the error are
-/// returned (the caller's finishing steps — unlocking, recording the failure — are its own).
+/// returned (the caller's finishing steps — unlocking, recording the failure — are its own). The
+/// error learns the step's unit and `deploy.yml` entry when it does not name them itself.
 pub fn run(
     steps: &[Step],
     performer: &mut dyn Perform,
@@ -141,7 +142,7 @@ pub fn run(
             .flatten();
         observer.starting(step, condition.as_deref());
         if let Err(e) = performer.perform(step, state) {
-            return (trace, Err(e));
+            return (trace, Err(e.within(step.unit.as_deref(), step.origin)));
         }
         observer.done(step);
     }
@@ -152,7 +153,7 @@ pub fn run(
 mod tests {
     use super::*;
     use crate::cmd::Cmd;
-    use crate::error::Error;
+    use crate::error::{Error, GateFailure};
     use crate::plan::{Action, Target};
 
     fn step(id: &str, guard: Guard) -> Step {
@@ -182,7 +183,7 @@ mod tests {
                     state.gate_passed.insert("api".into());
                     Ok(())
                 }
-                "boom" => Err(Error::StageFailed("boom".into())),
+                "boom" => Err(GateFailure::new("boom").into()),
                 _ => Ok(()),
             }
         }
@@ -283,10 +284,19 @@ mod tests {
     #[test]
     fn an_error_stops_the_walk_with_the_trace_so_far() {
         let mut steps = plan();
-        steps.insert(1, step("boom", Guard::Always));
+        let mut boom = step("boom", Guard::Always);
+        boom.unit = Some("api".into());
+        let mut origin = boom.origin.unwrap_or_default();
+        (origin.line, origin.col) = (5, 5);
+        boom.origin = Some(origin);
+        steps.insert(1, boom);
         let mut p = Script(Vec::new());
         let (trace, r) = run(&steps, &mut p, &mut Quiet, &mut RunState::default());
-        assert!(r.is_err());
         assert_eq!(trace.ids(), ["up", "boom"]);
+        // The error learns the failed step's unit and deploy.yml entry.
+        let e = r.unwrap_err();
+        assert!(matches!(&e, Error::Gate(_)), "{e:?}");
+        assert_eq!(e.unit(), Some("api"));
+        assert_eq!(e.origin().map(|s| (s.line, s.col)), Some((5, 5)));
     }
 }

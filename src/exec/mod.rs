@@ -37,11 +37,65 @@ impl Output {
     pub fn stdout_str(&self) -> String {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
-    /// The last lines of stderr, for error messages.
+    /// The last lines of stderr, for error messages, each cut to [`MAX_TAIL_LINE`] characters.
     pub fn stderr_tail(&self, lines: usize) -> String {
         let text = String::from_utf8_lossy(&self.stderr);
         let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        all[all.len().saturating_sub(lines)..]
+            .iter()
+            .map(|l| cut(l))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// The most characters of one stderr line an error keeps: more than it shows (an error's note
+/// cuts its lines shorter), so that a child writing one huge line cannot make a huge error.
+pub const MAX_TAIL_LINE: usize = 1000;
+
+/// `line` cut to [`MAX_TAIL_LINE`] characters, with `…` where it was cut.
+fn cut(line: &str) -> String {
+    match line.char_indices().nth(MAX_TAIL_LINE) {
+        None => line.to_string(),
+        Some((at, _)) => format!("{}…", &line[..at]),
+    }
+}
+
+/// The last lines a child wrote to stderr, kept while its output is relayed as it comes: the
+/// error that reports its failure shows them (the failing tool's own message reaches the user).
+#[derive(Clone, Debug)]
+pub struct StderrTail {
+    lines: std::collections::VecDeque<String>,
+    max: usize,
+}
+
+impl StderrTail {
+    /// Keeps at most `max` lines, the last ones.
+    pub fn new(max: usize) -> StderrTail {
+        StderrTail {
+            lines: std::collections::VecDeque::with_capacity(max.min(64)),
+            max,
+        }
+    }
+
+    /// Keeps `line` (cut to [`MAX_TAIL_LINE`] characters) if it came from stderr.
+    pub fn keep(&mut self, stream: Stream, line: &str) {
+        if stream != Stream::Stderr || self.max == 0 {
+            return;
+        }
+        if self.lines.len() == self.max {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(cut(line));
+    }
+
+    /// The lines kept, joined by newlines.
+    pub fn text(&self) -> String {
+        self.lines
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -131,4 +185,42 @@ pub type ExecutorOpener = Arc<dyn Fn() -> Result<Box<dyn Executor>, ExecError> +
 pub fn opener(host: &Host) -> ExecutorOpener {
     let host = host.clone();
     Arc::new(move || connect(&host, &|_: &str| {}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stderr_tail_keeps_the_last_stderr_lines_only() {
+        let mut t = StderrTail::new(2);
+        t.keep(Stream::Stderr, "one");
+        t.keep(Stream::Stdout, "not this");
+        t.keep(Stream::Stderr, "two");
+        t.keep(Stream::Stderr, "three");
+        assert_eq!(t.text(), "two\nthree");
+        let mut none = StderrTail::new(0);
+        none.keep(Stream::Stderr, "x");
+        assert_eq!(none.text(), "");
+    }
+
+    #[test]
+    fn a_huge_stderr_line_is_cut_in_the_tail_an_error_keeps() {
+        let huge = "é".repeat(1_000_000);
+        let mut t = StderrTail::new(10);
+        t.keep(Stream::Stderr, &huge);
+        t.keep(Stream::Stderr, "short");
+        let kept = t.text();
+        let first = kept.lines().next().unwrap();
+        assert_eq!(first.chars().count(), MAX_TAIL_LINE + 1);
+        assert!(first.ends_with("é…"), "cut on a character boundary");
+        assert_eq!(kept.lines().nth(1), Some("short"));
+        let out = Output {
+            stderr: format!("{huge}\nlast\n").into_bytes(),
+            ..Output::default()
+        };
+        let tail = out.stderr_tail(2);
+        assert_eq!(tail.chars().count(), MAX_TAIL_LINE + 1 + 1 + 4);
+        assert!(tail.ends_with("…\nlast"), "{}", &tail[tail.len() - 10..]);
+    }
 }

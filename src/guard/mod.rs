@@ -93,7 +93,7 @@ nothing was changed",
         for e in &broken {
             ctx.report.warn(&format!(
                 "a real run would stop here (exit 2): {}",
-                e.render(false)
+                e.render(None, false)
             ));
         }
         return Ok(dirty);

@@ -14,7 +14,7 @@ use super::{HostState, Ledger, Running, current, parse_tag_listing, read, tag_li
 use crate::clock;
 use crate::cmd::docker_engine::{self as de, Script, Section};
 use crate::context::Ctx;
-use crate::error::{Error, Result};
+use crate::error::{RecordFailure, RemoteFailure, Result};
 use crate::exec;
 use crate::exec::Executor;
 use crate::exec::local::LocalExecutor;
@@ -147,7 +147,7 @@ fn read_tags_through_api(ctx: &Ctx, gh: &crate::api::github::GitHub, env: &str) 
     let prefix = format!("tags/deploy/{env}/");
     let refs = gh
         .list_matching_refs(&prefix)
-        .map_err(|e| Error::StageFailed(format!("cannot list the tags of `{env}`: {e}")))?;
+        .map_err(|e| github_failure(format!("cannot list the tags of `{env}`"), &e))?;
     let mut numbered: Vec<(u64, crate::api::github::GitRef)> = refs
         .into_iter()
         .filter(|r| r.object_type == "tag")
@@ -161,7 +161,7 @@ fn read_tags_through_api(ctx: &Ctx, gh: &crate::api::github::GitHub, env: &str) 
     for (_, r) in numbered.into_iter().take(API_TAGS) {
         let tag = gh
             .get_tag_object(&r.sha)
-            .map_err(|e| Error::StageFailed(format!("cannot read {}: {e}", r.name)))?;
+            .map_err(|e| github_failure(format!("cannot read {}", r.name), &e))?;
         let name = r.name.trim_start_matches("refs/tags/");
         text.push_str(&format!("{name}\0{}\u{1e}", tag.message));
     }
@@ -170,6 +170,11 @@ fn read_tags_through_api(ctx: &Ctx, gh: &crate::api::github::GitHub, env: &str) 
         ctx.report.warn(&format!("tag {}: {}", p.file, p.message));
     }
     Ok(ledger)
+}
+
+/// GitHub failed `what`, saying `e`.
+fn github_failure(what: String, e: &crate::api::github::GitHubError) -> RemoteFailure {
+    RemoteFailure::new("GitHub", what, e.to_string()).status(e.status())
 }
 
 /// A new release that is not an `up`: filled by `fill` from a record that already carries the
@@ -359,24 +364,18 @@ pub fn write(
     record: &ReleaseRecord,
 ) -> Result<()> {
     let mut s = Script::new();
-    s.write_durable(
-        "record",
-        &StatePaths::new(dir).release(record.number),
-        &record_text(report, record),
-        0o644,
-    );
+    let path = StatePaths::new(dir).release(record.number);
+    s.write_durable("record", &path, &record_text(report, record), 0o644);
     let out = ex.capture(&s.cmd())?;
     let secs = de::parse_sections(&out.stdout_str());
     // A dry run's executor records the write and answers nothing: it would have been written.
     if ex.records() || secs.get("record").is_some_and(Section::success) {
         Ok(())
     } else {
-        Err(Error::StageFailed(format!(
-            "{}: cannot write release record {}: {}",
-            ex.label(),
-            record.number,
-            out.stderr_tail(3)
-        )))
+        let what = format!("write release record {}", record.number);
+        Err(RecordFailure::new(ex.label(), what, path)
+            .stderr(out.stderr_tail(3))
+            .into())
     }
 }
 

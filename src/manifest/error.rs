@@ -45,6 +45,7 @@ impl ManifestError {
             message: self.message.clone(),
             span: self.span,
             help: self.help.clone(),
+            ..Default::default()
         };
         render(&diag, self.source.as_ref(), color)
     }

@@ -4,6 +4,7 @@
 //! transaction). Pure: the performer runs the file (`Database::run`).
 
 use crate::db::{Bookkeeping, DbError};
+use crate::error::MigrationFailure;
 use crate::migrate::SqlFile;
 use crate::plan::migrate::{Direction, MigrationAction};
 
@@ -68,26 +69,27 @@ pub fn version_after(
 }
 
 /// What went wrong with `file` in `dir`, and what is left of it: the failing statement and the
-/// database's own message.
-pub fn failure(dir: &str, file: &SqlFile, e: &DbError) -> String {
+/// database's own message (the performer adds the origin, the `migrations:` entry).
+pub fn failure(dir: &str, file: &SqlFile, e: &DbError) -> MigrationFailure {
     let (statement, message) = match e {
         DbError::Statement { statement, message }
         | DbError::NotRolledBack { statement, message } => (statement.clone(), message.clone()),
         other => (None, other.to_string()),
     };
-    let rolled = if matches!(e, DbError::NotRolledBack { .. }) {
+    let aftermath = if matches!(e, DbError::NotRolledBack { .. }) {
         "it could NOT be rolled back: part of it may be applied (even recorded); check the database and the tracking table before running again"
     } else if file.no_transaction {
         "it ran without a transaction: statements before the failing one stay applied, and it is not recorded"
     } else {
         "it was rolled back whole; earlier migrations stay applied"
     };
-    let mut msg = format!("{dir}/{} failed; {rolled}\n", file.file);
-    if let Some(s) = statement {
-        msg.push_str(&format!("  statement: {s}\n"));
+    MigrationFailure {
+        file: format!("{dir}/{}", file.file),
+        aftermath: aftermath.into(),
+        statement,
+        database: message,
+        origin: None,
     }
-    msg.push_str(&format!("  database: {message}"));
-    msg
 }
 
 #[cfg(test)]
@@ -148,17 +150,23 @@ mod tests {
             message: "relation \"nope\" does not exist".into(),
         };
         assert_eq!(
-            failure("m", &f, &e),
+            failure("m", &f, &e).to_string(),
             "m/0002_b.sql failed; it was rolled back whole; earlier migrations stay applied\n  statement: INSERT INTO nope VALUES (1)\n  database: relation \"nope\" does not exist"
         );
         let e = DbError::NotRolledBack {
             statement: None,
             message: "boom".into(),
         };
-        assert!(failure("m", &f, &e).contains("could NOT be rolled back"));
+        assert!(
+            failure("m", &f, &e)
+                .aftermath
+                .contains("could NOT be rolled back")
+        );
         let marked = SqlFile::new("0003_c.sql", "-- deploy-action: no-transaction\nVACUUM;");
         let e = DbError::Other("x".into());
-        assert!(failure("m", &marked, &e).contains("ran without a transaction"));
+        let f = failure("m", &marked, &e);
+        assert!(f.aftermath.contains("ran without a transaction"));
+        assert_eq!((f.statement, f.database.as_str()), (None, "x"));
         assert_eq!(
             announce(Direction::Down, &marked),
             "reverting 0003_c.sql (no transaction: statements run one by one, then recorded)"

@@ -6,7 +6,7 @@
 use super::Options;
 use super::report::version_text;
 use crate::db::{Database, DbError};
-use crate::error::{Error, Result};
+use crate::error::{Error, RemoteFailure, Result};
 use crate::manifest::Environment;
 use std::path::{Path, PathBuf};
 
@@ -28,20 +28,24 @@ pub fn write(
     version: Option<u64>,
 ) -> Result<(PathBuf, String)> {
     let dir = dir(opts, env);
+    let unwritten = |what: String, e: std::io::Error| Error::Io {
+        what,
+        path: Some(dir.clone()),
+        message: format!("{e}; nothing was migrated"),
+    };
     private_dir(&dir).map_err(|e| {
-        Error::StageFailed(format!(
-            "backup failed: cannot make {} a private (0700) directory: {e}; nothing was migrated",
+        let what = format!(
+            "backup failed: cannot make {} a private (0700) directory",
             dir.display()
-        ))
+        );
+        unwritten(what, e)
     })?;
     let stamp = crate::db::now_rfc3339().replace([':', '-'], "");
     let ext = db.backup_extension();
     let stem = format!("{}-{stamp}-v{}", env.name, version_text(version));
     let path = new_private_file(&dir, &stem, ext).map_err(|e| {
-        Error::StageFailed(format!(
-            "backup failed: cannot create a file in {}: {e}; nothing was migrated",
-            dir.display()
-        ))
+        let what = format!("backup failed: cannot create a file in {}", dir.display());
+        unwritten(what, e)
     })?;
     let how = db.backup(&path).and_then(|how| {
         // A tool may have replaced the file: it stays private whatever wrote it.
@@ -53,7 +57,10 @@ pub fn write(
         Ok(how) => how,
         Err(e) => {
             let _ = std::fs::remove_file(&path);
-            return Err(Error::StageFailed(format!("{e}; nothing was migrated")));
+            let said = format!("{e}; nothing was migrated");
+            return Err(RemoteFailure::new("the database", "", said)
+                .unit(crate::manifest::MIGRATIONS_UNIT)
+                .into());
         }
     };
     prune_backups(&dir, &env.name, ext, opts.keep_backups.max(1));

@@ -7,7 +7,7 @@
 //! In a dry run `guard::admit` asks nothing: it warns where a real run would stop and prints the
 //! hash a real run needs approved.
 
-use super::report::audit;
+use super::report::{Detail, audit};
 use super::{Options, Seen};
 use crate::approval::Approval;
 use crate::context::Ctx;
@@ -30,15 +30,13 @@ pub fn admit(
     {
         if covered != hash {
             let e = plan_changed(covered, hash);
-            audit(
-                opts,
-                env,
-                stage,
-                "plan-changed",
-                outer.approval.as_ref(),
-                None,
-                Some(&e.to_string()),
-            );
+            let msg = e.to_string();
+            let detail = Detail {
+                approval: outer.approval.as_ref(),
+                message: Some(&msg),
+                ..Detail::default()
+            };
+            audit(ctx, opts, env, stage, "plan-changed", detail);
             return Err(e);
         }
         return Ok(outer.approval);
@@ -47,14 +45,22 @@ pub fn admit(
     match guard::admit(ctx, env, stage, &opts.root, &plan) {
         Ok(adm) => {
             if let Some(a) = &adm.approval {
-                audit(opts, env, stage, "approved", Some(a), None, None);
+                let detail = Detail {
+                    approval: Some(a),
+                    ..Detail::default()
+                };
+                audit(ctx, opts, env, stage, "approved", detail);
             }
             Ok(adm.approval)
         }
         Err(e) => {
             if !opts.dry_run {
                 let msg = e.to_string();
-                audit(opts, env, stage, "approval-refused", None, None, Some(&msg));
+                let detail = Detail {
+                    message: Some(&msg),
+                    ..Detail::default()
+                };
+                audit(ctx, opts, env, stage, "approval-refused", detail);
             }
             Err(e)
         }
@@ -65,6 +71,7 @@ pub fn admit(
 /// the approval was pending is refused before the lock is taken, so nothing is created (under the
 /// lock the tracking table is checked again).
 pub fn recheck(
+    ctx: &Ctx,
     env: &Environment,
     stage: &str,
     opts: &Options,
@@ -78,15 +85,13 @@ pub fn recheck(
         return Ok(());
     }
     let e = plan_changed(hash, &now);
-    audit(
-        opts,
-        env,
-        stage,
-        "plan-changed",
-        Some(approval),
-        None,
-        Some(&e.to_string()),
-    );
+    let msg = e.to_string();
+    let detail = Detail {
+        approval: Some(approval),
+        message: Some(&msg),
+        ..Detail::default()
+    };
+    audit(ctx, opts, env, stage, "plan-changed", detail);
     Err(e)
 }
 

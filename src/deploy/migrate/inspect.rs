@@ -11,9 +11,9 @@ use crate::db::postgres::PgDatabase;
 use crate::db::sqlite::SqliteDatabase;
 use crate::db::{Database, DbError};
 use crate::env_vars;
-use crate::error::{Error, Result};
+use crate::error::{Error, GateFailure, RemoteFailure, Result};
 use crate::exec::{Executor, ExecutorOpener};
-use crate::manifest::{Database as DbConfig, Engine, Environment, Migrations};
+use crate::manifest::{Database as DbConfig, Engine, Environment, MIGRATIONS_UNIT, Migrations};
 use crate::migrate::{self, Migration};
 use crate::plan::migrate::PlanError;
 use std::path::Path;
@@ -160,9 +160,17 @@ pub fn lock_err(e: DbError) -> Error {
 pub fn db_error(e: DbError) -> Error {
     match e {
         DbError::Config(m) => Error::usage(m),
-        other => Error::StageFailed(other.to_string()),
+        other => db_failure("", &other).into(),
     }
 }
+
+/// What the database said while this run was doing `what` (empty: the message says it all).
+pub fn db_failure(what: &str, e: &DbError) -> RemoteFailure {
+    RemoteFailure::new(DATABASE, what, e.to_string()).unit(MIGRATIONS_UNIT)
+}
+
+/// The service name of the database in errors.
+const DATABASE: &str = "the database";
 
 /// The planner's refusals: bad input is exit 2, a run that cannot go on as asked exit 1.
 pub fn plan_error(e: PlanError) -> Error {
@@ -175,7 +183,7 @@ pub fn plan_error(e: PlanError) -> Error {
             message,
             help: None,
         } => Error::usage(message),
-        PlanError::Refused(message) => Error::StageFailed(message),
+        PlanError::Refused(message) => GateFailure::new(message).unit(MIGRATIONS_UNIT).into(),
     }
 }
 
@@ -204,10 +212,14 @@ mod tests {
             db_error(DbError::Config("sslmode".into())).exit(),
             Exit::Input
         );
-        assert_eq!(
-            db_error(DbError::Connect("refused".into())).exit(),
-            Exit::StageFailed
+        let e = db_error(DbError::Connect("refused".into()));
+        assert_eq!(e.exit(), Exit::StageFailed);
+        assert!(
+            matches!(&e, Error::Remote(r) if r.service == "the database"),
+            "{e:?}"
         );
+        assert_eq!(e.to_string(), "cannot connect to the database: refused");
+        assert_eq!(e.unit(), Some(MIGRATIONS_UNIT));
     }
 
     #[test]

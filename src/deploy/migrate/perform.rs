@@ -7,13 +7,13 @@
 //! skipped by their guard), the release step records the failure and the unlock step runs; the
 //! run then exits 1. Any other error stops the walk, and [`run`] releases a lock still held.
 
-use super::report::{self, Log, Walk, audit};
+use super::report::{self, Detail, Log, Walk, audit};
 use super::{MigrateOutcome, Options, Seen, apply, backup, gate, inspect};
 use crate::context::Ctx;
 use crate::db::Database;
 use crate::engine::runner::{self, Perform, Quiet, RunState};
 use crate::env_vars;
-use crate::error::{Error, Result};
+use crate::error::{Error, GateFailure, Result};
 use crate::ledger::publish;
 use crate::manifest::Environment;
 use crate::plan::migrate::{Direction, MigrationAction, Pending, work_ids};
@@ -92,20 +92,19 @@ impl Perform for Performer<'_, '_> {
             }
             Action::Migration(MigrationAction::Lock { .. }) => self.lock(state),
             Action::Backup { .. } => self.backup(),
-            Action::Migration(MigrationAction::Table) => self
-                .db
-                .ensure_table()
-                .map_err(|e| Error::StageFailed(e.to_string())),
+            Action::Migration(MigrationAction::Table) => {
+                self.db.ensure_table().map_err(inspect::db_error)
+            }
             Action::Migration(MigrationAction::Rebaseline { version, checksum }) => {
                 self.rebaseline(*version, checksum)
             }
             Action::Migration(a @ MigrationAction::Apply { .. }) => {
-                self.apply(a, state);
+                self.apply(a, step, state);
                 Ok(())
             }
             Action::Migration(MigrationAction::Release { .. }) => self.release(),
             Action::Migration(MigrationAction::Unlock) => self.unlock(),
-            _ => Err(Error::StageFailed(format!(
+            _ => Err(Error::Bug(format!(
                 "migrate cannot perform step {}: {}",
                 step.id,
                 step.describe()
@@ -121,7 +120,7 @@ impl Performer<'_, '_> {
         let text = r.pending.text();
         let approval = gate::admit(r.ctx, r.env, r.stage, r.opts, &text, &self.hash)?;
         if let Some(a) = &approval {
-            gate::recheck(r.env, r.stage, r.opts, r.seen, a, &self.hash)?;
+            gate::recheck(r.ctx, r.env, r.stage, r.opts, r.seen, a, &self.hash)?;
         }
         self.log.approval = approval;
         Ok(())
@@ -145,22 +144,21 @@ impl Performer<'_, '_> {
             if let Some(a) = &self.log.approval {
                 let e = gate::plan_changed(&self.hash, &now.hash());
                 let msg = e.to_string();
-                audit(
-                    r.opts,
-                    r.env,
-                    r.stage,
-                    "plan-changed",
-                    Some(a),
-                    None,
-                    Some(&msg),
-                );
+                let detail = Detail {
+                    approval: Some(a),
+                    message: Some(&msg),
+                    ..Detail::default()
+                };
+                audit(r.ctx, r.opts, r.env, r.stage, "plan-changed", detail);
                 return Err(e);
             }
             if let Some(new) = still.iter().find(|id| !planned.contains(id)) {
-                return Err(Error::StageFailed(format!(
+                return Err(GateFailure::new(format!(
                     "the tracking table changed while this run waited for the lock: {new} is to do now, and it was not \
 planned; nothing was applied, run again"
-                )));
+                ))
+                .unit(crate::manifest::MIGRATIONS_UNIT)
+                .into());
             }
         }
         let still: BTreeSet<&String> = still.iter().collect();
@@ -175,8 +173,12 @@ planned; nothing was applied, run again"
         let (path, how) =
             backup::write(r.opts, r.env, self.db, self.log.version).inspect_err(|e| {
                 let msg = e.to_string();
-                let a = self.log.approval.as_ref();
-                audit(r.opts, r.env, r.stage, "backup-failed", a, None, Some(&msg));
+                let detail = Detail {
+                    approval: self.log.approval.as_ref(),
+                    message: Some(&msg),
+                    ..Detail::default()
+                };
+                audit(r.ctx, r.opts, r.env, r.stage, "backup-failed", detail);
             })?;
         r.ctx.report.info(&format!(
             "backup written and verified ({how}): {}",
@@ -192,7 +194,7 @@ planned; nothing was applied, run again"
     fn rebaseline(&mut self, version: u64, checksum: &str) -> Result<()> {
         self.db
             .rebaseline(version, checksum)
-            .map_err(|e| Error::StageFailed(e.to_string()))?;
+            .map_err(inspect::db_error)?;
         self.run.ctx.report.warn(&format!(
             "version {version}: recorded checksum re-baselined to {checksum} (--accept-changed)"
         ));
@@ -207,7 +209,7 @@ planned; nothing was applied, run again"
 
     /// Runs one file with its row. A failure is recorded in the log and in `state` (the later
     /// migrations' guards skip them), not returned.
-    fn apply(&mut self, action: &MigrationAction, state: &mut RunState) {
+    fn apply(&mut self, action: &MigrationAction, step: &Step, state: &mut RunState) {
         let (
             MigrationAction::Apply {
                 direction,
@@ -248,7 +250,9 @@ planned; nothing was applied, run again"
                     .rows
                     .push([v, name.clone(), String::new(), "failed".into()]);
                 let dir = self.run.seen.dir.display().to_string();
-                self.log.failure = Some(apply::failure(&dir, &file, &e));
+                let mut failure = apply::failure(&dir, &file, &e);
+                failure.origin = step.origin;
+                self.log.failure = Some(failure);
                 state.failed = true;
             }
         }
@@ -259,7 +263,7 @@ planned; nothing was applied, run again"
         let r = self.run;
         self.log.released = true;
         let result = match &self.log.failure {
-            Some(msg) => Err(Error::StageFailed(msg.clone())),
+            Some(f) => Err(f.clone().into()),
             None => {
                 let done = self.log.done.clone();
                 let (applied, reverted) = match r.pending.direction {
@@ -293,9 +297,7 @@ planned; nothing was applied, run again"
                     .warn(&format!("releasing the migration lock: {e}"));
                 Ok(())
             }
-            Err(e) => Err(Error::StageFailed(format!(
-                "releasing the migration lock: {e}"
-            ))),
+            Err(e) => Err(inspect::db_failure("releasing the migration lock", &e).into()),
         }
     }
 }

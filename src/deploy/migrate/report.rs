@@ -10,7 +10,7 @@ use crate::approval::Approval;
 use crate::context::Ctx;
 use crate::engine::runner::{Trace, Walked};
 use crate::env_vars;
-use crate::error::{Error, Result};
+use crate::error::{MigrationFailure, Result};
 use crate::manifest::Environment;
 use crate::migrate::{self, AppliedRow, Migration, Status};
 use crate::plan::migrate::{Direction, MigrationAction, Pending};
@@ -32,8 +32,8 @@ pub struct Log {
     pub done: Vec<u64>,
     /// The database's version now.
     pub version: Option<u64>,
-    /// The failed migration's message (the run exits 1 after the release and the unlock).
-    pub failure: Option<String>,
+    /// The failed migration (the run exits 1 after the release and the unlock).
+    pub failure: Option<MigrationFailure>,
     /// Another run did everything while this one waited for the lock.
     pub nothing_left: bool,
     /// The release step ran (it recorded the run, or its failure).
@@ -149,17 +149,15 @@ pub fn finish(
             "steps": run.trace,
         }));
     }
-    audit(
-        opts,
-        env,
-        stage,
-        result,
-        log.approval.as_ref(),
-        log.backup.as_deref(),
-        log.failure.as_deref(),
-    );
-    if let Some(msg) = log.failure {
-        return Err(Error::StageFailed(msg));
+    let failure = log.failure.as_ref().map(ToString::to_string);
+    let detail = Detail {
+        approval: log.approval.as_ref(),
+        backup: log.backup.as_deref(),
+        message: failure.as_deref(),
+    };
+    audit(ctx, opts, env, stage, result, detail);
+    if let Some(f) = log.failure {
+        return Err(f.into());
     }
     let (applied, reverted) = match run.direction {
         Direction::Down => (Vec::new(), log.done),
@@ -267,15 +265,25 @@ pub fn status(ctx: &Ctx, env: &Environment, files: &[Migration], applied: &[Appl
     ctx.report.output("migration-version", &version);
 }
 
-/// Appends one line to `.deploy-action/audit/<env>.log` in the working directory.
+/// What an audit line of `migrate` says besides its result.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Detail<'a> {
+    pub approval: Option<&'a Approval>,
+    pub backup: Option<&'a Path>,
+    /// An error's text: masked before it is written, since it can quote the outside (a failing
+    /// statement, what the database or a backup tool said).
+    pub message: Option<&'a str>,
+}
+
+/// Appends one line to `.deploy-action/audit/<env>.log` in the working directory, with every
+/// secret the run knows masked.
 pub fn audit(
+    ctx: &Ctx,
     opts: &Options,
     env: &Environment,
     action: &str,
     result: &str,
-    approval: Option<&Approval>,
-    backup: Option<&Path>,
-    detail: Option<&str>,
+    detail: Detail<'_>,
 ) {
     let entry = crate::state::AuditEntry {
         time: crate::db::now_rfc3339(),
@@ -288,9 +296,9 @@ pub fn audit(
         result: result.to_string(),
         detail: Some(
             serde_json::json!({
-                "approval": approval,
-                "backup": backup.map(|p| p.display().to_string()),
-                "message": detail,
+                "approval": detail.approval,
+                "backup": detail.backup.map(|p| p.display().to_string()),
+                "message": detail.message.map(|m| ctx.report.redact(m)),
             })
             .to_string(),
         ),

@@ -7,8 +7,8 @@
 use crate::cmd::Cmd;
 use crate::context::Ctx;
 use crate::env_vars::{self as ev, DEPLOY_PAGES_HASH_CACHE};
-use crate::error::{Error, Result};
-use crate::exec::Executor;
+use crate::error::{CommandFailure, Error, Result, STDERR_TAIL_LINES};
+use crate::exec::{Executor, StderrTail};
 use crate::pages::{self, SpecialError, SpecialFiles, WalkError};
 use crate::report::{Summary, progress::human_bytes};
 use std::path::{Path, PathBuf};
@@ -22,13 +22,15 @@ pub struct Walked {
 }
 
 /// Runs a site's build `cmd` on `ex`, its output relayed under the site's name. A recording
-/// executor records it and runs nothing.
+/// executor records it and runs nothing. A failure keeps the last lines of the build's stderr.
 pub fn build(ctx: &Ctx, ex: &mut dyn Executor, name: &str, cmd: &Cmd, show: bool) -> Result<()> {
-    let script = script_of(cmd);
     if show {
-        ctx.report.group_start(&format!("build {name}: {script}"));
+        ctx.report
+            .group_start(&format!("build {name}: {}", cmd.shown()));
     }
+    let mut tail = StderrTail::new(STDERR_TAIL_LINES);
     let status = ex.run(cmd, None, &mut |stream, line| {
+        tail.keep(stream, line);
         ctx.report.relay(name, stream, line)
     });
     if show {
@@ -36,17 +38,13 @@ pub fn build(ctx: &Ctx, ex: &mut dyn Executor, name: &str, cmd: &Cmd, show: bool
     }
     match status? {
         0 => Ok(()),
-        code => Err(Error::StageFailed(format!(
-            "the build of site `{name}` failed (exit status {code}): {script}"
-        ))),
-    }
-}
-
-/// The script of a `sh -c SCRIPT` command, as the manifest wrote it.
-fn script_of(cmd: &Cmd) -> String {
-    match cmd.args.as_slice() {
-        [c, script] if cmd.program == "sh" && c.display() == "-c" => script.display().to_string(),
-        _ => cmd.display(),
+        code => Err(
+            CommandFailure::new(ex.label(), format!("the build of site `{name}`"), cmd)
+                .unit(name)
+                .status(code)
+                .stderr(tail.text())
+                .into(),
+        ),
     }
 }
 
@@ -89,7 +87,7 @@ fn walk(ctx: &Ctx, name: &str, dir: &Path, save_cache: bool) -> Result<pages::Si
             progress.set(files, bytes)
         })
         .map_err(|e| match e {
-            WalkError::Io { .. } => Error::StageFailed(format!("site `{name}`: {e}")),
+            WalkError::Io { path, source } => unreadable(name, path, &source),
             other => Error::usage(format!("site `{name}`: {other}")),
         })?;
     progress.finish();
@@ -131,9 +129,15 @@ fn walk(ctx: &Ctx, name: &str, dir: &Path, save_cache: bool) -> Result<pages::Si
 
 fn special_error(name: &str, e: SpecialError) -> Error {
     match e {
-        SpecialError::Io { .. } => Error::StageFailed(format!("site `{name}`: {e}")),
+        SpecialError::Io { path, source } => unreadable(name, path, &source),
         other => Error::usage(format!("site `{name}`: {other}")),
     }
+}
+
+/// A file of site `name` that cannot be read (exit 1: the directory is there, the system failed).
+fn unreadable(name: &str, path: PathBuf, e: &std::io::Error) -> Error {
+    let what = format!("site `{name}`: cannot read {}", path.display());
+    Error::io(what, Some(path), e)
 }
 
 /// Pages Functions (`functions/`) are compiled by wrangler, not by deploy-action: say so, and how
@@ -254,8 +258,6 @@ pub(super) mod tests {
     #[test]
     fn a_build_is_relayed_and_a_failing_one_names_its_script() {
         let cmd = Cmd::shell("npm ci && npm run build");
-        assert_eq!(script_of(&cmd), "npm ci && npm run build");
-        assert_eq!(script_of(&Cmd::new("make").arg("site")), "make site");
         let rec = crate::exec::dry_run::Recording::default();
         let mut ex = crate::exec::dry_run::DryRunExecutor::new("local", rec.clone());
         let ctx = Ctx::new(
@@ -264,5 +266,21 @@ pub(super) mod tests {
         );
         build(&ctx, &mut ex, "web", &cmd, false).unwrap();
         assert_eq!(rec.list().len(), 1, "recorded, not run");
+        // A failing build: its script, its status and the end of its stderr.
+        let failing = Cmd::shell("echo one >&2; echo two >&2; exit 3");
+        let mut local = crate::exec::local::LocalExecutor;
+        let e = build(&ctx, &mut local, "web", &failing, false).unwrap_err();
+        let Error::Command(c) = &e else {
+            panic!("a command failure: {e:?}")
+        };
+        assert_eq!(
+            (c.host.as_str(), c.unit.as_deref(), c.status),
+            ("local", Some("web"), Some(3))
+        );
+        assert_eq!(c.stderr_tail, "one\ntwo");
+        assert_eq!(
+            e.to_string(),
+            "the build of site `web` failed (exit status 3): `echo one >&2; echo two >&2; exit 3`\n  stderr:\n    one\n    two"
+        );
     }
 }

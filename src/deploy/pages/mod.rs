@@ -87,6 +87,6 @@ pub fn client(ctx: &Ctx) -> Result<Cloudflare> {
     let http = HttpClient::builder()
         .timeout(REQUEST_TIMEOUT)
         .build()
-        .map_err(|e| Error::StageFailed(format!("cannot build the HTTP client: {e}")))?;
+        .map_err(|e| remote::cf_failure("cannot build the HTTP client", e.to_string()))?;
     Ok(Cloudflare::new(cfg, http, RetryPolicy::from_env()))
 }

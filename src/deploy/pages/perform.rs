@@ -297,10 +297,7 @@ impl<'a> Performer<'a> {
 
 /// A step this performer cannot take: a plan and performer out of step (a bug, exit 1).
 fn internal(step: &Step, what: &str) -> Error {
-    Error::StageFailed(format!(
-        "pages: step {} {what} (a bug: please report it)",
-        step.id
-    ))
+    Error::Bug(format!("pages: step {} {what}", step.id))
 }
 
 impl Perform for Performer<'_> {

@@ -3,7 +3,7 @@
 //! recorded production deployment live again. Also how a record keeps the special files
 //! ([`record_special_files`]).
 
-use super::remote::{self, cf_error, environment_of};
+use super::remote::{self, cf_error, cf_failure, environment_of};
 use super::sites::GitMeta;
 use crate::api::cloudflare::{Cloudflare, DeploymentRequest};
 use crate::error::{Error, Result};
@@ -157,8 +157,8 @@ fn lost_files(what: &str, state: &PagesState, missing: &HashSet<String>) -> Erro
         .map(|(p, _)| p.as_str())
         .collect();
     let shown: Vec<&str> = paths.iter().take(10).copied().collect();
-    Error::StageFailed(format!(
-        "{what}: Cloudflare no longer has {} of its files ({}{}); a redeploy cannot upload bytes it does not have: deploy the site again with `deploy-action pages`",
+    let message = format!(
+        "Cloudflare no longer has {} of its files ({}{}); a redeploy cannot upload bytes it does not have: deploy the site again with `deploy-action pages`",
         paths.len(),
         shown.join(", "),
         if paths.len() > shown.len() {
@@ -166,7 +166,8 @@ fn lost_files(what: &str, state: &PagesState, missing: &HashSet<String>) -> Erro
         } else {
             ""
         }
-    ))
+    );
+    cf_failure(what, message).into()
 }
 
 /// Makes the recorded production deployment live again (Pages rollback: instant, nothing is
@@ -197,10 +198,8 @@ pub fn rollback_to(cf: &Cloudflare, state: &PagesState) -> Result<PagesState> {
         .get_deployment(project, &state.deployment_id)
         .map_err(err)?;
     if d.id != state.deployment_id {
-        return Err(Error::StageFailed(format!(
-            "{what}: Cloudflare answered with deployment {}",
-            d.id
-        )));
+        let message = format!("Cloudflare answered with deployment {}", d.id);
+        return Err(cf_failure(&what, message).into());
     }
     Ok(PagesState {
         deployment_id: d.id.clone(),

@@ -11,7 +11,7 @@ use crate::api::cloudflare::{
     UploadFile,
 };
 use crate::context::Ctx;
-use crate::error::{Error, Result};
+use crate::error::{Error, RemoteFailure, Result};
 use crate::pages;
 use crate::report::progress::human_bytes;
 use crate::state::PagesState;
@@ -51,7 +51,12 @@ pub fn cf_error(what: &str, project: &str, e: CfError) -> Error {
             "create it in the Cloudflare dashboard (or `wrangler pages project create`), or fix `project:` / CLOUDFLARE_ACCOUNT_ID",
         );
     }
-    Error::StageFailed(format!("{what}: {e}"))
+    cf_failure(what, e.to_string()).status(e.status()).into()
+}
+
+/// Cloudflare failed `what` (a site, a redeploy), saying `message`.
+pub fn cf_failure(what: &str, message: impl Into<String>) -> RemoteFailure {
+    RemoteFailure::new("Cloudflare", what, message)
 }
 
 /// The result of a request made on another thread.
@@ -247,21 +252,25 @@ pub fn wait(
         .map_err(|e| cf_error(what, project, e))?
     {
         PollOutcome::Success(d) => Ok(d),
-        PollOutcome::Failure(d, line) => Err(Error::StageFailed(format!(
-            "{what}: deployment {} failed{}",
-            d.id,
-            line.map(|l| format!(": {l}")).unwrap_or_default()
-        ))),
+        PollOutcome::Failure(d, line) => {
+            let failed = format!("{what}: deployment {} failed", d.id);
+            Err(cf_failure(&failed, line.unwrap_or_default())
+                .help("Cloudflare's log of the deployment is in its dashboard")
+                .into())
+        }
         PollOutcome::Unknown(d) => {
             let stage = d
                 .and_then(|d| d.latest_stage)
                 .map(|s| format!("{} {}", s.name, s.status))
                 .unwrap_or_else(|| "unknown".into());
-            Err(Error::StageFailed(format!(
-                "{what}: deployment {} did not reach a final status within {}s (last: {stage})",
+            let message = format!(
+                "deployment {} did not reach a final status within {}s (last: {stage})",
                 created.id,
                 wait.as_secs()
-            )))
+            );
+            Err(cf_failure(what, message)
+                .help("it may still go live: see it in the Cloudflare dashboard (`pages --wait-timeout` waits longer)")
+                .into())
         }
     }
 }
