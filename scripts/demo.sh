@@ -4,6 +4,8 @@
 # deploy again to show that only that service is rebuilt and restarted, then roll it back.
 #
 #   bash scripts/demo.sh          # idempotent: starts from a fresh copy of the demo each time
+#   DEMO_DIR=/tmp/x DEPLOY_ACTION_BIN=target/debug/deploy-action bash scripts/demo.sh
+#                                 # elsewhere, with a binary already built (tests/demo.rs)
 #
 # Needs root on Debian 12: it installs Rust through scripts/toolchain.sh when cargo is missing or
 # too old, and Docker with compose through scripts/test-env.sh docker.
@@ -19,10 +21,14 @@ source "$root/scripts/toolchain.sh"
 say "Docker engine and compose (installed and started if missing)"
 bash "$root/scripts/test-env.sh" docker
 
-say "Building deploy-action"
-cargo build --locked --quiet --manifest-path "$root/Cargo.toml"
-bin="$root/target/debug/deploy-action"
-[[ -n ${CARGO_TARGET_DIR:-} ]] && bin="$CARGO_TARGET_DIR/debug/deploy-action"
+if [[ -n ${DEPLOY_ACTION_BIN:-} ]]; then
+  bin=$DEPLOY_ACTION_BIN   # the test suite passes the binary it built
+else
+  say "Building deploy-action"
+  cargo build --locked --quiet --manifest-path "$root/Cargo.toml"
+  bin="$root/target/debug/deploy-action"
+  [[ -n ${CARGO_TARGET_DIR:-} ]] && bin="$CARGO_TARGET_DIR/debug/deploy-action"
+fi
 
 say "A fresh copy of examples/demo in $work, as a git repository"
 if [[ -d $work/.deploy-action/local ]]; then

@@ -4,6 +4,7 @@
 mod action;
 mod build;
 mod changes;
+mod demo;
 mod engine_up;
 mod env_lock;
 mod errors;
