@@ -266,7 +266,7 @@ fn expand(glob: &str) -> Vec<String> {
     }
 }
 
-/// Affected units of `m` for a list of changed paths (pure; used by [`detect`] and by tests).
+/// Affected units of `m` for a list of changed paths (pure; used by [`detect`](git::detect) and by tests).
 pub fn match_paths<'a>(
     m: &Manifest,
     paths: impl IntoIterator<Item = &'a str>,

@@ -120,28 +120,8 @@ pub fn detect_from(
     } else {
         root
     };
-    let head_sha = |ex: &mut dyn Executor| -> Result<Option<String>, ChangesError> {
-        git_line(ex, root, &["rev-parse", "--verify", "-q", "HEAD^{commit}"])
-    };
     if !only.is_empty() || all {
-        let units = if all {
-            all_units(m)
-        } else {
-            select_only(m, only)?
-        };
-        let head = head_sha(ex)
-            .ok()
-            .flatten()
-            .or_else(|| env_vars::get(env_vars::GITHUB_SHA))
-            .unwrap_or_else(|| "HEAD".into());
-        return Ok(Affected {
-            units,
-            base: None,
-            head,
-            reason: if all { Reason::All } else { Reason::Only },
-            changed_files: 0,
-            notes: Vec::new(),
-        });
+        return named_units(ex, m, root, all, only);
     }
 
     let mut notes = Vec::new();
@@ -149,14 +129,7 @@ pub fn detect_from(
         (None, Some(rel)) => {
             let ok = is_commit(ex, root, &rel.sha);
             if !ok {
-                notes.push(format!(
-                    "the commit of {}'s live release {} ({}) is not in this clone, so changes are computed from \
-the push or HEAD~1 instead: a unit whose last deploy failed is deployed again only when it changed (fetch \
-the history, e.g. actions/checkout with `fetch-depth: 0`)",
-                    rel.env,
-                    rel.number,
-                    short(&rel.sha)
-                ));
+                notes.push(release_missing_note(rel));
             }
             ok
         }
@@ -170,14 +143,7 @@ the history, e.g. actions/checkout with `fetch-depth: 0`)",
     };
     let choice = choose_base(base_flag, release, release_usable, event);
     if let (true, Some(rel)) = (release_usable, release) {
-        notes.push(format!(
-            "base: release {} of {}, the live release, built from {}: every unit changed since what {} runs now \
-is affected (pass --base REF to compare with something else)",
-            rel.number,
-            rel.env,
-            short(&rel.sha),
-            rel.env
-        ));
+        notes.push(release_base_note(rel));
     }
     if let Some((base_ref, _)) = &choice
         && base_ref.starts_with('-')
@@ -187,130 +153,201 @@ is affected (pass --base REF to compare with something else)",
             Some("pass a branch, tag or commit to --base".into()),
         ));
     }
-
-    // The common case in one git call: both commits exist.
-    let fast = match &choice {
-        Some((base_ref, _)) => git_line(
-            ex,
-            root,
-            &[
-                "rev-parse",
-                "HEAD^{commit}",
-                &format!("{base_ref}^{{commit}}"),
-                "--",
-            ],
-        )?
-        .and_then(|out| {
-            let mut it = out.lines().map(str::trim).filter(|l| !l.is_empty());
-            match (it.next(), it.next()) {
-                (Some(h), Some(b)) => Some((h.to_string(), b.to_string())),
-                _ => None,
-            }
+    match resolve_range(ex, root, choice)? {
+        Range::Diff { head, base, from } => diff_units(ex, m, root, head, base, from, notes),
+        Range::Every { head, reason } => Ok(Affected {
+            units: all_units(m),
+            base: None,
+            head,
+            reason,
+            changed_files: 0,
+            notes,
         }),
-        None => None,
-    };
-
-    let (head, base, from) = match (fast, choice) {
-        (Some((head, base)), Some((_, from))) => (head, base, from),
-        (_, choice) => {
-            let Some(head) = head_sha(ex)? else {
-                let inside = git_line(ex, root, &["rev-parse", "--is-inside-work-tree"])?;
-                let message = if inside.as_deref() == Some("true") {
-                    "this git repository has no commit yet: nothing to compare".to_string()
-                } else {
-                    format!(
-                        "{} is not in a git repository: cannot find changed files",
-                        root.display()
-                    )
-                };
-                return Err(ChangesError::new(
-                    message,
-                    Some("pass --all or --only UNIT to choose the units yourself".into()),
-                ));
-            };
-            let Some((base_ref, from)) = choice else {
-                return Ok(Affected {
-                    units: all_units(m),
-                    base: None,
-                    head,
-                    reason: Reason::NewBranch,
-                    changed_files: 0,
-                    notes,
-                });
-            };
-            let shallow = git_line(ex, root, &["rev-parse", "--is-shallow-repository"])?.as_deref()
-                == Some("true");
-            match git_line(
-                ex,
-                root,
-                &[
-                    "rev-parse",
-                    "--verify",
-                    "-q",
-                    &format!("{base_ref}^{{commit}}"),
-                ],
-            )? {
-                Some(base) => (head, base, from),
-                None if from == BaseFrom::Parent && !shallow => {
-                    // HEAD~1 does not exist in a complete history: HEAD is the first commit.
-                    return Ok(Affected {
-                        units: all_units(m),
-                        base: None,
-                        head,
-                        reason: Reason::FirstCommit,
-                        changed_files: 0,
-                        notes,
-                    });
-                }
-                None => return Err(missing_base_error(&base_ref, from, shallow)),
-            }
-        }
-    };
-    let base_ref = base.clone();
-
-    let range = if from.merge_base() {
-        format!("{base}...{head}")
-    } else {
-        format!("{base}..{head}")
-    };
-    let diff_args = |range: &str| {
-        vec![
-            "-c".to_string(),
-            "core.quotePath=false".to_string(),
-            "diff".to_string(),
-            "--name-only".to_string(),
-            "--no-renames".to_string(),
-            "--relative".to_string(),
-            "-z".to_string(),
-            range.to_string(),
-            "--".to_string(),
-        ]
-    };
-    let mut matcher = UnitMatcher::for_manifest(m)?;
-    let (changed, read_result) = diff_names(ex, root, &diff_args(&range), &mut matcher)?;
-    if let Err(text) = read_result {
-        // A failed git diff (no merge base in a shallow clone, say) surfaces here.
-        let shallow = git_line(ex, root, &["rev-parse", "--is-shallow-repository"])
-            .ok()
-            .flatten()
-            .as_deref()
-            == Some("true");
-        let mut err = if from.merge_base() && (shallow || text.contains("merge base")) {
-            missing_base_error(&base_ref, from, shallow)
-        } else {
-            ChangesError::new(format!("git diff {range} failed: {text}"), None)
-        };
-        if !err.message.contains(&range) {
-            err.message = format!("{} (git diff {range})", err.message);
-        }
-        return Err(err);
     }
-    let display_range = format!(
-        "{}{}{}",
-        short(&base),
-        if from.merge_base() { "..." } else { ".." },
-        short(&head)
-    );
+}
+
+/// `--all` or `--only`: the units named, at HEAD (or `GITHUB_SHA`, or `HEAD` itself when git
+/// cannot say), with no diff.
+fn named_units(
+    ex: &mut dyn Executor,
+    m: &Manifest,
+    root: &Path,
+    all: bool,
+    only: &[String],
+) -> Result<Affected, ChangesError> {
+    let units = if all {
+        all_units(m)
+    } else {
+        select_only(m, only)?
+    };
+    let head = head_sha(ex, root)
+        .ok()
+        .flatten()
+        .or_else(|| env_vars::get(env_vars::GITHUB_SHA))
+        .unwrap_or_else(|| "HEAD".into());
+    Ok(Affected {
+        units,
+        base: None,
+        head,
+        reason: if all { Reason::All } else { Reason::Only },
+        changed_files: 0,
+        notes: Vec::new(),
+    })
+}
+
+/// The note when the live release's commit is not in the clone, so another base is used.
+fn release_missing_note(rel: &ReleaseBase) -> String {
+    format!(
+        "the commit of {}'s live release {} ({}) is not in this clone, so changes are computed from \
+the push or HEAD~1 instead: a unit whose last deploy failed is deployed again only when it changed (fetch \
+the history, e.g. actions/checkout with `fetch-depth: 0`)",
+        rel.env,
+        rel.number,
+        short(&rel.sha)
+    )
+}
+
+/// The note when the live release's commit is the base.
+fn release_base_note(rel: &ReleaseBase) -> String {
+    format!(
+        "base: release {} of {}, the live release, built from {}: every unit changed since what {} runs now \
+is affected (pass --base REF to compare with something else)",
+        rel.number,
+        rel.env,
+        short(&rel.sha),
+        rel.env
+    )
+}
+
+/// The commit HEAD names, or `None` in a repository with no commit (or outside of one).
+fn head_sha(ex: &mut dyn Executor, root: &Path) -> Result<Option<String>, ChangesError> {
+    git_line(ex, root, &["rev-parse", "--verify", "-q", "HEAD^{commit}"])
+}
+
+/// Whether the clone is shallow (`git rev-parse --is-shallow-repository`).
+fn is_shallow(ex: &mut dyn Executor, root: &Path) -> Result<bool, ChangesError> {
+    Ok(git_line(ex, root, &["rev-parse", "--is-shallow-repository"])?.as_deref() == Some("true"))
+}
+
+/// What the diff runs over, or why every unit is affected without one.
+enum Range {
+    /// Resolved commits: the diff runs from `base` to `head`.
+    Diff {
+        head: String,
+        base: String,
+        from: BaseFrom,
+    },
+    /// No base to compare with (a new branch, the first commit).
+    Every { head: String, reason: Reason },
+}
+
+/// Resolves HEAD and the chosen base to commits: in one git call when both exist (the common
+/// case), else one question at a time, so that the error says which is missing and why.
+fn resolve_range(
+    ex: &mut dyn Executor,
+    root: &Path,
+    choice: Option<(String, BaseFrom)>,
+) -> Result<Range, ChangesError> {
+    if let Some((base_ref, from)) = &choice
+        && let Some((head, base)) = both_commits(ex, root, base_ref)?
+    {
+        return Ok(Range::Diff {
+            head,
+            base,
+            from: *from,
+        });
+    }
+    let Some(head) = head_sha(ex, root)? else {
+        return Err(no_head_error(ex, root)?);
+    };
+    let Some((base_ref, from)) = choice else {
+        return Ok(Range::Every {
+            head,
+            reason: Reason::NewBranch,
+        });
+    };
+    let shallow = is_shallow(ex, root)?;
+    let base_commit = format!("{base_ref}^{{commit}}");
+    match git_line(ex, root, &["rev-parse", "--verify", "-q", &base_commit])? {
+        Some(base) => Ok(Range::Diff { head, base, from }),
+        // HEAD~1 does not exist in a complete history: HEAD is the first commit.
+        None if from == BaseFrom::Parent && !shallow => Ok(Range::Every {
+            head,
+            reason: Reason::FirstCommit,
+        }),
+        None => Err(missing_base_error(&base_ref, from, shallow)),
+    }
+}
+
+/// HEAD's and `base_ref`'s commits in one git call, or `None` when either is missing.
+fn both_commits(
+    ex: &mut dyn Executor,
+    root: &Path,
+    base_ref: &str,
+) -> Result<Option<(String, String)>, ChangesError> {
+    let base_commit = format!("{base_ref}^{{commit}}");
+    let out = git_line(
+        ex,
+        root,
+        &["rev-parse", "HEAD^{commit}", &base_commit, "--"],
+    )?;
+    Ok(out.and_then(|out| {
+        let mut it = out.lines().map(str::trim).filter(|l| !l.is_empty());
+        match (it.next(), it.next()) {
+            (Some(h), Some(b)) => Some((h.to_string(), b.to_string())),
+            _ => None,
+        }
+    }))
+}
+
+/// Why HEAD names no commit: a repository without a commit yet, or no repository at all.
+fn no_head_error(ex: &mut dyn Executor, root: &Path) -> Result<ChangesError, ChangesError> {
+    let inside = git_line(ex, root, &["rev-parse", "--is-inside-work-tree"])?;
+    let message = if inside.as_deref() == Some("true") {
+        "this git repository has no commit yet: nothing to compare".to_string()
+    } else {
+        format!(
+            "{} is not in a git repository: cannot find changed files",
+            root.display()
+        )
+    };
+    Ok(ChangesError::new(
+        message,
+        Some("pass --all or --only UNIT to choose the units yourself".into()),
+    ))
+}
+
+/// The units whose globs match a file the diff from `base` to `head` lists.
+fn diff_units(
+    ex: &mut dyn Executor,
+    m: &Manifest,
+    root: &Path,
+    head: String,
+    base: String,
+    from: BaseFrom,
+    notes: Vec<String>,
+) -> Result<Affected, ChangesError> {
+    let dots = if from.merge_base() { "..." } else { ".." };
+    let range = format!("{base}{dots}{head}");
+    let diff_args: Vec<String> = [
+        "-c",
+        "core.quotePath=false",
+        "diff",
+        "--name-only",
+        "--no-renames",
+        "--relative",
+        "-z",
+        range.as_str(),
+        "--",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut matcher = UnitMatcher::for_manifest(m)?;
+    let (changed, read_result) = diff_names(ex, root, &diff_args, &mut matcher)?;
+    if let Err(text) = read_result {
+        return Err(diff_failed(ex, root, &base, from, &range, &text));
+    }
+    let display_range = format!("{}{dots}{}", short(&base), short(&head));
     Ok(Affected {
         units: matcher.matched(),
         base: Some(base),
@@ -322,6 +359,28 @@ is affected (pass --base REF to compare with something else)",
         changed_files: changed,
         notes,
     })
+}
+
+/// The error for a failed `git diff` over `range` (no merge base in a shallow clone, say): a
+/// missing base says what to fetch; the range is always named.
+fn diff_failed(
+    ex: &mut dyn Executor,
+    root: &Path,
+    base: &str,
+    from: BaseFrom,
+    range: &str,
+    text: &str,
+) -> ChangesError {
+    let shallow = is_shallow(ex, root).unwrap_or(false);
+    let mut err = if from.merge_base() && (shallow || text.contains("merge base")) {
+        missing_base_error(base, from, shallow)
+    } else {
+        ChangesError::new(format!("git diff {range} failed: {text}"), None)
+    };
+    if !err.message.contains(range) {
+        err.message = format!("{} (git diff {range})", err.message);
+    }
+    err
 }
 
 /// Runs `git diff` with `args` in `root`, its NUL-separated names written to a temporary file and

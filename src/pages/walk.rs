@@ -174,6 +174,38 @@ pub fn walk_and_hash_cached(
     if !meta.is_dir() {
         return Err(WalkError::NotADirectory(root.into()));
     }
+    let mut site = with_special_files(root);
+    let mut found = Vec::new();
+    walk_dir(root, "", &mut Vec::new(), &mut found)?;
+    let work = HashWork::new(&found, cache);
+    let mut results = work.run(root, threads, progress);
+    // The error of the first file in walk order, whichever thread met it.
+    if let Some((_, e)) = results
+        .iter_mut()
+        .filter_map(|r| r.error.take())
+        .min_by_key(|(i, _)| *i)
+    {
+        return Err(e);
+    }
+    let mut assets = Vec::with_capacity(found.len());
+    let (mut hits, mut fresh) = (Vec::new(), Vec::new());
+    for r in results {
+        assets.extend(r.assets);
+        hits.extend(r.hits);
+        fresh.extend(r.fresh);
+    }
+    assets.sort_by(|a, b| a.rel.cmp(&b.rel));
+    site.assets = assets;
+    Ok(Walked {
+        site,
+        cache_update: cache_update(cache, &found, &hits, fresh),
+        cache_hits: hits.len(),
+    })
+}
+
+/// A site at `root` with its special root files (`_headers`, `_redirects`, `_worker.js`,
+/// `_routes.json`) found, and no assets yet.
+fn with_special_files(root: &Path) -> Site {
     let mut site = Site {
         root: root.to_path_buf(),
         ..Site::default()
@@ -197,24 +229,96 @@ pub fn walk_and_hash_cached(
     if std::fs::metadata(&routes).is_ok_and(|m| m.is_file()) {
         site.routes_json = Some(routes);
     }
+    site
+}
 
-    let mut found = Vec::new();
-    walk_dir(root, "", &mut Vec::new(), &mut found)?;
+/// What the cache file should hold after a walk (the entries that hit, then the fresh hashes),
+/// or `None` when nothing is new and every entry hit: the file stays as it is (the common
+/// unchanged case builds no entry list at all).
+fn cache_update(
+    cache: Option<&HashCache>,
+    found: &[Found],
+    hits: &[usize],
+    mut fresh: Vec<Entry>,
+) -> Option<Vec<Entry>> {
+    cache
+        .filter(|c| !fresh.is_empty() || hits.len() != c.len())
+        .map(|c| {
+            let mut all: Vec<Entry> = hits
+                .iter()
+                .filter_map(|&i| c.entry(&found[i].rel))
+                .collect();
+            all.append(&mut fresh);
+            all
+        })
+}
 
-    let next = AtomicUsize::new(0);
-    let (files, bytes) = (AtomicU64::new(0), AtomicU64::new(0));
-    let stop = AtomicBool::new(false);
-    // Hashes files claimed one by one until none is left (or another thread failed).
-    let work = |report: &mut dyn FnMut()| -> Hashed {
+/// The files of a walk shared by the hashing threads: each claims the next file with one atomic
+/// add, and the counts feed the progress callback.
+struct HashWork<'a> {
+    found: &'a [Found],
+    cache: Option<&'a HashCache>,
+    /// The index of the next file to claim.
+    next: AtomicUsize,
+    files: AtomicU64,
+    bytes: AtomicU64,
+    /// Set by the thread that failed, so the others stop claiming files.
+    stop: AtomicBool,
+}
+
+impl<'a> HashWork<'a> {
+    fn new(found: &'a [Found], cache: Option<&'a HashCache>) -> Self {
+        HashWork {
+            found,
+            cache,
+            next: AtomicUsize::new(0),
+            files: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    /// Hashes every file on `threads` threads (the calling one included, which reports
+    /// `progress(files, bytes)`), one [`Hashed`] per thread.
+    fn run(&self, root: &Path, threads: usize, progress: &mut dyn FnMut(u64, u64)) -> Vec<Hashed> {
+        let threads = threads.clamp(1, self.found.len().max(1));
+        let mut results = Vec::with_capacity(threads);
+        std::thread::scope(|s| {
+            let helpers: Vec<_> = (1..threads)
+                .map(|_| s.spawn(|| self.hash_claimed(&mut || {})))
+                .collect();
+            let mut report = || progress(self.files(), self.bytes());
+            results.push(self.hash_claimed(&mut report));
+            for h in helpers {
+                results.push(h.join().unwrap_or_else(|_| Hashed {
+                    error: Some((0, WalkError::Loop(root.into()))),
+                    ..Hashed::default()
+                }));
+            }
+        });
+        progress(self.files(), self.bytes());
+        results
+    }
+
+    fn files(&self) -> u64 {
+        self.files.load(Ordering::Relaxed)
+    }
+
+    fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Hashes files claimed one by one until none is left (or another thread failed).
+    fn hash_claimed(&self, report: &mut dyn FnMut()) -> Hashed {
         let mut hasher = hash::FileHasher::new();
         let mut out = Hashed::default();
-        while !stop.load(Ordering::Relaxed) {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(f) = found.get(i) else { break };
-            match hash_one(&mut hasher, f, cache) {
+        while !self.stop.load(Ordering::Relaxed) {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(f) = self.found.get(i) else { break };
+            match hash_one(&mut hasher, f, self.cache) {
                 Ok((a, fresh)) => {
-                    bytes.fetch_add(a.size, Ordering::Relaxed);
-                    files.fetch_add(1, Ordering::Relaxed);
+                    self.bytes.fetch_add(a.size, Ordering::Relaxed);
+                    self.files.fetch_add(1, Ordering::Relaxed);
                     match fresh {
                         Fresh::Hit => out.hits.push(i),
                         Fresh::Record(e) => out.fresh.push(e),
@@ -226,62 +330,14 @@ pub fn walk_and_hash_cached(
                     }
                 }
                 Err(e) => {
-                    stop.store(true, Ordering::Relaxed);
+                    self.stop.store(true, Ordering::Relaxed);
                     out.error = Some((i, e));
                     return out;
                 }
             }
         }
         out
-    };
-    let threads = threads.clamp(1, found.len().max(1));
-    let mut results = Vec::with_capacity(threads);
-    std::thread::scope(|s| {
-        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(|| work(&mut || {}))).collect();
-        let mut report = || progress(files.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed));
-        results.push(work(&mut report));
-        for h in helpers {
-            results.push(h.join().unwrap_or_else(|_| Hashed {
-                error: Some((0, WalkError::Loop(root.into()))),
-                ..Hashed::default()
-            }));
-        }
-    });
-    progress(files.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed));
-    // The error of the first file in walk order, whichever thread met it.
-    if let Some((_, e)) = results
-        .iter_mut()
-        .filter_map(|r| r.error.take())
-        .min_by_key(|(i, _)| *i)
-    {
-        return Err(e);
     }
-    let mut assets = Vec::with_capacity(found.len());
-    let (mut hits, mut fresh) = (Vec::new(), Vec::new());
-    for r in results {
-        assets.extend(r.assets);
-        hits.extend(r.hits);
-        fresh.extend(r.fresh);
-    }
-    assets.sort_by(|a, b| a.rel.cmp(&b.rel));
-    site.assets = assets;
-    // Nothing new and every entry hit: the cache file stays as it is (the common unchanged case
-    // builds no entry list at all).
-    let cache_update = cache
-        .filter(|c| !fresh.is_empty() || hits.len() != c.len())
-        .map(|c| {
-            let mut all: Vec<Entry> = hits
-                .iter()
-                .filter_map(|&i| c.entry(&found[i].rel))
-                .collect();
-            all.append(&mut fresh);
-            all
-        });
-    Ok(Walked {
-        site,
-        cache_update,
-        cache_hits: hits.len(),
-    })
 }
 
 /// What one hashing thread produced.
