@@ -1151,7 +1151,7 @@ fn migrations(k: &Node, v: &Node) -> Result<Migrations> {
 mod tests {
     use super::*;
 
-    const FULL: &str = include_str!("../../examples/deploy.full.yml");
+    const FULL: &str = include_str!("../../../examples/deploy.full.yml");
 
     fn parse(text: &str) -> Result<Manifest> {
         crate::manifest::parse(Source::new("deploy.yml", text))
