@@ -1,0 +1,254 @@
+//! An environment: its hosts and directory on them, the compose files and project, approval
+//! (policy, approvers, how many, self-approval), the branches and secrets it allows, its database,
+//! URL, release retention and backup policy.
+
+use super::database::database;
+use super::hosts::{host_help, parse_host};
+use super::obj::Obj;
+use super::values::{
+    boolean, checked, env_names, globs, int, repo_path, string, string_list, word,
+};
+use super::{Result, err, err_help};
+use crate::manifest::raw::Node;
+use crate::manifest::{Approval, BackupPolicy, Environment, Host, grammar, keys};
+
+pub(super) fn environment(name: &str, k: &Node, v: &Node, project: &str) -> Result<Environment> {
+    let o = Obj::new(
+        v,
+        &keys::ENVIRONMENT,
+        k.span,
+        format!("environment `{name}`"),
+    )?;
+    let mut hosts = Vec::new();
+    if let Some((hk, hv)) = o.get("hosts") {
+        for (s, node) in string_list(hk, hv)? {
+            match parse_host(&s) {
+                Ok(h) => {
+                    if hosts.contains(&h) {
+                        return Err(err(node.span, format!("host `{s}` is listed twice")));
+                    }
+                    hosts.push(h)
+                }
+                Err(msg) => return Err(err_help(node.span, msg, host_help(&s))),
+            }
+        }
+    }
+    let dir = match o.get("dir") {
+        Some((dk, dv)) => {
+            let d = string(dk, dv)?;
+            if let Err(why) = grammar::host_path(&d) {
+                return Err(err_help(dv.span, why, format!("e.g. dir: /srv/{project}")));
+            }
+            let any_ssh = hosts.iter().any(|h| matches!(h, Host::Ssh { .. }));
+            if any_ssh && !d.starts_with('/') {
+                return Err(err_help(
+                    dv.span,
+                    format!("`dir` must be an absolute path when a host is ssh://, found `{d}`"),
+                    format!("e.g. dir: /srv/{project}"),
+                ));
+            }
+            d
+        }
+        None if !hosts.is_empty() => {
+            return Err(err_help(
+                k.span,
+                format!("environment `{name}` has hosts but no `dir`"),
+                format!(
+                    "add `dir:` (where the compose files live on the hosts), e.g. dir: /srv/{project}"
+                ),
+            ));
+        }
+        None => String::new(),
+    };
+    let approval = match o.get("approval") {
+        Some((ak, av)) => match word(ak, av, keys::APPROVALS)? {
+            "required" => Approval::Required,
+            _ => Approval::None,
+        },
+        None => Approval::None,
+    };
+    let backup = match o.get("backup") {
+        Some((bk, bv)) => match word(bk, bv, keys::BACKUPS)? {
+            "always" => BackupPolicy::Always,
+            "never" => BackupPolicy::Never,
+            _ => BackupPolicy::Auto,
+        },
+        None => BackupPolicy::Auto,
+    };
+    let keep_releases = match o.get("keep_releases") {
+        Some((kk, kv)) => int(kk, kv, 1, 1000)? as u32,
+        None => 5,
+    };
+    let database = match o.get("database") {
+        Some((dk, dv)) => Some(database(dk, dv, name)?),
+        None => None,
+    };
+    let url = o.string("url")?;
+    if let (Some(u), Some((_, uv))) = (&url, o.get("url"))
+        && !(u.starts_with("http://") || u.starts_with("https://"))
+    {
+        return Err(err_help(
+            uv.span,
+            format!("`url` must start with http:// or https://, found `{u}`"),
+            "e.g. url: https://shop.example.com",
+        ));
+    }
+    let mut compose_files = Vec::new();
+    if let Some((ck, cv)) = o.get("compose_files") {
+        for (f, node) in string_list(ck, cv)? {
+            repo_path(node, &f)?;
+            compose_files.push(f);
+        }
+    }
+    let compose_project = match checked(
+        &o,
+        "compose_project",
+        grammar::compose_project,
+        "e.g. compose_project: shop",
+    )? {
+        Some(p) => p,
+        None => {
+            if !hosts.is_empty()
+                && let Err(why) = grammar::compose_project(project)
+            {
+                return Err(err_help(
+                    k.span,
+                    format!(
+                        "environment `{name}` needs a `compose_project`: the default, the project name, cannot be one: {why}"
+                    ),
+                    format!(
+                        "add e.g. compose_project: {}",
+                        project.to_ascii_lowercase().replace(
+                            |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_',
+                            "-"
+                        )
+                    ),
+                ));
+            }
+            project.to_string()
+        }
+    };
+    let min_approvals = match o.get("min_approvals") {
+        Some((mk, mv)) => int(mk, mv, 1, 10)? as u32,
+        None => 1,
+    };
+    let allow_self_approval = match o.get("allow_self_approval") {
+        Some((ak, av)) => boolean(ak, av)?,
+        None => false,
+    };
+    let branches = match o.get("branches") {
+        Some((bk, bv)) => globs(bk, bv)?,
+        None => Vec::new(),
+    };
+    let secrets = match o.get("secrets") {
+        Some((sk, sv)) => env_names(sk, sv)?,
+        None => Vec::new(),
+    };
+    Ok(Environment {
+        name: name.to_string(),
+        span: k.span,
+        hosts,
+        dir,
+        compose_files,
+        compose_project,
+        approval,
+        approvers: approvers(&o)?,
+        database,
+        url,
+        promote_from: o.string("promote_from")?,
+        keep_releases,
+        backup,
+        min_approvals,
+        allow_self_approval,
+        branches,
+        secrets,
+    })
+}
+
+/// GitHub logins: letters, digits and single hyphens, at most 39 characters.
+fn approvers(o: &Obj) -> Result<Vec<String>> {
+    let Some((k, v)) = o.get("approvers") else {
+        return Ok(Vec::new());
+    };
+    let list = string_list(k, v)?;
+    for (login, node) in &list {
+        let login = login.strip_prefix('@').unwrap_or(login);
+        let ok = !login.is_empty()
+            && login.len() <= 39
+            && !login.starts_with('-')
+            && !login.ends_with('-')
+            && !login.contains("--")
+            && login.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !ok {
+            return Err(err_help(
+                node.span,
+                format!("`{login}` is not a GitHub login"),
+                "approvers are GitHub user names, e.g. approvers: [alice, bob]",
+            ));
+        }
+    }
+    Ok(list
+        .into_iter()
+        .map(|(s, _)| s.trim_start_matches('@').to_string())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::manifest::validate::tests::{HEAD, fail, parse};
+
+    #[test]
+    fn environment_dir_rules() {
+        let (l, c, m, _) = fail("environments:\n  s:\n    hosts: [local]\n");
+        assert_eq!((l, c), (4, 3));
+        assert!(m.contains("has hosts but no `dir`"));
+        let (l, c, m, _) = fail("environments:\n  s:\n    hosts: [\"ssh://d@h\"]\n    dir: srv\n");
+        assert_eq!((l, c), (6, 10));
+        assert!(m.contains("absolute"));
+        let m = parse(&format!(
+            "{HEAD}environments:\n  s:\n    hosts: [local]\n    dir: deploy/dev\n"
+        ))
+        .unwrap();
+        assert_eq!(m.environments["s"].dir, "deploy/dev");
+    }
+
+    #[test]
+    fn approvers_and_url_env() {
+        let (l, c, m, _) = fail("environments:\n  s: {approvers: [alice, \"bob smith\"]}\n");
+        assert_eq!((l, c), (4, 26));
+        assert!(m.contains("not a GitHub login"), "{m}");
+        let m = parse(&format!(
+            "{HEAD}environments:\n  s: {{approvers: [\"@alice\"]}}\n"
+        ))
+        .unwrap();
+        assert_eq!(m.environments["s"].approvers, vec!["alice".to_string()]);
+        let (_, _, m, _) =
+            fail("environments:\n  s: {database: {url_env: \"postgres://u:p@h/db\"}}\n");
+        assert!(
+            m.contains("must be the name of an environment variable"),
+            "{m}"
+        );
+        assert!(!m.contains("u:p@"), "the value is not echoed: {m}");
+    }
+
+    #[test]
+    fn second_wave_keys_are_typed() {
+        let env = "environments:\n  s:\n";
+        let (l, _, m, _) = fail(&format!("{env}    allow_self_approval: yes please\n"));
+        assert_eq!(l, 5);
+        assert!(m.contains("true or false"), "{m}");
+        let (_, _, m, _) = fail(&format!("{env}    min_approvals: 0\n"));
+        assert!(m.contains("between 1 and 10"), "{m}");
+        let (l, c, m, h) = fail(&format!("{env}    secrets: [API_KEY, \"sk-live-123\"]\n"));
+        assert_eq!((l, c), (5, 24));
+        assert!(m.contains("not an environment variable name"), "{m}");
+        assert!(h.unwrap().contains("NAMES"));
+        let (_, _, m, _) = fail(&format!("{env}    secrets: [A, A]\n"));
+        assert!(m.contains("listed twice"), "{m}");
+        let (_, _, m, h) = fail("services:\n  api:\n    pull: allways\n");
+        assert!(m.contains("unknown pull `allways`"), "{m}");
+        assert_eq!(h.as_deref(), Some("did you mean `always`?"));
+        let (_, _, m, _) = fail(&format!("{env}    branches: [\"[\"]\n"));
+        assert!(m.contains("invalid glob"), "{m}");
+    }
+}
