@@ -1,18 +1,78 @@
-//! An environment: its hosts and directory on them, the compose files and project, approval
-//! (policy, approvers, how many, self-approval), the branches and secrets it allows, its database,
-//! URL, release retention and backup policy.
+//! The environments, each with its `promote_from` resolved against the others. An environment: its
+//! hosts and directory on them, the compose files and project, approval (policy, approvers, how
+//! many, self-approval), the branches and secrets it allows, its database, URL, release retention
+//! and backup policy.
 
 use super::database::database;
 use super::hosts::{host_help, parse_host};
 use super::obj::Obj;
 use super::values::{
-    boolean, checked, env_names, globs, int, repo_path, string, string_list, word,
+    boolean, check_name, checked, env_names, globs, int, named, repo_path, string, string_list,
+    word,
 };
-use super::{Result, err, err_help};
+use super::{Result, did_you_mean, err, err_help};
 use crate::manifest::raw::Node;
 use crate::manifest::{Approval, BackupPolicy, Environment, Host, grammar, keys};
+use indexmap::IndexMap;
 
-pub(super) fn environment(name: &str, k: &Node, v: &Node, project: &str) -> Result<Environment> {
+/// The `environments:` mapping (absent: none), each environment read, then every `promote_from`
+/// resolved against the others.
+pub(super) fn environments(top: &Obj, project: &str) -> Result<IndexMap<String, Environment>> {
+    let mut environments: IndexMap<String, Environment> = IndexMap::new();
+    let mut promote_refs: Vec<(&Node, &Node, String)> = Vec::new();
+    let env_entries = match top.get("environments") {
+        Some((ek, ev)) => named(ek, ev)?,
+        None => &[],
+    };
+    for (k, v) in env_entries {
+        let name = check_name(k, "environment")?;
+        let env = environment(&name, k, v, project)?;
+        if let Some((pk, pv)) = Obj::new(v, &keys::ENVIRONMENT, k.span, String::new())
+            .ok()
+            .and_then(|o| o.get("promote_from"))
+        {
+            promote_refs.push((pk, pv, name.clone()));
+        }
+        environments.insert(name, env);
+    }
+    for (pk, pv, name) in promote_refs {
+        promote_from(pk, pv, &name, &environments)?;
+    }
+    Ok(environments)
+}
+
+/// `promote_from` of environment `name` names another environment that exists.
+fn promote_from(
+    pk: &Node,
+    pv: &Node,
+    name: &str,
+    environments: &IndexMap<String, Environment>,
+) -> Result<()> {
+    let target = string(pk, pv)?;
+    if target == name {
+        return Err(err(
+            pv.span,
+            format!("environment `{name}` cannot promote from itself"),
+        ));
+    }
+    if !environments.contains_key(&target) {
+        let help =
+            did_you_mean(&target, environments.keys().map(String::as_str)).unwrap_or_else(|| {
+                format!(
+                    "environments: {}",
+                    environments.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
+            });
+        return Err(err_help(
+            pv.span,
+            format!("promote_from names environment `{target}`, which does not exist"),
+            help,
+        ));
+    }
+    Ok(())
+}
+
+fn environment(name: &str, k: &Node, v: &Node, project: &str) -> Result<Environment> {
     let o = Obj::new(
         v,
         &keys::ENVIRONMENT,
@@ -196,6 +256,17 @@ fn approvers(o: &Obj) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use crate::manifest::validate::tests::{HEAD, fail, parse};
+
+    #[test]
+    fn promote_from_unknown_environment() {
+        let (l, c, m, h) =
+            fail("environments:\n  staging: {}\n  prod:\n    promote_from: stagng\n");
+        assert_eq!((l, c), (6, 19));
+        assert!(m.contains("`stagng`, which does not exist"));
+        assert_eq!(h.as_deref(), Some("did you mean `staging`?"));
+        let (_, _, m, _) = fail("environments:\n  prod:\n    promote_from: prod\n");
+        assert!(m.contains("itself"));
+    }
 
     #[test]
     fn environment_dir_rules() {

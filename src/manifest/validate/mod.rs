@@ -31,7 +31,7 @@ use crate::diag::suggest::closest;
 use crate::diag::{Source, Span};
 use indexmap::IndexMap;
 use obj::Obj;
-use values::{check_name, named, parse_int, string, wrong_type};
+use values::{check_name, named, parse_int, wrong_type};
 
 type Result<T> = std::result::Result<T, ManifestError>;
 
@@ -64,7 +64,30 @@ pub fn validate(root: &Node, source: &Source) -> Result<Manifest> {
         col: 1,
     };
     let top = Obj::new(root, &keys::ROOT, at, "the manifest".into())?;
+    version(&top)?;
+    let project = top.req_string("project")?;
+    // Optional: a manifest that only builds and tests needs no environment.
+    let environments = environments::environments(&top, &project)?;
+    let mut units = UnitNames::default();
+    let services = units.read(&top, "services", "service", services::service)?;
+    let sites = units.read(&top, "sites", "site", sites::site)?;
+    let migrations = match top.get("migrations") {
+        Some((k, v)) => Some(database::migrations(k, v)?),
+        None => None,
+    };
+    Ok(Manifest {
+        source: source.clone(),
+        version: 1,
+        project,
+        environments,
+        services,
+        sites,
+        migrations,
+    })
+}
 
+/// `version:` is required and is the number 1.
+fn version(top: &Obj) -> Result<()> {
     let (vk, vv) = top.required("version")?;
     if vv.scalar_type() == Some(ScalarType::Int) {
         let n = parse_int(vv.scalar_text().unwrap_or_default());
@@ -78,60 +101,25 @@ pub fn validate(root: &Node, source: &Source) -> Result<Manifest> {
                 "write `version: 1`",
             ));
         }
+        Ok(())
     } else {
-        return Err(ManifestError {
+        Err(ManifestError {
             help: Some("write `version: 1`".into()),
             ..wrong_type(vk, vv, "the number 1")
-        });
+        })
     }
-    let project = top.req_string("project")?;
+}
 
-    // Environments.
-    // Optional: a manifest that only builds and tests needs no environment.
-    let mut environments: IndexMap<String, Environment> = IndexMap::new();
-    let mut promote_refs: Vec<(&Node, &Node, String)> = Vec::new();
-    let env_entries = match top.get("environments") {
-        Some((ek, ev)) => named(ek, ev)?,
-        None => &[],
-    };
-    for (k, v) in env_entries {
-        let name = check_name(k, "environment")?;
-        let env = environments::environment(&name, k, v, &project)?;
-        if let Some((pk, pv)) = Obj::new(v, &keys::ENVIRONMENT, k.span, String::new())
-            .ok()
-            .and_then(|o| o.get("promote_from"))
-        {
-            promote_refs.push((pk, pv, name.clone()));
-        }
-        environments.insert(name, env);
-    }
-    for (pk, pv, name) in promote_refs {
-        let target = string(pk, pv)?;
-        if target == name {
-            return Err(err(
-                pv.span,
-                format!("environment `{name}` cannot promote from itself"),
-            ));
-        }
-        if !environments.contains_key(&target) {
-            let help = did_you_mean(&target, environments.keys().map(String::as_str))
-                .unwrap_or_else(|| {
-                    format!(
-                        "environments: {}",
-                        environments.keys().cloned().collect::<Vec<_>>().join(", ")
-                    )
-                });
-            return Err(err_help(
-                pv.span,
-                format!("promote_from names environment `{target}`, which does not exist"),
-                help,
-            ));
-        }
-    }
+/// The one namespace that services and sites share; `migrations` is reserved for the migrations
+/// unit. Remembers where each name was first used.
+#[derive(Default)]
+struct UnitNames {
+    spans: IndexMap<String, Span>,
+}
 
-    // Units share one namespace; `migrations` is reserved for the migrations unit.
-    let mut unit_spans: IndexMap<String, Span> = IndexMap::new();
-    let mut claim = |k: &Node, what: &str| -> Result<String> {
+impl UnitNames {
+    /// Checks the name a key gives a unit of kind `what` and claims it.
+    fn claim(&mut self, k: &Node, what: &str) -> Result<String> {
         let name = check_name(k, what)?;
         if name == MIGRATIONS_UNIT {
             return Err(err_help(
@@ -140,7 +128,7 @@ pub fn validate(root: &Node, source: &Source) -> Result<Manifest> {
                 "rename it; the `migrations:` block is the unit named `migrations`",
             ));
         }
-        if let Some(first) = unit_spans.get(&name) {
+        if let Some(first) = self.spans.get(&name) {
             return Err(err_help(
                 k.span,
                 format!(
@@ -150,36 +138,25 @@ pub fn validate(root: &Node, source: &Source) -> Result<Manifest> {
                 "services and sites share one set of unit names; rename one",
             ));
         }
-        unit_spans.insert(name.clone(), k.span);
+        self.spans.insert(name.clone(), k.span);
         Ok(name)
-    };
-
-    let mut services = IndexMap::new();
-    if let Some((sk, sv)) = top.get("services") {
-        for (k, v) in named(sk, sv)? {
-            let name = claim(k, "service")?;
-            services.insert(name.clone(), services::service(&name, k, v)?);
-        }
     }
-    let mut sites = IndexMap::new();
-    if let Some((sk, sv)) = top.get("sites") {
-        for (k, v) in named(sk, sv)? {
-            let name = claim(k, "site")?;
-            sites.insert(name.clone(), sites::site(&name, k, v)?);
-        }
-    }
-    let migrations = match top.get("migrations") {
-        Some((k, v)) => Some(database::migrations(k, v)?),
-        None => None,
-    };
 
-    Ok(Manifest {
-        source: source.clone(),
-        version: 1,
-        project,
-        environments,
-        services,
-        sites,
-        migrations,
-    })
+    /// The units under the top-level `key` (`services`, `sites`), each named and then read by `read`.
+    fn read<T>(
+        &mut self,
+        top: &Obj,
+        key: &str,
+        what: &str,
+        read: fn(&str, &Node, &Node) -> Result<T>,
+    ) -> Result<IndexMap<String, T>> {
+        let mut units = IndexMap::new();
+        if let Some((sk, sv)) = top.get(key) {
+            for (k, v) in named(sk, sv)? {
+                let name = self.claim(k, what)?;
+                units.insert(name.clone(), read(&name, k, v)?);
+            }
+        }
+        Ok(units)
+    }
 }

@@ -151,16 +151,6 @@ fn unsupported_version() {
 }
 
 #[test]
-fn promote_from_unknown_environment() {
-    let (l, c, m, h) = fail("environments:\n  staging: {}\n  prod:\n    promote_from: stagng\n");
-    assert_eq!((l, c), (6, 19));
-    assert!(m.contains("`stagng`, which does not exist"));
-    assert_eq!(h.as_deref(), Some("did you mean `staging`?"));
-    let (_, _, m, _) = fail("environments:\n  prod:\n    promote_from: prod\n");
-    assert!(m.contains("itself"));
-}
-
-#[test]
 fn unit_names() {
     let (l, c, m, _) =
         fail("environments:\n  s: {}\nservices:\n  web: {}\nsites:\n  web: {project: p, dir: d}\n");
