@@ -4,7 +4,7 @@
 //! and backup policy.
 
 use super::database::database;
-use super::hosts::{host_help, parse_host};
+use super::hosts;
 use super::obj::Obj;
 use super::values::{
     boolean, check_name, checked, env_names, globs, int, named, repo_path, string, string_list,
@@ -79,62 +79,10 @@ fn environment(name: &str, k: &Node, v: &Node, project: &str) -> Result<Environm
         k.span,
         format!("environment `{name}`"),
     )?;
-    let mut hosts = Vec::new();
-    if let Some((hk, hv)) = o.get("hosts") {
-        for (s, node) in string_list(hk, hv)? {
-            match parse_host(&s) {
-                Ok(h) => {
-                    if hosts.contains(&h) {
-                        return Err(err(node.span, format!("host `{s}` is listed twice")));
-                    }
-                    hosts.push(h)
-                }
-                Err(msg) => return Err(err_help(node.span, msg, host_help(&s))),
-            }
-        }
-    }
-    let dir = match o.get("dir") {
-        Some((dk, dv)) => {
-            let d = string(dk, dv)?;
-            if let Err(why) = grammar::host_path(&d) {
-                return Err(err_help(dv.span, why, format!("e.g. dir: /srv/{project}")));
-            }
-            let any_ssh = hosts.iter().any(|h| matches!(h, Host::Ssh { .. }));
-            if any_ssh && !d.starts_with('/') {
-                return Err(err_help(
-                    dv.span,
-                    format!("`dir` must be an absolute path when a host is ssh://, found `{d}`"),
-                    format!("e.g. dir: /srv/{project}"),
-                ));
-            }
-            d
-        }
-        None if !hosts.is_empty() => {
-            return Err(err_help(
-                k.span,
-                format!("environment `{name}` has hosts but no `dir`"),
-                format!(
-                    "add `dir:` (where the compose files live on the hosts), e.g. dir: /srv/{project}"
-                ),
-            ));
-        }
-        None => String::new(),
-    };
-    let approval = match o.get("approval") {
-        Some((ak, av)) => match word(ak, av, keys::APPROVALS)? {
-            "required" => Approval::Required,
-            _ => Approval::None,
-        },
-        None => Approval::None,
-    };
-    let backup = match o.get("backup") {
-        Some((bk, bv)) => match word(bk, bv, keys::BACKUPS)? {
-            "always" => BackupPolicy::Always,
-            "never" => BackupPolicy::Never,
-            _ => BackupPolicy::Auto,
-        },
-        None => BackupPolicy::Auto,
-    };
+    let hosts = hosts::list(&o)?;
+    let dir = dir(&o, k, name, project, &hosts)?;
+    let approval = approval(&o)?;
+    let backup = backup(&o)?;
     let keep_releases = match o.get("keep_releases") {
         Some((kk, kv)) => int(kk, kv, 1, 1000)? as u32,
         None => 5,
@@ -143,51 +91,9 @@ fn environment(name: &str, k: &Node, v: &Node, project: &str) -> Result<Environm
         Some((dk, dv)) => Some(database(dk, dv, name)?),
         None => None,
     };
-    let url = o.string("url")?;
-    if let (Some(u), Some((_, uv))) = (&url, o.get("url"))
-        && !(u.starts_with("http://") || u.starts_with("https://"))
-    {
-        return Err(err_help(
-            uv.span,
-            format!("`url` must start with http:// or https://, found `{u}`"),
-            "e.g. url: https://shop.example.com",
-        ));
-    }
-    let mut compose_files = Vec::new();
-    if let Some((ck, cv)) = o.get("compose_files") {
-        for (f, node) in string_list(ck, cv)? {
-            repo_path(node, &f)?;
-            compose_files.push(f);
-        }
-    }
-    let compose_project = match checked(
-        &o,
-        "compose_project",
-        grammar::compose_project,
-        "e.g. compose_project: shop",
-    )? {
-        Some(p) => p,
-        None => {
-            if !hosts.is_empty()
-                && let Err(why) = grammar::compose_project(project)
-            {
-                return Err(err_help(
-                    k.span,
-                    format!(
-                        "environment `{name}` needs a `compose_project`: the default, the project name, cannot be one: {why}"
-                    ),
-                    format!(
-                        "add e.g. compose_project: {}",
-                        project.to_ascii_lowercase().replace(
-                            |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_',
-                            "-"
-                        )
-                    ),
-                ));
-            }
-            project.to_string()
-        }
-    };
+    let url = url(&o)?;
+    let compose_files = compose_files(&o)?;
+    let compose_project = compose_project(&o, k, name, project, !hosts.is_empty())?;
     let min_approvals = match o.get("min_approvals") {
         Some((mk, mv)) => int(mk, mv, 1, 10)? as u32,
         None => 1,
@@ -223,6 +129,119 @@ fn environment(name: &str, k: &Node, v: &Node, project: &str) -> Result<Environm
         branches,
         secrets,
     })
+}
+
+/// `dir:`, where the compose files live on the hosts: required when there are hosts, absolute when
+/// one of them is ssh://.
+fn dir(o: &Obj, k: &Node, name: &str, project: &str, hosts: &[Host]) -> Result<String> {
+    match o.get("dir") {
+        Some((dk, dv)) => {
+            let d = string(dk, dv)?;
+            if let Err(why) = grammar::host_path(&d) {
+                return Err(err_help(dv.span, why, format!("e.g. dir: /srv/{project}")));
+            }
+            let any_ssh = hosts.iter().any(|h| matches!(h, Host::Ssh { .. }));
+            if any_ssh && !d.starts_with('/') {
+                return Err(err_help(
+                    dv.span,
+                    format!("`dir` must be an absolute path when a host is ssh://, found `{d}`"),
+                    format!("e.g. dir: /srv/{project}"),
+                ));
+            }
+            Ok(d)
+        }
+        None if !hosts.is_empty() => Err(err_help(
+            k.span,
+            format!("environment `{name}` has hosts but no `dir`"),
+            format!(
+                "add `dir:` (where the compose files live on the hosts), e.g. dir: /srv/{project}"
+            ),
+        )),
+        None => Ok(String::new()),
+    }
+}
+
+fn approval(o: &Obj) -> Result<Approval> {
+    Ok(match o.get("approval") {
+        Some((ak, av)) => match word(ak, av, keys::APPROVALS)? {
+            "required" => Approval::Required,
+            _ => Approval::None,
+        },
+        None => Approval::None,
+    })
+}
+
+fn backup(o: &Obj) -> Result<BackupPolicy> {
+    Ok(match o.get("backup") {
+        Some((bk, bv)) => match word(bk, bv, keys::BACKUPS)? {
+            "always" => BackupPolicy::Always,
+            "never" => BackupPolicy::Never,
+            _ => BackupPolicy::Auto,
+        },
+        None => BackupPolicy::Auto,
+    })
+}
+
+/// `url:`, an http:// or https:// address.
+fn url(o: &Obj) -> Result<Option<String>> {
+    let url = o.string("url")?;
+    if let (Some(u), Some((_, uv))) = (&url, o.get("url"))
+        && !(u.starts_with("http://") || u.starts_with("https://"))
+    {
+        return Err(err_help(
+            uv.span,
+            format!("`url` must start with http:// or https://, found `{u}`"),
+            "e.g. url: https://shop.example.com",
+        ));
+    }
+    Ok(url)
+}
+
+/// `compose_files:`, paths in the repository.
+fn compose_files(o: &Obj) -> Result<Vec<String>> {
+    let mut compose_files = Vec::new();
+    if let Some((ck, cv)) = o.get("compose_files") {
+        for (f, node) in string_list(ck, cv)? {
+            repo_path(node, &f)?;
+            compose_files.push(f);
+        }
+    }
+    Ok(compose_files)
+}
+
+/// `compose_project:`, by default the project name, which must then be a valid compose project name
+/// when the environment has hosts.
+fn compose_project(
+    o: &Obj,
+    k: &Node,
+    name: &str,
+    project: &str,
+    has_hosts: bool,
+) -> Result<String> {
+    if let Some(p) = checked(
+        o,
+        "compose_project",
+        grammar::compose_project,
+        "e.g. compose_project: shop",
+    )? {
+        return Ok(p);
+    }
+    if has_hosts && let Err(why) = grammar::compose_project(project) {
+        return Err(err_help(
+            k.span,
+            format!(
+                "environment `{name}` needs a `compose_project`: the default, the project name, cannot be one: {why}"
+            ),
+            format!(
+                "add e.g. compose_project: {}",
+                project.to_ascii_lowercase().replace(
+                    |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_',
+                    "-"
+                )
+            ),
+        ));
+    }
+    Ok(project.to_string())
 }
 
 /// GitHub logins: letters, digits and single hyphens, at most 39 characters.

@@ -1,15 +1,37 @@
-//! Hosts: `local` or `ssh://user@host[:port]` (port 22 by default, IPv6 in brackets). A host that
-//! does not parse gets a "did you mean" for a misspelt `local` or scheme, else the forms a host
-//! takes.
+//! Hosts: `local` or `ssh://user@host[:port]` (port 22 by default, IPv6 in brackets), and the
+//! `hosts:` list of an environment (no host twice). A host that does not parse gets a "did you
+//! mean" for a misspelt `local` or scheme, else the forms a host takes.
 
+use super::obj::Obj;
+use super::values::string_list;
+use super::{Result, err, err_help};
 use crate::diag::suggest::closest;
 use crate::manifest::Host;
+
+/// `hosts:` of an environment (absent: none), each parsed, none listed twice.
+pub(super) fn list(o: &Obj) -> Result<Vec<Host>> {
+    let mut hosts = Vec::new();
+    if let Some((hk, hv)) = o.get("hosts") {
+        for (s, node) in string_list(hk, hv)? {
+            match parse_host(&s) {
+                Ok(h) => {
+                    if hosts.contains(&h) {
+                        return Err(err(node.span, format!("host `{s}` is listed twice")));
+                    }
+                    hosts.push(h)
+                }
+                Err(msg) => return Err(err_help(node.span, msg, host_help(&s))),
+            }
+        }
+    }
+    Ok(hosts)
+}
 
 const HOST_EXAMPLE: &str = "write `local` or `ssh://user@host[:port]`, e.g. ssh://deploy@staging.example.com:22 or ssh://deploy@[2001:db8::1]:2222";
 
 /// The help for a host that does not parse: "did you mean" for a misspelt `local` (`lcoal`,
 /// `Local`) or scheme (`shh://`), else the forms a host takes.
-pub(super) fn host_help(s: &str) -> String {
+fn host_help(s: &str) -> String {
     match s.split_once("://") {
         None if !s.contains(['@', ':', '/', '.']) && closest(s, ["local"]).is_some() => {
             return "did you mean `local`?".into();
