@@ -23,70 +23,10 @@ pub(super) fn service(name: &str, k: &Node, v: &Node) -> Result<Service> {
     };
     let health = match o.get("health") {
         None => None,
-        Some((hk, hv)) => {
-            let h = Obj::new(
-                hv,
-                &keys::HEALTH,
-                hk.span,
-                format!("the health check of `{name}`"),
-            )?;
-            let url = h.string("url")?;
-            if let Some(url) = url
-                .as_deref()
-                .filter(|u| !(u.starts_with("http://") || u.starts_with("https://")))
-            {
-                let (_, uv) = h.required("url")?;
-                return Err(err_help(
-                    uv.span,
-                    format!("health `url` must start with http:// or https://, found `{url}`"),
-                    "e.g. url: http://127.0.0.1:3000/health",
-                ));
-            }
-            Some(Health {
-                span: hk.span,
-                url,
-                timeout: match h.get("timeout") {
-                    Some((tk, tv)) => duration(tk, tv)?,
-                    None => Duration::from_secs(60),
-                },
-                expect_status: match h.get("expect_status") {
-                    Some((sk, sv)) => int(sk, sv, 100, 599)? as u16,
-                    None => 200,
-                },
-                contains: h.string("contains")?,
-                stable: match h.get("stable") {
-                    Some((sk, sv)) => Some(duration(sk, sv)?),
-                    None => None,
-                },
-            })
-        }
+        Some((hk, hv)) => Some(health(name, hk, hv)?),
     };
-    let compose_service = match checked(
-        &o,
-        "compose_service",
-        grammar::compose_service,
-        "the name of the service in the compose file, e.g. compose_service: api",
-    )? {
-        Some(c) => c,
-        None => {
-            grammar::compose_service(name).map_err(|why| {
-                err_help(
-                    k.span,
-                    why,
-                    "add `compose_service:` with the compose file's name for it",
-                )
-            })?;
-            name.to_string()
-        }
-    };
-    let pull = match o.get("pull") {
-        Some((pk, pv)) => match word(pk, pv, keys::PULLS)? {
-            "missing" => Pull::Missing,
-            "never" => Pull::Never,
-            _ => Pull::Always,
-        },
-        None => Pull::Always,
-    };
+    let compose_service = compose_service(&o, name, k)?;
+    let pull = pull(&o)?;
     Ok(Service {
         name: name.to_string(),
         span: k.span,
@@ -101,6 +41,77 @@ pub(super) fn service(name: &str, k: &Node, v: &Node) -> Result<Service> {
         },
         pull,
         env: o.var_list("env")?,
+    })
+}
+
+/// `health:` of service `name`: an optional http(s) URL, a timeout (60s), the expected status
+/// (200), text the body contains, and the window the service must stay up.
+fn health(name: &str, hk: &Node, hv: &Node) -> Result<Health> {
+    let h = Obj::new(
+        hv,
+        &keys::HEALTH,
+        hk.span,
+        format!("the health check of `{name}`"),
+    )?;
+    let url = h.string("url")?;
+    if let Some(url) = url
+        .as_deref()
+        .filter(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+    {
+        let (_, uv) = h.required("url")?;
+        return Err(err_help(
+            uv.span,
+            format!("health `url` must start with http:// or https://, found `{url}`"),
+            "e.g. url: http://127.0.0.1:3000/health",
+        ));
+    }
+    Ok(Health {
+        span: hk.span,
+        url,
+        timeout: match h.get("timeout") {
+            Some((tk, tv)) => duration(tk, tv)?,
+            None => Duration::from_secs(60),
+        },
+        expect_status: match h.get("expect_status") {
+            Some((sk, sv)) => int(sk, sv, 100, 599)? as u16,
+            None => 200,
+        },
+        contains: h.string("contains")?,
+        stable: match h.get("stable") {
+            Some((sk, sv)) => Some(duration(sk, sv)?),
+            None => None,
+        },
+    })
+}
+
+/// `compose_service:`, by default the unit's name, which must then be a valid compose service name.
+fn compose_service(o: &Obj, name: &str, k: &Node) -> Result<String> {
+    if let Some(c) = checked(
+        o,
+        "compose_service",
+        grammar::compose_service,
+        "the name of the service in the compose file, e.g. compose_service: api",
+    )? {
+        return Ok(c);
+    }
+    grammar::compose_service(name).map_err(|why| {
+        err_help(
+            k.span,
+            why,
+            "add `compose_service:` with the compose file's name for it",
+        )
+    })?;
+    Ok(name.to_string())
+}
+
+fn pull(o: &Obj) -> Result<Pull> {
+    Ok(match o.get("pull") {
+        Some((pk, pv)) => match word(pk, pv, keys::PULLS)? {
+            "missing" => Pull::Missing,
+            "never" => Pull::Never,
+            _ => Pull::Always,
+        },
+        None => Pull::Always,
     })
 }
 
