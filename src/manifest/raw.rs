@@ -421,23 +421,48 @@ fn scan_error(text: &str, loc: &Locator, e: &ScanError, open: Option<Span>) -> M
 
 fn build(text: &str, loc: &Locator) -> Result<Node, Failure> {
     let mut parser = Parser::new_from_str(text);
-    let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
-    let mut alias_budget = MAX_ALIAS_NODES;
-    let mut root: Option<Node> = None;
-    let mut documents = 0usize;
-
+    let mut tree = Tree::new();
     while let Some(ev) = parser.next_event() {
         let (event, sspan) = match ev {
             Ok(ev) => ev,
-            Err(e) => return Err(Failure::Scan(e, open_flow(&stack, text))),
+            Err(e) => return Err(Failure::Scan(e, open_flow(&tree.stack, text))),
         };
         let span = loc.span(&sspan);
-        let complete: Option<(Node, usize)> = match event {
+        if let Some((node, anchor)) = tree.event(event, span)? {
+            tree.attach(node, anchor)?;
+        }
+    }
+    Ok(tree.finish()?)
+}
+
+/// The tree while the parser's events build it: the collections still open, the anchored nodes,
+/// what alias expansion may still add, the root once it is complete, the documents seen.
+struct Tree {
+    stack: Vec<Frame>,
+    anchors: HashMap<usize, Node>,
+    alias_budget: usize,
+    root: Option<Node>,
+    documents: usize,
+}
+
+impl Tree {
+    fn new() -> Self {
+        Tree {
+            stack: Vec::new(),
+            anchors: HashMap::new(),
+            alias_budget: MAX_ALIAS_NODES,
+            root: None,
+            documents: 0,
+        }
+    }
+
+    /// Applies one event; returns the node it completes, with its anchor (0 for none), if any.
+    fn event(&mut self, event: Event, span: Span) -> Result<Option<(Node, usize)>, ManifestError> {
+        Ok(match event {
             Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => None,
             Event::DocumentStart(_) => {
-                documents += 1;
-                if documents > 1 {
+                self.documents += 1;
+                if self.documents > 1 {
                     return Err(err(
                         span,
                         "a manifest holds one YAML document; found a second one",
@@ -445,8 +470,7 @@ fn build(text: &str, loc: &Locator) -> Result<Node, Failure> {
                             "remove the `---` line and everything after it, or merge the documents"
                                 .into(),
                         ),
-                    )
-                    .into());
+                    ));
                 }
                 None
             }
@@ -467,94 +491,106 @@ fn build(text: &str, loc: &Locator) -> Result<Node, Failure> {
                 ))
             }
             Event::SequenceStart(anchor, _) => {
+                let items = Vec::new();
                 push_frame(
-                    &mut stack,
+                    &mut self.stack,
                     Frame::Seq {
                         span,
                         anchor,
-                        items: Vec::new(),
+                        items,
                     },
                     span,
                 )?;
                 None
             }
             Event::MappingStart(anchor, _) => {
-                push_frame(
-                    &mut stack,
-                    Frame::Map {
-                        span,
-                        anchor,
-                        entries: Vec::new(),
-                        pending_key: None,
-                        seen: HashMap::new(),
-                    },
+                let frame = Frame::Map {
                     span,
-                )?;
+                    anchor,
+                    entries: Vec::new(),
+                    pending_key: None,
+                    seen: HashMap::new(),
+                };
+                push_frame(&mut self.stack, frame, span)?;
                 None
             }
-            Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq {
+            Event::SequenceEnd => Some(self.close_seq(span)?),
+            Event::MappingEnd => Some(self.close_map(span)?),
+            Event::Alias(id) => Some((self.alias(id, span)?, 0)),
+        })
+    }
+
+    /// Closes the innermost collection, which a `SequenceEnd` event says is a list.
+    fn close_seq(&mut self, span: Span) -> Result<(Node, usize), ManifestError> {
+        match self.stack.pop() {
+            Some(Frame::Seq {
+                span,
+                anchor,
+                items,
+            }) => Ok((
+                Node {
+                    kind: Kind::Seq(items),
                     span,
-                    anchor,
-                    items,
-                }) => Some((
-                    Node {
-                        kind: Kind::Seq(items),
-                        span,
-                    },
-                    anchor,
-                )),
-                _ => return Err(err(span, "YAML syntax error: unbalanced list", None).into()),
-            },
-            Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map {
-                    span,
-                    anchor,
-                    entries,
-                    ..
-                }) => Some((
-                    Node {
-                        kind: Kind::Map(entries),
-                        span,
-                    },
-                    anchor,
-                )),
-                _ => return Err(err(span, "YAML syntax error: unbalanced mapping", None).into()),
-            },
-            Event::Alias(id) => {
-                let Some(target) = anchors.get(&id) else {
-                    return Err(err(span, "this alias refers to an unknown anchor", None).into());
-                };
-                let n = target.count();
-                if n > alias_budget {
-                    return Err(err(
-                        span,
-                        format!("alias expansion exceeds the limit of {MAX_ALIAS_NODES} nodes"),
-                        Some("use fewer or smaller aliases (`*name`)".into()),
-                    )
-                    .into());
-                }
-                alias_budget -= n;
-                if stack.len() + target.depth() > MAX_DEPTH {
-                    return Err(too_deep(span).into());
-                }
-                let mut node = target.clone();
-                node.span = span;
-                Some((node, 0))
-            }
-        };
-        let Some((node, anchor)) = complete else {
-            continue;
-        };
-        if anchor != 0 {
-            anchors.insert(anchor, node.clone());
+                },
+                anchor,
+            )),
+            _ => Err(err(span, "YAML syntax error: unbalanced list", None)),
         }
-        match stack.last_mut() {
+    }
+
+    /// Closes the innermost collection, which a `MappingEnd` event says is a mapping.
+    fn close_map(&mut self, span: Span) -> Result<(Node, usize), ManifestError> {
+        match self.stack.pop() {
+            Some(Frame::Map {
+                span,
+                anchor,
+                entries,
+                ..
+            }) => Ok((
+                Node {
+                    kind: Kind::Map(entries),
+                    span,
+                },
+                anchor,
+            )),
+            _ => Err(err(span, "YAML syntax error: unbalanced mapping", None)),
+        }
+    }
+
+    /// A copy of the anchored node, within the alias budget and the nesting limit.
+    fn alias(&mut self, id: usize, span: Span) -> Result<Node, ManifestError> {
+        let Some(target) = self.anchors.get(&id) else {
+            return Err(err(span, "this alias refers to an unknown anchor", None));
+        };
+        let n = target.count();
+        if n > self.alias_budget {
+            return Err(err(
+                span,
+                format!("alias expansion exceeds the limit of {MAX_ALIAS_NODES} nodes"),
+                Some("use fewer or smaller aliases (`*name`)".into()),
+            ));
+        }
+        self.alias_budget -= n;
+        if self.stack.len() + target.depth() > MAX_DEPTH {
+            return Err(too_deep(span));
+        }
+        let mut node = target.clone();
+        node.span = span;
+        Ok(node)
+    }
+
+    /// Puts a complete node where it belongs: the root, the next item of a list, or a mapping's
+    /// key (checked for duplicates) or value.
+    fn attach(&mut self, node: Node, anchor: usize) -> Result<(), ManifestError> {
+        if anchor != 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        match self.stack.last_mut() {
             None => {
-                if root.is_some() {
-                    return Err(err(node.span, "a manifest holds one YAML document", None).into());
+                if self.root.is_some() {
+                    return Err(err(node.span, "a manifest holds one YAML document", None));
                 }
-                root = Some(node);
+                self.root = Some(node);
             }
             Some(Frame::Seq { items, .. }) => items.push(node),
             Some(Frame::Map {
@@ -564,35 +600,17 @@ fn build(text: &str, loc: &Locator) -> Result<Node, Failure> {
                 ..
             }) => match pending_key.take() {
                 None => {
-                    let Some(name) = node.scalar_text() else {
-                        return Err(err(
-                            node.span,
-                            format!("a key must be a plain word, found {}", node.describe()),
-                            None,
-                        )
-                        .into());
-                    };
-                    if let Some(first) = seen.get(name) {
-                        return Err(err(
-                            node.span,
-                            format!(
-                                "duplicate key `{name}` (first defined on line {})",
-                                first.line
-                            ),
-                            Some("remove one of them or merge them".into()),
-                        )
-                        .into());
-                    }
-                    seen.insert(name.to_string(), node.span);
+                    new_key(seen, &node)?;
                     *pending_key = Some(node);
                 }
                 Some(key) => entries.push((key, node)),
             },
         }
+        Ok(())
     }
-    match root {
-        Some(r) => Ok(r),
-        None => Err(Failure::Manifest(ManifestError {
+
+    fn finish(self) -> Result<Node, ManifestError> {
+        self.root.ok_or_else(|| ManifestError {
             message: "the manifest is empty".into(),
             span: Some(Span {
                 offset: 0,
@@ -602,8 +620,31 @@ fn build(text: &str, loc: &Locator) -> Result<Node, Failure> {
             }),
             help: Some("start with `version: 1` and `project: NAME`".into()),
             source: None,
-        })),
+        })
     }
+}
+
+/// A mapping's key: a plain word, not seen before in the mapping.
+fn new_key(seen: &mut HashMap<String, Span>, node: &Node) -> Result<(), ManifestError> {
+    let Some(name) = node.scalar_text() else {
+        return Err(err(
+            node.span,
+            format!("a key must be a plain word, found {}", node.describe()),
+            None,
+        ));
+    };
+    if let Some(first) = seen.get(name) {
+        return Err(err(
+            node.span,
+            format!(
+                "duplicate key `{name}` (first defined on line {})",
+                first.line
+            ),
+            Some("remove one of them or merge them".into()),
+        ));
+    }
+    seen.insert(name.to_string(), node.span);
+    Ok(())
 }
 
 fn too_deep(span: Span) -> ManifestError {
