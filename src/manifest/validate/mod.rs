@@ -3,7 +3,7 @@
 //! cross-references (promote_from, unit names) are resolved. Errors carry the span of the offending
 //! node and, where there is one, a "did you mean".
 //!
-//! Stays out of: YAML syntax (raw.rs), rendering (diag), and anything that needs I/O.
+//! Stays out of: YAML syntax (`raw/`), rendering (diag), and anything that needs I/O.
 //!
 //! One module per part of the manifest: `environments`, `hosts`, `database` (with `migrations:`),
 //! `services`, `sites`; `obj` checks a mapping against its key table and `values` reads single
