@@ -2,7 +2,7 @@
 //! loaded, so that nothing from `deploy.yml` (or `--image`) can become an option (`--remove-orphans`),
 //! carry a NUL or a newline into argv, or point outside the repository. Pure.
 //!
-//! Each check returns `Err(why)` in words; `validate.rs` adds the location and a help line.
+//! Each check returns `Err(why)` in words; `validate/` adds the location and a help line.
 
 use std::path::{Component, Path};
 

@@ -1,5 +1,5 @@
 //! The key tables of deploy.yml: one table per mapping (name, type, required, default, description,
-//! allowed values). `validate.rs` checks keys against these tables and `schema.rs` generates the JSON
+//! allowed values). `validate/` checks keys against these tables and `schema.rs` generates the JSON
 //! Schema from them, so the two cannot drift apart. Pure data.
 
 /// The type of a key's value.

@@ -1,7 +1,7 @@
 //! `deploy.yml`: load, validate, describe. Pure apart from reading the one file.
 //!
-//! `raw.rs` parses YAML into a tree that keeps every node's [`Span`](crate::diag::Span);
-//! `validate.rs` turns that tree into the typed [`Manifest`], rejecting unknown keys with a suggestion;
+//! `raw/` parses YAML into a tree that keeps every node's [`Span`](crate::diag::Span);
+//! `validate/` turns that tree into the typed [`Manifest`], rejecting unknown keys with a suggestion;
 //! `schema.rs` prints the JSON Schema from the same key definitions.
 
 pub mod error;

@@ -1,6 +1,6 @@
 //! The validated manifest (`deploy.yml`, DESIGN.md "The contract"). Pure data.
 //!
-//! Everything here has been checked by `validate.rs`: names resolve, globs compile, hosts parse.
+//! Everything here has been checked by `validate/`: names resolve, globs compile, hosts parse.
 //! Entries keep the [`Span`] of their key so runtime errors can point back at the manifest.
 
 use crate::diag::{Source, Span};

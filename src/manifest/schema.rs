@@ -1,5 +1,5 @@
 //! The JSON Schema (draft 2020-12) of deploy.yml, printed by `deploy-action schema` for editors.
-//! Generated from the key tables in `keys.rs` — the same tables `validate.rs` checks against — so the
+//! Generated from the key tables in `keys.rs` — the same tables `validate/` checks against — so the
 //! schema and the validator cannot drift. Pure.
 //!
 //! The schema describes shapes (keys, types, allowed words, patterns); cross-references such as

@@ -6,12 +6,16 @@
 //! aliases are supported, but alias expansion may add at most [`MAX_ALIAS_NODES`] nodes. Duplicate keys,
 //! tabs used for indentation and several documents in one file are rejected here.
 //!
-//! Stays out of: what the keys mean (that is `validate.rs`). Pure: no I/O.
+//! `tree.rs` turns the parser's events into the tree; this file has the node types, the limits,
+//! the map from parser positions to spans and the wording of YAML syntax errors.
+//!
+//! Stays out of: what the keys mean (that is `validate/`). Pure: no I/O.
+
+mod tree;
 
 use super::ManifestError;
 use crate::diag::Span;
-use saphyr_parser::{Event, Parser, ScalarStyle, ScanError};
-use std::collections::HashMap;
+use saphyr_parser::ScanError;
 
 /// The largest manifest accepted (1 MiB).
 pub const MAX_BYTES: usize = 1024 * 1024;
@@ -238,21 +242,6 @@ impl<'a> Locator<'a> {
     }
 }
 
-enum Frame {
-    Seq {
-        span: Span,
-        anchor: usize,
-        items: Vec<Node>,
-    },
-    Map {
-        span: Span,
-        anchor: usize,
-        entries: Vec<(Node, Node)>,
-        pending_key: Option<Node>,
-        seen: HashMap<String, Span>,
-    },
-}
-
 fn err(span: Span, message: impl Into<String>, help: Option<String>) -> ManifestError {
     ManifestError {
         message: message.into(),
@@ -277,7 +266,7 @@ pub fn parse(text: &str) -> Result<Node, ManifestError> {
         });
     }
     let loc = Locator::new(text);
-    match build(text, &loc) {
+    match tree::build(text, &loc) {
         Ok(node) => Ok(node),
         Err(Failure::Scan(e, open)) => Err(scan_error(text, &loc, &e, open)),
         Err(Failure::Manifest(e)) => Err(e),
@@ -288,20 +277,6 @@ enum Failure {
     /// A syntax error, with the start of the innermost flow collection (`[` or `{`) still open.
     Scan(ScanError, Option<Span>),
     Manifest(ManifestError),
-}
-
-/// The outermost flow collection (`[…]` or `{…}`) the parser has opened, if any. The parser reads
-/// ahead, so collections nested in it may not have reached the stack yet: [`innermost_open`] finds
-/// them in the text.
-fn open_flow(stack: &[Frame], text: &str) -> Option<Span> {
-    stack.iter().find_map(|f| {
-        let span = match f {
-            Frame::Seq { span, .. } | Frame::Map { span, .. } => *span,
-        };
-        text[span.offset.min(text.len())..]
-            .starts_with(['[', '{'])
-            .then_some(span)
-    })
 }
 
 /// The byte offset of the innermost `[` or `{` opened at or after `from` and still open at `to`.
@@ -419,207 +394,12 @@ fn scan_error(text: &str, loc: &Locator, e: &ScanError, open: Option<Span>) -> M
     err(span, format!("YAML syntax error: {info}"), help)
 }
 
-fn build(text: &str, loc: &Locator) -> Result<Node, Failure> {
-    let mut parser = Parser::new_from_str(text);
-    let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
-    let mut alias_budget = MAX_ALIAS_NODES;
-    let mut root: Option<Node> = None;
-    let mut documents = 0usize;
-
-    while let Some(ev) = parser.next_event() {
-        let (event, sspan) = match ev {
-            Ok(ev) => ev,
-            Err(e) => return Err(Failure::Scan(e, open_flow(&stack, text))),
-        };
-        let span = loc.span(&sspan);
-        let complete: Option<(Node, usize)> = match event {
-            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => None,
-            Event::DocumentStart(_) => {
-                documents += 1;
-                if documents > 1 {
-                    return Err(err(
-                        span,
-                        "a manifest holds one YAML document; found a second one",
-                        Some(
-                            "remove the `---` line and everything after it, or merge the documents"
-                                .into(),
-                        ),
-                    )
-                    .into());
-                }
-                None
-            }
-            Event::Scalar(value, style, anchor, tag) => {
-                let str_tag = tag
-                    .as_ref()
-                    .is_some_and(|t| t.is_yaml_core_schema() && t.suffix == "str");
-                let quoted = !matches!(style, ScalarStyle::Plain) || str_tag;
-                Some((
-                    Node {
-                        kind: Kind::Scalar {
-                            value: value.into_owned(),
-                            quoted,
-                        },
-                        span,
-                    },
-                    anchor,
-                ))
-            }
-            Event::SequenceStart(anchor, _) => {
-                push_frame(
-                    &mut stack,
-                    Frame::Seq {
-                        span,
-                        anchor,
-                        items: Vec::new(),
-                    },
-                    span,
-                )?;
-                None
-            }
-            Event::MappingStart(anchor, _) => {
-                push_frame(
-                    &mut stack,
-                    Frame::Map {
-                        span,
-                        anchor,
-                        entries: Vec::new(),
-                        pending_key: None,
-                        seen: HashMap::new(),
-                    },
-                    span,
-                )?;
-                None
-            }
-            Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq {
-                    span,
-                    anchor,
-                    items,
-                }) => Some((
-                    Node {
-                        kind: Kind::Seq(items),
-                        span,
-                    },
-                    anchor,
-                )),
-                _ => return Err(err(span, "YAML syntax error: unbalanced list", None).into()),
-            },
-            Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map {
-                    span,
-                    anchor,
-                    entries,
-                    ..
-                }) => Some((
-                    Node {
-                        kind: Kind::Map(entries),
-                        span,
-                    },
-                    anchor,
-                )),
-                _ => return Err(err(span, "YAML syntax error: unbalanced mapping", None).into()),
-            },
-            Event::Alias(id) => {
-                let Some(target) = anchors.get(&id) else {
-                    return Err(err(span, "this alias refers to an unknown anchor", None).into());
-                };
-                let n = target.count();
-                if n > alias_budget {
-                    return Err(err(
-                        span,
-                        format!("alias expansion exceeds the limit of {MAX_ALIAS_NODES} nodes"),
-                        Some("use fewer or smaller aliases (`*name`)".into()),
-                    )
-                    .into());
-                }
-                alias_budget -= n;
-                if stack.len() + target.depth() > MAX_DEPTH {
-                    return Err(too_deep(span).into());
-                }
-                let mut node = target.clone();
-                node.span = span;
-                Some((node, 0))
-            }
-        };
-        let Some((node, anchor)) = complete else {
-            continue;
-        };
-        if anchor != 0 {
-            anchors.insert(anchor, node.clone());
-        }
-        match stack.last_mut() {
-            None => {
-                if root.is_some() {
-                    return Err(err(node.span, "a manifest holds one YAML document", None).into());
-                }
-                root = Some(node);
-            }
-            Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map {
-                entries,
-                pending_key,
-                seen,
-                ..
-            }) => match pending_key.take() {
-                None => {
-                    let Some(name) = node.scalar_text() else {
-                        return Err(err(
-                            node.span,
-                            format!("a key must be a plain word, found {}", node.describe()),
-                            None,
-                        )
-                        .into());
-                    };
-                    if let Some(first) = seen.get(name) {
-                        return Err(err(
-                            node.span,
-                            format!(
-                                "duplicate key `{name}` (first defined on line {})",
-                                first.line
-                            ),
-                            Some("remove one of them or merge them".into()),
-                        )
-                        .into());
-                    }
-                    seen.insert(name.to_string(), node.span);
-                    *pending_key = Some(node);
-                }
-                Some(key) => entries.push((key, node)),
-            },
-        }
-    }
-    match root {
-        Some(r) => Ok(r),
-        None => Err(Failure::Manifest(ManifestError {
-            message: "the manifest is empty".into(),
-            span: Some(Span {
-                offset: 0,
-                len: 0,
-                line: 1,
-                col: 1,
-            }),
-            help: Some("start with `version: 1` and `project: NAME`".into()),
-            source: None,
-        })),
-    }
-}
-
 fn too_deep(span: Span) -> ManifestError {
     err(
         span,
         format!("the manifest nests deeper than {MAX_DEPTH} levels"),
         None,
     )
-}
-
-fn push_frame(stack: &mut Vec<Frame>, frame: Frame, span: Span) -> Result<(), ManifestError> {
-    if stack.len() >= MAX_DEPTH {
-        return Err(too_deep(span));
-    }
-    stack.push(frame);
-    Ok(())
 }
 
 #[cfg(test)]
