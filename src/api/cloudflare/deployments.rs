@@ -6,6 +6,7 @@ use super::{CfError, Cloudflare, REQUEST_TIMEOUT, url_segment};
 use crate::api::http::{excerpt, timeout_for_body};
 use crate::api::retry::{Attempt, retry};
 use reqwest::Method;
+use reqwest::blocking::multipart::{Form, Part};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
@@ -131,98 +132,90 @@ impl Cloudflare {
         req: &DeploymentRequest,
         before: Result<HashSet<String>, CfError>,
     ) -> Result<Created, CfError> {
-        use reqwest::blocking::multipart::{Form, Part};
-        let manifest = serde_json::to_string(&req.manifest).unwrap_or_default();
-        let commit_message = req
-            .commit_message
-            .as_deref()
-            .filter(|m| !m.is_empty())
-            .map(|m| crate::pages::truncate_commit_message(m).to_string());
-        let body_len =
-            manifest.len() + req.files.iter().map(|(_, b)| b.len() + 256).sum::<usize>() + 1024;
-        let form = || -> Result<Form, CfError> {
-            let mut form = Form::new().text("manifest", manifest.clone());
-            if let Some(b) = &req.branch {
-                form = form.text("branch", b.clone());
-            }
-            if let Some(m) = &commit_message {
-                form = form.text("commit_message", m.clone());
-            }
-            if let Some(h) = &req.commit_hash {
-                form = form.text("commit_hash", h.clone());
-            }
-            if let Some(d) = req.commit_dirty {
-                form = form.text("commit_dirty", d.to_string());
-            }
-            for (name, bytes) in &req.files {
-                // wrangler's `new File([…], name)` has no type: undici sends octet-stream.
-                let part = Part::bytes(bytes.clone())
-                    .file_name(name.clone())
-                    .mime_str("application/octet-stream")
-                    .map_err(|e| CfError::InvalidToken(e.to_string()))?;
-                form = form.part(name.clone(), part);
-            }
-            Ok(form)
-        };
-        let path = format!("{}/deployments", self.project_path(project));
-        let url = self.url(&path);
-        let method = Method::POST;
+        let form = DeploymentForm::new(req);
+        let url = self.url(&format!("{}/deployments", self.project_path(project)));
+        // The last POST failed in a way that may have created the deployment all the same.
         let mut unsure = false;
         retry(&self.policy, "the request", |_| {
             if unsure {
-                let Ok(before) = &before else {
-                    return Attempt::Fail(CfError::OutcomeUnknown(format!(
-                        "the deployment POST may have created a deployment, and the project's deployments could not be listed beforehand to tell ({}); look at the deployments of `{project}` before running again",
-                        before.as_ref().err().map(ToString::to_string).unwrap_or_default()
-                    )));
-                };
-                match self.find_created(project, req, before) {
-                    Ok(Some(d)) => {
-                        return Attempt::Done(Created {
-                            deployment: d,
-                            adopted: true,
-                        });
-                    }
-                    Ok(None) => unsure = false,
-                    // Not knowing is no reason to POST blind: look again after a back-off.
-                    Err(e) if e.is_transient() => {
-                        return Attempt::Retry {
-                            after: e.retry_after(),
-                            error: e,
-                        };
-                    }
-                    Err(e) => return Attempt::Fail(e),
+                if let Some(settled) = self.adopt_lost_post(project, req, &before) {
+                    return settled;
                 }
+                unsure = false;
             }
-            let form = match form() {
-                Ok(f) => f,
-                Err(e) => return Attempt::Fail(e),
-            };
-            let rb = self
-                .http
-                .request(method.clone(), &url)
-                .timeout(timeout_for_body(REQUEST_TIMEOUT, body_len as u64))
-                .bearer_auth(&self.cfg.api_token)
-                .multipart(form);
-            match self.execute(&method, &url, rb) {
-                Ok(v) => match deployment_from(v) {
-                    Ok(d) => Attempt::Done(Created {
-                        deployment: d,
-                        adopted: false,
-                    }),
-                    Err(e) => Attempt::Fail(e),
-                },
-                Err(e) if e.is_transient() => {
-                    unsure = !e.certainly_not_processed();
-                    Attempt::Retry {
-                        after: e.retry_after(),
-                        error: e,
-                    }
-                }
-                Err(e) => Attempt::Fail(e),
-            }
+            self.post_deployment(&url, &form, &mut unsure)
         })
         .map_err(flatten)
+    }
+
+    /// After a POST whose outcome is unknown: the deployment it created, adopted; `None` when it
+    /// created none and the POST may be sent again. A failure to tell is retried when transient,
+    /// else final, and so is having no list from before the POST to tell by.
+    fn adopt_lost_post(
+        &self,
+        project: &str,
+        req: &DeploymentRequest,
+        before: &Result<HashSet<String>, CfError>,
+    ) -> Option<Attempt<Created, CfError>> {
+        let before = match before {
+            Ok(before) => before,
+            Err(e) => {
+                return Some(Attempt::Fail(CfError::OutcomeUnknown(format!(
+                    "the deployment POST may have created a deployment, and the project's deployments could not be listed beforehand to tell ({e}); look at the deployments of `{project}` before running again"
+                ))));
+            }
+        };
+        match self.find_created(project, req, before) {
+            Ok(Some(d)) => Some(Attempt::Done(Created {
+                deployment: d,
+                adopted: true,
+            })),
+            Ok(None) => None,
+            // Not knowing is no reason to POST blind: look again after a back-off.
+            Err(e) if e.is_transient() => Some(Attempt::Retry {
+                after: e.retry_after(),
+                error: e,
+            }),
+            Err(e) => Some(Attempt::Fail(e)),
+        }
+    }
+
+    /// One deployment POST to `url`. A transient failure is retried, and marks the outcome
+    /// `unsure` unless the server certainly did not act on the request.
+    fn post_deployment(
+        &self,
+        url: &str,
+        form: &DeploymentForm,
+        unsure: &mut bool,
+    ) -> Attempt<Created, CfError> {
+        let method = Method::POST;
+        let body = match form.build() {
+            Ok(f) => f,
+            Err(e) => return Attempt::Fail(e),
+        };
+        let rb = self
+            .http
+            .request(method.clone(), url)
+            .timeout(timeout_for_body(REQUEST_TIMEOUT, form.len))
+            .bearer_auth(&self.cfg.api_token)
+            .multipart(body);
+        match self.execute(&method, url, rb) {
+            Ok(v) => match deployment_from(v) {
+                Ok(d) => Attempt::Done(Created {
+                    deployment: d,
+                    adopted: false,
+                }),
+                Err(e) => Attempt::Fail(e),
+            },
+            Err(e) if e.is_transient() => {
+                *unsure = !e.certainly_not_processed();
+                Attempt::Retry {
+                    after: e.retry_after(),
+                    error: e,
+                }
+            }
+            Err(e) => Attempt::Fail(e),
+        }
     }
 
     /// The ids of the project's most recent deployments (the first page of the list): taken before
@@ -363,4 +356,60 @@ fn deployment_from(v: Value) -> Result<Deployment, CfError> {
         body: format!("{e}: {}", excerpt(&v.to_string(), 100)),
         retry_after: None,
     })
+}
+
+/// The parts of a deployment POST in wrangler's order, built afresh for every attempt (sending a
+/// form consumes it).
+struct DeploymentForm<'a> {
+    req: &'a DeploymentRequest,
+    manifest: String,
+    /// The commit message, truncated as wrangler does; none when empty.
+    commit_message: Option<String>,
+    /// An estimate of the body's size, for its timeout.
+    len: u64,
+}
+
+impl<'a> DeploymentForm<'a> {
+    fn new(req: &'a DeploymentRequest) -> DeploymentForm<'a> {
+        let manifest = serde_json::to_string(&req.manifest).unwrap_or_default();
+        let commit_message = req
+            .commit_message
+            .as_deref()
+            .filter(|m| !m.is_empty())
+            .map(|m| crate::pages::truncate_commit_message(m).to_string());
+        let len =
+            manifest.len() + req.files.iter().map(|(_, b)| b.len() + 256).sum::<usize>() + 1024;
+        DeploymentForm {
+            req,
+            manifest,
+            commit_message,
+            len: len as u64,
+        }
+    }
+
+    fn build(&self) -> Result<Form, CfError> {
+        let req = self.req;
+        let mut form = Form::new().text("manifest", self.manifest.clone());
+        if let Some(b) = &req.branch {
+            form = form.text("branch", b.clone());
+        }
+        if let Some(m) = &self.commit_message {
+            form = form.text("commit_message", m.clone());
+        }
+        if let Some(h) = &req.commit_hash {
+            form = form.text("commit_hash", h.clone());
+        }
+        if let Some(d) = req.commit_dirty {
+            form = form.text("commit_dirty", d.to_string());
+        }
+        for (name, bytes) in &req.files {
+            // wrangler's `new File([…], name)` has no type: undici sends octet-stream.
+            let part = Part::bytes(bytes.clone())
+                .file_name(name.clone())
+                .mime_str("application/octet-stream")
+                .map_err(|e| CfError::InvalidToken(e.to_string()))?;
+            form = form.part(name.clone(), part);
+        }
+        Ok(form)
+    }
 }
