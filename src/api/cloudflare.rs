@@ -83,6 +83,7 @@ impl Config {
         })
     }
 }
+
 /// A Pages project, the fields we use.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct Project {
@@ -92,6 +93,7 @@ pub struct Project {
     #[serde(default)]
     pub subdomain: Option<String>,
 }
+
 /// The client.
 pub struct Cloudflare {
     http: HttpClient,
@@ -101,6 +103,7 @@ pub struct Cloudflare {
     /// Upload tokens fetched after the first one (proactive and after refusals).
     refreshes: AtomicU32,
 }
+
 impl Cloudflare {
     pub fn new(cfg: Config, http: HttpClient, policy: RetryPolicy) -> Cloudflare {
         Cloudflare {

@@ -33,6 +33,7 @@ struct Metadata<'a> {
     #[serde(rename = "contentType")]
     content_type: &'a str,
 }
+
 impl Cloudflare {
     /// The JSON body of one upload request; files are read now, not before.
     pub fn upload_body(files: &[UploadFile]) -> Result<Vec<u8>, CfError> {
@@ -203,6 +204,7 @@ impl std::io::Read for UploadStream {
         Ok(n)
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -97,6 +97,7 @@ pub struct Created {
     /// list and adopted instead of creating a second one.
     pub adopted: bool,
 }
+
 /// How the final status poll ended.
 #[derive(Debug)]
 pub enum PollOutcome {
@@ -106,6 +107,7 @@ pub enum PollOutcome {
     /// Still not final at the deadline.
     Unknown(Option<Deployment>),
 }
+
 impl Cloudflare {
     /// `POST …/projects/{p}/deployments` (multipart, the parts in wrangler's order), retried on
     /// 8000000 and transient failures, without ever creating a duplicate: the project's

@@ -60,6 +60,7 @@ impl UploadToken {
         self.exp.is_some_and(|exp| exp <= now + margin)
     }
 }
+
 /// The run's upload token and how it has fared: the refresh policy, kept pure (the clock is passed
 /// in) so it can be tested without waiting.
 #[derive(Debug, Default)]
@@ -130,6 +131,7 @@ impl TokenBook {
         Refusal::Refresh
     }
 }
+
 impl Cloudflare {
     /// `GET …/projects/{p}/upload-token`, parsed.
     pub fn fetch_upload_token(&self, project: &str) -> Result<UploadToken, CfError> {
@@ -203,6 +205,7 @@ fn unix_now() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,12 +33,14 @@ impl Gateway {
             .then(|| self.one_at_a_time.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
+
 /// How the uploads went, beyond success.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UploadSummary {
     /// An HTTP 524 dropped the uploads to one at a time.
     pub one_at_a_time: bool,
 }
+
 impl Cloudflare {
     /// An asset call with the upload JWT: refreshed when close to expiry or refused, bounded.
     fn asset_call(
