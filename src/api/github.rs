@@ -121,29 +121,7 @@ impl GitHub {
             .enable_all()
             .build()
             .map_err(|e| config(format!("cannot start the HTTP runtime: {e}")))?;
-        let headers = vec![(
-            ACCEPT,
-            HeaderValue::from_static("application/vnd.github+json"),
-        )];
-        // octocrab's request buffer spawns its worker on the current runtime: ours.
-        let octo = {
-            let _entered = rt.enter();
-            let built = OctocrabBuilder::new_empty()
-                .with_service(ReqwestConnector::new(http))
-                .with_layer(&ExtraHeadersLayer::new(Arc::new(headers)))
-                .with_layer(&BaseUriLayer::new(base_uri.clone()))
-                .with_layer(&AuthHeaderLayer::new(
-                    Some(auth),
-                    base_uri.clone(),
-                    base_uri,
-                ))
-                .with_auth(AuthState::None)
-                .build();
-            match built {
-                Ok(octo) => octo,
-                Err(never) => match never {},
-            }
-        };
+        let octo = octocrab_on(&rt, http, base_uri, auth);
         Ok(GitHub {
             repository: repository.to_string(),
             octo,
@@ -241,6 +219,37 @@ impl Drop for GitHub {
         if let Some(rt) = self.rt.take() {
             rt.shutdown_background();
         }
+    }
+}
+
+/// octocrab over our reqwest client: JSON `Accept`, requests to `base_uri`, and the bearer `auth`
+/// header for that host only.
+fn octocrab_on(
+    rt: &tokio::runtime::Runtime,
+    http: reqwest::Client,
+    base_uri: http::Uri,
+    auth: HeaderValue,
+) -> Octocrab {
+    let headers = vec![(
+        ACCEPT,
+        HeaderValue::from_static("application/vnd.github+json"),
+    )];
+    // octocrab's request buffer spawns its worker on the current runtime: ours.
+    let _entered = rt.enter();
+    let built = OctocrabBuilder::new_empty()
+        .with_service(ReqwestConnector::new(http))
+        .with_layer(&ExtraHeadersLayer::new(Arc::new(headers)))
+        .with_layer(&BaseUriLayer::new(base_uri.clone()))
+        .with_layer(&AuthHeaderLayer::new(
+            Some(auth),
+            base_uri.clone(),
+            base_uri,
+        ))
+        .with_auth(AuthState::None)
+        .build();
+    match built {
+        Ok(octo) => octo,
+        Err(never) => match never {},
     }
 }
 
