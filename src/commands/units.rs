@@ -4,6 +4,7 @@
 //! The one module the command files share (none imports another).
 
 use crate::changes::{self, Affected};
+use crate::cmd::Cmd;
 use crate::context::Ctx;
 use crate::error::{CommandFailure, Error, Noun, Result, STDERR_TAIL_LINES};
 use crate::exec::local::LocalExecutor;
@@ -179,11 +180,30 @@ pub fn run_stage(
         root: loaded.cmd_root(),
     };
     let steps = planner(&input);
-    let r = &ctx.report;
-    let dry = ctx.settings.dry_run;
+    announce_stage(ctx, stage, env, &loaded);
+    let mut run = StageRun {
+        ctx,
+        stage,
+        manifest: &loaded.manifest,
+        keep_going: args.keep_going,
+        failed: false,
+        executor: LocalExecutor,
+    };
+    let results: Vec<UnitResult> = loaded
+        .affected
+        .units
+        .iter()
+        .filter_map(|unit| run.unit(unit, &steps))
+        .collect();
+    summarize_stage(ctx, stage, env, &loaded, &results);
+    finish_stage(ctx, stage, env, &loaded, &results)
+}
 
+/// The stage's heading, how the units were chosen, and the `affected` output.
+fn announce_stage(ctx: &Ctx, stage: &str, env: Option<&Environment>, loaded: &Loaded) {
+    let r = &ctx.report;
     r.stage_start(
-        if dry {
+        if ctx.settings.dry_run {
             format!("{stage} (dry run)")
         } else {
             stage.to_string()
@@ -198,15 +218,27 @@ pub fn run_stage(
         "affected",
         &serde_json::to_string(&loaded.affected.units).unwrap_or_else(|_| "[]".into()),
     );
+}
 
-    let mut results: Vec<UnitResult> = Vec::new();
-    let mut failed = false;
-    let mut executor = LocalExecutor;
-    for unit in &loaded.affected.units {
-        let step: Option<&Step> = steps.iter().find(|s| s.unit.as_deref() == Some(unit));
-        let Some(step) = step else {
-            results.push(UnitResult {
-                unit: unit.clone(),
+/// One local stage under way: what it needs to run a unit's step, and whether a unit failed yet.
+struct StageRun<'a> {
+    ctx: &'a Ctx,
+    stage: &'a str,
+    manifest: &'a Manifest,
+    keep_going: bool,
+    /// A unit failed: the next ones are skipped unless `keep_going`.
+    failed: bool,
+    executor: LocalExecutor,
+}
+
+impl StageRun<'_> {
+    /// The result of `unit`'s step in `steps`: nothing to do without one, printed in a dry run,
+    /// skipped after a failure (without `--keep-going`), else run. `None` for a step that is not a
+    /// command.
+    fn unit(&mut self, unit: &str, steps: &[Step]) -> Option<UnitResult> {
+        let Some(step) = steps.iter().find(|s| s.unit.as_deref() == Some(unit)) else {
+            return Some(UnitResult {
+                unit: unit.to_string(),
                 command: None,
                 host: "local".into(),
                 result: Outcome::NothingToDo,
@@ -214,13 +246,12 @@ pub fn run_stage(
                 duration_ms: 0,
                 error: None,
             });
-            continue;
         };
         let Action::Run { cmd } = &step.action else {
-            continue;
+            return None;
         };
         let mut res = UnitResult {
-            unit: unit.clone(),
+            unit: unit.to_string(),
             command: Some(cmd.display()),
             host: step.target.label(),
             result: Outcome::DryRun,
@@ -228,63 +259,87 @@ pub fn run_stage(
             duration_ms: 0,
             error: None,
         };
-        if dry {
-            r.info(&format!("{unit}: would run: {}", cmd.display()));
-        } else if failed && !args.keep_going {
+        if self.ctx.settings.dry_run {
+            self.ctx
+                .report
+                .info(&format!("{unit}: would run: {}", cmd.display()));
+        } else if self.failed && !self.keep_going {
             res.result = Outcome::Skipped;
         } else {
-            r.group_start(&format!("{stage} {unit}"));
-            let spinner = r.step_start(&format!("{stage} {unit}"));
-            let started = Instant::now();
-            let cmd = cmd
-                .clone()
-                .scrub_env(crate::cmd::unit_child_scrub(&loaded.manifest, unit));
-            r.info(&format!("$ {}", cmd.display()));
-            let mut tail = StderrTail::new(STDERR_TAIL_LINES);
-            let status = r.relaying(|| {
-                executor.run(&cmd, None, &mut |stream, line| {
-                    tail.keep(stream, line);
-                    r.relay(unit, stream, line)
-                })
-            });
-            r.step_done(spinner);
-            res.duration_ms = started.elapsed().as_millis() as u64;
-            match status {
-                Ok(0) => {
-                    res.result = Outcome::Ok;
-                    res.exit_code = Some(0);
-                }
-                Ok(code) => {
-                    res.result = Outcome::Failed;
-                    res.exit_code = Some(code);
-                }
-                Err(e) => {
-                    res.result = Outcome::Failed;
-                    res.error = Some(e.to_string());
-                }
-            }
-            r.group_end();
-            if res.result == Outcome::Failed {
-                failed = true;
-                let f = CommandFailure::new(&res.host, format!("{stage} {unit}"), &cmd)
-                    .unit(unit)
-                    .origin(step.origin);
-                let f = match (&res.error, res.exit_code) {
-                    (Some(why), _) => f.stderr(why),
-                    (None, code) => f.status(code.unwrap_or(-1)).stderr(tail.text()),
-                };
-                ctx.report_error(&f.into());
-            }
+            self.run(step, cmd, &mut res);
         }
-        results.push(res);
+        Some(res)
     }
 
+    /// Runs `cmd`, `step`'s command, relaying its output; records how it ended in `res`, and
+    /// reports a failure with the command and its stderr tail.
+    fn run(&mut self, step: &Step, cmd: &Cmd, res: &mut UnitResult) {
+        let (r, stage, unit) = (&self.ctx.report, self.stage, res.unit.as_str());
+        r.group_start(&format!("{stage} {unit}"));
+        let spinner = r.step_start(&format!("{stage} {unit}"));
+        let started = Instant::now();
+        let cmd = cmd
+            .clone()
+            .scrub_env(crate::cmd::unit_child_scrub(self.manifest, unit));
+        r.info(&format!("$ {}", cmd.display()));
+        let mut tail = StderrTail::new(STDERR_TAIL_LINES);
+        let executor = &mut self.executor;
+        let status = r.relaying(|| {
+            executor.run(&cmd, None, &mut |stream, line| {
+                tail.keep(stream, line);
+                r.relay(unit, stream, line)
+            })
+        });
+        r.step_done(spinner);
+        res.duration_ms = started.elapsed().as_millis() as u64;
+        match status {
+            Ok(code) => {
+                res.result = if code == 0 {
+                    Outcome::Ok
+                } else {
+                    Outcome::Failed
+                };
+                res.exit_code = Some(code);
+            }
+            Err(e) => {
+                res.result = Outcome::Failed;
+                res.error = Some(e.to_string());
+            }
+        }
+        r.group_end();
+        if res.result == Outcome::Failed {
+            self.failed = true;
+            self.report_failure(step, &cmd, res, &tail);
+        }
+    }
+
+    /// Reports the failed command of `res`: why it could not start, or its status and stderr tail.
+    fn report_failure(&self, step: &Step, cmd: &Cmd, res: &UnitResult, tail: &StderrTail) {
+        let f = CommandFailure::new(&res.host, format!("{} {}", self.stage, res.unit), cmd)
+            .unit(&res.unit)
+            .origin(step.origin);
+        let f = match (&res.error, res.exit_code) {
+            (Some(why), _) => f.stderr(why),
+            (None, code) => f.status(code.unwrap_or(-1)).stderr(tail.text()),
+        };
+        self.ctx.report_error(&f.into());
+    }
+}
+
+/// The summary table: one row per unit, with how the units were chosen.
+fn summarize_stage(
+    ctx: &Ctx,
+    stage: &str,
+    env: Option<&Environment>,
+    loaded: &Loaded,
+    results: &[UnitResult],
+) {
     let title = match env {
         Some(e) => format!("{stage} ({})", e.name),
         None => stage.to_string(),
     };
     let mut summary = Summary::new(title, &["unit", "host", "duration", "result"]);
-    for res in &results {
+    for res in results {
         summary.row([
             res.unit.clone(),
             res.host.clone(),
@@ -300,8 +355,19 @@ pub fn run_stage(
         summary.note("No unit is affected: nothing to do.");
     }
     summary.note(loaded.describe());
-    r.summary(&summary);
+    ctx.report.summary(&summary);
+}
 
+/// The `<stage>-failed` output, the `--json` document, and the stage's result: an error naming
+/// the failed units, if any.
+fn finish_stage(
+    ctx: &Ctx,
+    stage: &str,
+    env: Option<&Environment>,
+    loaded: &Loaded,
+    results: &[UnitResult],
+) -> Result<()> {
+    let r = &ctx.report;
     let failed_units: Vec<String> = results
         .iter()
         .filter(|x| x.result == Outcome::Failed)
@@ -314,7 +380,7 @@ pub fn run_stage(
     if ctx.settings.json {
         r.json_document(&serde_json::json!({
             "stage": stage,
-            "dry_run": dry,
+            "dry_run": ctx.settings.dry_run,
             "affected": loaded.affected.units,
             "base": loaded.affected.base,
             "head": loaded.affected.head,
