@@ -319,6 +319,7 @@ mod tests {
                 })
                 .collect(),
             recorded: false,
+            shown: Default::default(),
         };
         let infos = "sha256:2222222222222222 []\n";
         let ok = ran(&[("pull:0", 0, "done"), ("now:0", 0, infos)]);
