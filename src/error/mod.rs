@@ -70,10 +70,6 @@ pub enum Error {
     },
     /// A plan and the code that performs it are out of step: a bug (exit 1).
     Bug(String),
-    /// Legacy: a stage failed, described by a sentence only (exit 1). Kept for the compose engine
-    /// (`deploy/{compose,fanout,ship}.rs`, `commands/{up,promote,rollback}.rs`, `ledger/lock.rs`)
-    /// until it moves its sites onto the typed variants above; new code must not use it.
-    StageFailed(String),
     /// An error that stopped a stage, with what it left ([`Error::aftermath`]): `later hosts were
     /// not touched`, `nothing was deployed on this host: …`. Its host, unit, origin and notes are
     /// the error's; the aftermath follows its message. Exit 1 whatever the error's own code: the
@@ -422,7 +418,6 @@ impl Error {
             | Error::Failed { .. }
             | Error::Bug(_)
             | Error::Aftermath { .. }
-            | Error::StageFailed(_)
             | Error::Exec(_)
             | Error::Other(_) => Exit::StageFailed,
             Error::Approval(_) => Exit::Approval,

@@ -110,7 +110,7 @@ impl Error {
                 )
             }
             Error::Bug(what) => format!("{what} (a bug: please report it)"),
-            Error::StageFailed(m) | Error::Approval(m) | Error::LockHeld(m) => m.clone(),
+            Error::Approval(m) | Error::LockHeld(m) => m.clone(),
             Error::Exec(e) => e.to_string(),
             Error::Other(e) => e.to_string(),
         }

@@ -200,7 +200,6 @@ fn each_kind_has_its_exit_code() {
         (Error::usage("x"), 2),
         (Error::io("cannot write x", None, &io), 1),
         (Error::Bug("b".into()), 1),
-        (Error::StageFailed("legacy".into()), 1),
         // A stage stopped by any error fails: a lock error from a host's check is exit 1 too.
         (
             Error::LockHeld("l".into()).aftermath("no host was changed"),
@@ -314,7 +313,6 @@ fn one_of_each() -> Vec<Error> {
             noun: Noun::Unit,
         },
         Error::Bug("b".into()),
-        Error::StageFailed("legacy".into()),
         Error::Bug("b".into()).aftermath("later hosts were not touched"),
         Error::Approval("a".into()),
         Error::LockHeld("l".into()),
@@ -342,7 +340,6 @@ fn every_variant_has_the_exit_code_of_the_contract() {
             | Error::Failed { .. }
             | Error::Bug(_)
             | Error::Aftermath { .. }
-            | Error::StageFailed(_)
             | Error::Exec(_)
             | Error::Other(_) => 1,
         };
