@@ -12,7 +12,7 @@ use crate::cmd::docker_engine as de;
 use crate::context::Ctx;
 use crate::deploy::fanout::Fanout;
 use crate::deploy::{HostResult, UpRequest};
-use crate::error::{Error, Result};
+use crate::error::{Error, GateFailure, RecordFailure, Result};
 use crate::guard::{self, ChangePlan};
 use crate::ledger::identity::lock_owner;
 use crate::ledger::lock::EnvLock;
@@ -56,10 +56,11 @@ pub fn run(from: Option<&str>, to: Option<&str>, ctx: &Ctx) -> Result<()> {
 
     let src = store::load(ctx, &source)?;
     let Some(release) = src.current().cloned() else {
-        return Err(Error::StageFailed(format!(
+        return Err(GateFailure::new(format!(
             "nothing to promote: environment `{}` has no successful (live) release",
             source.name
-        )));
+        ))
+        .into());
     };
     let have = ledger::unit_versions(&store::load(ctx, &target)?.releases);
     let want = ledger::state_at(&src.releases, release.number);
@@ -237,10 +238,14 @@ fn migrate_options(
     v: &str,
 ) -> Result<crate::deploy::migrate::Options> {
     let version: u64 = v.parse().map_err(|_| {
-        Error::StageFailed(format!(
-            "release {} of {} records migration version `{v}`, which is not a number",
-            release.number, source.name
-        ))
+        RecordFailure::new(
+            "",
+            format!(
+                "promote release {} of {}: it records migration version `{v}`, which is not a number",
+                release.number, source.name
+            ),
+            "",
+        )
     })?;
     let mut opts = crate::deploy::migrate::Options::new(store::repo_root(ctx), ".");
     opts.target = Some(version);
@@ -507,10 +512,11 @@ fn promote_services(
 ) -> Result<(ReleaseRecord, Ran)> {
     let report = &ctx.report;
     let Some(src_host) = source.hosts.first() else {
-        return Err(Error::StageFailed(format!(
+        return Err(GateFailure::new(format!(
             "environment `{}` has no hosts to take the images from",
             source.name
-        )));
+        ))
+        .into());
     };
     let images = p
         .images
@@ -542,7 +548,8 @@ fn promote_services(
             }
         }
     }
-    let check = |host: &crate::manifest::Host, r: &HostResult| runs_the_source(host, r, p, source);
+    let check =
+        |host: &crate::manifest::Host, r: &HostResult| runs_the_source(m, host, r, p, source);
     let run = Fanout {
         report,
         env: target,
@@ -572,15 +579,15 @@ fn promote_services(
     match (first, dry_run) {
         (Some(r), _) => Ok((r, ran)),
         (None, true) => Ok((ReleaseRecord::default(), ran)),
-        (None, false) => Err(Error::StageFailed(format!(
-            "environment `{}` has no hosts",
-            target.name
-        ))),
+        (None, false) => {
+            Err(GateFailure::new(format!("environment `{}` has no hosts", target.name)).into())
+        }
     }
 }
 
 /// The exact artifacts: the ids a host runs now must be the source's.
 fn runs_the_source(
+    m: &Manifest,
     host: &crate::manifest::Host,
     r: &HostResult,
     p: &Promotion,
@@ -597,11 +604,15 @@ fn runs_the_source(
             _ => false,
         };
         if !id.is_empty() && running != id && !same_digest {
-            return Err(Error::StageFailed(format!(
-                "{}: {cs} runs image {running}, not {id} from {}",
-                host.label(),
+            let mut gate = GateFailure::new(format!(
+                "{cs} runs image {running}, not {id} from {}",
                 source.name
-            )));
+            ))
+            .host(host.label());
+            if let Some((key, _)) = m.services.iter().find(|(_, s)| s.compose_service == *cs) {
+                gate = gate.unit(key);
+            }
+            return Err(gate.into());
         }
     }
     Ok(())

@@ -12,7 +12,7 @@ use crate::cmd::docker_engine as de;
 use crate::context::Ctx;
 use crate::deploy::fanout::Fanout;
 use crate::deploy::{HostResult, UpRequest};
-use crate::error::{Error, Result};
+use crate::error::{Error, GateFailure, Result};
 use crate::exec;
 use crate::guard::{self, ChangePlan};
 use crate::ledger::identity::lock_owner;
@@ -93,7 +93,7 @@ fn choose(ctx: &Ctx, m: &Manifest, env: &Environment, to: Option<&str>) -> Resul
     let target = match ledger::rollback_target(&env.name, releases, selector.as_ref()) {
         Ok(t) => t.clone(),
         // Nothing to go back to is the environment's state, not a typing error: exit 1.
-        Err(e @ TargetError::Nothing(_)) => return Err(Error::StageFailed(e.to_string())),
+        Err(e @ TargetError::Nothing(_)) => return Err(GateFailure::new(e.to_string()).into()),
         Err(e) => return Err(Error::usage(e.to_string())),
     };
     let abandoned = loaded.current().cloned();
@@ -529,12 +529,14 @@ fn on_the_hosts(
                     }
                 }
                 None => {
-                    return Err(Error::StageFailed(format!(
-                        "{}: image {image} of release {} is no longer on the host (retention keeps the last {} releases) and the release recorded no repo digest to pull it by; roll back to a newer release or deploy an image with `up --image`",
-                        host.label(),
+                    return Err(GateFailure::new(format!(
+                        "image {image} of release {} is no longer on the host (retention keeps the last {} releases) and the release recorded no repo digest to pull it by",
                         target.number,
                         env.keep_releases
-                    )));
+                    ))
+                    .host(host.label())
+                    .help("roll back to a newer release or deploy an image with `up --image`")
+                    .into());
                 }
             }
         }
