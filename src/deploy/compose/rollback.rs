@@ -19,45 +19,68 @@ use std::collections::BTreeMap;
 /// Seconds a replaced container gets to stop when a cancelled run rolls back.
 pub const CANCEL_STOP_TIMEOUT: u64 = 2;
 
+/// Which services the rollback branch puts back, and how.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Nothing: `compose up` never ran, or nothing in the plan failed or changed.
+    Nothing,
+    /// After a signal: every planned service this run changed, at once, without a gate.
+    AtOnce(Vec<String>),
+    /// The planned services that failed their gate, each then gated again.
+    Gated(Vec<String>),
+}
+
+/// The policy of the rollback branch, on plain data: `candidates` are the services the plan may
+/// put back, `changed` those whose container this run replaced, `failed` those whose gate failed.
+pub fn decide(
+    candidates: &[Back],
+    cancelled_before_up: bool,
+    cancelled_in_gate: bool,
+    changed: &[String],
+    failed: &[String],
+) -> Decision {
+    let in_plan = |s: &&String| candidates.iter().any(|b| b.service == **s);
+    let pick = |list: &[String]| list.iter().filter(in_plan).cloned().collect::<Vec<_>>();
+    match () {
+        _ if cancelled_before_up => Decision::Nothing,
+        _ if cancelled_in_gate => match pick(changed) {
+            back if back.is_empty() => Decision::Nothing,
+            back => Decision::AtOnce(back),
+        },
+        _ => match pick(failed) {
+            back if back.is_empty() => Decision::Nothing,
+            back => Decision::Gated(back),
+        },
+    }
+}
+
 /// The rollback step (see the module header).
 pub fn perform(d: &mut HostDeploy, candidates: &[Back], restore: Option<u64>) -> Result<()> {
-    if d.run.cancelled_before_up {
-        return Ok(());
-    }
-    let in_plan = |s: &String| candidates.iter().any(|b| b.service == *s);
-    if d.run.gate.cancelled {
-        let changed: Vec<String> = gate::changed(&d.selected, &d.state.before, &d.run.gate.last)
-            .into_iter()
-            .filter(in_plan)
-            .collect();
-        d.hc.report.warn(&format!(
-            "{}: {}: rolling back {} to the previous images without waiting for health checks",
-            d.label(),
-            cancel::reason(),
-            if changed.is_empty() {
-                "nothing".to_string()
-            } else {
-                changed.join(", ")
-            }
-        ));
-        if !changed.is_empty() {
-            let (_, back) = rollback(d, &changed, restore, true)?;
+    let changed = gate::changed(&d.selected, &d.state.before, &d.run.gate.last);
+    let failed: Vec<String> = d.run.failed.keys().cloned().collect();
+    let (before_up, in_gate) = (d.run.cancelled_before_up, d.run.gate.cancelled);
+    match decide(candidates, before_up, in_gate, &changed, &failed) {
+        Decision::Nothing if in_gate && !before_up => warn_at_once(d, "nothing"),
+        Decision::Nothing => {}
+        Decision::AtOnce(back) => {
+            warn_at_once(d, &back.join(", "));
+            let (_, back) = rollback(d, &back, restore, true)?;
             d.run.rolled_back = !back.is_empty();
         }
-        return Ok(());
-    }
-    let failed: Vec<String> = d
-        .run
-        .failed
-        .keys()
-        .filter(|s| in_plan(s))
-        .cloned()
-        .collect();
-    if !failed.is_empty() {
-        let (ok, _) = rollback(d, &failed, restore, false)?;
-        d.run.rolled_back = ok;
+        Decision::Gated(back) => {
+            let (ok, _) = rollback(d, &back, restore, false)?;
+            d.run.rolled_back = ok;
+        }
     }
     Ok(())
+}
+
+fn warn_at_once(d: &HostDeploy, names: &str) {
+    d.hc.report.warn(&format!(
+        "{}: {}: rolling back {names} to the previous images without waiting for health checks",
+        d.label(),
+        cancel::reason(),
+    ));
 }
 
 /// The pins of a rollback: each service with a previous image pinned to it (`back`), the others
@@ -218,5 +241,55 @@ mod tests {
         assert_eq!(fresh, ["db"]);
         assert_eq!(pins["web"], "shop/web:shop.web-release-2-before");
         assert_eq!(pins["api"], "shop/api:9", "the other pins stay");
+    }
+
+    fn backs(names: &[&str]) -> Vec<Back> {
+        names
+            .iter()
+            .map(|n| Back {
+                service: n.to_string(),
+                to: None,
+            })
+            .collect()
+    }
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_services_that_failed_their_gate_go_back_gated_and_only_those_the_plan_names() {
+        let d = decide(
+            &backs(&["web", "api"]),
+            false,
+            false,
+            &names(&["web", "api"]),
+            &names(&["api", "worker"]),
+        );
+        assert_eq!(d, Decision::Gated(names(&["api"])));
+    }
+
+    #[test]
+    fn after_a_signal_every_changed_service_goes_back_at_once_whatever_its_gate_said() {
+        let d = decide(&backs(&["web", "api"]), false, true, &names(&["web"]), &[]);
+        assert_eq!(d, Decision::AtOnce(names(&["web"])));
+    }
+
+    #[test]
+    fn nothing_goes_back_before_compose_up_ran_or_when_nothing_failed_or_changed() {
+        let all = names(&["web"]);
+        assert_eq!(
+            decide(&backs(&["web"]), true, true, &all, &all),
+            Decision::Nothing
+        );
+        assert_eq!(
+            decide(&backs(&["web"]), false, false, &all, &[]),
+            Decision::Nothing
+        );
+        assert_eq!(
+            decide(&backs(&["web"]), false, true, &[], &all),
+            Decision::Nothing
+        );
+        assert_eq!(decide(&[], false, false, &all, &all), Decision::Nothing);
     }
 }
