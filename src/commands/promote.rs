@@ -4,9 +4,10 @@
 //! recorded manifest deployed to the production branch, no upload, no build), the migrations up to
 //! the same version — behind the target's approval gate.
 //!
-//! The target defaults to `--env`, the source to the target's `promote_from`. Compose handling is
-//! the `up` runner's, Pages the `pages` command's, SQL the `migrate` command's; this file decides
-//! what goes where and records the release as promoted.
+//! The target defaults to `--env`, the source to the target's `promote_from`. This file decides
+//! what goes where and plans it (`plan/release.rs`: the lock, the migration, the services'
+//! fan-out, the sites, the record); `deploy/release/` walks the plan, for real or (`--dry-run`)
+//! on the recording side.
 
 use crate::context::Ctx;
 use crate::deploy::release::{Job, Promote, Run};

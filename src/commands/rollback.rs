@@ -5,8 +5,9 @@
 //! implicitly (the `migrate down` command is printed). The abandoned release is marked bad and the
 //! pointer tag moves to the new release.
 //!
-//! The choices (which release, which units differ) live in `ledger/`; compose handling in
-//! `deploy/`; this file is the glue.
+//! The choices (which release, which units differ) live in `ledger/`; the run is a plan
+//! (`plan/release.rs`) that `deploy/release/` walks, for real or (`--dry-run`) on the recording
+//! side; this file is the glue.
 
 use crate::context::Ctx;
 use crate::deploy::release::{Job, Rollback, Run};
