@@ -177,7 +177,7 @@ impl<'a> Performer<'a> {
             lock.release_all();
         }
         if let Job::Rollback(rb) = &self.run.job
-            && let Some(h) = &rb.hint
+            && let Some(h) = rb.hint.as_ref().filter(|_| self.real())
         {
             ctx.report.warn(h);
         }
@@ -408,5 +408,101 @@ mod tests {
             ]
         );
         assert!(inner.is_empty());
+    }
+
+    #[test]
+    fn the_recording_side_walks_a_rollback_of_a_site_and_changes_nothing() {
+        use crate::plan::release::{Input, SiteMove, Stage, steps};
+        let m = crate::manifest::parse(crate::diag::Source::new(
+            "deploy.yml",
+            "version: 1\nproject: shop\nenvironments:\n  production:\n    hosts: []\n    dir: /srv/shop\nsites:\n  docs:\n    project: shop-docs\n    dir: site\n",
+        ))
+        .unwrap();
+        let env = &m.environments["production"];
+        let ctx = Ctx::new(
+            crate::settings::Settings {
+                dry_run: true,
+                ..Default::default()
+            },
+            Report::buffered(false, None),
+        );
+        let state = PagesState {
+            project: "shop-docs".into(),
+            deployment_id: "d1".into(),
+            url: "https://d1.shop-docs.pages.dev".into(),
+            environment: "production".into(),
+            ..Default::default()
+        };
+        let sites = vec![("docs".to_string(), state.clone())];
+        let (target, abandoned) = (ReleaseRecord::default(), ReleaseRecord::default());
+        let plan = steps(&Input {
+            stage: Stage::Rollback,
+            env: env.name.clone(),
+            hosts: Vec::new(),
+            approval: false,
+            services: Vec::new(),
+            sites: vec![SiteMove::of("docs", &state, "main", None)],
+            migration: None,
+            from: None,
+            release: 1,
+            abandoned: Some(2),
+        });
+        let admission = Admission {
+            env: env.name.clone(),
+            command: "rollback".into(),
+            plan_hash: None,
+            approval: None,
+            covers: Vec::new(),
+            dirty: false,
+        };
+        let (images, digests) = (BTreeMap::new(), BTreeMap::new());
+        let job = Rollback {
+            releases: &[],
+            target: &target,
+            abandoned: Some(&abandoned),
+            services: &[],
+            images: &images,
+            digests: &digests,
+            sites: &sites,
+            hint: None,
+        };
+        let run = Run {
+            ctx: &ctx,
+            manifest: &m,
+            env,
+            sha: "abc",
+            admission: &admission,
+            recheck: &|| panic!("no approval, no recheck"),
+            notes: Vec::new(),
+            job: Job::Rollback(job),
+        };
+        let mut p = Performer::new(run, Side::Recording);
+        let mut state = RunState {
+            dry_run: true,
+            ..RunState::default()
+        };
+        let (trace, outcome) = runner::run(&plan, &mut p, &mut Quiet, &mut state);
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert_eq!(
+            trace.ids(),
+            [
+                "rollback:start",
+                "rollback:pages:docs",
+                "rollback:record",
+                "rollback:mark-bad"
+            ]
+        );
+        assert!(trace.0.iter().all(|e| e.walked == Walked::Performed));
+        assert!(p.client.is_none(), "no client, no request to Cloudflare");
+        assert!(p.deployment.is_none() && p.lock.is_none());
+        assert!(p.pages.is_empty() && p.record.is_none(), "nothing recorded");
+        assert!(p.finish(trace, outcome).is_ok());
+        let printed: Vec<String> = ctx.report.printed().into_iter().map(|(_, l)| l).collect();
+        assert!(
+            printed
+                .iter()
+                .any(|l| l.contains("dry run: nothing was changed")),
+            "{printed:?}"
+        );
     }
 }
