@@ -19,11 +19,14 @@
 #   RUNS=5                 hyperfine runs per command
 #   DEPLOY_ACTION_BIN=...  the binary (default target/release/deploy-action: build it with
 #                          `cargo build --release`; a debug build measures the wrong thing)
+#   DEPLOY_ACTION_BIN_BEFORE=...  an earlier build, timed in the same hyperfine run (a refactor's
+#                          before/after: issue 11's engine against the code it replaced)
 # Needs: the test images (bash scripts/test-env.sh up), hyperfine, docker compose v2.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${DEPLOY_ACTION_BIN:-$ROOT/target/release/deploy-action}
+BEFORE=${DEPLOY_ACTION_BIN_BEFORE:-}
 RUNS=${RUNS:-5}
 N=10
 STACKS=("$@")
@@ -116,7 +119,13 @@ EOF
 
   echo
   echo "== $stack stack: updating $svc; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+  before=()
+  if [[ -n $BEFORE ]]; then
+    before=(--prepare "$WORK/$stack/flip" -n "before: deploy-action up --only $svc"
+      "cd $repo && NO_COLOR=1 $BEFORE up --env bench --only $svc")
+  fi
   hyperfine --runs "$RUNS" --style basic --export-markdown "$WORK/$stack.md" \
+    "${before[@]}" \
     --prepare "$WORK/$stack/flip" -n "deploy-action up --only $svc" "$up" \
     --prepare "$WORK/$stack/flip" -n "deploy-action up --only $svc (health.stable: 1s)" "$up1" \
     --prepare true -n "docker compose up -d --force-recreate" "$dc up -d --force-recreate" \

@@ -1,7 +1,8 @@
 //! Bad manifests through the real binary (`deploy-action check`): the exact rendered error on stderr,
 //! exit 2, the GitHub Actions annotation, and the valid full example. Runtime errors too: a failed
 //! command with the tail of its stderr and its `build:` entry, a failed migration at its
-//! `migrations:` entry, an error of the Cloudflare API with its help.
+//! `migrations:` entry, an error of the Cloudflare API with its help, a failed health gate of `up`
+//! at its `health:` entry.
 
 use crate::fake_cloudflare::{FakeCloudflare, Fault, Route};
 use crate::harness::Project;
@@ -692,4 +693,56 @@ fn r11_a_secret_in_an_errors_notes_is_masked_on_the_console_and_in_the_audit_log
         .expect("the audit log of dev");
     assert!(audit.contains("INSERT INTO nope VALUES"), "{audit}");
     assert!(!audit.contains(PW), "{audit}");
+}
+
+/// Issue 11: a health gate that fails on `up` is an error of the gate: it names the host, the
+/// service and why, says what serves, and points at the service's `health:` entry in deploy.yml,
+/// on the console and in the GitHub annotation; exit 1 as before (docs/up.md).
+#[test]
+fn a_failed_health_gate_on_up_names_the_host_the_service_and_its_health_entry() {
+    use crate::harness::services;
+    use crate::up::{Stack, WEB_BROKEN, ssh_env};
+    let ssh = services::var("DA_TEST_SSH_URL");
+    let host = ssh.trim_start_matches("ssh://");
+    let s = Stack::new("gate", &format!("\"{ssh}\""), 5);
+    s.up_ssh(&["--all"]).status(0);
+    let out = s
+        .project
+        .run(&[
+            "up",
+            "--env",
+            "test",
+            "--image",
+            &format!("web={WEB_BROKEN}"),
+            "--yes",
+        ])
+        .envs(ssh_env())
+        .env("GITHUB_ACTIONS", "true")
+        .go();
+    out.status(1);
+    let (port, container) = (s.web_port, format!("{}-web-1", s.name));
+    let why = format!(
+        "up failed: web rolled back (container {container} is unhealthy); the previous version is serving"
+    );
+    assert_eq!(
+        errors(&out.stderr),
+        [format!(
+            "error: {host}: {why}
+  --> deploy.yml:12:5
+   |
+12 |     health: {{ url: \"http://127.0.0.1:{port}/\", timeout: 30s, expect_status: 200 }}
+   |     ^^^^^^
+"
+        )]
+    );
+    out.stdout_has(&format!(
+        "::error file=deploy.yml,line=12,col=5::{host}: {why}\n"
+    ));
+    // docs/up.md shows this run (its port, project and host aside).
+    let doc = doc_block(include_str!("../docs/up.md"), "up failed: web rolled back")
+        .replace("38431", &port.to_string())
+        .replace("da-up-gate-14856", &s.name)
+        .replace("root@127.0.0.1:2222", host);
+    assert_eq!(errors(&out.stderr), [doc]);
+    assert_eq!(s.record(2)["status"], "rolled_back");
 }

@@ -248,7 +248,7 @@ fn r10_a_service_whose_deploy_failed_is_deployed_again_by_the_next_run() {
     p.file("web/index.html", "B");
     p.commit("B");
     ready.set(false);
-    up().status(1).stderr_has("up failed on local: web failed");
+    up().status(1).stderr_has("up failed: web failed");
     assert_eq!(body(), "A", "the previous version is serving");
 
     // C touches only api. The previous commit (B) changed web, but B is not what runs: the live

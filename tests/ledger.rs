@@ -1255,7 +1255,8 @@ fn r10_on_a_full_disk_the_release_is_not_live_until_its_record_is_written() {
     ));
     let out = x.finish();
     out.status(1)
-        .stderr_has("release 2 is not recorded as live: its record could not be written")
+        .stderr_has("cannot write release record 2 (")
+        .stderr_has("release 2 is not recorded as live: it stays in_progress")
         .stderr_has(&format!("What runs now: api runs {}", crate::up::WEB_V1))
         .stderr_has(&format!("web runs {WEB_V2}"));
     assert_eq!(s.record(2)["status"], "in_progress");

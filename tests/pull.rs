@@ -233,7 +233,7 @@ fn r10_a_failed_pull_fails_before_anything_changed_and_the_previous_container_ke
     s.compose(&missing, WEB_V1);
     let out = s.up(&["--only", "web"]);
     out.status(1)
-        .stderr_has(&format!("cannot pull {missing} for web"))
+        .stderr_has(&format!("pulling {missing} for web failed (exit status "))
         .stderr_has("manifest unknown")
         .stderr_has("nothing was deployed on this host");
     assert_eq!(s.container("web"), web, "the container was not touched");

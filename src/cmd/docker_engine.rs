@@ -429,10 +429,12 @@ const SECTION_END: &str = "@@deploy-action-end";
 /// each. Every section's standard output is framed by marker lines and followed by its exit
 /// status; standard error is the script's. The script travels on standard input, so file contents
 /// are embedded as here-documents with no command-line length limit; every command reads
-/// `/dev/null`, never the script.
+/// `/dev/null`, never the script. Each section's command is kept as people see it (secrets
+/// masked), for the error that reports its failure ([`Script::shown`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Script {
     text: String,
+    shown: BTreeMap<String, String>,
 }
 
 impl Script {
@@ -446,6 +448,17 @@ impl Script {
         self.text.push_str(text);
         self.text.push('\n');
         self
+    }
+
+    /// Section `name`'s command as people see it: a command's [`Cmd::shown`], a shell text as
+    /// written, a write as `write PATH`.
+    pub fn shown(&self, name: &str) -> Option<&str> {
+        self.shown.get(name).map(String::as_str)
+    }
+
+    /// Every section's command as people see it, by section.
+    pub fn shown_all(&self) -> &BTreeMap<String, String> {
+        &self.shown
     }
 
     fn start(&mut self, name: &str) {
@@ -463,6 +476,7 @@ impl Script {
     /// Runs `cmd` (in a subshell, so its `cd` stays there) as section `name`.
     pub fn run(&mut self, name: &str, cmd: &Cmd) -> &mut Self {
         debug_assert!(cmd.stdin.is_none(), "a script section reads /dev/null");
+        self.shown.insert(name.to_string(), cmd.shown());
         self.start(name);
         self.raw(&format!("( {} ) </dev/null", cmd.to_shell_line()));
         self.end(name);
@@ -471,6 +485,7 @@ impl Script {
 
     /// Runs shell text (in a subshell; the script's variables are visible) as section `name`.
     pub fn shell(&mut self, name: &str, text: &str) -> &mut Self {
+        self.shown.insert(name.to_string(), text.trim().to_string());
         self.start(name);
         self.raw(&format!("( {text} ) </dev/null"));
         self.end(name);
@@ -483,6 +498,7 @@ impl Script {
     /// newline, so content that lacks a final newline gets one (harmless for the JSON, YAML and
     /// env files written here).
     pub fn write(&mut self, name: &str, path: &str, content: &str, mode: u32) -> &mut Self {
+        self.shown.insert(name.to_string(), format!("write {path}"));
         self.start(name);
         self.raw(&format!(
             "( {} ) {}",
@@ -495,6 +511,8 @@ impl Script {
 
     /// Appends `line` (and a newline) to `path` as section `name`.
     pub fn append(&mut self, name: &str, path: &str, line: &str) -> &mut Self {
+        self.shown
+            .insert(name.to_string(), format!("append to {path}"));
         self.start(name);
         self.raw(&format!(
             "cat >> {} {}",
@@ -523,6 +541,8 @@ impl Script {
             .unwrap_or_default();
         let template = format!("{dir}/.{base}.XXXXXX");
         let (d, t, p) = (shell_quote(&dir), shell_quote(&template), shell_quote(path));
+        self.shown
+            .insert(name.to_string(), format!("write {path} (durably)"));
         self.start(name);
         self.raw(&format!(
             "( t=; mkdir -p {d} && t=$(mktemp {t}) && cat > \"$t\" && chmod {mode:o} \"$t\" && sync \"$t\" && mv -f \"$t\" {p} && sync {d} || {{ rc=$?; [ -z \"$t\" ] || rm -f \"$t\"; exit $rc; }} ) {}",

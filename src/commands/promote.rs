@@ -11,7 +11,7 @@
 
 use crate::context::Ctx;
 use crate::deploy::release::{Job, Promote, Run};
-use crate::error::{Error, Result};
+use crate::error::{Error, GateFailure, RecordFailure, Result};
 use crate::guard::{self, ChangePlan};
 use crate::ledger::record::reason;
 use crate::ledger::store;
@@ -50,10 +50,11 @@ pub fn run(from: Option<&str>, to: Option<&str>, ctx: &Ctx) -> Result<()> {
 
     let src = store::load(ctx, &source)?;
     let Some(release) = src.current().cloned() else {
-        return Err(Error::StageFailed(format!(
+        return Err(GateFailure::new(format!(
             "nothing to promote: environment `{}` has no successful (live) release",
             source.name
-        )));
+        ))
+        .into());
     };
     let have = ledger::unit_versions(&store::load(ctx, &target)?.releases);
     let want = ledger::state_at(&src.releases, release.number);
@@ -248,10 +249,14 @@ fn migrate_options(
     v: &str,
 ) -> Result<crate::deploy::migrate::Options> {
     let version: u64 = v.parse().map_err(|_| {
-        Error::StageFailed(format!(
-            "release {} of {} records migration version `{v}`, which is not a number",
-            release.number, source.name
-        ))
+        RecordFailure::new(
+            "",
+            format!(
+                "promote release {} of {}: it records migration version `{v}`, which is not a number",
+                release.number, source.name
+            ),
+            "",
+        )
     })?;
     let mut opts = crate::deploy::migrate::Options::new(store::repo_root(ctx), ".");
     opts.target = Some(version);

@@ -11,7 +11,7 @@
 
 use crate::context::Ctx;
 use crate::deploy::release::{Job, Rollback, Run};
-use crate::error::{Error, Result};
+use crate::error::{Error, GateFailure, Result};
 use crate::guard::{self, ChangePlan};
 use crate::ledger::record::reason;
 use crate::ledger::store;
@@ -90,7 +90,7 @@ fn choose(ctx: &Ctx, m: &Manifest, env: &Environment, to: Option<&str>) -> Resul
     let target = match ledger::rollback_target(&env.name, releases, selector.as_ref()) {
         Ok(t) => t.clone(),
         // Nothing to go back to is the environment's state, not a typing error: exit 1.
-        Err(e @ TargetError::Nothing(_)) => return Err(Error::StageFailed(e.to_string())),
+        Err(e @ TargetError::Nothing(_)) => return Err(GateFailure::new(e.to_string()).into()),
         Err(e) => return Err(Error::usage(e.to_string())),
     };
     let abandoned = loaded.current().cloned();

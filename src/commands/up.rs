@@ -8,13 +8,13 @@ use crate::context::Ctx;
 use crate::deploy::fanout::Fanout;
 use crate::deploy::{self, UpRequest};
 use crate::env_vars;
-use crate::error::{Error, Result};
-use crate::exec::Executor;
+use crate::error::{CommandFailure, Error, Result, STDERR_TAIL_LINES};
 use crate::exec::dry_run::{DryRunExecutor, Recording};
 use crate::exec::local::LocalExecutor;
+use crate::exec::{Executor, StderrTail};
 use crate::ledger::identity::{git_sha, lock_owner};
 use crate::ledger::record::Outcome;
-use crate::manifest::{Host, Manifest};
+use crate::manifest::{Build, Host, Manifest};
 use crate::settings::UpSettings;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
@@ -297,14 +297,25 @@ fn build_images(
             report.group_start(&format!("build {}: {}", b.service, b.tag));
         }
         let svc = &b.service;
-        let status = local.run(&cmd, None, &mut |st, l| report.relay(svc, st, l))?;
+        let mut tail = StderrTail::new(STDERR_TAIL_LINES);
+        let status = local.run(&cmd, None, &mut |st, l| {
+            tail.keep(st, l);
+            report.relay(svc, st, l)
+        })?;
         if !local.records() {
             report.group_end();
         }
         if status != 0 {
-            return Err(Error::StageFailed(format!(
-                "docker build of {svc} failed (exit {status})"
-            )));
+            let origin = m.services.get(svc).and_then(|s| match &s.build {
+                Some(Build::Docker { span, .. } | Build::Command { span, .. }) => Some(*span),
+                None => None,
+            });
+            let f = CommandFailure::new(local.label(), format!("docker build of {svc}"), &cmd)
+                .unit(svc)
+                .status(status)
+                .stderr(tail.text())
+                .origin(origin);
+            return Err(f.into());
         }
         out.push((b.compose_service, b.tag));
     }

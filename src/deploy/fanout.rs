@@ -18,9 +18,9 @@
 
 use super::compose::inspect::{self, Checked};
 use super::compose::{HostCtx, HostDeploy};
-use super::{HostResult, UpRequest, repo_uploads};
+use super::{HostResult, ServiceResult, UpRequest, repo_uploads};
 use crate::engine::runner::{self, Observe, Perform, RunState, Trace};
-use crate::error::{Error, Result};
+use crate::error::{Error, GateFailure, Result};
 use crate::exec::dry_run::{ReadThrough, Recording};
 use crate::exec::local::LocalExecutor;
 use crate::exec::{self, Executor};
@@ -167,9 +167,9 @@ impl Fanout<'_> {
                             message: format!("{message}; no host was changed"),
                             help,
                         },
-                        other => Error::StageFailed(format!(
-                            "{other}; no host was changed (every host is checked before the first is deployed)"
-                        )),
+                        other => other.aftermath(
+                            "no host was changed (every host is checked before the first is deployed)",
+                        ),
                     });
                 }
             }
@@ -228,20 +228,19 @@ impl Fanout<'_> {
         for batch in self.order(ready) {
             for r in batch {
                 done += 1;
-                let tail = if total > done {
-                    "; later hosts were not touched"
-                } else {
-                    ""
-                };
+                let tail = if total > done { LATER_HOSTS } else { "" };
                 if let Some(sig) = crate::cancel::requested() {
                     out.results
                         .push(HostResult::without_release(&r.host, "not run: cancelled"));
-                    return Some(Error::StageFailed(format!(
-                        "{} was cancelled ({} before this host); {} and later hosts were not touched",
-                        self.stage,
-                        crate::cancel::name(sig),
-                        r.host.label()
-                    )));
+                    return Some(Error::Cancelled {
+                        host: Some(r.host.label()),
+                        reason: format!(
+                            "{} was cancelled ({} before this host)",
+                            self.stage,
+                            crate::cancel::name(sig)
+                        ),
+                        consequence: "it and later hosts were not touched".into(),
+                    });
                 }
                 let host = r.host.clone();
                 let src = source.as_deref_mut().map(|s| s as &mut dyn Executor);
@@ -305,9 +304,9 @@ impl Fanout<'_> {
         trace.0.extend(walked.0);
         result?;
         let planned = d.planned_images();
-        let result = d.into_result().ok_or_else(|| {
-            Error::StageFailed(format!("{label}: the run ended without a result"))
-        })?;
+        let result = d
+            .into_result()
+            .ok_or_else(|| Error::Bug(format!("{label}: the run ended without a result")))?;
         Ok(if dry_run {
             result.as_dry_run(&planned)
         } else {
@@ -320,7 +319,9 @@ impl Fanout<'_> {
         up_input(self.env, self.manifest, self.req)
     }
 
-    /// Turns a host's outcome into its row and, when it failed, the error that stops the run.
+    /// Turns a host's outcome into its row and, when it failed, the error that stops the run,
+    /// with `tail` (empty, or [`LATER_HOSTS`]) after it. A failed lock or input keeps its kind
+    /// (exit 4, 2); any other error stops the stage (exit 1).
     fn judge(
         &self,
         host: &Host,
@@ -336,28 +337,9 @@ impl Fanout<'_> {
                 checked.err()
             }
             Ok(r) => {
-                let failed: Vec<String> = r
-                    .services
-                    .iter()
-                    .filter(|sv| sv.result != "deployed")
-                    .map(|sv| format!("{} {}", sv.service, sv.result))
-                    .collect();
-                let serving = if r.rolled_back {
-                    "; the previous version is serving"
-                } else {
-                    ""
-                };
-                let e = match &r.error {
-                    Some(why) => Error::StageFailed(format!(
-                        "{stage} on {} was {why}: {}{serving}{tail}",
-                        host.label(),
-                        failed.join(", ")
-                    )),
-                    None => Error::StageFailed(format!(
-                        "{stage} failed on {}: {}{serving}{tail}",
-                        host.label(),
-                        failed.join(", ")
-                    )),
+                let e = match host_failure(stage, self.manifest, &r) {
+                    e if tail.is_empty() => e,
+                    e => e.aftermath(after(tail)),
                 };
                 results.push(r);
                 Some(e)
@@ -370,11 +352,63 @@ impl Fanout<'_> {
                         message: format!("{message}{tail}"),
                         help,
                     },
-                    other => Error::StageFailed(format!("{other}{tail}")),
+                    other => other.aftermath(after(tail)),
                 })
             }
         }
     }
+}
+
+/// What a host that failed leaves of the hosts after it.
+const LATER_HOSTS: &str = "; later hosts were not touched";
+
+/// `tail` without its `; `.
+fn after(tail: &str) -> &str {
+    tail.trim_start_matches("; ")
+}
+
+/// Why a host whose run ended with a result failed: a signal during the health gate (its
+/// services were put back), or the health gate, at the first failed service's `health:` entry
+/// (its own entry when it has none). What failed is said as the result table says it, with the
+/// gate's reason.
+fn host_failure(stage: &str, m: &Manifest, r: &HostResult) -> Error {
+    let failed: Vec<&ServiceResult> = r
+        .services
+        .iter()
+        .filter(|sv| sv.result != "deployed")
+        .collect();
+    let list = failed
+        .iter()
+        .map(|sv| match sv.health.strip_prefix("failed: ") {
+            Some(why) if r.error.is_none() => format!("{} {} ({why})", sv.service, sv.result),
+            _ => format!("{} {}", sv.service, sv.result),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let serving = if r.rolled_back {
+        "; the previous version is serving"
+    } else {
+        ""
+    };
+    if let Some(why) = &r.error {
+        return Error::Cancelled {
+            host: Some(r.host.clone()),
+            reason: format!("{stage} was {why}"),
+            consequence: format!("{list}{serving}"),
+        };
+    }
+    let service = failed.first().and_then(|sv| {
+        m.services
+            .values()
+            .find(|s| s.compose_service == sv.service)
+    });
+    let mut gate = GateFailure::new(format!("{stage} failed: {list}{serving}")).host(&r.host);
+    if let Some(s) = service {
+        // Its `health:` entry; a service without one is gated on its container: its own entry.
+        let at = s.health.as_ref().map_or(s.span, |h| h.span);
+        gate = gate.unit(&s.name).origin(Some(at));
+    }
+    gate.into()
 }
 
 impl Outcome {
@@ -562,7 +596,7 @@ mod tests {
     fn manifest() -> Manifest {
         crate::manifest::parse(crate::diag::Source::new(
             "deploy.yml",
-            "version: 1\nproject: shop\nenvironments:\n  staging:\n    hosts: [local, \"ssh://deploy@h2\"]\n    dir: /srv/shop\nservices:\n  web: {}\n",
+            "version: 1\nproject: shop\nenvironments:\n  staging:\n    hosts: [local, \"ssh://deploy@h2\"]\n    dir: /srv/shop\nservices:\n  web: {}\n  api:\n    compose_service: backend\n    health: { url: \"http://127.0.0.1:3000/health\" }\n",
         ))
         .unwrap()
     }
@@ -615,8 +649,9 @@ mod tests {
             .unwrap();
         assert_eq!(
             e.to_string(),
-            "up failed on local: web rolled back; the previous version is serving; later hosts were not touched"
+            "up failed: web rolled back; the previous version is serving; later hosts were not touched"
         );
+        assert_eq!(e.exit().code(), 1);
         let e = f
             .judge(
                 &Host::Local,
@@ -636,7 +671,99 @@ mod tests {
             results[1].error.as_deref(),
             Some("failed: local: the staging lock is held by x")
         );
+        // Any other error of a host stops the run as it is, with what that left (exit 1).
+        let e = f
+            .judge(
+                &Host::Local,
+                Err(Error::Approval("approve it".into())),
+                "",
+                &mut results,
+            )
+            .unwrap();
+        assert_eq!((e.to_string().as_str(), e.exit().code()), ("approve it", 1));
         // Every host is its own batch, in the manifest's order (issue 14 groups them here).
         assert_eq!(f.order(Vec::new()).len(), 0);
+    }
+
+    fn row(service: &str, health: &str, result: &str) -> ServiceResult {
+        ServiceResult {
+            service: service.into(),
+            old_image: String::new(),
+            new_image: String::new(),
+            health: health.into(),
+            duration_secs: 0.0,
+            result: result.into(),
+            rollback: String::new(),
+            rollback_exact: String::new(),
+        }
+    }
+
+    fn host_result(services: Vec<ServiceResult>, error: Option<&str>) -> HostResult {
+        HostResult {
+            host: "deploy@h2:22".into(),
+            release: Some(4),
+            ok: false,
+            rolled_back: true,
+            services,
+            error: error.map(str::to_string),
+            record: None,
+        }
+    }
+
+    #[test]
+    fn a_failed_health_gate_names_the_host_the_service_and_its_health_entry() {
+        let m = manifest();
+        let r = host_result(
+            vec![
+                row("web", "healthy", "deployed"),
+                row(
+                    "backend",
+                    "failed: not healthy after 60s: HTTP 503",
+                    "rolled back",
+                ),
+            ],
+            None,
+        );
+        let e = host_failure("up", &m, &r);
+        assert_eq!(
+            e.to_string(),
+            "deploy@h2:22: up failed: backend rolled back (not healthy after 60s: HTTP 503); the previous version is serving"
+        );
+        let health = m.services["api"].health.as_ref().unwrap().span;
+        assert!(matches!(&e, Error::Gate(_)), "{e:?}");
+        assert_eq!(
+            (e.host(), e.unit(), e.origin()),
+            (Some("deploy@h2:22"), Some("api"), Some(health))
+        );
+        assert_eq!((health.line, health.col), (11, 5), "api's `health:`");
+        assert_eq!(e.exit().code(), 1);
+        // A service gated on its container alone points at its own entry.
+        let e = host_failure(
+            "up",
+            &m,
+            &host_result(vec![row("web", "failed: exited (1)", "failed")], None),
+        );
+        assert_eq!(e.unit(), Some("web"));
+        assert_eq!(e.origin(), Some(m.services["web"].span));
+    }
+
+    #[test]
+    fn a_signal_during_the_health_gate_is_a_cancellation_naming_what_went_back() {
+        let m = manifest();
+        let r = host_result(
+            vec![row(
+                "web",
+                "failed: cancelled by SIGINT while waiting for it to become healthy (last probe: starting)",
+                "rolled back",
+            )],
+            Some("cancelled by SIGINT"),
+        );
+        let e = host_failure("up", &m, &r);
+        assert!(matches!(&e, Error::Cancelled { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "deploy@h2:22: up was cancelled by SIGINT; web rolled back; the previous version is serving"
+        );
+        assert_eq!(e.exit().code(), 1);
     }
 }

@@ -3,9 +3,10 @@
 //! the host's executor into `gunzip | docker load`. Every process runs through an [`Executor`].
 //! Skipped when the host already has the same image id.
 
+use crate::cmd::Cmd;
 use crate::cmd::docker_engine as de;
-use crate::error::{Error, Result};
-use crate::exec::Executor;
+use crate::error::{CommandFailure, Error, Result, STDERR_TAIL_LINES};
+use crate::exec::{Executor, Output, StderrTail};
 use crate::report::Report;
 use std::io::Seek;
 
@@ -19,15 +20,15 @@ pub fn ship(
 ) -> Result<()> {
     let label = ex.label();
     let local_exec = local;
-    let local = local_exec.read(&de::image_id(image))?;
+    let inspect = de::image_id(image);
+    let local = local_exec.read(&inspect)?;
     if !local.success() && local_exec.records() {
         // A dry run built nothing: the image would be shipped once built.
         return Ok(());
     }
     if !local.success() {
-        return Err(Error::StageFailed(format!(
-            "local image {image} is missing"
-        )));
+        let what = format!("looking up the local image {image}");
+        return Err(captured(&local_exec.label(), what, &inspect, &local));
     }
     let local_id = local.stdout_str().trim().to_string();
     let remote = ex.read(&de::image_id(image))?;
@@ -41,51 +42,77 @@ pub fn ship(
     }
     if de::names_registry(image) {
         report.info(&format!("{label}: shipping {image} through its registry"));
-        let status = local_exec.run(&de::push(image), None, &mut |s, l| {
-            report.relay("push", s, l)
-        })?;
-        if status != 0 {
-            return Err(Error::StageFailed(format!(
-                "docker push {image} failed (exit {status})"
-            )));
-        }
-        let status = ex.run(&de::pull(image), None, &mut |s, l| {
-            report.relay(&label, s, l)
-        })?;
-        if status != 0 {
-            return Err(Error::StageFailed(format!(
-                "{label}: docker pull {image} failed (exit {status})"
-            )));
-        }
-        return Ok(());
+        let what = format!("pushing {image}");
+        relayed(local_exec, report, "push", what, &de::push(image), None)?;
+        let what = format!("pulling {image}");
+        return relayed(ex, report, &label, what, &de::pull(image), None);
     }
     report.info(&format!(
         "{label}: shipping {image} (docker save | gzip → docker load)"
     ));
     // Through the executors: `docker save | gzip` here into a temporary file, then that file fed
     // to `gunzip | docker load` on the host (as `ship_between` does).
-    let file = tempfile::tempfile()
-        .map_err(|e| Error::StageFailed(format!("cannot make a temporary file: {e}")))?;
-    let saved = local_exec
-        .capture_to_file(&de::save_gzip(image), &file)
-        .map_err(|e| Error::StageFailed(format!("cannot start docker save: {e}")))?;
+    let file = temporary()?;
+    let save = de::save_gzip(image);
+    let saved = local_exec.capture_to_file(&save, &file)?;
     if !saved.success() {
-        return Err(Error::StageFailed(format!(
-            "docker save {image} failed: {}",
-            String::from_utf8_lossy(&saved.stderr).trim()
-        )));
+        let what = format!("saving {image}");
+        return Err(captured(&local_exec.label(), what, &save, &saved));
     }
-    let mut reader = std::io::BufReader::new(&file);
+    let mut reader = rewound(&file)?;
+    let what = format!("loading {image}");
+    relayed(
+        ex,
+        report,
+        &label,
+        what,
+        &de::load_gzip(),
+        Some(&mut reader),
+    )
+}
+
+/// A temporary file for a saved image (removed when dropped).
+fn temporary() -> Result<std::fs::File> {
+    tempfile::tempfile().map_err(|e| Error::io("cannot make a temporary file", None, &e))
+}
+
+/// The saved image in `file`, from its start.
+fn rewound(file: &std::fs::File) -> Result<std::io::BufReader<&std::fs::File>> {
+    let mut reader = std::io::BufReader::new(file);
     reader
         .seek(std::io::SeekFrom::Start(0))
-        .map_err(|e| Error::StageFailed(format!("cannot read the saved image: {e}")))?;
-    let status = ex.run(&de::load_gzip(), Some(&mut reader), &mut |s, l| {
-        report.relay(&label, s, l)
+        .map_err(|e| Error::io("cannot read the saved image", None, &e))?;
+    Ok(reader)
+}
+
+/// The failure of `cmd` on `host`, `what` it was for, from its collected output.
+fn captured(host: &str, what: String, cmd: &Cmd, out: &Output) -> Error {
+    CommandFailure::new(host, what, cmd)
+        .status(out.status)
+        .stderr(out.stderr_tail(STDERR_TAIL_LINES))
+        .into()
+}
+
+/// Runs `cmd` on `ex` (reading `stdin`), its output relayed with `prefix`; its failure keeps the
+/// last lines of its stderr.
+fn relayed(
+    ex: &mut dyn Executor,
+    report: &Report,
+    prefix: &str,
+    what: String,
+    cmd: &Cmd,
+    stdin: Option<&mut dyn std::io::Read>,
+) -> Result<()> {
+    let mut tail = StderrTail::new(STDERR_TAIL_LINES);
+    let status = ex.run(cmd, stdin, &mut |s, l| {
+        tail.keep(s, l);
+        report.relay(prefix, s, l)
     })?;
     if status != 0 {
-        return Err(Error::StageFailed(format!(
-            "{label}: docker load failed (exit {status})"
-        )));
+        let f = CommandFailure::new(ex.label(), what, cmd)
+            .status(status)
+            .stderr(tail.text());
+        return Err(f.into());
     }
     Ok(())
 }
@@ -118,35 +145,29 @@ pub fn ship_between(
             crate::ledger::short_id(id),
             src.label()
         ));
-        let file = tempfile::tempfile()
-            .map_err(|e| Error::StageFailed(format!("cannot make a temporary file: {e}")))?;
-        let saved = src.capture_to_file(&de::save_gzip(id), &file)?;
+        let file = temporary()?;
+        let save = de::save_gzip(id);
+        let saved = src.capture_to_file(&save, &file)?;
         if !saved.success() {
-            return Err(Error::StageFailed(format!(
-                "{}: docker save {id} failed: {}",
-                src.label(),
-                saved.stderr_tail(3)
-            )));
+            let what = format!("saving image {id}");
+            return Err(captured(&src.label(), what, &save, &saved));
         }
-        let mut reader = std::io::BufReader::new(&file);
-        reader
-            .seek(std::io::SeekFrom::Start(0))
-            .map_err(|e| Error::StageFailed(format!("cannot read the saved image: {e}")))?;
-        let status = dst.run(&de::load_gzip(), Some(&mut reader), &mut |s, l| {
-            report.relay(&label, s, l)
-        })?;
-        if status != 0 {
-            return Err(Error::StageFailed(format!(
-                "{label}: docker load failed (exit {status})"
-            )));
-        }
+        let mut reader = rewound(&file)?;
+        let what = format!("loading image {id}");
+        relayed(
+            dst,
+            report,
+            &label,
+            what,
+            &de::load_gzip(),
+            Some(&mut reader),
+        )?;
     }
-    let tagged = dst.capture(&de::tag(id, reference))?;
+    let tag = de::tag(id, reference);
+    let tagged = dst.capture(&tag)?;
     if !tagged.success() {
-        return Err(Error::StageFailed(format!(
-            "{label}: docker tag {id} {reference} failed: {}",
-            tagged.stderr_tail(3)
-        )));
+        let what = format!("tagging image {id} as {reference}");
+        return Err(captured(&label, what, &tag, &tagged));
     }
     Ok(())
 }

@@ -35,8 +35,8 @@ pub enum Error {
     /// A remote service (Cloudflare, GitHub, the database) failed a request or reported a
     /// failure (exit 1).
     Remote(Box<RemoteFailure>),
-    /// The tool's own state on a host (a release record, the lock) could not be written or
-    /// removed (exit 1).
+    /// The tool's own state on a host (a release record, the lock, the override pins) could not
+    /// be read, written or removed, or says what cannot be (exit 1).
     Record(Box<RecordFailure>),
     /// A check stopped the run: a health gate, a refused or changed plan, a precondition of a
     /// unit (exit 1).
@@ -70,11 +70,15 @@ pub enum Error {
     },
     /// A plan and the code that performs it are out of step: a bug (exit 1).
     Bug(String),
-    /// Legacy: a stage failed, described by a sentence only (exit 1). Kept for the compose engine
-    /// (`deploy/mod.rs`, `deploy/{pull,ship}.rs`, `commands/{up,promote,rollback}.rs`,
-    /// `ledger/lock.rs`) until it moves its sites onto the typed variants above; new code must
-    /// not use it.
-    StageFailed(String),
+    /// An error that stopped a stage, with what it left ([`Error::aftermath`]): `later hosts were
+    /// not touched`, `nothing was deployed on this host: …`. Its host, unit, origin and notes are
+    /// the error's; the aftermath follows its message. Exit 1 whatever the error's own code: the
+    /// stage failed (a fan-out stops on any error of a host that way).
+    Aftermath {
+        error: Box<Error>,
+        /// What the failure left, a clause after `; ` (empty: nothing to add).
+        aftermath: String,
+    },
     /// An approval is missing, denied or timed out (exit 3).
     Approval(String),
     /// The environment lock is held by another run (exit 4).
@@ -102,9 +106,11 @@ pub struct CommandFailure {
     pub what: String,
     /// The command as people see it ([`Cmd::shown`]: secrets as `***`).
     pub cmd: String,
-    /// The exit status; `None` when the command could not start.
+    /// The exit status; `None` when the command could not start (or did not run); `Some(0)` when
+    /// it succeeded but its output could not be read.
     pub status: Option<i32>,
-    /// The last lines of its stderr; when it could not start, why.
+    /// The last lines of its stderr; when it could not start, why; when its output could not be
+    /// read, why not.
     pub stderr_tail: String,
     /// The `deploy.yml` entry that configured the command (a `build:`, a `test:`).
     pub origin: Option<Span>,
@@ -113,10 +119,18 @@ pub struct CommandFailure {
 
 impl CommandFailure {
     pub fn new(host: impl Into<String>, what: impl Into<String>, cmd: &Cmd) -> CommandFailure {
+        CommandFailure::shown(host, what, cmd.shown())
+    }
+    /// A command given as people see it already (a section of a host script, secrets masked).
+    pub fn shown(
+        host: impl Into<String>,
+        what: impl Into<String>,
+        shown: impl Into<String>,
+    ) -> CommandFailure {
         CommandFailure {
             host: host.into(),
             what: what.into(),
-            cmd: cmd.shown(),
+            cmd: shown.into(),
             ..Default::default()
         }
     }
@@ -192,13 +206,15 @@ impl RemoteFailure {
     }
 }
 
-/// The tool's state on a host that could not be written or removed.
+/// The tool's state on a host that could not be read, written or removed, or that says what
+/// cannot be.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RecordFailure {
+    /// The host (empty: the records as a whole, read from the hosts or the git tags).
     pub host: String,
     /// What could not be done, after "cannot": `write release record 7`, `remove the staging lock`.
     pub what: String,
-    /// The file or directory on the host.
+    /// The file or directory on the host (empty: none to name).
     pub path: String,
     /// The last lines of the stderr of the script that tried.
     pub stderr_tail: String,
@@ -338,6 +354,12 @@ impl Error {
     /// Fills in what the error does not say yet from the step that failed: its unit and the
     /// `deploy.yml` entry that configured it. What the error says already wins.
     pub fn within(mut self, unit: Option<&str>, origin: Option<Span>) -> Error {
+        if let Error::Aftermath { error, aftermath } = self {
+            return Error::Aftermath {
+                error: Box::new(error.within(unit, origin)),
+                aftermath,
+            };
+        }
         let fill = |have: &mut Option<String>| {
             if have.is_none() {
                 *have = unit.map(str::to_string);
@@ -362,6 +384,26 @@ impl Error {
         self
     }
 
+    /// This error with what it left (`later hosts were not touched`): an [`Error::Aftermath`],
+    /// exit 1. A second aftermath follows the first.
+    pub fn aftermath(self, aftermath: impl Into<String>) -> Error {
+        let more = aftermath.into();
+        match self {
+            Error::Aftermath { error, aftermath } => Error::Aftermath {
+                error,
+                aftermath: [aftermath, more]
+                    .into_iter()
+                    .filter(|a| !a.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            },
+            error => Error::Aftermath {
+                error: Box::new(error),
+                aftermath: more,
+            },
+        }
+    }
+
     /// The exit code: the one place it is decided.
     pub fn exit(&self) -> Exit {
         match self {
@@ -375,7 +417,7 @@ impl Error {
             | Error::Cancelled { .. }
             | Error::Failed { .. }
             | Error::Bug(_)
-            | Error::StageFailed(_)
+            | Error::Aftermath { .. }
             | Error::Exec(_)
             | Error::Other(_) => Exit::StageFailed,
             Error::Approval(_) => Exit::Approval,
@@ -391,6 +433,7 @@ impl Error {
             Error::Remote(r) => r.origin,
             Error::Gate(g) => g.origin,
             Error::Migration(m) => m.origin,
+            Error::Aftermath { error, .. } => error.origin(),
             _ => None,
         }
     }
@@ -409,6 +452,7 @@ impl Error {
                 | ExecError::Spawn { host, .. }
                 | ExecError::Io { host, .. },
             ) => Some(host),
+            Error::Aftermath { error, .. } => error.host(),
             _ => None,
         }
     }
@@ -420,6 +464,7 @@ impl Error {
             Error::Remote(r) => r.unit.as_deref(),
             Error::Gate(g) => g.unit.as_deref(),
             Error::Migration(_) => Some(crate::manifest::MIGRATIONS_UNIT),
+            Error::Aftermath { error, .. } => error.unit(),
             _ => None,
         }
     }
@@ -431,6 +476,7 @@ impl std::error::Error for Error {
             Error::Manifest(e) => Some(e),
             Error::Exec(e) => Some(e),
             Error::Other(e) => e.source(),
+            Error::Aftermath { error, .. } => Some(error.as_ref()),
             _ => None,
         }
     }

@@ -40,6 +40,13 @@ impl Error {
             Error::Record(r) => r.diagnostic(),
             Error::Gate(g) => g.diagnostic(),
             Error::Migration(m) => m.diagnostic(),
+            Error::Aftermath { error, aftermath } => {
+                let mut d = error.diagnostic();
+                if !aftermath.is_empty() {
+                    d.message = format!("{}; {aftermath}", d.message);
+                }
+                d
+            }
             other => Diagnostic {
                 message: other.message(),
                 ..Default::default()
@@ -74,7 +81,8 @@ impl Error {
             | Error::Remote(_)
             | Error::Record(_)
             | Error::Gate(_)
-            | Error::Migration(_) => self.diagnostic().message,
+            | Error::Migration(_)
+            | Error::Aftermath { .. } => self.diagnostic().message,
             Error::Io { what, message, .. } => joined(what, message),
             Error::Cancelled {
                 host,
@@ -102,7 +110,7 @@ impl Error {
                 )
             }
             Error::Bug(what) => format!("{what} (a bug: please report it)"),
-            Error::StageFailed(m) | Error::Approval(m) | Error::LockHeld(m) => m.clone(),
+            Error::Approval(m) | Error::LockHeld(m) => m.clone(),
             Error::Exec(e) => e.to_string(),
             Error::Other(e) => e.to_string(),
         }
@@ -111,14 +119,10 @@ impl Error {
 
 impl CommandFailure {
     fn diagnostic(&self) -> Diagnostic {
-        let outcome = match self.status {
-            Some(s) => format!("failed (exit status {s})"),
-            None => "could not start".into(),
-        };
-        let label = if self.status.is_some() {
-            "stderr"
-        } else {
-            "cause"
+        let (outcome, label) = match self.status {
+            Some(0) => ("gave output that cannot be read".into(), "cause"),
+            Some(s) => (format!("failed (exit status {s})"), "stderr"),
+            None => ("could not start".into(), "cause"),
         };
         Diagnostic {
             message: format!(

@@ -200,7 +200,12 @@ fn each_kind_has_its_exit_code() {
         (Error::usage("x"), 2),
         (Error::io("cannot write x", None, &io), 1),
         (Error::Bug("b".into()), 1),
-        (Error::StageFailed("legacy".into()), 1),
+        // A stage stopped by any error fails: a lock error from a host's check is exit 1 too.
+        (
+            Error::LockHeld("l".into()).aftermath("no host was changed"),
+            1,
+        ),
+        (Error::usage("u").aftermath(""), 1),
         (Error::Approval("a".into()), 3),
         (Error::LockHeld("l".into()), 4),
         (GateFailure::new("g").into(), 1),
@@ -308,7 +313,7 @@ fn one_of_each() -> Vec<Error> {
             noun: Noun::Unit,
         },
         Error::Bug("b".into()),
-        Error::StageFailed("legacy".into()),
+        Error::Bug("b".into()).aftermath("later hosts were not touched"),
         Error::Approval("a".into()),
         Error::LockHeld("l".into()),
         Error::Exec(exec("deploy@h:22")),
@@ -334,7 +339,7 @@ fn every_variant_has_the_exit_code_of_the_contract() {
             | Error::Cancelled { .. }
             | Error::Failed { .. }
             | Error::Bug(_)
-            | Error::StageFailed(_)
+            | Error::Aftermath { .. }
             | Error::Exec(_)
             | Error::Other(_) => 1,
         };
@@ -357,4 +362,65 @@ fn every_variant_renders_the_same_first_line_both_ways() {
             "{e:?}"
         );
     }
+}
+
+#[test]
+fn an_aftermath_follows_the_message_and_the_error_keeps_its_place() {
+    let e: Error = CommandFailure::new(
+        "deploy@h:22",
+        "pulling r/web:1 for web",
+        &Cmd::new("docker").args(["compose", "pull", "web"]),
+    )
+    .unit("web")
+    .status(18)
+    .stderr("manifest unknown")
+    .origin(at("build"))
+    .into();
+    let e = e
+        .aftermath("nothing was deployed on this host")
+        .aftermath("later hosts were not touched");
+    assert_eq!(
+        e.to_string(),
+        "deploy@h:22: pulling r/web:1 for web failed (exit status 18): `docker compose pull web`; nothing was deployed on this host; later hosts were not touched\n  stderr: manifest unknown"
+    );
+    assert_eq!(
+        (e.host(), e.unit(), e.origin(), e.exit()),
+        (
+            Some("deploy@h:22"),
+            Some("web"),
+            at("build"),
+            Exit::StageFailed
+        )
+    );
+    assert_eq!(
+        e.location(Some(&source())),
+        Some(("deploy.yml".to_string(), 5, 5))
+    );
+    // Nothing to add: the error as it was (exit 1 still).
+    let e = Error::Approval("approve it".into()).aftermath("");
+    assert_eq!(
+        (e.to_string().as_str(), e.exit()),
+        ("approve it", Exit::StageFailed)
+    );
+    // What the step fills in reaches the error inside.
+    let e = Error::from(GateFailure::new("g"))
+        .aftermath("x")
+        .within(Some("api"), at("health"));
+    assert_eq!((e.unit(), e.origin()), (Some("api"), at("health")));
+}
+
+#[test]
+fn a_command_whose_output_cannot_be_read_says_so_and_why() {
+    let e: Error = CommandFailure::new(
+        "local",
+        "listing the containers",
+        &Cmd::new("docker").arg("inspect"),
+    )
+    .status(0)
+    .stderr("docker inspect: expected value at line 1 column 1")
+    .into();
+    assert_eq!(
+        e.render(None, false),
+        "error: listing the containers gave output that cannot be read: `docker inspect`\n  = cause: docker inspect: expected value at line 1 column 1\n"
+    );
 }

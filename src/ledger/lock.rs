@@ -22,7 +22,7 @@
 
 use crate::cmd::{Cmd, shell_quote};
 use crate::env_vars;
-use crate::error::{Error, Result};
+use crate::error::{Error, RecordFailure, Result, STDERR_TAIL_LINES};
 use crate::exec::Executor;
 use crate::manifest::{Environment, Host};
 use crate::report::Report;
@@ -520,12 +520,11 @@ impl<'r> EnvLock<'r> {
         let mut last_beat = Instant::now();
         loop {
             if cancel::requested().is_some() {
-                return Err(Error::StageFailed(format!(
-                    "{}: {} while taking the {} lock; nothing was changed",
-                    host.label(),
-                    cancel::reason(),
-                    self.env
-                )));
+                return Err(Error::Cancelled {
+                    host: Some(host.label()),
+                    reason: format!("{} while taking the {} lock", cancel::reason(), self.env),
+                    consequence: "nothing was changed".into(),
+                });
             }
             let text = owner_text(&self.owner);
             let out = ex.capture(&take_cmd(&self.paths, &text))?;
@@ -537,12 +536,12 @@ impl<'r> EnvLock<'r> {
                 }
                 "held" => parse_owner(rest.as_bytes()),
                 _ => {
-                    return Err(Error::StageFailed(format!(
-                        "{}: cannot take the lock {}: {}",
-                        host.label(),
-                        self.paths.lock_dir(),
-                        out.stderr_tail(3)
-                    )));
+                    let what = format!("take the {} lock", self.env);
+                    return Err(
+                        RecordFailure::new(host.label(), what, self.paths.lock_dir())
+                            .stderr(out.stderr_tail(STDERR_TAIL_LINES))
+                            .into(),
+                    );
                 }
             };
             if holder.token == self.owner.token {

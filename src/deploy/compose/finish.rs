@@ -15,7 +15,7 @@ use crate::cmd::compose as cc;
 use crate::cmd::docker_engine::{self as de, Script};
 use crate::cmd::{Cmd, shell_quote};
 use crate::deploy::{HostResult, ServiceResult};
-use crate::error::{Error, Result};
+use crate::error::{Error, RecordFailure, Result, STDERR_TAIL_LINES};
 use crate::plan::up as pu;
 use crate::state::{ReleaseRecord, ReleaseStatus, ReleaseStatusField, ServiceState};
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,7 +26,7 @@ pub type NewTag = (String, String, String);
 /// The finish step (see the module header).
 pub fn perform(d: &mut HostDeploy) -> Result<()> {
     let Some(mut record) = d.run.record.clone() else {
-        return Err(Error::StageFailed(format!(
+        return Err(Error::Bug(format!(
             "{}: no release record to finish",
             d.label()
         )));
@@ -65,11 +65,9 @@ pub fn perform(d: &mut HostDeploy) -> Result<()> {
 fn finish_cancelled(d: &mut HostDeploy, mut record: ReleaseRecord) -> Result<()> {
     record.status = ReleaseStatusField(ReleaseStatus::Failed);
     record.finished_at = Some(crate::clock::now_rfc3339());
-    let why = format!(
-        "{} before compose up; nothing was changed",
-        cancel::reason()
-    );
-    record.notes.push(why.clone());
+    let reason = format!("{} before compose up", cancel::reason());
+    let consequence = "nothing was changed";
+    record.notes.push(format!("{reason}; {consequence}"));
     let audit = d.hc.audit_entry(
         "up",
         Some(record.number),
@@ -80,7 +78,11 @@ fn finish_cancelled(d: &mut HostDeploy, mut record: ReleaseRecord) -> Result<()>
     d.run.audits.push(audit);
     let before = d.state.before.clone();
     write_finish(d, &mut record, false, &[], &before)?;
-    Err(Error::StageFailed(format!("{}: {why}", d.label())))
+    Err(Error::Cancelled {
+        host: Some(d.label()),
+        reason,
+        consequence: consequence.into(),
+    })
 }
 
 /// Every container of the project after the deploy, and, when a background `--dry-run up` was
@@ -105,16 +107,15 @@ fn read_after(d: &mut HostDeploy) -> Result<(Containers, Option<Option<String>>)
         );
     }
     let ran = d.read_script(&s)?;
+    let what = format!("listing the containers of {project}");
     let containers = match ran.secs.get("containers") {
-        Some(c) if c.success() => {
-            by_service(de::parse_inspect(&c.stdout).map_err(Error::StageFailed)?)
-        }
+        Some(c) if c.success() => by_service(
+            de::parse_inspect(&c.stdout)
+                .map_err(|why| ran.unreadable(&d.label(), what, "containers", &why))?,
+        ),
         _ => {
-            return Err(Error::StageFailed(format!(
-                "{}: cannot list the containers of {project}: {}",
-                d.label(),
-                ran.out.stderr_tail(5)
-            )));
+            let f = ran.failure(&d.label(), what, "containers", STDERR_TAIL_LINES);
+            return Err(f.into());
         }
     };
     let dry_run = d.run.dry_run_file.as_ref().map(|_| {
@@ -379,12 +380,17 @@ fn write_finish(
     let ran = d.script(&s)?;
     let label = d.label();
     if !ran.ok("record") {
+        let n = record.number;
         let status = crate::ledger::status_word(record.status.0);
-        return Err(Error::StageFailed(format!(
-            "{label}: release {n} is not recorded as {status}: its record could not be written ({}). What runs now: {}. The record stays in_progress until the next run marks it interrupted",
-            ran.out.stderr_tail(3).trim(),
+        let failure = RecordFailure::new(
+            &label,
+            format!("write release record {n}"),
+            paths.release(n),
+        )
+        .stderr(ran.out.stderr_tail(STDERR_TAIL_LINES));
+        return Err(Error::from(failure).aftermath(format!(
+            "release {n} is not recorded as {status}: it stays in_progress until the next run marks it interrupted. What runs now: {}",
             crate::ledger::describe_running(&running_list(running)),
-            n = record.number,
         )));
     }
     if ran

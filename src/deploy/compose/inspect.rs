@@ -18,11 +18,14 @@ use crate::cancel;
 use crate::cmd::compose::{self as cc, Compose, Flavor, ServiceConfig};
 use crate::cmd::docker_engine::{self as de, ImageInfo, Script, Section};
 use crate::cmd::shell_quote;
-use crate::error::{Error, Result};
+use crate::error::{Error, GateFailure, RecordFailure, Result, STDERR_TAIL_LINES};
 use crate::exec::{Executor, Output};
 use crate::ledger::lock;
 use crate::plan::up::{self as pu, HostState, OVERRIDE_FILE};
 use std::collections::{BTreeMap, BTreeSet};
+
+/// Lines of stderr kept when `config` refuses the compose files: compose lists every problem.
+const CONFIG_TAIL_LINES: usize = 20;
 
 /// What [`check`] learnt.
 #[derive(Clone, Debug)]
@@ -48,7 +51,7 @@ pub fn check(ex: &mut dyn Executor, hc: HostCtx) -> Result<Checked> {
     config_sections(&mut s, hc, try_v2, try_v1);
     s.raw("cd / && [ -z \"$da_scratch\" ] || rm -rf \"$da_scratch\"");
     let ran = read_script(ex, &s)?;
-    let flavor = flavor_of(ex, hc, &ran.secs, try_v1)?;
+    let flavor = flavor_of(ex, hc, &ran, try_v1)?;
     let http_client = ran
         .secs
         .get("http-client")
@@ -182,18 +185,18 @@ fn config_of_section(
     let label = hc.label();
     for (section, sec) in &ran.secs {
         if section.starts_with("stage") && !sec.success() {
-            return Err(Error::StageFailed(format!(
-                "{label}: staging the files for `config` failed ({section}): {}",
-                ran.out.stderr_tail(5)
-            )));
+            let what = "staging the files for `config`";
+            return Err(ran.failure(&label, what, section, STDERR_TAIL_LINES).into());
         }
     }
+    let what = "checking the compose configuration";
     match ran.secs.get(name) {
-        Some(cfg) if cfg.success() => parse_config(flavor, &cfg.stdout),
-        _ => Err(Error::StageFailed(format!(
-            "{label}: the compose configuration is invalid:\n{}",
-            ran.out.stderr_tail(20)
-        ))),
+        Some(cfg) if cfg.success() => parse_config(flavor, &cfg.stdout)
+            .map_err(|why| ran.unreadable(&label, what, name, &why)),
+        _ => Err(ran
+            .failure(&label, what, name, CONFIG_TAIL_LINES)
+            .help("the compose files of this run are invalid as compose on this host reads them")
+            .into()),
     }
 }
 
@@ -208,12 +211,8 @@ fn user_images(hc: HostCtx) -> Vec<(String, String)> {
 }
 
 /// The compose flavor the probes found, with the warnings it deserves.
-fn flavor_of(
-    ex: &mut dyn Executor,
-    hc: HostCtx,
-    secs: &BTreeMap<String, Section>,
-    try_v1: bool,
-) -> Result<Flavor> {
+fn flavor_of(ex: &mut dyn Executor, hc: HostCtx, ran: &super::Ran, try_v1: bool) -> Result<Flavor> {
+    let secs = &ran.secs;
     let version = |name: &str| {
         secs.get(name)
             .filter(|s| s.success())
@@ -244,9 +243,14 @@ fn flavor_of(
     }
     let label = hc.label();
     let Some(flavor) = flavor else {
-        return Err(Error::StageFailed(format!(
-            "{label}: neither `docker compose` nor `docker-compose` works on this host"
-        )));
+        let probe = if secs.contains_key("compose-v2") {
+            "compose-v2"
+        } else {
+            "compose-v1"
+        };
+        let what =
+            "the compose probe (neither `docker compose` nor `docker-compose` works on this host)";
+        return Err(ran.failure(&label, what, probe, STDERR_TAIL_LINES).into());
     };
     hc.report.info(&format!("{label}: {}", flavor.label()));
     if flavor.has_no_deps_hash_bug() {
@@ -413,12 +417,15 @@ fn unstaged_env_files(hc: HostCtx) -> Vec<String> {
     out
 }
 
-/// Parses `config` output as the host resolved it.
-fn parse_config(flavor: &Flavor, text: &str) -> Result<BTreeMap<String, ServiceConfig>> {
+/// Parses `config` output as the host resolved it; why it cannot be read.
+fn parse_config(
+    flavor: &Flavor,
+    text: &str,
+) -> std::result::Result<BTreeMap<String, ServiceConfig>, String> {
     let value: serde_json::Value = if flavor.has_config_json() {
-        serde_json::from_str(text).map_err(|e| Error::Other(e.into()))?
+        serde_json::from_str(text).map_err(|e| e.to_string())?
     } else {
-        cc::yaml_value(text).map_err(|e| Error::StageFailed(format!("compose config: {e}")))?
+        cc::yaml_value(text).map_err(|e| e.to_string())?
     };
     Ok(cc::parse_config(&value))
 }
@@ -467,10 +474,11 @@ pub fn confirm_images(hc: HostCtx, hosts: &[(String, &Containers)], dry_run: boo
 pub fn read(ex: &mut dyn Executor, hc: HostCtx, checked: Checked, held: bool) -> Result<HostState> {
     let label = hc.label();
     if held && cancel::requested().is_some() {
-        return Err(Error::StageFailed(format!(
-            "{label}: {} before this host changed; nothing was changed here",
-            cancel::reason()
-        )));
+        return Err(Error::Cancelled {
+            host: Some(label),
+            reason: format!("{} before this host changed", cancel::reason()),
+            consequence: "nothing was changed here".into(),
+        });
     }
     let images = pull_candidates(hc, &checked.config);
     let ran = read_script(ex, &start_script(hc, &images))?;
@@ -490,14 +498,14 @@ pub fn read(ex: &mut dyn Executor, hc: HostCtx, checked: Checked, held: bool) ->
                 "{label}: the {env} lock this run took was taken over: it is {}; nothing was changed here",
                 lock::describe(&lock::parse_owner(h.as_bytes()))
             )),
-            ("free", _) => Error::StageFailed(format!(
-                "{label}: this run does not hold the {env} lock here (it was released while the run went on); nothing was changed here"
-            )),
-            _ => Error::StageFailed(format!(
-                "{label}: cannot check the {env} lock {}: {}",
-                hc.paths().lock_dir(),
-                out.stderr_tail(3)
-            )),
+            ("free", _) => GateFailure::new(format!(
+                "this run does not hold the {env} lock here (it was released while the run went on); nothing was changed here"
+            ))
+            .host(label)
+            .into(),
+            _ => RecordFailure::new(label, format!("check the {env} lock"), hc.paths().lock_dir())
+                .stderr(out.stderr_tail(STDERR_TAIL_LINES))
+                .into(),
         });
     }
     if !held
@@ -510,7 +518,7 @@ pub fn read(ex: &mut dyn Executor, hc: HostCtx, checked: Checked, held: bool) ->
             lock::describe(&owner)
         ));
     }
-    state_of(hc, checked, secs, out, &images)
+    state_of(hc, checked, &ran, &images)
 }
 
 /// The images of the selected services as compose resolves them: what the pull step considers.
@@ -564,21 +572,23 @@ fn start_script(hc: HostCtx, images: &[String]) -> Script {
 fn state_of(
     hc: HostCtx,
     checked: Checked,
-    secs: &BTreeMap<String, Section>,
-    out: &Output,
+    ran: &super::Ran,
     images: &[String],
 ) -> Result<HostState> {
+    let secs = &ran.secs;
     let label = hc.label();
-    let failed = |name: &str| {
-        Error::StageFailed(format!(
-            "{label}: reading the state ({name}) failed: {}",
-            out.stderr_tail(5)
+    let failed = |name: &str, what: &str| {
+        Error::from(ran.failure(
+            &label,
+            format!("reading the {what}"),
+            name,
+            STDERR_TAIL_LINES,
         ))
     };
     let records = secs
         .get("records")
         .filter(|s| s.success())
-        .ok_or_else(|| failed("release records"))?;
+        .ok_or_else(|| failed("records", "release records"))?;
     let ledger = crate::ledger::parse_listing(&records.stdout);
     for p in &ledger.problems {
         hc.report.warn(&format!(
@@ -589,8 +599,9 @@ fn state_of(
     let containers = secs
         .get("containers")
         .filter(|s| s.success())
-        .ok_or_else(|| failed("containers"))?;
-    let list = de::parse_inspect(&containers.stdout).map_err(Error::StageFailed)?;
+        .ok_or_else(|| failed("containers", "containers"))?;
+    let list = de::parse_inspect(&containers.stdout)
+        .map_err(|why| ran.unreadable(&label, "reading the containers", "containers", &why))?;
     let have: BTreeMap<String, Option<ImageInfo>> = images
         .iter()
         .enumerate()
@@ -716,14 +727,17 @@ mod tests {
             config: BTreeMap::new(),
             containers: Containers::new(),
         };
-        let st = state_of(
-            hc,
-            checked,
-            &secs,
-            &Output::default(),
-            &["shop/web:1".to_string()],
-        )
-        .unwrap();
+        let ran = |secs: BTreeMap<String, Section>| super::super::Ran {
+            out: Output {
+                status: 0,
+                stdout: Vec::new(),
+                stderr: b"Cannot connect to the Docker daemon\n".to_vec(),
+            },
+            secs,
+            recorded: false,
+            shown: start_script(hc, &[]).shown_all().clone(),
+        };
+        let st = state_of(hc, checked, &ran(secs.clone()), &["shop/web:1".to_string()]).unwrap();
         assert_eq!(st.next, 8, "a corrupt newest record keeps its number");
         assert_eq!(
             st.records.iter().map(|r| r.number).collect::<Vec<_>>(),
@@ -752,11 +766,12 @@ mod tests {
             config: BTreeMap::new(),
             containers: Containers::new(),
         };
-        let e = state_of(hc, checked, &broken, &Output::default(), &[]).unwrap_err();
+        let e = state_of(hc, checked, &ran(broken), &[]).unwrap_err();
+        let shown = e.to_string();
         assert!(
-            e.to_string()
-                .contains("reading the state (containers) failed"),
-            "{e}"
+            shown.starts_with("reading the containers could not start: `sh -c ")
+                && shown.ends_with("…`\n  cause: Cannot connect to the Docker daemon"),
+            "{shown}"
         );
     }
 }

@@ -36,7 +36,7 @@ use crate::cmd::Cmd;
 use crate::cmd::compose::{self as cc, Compose};
 use crate::cmd::docker_engine::{self as de, Script, Section, parse_sections};
 use crate::engine::runner::{Perform, RunState};
-use crate::error::{Error, Result};
+use crate::error::{CommandFailure, Error, Result};
 use crate::exec::{Executor, Output, Stream};
 use crate::manifest::{Environment, Host, Manifest};
 use crate::plan::up::{self as pu, ComposeAction, HostState, OVERRIDE_FILE};
@@ -183,11 +183,41 @@ pub struct Ran {
     pub out: Output,
     pub secs: BTreeMap<String, Section>,
     pub recorded: bool,
+    /// Each section's command as people see it ([`Script::shown`]).
+    pub shown: BTreeMap<String, String>,
 }
 
 impl Ran {
     pub fn ok(&self, name: &str) -> bool {
         self.recorded || self.secs.get(name).is_some_and(Section::success)
+    }
+
+    /// The failure of section `name` on `host`, `what` it was for: its command as shown, its exit
+    /// status, and the last `lines` of the script's stderr. A section that did not run has the
+    /// script's status (none when the script succeeded: it stopped before the section).
+    pub fn failure(
+        &self,
+        host: &str,
+        what: impl Into<String>,
+        name: &str,
+        lines: usize,
+    ) -> CommandFailure {
+        let shown = self.shown.get(name).cloned().unwrap_or_else(|| name.into());
+        let f = CommandFailure::shown(host, what, shown).stderr(self.out.stderr_tail(lines));
+        match self.secs.get(name).map(|s| s.status) {
+            Some(status) => f.status(status),
+            None if self.out.status != 0 => f.status(self.out.status),
+            None => f,
+        }
+    }
+
+    /// Section `name` succeeded but its output cannot be read (`why`).
+    pub fn unreadable(&self, host: &str, what: impl Into<String>, name: &str, why: &str) -> Error {
+        let shown = self.shown.get(name).cloned().unwrap_or_else(|| name.into());
+        CommandFailure::shown(host, what, shown)
+            .status(0)
+            .stderr(why)
+            .into()
     }
 }
 
@@ -199,6 +229,7 @@ pub fn run_script(ex: &mut dyn Executor, s: &Script) -> Result<Ran> {
         out,
         secs,
         recorded: ex.records(),
+        shown: s.shown_all().clone(),
     })
 }
 
@@ -210,6 +241,7 @@ pub fn read_script(ex: &mut dyn Executor, s: &Script) -> Result<Ran> {
         out,
         secs,
         recorded: false,
+        shown: s.shown_all().clone(),
     })
 }
 
@@ -329,7 +361,7 @@ impl<'a> HostDeploy<'a> {
 impl Perform for HostDeploy<'_> {
     fn perform(&mut self, step: &Step, state: &mut RunState) -> Result<()> {
         let Action::Compose(action) = &step.action else {
-            return Err(Error::StageFailed(format!(
+            return Err(Error::Bug(format!(
                 "{}: step {} is not a compose step",
                 self.label(),
                 step.id
@@ -353,10 +385,73 @@ impl Perform for HostDeploy<'_> {
                 ..
             } => rollback::perform(self, services, *restore_from),
             ComposeAction::Finish { .. } => finish::perform(self),
-            ComposeAction::Lock { .. } => Err(Error::StageFailed(format!(
+            ComposeAction::Lock { .. } => Err(Error::Bug(format!(
                 "{}: the lock is the fan-out's step, not the host's",
                 self.label()
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A script of three sections and an answer in which `pins` failed and `audit` did not run.
+    fn answered(script_status: i32) -> Ran {
+        let mut s = Script::new();
+        s.run("containers", &de::inspect_project("shop"));
+        s.shell(
+            "restore",
+            "cp -R /srv/shop/.deploy-action/files/3/. /srv/shop/",
+        );
+        s.write("pins", "/srv/shop/override.yml", "services: {}\n", 0o644);
+        s.append("audit", "/srv/shop/.deploy-action/audit.log", "{}");
+        let text = format!(
+            "{}{}",
+            "\n@@deploy-action-section containers\n[]\n@@deploy-action-end containers 0\n",
+            "\n@@deploy-action-section pins\n\n@@deploy-action-end pins 1\n"
+        );
+        Ran {
+            secs: parse_sections(&text),
+            out: Output {
+                status: script_status,
+                stdout: text.into_bytes(),
+                stderr:
+                    b"one\nsh: cannot create /srv/shop/.override.yml.tmp: Read-only file system\n"
+                        .to_vec(),
+            },
+            recorded: false,
+            shown: s.shown_all().clone(),
+        }
+    }
+
+    #[test]
+    fn a_failed_section_is_named_by_its_command_with_its_status_and_the_stderr_tail() {
+        let ran = answered(0);
+        assert_eq!(
+            ran.failure("deploy@h:22", "writing the files", "pins", 1)
+                .to_string(),
+            "deploy@h:22: writing the files failed (exit status 1): `write /srv/shop/override.yml`\n  stderr: sh: cannot create /srv/shop/.override.yml.tmp: Read-only file system"
+        );
+        assert_eq!(
+            ran.failure("local", "restoring", "restore", 1).cmd,
+            "cp -R /srv/shop/.deploy-action/files/3/. /srv/shop/"
+        );
+        // A section that did not run: the script's status, or (it succeeded) none.
+        let f = ran.failure("local", "the audit line", "audit", 1);
+        assert_eq!(
+            (f.cmd.as_str(), f.status),
+            ("append to /srv/shop/.deploy-action/audit.log", None)
+        );
+        let f = answered(2).failure("local", "the audit line", "audit", 1);
+        assert_eq!(f.status, Some(2));
+        let e = ran.unreadable("local", "listing", "containers", "not JSON");
+        assert!(
+            matches!(&e, Error::Command(c) if c.status == Some(0)
+                && c.cmd == de::inspect_project("shop").shown()
+                && c.stderr_tail == "not JSON"),
+            "{e:?}"
+        );
     }
 }

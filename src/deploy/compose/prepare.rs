@@ -9,7 +9,7 @@
 use super::{HostDeploy, Ran};
 use crate::cmd::docker_engine::{self as de, ImageInfo, Script};
 use crate::cmd::{Cmd, shell_quote};
-use crate::error::{Error, Result};
+use crate::error::{CommandFailure, Error, Result, STDERR_TAIL_LINES};
 use crate::plan::up::action::{FileUpload, Files, PullOne};
 use crate::plan::up::{self as pu, host::short};
 
@@ -20,10 +20,11 @@ const PULL_TAIL_LINES: usize = 4;
 /// on this machine.
 pub fn ship(d: &mut HostDeploy, service: &str, image: &str, id: Option<&str>) -> Result<()> {
     let report = d.hc.report;
+    let unit = d.hc.manifest_name(service);
     match id {
         Some(id) => {
             let Some(src) = d.source.as_deref_mut() else {
-                return Err(Error::StageFailed(format!(
+                return Err(Error::Bug(format!(
                     "{}: {service}: no source host to ship image {id} from",
                     d.label()
                 )));
@@ -32,6 +33,7 @@ pub fn ship(d: &mut HostDeploy, service: &str, image: &str, id: Option<&str>) ->
         }
         None => super::super::ship::ship(d.ex, d.local, report, image),
     }
+    .map_err(|e| e.within(Some(&unit), None))
 }
 
 /// The files step: one round trip (plus one upload per file that is not text).
@@ -61,11 +63,8 @@ pub fn files(d: &mut HostDeploy, f: &Files) -> Result<()> {
     );
     let ran = d.script(&s)?;
     if let Some(name) = failed_section(&ran) {
-        return Err(Error::StageFailed(format!(
-            "{}: writing the files failed ({name}): {}",
-            d.label(),
-            ran.out.stderr_tail(5)
-        )));
+        let f = ran.failure(&d.label(), "writing the files", &name, STDERR_TAIL_LINES);
+        return Err(f.into());
     }
     Ok(())
 }
@@ -194,38 +193,51 @@ pub fn pull(d: &mut HostDeploy, pulls: &[PullOne]) -> Result<()> {
     let mut failed = Vec::new();
     for (i, p) in pulls.iter().enumerate() {
         let before = d.state.images.get(&p.image).cloned().flatten();
-        match pulled(&ran, i, p, before.as_ref()) {
+        match pulled(&ran, &label, i, p, before.as_ref()) {
             Ok(change) => report.info(&format!(
                 "{label}: {}: pulled {}: {change}",
                 p.service, p.image
             )),
-            Err(why) => failed.push(why),
+            Err(f) => {
+                // At the service's entry (where its `pull:` is), not the environment's.
+                let unit = d.hc.manifest_name(&p.service);
+                let at = d.hc.manifest.services.get(&unit).map(|s| s.span);
+                failed.push((*f).unit(unit).origin(at));
+            }
         }
     }
-    if failed.is_empty() {
+    let mut failed = failed.into_iter();
+    let Some(first) = failed.next() else {
         return Ok(());
-    }
+    };
     undo_files(d);
-    Err(Error::StageFailed(format!(
-        "{label}: {}; nothing was deployed on this host: its containers run what they ran before",
-        failed.join("; ")
-    )))
+    let mut left: Vec<String> = failed.map(|f| format!("{} failed too", f.what)).collect();
+    left.push("nothing was deployed on this host: its containers run what they ran before".into());
+    Err(Error::from(first).aftermath(left.join("; ")))
 }
 
-/// What pull `i` did: how the image changed, or why it could not be pulled.
+/// What pull `i` did on `host`: how the image changed, or the failure of its pull (with the last
+/// lines docker said).
 fn pulled(
     ran: &Ran,
+    host: &str,
     i: usize,
     p: &PullOne,
     before: Option<&ImageInfo>,
-) -> std::result::Result<String, String> {
+) -> std::result::Result<String, Box<CommandFailure>> {
     let section = ran.secs.get(&format!("pull:{i}"));
     if !section.is_some_and(|s| s.success()) {
         let said = section
             .map(|s| tail(&s.stdout, PULL_TAIL_LINES))
             .filter(|t| !t.is_empty())
             .unwrap_or_else(|| ran.out.stderr_tail(PULL_TAIL_LINES).trim().to_string());
-        return Err(format!("cannot pull {} for {}: {said}", p.image, p.service));
+        let what = format!("pulling {} for {}", p.image, p.service);
+        let status = section.map_or(ran.out.status, |s| s.status);
+        return Err(Box::new(
+            CommandFailure::new(host, what, &p.cmd)
+                .status(status)
+                .stderr(said),
+        ));
     }
     let now = ran
         .secs
@@ -264,14 +276,14 @@ fn undo_files(d: &mut HostDeploy) {
     }
 }
 
-/// The last `n` non-empty lines of `text`, joined with ` / `.
+/// The last `n` non-empty lines of `text`, trimmed.
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
-    lines[lines.len().saturating_sub(n)..].join(" / ")
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 #[cfg(test)]
@@ -291,7 +303,7 @@ mod tests {
         let said = " web Pulling \n web Error manifest unknown\n\nError response from daemon: manifest for r/x:nope not found\n";
         assert_eq!(
             tail(said, 2),
-            "web Error manifest unknown / Error response from daemon: manifest for r/x:nope not found"
+            "web Error manifest unknown\nError response from daemon: manifest for r/x:nope not found"
         );
         assert_eq!(tail("", 3), "");
         assert_eq!(short("sha256:0123456789abcdef0123"), "sha256:0123456789ab");
@@ -319,23 +331,25 @@ mod tests {
                 })
                 .collect(),
             recorded: false,
+            shown: Default::default(),
         };
         let infos = "sha256:2222222222222222 []\n";
         let ok = ran(&[("pull:0", 0, "done"), ("now:0", 0, infos)]);
         assert!(
-            pulled(&ok, 0, &p, None)
+            pulled(&ok, "local", 0, &p, None)
                 .unwrap()
                 .starts_with("new on this host")
         );
         assert!(
-            pulled(&ok, 0, &p, Some(&info("sha256:1111")))
+            pulled(&ok, "local", 0, &p, Some(&info("sha256:1111")))
                 .unwrap()
                 .starts_with("the image changed (sha256:1111 → ")
         );
         let failed = ran(&[("pull:0", 1, "web Pulling\nmanifest unknown\n")]);
+        let f = pulled(&failed, "deploy@h:22", 0, &p, None).unwrap_err();
         assert_eq!(
-            pulled(&failed, 0, &p, None).unwrap_err(),
-            "cannot pull r/web:1 for web: web Pulling / manifest unknown"
+            f.to_string(),
+            "deploy@h:22: pulling r/web:1 for web failed (exit status 1): `docker compose pull web`\n  stderr:\n    web Pulling\n    manifest unknown"
         );
         assert_eq!(change(Some(&info("a")), Some(&info("a"))), "unchanged (a)");
         assert_eq!(change(None, None), "pulled, but the host does not show it");

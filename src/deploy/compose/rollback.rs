@@ -9,7 +9,7 @@ use super::{HostDeploy, gate};
 use crate::cancel;
 use crate::cmd::docker_engine::Script;
 use crate::cmd::shell_quote;
-use crate::error::{Error, Result};
+use crate::error::{RecordFailure, Result, STDERR_TAIL_LINES};
 use crate::plan::up as pu;
 use crate::plan::up::action::Back;
 use crate::plan::up::host::{compose_for, gate_check, up_options};
@@ -124,10 +124,9 @@ fn rollback(
         return Ok((false, back));
     }
     if !ran.ok("pins") {
-        return Err(Error::StageFailed(format!(
-            "{label}: cannot write the rollback pins: {}",
-            ran.out.stderr_tail(5)
-        )));
+        let f = RecordFailure::new(&label, "write the rollback pins", d.hc.override_path())
+            .stderr(ran.out.stderr_tail(STDERR_TAIL_LINES));
+        return Err(f.into());
     }
     let joined = back.join(", ");
     match restore {

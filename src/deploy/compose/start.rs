@@ -9,7 +9,7 @@ use crate::cancel;
 use crate::cmd::compose as cc;
 use crate::cmd::docker_engine::{self as de, Script};
 use crate::cmd::{Cmd, shell_quote};
-use crate::error::{Error, Result};
+use crate::error::{RecordFailure, Result, STDERR_TAIL_LINES};
 use crate::plan::up::action::{Check12069, Protect};
 use crate::plan::up::host::up_options;
 use crate::state::{ReleaseRecord, ReleaseStatus, ReleaseStatusField, ServiceState};
@@ -114,11 +114,13 @@ pub fn record(d: &mut HostDeploy, n: u64, protect: &[Protect]) -> Result<()> {
     s.raw("fi");
     let ran = d.script(&s)?;
     if !ran.ok("record") {
-        return Err(Error::StageFailed(format!(
-            "{}: cannot write release record {n}: {}",
+        let f = RecordFailure::new(
             d.label(),
-            ran.out.stderr_tail(5)
-        )));
+            format!("write release record {n}"),
+            paths.release(n),
+        )
+        .stderr(ran.out.stderr_tail(STDERR_TAIL_LINES));
+        return Err(f.into());
     }
     let untagged: Vec<String> = record
         .previous

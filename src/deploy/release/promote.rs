@@ -10,7 +10,7 @@ use crate::deploy::{HostResult, UpRequest};
 use crate::engine::runner::Trace;
 use crate::error::{Error, GateFailure, Result};
 use crate::ledger::store;
-use crate::manifest::{Environment, Host};
+use crate::manifest::{Environment, Host, Manifest};
 use crate::plan::Step;
 use crate::state::{PagesState, ReleaseRecord};
 use std::collections::BTreeMap;
@@ -108,7 +108,7 @@ impl Promote<'_> {
                 }
             }
         }
-        let check = |host: &Host, r: &HostResult| self.runs_the_source(host, r);
+        let check = |host: &Host, r: &HostResult| self.runs_the_source(run.manifest, host, r);
         let out = Fanout {
             report: &ctx.report,
             env: target,
@@ -130,7 +130,7 @@ impl Promote<'_> {
     }
 
     /// The exact artifacts: the ids a host runs now must be the source's.
-    fn runs_the_source(&self, host: &Host, r: &HostResult) -> Result<()> {
+    fn runs_the_source(&self, m: &Manifest, host: &Host, r: &HostResult) -> Result<()> {
         let Some(written) = &r.record else {
             return Ok(());
         };
@@ -142,13 +142,15 @@ impl Promote<'_> {
                 _ => false,
             };
             if !id.is_empty() && running != id && !same_digest {
-                return Err(GateFailure::new(format!(
+                let mut gate = GateFailure::new(format!(
                     "{cs} runs image {running}, not {id} from {}",
                     self.source.name
                 ))
-                .host(host.label())
-                .unit(cs.clone())
-                .into());
+                .host(host.label());
+                if let Some((key, _)) = m.services.iter().find(|(_, s)| s.compose_service == *cs) {
+                    gate = gate.unit(key);
+                }
+                return Err(gate.into());
             }
         }
         Ok(())

@@ -184,7 +184,6 @@ fn on_the_hosts(
                     env.keep_releases
                 ))
                 .host(host.label())
-                .unit(cs.clone())
                 .help("roll back to a newer release or deploy an image with `up --image`")
                 .into());
             };
