@@ -254,3 +254,210 @@ fn r11_a_rollback_of_an_environment_whose_dir_is_relative_restores_the_release_f
         "the environment lives under the repository"
     );
 }
+
+/// Every release record of an environment directory, by file name (what a dry run must leave as
+/// it found it).
+fn records(dir: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    let Ok(list) = std::fs::read_dir(dir.join(".deploy-action/releases")) else {
+        return Default::default();
+    };
+    list.map(|e| e.unwrap().path())
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            (name, std::fs::read_to_string(&p).unwrap())
+        })
+        .collect()
+}
+
+/// `want` appears in `ids` in this order (other steps may come between).
+#[track_caller]
+fn in_order(ids: &[&str], want: &[&str]) {
+    let mut at = 0;
+    for w in want {
+        match ids[at..].iter().position(|i| i == w) {
+            Some(p) => at += p + 1,
+            None => panic!("{w} missing or out of order in {ids:?}"),
+        }
+    }
+}
+
+/// The deployment Cloudflare serves in production.
+fn canonical(cf: &crate::fake_cloudflare::FakeCloudflare) -> Option<String> {
+    cf.state.lock().unwrap().canonical.clone()
+}
+
+/// Issue 11: a rollback is one plan, services and sites together. Its dry run walks the steps the
+/// real run walks (the fan-out's among them), sends nothing to Cloudflare and writes no record.
+#[test]
+fn r11_a_dry_run_of_a_rollback_of_a_service_and_a_site_walks_its_steps_and_changes_nothing() {
+    use crate::fake_cloudflare::FakeCloudflare;
+    let s = Stack::new("eqrbsite", "\"local\"", 5);
+    let manifest = std::fs::read_to_string(s.project.path().join("deploy.yml")).unwrap();
+    s.project.manifest(&format!(
+        "{manifest}sites:\n  docs:\n    project: shop-docs\n    dir: site\n    production_branch: main\n"
+    ));
+    s.project.file("site/index.html", "<h1>v1</h1>\n");
+    s.project.commit("a site");
+    let cf = FakeCloudflare::start();
+    let run = |args: &[&str]| s.project.run(args).envs(cf.env()).go();
+    let pages = &["pages", "--env", "test", "--all", "--branch", "main"];
+    s.up(&["--all"]).status(0);
+    run(pages).status(0);
+    let d1 = cf.deployments()[0]["id"].as_str().unwrap().to_string();
+    s.compose(WEB_V2, WEB_V1);
+    s.project.file("site/index.html", "<h1>v2</h1>\n");
+    s.project.commit("web and site v2");
+    s.up(&["--only", "web"]).status(0);
+    run(pages).status(0);
+    let d2 = cf.deployments()[1]["id"].as_str().unwrap().to_string();
+    assert_eq!(s.web_body(), "v2");
+    assert_eq!(canonical(&cf).as_deref(), Some(d2.as_str()));
+
+    let before = (records(s.host_dir.path()), cf.total_requests());
+    let dry = run(&[
+        "rollback",
+        "--env",
+        "test",
+        "--to",
+        "2",
+        "--dry-run",
+        "--json",
+    ]);
+    dry.status(0);
+    assert_eq!(
+        cf.total_requests(),
+        before.1,
+        "nothing was sent to Cloudflare"
+    );
+    assert_eq!(
+        records(s.host_dir.path()),
+        before.0,
+        "no record was written"
+    );
+    assert_eq!(s.web_body(), "v2", "the dry run changed nothing");
+    assert_eq!(canonical(&cf).as_deref(), Some(d2.as_str()));
+
+    let real = run(&["rollback", "--env", "test", "--to", "2", "--json"]);
+    real.status(0);
+    assert_eq!(s.web_body(), "v1");
+    assert_eq!(
+        canonical(&cf).as_deref(),
+        Some(d1.as_str()),
+        "production is on d1"
+    );
+    assert_eq!(s.record(5)["status"], "live");
+    assert_eq!(s.record(5)["pages"]["docs"]["deployment_id"], d1.as_str());
+    assert_eq!(s.record(4)["status"], "bad");
+
+    let (dry, real) = (steps(&dry), steps(&real));
+    assert_eq!(ids(&dry), ids(&real));
+    in_order(
+        &ids(&real),
+        &[
+            "rollback:lock",
+            "rollback:start",
+            "rollback:services",
+            "up:lock@local",
+            "up:gate@local",
+            "rollback:pages:docs",
+            "rollback:record",
+            "rollback:mark-bad",
+        ],
+    );
+    assert_eq!(walked(&real, "rollback:pages:docs"), "performed");
+    assert_eq!(walked(&dry, "rollback:mark-bad"), "performed");
+}
+
+/// Issue 11: a promote is one plan — the migration, the services, the site, the record. Its dry
+/// run walks the steps the real run walks (the migration's and the fan-out's among them), sends
+/// nothing to Cloudflare, writes no record and leaves the database alone.
+#[test]
+fn r11_a_dry_run_of_a_promote_of_a_migration_a_service_and_a_site_walks_its_steps_and_changes_nothing()
+ {
+    use crate::fake_cloudflare::FakeCloudflare;
+    let s = Stack::new("eqprsite", "\"local\"", 5);
+    let prd = format!("{}-prd", s.name);
+    let _cleanup = DropProject(prd.clone());
+    let pw = free_port();
+    let d = s.host_dir.path().display().to_string();
+    s.project.file(
+        "compose.prod.yml",
+        &format!(
+            "services:\n{}{}",
+            service_yaml("web", WEB_V1, pw),
+            service_yaml("api", WEB_V1, free_port())
+        ),
+    );
+    s.project.manifest(&format!(
+        "version: 1\nproject: shop\nenvironments:\n  staging:\n    hosts: [\"local\"]\n    dir: {d}/stg\n    compose_files: [compose.yml]\n    compose_project: {stg}\n    database: {{ url_env: STG_DB }}\n  production:\n    hosts: [\"local\"]\n    dir: {d}/prd\n    compose_files: [compose.prod.yml]\n    compose_project: {prd}\n    promote_from: staging\n    database: {{ url_env: PRD_DB }}\nservices:\n  web:\n    health: {{ url: \"http://127.0.0.1:{wp}/\", timeout: 30s, expect_status: 200 }}\n  api: {{}}\nsites:\n  docs:\n    project: shop-docs\n    dir: site\n    production_branch: main\nmigrations:\n  dir: migrations\n  engine: sqlite\n",
+        stg = s.name,
+        wp = s.web_port,
+    ));
+    s.project.file("site/index.html", "<h1>docs</h1>\n");
+    s.project
+        .file("migrations/0001_a.sql", "CREATE TABLE a (id integer);\n");
+    s.project.commit("two environments, a site, a migration");
+    let cf = FakeCloudflare::start();
+    let run = |args: &[&str]| {
+        s.project
+            .run(args)
+            .envs(cf.env())
+            .env("STG_DB", "sqlite://stg.db")
+            .env("PRD_DB", "sqlite://prd.db")
+            .go()
+    };
+    run(&["up", "--env", "staging", "--all"]).status(0);
+    run(&["migrate", "--env", "staging"]).status(0);
+    run(&["pages", "--env", "staging", "--all", "--branch", "staging"]).status(0);
+    let prd_dir = s.host_dir.path().join("prd");
+
+    let requests = cf.total_requests();
+    let dry = run(&["promote", "--env", "production", "--dry-run", "--json"]);
+    dry.status(0);
+    assert_eq!(
+        cf.total_requests(),
+        requests,
+        "nothing was sent to Cloudflare"
+    );
+    assert!(records(&prd_dir).is_empty(), "no record was written");
+    assert!(
+        !s.project.path().join("prd.db").exists(),
+        "the database was not created"
+    );
+    assert_eq!(cf.deployments().len(), 1);
+
+    let real = run(&["promote", "--env", "production", "--json"]);
+    real.status(0);
+    assert_eq!(sh(&format!("curl -fsS http://127.0.0.1:{pw}/")), "v1");
+    let deployments = cf.deployments();
+    assert_eq!(deployments.len(), 2);
+    assert_eq!(deployments[1]["environment"], "production");
+    let v = run(&["status", "--env", "production", "--json"]).json();
+    assert_eq!(v["migration"]["version"], "1", "{v:#}");
+    assert_eq!(v["pages"]["docs"]["deployment_id"], deployments[1]["id"]);
+    assert_eq!(v["current"]["promoted_from"], "staging/3");
+
+    let (dry, real) = (steps(&dry), steps(&real));
+    assert_eq!(ids(&dry), ids(&real));
+    in_order(
+        &ids(&real),
+        &[
+            "promote:lock",
+            "promote:start",
+            "promote:migrate",
+            "promote:services",
+            "up:ship:web@local",
+            "up:gate@local",
+            "promote:pages:docs",
+            "promote:record",
+        ],
+    );
+    let migrate_at = ids(&real)
+        .iter()
+        .position(|i| *i == "promote:migrate")
+        .unwrap();
+    assert!(
+        ids(&real)[migrate_at + 1].starts_with("migrate:"),
+        "the migration's own steps follow it: {real:?}"
+    );
+}

@@ -43,6 +43,7 @@ pub fn run(args: MigrateSettings, ctx: &Ctx) -> Result<()> {
         root,
         workdir: PathBuf::from("."),
         record: true,
+        document: true,
     };
     run_with(ctx, env, migrations, opts).map(|_| ())
 }

@@ -4,29 +4,23 @@
 //! recorded manifest deployed to the production branch, no upload, no build), the migrations up to
 //! the same version — behind the target's approval gate.
 //!
-//! The target defaults to `--env`, the source to the target's `promote_from`. Compose handling is
-//! the `up` runner's, Pages the `pages` command's, SQL the `migrate` command's; this file decides
-//! what goes where and records the release as promoted.
+//! The target defaults to `--env`, the source to the target's `promote_from`. This file decides
+//! what goes where and plans it (`plan/release.rs`: the lock, the migration, the services'
+//! fan-out, the sites, the record); `deploy/release/` walks the plan, for real or (`--dry-run`)
+//! on the recording side.
 
-use crate::cmd::docker_engine as de;
 use crate::context::Ctx;
-use crate::deploy::fanout::Fanout;
-use crate::deploy::{HostResult, UpRequest};
+use crate::deploy::release::{Job, Promote, Run};
 use crate::error::{Error, GateFailure, RecordFailure, Result};
 use crate::guard::{self, ChangePlan};
-use crate::ledger::identity::lock_owner;
-use crate::ledger::lock::EnvLock;
-use crate::ledger::record::{Deployment, Outcome, reason};
+use crate::ledger::record::reason;
 use crate::ledger::store;
 use crate::ledger::{self, Units};
 use crate::manifest::{Environment, MIGRATIONS_UNIT, Manifest};
+use crate::plan::release::{Input, SiteMove, Stage};
 use crate::report::Summary;
 use crate::state::{PagesState, ReleaseRecord};
 use std::collections::BTreeMap;
-use std::time::Duration;
-
-/// How long a promoted Pages deployment may take to become live.
-const PAGES_WAIT: Duration = Duration::from_secs(600);
 
 /// What the promotion changes on the target.
 #[derive(Default)]
@@ -77,49 +71,66 @@ pub fn run(from: Option<&str>, to: Option<&str>, ctx: &Ctx) -> Result<()> {
     let adm = guard::admit(ctx, &target, "promote", &store::repo_root(ctx), &|| {
         promote_plan(ctx, &m, &source, &target, &release, &p)
     })?;
-    if ctx.settings.dry_run {
-        return preview(ctx, &m, &source, &target, &release, &p);
-    }
-    // One lock for the target environment, on every host, for the whole promotion.
-    let env_lock =
-        EnvLock::acquire_all(report, &target, &lock_owner("promote", &release.sha), None)?;
-    if adm.approval.is_some() {
-        adm.confirm(&plan_now(ctx, &m, &source, &target, &release, &p)?)?;
-    }
-
-    let deployment = Deployment::start(ctx, &target, &release.sha, "deploy:promote");
-    let promoted_from = format!("{}/{}", source.name, release.number);
-    let mut notes = vec![format!("promoted from release {promoted_from}")];
+    let migrate = match &p.migration {
+        Some(v) => Some(migrate_options(ctx, &source, &release, v)?),
+        None => None,
+    };
+    let mut notes = vec![format!(
+        "promoted from release {}/{}",
+        source.name, release.number
+    )];
     notes.extend(adm.notes());
     notes.extend(reason().map(|r| format!("reason: {r}")));
-    let outcome = apply(ctx, &m, &source, &target, &release, &p, &notes);
-    let (mut record, results) = match outcome {
-        Ok(r) => r,
-        Err(e) => {
-            deployment.finish(ctx, &target, Outcome::Failed, None);
-            return Err(e);
-        }
+    let steps = crate::plan::release::steps(&plan_input(&m, &source, &target, &release, &p));
+    let job = Promote {
+        source: &source,
+        release: &release,
+        services: &p.services,
+        images: &p.images,
+        digests: &p.digests,
+        sites: &p.sites,
+        secrets: &p.secrets,
+        units: p.rows.iter().map(|r| r[0].clone()).collect(),
+        migrate,
     };
-    record.promoted_from = Some(promoted_from.clone());
-    store::rewrite(ctx, &target, &record)?;
-    env_lock.release_all();
-    if !results.is_empty() {
-        crate::deploy::summary::summarize(
-            &ctx.report,
-            &target.name,
-            &target.hosts,
-            &results.results,
-            &results.trace,
-        );
+    let run = Run {
+        ctx,
+        manifest: &m,
+        env: &target,
+        sha: &release.sha,
+        admission: &adm,
+        recheck: &|| plan_now(ctx, &m, &source, &target, &release, &p),
+        notes,
+        job: Job::Promote(job),
+    };
+    crate::deploy::release::run(run, &steps)
+}
+
+/// The promotion as the planner sees it.
+fn plan_input(
+    m: &Manifest,
+    source: &Environment,
+    target: &Environment,
+    release: &ReleaseRecord,
+    p: &Promotion,
+) -> Input {
+    let sites = p.sites.iter().map(|(site, state)| {
+        let s = m.sites.get(site);
+        let branch = s.map_or("main", |s| s.production_branch.as_str());
+        SiteMove::of(site, state, branch, s.map(|s| s.span))
+    });
+    Input {
+        stage: Stage::Promote,
+        env: target.name.clone(),
+        hosts: target.hosts.iter().map(|h| h.label()).collect(),
+        approval: target.approval == crate::manifest::Approval::Required,
+        services: p.services.clone(),
+        sites: sites.collect(),
+        migration: p.migration.clone(),
+        from: Some(source.name.clone()),
+        release: release.number,
+        abandoned: None,
     }
-    report.output("release", &record.number.to_string());
-    report.info(&format!(
-        "{} is on release {} = release {promoted_from}",
-        target.name, record.number
-    ));
-    let url = record.pages.values().next().map(|p| p.url.clone());
-    deployment.finish(ctx, &target, Outcome::Release(&record), url.as_deref());
-    Ok(())
 }
 
 /// The plan table (units, kinds, from, to); false when there is nothing to promote.
@@ -363,257 +374,4 @@ fn promotion(m: &Manifest, ctx: &Ctx, want: &Units, have: &Units) -> Promotion {
         }
     }
     p
-}
-
-/// Migrations, then services, then sites; returns the target's new release.
-fn apply(
-    ctx: &Ctx,
-    m: &Manifest,
-    source: &Environment,
-    target: &Environment,
-    release: &ReleaseRecord,
-    p: &Promotion,
-    notes: &[String],
-) -> Result<(ReleaseRecord, Ran)> {
-    let report = &ctx.report;
-    let owner = lock_owner("promote", &release.sha);
-    // Migrations first (the schema before the code that needs it), through migrate's own gate:
-    // on a guarded environment it shows the exact SQL and binds the approval to it.
-    let mut migrated = None;
-    if let (Some(v), Some(migrations)) = (&p.migration, &m.migrations) {
-        let opts = migrate_options(ctx, source, release, v)?;
-        let outcome = crate::deploy::migrate::run_with(ctx, target, migrations, opts)?;
-        migrated = outcome.version.map(|v| v.to_string());
-    }
-    crate::cancel::install();
-    crate::cancel::check()?;
-    let mut record: Option<ReleaseRecord> = None;
-    let mut results = Ran::default();
-    if !p.services.is_empty() {
-        let (r, ran) = promote_services(ctx, m, source, target, p, notes, &owner, false)?;
-        record = Some(r);
-        results = ran;
-    }
-    crate::cancel::check()?;
-    let mut pages = BTreeMap::new();
-    if !p.sites.is_empty() {
-        let cf = crate::deploy::pages::client(ctx)?;
-        for (site, state) in &p.sites {
-            let branch = m
-                .sites
-                .get(site)
-                .map(|s| s.production_branch.clone())
-                .unwrap_or_else(|| "main".into());
-            report.info(&format!(
-                "{site}: deploying the {} files of deployment {} to the production branch `{branch}` of {} (nothing is uploaded or built)",
-                state.manifest.len(),
-                state.deployment_id,
-                state.project
-            ));
-            let git = crate::deploy::pages::GitMeta {
-                branch: Some(branch),
-                commit_hash: state
-                    .commit_hash
-                    .clone()
-                    .or_else(|| Some(release.sha.clone())),
-                commit_message: Some(format!(
-                    "deploy-action promote of release {} of {}",
-                    release.number, source.name
-                )),
-                commit_dirty: Some(false),
-            };
-            let new = crate::deploy::pages::redeploy(&cf, state, &git, PAGES_WAIT)?;
-            report.info(&format!("{site}: {} ({})", new.url, new.environment));
-            pages.insert(site.clone(), new);
-        }
-    }
-    match record {
-        Some(mut r) => {
-            if migrated.is_some() {
-                r.migration_version = migrated;
-            }
-            r.pages.extend(pages);
-            Ok((r, results))
-        }
-        None => {
-            let units: Vec<String> = p.rows.iter().map(|r| r[0].clone()).collect();
-            let r = store::append(ctx, target, &owner, "promote", &units, &|r| {
-                if migrated.is_some() {
-                    r.migration_version = migrated.clone();
-                }
-                r.pages.extend(pages.clone());
-                r.notes.extend(notes.iter().cloned());
-            })?;
-            Ok((r, results))
-        }
-    }
-}
-
-/// The compose hosts' results and the steps walked.
-#[derive(Default)]
-struct Ran {
-    results: Vec<HostResult>,
-    trace: crate::engine::runner::Trace,
-}
-
-impl Ran {
-    fn is_empty(&self) -> bool {
-        self.results.is_empty()
-    }
-}
-
-/// `--dry-run`: the services' steps as the fan-out would walk them on the target's hosts
-/// (checked and read for real, nothing changed); the migrations and Pages deployments are the
-/// rows of the plan above.
-fn preview(
-    ctx: &Ctx,
-    m: &Manifest,
-    source: &Environment,
-    target: &Environment,
-    release: &ReleaseRecord,
-    p: &Promotion,
-) -> Result<()> {
-    if !p.services.is_empty() {
-        let owner = lock_owner("promote", &release.sha);
-        let notes = vec![format!(
-            "promoted from release {}/{}",
-            source.name, release.number
-        )];
-        let ran = promote_services(ctx, m, source, target, p, &notes, &owner, true);
-        match ran {
-            Ok((_, ran)) => crate::deploy::summary::summarize(
-                &ctx.report,
-                &target.name,
-                &target.hosts,
-                &ran.results,
-                &ran.trace,
-            ),
-            Err(e) => return Err(e),
-        }
-    }
-    ctx.report.info("dry run: nothing was changed");
-    Ok(())
-}
-
-/// Deploys the source's images on every target host through the fan-out: by repo digest where
-/// the source recorded one (pulled on the target from its registry), else shipped by id from the
-/// source's first host; checks after each host that it runs the source's images (same id or
-/// digest). Returns the first host's record.
-#[allow(clippy::too_many_arguments)]
-fn promote_services(
-    ctx: &Ctx,
-    m: &Manifest,
-    source: &Environment,
-    target: &Environment,
-    p: &Promotion,
-    notes: &[String],
-    owner: &crate::state::LockOwner,
-    dry_run: bool,
-) -> Result<(ReleaseRecord, Ran)> {
-    let report = &ctx.report;
-    let Some(src_host) = source.hosts.first() else {
-        return Err(GateFailure::new(format!(
-            "environment `{}` has no hosts to take the images from",
-            source.name
-        ))
-        .into());
-    };
-    let images = p
-        .images
-        .iter()
-        .map(|(cs, (image, _))| (cs.clone(), p.digests.get(cs).unwrap_or(image).clone()))
-        .collect();
-    let mut req = UpRequest::recorded(
-        &target.name,
-        p.services.clone(),
-        images,
-        owner.clone(),
-        store::repo_root(ctx),
-        notes.to_vec(),
-    );
-    req.secrets = p.secrets.clone();
-    req.ship_from = Some(src_host.clone());
-    for (cs, (image, id)) in &p.images {
-        match p.digests.get(cs) {
-            Some(d) => {
-                for host in &target.hosts {
-                    report.info(&format!(
-                        "{}: {cs}: {image} is deployed by its digest {d} (pulled from its registry where missing)",
-                        host.label()
-                    ));
-                }
-            }
-            None => {
-                req.ship_ids.insert(cs.clone(), id.clone());
-            }
-        }
-    }
-    let check =
-        |host: &crate::manifest::Host, r: &HostResult| runs_the_source(m, host, r, p, source);
-    let run = Fanout {
-        report,
-        env: target,
-        manifest: m,
-        req: &req,
-        stage: "promote",
-        dry_run,
-        confirm: &|| Ok(()),
-        after_host: &check,
-    }
-    .run();
-    let ran = Ran {
-        results: run.results,
-        trace: run.trace,
-    };
-    if let Some(e) = run.failure {
-        crate::deploy::summary::summarize(
-            &ctx.report,
-            &target.name,
-            &target.hosts,
-            &ran.results,
-            &ran.trace,
-        );
-        return Err(e);
-    }
-    let first = ran.results.iter().find_map(|r| r.record.clone());
-    match (first, dry_run) {
-        (Some(r), _) => Ok((r, ran)),
-        (None, true) => Ok((ReleaseRecord::default(), ran)),
-        (None, false) => {
-            Err(GateFailure::new(format!("environment `{}` has no hosts", target.name)).into())
-        }
-    }
-}
-
-/// The exact artifacts: the ids a host runs now must be the source's.
-fn runs_the_source(
-    m: &Manifest,
-    host: &crate::manifest::Host,
-    r: &HostResult,
-    p: &Promotion,
-    source: &Environment,
-) -> Result<()> {
-    let Some(written) = &r.record else {
-        return Ok(());
-    };
-    for (cs, (_, id)) in &p.images {
-        let now = written.services.get(cs);
-        let running = now.map(|s| s.image_id.as_str()).unwrap_or("");
-        let same_digest = match (now.and_then(|s| s.digest.as_deref()), p.digests.get(cs)) {
-            (Some(a), Some(b)) => de::digest_part(a) == de::digest_part(b),
-            _ => false,
-        };
-        if !id.is_empty() && running != id && !same_digest {
-            let mut gate = GateFailure::new(format!(
-                "{cs} runs image {running}, not {id} from {}",
-                source.name
-            ))
-            .host(host.label());
-            if let Some((key, _)) = m.services.iter().find(|(_, s)| s.compose_service == *cs) {
-                gate = gate.unit(key);
-            }
-            return Err(gate.into());
-        }
-    }
-    Ok(())
 }

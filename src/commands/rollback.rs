@@ -5,24 +5,21 @@
 //! implicitly (the `migrate down` command is printed). The abandoned release is marked bad and the
 //! pointer tag moves to the new release.
 //!
-//! The choices (which release, which units differ) live in `ledger/`; compose handling in
-//! `deploy/`; this file is the glue.
+//! The choices (which release, which units differ) live in `ledger/`; the run is a plan
+//! (`plan/release.rs`) that `deploy/release/` walks, for real or (`--dry-run`) on the recording
+//! side; this file is the glue.
 
-use crate::cmd::docker_engine as de;
 use crate::context::Ctx;
-use crate::deploy::fanout::Fanout;
-use crate::deploy::{HostResult, UpRequest};
+use crate::deploy::release::{Job, Rollback, Run};
 use crate::error::{Error, GateFailure, Result};
-use crate::exec;
 use crate::guard::{self, ChangePlan};
-use crate::ledger::identity::lock_owner;
-use crate::ledger::lock::EnvLock;
-use crate::ledger::record::{Deployment, Outcome, reason};
+use crate::ledger::record::reason;
 use crate::ledger::store;
 use crate::ledger::{self, Selector, TargetError};
 use crate::manifest::{Environment, MIGRATIONS_UNIT, Manifest};
+use crate::plan::release::{Input, SiteMove, Stage};
 use crate::report::Summary;
-use crate::state::{PagesState, ReleaseRecord, ReleaseStatus, ReleaseStatusField};
+use crate::state::{PagesState, ReleaseRecord};
 use std::collections::BTreeMap;
 
 /// One unit that goes back, for the plan and the summary.
@@ -215,18 +212,6 @@ pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
     let adm = guard::admit(ctx, &env, "rollback", &store::repo_root(ctx), &|| {
         Ok(choice.plan(&env.name))
     })?;
-    if ctx.settings.dry_run {
-        return preview(ctx, &m, &env, &choice);
-    }
-    // One lock for the environment, on every host, for the whole rollback.
-    let env_lock = EnvLock::acquire_all(report, &env, &lock_owner("rollback", &target.sha), None)?;
-    if adm.approval.is_some() {
-        // What was approved must still be what runs: read the ledger again, under the lock
-        // (leaving on an error releases it).
-        adm.confirm(&choose(ctx, &m, &env, to)?.plan(&env.name))?;
-    }
-
-    let deployment = Deployment::start(ctx, &env, &target.sha, "deploy:rollback");
     let notes = {
         let mut n = vec![format!(
             "rollback to release {}{}",
@@ -240,42 +225,51 @@ pub fn run(to: Option<&str>, ctx: &Ctx) -> Result<()> {
         n.extend(adm.notes());
         n
     };
-    let result = on_the_hosts(ctx, &env, target, images, digests).and_then(|images| {
-        put_back(
-            ctx, &m, &env, releases, target, services, &images, sites, &notes,
-        )
-    });
-    let (record, results) = match result {
-        Ok(r) => r,
-        Err(e) => {
-            deployment.finish(ctx, &env, Outcome::Failed, None);
-            return Err(e);
-        }
+    let steps = crate::plan::release::steps(&plan_input(&m, &env, &choice));
+    let job = Rollback {
+        releases,
+        target,
+        abandoned: abandoned.as_ref(),
+        services,
+        images,
+        digests,
+        sites,
+        hint: migration_hint,
     };
+    // What was approved must still be what runs: the ledger read again, under the lock.
+    let recheck = || Ok(choose(ctx, &m, &env, to)?.plan(&env.name));
+    let run = Run {
+        ctx,
+        manifest: &m,
+        env: &env,
+        sha: &target.sha,
+        admission: &adm,
+        recheck: &recheck,
+        notes,
+        job: Job::Rollback(job),
+    };
+    crate::deploy::release::run(run, &steps)
+}
 
-    // The abandoned release is never chosen again.
-    if let Some(bad) = abandoned.as_ref().filter(|a| a.number != record.number) {
-        mark_bad(ctx, &env, bad, target, &record)?;
+/// The rollback as the planner sees it.
+fn plan_input(m: &Manifest, env: &Environment, choice: &Choice) -> Input {
+    let sites = choice.sites.iter().map(|(site, state)| {
+        let s = m.sites.get(site);
+        let branch = s.map_or("", |s| s.production_branch.as_str());
+        SiteMove::of(site, state, branch, s.map(|s| s.span))
+    });
+    Input {
+        stage: Stage::Rollback,
+        env: env.name.clone(),
+        hosts: env.hosts.iter().map(|h| h.label()).collect(),
+        approval: env.approval == crate::manifest::Approval::Required,
+        services: choice.services.clone(),
+        sites: sites.collect(),
+        migration: None,
+        from: None,
+        release: choice.target.number,
+        abandoned: choice.abandoned.as_ref().map(|a| a.number),
     }
-    env_lock.release_all();
-    if let Some(h) = migration_hint {
-        report.warn(&h);
-    }
-    crate::deploy::summary::summarize(
-        &ctx.report,
-        &env.name,
-        &env.hosts,
-        &results.results,
-        &results.trace,
-    );
-    report.output("release", &record.number.to_string());
-    report.info(&format!(
-        "{} is on release {} (the artifacts of release {})",
-        env.name, record.number, target.number
-    ));
-    let url = record.pages.values().next().map(|p| p.url.clone());
-    deployment.finish(ctx, &env, Outcome::Release(&record), url.as_deref());
-    Ok(())
 }
 
 /// The plan table; returns the `migrate down` hint when the database is elsewhere.
@@ -302,264 +296,6 @@ fn show_plan(ctx: &Ctx, env: &Environment, choice: &Choice) -> Option<String> {
     }
     ctx.report.summary(&plan);
     hint
-}
-
-/// Marks the abandoned release `bad`: it is never chosen again.
-fn mark_bad(
-    ctx: &Ctx,
-    env: &Environment,
-    bad: &ReleaseRecord,
-    target: &ReleaseRecord,
-    record: &ReleaseRecord,
-) -> Result<()> {
-    let mut marked = bad.clone();
-    marked.status = ReleaseStatusField(ReleaseStatus::Bad);
-    marked.notes.push(format!(
-        "abandoned: rolled back to release {} by release {}",
-        target.number, record.number
-    ));
-    store::rewrite(ctx, env, &marked)?;
-    ctx.report
-        .info(&format!("release {} marked bad", bad.number));
-    Ok(())
-}
-
-/// The compose hosts' results and the steps walked.
-#[derive(Default)]
-struct Ran {
-    results: Vec<HostResult>,
-    trace: crate::engine::runner::Trace,
-}
-
-/// `--dry-run`: the services' steps as the fan-out would walk them (the hosts checked and read
-/// for real, nothing changed); the Pages deployments are the rows of the plan above.
-fn preview(ctx: &Ctx, m: &Manifest, env: &Environment, choice: &Choice) -> Result<()> {
-    if !choice.services.is_empty() {
-        let images = on_the_hosts(ctx, env, &choice.target, &choice.images, &choice.digests)?;
-        let req = request(
-            ctx,
-            env,
-            &choice.loaded.releases,
-            &choice.target,
-            &choice.services,
-            &images,
-            &[],
-        )?;
-        let run = fan_out(ctx, m, env, &req, true);
-        crate::deploy::summary::summarize(
-            &ctx.report,
-            &env.name,
-            &env.hosts,
-            &run.results,
-            &run.trace,
-        );
-        if let Some(e) = run.failure {
-            return Err(e);
-        }
-    }
-    ctx.report.info("dry run: nothing was changed");
-    Ok(())
-}
-
-/// The request of the services' deploy: the release's images and, when every host still keeps
-/// them, the compose and env files of the newest `up` release up to the target.
-fn request(
-    ctx: &Ctx,
-    env: &Environment,
-    releases: &[ReleaseRecord],
-    target: &ReleaseRecord,
-    services: &[String],
-    images: &BTreeMap<String, String>,
-    notes: &[String],
-) -> Result<UpRequest> {
-    let report = &ctx.report;
-    let owner = lock_owner("rollback", &target.sha);
-    let files_from = releases
-        .iter()
-        .filter(|r| r.number <= target.number && r.services.values().any(|s| s.deployed))
-        .map(|r| r.number)
-        .max();
-    let mut kept = files_from.is_some();
-    if let Some(n) = files_from {
-        for host in &env.hosts {
-            let mut ex = exec::connect(host, &|w: &str| report.warn(w))?;
-            let dir = crate::deploy::files_dir(&env.dir, n);
-            if !ex
-                .read(&crate::cmd::Cmd::new("test").arg("-d").arg(dir))?
-                .success()
-            {
-                kept = false;
-            }
-        }
-        if !kept {
-            report.warn(&format!(
-                "the compose files of release {n} are not kept on every host; the repository's current compose files are used"
-            ));
-        }
-    }
-    Ok(UpRequest {
-        files_from: files_from.filter(|_| kept),
-        ..UpRequest::recorded(
-            &env.name,
-            services.to_vec(),
-            images.clone(),
-            owner,
-            store::repo_root(ctx),
-            notes.to_vec(),
-        )
-    })
-}
-
-/// The services' deploy on every host (see [`Fanout`]).
-fn fan_out(
-    ctx: &Ctx,
-    m: &Manifest,
-    env: &Environment,
-    req: &UpRequest,
-    dry_run: bool,
-) -> crate::deploy::fanout::Outcome {
-    Fanout {
-        report: &ctx.report,
-        env,
-        manifest: m,
-        req,
-        stage: "rollback",
-        dry_run,
-        confirm: &|| Ok(()),
-        after_host: &|_, _| Ok(()),
-    }
-    .run()
-}
-
-/// Puts the services and sites back and returns the new release record.
-#[allow(clippy::too_many_arguments)]
-fn put_back(
-    ctx: &Ctx,
-    m: &Manifest,
-    env: &Environment,
-    releases: &[ReleaseRecord],
-    target: &ReleaseRecord,
-    services: &[String],
-    images: &BTreeMap<String, String>,
-    sites: &[(String, PagesState)],
-    notes: &[String],
-) -> Result<(ReleaseRecord, Ran)> {
-    let owner = lock_owner("rollback", &target.sha);
-    let mut record = None;
-    let mut ran = Ran::default();
-    if !services.is_empty() {
-        let req = request(ctx, env, releases, target, services, images, notes)?;
-        let run = fan_out(ctx, m, env, &req, false);
-        record = run.results.iter().find_map(|r| r.record.clone());
-        ran = Ran {
-            results: run.results,
-            trace: run.trace,
-        };
-        if let Some(e) = run.failure {
-            crate::deploy::summary::summarize(
-                &ctx.report,
-                &env.name,
-                &env.hosts,
-                &ran.results,
-                &ran.trace,
-            );
-            return Err(e);
-        }
-    }
-    crate::cancel::check()?;
-    let mut new_pages = BTreeMap::new();
-    for (site, p) in sites {
-        new_pages.insert(site.clone(), pages_back(ctx, site, p)?);
-    }
-    match record {
-        Some(mut r) => {
-            if !new_pages.is_empty() {
-                r.pages.extend(new_pages);
-                store::rewrite(ctx, env, &r)?;
-            }
-            Ok((r, ran))
-        }
-        None => {
-            let units: Vec<String> = sites.iter().map(|(s, _)| s.clone()).collect();
-            let r = store::append(
-                ctx,
-                env,
-                &owner,
-                "rollback",
-                &units,
-                &|r: &mut ReleaseRecord| {
-                    r.pages.extend(new_pages.clone());
-                    r.notes.extend(notes.iter().cloned());
-                },
-            )?;
-            Ok((r, ran))
-        }
-    }
-}
-
-/// The images to deploy, checked on every host before any changes: the release's tag where every
-/// host still has it (retention keeps the last `keep_releases`), else its repo digest (pulled by
-/// the `up` runner where missing), else an error naming the image (exit 1, nothing changed).
-fn on_the_hosts(
-    ctx: &Ctx,
-    env: &Environment,
-    target: &ReleaseRecord,
-    images: &BTreeMap<String, String>,
-    digests: &BTreeMap<String, String>,
-) -> Result<BTreeMap<String, String>> {
-    let report = &ctx.report;
-    let mut out = images.clone();
-    if images.is_empty() {
-        return Ok(out);
-    }
-    for host in &env.hosts {
-        let mut ex = exec::connect(host, &|w: &str| report.warn(w))?;
-        for (cs, image) in images {
-            if de::is_digest_ref(image) || ex.capture(&de::image_id(image))?.success() {
-                continue;
-            }
-            match digests.get(cs) {
-                Some(d) => {
-                    if out.insert(cs.clone(), d.clone()).as_ref() != Some(d) {
-                        report.info(&format!(
-                            "{}: {image} of release {} is no longer on the host; {cs} goes back by its digest {d} (pulled where missing)",
-                            host.label(),
-                            target.number
-                        ));
-                    }
-                }
-                None => {
-                    return Err(GateFailure::new(format!(
-                        "image {image} of release {} is no longer on the host (retention keeps the last {} releases) and the release recorded no repo digest to pull it by",
-                        target.number,
-                        env.keep_releases
-                    ))
-                    .host(host.label())
-                    .help("roll back to a newer release or deploy an image with `up --image`")
-                    .into());
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Puts one site back on a recorded deployment: production deployments through Cloudflare's
-/// rollback endpoint; a preview deployment keeps serving at its own URL, so it is only recorded.
-fn pages_back(ctx: &Ctx, site: &str, p: &PagesState) -> Result<PagesState> {
-    if p.environment != "production" {
-        ctx.report.info(&format!(
-            "{site}: release's deployment is a preview; it still serves at {}",
-            p.url
-        ));
-        return Ok(p.clone());
-    }
-    let cf = crate::deploy::pages::client(ctx)?;
-    ctx.report.info(&format!(
-        "{site}: rolling Cloudflare Pages project {} back to deployment {}",
-        p.project, p.deployment_id
-    ));
-    crate::deploy::pages::rollback_to(&cf, p)
 }
 
 /// The `migrate down` command when the database is at another version than the target ran with.

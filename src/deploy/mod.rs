@@ -25,6 +25,7 @@ pub mod compose;
 pub mod fanout;
 pub mod migrate;
 pub mod pages;
+pub mod release;
 pub mod secrets;
 pub mod ship;
 pub mod summary;

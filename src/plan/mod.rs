@@ -4,6 +4,7 @@
 pub mod build;
 pub mod migrate;
 pub mod pages;
+pub mod release;
 pub mod stages;
 pub mod test;
 pub mod up;
@@ -162,6 +163,9 @@ pub enum Action {
     Compose(up::ComposeAction),
     /// A step only `migrate` takes: its lock, its tracking table, one migration file, its release.
     Migration(migrate::MigrationAction),
+    /// A step of `promote` or `rollback` (the lock, the services' fan-out, a site, the record):
+    /// see [`release`].
+    Release(release::ReleaseAction),
 }
 
 /// Where `migrate` finds an environment's database (what `plan` can say without connecting).
@@ -271,6 +275,7 @@ impl Step {
                 )
             }
             Action::Migration(m) => m.describe(),
+            Action::Release(r) => r.describe(),
         }
     }
 }

@@ -79,12 +79,15 @@ pub struct Options {
     /// through `ledger/publish.rs`), and a run that failed with exit 1 as a failed deployment: the
     /// `migrate` command. Off for callers that record their own release (promote).
     pub record: bool,
+    /// Print the `--json` document (the `migrate` command). Off for a caller that prints its own
+    /// with the migration's steps in it (promote).
+    pub document: bool,
 }
 
 impl Options {
     /// An up migration with the command line's defaults (lock wait 60s, approval timeout 30m,
     /// 10 backups kept), paths relative to `root`, `.deploy-action/` under `workdir`, no release
-    /// record.
+    /// record, no `--json` document.
     pub fn new(root: impl Into<PathBuf>, workdir: impl Into<PathBuf>) -> Options {
         Options {
             mode: Mode::Up,
@@ -97,6 +100,7 @@ impl Options {
             root: root.into(),
             workdir: workdir.into(),
             record: false,
+            document: false,
         }
     }
 

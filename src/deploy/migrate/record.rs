@@ -47,7 +47,7 @@ pub fn dry_run(
     };
     let (trace, walked) = runner::run(steps, &mut recorder, &mut Lines(report), &mut state);
     walked?;
-    if report.json() {
+    if report.json() && opts.document {
         report.json_document(&dry_run_json(env, opts.target, pending, &hash, &trace));
     }
     let current = seen.applied.last().map(|r| r.version);

@@ -133,7 +133,7 @@ pub fn finish(
     } else {
         "ok"
     };
-    if report.json() {
+    if report.json() && opts.document {
         report.json_document(&serde_json::json!({
             "env": env.name,
             "direction": run.direction,
