@@ -257,28 +257,13 @@ impl From<ReleaseAction> for Action {
     }
 }
 
-/// The steps of a promote or rollback, in order.
+/// The steps of a promote or rollback, in order: only those with something to do.
 pub fn steps(input: &Input) -> Vec<Step> {
-    let stage = input.stage;
+    let (stage, env) = (input.stage, &input.env);
     let name = stage.name();
-    let env = &input.env;
-    let mut out = Vec::new();
-    let mut push = |id: String, unit: Option<&str>, action: ReleaseAction, why: &str| {
-        out.push(Step {
-            id,
-            stage: name.into(),
-            unit: unit.map(str::to_string),
-            target: Target::Local,
-            action: action.into(),
-            why: why.into(),
-            guard: Default::default(),
-            // The sites' steps carry their deploy.yml entry, for their errors.
-            origin: input
-                .sites
-                .iter()
-                .find(|s| unit == Some(&s.site))
-                .and_then(|s| s.origin),
-        });
+    let mut b = Builder {
+        input,
+        out: Vec::new(),
     };
     if !input.hosts.is_empty() {
         let lock = ReleaseAction::Lock {
@@ -286,34 +271,24 @@ pub fn steps(input: &Input) -> Vec<Step> {
             hosts: input.hosts.clone(),
             recheck: input.approval,
         };
-        push(
-            format!("{name}:lock"),
-            None,
-            lock,
-            "one lock for the whole run",
-        );
+        b.push("lock", None, lock, "one lock for the whole run");
     }
     let start = ReleaseAction::Start {
         environment: env.clone(),
         task: format!("deploy:{name}"),
     };
-    push(
-        format!("{name}:start"),
-        None,
-        start,
-        "the run's GitHub deployment",
-    );
+    b.push("start", None, start, "the run's GitHub deployment");
     if let (Stage::Promote, Some(version)) = (stage, &input.migration) {
         let migrate = ReleaseAction::Migrate {
             environment: env.clone(),
             version: version.clone(),
         };
-        let why = "the schema before the code that needs it";
-        push(
-            format!("{name}:migrate"),
-            Some(crate::manifest::MIGRATIONS_UNIT),
+        let unit = Some(crate::manifest::MIGRATIONS_UNIT);
+        b.push(
+            "migrate",
+            unit,
             migrate,
-            why,
+            "the schema before the code that needs it",
         );
     }
     if !input.services.is_empty() {
@@ -324,32 +299,14 @@ pub fn steps(input: &Input) -> Vec<Step> {
             from: input.from.clone(),
             release: input.release,
         };
-        push(
-            format!("{name}:services"),
-            None,
-            services,
-            "the services differ",
-        );
+        b.push("services", None, services, "the services differ");
     }
     for s in &input.sites {
-        let action = match stage {
-            Stage::Promote => ReleaseAction::Redeploy {
-                project: s.project.clone(),
-                deployment_id: s.deployment_id.clone(),
-                files: s.files,
-                branch: s.branch.clone(),
-            },
-            Stage::Rollback => ReleaseAction::PagesBack {
-                project: s.project.clone(),
-                deployment_id: s.deployment_id.clone(),
-                url: s.url.clone(),
-                production: s.production,
-            },
-        };
-        push(
-            format!("{name}:pages:{}", s.site),
+        let id = format!("pages:{}", s.site);
+        b.push(
+            &id,
             Some(&s.site),
-            action,
+            site_action(stage, s),
             "the site differs",
         );
     }
@@ -359,21 +316,63 @@ pub fn steps(input: &Input) -> Vec<Step> {
         services: !input.services.is_empty(),
         from: input.from.clone(),
     };
-    push(
-        format!("{name}:record"),
-        None,
-        record,
-        "the release tells what runs",
-    );
+    b.push("record", None, record, "the release tells what runs");
     if let (Stage::Rollback, Some(bad)) = (stage, input.abandoned) {
         let mark = ReleaseAction::MarkBad {
             environment: env.clone(),
             release: bad,
             to: input.release,
         };
-        push(format!("{name}:mark-bad"), None, mark, "never chosen again");
+        b.push("mark-bad", None, mark, "never chosen again");
     }
-    out
+    b.out
+}
+
+/// What a site's step does: promote redeploys the source's files, rollback goes back to the
+/// recorded deployment.
+fn site_action(stage: Stage, s: &SiteMove) -> ReleaseAction {
+    match stage {
+        Stage::Promote => ReleaseAction::Redeploy {
+            project: s.project.clone(),
+            deployment_id: s.deployment_id.clone(),
+            files: s.files,
+            branch: s.branch.clone(),
+        },
+        Stage::Rollback => ReleaseAction::PagesBack {
+            project: s.project.clone(),
+            deployment_id: s.deployment_id.clone(),
+            url: s.url.clone(),
+            production: s.production,
+        },
+    }
+}
+
+/// Builds the steps of one run (ids `<stage>:<name>`, all on this machine).
+struct Builder<'a> {
+    input: &'a Input,
+    out: Vec<Step>,
+}
+
+impl Builder<'_> {
+    fn push(&mut self, name: &str, unit: Option<&str>, action: ReleaseAction, why: &str) {
+        let stage = self.input.stage.name();
+        self.out.push(Step {
+            id: format!("{stage}:{name}"),
+            stage: stage.into(),
+            unit: unit.map(str::to_string),
+            target: Target::Local,
+            action: action.into(),
+            why: why.into(),
+            guard: Default::default(),
+            // The sites' steps carry their deploy.yml entry, for their errors.
+            origin: self
+                .input
+                .sites
+                .iter()
+                .find(|s| unit == Some(&s.site))
+                .and_then(|s| s.origin),
+        });
+    }
 }
 
 #[cfg(test)]
