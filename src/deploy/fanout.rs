@@ -19,7 +19,7 @@
 use super::compose::inspect::{self, Checked};
 use super::compose::{HostCtx, HostDeploy};
 use super::{HostResult, ServiceResult, UpRequest, repo_uploads};
-use crate::engine::runner::{self, Observe, Perform, RunState, Trace};
+use crate::engine::runner::{self, Lines, Observe, Perform, RunState, Trace};
 use crate::error::{Error, GateFailure, Result};
 use crate::exec::dry_run::{ReadThrough, Recording};
 use crate::exec::local::LocalExecutor;
@@ -502,19 +502,6 @@ pub fn up_input(env: &Environment, m: &Manifest, req: &UpRequest) -> UpInput {
         ship,
         secrets: req.secrets.keys().cloned().collect(),
     }
-}
-
-/// A dry run's report: every step, conditional ones with their condition.
-struct Lines<'r>(&'r Report);
-
-impl Observe for Lines<'_> {
-    fn starting(&mut self, step: &Step, condition: Option<&str>) {
-        match condition {
-            Some(c) => self.0.info(&format!("  {c}: {}", step.describe())),
-            None => self.0.info(&format!("  {}", step.describe())),
-        }
-    }
-    fn done(&mut self, _: &Step) {}
 }
 
 /// A real run's report: a spinner per step on a terminal (nothing elsewhere).

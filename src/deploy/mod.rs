@@ -184,32 +184,37 @@ pub fn repo_uploads(env: &Environment, root: &std::path::Path) -> Vec<(String, S
     let mut out = Vec::new();
     for f in &env.compose_files {
         out.push((f.clone(), format!("{dir}/{f}")));
-        let local = root.join(f);
-        let Ok(text) = std::fs::read_to_string(&local) else {
-            continue;
-        };
-        let Ok(value) = cc::yaml_value(&text) else {
-            continue;
-        };
-        let base = std::path::Path::new(f)
-            .parent()
-            .unwrap_or(std::path::Path::new(""));
-        let Some(services) = value.get("services").and_then(|s| s.as_object()) else {
-            continue;
-        };
-        for s in services.values() {
-            for e in cc::env_file_list(s.get("env_file")) {
-                if e.starts_with('/') || e.contains("..") {
-                    continue;
-                }
-                let rel = base.join(&e).to_string_lossy().into_owned();
-                if root.join(&rel).is_file() && !out.iter().any(|(l, _)| *l == rel) {
-                    out.push((rel.clone(), format!("{dir}/{rel}")));
-                }
+        for rel in env_files_of(root, f) {
+            if root.join(&rel).is_file() && !out.iter().any(|(l, _)| *l == rel) {
+                out.push((rel.clone(), format!("{dir}/{rel}")));
             }
         }
     }
     out
+}
+
+/// The env files (`env_file:`) that the compose file `compose_file` of the repository at `root`
+/// names, relative to `root`, in its order. Absolute paths and paths with `..` are the host's own,
+/// not the repository's: left out. An unreadable or unparsable file names none.
+pub fn env_files_of(root: &std::path::Path, compose_file: &str) -> Vec<String> {
+    let Some(value) = std::fs::read_to_string(root.join(compose_file))
+        .ok()
+        .and_then(|text| cc::yaml_value(&text).ok())
+    else {
+        return Vec::new();
+    };
+    let base = std::path::Path::new(compose_file)
+        .parent()
+        .unwrap_or(std::path::Path::new(""));
+    let Some(services) = value.get("services").and_then(|s| s.as_object()) else {
+        return Vec::new();
+    };
+    services
+        .values()
+        .flat_map(|s| cc::env_file_list(s.get("env_file")))
+        .filter(|e| !e.starts_with('/') && !e.contains(".."))
+        .map(|e| base.join(&e).to_string_lossy().into_owned())
+        .collect()
 }
 
 #[cfg(test)]

@@ -107,6 +107,20 @@ pub trait Observe {
 /// An observer that says nothing (tests, inner runs).
 pub struct Quiet;
 
+/// A dry run's report of a deploy run (`up`, `promote`, `rollback`): every step as the runner
+/// reaches it, a guarded one after its condition (`  if the health gate fails for api: …`).
+pub struct Lines<'r>(pub &'r crate::report::Report);
+
+impl Observe for Lines<'_> {
+    fn starting(&mut self, step: &Step, condition: Option<&str>) {
+        match condition {
+            Some(c) => self.0.info(&format!("  {c}: {}", step.describe())),
+            None => self.0.info(&format!("  {}", step.describe())),
+        }
+    }
+    fn done(&mut self, _: &Step) {}
+}
+
 impl Observe for Quiet {
     fn starting(&mut self, _: &Step, _: Option<&str>) {}
     fn done(&mut self, _: &Step) {}

@@ -385,33 +385,18 @@ fn stage_uploads(s: &mut Script, hc: HostCtx) -> Result<()> {
 /// The relative env files the compose files name that the repository does not have (the host's
 /// own, copied into the scratch directory when it has them).
 fn unstaged_env_files(hc: HostCtx) -> Vec<String> {
-    let uploaded: BTreeSet<String> = super::super::repo_uploads(hc.env, &hc.req.repo_root)
+    let root = &hc.req.repo_root;
+    let uploaded: BTreeSet<String> = super::super::repo_uploads(hc.env, root)
         .into_iter()
         .map(|(l, _)| l)
         .collect();
-    let mut out = Vec::new();
-    for f in &hc.env.compose_files {
-        let Ok(text) = std::fs::read_to_string(hc.req.repo_root.join(f)) else {
-            continue;
-        };
-        let Ok(value) = cc::yaml_value(&text) else {
-            continue;
-        };
-        let base = std::path::Path::new(f)
-            .parent()
-            .unwrap_or(std::path::Path::new(""));
-        let Some(services) = value.get("services").and_then(|s| s.as_object()) else {
-            continue;
-        };
-        for svc in services.values() {
-            for e in cc::env_file_list(svc.get("env_file")) {
-                let rel = base.join(&e).to_string_lossy().into_owned();
-                if !e.starts_with('/') && !e.contains("..") && !uploaded.contains(&rel) {
-                    out.push(rel);
-                }
-            }
-        }
-    }
+    let mut out: Vec<String> = hc
+        .env
+        .compose_files
+        .iter()
+        .flat_map(|f| super::super::env_files_of(root, f))
+        .filter(|rel| !uploaded.contains(rel))
+        .collect();
     out.sort();
     out.dedup();
     out

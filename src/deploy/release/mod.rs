@@ -23,7 +23,7 @@ pub use rollback::Rollback;
 use super::HostResult;
 use crate::api::cloudflare::Cloudflare;
 use crate::context::Ctx;
-use crate::engine::runner::{self, Observe, Perform, Quiet, RunState, Trace};
+use crate::engine::runner::{self, Lines, Perform, Quiet, RunState, Trace};
 use crate::error::{Error, Result};
 use crate::guard::{Admission, ChangePlan};
 use crate::ledger::identity::lock_owner;
@@ -32,7 +32,6 @@ use crate::ledger::record::{Deployment, Outcome};
 use crate::manifest::{Environment, Manifest};
 use crate::plan::release::ReleaseAction;
 use crate::plan::{Action, Step};
-use crate::report::Report;
 use crate::state::{LockOwner, PagesState, ReleaseRecord};
 use std::collections::BTreeMap;
 
@@ -348,19 +347,6 @@ fn merged(outer: Trace, inner: &mut BTreeMap<String, Trace>) -> Trace {
     out
 }
 
-/// A dry run's report: every step as the runner reaches it.
-struct Lines<'r>(&'r Report);
-
-impl Observe for Lines<'_> {
-    fn starting(&mut self, step: &Step, condition: Option<&str>) {
-        match condition {
-            Some(c) => self.0.info(&format!("  {c}: {}", step.describe())),
-            None => self.0.info(&format!("  {}", step.describe())),
-        }
-    }
-    fn done(&mut self, _: &Step) {}
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,7 +410,7 @@ mod tests {
                 dry_run: true,
                 ..Default::default()
             },
-            Report::buffered(false, None),
+            crate::report::Report::buffered(false, None),
         );
         let state = PagesState {
             project: "shop-docs".into(),
