@@ -77,7 +77,7 @@ impl Settings {
 /// What to run, with its own settings resolved.
 #[derive(Clone, Debug)]
 pub enum CommandSettings {
-    Plan,
+    Plan(PlanSettings),
     Build(BuildSettings),
     Test(BuildSettings),
     Exec(ExecSettings),
@@ -106,6 +106,28 @@ pub struct BuildSettings {
 pub struct ExecSettings {
     /// The command and its arguments.
     pub command: Vec<String>,
+}
+
+/// `plan`: which run it plans.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum PlanSettings {
+    /// The change-driven stages (build, test, up, pages, migrate).
+    #[default]
+    Changes,
+    /// `--promote`: the promotion into `--env` from its `promote_from`.
+    Promote,
+    /// `--rollback [TO]`: a rollback of `--env` (to `TO`, else the default release).
+    Rollback { to: Option<String> },
+}
+
+impl PlanSettings {
+    fn from_args(a: cli::PlanArgs) -> PlanSettings {
+        match (a.promote, a.rollback) {
+            (true, _) => PlanSettings::Promote,
+            (false, Some(to)) => PlanSettings::Rollback { to },
+            (false, None) => PlanSettings::Changes,
+        }
+    }
 }
 
 /// `promote`.
@@ -199,7 +221,7 @@ pub struct MigrateSettings {
 pub fn resolve(cli: Cli) -> Result<(Settings, CommandSettings)> {
     let settings = Settings::from_args(&cli.global);
     let command = match cli.command {
-        cli::Command::Plan => CommandSettings::Plan,
+        cli::Command::Plan(a) => CommandSettings::Plan(PlanSettings::from_args(a)),
         cli::Command::Build(a) => CommandSettings::Build(BuildSettings {
             keep_going: a.keep_going,
         }),
