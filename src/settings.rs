@@ -365,6 +365,40 @@ pub fn parse_precise_duration(text: &str) -> Option<std::time::Duration> {
 mod tests {
     use super::*;
 
+    /// `plan`'s options as the command line gives them.
+    fn plan_settings(args: &[&str]) -> std::result::Result<PlanSettings, String> {
+        use clap::Parser;
+        let cli = Cli::try_parse_from(["deploy-action", "plan"].iter().chain(args))
+            .map_err(|e| e.to_string())?;
+        match resolve(cli).map_err(|e| e.to_string())?.1 {
+            CommandSettings::Plan(p) => Ok(p),
+            other => Err(format!("not plan: {other:?}")),
+        }
+    }
+
+    #[test]
+    fn plan_promote_and_rollback_options_resolve() {
+        assert_eq!(plan_settings(&[]).unwrap(), PlanSettings::Changes);
+        assert_eq!(plan_settings(&["--promote"]).unwrap(), PlanSettings::Promote);
+        assert_eq!(
+            plan_settings(&["--rollback"]).unwrap(),
+            PlanSettings::Rollback { to: None }
+        );
+        assert_eq!(
+            plan_settings(&["--rollback", "deploy/prod/3"]).unwrap(),
+            PlanSettings::Rollback {
+                to: Some("deploy/prod/3".into())
+            }
+        );
+        // A global flag after a bare --rollback is not taken as its value.
+        assert_eq!(
+            plan_settings(&["--rollback", "--json"]).unwrap(),
+            PlanSettings::Rollback { to: None }
+        );
+        let both = plan_settings(&["--promote", "--rollback"]).unwrap_err();
+        assert!(both.contains("cannot be used with"), "{both}");
+    }
+
     #[test]
     fn durations_parse() {
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
