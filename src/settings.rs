@@ -379,7 +379,10 @@ mod tests {
     #[test]
     fn plan_promote_and_rollback_options_resolve() {
         assert_eq!(plan_settings(&[]).unwrap(), PlanSettings::Changes);
-        assert_eq!(plan_settings(&["--promote"]).unwrap(), PlanSettings::Promote);
+        assert_eq!(
+            plan_settings(&["--promote"]).unwrap(),
+            PlanSettings::Promote
+        );
         assert_eq!(
             plan_settings(&["--rollback"]).unwrap(),
             PlanSettings::Rollback { to: None }
