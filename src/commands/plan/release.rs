@@ -4,7 +4,7 @@
 
 use crate::context::Ctx;
 use crate::deploy::release::{choose_promote, choose_rollback};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ledger;
 use crate::plan::Step;
 use serde_json::json;
@@ -25,7 +25,18 @@ pub struct Planned {
 /// The promotion into `--env` from its `promote_from`, as `promote --to ENV` chooses it.
 pub fn promote(ctx: &Ctx) -> Result<Planned> {
     let m = ctx.load_manifest()?;
-    let target = ctx.settings.environment(&m)?.name.clone();
+    let env = ctx.settings.environment(&m)?;
+    if env.promote_from.is_none() {
+        // `promote --from` has no twin here: plan plans the promotion deploy.yml declares.
+        return Err(Error::usage_help(
+            format!("promote to `{}` needs a source environment", env.name),
+            format!(
+                "set `promote_from:` on environment `{}` in deploy.yml: plan --promote plans the promotion from it",
+                env.name
+            ),
+        ));
+    }
+    let target = env.name.clone();
     let c = choose_promote::choose(ctx, &m, None, Some(&target))?;
     let p = &c.promotion;
     let mut notes = Vec::new();
