@@ -57,10 +57,24 @@ pub struct GlobalArgs {
     pub approval_timeout: String,
 }
 
+/// `plan`: what the change-driven stages would do, or (`--promote`, `--rollback`) what a release
+/// run would do.
+#[derive(Args, Debug, Default)]
+pub struct PlanArgs {
+    /// Plan the promotion into --env from its `promote_from` source: the steps
+    /// `promote --to ENV` would run.
+    #[arg(long, conflicts_with = "rollback")]
+    pub promote: bool,
+    /// Plan a rollback of --env: the steps `rollback --env ENV [--to TO]` would run (without a
+    /// value: to the default release, the last good one before the current).
+    #[arg(long, value_name = "N|TAG|SHA", num_args = 0..=1)]
+    pub rollback: Option<Option<String>>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Print what every stage would do for the affected units. No side effects.
-    Plan,
+    Plan(PlanArgs),
     /// Run the build commands of the affected units (and `docker build` their images).
     Build(BuildArgs),
     /// Run the test commands of the affected units.

@@ -77,7 +77,7 @@ impl Settings {
 /// What to run, with its own settings resolved.
 #[derive(Clone, Debug)]
 pub enum CommandSettings {
-    Plan,
+    Plan(PlanSettings),
     Build(BuildSettings),
     Test(BuildSettings),
     Exec(ExecSettings),
@@ -106,6 +106,28 @@ pub struct BuildSettings {
 pub struct ExecSettings {
     /// The command and its arguments.
     pub command: Vec<String>,
+}
+
+/// `plan`: which run it plans.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum PlanSettings {
+    /// The change-driven stages (build, test, up, pages, migrate).
+    #[default]
+    Changes,
+    /// `--promote`: the promotion into `--env` from its `promote_from`.
+    Promote,
+    /// `--rollback [TO]`: a rollback of `--env` (to `TO`, else the default release).
+    Rollback { to: Option<String> },
+}
+
+impl PlanSettings {
+    fn from_args(a: cli::PlanArgs) -> PlanSettings {
+        match (a.promote, a.rollback) {
+            (true, _) => PlanSettings::Promote,
+            (false, Some(to)) => PlanSettings::Rollback { to },
+            (false, None) => PlanSettings::Changes,
+        }
+    }
 }
 
 /// `promote`.
@@ -199,7 +221,7 @@ pub struct MigrateSettings {
 pub fn resolve(cli: Cli) -> Result<(Settings, CommandSettings)> {
     let settings = Settings::from_args(&cli.global);
     let command = match cli.command {
-        cli::Command::Plan => CommandSettings::Plan,
+        cli::Command::Plan(a) => CommandSettings::Plan(PlanSettings::from_args(a)),
         cli::Command::Build(a) => CommandSettings::Build(BuildSettings {
             keep_going: a.keep_going,
         }),
@@ -342,6 +364,43 @@ pub fn parse_precise_duration(text: &str) -> Option<std::time::Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `plan`'s options as the command line gives them.
+    fn plan_settings(args: &[&str]) -> std::result::Result<PlanSettings, String> {
+        use clap::Parser;
+        let cli = Cli::try_parse_from(["deploy-action", "plan"].iter().chain(args))
+            .map_err(|e| e.to_string())?;
+        match resolve(cli).map_err(|e| e.to_string())?.1 {
+            CommandSettings::Plan(p) => Ok(p),
+            other => Err(format!("not plan: {other:?}")),
+        }
+    }
+
+    #[test]
+    fn plan_promote_and_rollback_options_resolve() {
+        assert_eq!(plan_settings(&[]).unwrap(), PlanSettings::Changes);
+        assert_eq!(
+            plan_settings(&["--promote"]).unwrap(),
+            PlanSettings::Promote
+        );
+        assert_eq!(
+            plan_settings(&["--rollback"]).unwrap(),
+            PlanSettings::Rollback { to: None }
+        );
+        assert_eq!(
+            plan_settings(&["--rollback", "deploy/prod/3"]).unwrap(),
+            PlanSettings::Rollback {
+                to: Some("deploy/prod/3".into())
+            }
+        );
+        // A global flag after a bare --rollback is not taken as its value.
+        assert_eq!(
+            plan_settings(&["--rollback", "--json"]).unwrap(),
+            PlanSettings::Rollback { to: None }
+        );
+        let both = plan_settings(&["--promote", "--rollback"]).unwrap_err();
+        assert!(both.contains("cannot be used with"), "{both}");
+    }
 
     #[test]
     fn durations_parse() {

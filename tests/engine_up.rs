@@ -461,3 +461,139 @@ fn r11_a_dry_run_of_a_promote_of_a_migration_a_service_and_a_site_walks_its_step
         "the migration's own steps follow it: {real:?}"
     );
 }
+
+/// The ids of the steps `plan --json` lists.
+fn plan_ids(out: &Outcome) -> Vec<String> {
+    out.json()["steps"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no steps in:\n{}\n--- stderr\n{}", out.stdout, out.stderr))
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The steps of the release plan itself, without the inner runs' (the fan-out's `up:…`, the
+/// migration's `migrate:…`) that follow the step that ran them.
+fn release_level<'a>(ids: &[&'a str]) -> Vec<&'a str> {
+    ids.iter()
+        .copied()
+        .filter(|id| !id.starts_with("up:") && !id.starts_with("migrate:"))
+        .collect()
+}
+
+/// Issue 11: `plan --env E --rollback` lists exactly the steps `rollback --env E` then walks, and
+/// changes nothing.
+#[test]
+fn r11_plan_rollback_lists_the_steps_rollback_walks_and_changes_nothing() {
+    let s = Stack::new("planrb", "\"local\"", 5);
+    s.up(&["--all"]).status(0);
+    s.compose(WEB_V2, WEB_V1);
+    s.project.commit("web v2");
+    s.up(&["--only", "web"]).status(0);
+    let before = records(s.host_dir.path());
+    let plan = s
+        .project
+        .run(&["plan", "--env", "test", "--rollback", "--json"])
+        .go();
+    plan.status(0);
+    let planned = plan_ids(&plan);
+    assert_eq!(plan.json()["run"], "rollback");
+    assert_eq!(records(s.host_dir.path()), before, "plan wrote no record");
+    assert_eq!(s.web_body(), "v2", "plan changed nothing");
+    let text = s.project.run(&["plan", "--env", "test", "--rollback"]).go();
+    text.status(0);
+    let shown = format!("{}{}", text.stdout, text.stderr);
+    assert!(shown.contains("rollback would run:"), "{shown}");
+    assert!(shown.contains("Rollback of test to release 1"), "{shown}");
+
+    let real = s.project.run(&["rollback", "--env", "test", "--json"]).go();
+    real.status(0);
+    assert_eq!(s.web_body(), "v1");
+    let real = steps(&real);
+    assert!(
+        planned.iter().any(|i| i == "rollback:services"),
+        "{planned:?}"
+    );
+    assert_eq!(release_level(&ids(&real)), planned, "{real:?}");
+}
+
+/// `--rollback TO` plans the rollback to that release, as `rollback --to TO` runs it.
+#[test]
+fn r11_plan_rollback_to_a_release_names_it() {
+    let s = Stack::new("planrbto", "\"local\"", 5);
+    s.up(&["--all"]).status(0);
+    s.compose(WEB_V2, WEB_V1);
+    s.project.commit("web v2");
+    s.up(&["--only", "web"]).status(0);
+    let plan = |to: &str| {
+        s.project
+            .run(&["plan", "--env", "test", "--rollback", to, "--json"])
+            .go()
+    };
+    let one = plan("1");
+    one.status(0);
+    assert_eq!(one.json()["release"], 1);
+    assert_eq!(one.json()["abandoned"], 2);
+    let bad = plan("9");
+    bad.status(2);
+    assert!(bad.stderr.contains('9'), "{}", bad.stderr);
+}
+
+/// Issue 11: `plan --env E --promote` lists exactly the steps `promote --to E` then walks, and
+/// changes nothing.
+#[test]
+fn r11_plan_promote_lists_the_steps_promote_walks_and_changes_nothing() {
+    let s = Stack::new("planpromo", "\"local\"", 5);
+    let prd = format!("{}-prd", s.name);
+    let _cleanup = DropProject(prd.clone());
+    let (pw, pa) = (free_port(), free_port());
+    let d = s.host_dir.path().display().to_string();
+    s.project.file(
+        "compose.prod.yml",
+        &format!(
+            "services:\n{}{}",
+            service_yaml("web", WEB_V1, pw),
+            service_yaml("api", WEB_V1, pa)
+        ),
+    );
+    s.project.manifest(&format!(
+        "version: 1\nproject: shop\nenvironments:\n  staging:\n    hosts: [\"local\"]\n    dir: {d}/stg\n    compose_files: [compose.yml]\n    compose_project: {stg}\n  production:\n    hosts: [\"local\"]\n    dir: {d}/prd\n    compose_files: [compose.prod.yml]\n    compose_project: {prd}\n    promote_from: staging\nservices:\n  web:\n    health: {{ url: \"http://127.0.0.1:{wp}/\", timeout: 30s, expect_status: 200 }}\n  api: {{}}\n",
+        stg = s.name,
+        wp = s.web_port,
+    ));
+    s.project.commit("two environments");
+    s.project
+        .run(&["up", "--env", "staging", "--all"])
+        .go()
+        .status(0);
+    let prd_dir = s.host_dir.path().join("prd");
+    let before = records(&prd_dir);
+    let plan = s
+        .project
+        .run(&["plan", "--env", "production", "--promote", "--json"])
+        .go();
+    plan.status(0);
+    let planned = plan_ids(&plan);
+    assert_eq!(plan.json()["run"], "promote");
+    assert_eq!(plan.json()["from"], "staging");
+    assert_eq!(records(&prd_dir), before, "plan wrote no record");
+    let real = s
+        .project
+        .run(&["promote", "--env", "production", "--json"])
+        .go();
+    real.status(0);
+    assert_eq!(sh(&format!("curl -fsS http://127.0.0.1:{pw}/")), "v1");
+    let real = steps(&real);
+    assert!(
+        planned.iter().any(|i| i == "promote:services"),
+        "{planned:?}"
+    );
+    assert_eq!(release_level(&ids(&real)), planned, "{real:?}");
+    // Now production runs the source's release: nothing left to plan, as `promote` says.
+    let again = s
+        .project
+        .run(&["plan", "--env", "production", "--promote", "--json"])
+        .go();
+    again.status(0);
+    assert_eq!(plan_ids(&again), Vec::<String>::new());
+}

@@ -411,3 +411,73 @@ fn the_manifest_option_sets_the_repository_root() {
         .go();
     assert_eq!(out.json()["affected"], serde_json::json!([]));
 }
+
+/// Two environments on this machine (no services to deploy): production is promoted from
+/// staging; qa has no `promote_from`. No release is recorded anywhere yet.
+fn two_local_environments() -> (Project, tempfile::TempDir) {
+    let p = Project::git();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    p.manifest(&format!(
+        "version: 1\nproject: shop\nenvironments:\n  staging:\n    hosts: [\"local\"]\n    dir: {d}/stg\n  production:\n    hosts: [\"local\"]\n    dir: {d}/prd\n    promote_from: staging\n  qa:\n    hosts: [\"local\"]\n    dir: {d}/qa\nservices:\n  web: {{}}\n"
+    ));
+    p.file("compose.yml", "services:\n  web:\n    image: nginx\n");
+    p.commit("two environments");
+    (p, dir)
+}
+
+/// `plan --promote` and `plan --rollback` stop where the commands stop, with their exit code
+/// and message: nothing to promote or roll back (exit 1), a release `--to` cannot name or a
+/// target without `promote_from` (exit 2). They write nothing.
+#[test]
+fn r11_plan_promote_and_rollback_stop_where_the_commands_stop() {
+    let (p, dir) = two_local_environments();
+    let same = |plan: &[&str], cmd: &[&str], code: i32, msg: &str| {
+        let a = p.run(plan).go();
+        a.status(code).stderr_has(msg);
+        p.run(cmd).go().status(code).stderr_has(msg);
+    };
+    same(
+        &["plan", "--env", "production", "--promote"],
+        &["promote", "--to", "production"],
+        1,
+        "nothing to promote: environment `staging` has no successful (live) release",
+    );
+    same(
+        &["plan", "--env", "production", "--rollback"],
+        &["rollback", "--env", "production"],
+        1,
+        "environment `production` has no live release",
+    );
+    same(
+        &["plan", "--env", "production", "--rollback", "not a release"],
+        &["rollback", "--env", "production", "--to", "not a release"],
+        2,
+        "not a release",
+    );
+    p.run(&["plan", "--env", "qa", "--promote"])
+        .go()
+        .status(2)
+        .stderr_has("promote to `qa` needs a source environment")
+        .stderr_has("set `promote_from:` on environment `qa`");
+    p.run(&["plan", "--env", "qa", "--promote", "--rollback"])
+        .go()
+        .status(2)
+        .stderr_has("cannot be used with");
+    let written: Vec<_> = walk(dir.path());
+    assert!(written.is_empty(), "plan wrote {written:?}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

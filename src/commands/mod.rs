@@ -48,7 +48,7 @@ pub fn execute(command: CommandSettings, ctx: &Ctx) -> Result<()> {
         CommandSettings::Rollback(s) => rollback::run(s.to.as_deref(), ctx),
         CommandSettings::Up(s) => up::run(&s, ctx),
         CommandSettings::Lock(action) => lock::run(action, ctx),
-        CommandSettings::Plan => plan::run(ctx),
+        CommandSettings::Plan(s) => plan::run(&s, ctx),
         CommandSettings::Build(s) => build::run(ctx, &s),
         CommandSettings::Test(s) => test::run(ctx, &s),
         CommandSettings::Exec(s) => exec::run(ctx, &s),

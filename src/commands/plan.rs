@@ -1,6 +1,11 @@
 //! `plan`: what every stage would do for each affected unit, with the exact commands and the host
 //! they run on. No side effects (git and `up`'s hosts are only read: `up`'s steps are planned
-//! from the same inspection `up` makes, so they are the steps `up` walks).
+//! from the same inspection `up` makes, so they are the steps `up` walks). With `--promote` or
+//! `--rollback [TO]` it plans that run instead: what goes where is chosen by the same code the
+//! command calls (`deploy/release/choose_*.rs`, reading the records), and its steps are the same
+//! plan (`plan/release.rs`) the command walks.
+
+mod release;
 
 use super::units::Loaded;
 use crate::context::Ctx;
@@ -11,9 +16,69 @@ use crate::manifest::Environment;
 use crate::plan::stages::{self, PlanInput};
 use crate::plan::up::UpHosts;
 use crate::report::Summary;
+use crate::settings::PlanSettings;
 use std::collections::BTreeMap;
 
-pub fn run(ctx: &Ctx) -> Result<()> {
+pub fn run(which: &PlanSettings, ctx: &Ctx) -> Result<()> {
+    match which {
+        PlanSettings::Changes => changes(ctx),
+        PlanSettings::Promote => release_run(ctx, release::promote(ctx)?),
+        PlanSettings::Rollback { to } => release_run(ctx, release::rollback(ctx, to.as_deref())?),
+    }
+}
+
+/// A promote or rollback planned: the table of what changes, then its steps.
+fn release_run(ctx: &Ctx, plan: release::Planned) -> Result<()> {
+    let r = &ctx.report;
+    if ctx.settings.json {
+        let mut doc = plan.json.clone();
+        doc["steps"] = serde_json::to_value(&plan.steps).unwrap_or_default();
+        r.json_document(&doc);
+    }
+    r.stage_start("plan", Some(&plan.env));
+    let mut summary = Summary::new(plan.title.clone(), &["unit", "kind", "from", "to"]);
+    for row in &plan.rows {
+        summary.row(row.clone());
+    }
+    for n in &plan.notes {
+        summary.note(n.clone());
+    }
+    r.summary(&summary);
+    if plan.steps.is_empty() {
+        r.info(&format!("\n{}: nothing would run", plan.stage));
+    } else {
+        r.info(&format!("\n{} would run:", plan.stage));
+    }
+    print_steps(ctx, plan.steps.iter());
+    Ok(())
+}
+
+/// Steps, one a line: stage, where, what.
+fn print_steps<'s>(ctx: &Ctx, steps: impl Iterator<Item = &'s crate::plan::Step> + Clone) {
+    let width = steps
+        .clone()
+        .map(|s| s.target.label().len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let stage_width = steps
+        .clone()
+        .map(|s| s.stage.len())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    for s in steps {
+        ctx.report.info(&format!(
+            "  {:<stage_width$} {:<width$}  {}",
+            s.stage,
+            s.target.label(),
+            s.describe()
+        ));
+    }
+}
+
+/// The change-driven stages: build, test, up, pages, migrate.
+fn changes(ctx: &Ctx) -> Result<()> {
     let loaded = Loaded::load(ctx)?;
     let env = loaded.environment(ctx, true)?;
     let input = PlanInput {

@@ -4,61 +4,33 @@
 //! recorded manifest deployed to the production branch, no upload, no build), the migrations up to
 //! the same version — behind the target's approval gate.
 //!
-//! The target defaults to `--env`, the source to the target's `promote_from`. This file decides
-//! what goes where and plans it (`plan/release.rs`: the lock, the migration, the services'
+//! The target defaults to `--env`, the source to the target's `promote_from`. What goes where is
+//! chosen in `deploy/release/choose_promote.rs` (shared with `plan --promote`); this file shows
+//! it, admits it and plans it (`plan/release.rs`: the lock, the migration, the services'
 //! fan-out, the sites, the record); `deploy/release/` walks the plan, for real or (`--dry-run`)
 //! on the recording side.
 
 use crate::context::Ctx;
+use crate::deploy::release::choose_promote::{self, Chosen, Promotion, plan_input, promotion};
 use crate::deploy::release::{Job, Promote, Run};
-use crate::error::{Error, GateFailure, RecordFailure, Result};
+use crate::error::{RecordFailure, Result};
 use crate::guard::{self, ChangePlan};
+use crate::ledger;
 use crate::ledger::record::reason;
 use crate::ledger::store;
-use crate::ledger::{self, Units};
-use crate::manifest::{Environment, MIGRATIONS_UNIT, Manifest};
-use crate::plan::release::{Input, SiteMove, Stage};
+use crate::manifest::{Environment, Manifest};
 use crate::report::Summary;
-use crate::state::{PagesState, ReleaseRecord};
-use std::collections::BTreeMap;
-
-/// What the promotion changes on the target.
-#[derive(Default)]
-struct Promotion {
-    /// Manifest service keys to deploy.
-    services: Vec<String>,
-    /// compose service → (image reference, image id) from the source.
-    images: BTreeMap<String, (String, String)>,
-    /// compose service → the source's repo digest (`repo@sha256:…`): deployed by it, pulled on
-    /// the target from its registry, instead of shipped by id.
-    digests: BTreeMap<String, String>,
-    /// site → the source's Pages deployment.
-    sites: Vec<(String, PagesState)>,
-    /// The migration version to reach, when it differs.
-    migration: Option<String>,
-    /// unit, kind, from, to.
-    rows: Vec<[String; 4]>,
-    /// The target's `secrets:` values, written with the services (read before anything changes).
-    secrets: crate::deploy::secrets::Values,
-}
+use crate::state::ReleaseRecord;
 
 pub fn run(from: Option<&str>, to: Option<&str>, ctx: &Ctx) -> Result<()> {
     let m = ctx.load_manifest()?;
-    let (source, target) = environments(&m, from, to, ctx.settings.env.as_deref())?;
-    crate::changes::select_only(&m, &ctx.settings.only)?;
+    let Chosen {
+        source,
+        target,
+        release,
+        promotion: mut p,
+    } = choose_promote::choose(ctx, &m, from, to)?;
     let report = &ctx.report;
-
-    let src = store::load(ctx, &source)?;
-    let Some(release) = src.current().cloned() else {
-        return Err(GateFailure::new(format!(
-            "nothing to promote: environment `{}` has no successful (live) release",
-            source.name
-        ))
-        .into());
-    };
-    let have = ledger::unit_versions(&store::load(ctx, &target)?.releases);
-    let want = ledger::state_at(&src.releases, release.number);
-    let mut p = promotion(&m, ctx, &want, &have);
     if !p.services.is_empty() {
         p.secrets = crate::deploy::secrets::resolve(&m, &target, &|n| std::env::var(n).ok())?;
     }
@@ -104,33 +76,6 @@ pub fn run(from: Option<&str>, to: Option<&str>, ctx: &Ctx) -> Result<()> {
         job: Job::Promote(job),
     };
     crate::deploy::release::run(run, &steps)
-}
-
-/// The promotion as the planner sees it.
-fn plan_input(
-    m: &Manifest,
-    source: &Environment,
-    target: &Environment,
-    release: &ReleaseRecord,
-    p: &Promotion,
-) -> Input {
-    let sites = p.sites.iter().map(|(site, state)| {
-        let s = m.sites.get(site);
-        let branch = s.map_or("main", |s| s.production_branch.as_str());
-        SiteMove::of(site, state, branch, s.map(|s| s.span))
-    });
-    Input {
-        stage: Stage::Promote,
-        env: target.name.clone(),
-        hosts: target.hosts.iter().map(|h| h.label()).collect(),
-        approval: target.approval == crate::manifest::Approval::Required,
-        services: p.services.clone(),
-        sites: sites.collect(),
-        migration: p.migration.clone(),
-        from: Some(source.name.clone()),
-        release: release.number,
-        abandoned: None,
-    }
 }
 
 /// The plan table (units, kinds, from, to); false when there is nothing to promote.
@@ -261,117 +206,4 @@ fn migrate_options(
     let mut opts = crate::deploy::migrate::Options::new(store::repo_root(ctx), ".");
     opts.target = Some(version);
     Ok(opts)
-}
-
-/// The source and target environments: `--to` (else `--env`) is the target, `--from` (else the
-/// target's `promote_from`) the source. A target whose `promote_from` names another environment
-/// is refused.
-fn environments(
-    m: &Manifest,
-    from: Option<&str>,
-    to: Option<&str>,
-    env: Option<&str>,
-) -> Result<(Environment, Environment)> {
-    let names: Vec<&str> = m.environments.keys().map(String::as_str).collect();
-    let get = |n: &str| {
-        m.environments.get(n).cloned().ok_or_else(|| {
-            let help = match crate::diag::suggest::closest(n, names.iter().copied()) {
-                Some(s) => format!("did you mean `{s}`? environments: {}", names.join(", ")),
-                None => format!("environments: {}", names.join(", ")),
-            };
-            Error::usage_help(format!("unknown environment `{n}`"), help)
-        })
-    };
-    let Some(to) = to.or(env) else {
-        return Err(Error::usage_help(
-            "promote needs a target environment",
-            "pass --to ENV (or --env ENV)",
-        ));
-    };
-    let target = get(to)?;
-    let Some(from) = from.or(target.promote_from.as_deref()) else {
-        return Err(Error::usage_help(
-            format!("promote to `{to}` needs a source environment"),
-            format!("pass --from ENV, or set `promote_from:` on environment `{to}` in deploy.yml"),
-        ));
-    };
-    let source = get(from)?;
-    if from == to {
-        return Err(Error::usage("--from and --to name the same environment"));
-    }
-    if let Some(pf) = target.promote_from.as_deref().filter(|pf| *pf != from) {
-        return Err(Error::usage(format!(
-            "environment `{to}` is promoted from `{pf}` (promote_from in deploy.yml), not from `{from}`"
-        )));
-    }
-    Ok((source, target))
-}
-
-/// What differs between the source's release and the target, unit by unit.
-fn promotion(m: &Manifest, ctx: &Ctx, want: &Units, have: &Units) -> Promotion {
-    let selected =
-        |unit: &str| ctx.settings.only.is_empty() || ctx.settings.only.iter().any(|o| o == unit);
-    let mut p = Promotion::default();
-    for (key, svc) in &m.services {
-        let Some((_, w)) = want.services.get(&svc.compose_service) else {
-            continue;
-        };
-        if !selected(key) {
-            continue;
-        }
-        let h = have.services.get(&svc.compose_service).map(|(_, s)| s);
-        if h.is_some_and(|h| ledger::same_image(h, w)) {
-            continue;
-        }
-        p.services.push(key.clone());
-        p.images.insert(
-            svc.compose_service.clone(),
-            (w.image.clone(), w.image_id.clone()),
-        );
-        if let Some(d) = &w.digest {
-            p.digests.insert(svc.compose_service.clone(), d.clone());
-        }
-        p.rows.push([
-            key.clone(),
-            "service".into(),
-            h.map_or_else(|| "(none)".into(), |h| h.image.clone()),
-            match &w.digest {
-                Some(d) => format!(
-                    "{} ({}, by digest {d})",
-                    w.image,
-                    ledger::short_id(&w.image_id)
-                ),
-                None => format!("{} ({})", w.image, ledger::short_id(&w.image_id)),
-            },
-        ]);
-    }
-    for (site, (_, w)) in &want.pages {
-        if !selected(site) || !m.sites.contains_key(site) {
-            continue;
-        }
-        let h = have.pages.get(site).map(|(_, s)| s);
-        if h.is_some_and(|h| h.manifest == w.manifest && !w.manifest.is_empty()) {
-            continue;
-        }
-        p.sites.push((site.clone(), w.clone()));
-        p.rows.push([
-            site.clone(),
-            "pages".into(),
-            h.map_or_else(|| "(none)".into(), |h| h.url.clone()),
-            format!("{} files of {}", w.manifest.len(), w.url),
-        ]);
-    }
-    if let Some((_, v)) = &want.migration {
-        let h = have.migration.as_ref().map(|(_, v)| v.clone());
-        if selected(MIGRATIONS_UNIT) && m.migrations.is_some() && h.as_ref() != Some(v) {
-            p.migration = Some(v.clone());
-            p.rows.push([
-                MIGRATIONS_UNIT.into(),
-                "database".into(),
-                h.unwrap_or_else(|| "(none)".into()),
-                format!("version {v}"),
-            ]);
-        }
-    }
-    p
 }

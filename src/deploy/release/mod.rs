@@ -12,8 +12,12 @@
 //! - `rollback.rs`: the release's images back on the hosts, Pages rolled back, the record, the
 //!   abandoned release marked bad.
 //!
-//! The commands (`commands/{promote,rollback}.rs`) choose what goes where and build the plan.
+//! What goes where is chosen in `choose_promote.rs` and `choose_rollback.rs` (from the records;
+//! read-only), called by the commands (`commands/{promote,rollback}.rs`) and by `plan --promote`
+//! and `plan --rollback`; the commands build the plan.
 
+pub mod choose_promote;
+pub mod choose_rollback;
 mod promote;
 mod rollback;
 
