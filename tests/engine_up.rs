@@ -146,11 +146,10 @@ fn r11_a_dry_run_of_an_up_whose_gate_fails_walks_the_steps_the_rollback_walks() 
     assert_eq!(ids(&real).last(), Some(&"up:finish@local"));
 }
 
-#[test]
-fn r11_a_dry_run_of_promote_walks_the_steps_promote_walks() {
-    let s = Stack::new("eqpromo", "\"local\"", 5);
+/// Staging (the stack, deployed) and production (its own compose project, promoted from
+/// staging, not deployed yet). Returns production's project guard and its web port.
+fn staging_and_production(s: &Stack) -> (DropProject, u16) {
     let prd = format!("{}-prd", s.name);
-    let _cleanup = DropProject(prd.clone());
     let (pw, pa) = (free_port(), free_port());
     let d = s.host_dir.path().display().to_string();
     s.project.file(
@@ -171,6 +170,13 @@ fn r11_a_dry_run_of_promote_walks_the_steps_promote_walks() {
         .run(&["up", "--env", "staging", "--all"])
         .go()
         .status(0);
+    (DropProject(prd), pw)
+}
+
+#[test]
+fn r11_a_dry_run_of_promote_walks_the_steps_promote_walks() {
+    let s = Stack::new("eqpromo", "\"local\"", 5);
+    let (_cleanup, pw) = staging_and_production(&s);
     let promote = |extra: &[&str]| {
         let mut args = vec!["promote", "--env", "production", "--json"];
         args.extend_from_slice(extra);
@@ -544,28 +550,7 @@ fn r11_plan_rollback_to_a_release_names_it() {
 #[test]
 fn r11_plan_promote_lists_the_steps_promote_walks_and_changes_nothing() {
     let s = Stack::new("planpromo", "\"local\"", 5);
-    let prd = format!("{}-prd", s.name);
-    let _cleanup = DropProject(prd.clone());
-    let (pw, pa) = (free_port(), free_port());
-    let d = s.host_dir.path().display().to_string();
-    s.project.file(
-        "compose.prod.yml",
-        &format!(
-            "services:\n{}{}",
-            service_yaml("web", WEB_V1, pw),
-            service_yaml("api", WEB_V1, pa)
-        ),
-    );
-    s.project.manifest(&format!(
-        "version: 1\nproject: shop\nenvironments:\n  staging:\n    hosts: [\"local\"]\n    dir: {d}/stg\n    compose_files: [compose.yml]\n    compose_project: {stg}\n  production:\n    hosts: [\"local\"]\n    dir: {d}/prd\n    compose_files: [compose.prod.yml]\n    compose_project: {prd}\n    promote_from: staging\nservices:\n  web:\n    health: {{ url: \"http://127.0.0.1:{wp}/\", timeout: 30s, expect_status: 200 }}\n  api: {{}}\n",
-        stg = s.name,
-        wp = s.web_port,
-    ));
-    s.project.commit("two environments");
-    s.project
-        .run(&["up", "--env", "staging", "--all"])
-        .go()
-        .status(0);
+    let (_cleanup, pw) = staging_and_production(&s);
     let prd_dir = s.host_dir.path().join("prd");
     let before = records(&prd_dir);
     let plan = s

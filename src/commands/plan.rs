@@ -55,25 +55,36 @@ fn release_run(ctx: &Ctx, plan: release::Planned) -> Result<()> {
 
 /// Steps, one a line: stage, where, what.
 fn print_steps<'s>(ctx: &Ctx, steps: impl Iterator<Item = &'s crate::plan::Step> + Clone) {
-    let width = steps
-        .clone()
-        .map(|s| s.target.label().len())
-        .max()
-        .unwrap_or(5)
-        .max(5);
-    let stage_width = steps
-        .clone()
-        .map(|s| s.stage.len())
-        .max()
-        .unwrap_or(0)
-        .max(6);
+    let cols = Columns::of(steps.clone());
     for s in steps {
-        ctx.report.info(&format!(
+        ctx.report.info(&cols.line(s));
+    }
+}
+
+/// The widths of the stage and host columns of a step listing.
+struct Columns {
+    stage: usize,
+    host: usize,
+}
+
+impl Columns {
+    fn of<'s>(steps: impl Iterator<Item = &'s crate::plan::Step> + Clone) -> Columns {
+        let widest = |f: &dyn Fn(&crate::plan::Step) -> usize| steps.clone().map(f).max();
+        Columns {
+            stage: widest(&|s| s.stage.len()).unwrap_or(0).max(6),
+            host: widest(&|s| s.target.label().len()).unwrap_or(5).max(5),
+        }
+    }
+
+    /// `  <stage> <host>  <what>`.
+    fn line(&self, s: &crate::plan::Step) -> String {
+        let (stage_width, width) = (self.stage, self.host);
+        format!(
             "  {:<stage_width$} {:<width$}  {}",
             s.stage,
             s.target.label(),
             s.describe()
-        ));
+        )
     }
 }
 
@@ -178,20 +189,7 @@ fn print_plan(ctx: &Ctx, loaded: &Loaded, env: Option<&Environment>, plan: &crat
     let a = &loaded.affected;
     r.stage_start("plan", env.map(|e| e.name.as_str()));
     r.note(&loaded.describe());
-    let width = plan
-        .steps
-        .iter()
-        .map(|s| s.target.label().len())
-        .max()
-        .unwrap_or(5)
-        .max(5);
-    let stage_width = plan
-        .steps
-        .iter()
-        .map(|s| s.stage.len())
-        .max()
-        .unwrap_or(0)
-        .max(6);
+    let cols = Columns::of(plan.steps.iter());
     // Steps that belong to the environment rather than a unit: lock, compose files, record.
     let shared: Vec<_> = plan.steps.iter().filter(|s| s.unit.is_none()).collect();
     if let (Some(e), false) = (env, shared.is_empty()) {
@@ -200,12 +198,7 @@ fn print_plan(ctx: &Ctx, loaded: &Loaded, env: Option<&Environment>, plan: &crat
             e.name
         ));
         for s in shared {
-            r.info(&format!(
-                "  {:<stage_width$} {:<width$}  {}",
-                s.stage,
-                s.target.label(),
-                s.describe()
-            ));
+            r.info(&cols.line(s));
         }
     }
     for unit in &a.units {
@@ -219,12 +212,7 @@ fn print_plan(ctx: &Ctx, loaded: &Loaded, env: Option<&Environment>, plan: &crat
             r.info("  nothing to do in these stages");
         }
         for s in steps {
-            r.info(&format!(
-                "  {:<stage_width$} {:<width$}  {}",
-                s.stage,
-                s.target.label(),
-                s.describe()
-            ));
+            r.info(&cols.line(s));
         }
     }
     let rest = loaded.unaffected();
