@@ -10,12 +10,25 @@ pub(crate) const WEB_V1: &str = "deploy-action-test/web:v1";
 pub(crate) const WEB_V2: &str = "deploy-action-test/web:v2";
 pub(crate) const WEB_BROKEN: &str = "deploy-action-test/web:broken";
 
+/// A port for a test's published container port. Not from the kernel's ephemeral range
+/// (32768–60999), where a port just released by one test process is soon handed to another as
+/// an outgoing connection's or another test's "free" port (docker then fails with "port is
+/// already allocated"): a range below it, each test process starting at its own offset (its pid)
+/// and taking the next port that nothing listens on.
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(37);
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + start.wrapping_add(n) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + SPAN)
 }
 
 pub(crate) fn sh(cmd: &str) -> String {
